@@ -1,0 +1,33 @@
+"""qsem.circuits: the circuit IR, gate and channel library, observables and templates.
+
+Imports go one way: ``qsem.circuits`` <- ``qsem.simulators`` <- the rest of ``qsem``.
+"""
+
+from . import channels, gates, observables
+from .channels import AmplitudeDamping, BitFlip, Depolarizing, Kraus, PhaseDamping, TritFlip
+from .circuit import Circuit
+from .errors import (
+    DimensionError,
+    InvalidStateError,
+    MemoryLimitError,
+    MissingDependencyError,
+    NotCPTPError,
+    NotUnitaryError,
+    QsemError,
+    QsemTypeError,
+    QsemValueError,
+)
+from .gates import *  # noqa: F403
+from .gates import __all__ as _gate_names
+from .observables import GellMann, Hermitian, Observable, PauliString, gell_mann_matrices
+from .operations import Channel, Gate, Operation
+from .parameters import Parameter
+
+__all__ = [
+    *_gate_names,
+    "AmplitudeDamping", "BitFlip", "Channel", "Circuit", "Depolarizing", "DimensionError",
+    "Gate", "GellMann", "Hermitian", "InvalidStateError", "Kraus", "MemoryLimitError",
+    "MissingDependencyError", "NotCPTPError", "NotUnitaryError", "Observable", "Operation",
+    "Parameter", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError", "QsemValueError",
+    "TritFlip", "channels", "gates", "gell_mann_matrices", "observables",
+]  # fmt: skip

@@ -1,0 +1,210 @@
+"""Noise channels as Kraus operators, for wires of any dimension where it makes sense.
+
+Conventions (Qiskit's, which PennyLane's qubit channels differ from):
+
+* ``Depolarizing(p)``: ``ρ -> (1 - p) ρ + p Tr_w(ρ) ⊗ I/d`` on one wire of any
+  dimension, ``0 <= p <= d²/(d²-1)``; Kraus ``sqrt(1 - p + p/d²) I`` and
+  ``sqrt(p)/d · X^a Z^b`` for the other ``d² - 1`` Weyl operators.
+  PennyLane's ``DepolarizingChannel(q)`` is ``p = 4q/3``.
+* ``AmplitudeDamping(γ_1, ..., γ_{d-1})``: the cascade ``|k> -> |k-1>`` with
+  probability ``γ_k`` (a qubit takes one γ; a qutrit two: ``|2>->|1>->|0>``).
+* ``BitFlip(p)`` (qubit), ``TritFlip(p01, p02, p12)`` (qutrit, level swaps),
+  ``PhaseDamping(γ)`` (qubit), ``Kraus(ops)`` (any wires, checked CPTP).
+
+>>> import torch
+>>> k = Depolarizing(0.3, wires=0).kraus([torch.tensor(0.3)], (2,), dtype=torch.complex128)
+>>> torch.allclose(sum(m.mH @ m for m in k), torch.eye(2, dtype=torch.complex128))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DimensionError, NotCPTPError, arg_error
+from .operations import Channel
+from .parameters import ParamLike, Parameter
+from .tolerances import UNITARY_ATOL, atol_for
+
+__all__ = ["AmplitudeDamping", "BitFlip", "Depolarizing", "Kraus", "PhaseDamping", "TritFlip"]
+
+
+def _check_prob(name: str, value: ParamLike, low: float, high: float) -> None:
+    if isinstance(value, Parameter):
+        return
+    t = torch.as_tensor(value).detach()
+    if t.numel() and (float(t.min()) < low - 1e-12 or float(t.max()) > high + 1e-12):
+        raise arg_error(name, f"must lie in [{low:g}, {high:g}], got {t.tolist()}")
+
+
+def _weyl(d: int) -> np.ndarray:
+    """The d² Weyl operators X^a Z^b, a, b in 0..d-1 (first one the identity)."""
+    shift = np.roll(np.eye(d), 1, axis=0)
+    clock = np.diag(np.exp(2j * np.pi * np.arange(d) / d))
+    ops = [np.linalg.matrix_power(shift, a) @ np.linalg.matrix_power(clock, b)
+           for a in range(d) for b in range(d)]  # fmt: skip
+    return np.stack(ops)
+
+
+def _stack(coeffs: Sequence[torch.Tensor], mats: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Σ-free Kraus stack: coeffs[i] (shape () or (B,)) times constant mats[i]."""
+    c = torch.stack(torch.broadcast_tensors(*coeffs), -1).to(dtype)  # (..., r)
+    m = torch.as_tensor(mats, dtype=dtype, device=c.device)
+    return c[..., None, None] * m
+
+
+class Depolarizing(Channel):
+    """``ρ -> (1 - p) ρ + p I/d`` on one wire of any dimension d."""
+
+    num_params = 1
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        d = dims[0]
+        _check_prob("p", self.params[0], 0.0, d * d / (d * d - 1))
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        d = dims[0]
+        p = params[0]
+        w = _weyl(d)
+        rest = torch.sqrt(p.clamp(min=0)) / d
+        first = torch.sqrt((1 - p + p / (d * d)).clamp(min=0))
+        return _stack([first] + [rest] * (d * d - 1), w, dtype)
+
+
+class AmplitudeDamping(Channel):
+    """Cascade decay ``|k> -> |k-1>`` with probability ``γ_k`` (d-1 parameters)."""
+
+    def __init__(self, *gammas: ParamLike, wires: object) -> None:
+        if not gammas:
+            raise arg_error("gammas", "AmplitudeDamping needs d - 1 decay probabilities, got none")
+        self._n = len(gammas)  # checked against the wire's dimension in check_dims
+        super().__init__(*gammas, wires=wires)
+
+    @property
+    def num_params(self) -> int:  # type: ignore[override]
+        return self._n
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        d = dims[0]
+        if self._n != d - 1:
+            raise DimensionError(
+                f"argument 'gammas': AmplitudeDamping on a wire of dimension {d} takes "
+                f"{d - 1} decay probabilities, got {self._n}"
+            )
+        for i, g in enumerate(self.params):
+            _check_prob(f"gammas[{i}]", g, 0.0, 1.0)
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        d = dims[0]
+        gam = torch.broadcast_tensors(*params)
+        one = torch.ones_like(gam[0])
+        diag = torch.stack([one] + [torch.sqrt((1 - g).clamp(min=0)) for g in gam], -1)
+        k0 = torch.diag_embed(diag)
+        ks = [k0]
+        for k in range(1, d):
+            e = torch.zeros(d, d, dtype=gam[0].dtype, device=gam[0].device)
+            e[k - 1, k] = 1.0
+            ks.append(torch.sqrt(gam[k - 1].clamp(min=0))[..., None, None] * e)
+        return torch.stack(ks, -3).to(dtype)
+
+
+class BitFlip(Channel):
+    """``ρ -> (1 - p) ρ + p X ρ X`` on a qubit."""
+
+    num_params = 1
+    wire_dims = (2,)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        super().check_dims(dims)
+        _check_prob("p", self.params[0], 0.0, 1.0)
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        p = params[0]
+        mats = np.stack([np.eye(2), np.array([[0, 1], [1, 0]])])
+        return _stack([torch.sqrt(1 - p), torch.sqrt(p)], mats, dtype)
+
+
+class TritFlip(Channel):
+    """Qutrit level flips: with probability ``p_jk`` swap levels j and k (PennyLane's TritFlip)."""
+
+    num_params = 3
+    wire_dims = (3,)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        super().check_dims(dims)
+        for name, p in zip(("p01", "p02", "p12"), self.params, strict=True):
+            _check_prob(name, p, 0.0, 1.0)
+        if not any(isinstance(p, Parameter) for p in self.params):
+            total = sum(torch.as_tensor(p).detach() for p in self.params)
+            if float(torch.as_tensor(total).max()) > 1 + 1e-12:
+                raise arg_error("p01", f"p01 + p02 + p12 must be <= 1, got {total}")
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        p01, p02, p12 = torch.broadcast_tensors(*params)
+        mats = [np.eye(3)]
+        for j, k in ((0, 1), (0, 2), (1, 2)):
+            m = np.eye(3)
+            m[[j, k]] = m[[k, j]]
+            mats.append(m)
+        coeffs = [torch.sqrt((1 - p01 - p02 - p12).clamp(min=0))] + [torch.sqrt(p) for p in (p01, p02, p12)]
+        return _stack(coeffs, np.stack(mats), dtype)
+
+
+class PhaseDamping(Channel):
+    """Qubit dephasing: Kraus ``diag(1, sqrt(1-γ))`` and ``diag(0, sqrt γ)``."""
+
+    num_params = 1
+    wire_dims = (2,)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        super().check_dims(dims)
+        _check_prob("gamma", self.params[0], 0.0, 1.0)
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        g = params[0]
+        k0 = torch.stack([torch.ones_like(g), torch.sqrt(1 - g)], -1)
+        k1 = torch.stack([torch.zeros_like(g), torch.sqrt(g)], -1)
+        return torch.stack([torch.diag_embed(k0), torch.diag_embed(k1)], -3).to(dtype)
+
+
+class Kraus(Channel):
+    """A general channel from Kraus operators ``(r, D, D)``, checked ``Σ K^†K = I``."""
+
+    num_wires = None
+
+    def __init__(self, operators: Any, wires: object, *, atol: float | None = None) -> None:
+        super().__init__(wires=wires)
+        ops = torch.as_tensor(operators)
+        if not ops.is_complex():
+            ops = ops.to(torch.complex128)
+        if ops.dim() == 2:
+            ops = ops[None]
+        if ops.dim() != 3 or ops.shape[-1] != ops.shape[-2]:
+            raise arg_error("operators", f"expected shape (r, D, D), got {tuple(ops.shape)}")
+        tol = atol if atol is not None else atol_for(UNITARY_ATOL, ops.dtype)
+        s = (ops.mH @ ops).sum(0)
+        err = float((s - torch.eye(ops.shape[-1], dtype=ops.dtype)).abs().max())
+        if err > tol:
+            raise NotCPTPError(
+                f"argument 'operators': not trace preserving, max |Σ K^†K - I| = {err:.3g} "
+                f"> atol {tol:g}"
+            )
+        self.operators = ops
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        if math.prod(dims) != self.operators.shape[-1]:
+            raise DimensionError(
+                f"argument 'operators': size {self.operators.shape[-1]} does not match wires "
+                f"{list(self.wires)} of dimensions {list(dims)}"
+            )
+
+    def structure_key(self) -> tuple[Any, ...]:
+        return (Kraus, self.wires, id(self.operators))
+
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        return self.operators.to(dtype=dtype, device=device)

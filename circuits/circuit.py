@@ -1,0 +1,221 @@
+"""The circuit IR: wires with dimensions and an ordered list of operations.
+
+>>> from qsem.circuits import Circuit, Parameter
+>>> from qsem.circuits.gates import TRY, TAdd, RY, Controlled, TSWAP
+>>> c = Circuit([3, 3, 2])
+>>> _ = c.add(TRY(Parameter("x"), wires=0, subspace=(0, 1)), TAdd(wires=[0, 1]))
+>>> _ = c.add(RY(0.3, wires=2), Controlled(TSWAP(wires=[0, 1]), control_wires=[2]))
+>>> c.parameters
+['x']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .errors import DimensionError, QsemTypeError, QsemValueError, arg_error
+from .operations import Channel, Gate, Operation
+from .parameters import Parameter, check_param
+
+
+def _check_dims(dims: object) -> tuple[int, ...]:
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        raise arg_error(
+            "dims",
+            f"expected a sequence of wire dimensions, got the int {dims}; "
+            f"use Circuit.qubits({dims}) or Circuit([2] * {dims})",
+            QsemTypeError,
+        )
+    if not isinstance(dims, Sequence) or isinstance(dims, str):
+        raise arg_error("dims", f"expected a sequence of ints, got {dims!r}", QsemTypeError)
+    out = []
+    for i, d in enumerate(dims):
+        if isinstance(d, bool) or not isinstance(d, int) or d < 2:
+            raise arg_error("dims", f"dims[{i}] must be an integer >= 2, got {d!r}")
+        out.append(int(d))
+    if not out:
+        raise arg_error("dims", "a circuit needs at least one wire")
+    return tuple(out)
+
+
+class Circuit:
+    """Wires of dimensions ``dims`` and an ordered list of gates and channels.
+
+    Wire 0 is the most significant index of a basis state ``|w0 w1 ...>``.
+    Build with :meth:`add` (chainable) or ``+=``; compose with ``+``; invert with
+    :meth:`adjoint`; bind symbolic parameters with :meth:`bind`; draw with
+    ``print(circuit)``.
+    """
+
+    def __init__(self, dims: Sequence[int], ops: Iterable[Operation] = ()) -> None:
+        self.dims: tuple[int, ...] = _check_dims(dims)
+        self.ops: list[Operation] = []
+        self._version = 0
+        self.add(*ops)
+
+    @classmethod
+    def qubits(cls, n: int) -> Circuit:
+        """A circuit of ``n`` qubits."""
+        return cls([2] * _positive(n, "n"))
+
+    @classmethod
+    def qutrits(cls, n: int) -> Circuit:
+        """A circuit of ``n`` qutrits."""
+        return cls([3] * _positive(n, "n"))
+
+    # -- building -----------------------------------------------------------------
+    def add(self, *ops: Operation | Circuit) -> Circuit:
+        """Append operations (or every operation of a circuit on the same wires); returns self."""
+        for op in ops:
+            if isinstance(op, Circuit):
+                if op.dims != self.dims:
+                    raise DimensionError(
+                        f"argument 'ops': cannot append a circuit with dims {list(op.dims)} "
+                        f"to one with dims {list(self.dims)}"
+                    )
+                self.add(*op.ops)
+                continue
+            if not isinstance(op, Operation):
+                raise arg_error("ops", f"expected an Operation, got {type(op).__name__}", QsemTypeError)
+            bad = [w for w in op.wires if w >= len(self.dims)]
+            if bad:
+                raise arg_error(
+                    "wires", f"{op.name} uses wire(s) {bad}, but the circuit has wires 0..{len(self.dims) - 1}"
+                )
+            op.check_dims(self.wire_dims(op.wires))
+            self.ops.append(op)
+            self._version += 1
+        return self
+
+    append = add
+
+    def __iadd__(self, other: Operation | Circuit) -> Circuit:
+        return self.add(other)
+
+    def __add__(self, other: Circuit) -> Circuit:
+        if not isinstance(other, Circuit):
+            return NotImplemented
+        return self.copy().add(other)
+
+    def compose(self, other: Circuit, wires: Sequence[int]) -> Circuit:
+        """A new circuit: this one followed by ``other`` mapped onto ``wires`` of this one."""
+        if len(wires) != len(other.dims):
+            raise arg_error("wires", f"need {len(other.dims)} wires for the other circuit, got {list(wires)}")
+        mapped = [self.dims[w] for w in wires]
+        if tuple(mapped) != other.dims:
+            raise DimensionError(
+                f"argument 'wires': wires {list(wires)} have dimensions {mapped}, the other circuit "
+                f"needs {list(other.dims)}"
+            )
+        out = self.copy()
+        for op in other.ops:
+            out.add(remap_wires(op, {i: w for i, w in enumerate(wires)}))
+        return out
+
+    def copy(self) -> Circuit:
+        return Circuit(self.dims, list(self.ops))
+
+    def adjoint(self) -> Circuit:
+        """The inverse circuit (gates only)."""
+        if self.has_channels:
+            raise QsemValueError("a circuit with channels has no adjoint (channels are not unitary)")
+        return Circuit(self.dims, [op.adjoint() for op in reversed(self.ops)])  # type: ignore[attr-defined]
+
+    def bind(self, values: Mapping[str, Any]) -> Circuit:
+        """A copy whose symbolic parameters are replaced by the given values."""
+        if not isinstance(values, Mapping):
+            raise arg_error("values", f"expected a mapping name -> value, got {type(values).__name__}", QsemTypeError)
+        unknown = set(values) - set(self.parameters)
+        if unknown:
+            raise arg_error("values", f"no parameter(s) named {sorted(unknown)} in the circuit")
+        out = Circuit(self.dims)
+        for op in self.ops:
+            if any(isinstance(p, Parameter) and p.name in values for p in op.params):
+                new = []
+                for p in op.params:
+                    if isinstance(p, Parameter) and p.name in values:
+                        v = check_param(values[p.name], f"values['{p.name}']")
+                        v = torch.as_tensor(v, dtype=torch.float64) if not isinstance(v, torch.Tensor) else v
+                        new.append(v * p.scale if p.scale != 1.0 else v)
+                    else:
+                        new.append(p)
+                op = op.with_params(new)
+            out.ops.append(op)
+        return out
+
+    # -- queries ------------------------------------------------------------------
+    def wire_dims(self, wires: Sequence[int]) -> tuple[int, ...]:
+        return tuple(self.dims[w] for w in wires)
+
+    @property
+    def num_wires(self) -> int:
+        return len(self.dims)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the full register, ``prod(dims)``."""
+        return math.prod(self.dims)
+
+    @property
+    def parameters(self) -> list[str]:
+        """Names of symbolic parameters in order of first appearance."""
+        seen: dict[str, None] = {}
+        for op in self.ops:
+            for p in op.params:
+                if isinstance(p, Parameter):
+                    seen.setdefault(p.name, None)
+        return list(seen)
+
+    @property
+    def has_channels(self) -> bool:
+        return any(isinstance(op, Channel) for op in self.ops)
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [op for op in self.ops if isinstance(op, Gate)]
+
+    def structure_key(self) -> tuple[Any, ...]:
+        """Hashable description of everything but parameter values."""
+        return (self.dims, tuple(op.structure_key() for op in self.ops))
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(self.ops)
+
+    def __repr__(self) -> str:
+        return f"Circuit(dims={list(self.dims)}, ops={len(self.ops)})"
+
+    def __str__(self) -> str:
+        return self.draw()
+
+    def draw(self, max_width: int = 120) -> str:
+        """Text drawing: one row per wire, one column per layer of operations."""
+        from .draw import draw_text
+
+        return draw_text(self, max_width=max_width)
+
+
+def _positive(n: object, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise arg_error(name, f"must be a positive integer, got {n!r}")
+    return n
+
+
+def remap_wires(op: Operation, mapping: Mapping[int, int]) -> Operation:
+    """A copy of ``op`` with its wires renamed by ``mapping`` (nested controls included)."""
+    import copy
+
+    new = copy.copy(op)
+    new.wires = tuple(mapping[w] for w in op.wires)
+    for attr in ("base",):
+        if hasattr(op, attr):
+            setattr(new, attr, remap_wires(getattr(op, attr), mapping))
+    if hasattr(op, "control_wires"):
+        new.control_wires = tuple(mapping[w] for w in op.control_wires)  # type: ignore[attr-defined]
+    return new

@@ -1,0 +1,187 @@
+"""Observables: Pauli strings, generalised Gell-Mann matrices, any Hermitian matrix.
+
+``expval`` in :mod:`qsem.simulators` takes any of these. Diagonal observables
+(``Z`` strings, diagonal Gell-Mann matrices) are evaluated from probabilities.
+
+>>> PauliString("ZZ", wires=[0, 1]).diagonal((2, 2))
+tensor([ 1., -1., -1.,  1.], dtype=torch.float64)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DimensionError, QsemTypeError, arg_error
+from .operations import normalize_wires
+from .tolerances import UNITARY_ATOL, atol_for
+
+__all__ = ["GellMann", "Hermitian", "Observable", "PauliString", "gell_mann_matrices"]
+
+_PAULI = {
+    "I": np.eye(2),
+    "X": np.array([[0, 1], [1, 0]]),
+    "Y": np.array([[0, -1j], [1j, 0]]),
+    "Z": np.diag([1, -1]),
+}
+
+
+class Observable:
+    """A Hermitian operator on ``wires`` (local matrix, wire 0 most significant)."""
+
+    wires: tuple[int, ...]
+
+    def local_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        raise NotImplementedError
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        return None
+
+    def matrix(
+        self, dims: tuple[int, ...], *, dtype: torch.dtype = torch.complex64, device: Any = None
+    ) -> torch.Tensor:
+        """Local matrix on this observable's wires, as a tensor."""
+        self.check_dims(tuple(dims))
+        return torch.as_tensor(self.local_matrix(tuple(dims)), dtype=dtype, device=device)
+
+    def diagonal(self, dims: tuple[int, ...]) -> torch.Tensor | None:
+        """Real diagonal (float64) if the observable is diagonal, else ``None``."""
+        m = self.local_matrix(tuple(dims))
+        if np.count_nonzero(m - np.diag(np.diag(m))):
+            return None
+        return torch.from_numpy(np.diag(m).real.astype(np.float64))
+
+
+class PauliString(Observable):
+    """A tensor product of Paulis, e.g. ``PauliString("XZ", wires=[0, 2])``, times ``coeff``.
+
+    Only qubit wires are allowed; use :class:`GellMann` or :class:`Hermitian` on qudits.
+    """
+
+    def __init__(self, paulis: str, wires: object, coeff: float = 1.0) -> None:
+        if not isinstance(paulis, str) or not paulis or set(paulis.upper()) - set("IXYZ"):
+            raise arg_error("paulis", f"expected a string over I, X, Y, Z, got {paulis!r}")
+        self.paulis = paulis.upper()
+        self.wires = normalize_wires(wires)
+        if len(self.wires) != len(self.paulis):
+            raise arg_error(
+                "wires", f"{len(self.paulis)} Paulis need {len(self.paulis)} wires, got {list(self.wires)}"
+            )
+        self.coeff = float(coeff)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        if any(d != 2 for d in dims):
+            raise DimensionError(
+                f"argument 'wires': Pauli strings act on qubits, wires {list(self.wires)} have "
+                f"dimensions {list(dims)}; use GellMann or Hermitian for qudits"
+            )
+
+    def local_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        self.check_dims(dims)
+        m = np.array([[self.coeff]], dtype=np.complex128)
+        for p in self.paulis:
+            m = np.kron(m, _PAULI[p])
+        return m
+
+    def __repr__(self) -> str:
+        c = "" if self.coeff == 1.0 else f"{self.coeff:g}*"
+        return f"{c}PauliString({self.paulis!r}, wires={list(self.wires)})"
+
+
+def gell_mann_matrices(d: int) -> np.ndarray:
+    """The ``d² - 1`` generalised Gell-Mann matrices, ordered so that d = 3 gives λ1..λ8.
+
+    For each level ``k = 1..d-1``: for ``j < k`` the symmetric ``|j><k| + |k><j|``
+    and antisymmetric ``-i|j><k| + i|k><j|``, then the diagonal
+    ``sqrt(2/(k(k+1))) (Σ_{j<k} |j><j| - k |k><k|)``.
+    """
+    if not isinstance(d, int) or d < 2:
+        raise arg_error("d", f"must be an integer >= 2, got {d!r}")
+    out = []
+    for k in range(1, d):
+        for j in range(k):
+            s = np.zeros((d, d), dtype=np.complex128)
+            s[j, k] = s[k, j] = 1
+            a = np.zeros((d, d), dtype=np.complex128)
+            a[j, k], a[k, j] = -1j, 1j
+            out += [s, a]
+        diag = np.zeros(d)
+        diag[:k] = 1
+        diag[k] = -k
+        out.append(np.diag(diag * math.sqrt(2 / (k * (k + 1)))).astype(np.complex128))
+    return np.stack(out)
+
+
+class GellMann(Observable):
+    """Generalised Gell-Mann matrix ``index`` (1-based, 1..d²-1) on one qudit wire."""
+
+    def __init__(self, index: int, wires: object, coeff: float = 1.0) -> None:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 1:
+            raise arg_error("index", f"must be an integer >= 1, got {index!r}")
+        self.index = int(index)
+        self.wires = normalize_wires(wires)
+        if len(self.wires) != 1:
+            raise arg_error("wires", f"GellMann acts on one wire, got {list(self.wires)}")
+        self.coeff = float(coeff)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        d = dims[0]
+        if self.index > d * d - 1:
+            raise DimensionError(
+                f"argument 'index': a wire of dimension {d} has Gell-Mann matrices 1..{d * d - 1}, "
+                f"got {self.index}"
+            )
+
+    def local_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        self.check_dims(dims)
+        return self.coeff * gell_mann_matrices(dims[0])[self.index - 1]
+
+    def __repr__(self) -> str:
+        return f"GellMann({self.index}, wires={list(self.wires)})"
+
+
+class Hermitian(Observable):
+    """Any Hermitian matrix on ``wires`` (checked, tolerance as for unitaries)."""
+
+    def __init__(self, matrix: Any, wires: object, *, atol: float | None = None) -> None:
+        m = np.asarray(
+            matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else matrix,
+            dtype=np.complex128,
+        )
+        if m.ndim != 2 or m.shape[0] != m.shape[1]:
+            raise arg_error("matrix", f"expected a square matrix, got shape {m.shape}")
+        if not np.isfinite(m).all():
+            raise arg_error("matrix", "contains NaN or inf")
+        tol = atol if atol is not None else atol_for(UNITARY_ATOL, torch.float64)
+        err = float(np.abs(m - m.conj().T).max())
+        if err > max(tol, 1e-8):
+            raise arg_error("matrix", f"not Hermitian, max |H - H^†| = {err:.3g}")
+        self.hmatrix = m
+        self.wires = normalize_wires(wires)
+
+    def check_dims(self, dims: tuple[int, ...]) -> None:
+        if math.prod(dims) != self.hmatrix.shape[0]:
+            raise DimensionError(
+                f"argument 'matrix': size {self.hmatrix.shape[0]} does not match wires "
+                f"{list(self.wires)} of dimensions {list(dims)}"
+            )
+
+    def local_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        self.check_dims(dims)
+        return self.hmatrix
+
+    def __repr__(self) -> str:
+        return f"Hermitian(shape={self.hmatrix.shape}, wires={list(self.wires)})"
+
+
+def as_observables(obs: Observable | Sequence[Observable], name: str = "observable") -> list[Observable]:
+    """Normalise one observable or a sequence of them to a list (type-checked)."""
+    items = [obs] if isinstance(obs, Observable) else list(obs)
+    for o in items:
+        if not isinstance(o, Observable):
+            raise arg_error(name, f"expected Observable(s), got {type(o).__name__}", QsemTypeError)
+    return items

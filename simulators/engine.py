@@ -1,0 +1,218 @@
+"""The torch simulation engine: batched statevector and density-matrix simulation.
+
+Fully differentiable by autograd; complex64 by default, complex128 on request;
+any torch device. The class is thin: it validates, compiles a cached plan
+(:mod:`qsem.simulators.plan`) and runs its steps, which call the pure kernels of
+:mod:`qsem.simulators.kernels`.
+
+>>> import torch
+>>> from qsem.circuits import Circuit, H, CNOT
+>>> from qsem.simulators import TorchSimulator, probs
+>>> bell = Circuit.qubits(2).add(H(wires=0), CNOT(wires=[0, 1]))
+>>> probs(TorchSimulator().run(bell))
+tensor([0.5000, 0.0000, 0.0000, 0.5000])
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from qsem.circuits.circuit import Circuit
+from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.circuits.parameters import Parameter, check_param
+
+from .memory import check_fits
+from .plan import Context, Plan, compile_plan
+from .state import Mode, State, check_dtype, check_mode, initial_state
+
+#: Above this many bytes of state, no-grad density-matrix runs go one batch chunk at a time.
+CHUNK_BYTES = 64 << 20
+
+
+def check_device(device: Any) -> torch.device:
+    """Validate a torch device (CUDA only where it is available)."""
+    try:
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+    except (RuntimeError, TypeError) as exc:
+        raise arg_error("device", f"not a torch device: {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise arg_error("device", f"{device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | None:
+    """The common batch size of bound and concrete parameters (``None``: unbatched)."""
+    sizes: dict[int, str] = {}
+    for op in circuit.ops:
+        b = op.batch_size()
+        if b is not None:
+            sizes.setdefault(b, f"a parameter of {op.name} on wires {list(op.wires)}")
+    for name, value in (params or {}).items():
+        t = check_param(value, f"params['{name}']")
+        if isinstance(t, torch.Tensor) and t.dim() == 1:
+            sizes.setdefault(int(t.shape[0]), f"params['{name}']")
+    if len(sizes) > 1:
+        desc = ", ".join(f"{b} ({where})" for b, where in sizes.items())
+        raise arg_error("params", f"batch sizes differ: {desc}")
+    return next(iter(sizes)) if sizes else None
+
+
+class TorchSimulator:
+    """Simulate circuits on torch tensors.
+
+    Args:
+        mode: ``"statevector"`` or ``"density_matrix"`` (needed for channels).
+        dtype: ``torch.complex64`` (default) or ``torch.complex128``.
+        device: any torch device, CUDA included.
+        max_block_dim: largest Kronecker block of fused single-wire gates.
+        max_memory: bytes a simulation may use (default: what the device has free).
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "statevector",
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: Any = None,
+        max_block_dim: int = 32,
+        max_memory: int | None = None,
+    ) -> None:
+        self.mode: Mode = check_mode(mode)
+        self.dtype = check_dtype(dtype)
+        self.device = check_device(device)
+        if not isinstance(max_block_dim, int) or max_block_dim < 2:
+            raise arg_error("max_block_dim", f"must be an integer >= 2, got {max_block_dim!r}")
+        self.max_block_dim = max_block_dim
+        if max_memory is not None and (not isinstance(max_memory, int) or max_memory <= 0):
+            raise arg_error("max_memory", f"must be a positive number of bytes, got {max_memory!r}")
+        self.max_memory = max_memory
+        self._plans: OrderedDict[Any, Plan] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"TorchSimulator(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
+
+    def plan(self, circuit: Circuit) -> Plan:
+        """The cached execution plan of ``circuit``'s structure."""
+        key = (circuit.structure_key(), self.mode, self.max_block_dim)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = compile_plan(circuit, self.mode, max_block_dim=self.max_block_dim)
+            self._plans[key] = plan
+            if len(self._plans) > 128:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
+
+    def run(
+        self,
+        circuit: Circuit,
+        params: Mapping[str, Any] | None = None,
+        *,
+        initial_state: Any = None,
+    ) -> State:
+        """Simulate ``circuit`` with symbolic parameters bound from ``params``.
+
+        ``initial_state``: ``None`` for ``|0...0>``, a list of levels per wire, a
+        statevector ``(D,)``/``(B, D)`` or (density-matrix mode) ``(D, D)``/``(B, D, D)``.
+        """
+        if not isinstance(circuit, Circuit):
+            raise arg_error("circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError)
+        if params is not None and not isinstance(params, Mapping):
+            raise arg_error("params", f"expected a mapping name -> value, got {type(params).__name__}", QsemTypeError)
+        missing = [p for p in circuit.parameters if p not in (params or {})]
+        if missing:
+            raise arg_error("params", f"no value for symbolic parameter(s) {missing}")
+        extra = sorted(set(params or {}) - set(circuit.parameters))
+        if extra:
+            raise arg_error("params", f"the circuit has no parameter(s) named {extra}")
+        batch = batch_size_of(circuit, params)
+        if isinstance(initial_state, torch.Tensor) and initial_state.dim() in (2, 3):
+            lead = initial_state.shape[0]
+            looks_batched = initial_state.dim() == 3 or (
+                initial_state.dim() == 2 and (self.mode == "statevector" or lead != circuit.dim)
+            )
+            if looks_batched and batch is None:
+                batch = int(lead)
+        check_fits(circuit.dims, self.mode, batch or 1, self.dtype, self.device, self.max_memory)
+        plan = self.plan(circuit)
+        x, out_batch = initial_state_tensor(initial_state, circuit, self.mode, batch, self.dtype, self.device)
+        ctx = Context(
+            dims=circuit.dims,
+            mode=self.mode,
+            bindings=params,
+            dtype=self.dtype,
+            real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
+            device=self.device,
+        )
+        tensors = [v for v in (params or {}).values() if isinstance(v, torch.Tensor)]
+        tensors += [p for op in circuit.ops for p in op.params if isinstance(p, torch.Tensor)]
+        if isinstance(initial_state, torch.Tensor):
+            tensors.append(initial_state)
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        x = run_plan(plan, x, ctx, allow_chunks=not needs_grad)
+        if self.mode == "density_matrix":
+            x = x.reshape(x.shape[0], circuit.dim, circuit.dim)
+        return State(tensor=x, dims=circuit.dims, mode=self.mode, batched=out_batch is not None)
+
+
+def initial_state_tensor(
+    value: Any, circuit: Circuit, mode: Mode, batch: int | None, dtype: torch.dtype, device: Any
+) -> tuple[torch.Tensor, int | None]:
+    """Flat initial tensor ``(B, D)`` or ``(B, D*D)`` and its batch size."""
+    t, out_batch = initial_state(value, circuit.dims, mode, batch, dtype=dtype, device=device)
+    return t.reshape(t.shape[0], -1), out_batch
+
+
+def run_plan(plan: Plan, x: torch.Tensor, ctx: Context, *, allow_chunks: bool = False) -> torch.Tensor:
+    """Run every step on ``x`` (which the caller owns).
+
+    With ``allow_chunks`` (nothing needs a gradient), a large batched state goes one
+    chunk of the batch at a time, each chunk written back into ``x``, so memory
+    stays near one state plus one chunk's working set.
+    """
+    nbytes = x.numel() * x.element_size()
+    if not allow_chunks or nbytes <= CHUNK_BYTES or x.shape[0] == 1:
+        for step in plan.steps:
+            x = step.apply(x, ctx)
+        return x
+    chunk = max(1, int(x.shape[0] * CHUNK_BYTES // nbytes))
+    ctx.full_batch = int(x.shape[0])
+    for start in range(0, x.shape[0], chunk):
+        ctx.batch_slice = slice(start, start + chunk)
+        part = x[ctx.batch_slice]
+        for step in plan.steps:
+            part = step.apply(part, ctx)
+        x[ctx.batch_slice] = part
+        del part
+    ctx.batch_slice = None
+    return x
+
+
+def simulate(
+    circuit: Circuit,
+    params: Mapping[str, Any] | None = None,
+    *,
+    mode: Mode | None = None,
+    dtype: torch.dtype = torch.complex64,
+    device: Any = None,
+    initial_state: Any = None,
+) -> State:
+    """One-call simulation; density-matrix mode is chosen when the circuit has channels.
+
+    >>> from qsem.circuits import Circuit, TShift
+    >>> simulate(Circuit.qutrits(1).add(TShift(wires=0))).vector
+    tensor([0.+0.j, 1.+0.j, 0.+0.j])
+    """
+    if mode is None:
+        mode = "density_matrix" if circuit.has_channels else "statevector"
+    return TorchSimulator(mode, dtype=dtype, device=device).run(
+        circuit, params, initial_state=initial_state
+    )
+
+
+__all__ = ["Parameter", "TorchSimulator", "batch_size_of", "check_device", "simulate"]

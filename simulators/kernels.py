@@ -1,0 +1,183 @@
+"""Pure-function simulation kernels on flat batched tensors.
+
+A register of wire dimensions ``shape`` is stored flat: a statevector as
+``(B, D)`` with ``D = prod(shape)``, a density matrix as ``(B, D, D)``, which the
+kernels treat as a statevector over ``shape + shape`` (rows then columns).
+Gates act only on the axes they touch: no full-register matrix is ever built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+def _split(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, int, int] | None:
+    """``(L, Dk, R)`` if ``axes`` are consecutive and increasing, else ``None``."""
+    a0 = axes[0]
+    if list(axes) != list(range(a0, a0 + len(axes))):
+        return None
+    return (
+        math.prod(shape[:a0]),
+        math.prod(shape[a0 : a0 + len(axes)]),
+        math.prod(shape[a0 + len(axes) :]),
+    )
+
+
+def apply_matrix(
+    x: torch.Tensor, mat: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
+) -> torch.Tensor:
+    """Apply ``mat`` (``(Dk, Dk)`` or batched ``(B, Dk, Dk)``) to ``axes`` of ``x`` (``(B, prod(shape))``).
+
+    The local matrix's wire order is the order of ``axes``. Returns a new ``(B, D)`` tensor.
+    """
+    b = x.shape[0]
+    batched = mat.dim() == 3
+    split = _split(shape, axes)
+    if split is not None:
+        left, dk, right = split
+        if right == 1:
+            out = x.reshape(b, left, dk) @ mat.transpose(-1, -2)
+        elif left == 1:
+            out = mat @ x.reshape(b, dk, right)
+        elif batched:
+            out = torch.einsum("bij,bljr->blir", mat, x.reshape(b, left, dk, right))
+        else:
+            out = torch.einsum("ij,bljr->blir", mat, x.reshape(b, left, dk, right))
+        return out.reshape(b, -1)
+    # General case: move the axes to the end, multiply, move back.
+    n = len(shape)
+    rest = [a for a in range(n) if a not in axes]
+    order = rest + list(axes)
+    dk = math.prod(shape[a] for a in axes)
+    xt = x.reshape(b, *shape).permute(0, *[a + 1 for a in order])
+    moved_shape = xt.shape
+    y = xt.reshape(b, -1, dk) @ mat.transpose(-1, -2)
+    y = y.reshape(moved_shape)
+    inverse = [0] * n
+    for i, a in enumerate(order):
+        inverse[a] = i
+    return y.permute(0, *[i + 1 for i in inverse]).reshape(b, -1)
+
+
+class _Gather(torch.autograd.Function):
+    """``x.index_select(dim, index)`` whose backward is the inverse gather (no scatter)."""
+
+    @staticmethod
+    def forward(ctx, x, index, inverse, dim):  # type: ignore[no-untyped-def, override]
+        ctx.save_for_backward(inverse)
+        ctx.dim = dim
+        return x.index_select(dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(ctx.dim, inverse), None, None, None
+
+
+def gather(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, dim: int) -> torch.Tensor:
+    """Permute ``x`` along ``dim``: ``out[..., i, ...] = x[..., index[i], ...]``."""
+    if x.requires_grad:
+        return _Gather.apply(x, index, inverse, dim)
+    return x.index_select(dim, index)
+
+
+def apply_permutation_local(
+    x: torch.Tensor, src: torch.Tensor, inv: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
+) -> torch.Tensor:
+    """Apply a basis permutation ``src`` of the local space of ``axes`` (gather, no matmul)."""
+    b = x.shape[0]
+    split = _split(shape, axes)
+    if split is not None:
+        left, dk, right = split
+        return gather(x.reshape(b, left, dk, right), src, inv, 2).reshape(b, -1)
+    n = len(shape)
+    rest = [a for a in range(n) if a not in axes]
+    order = rest + list(axes)
+    dk = math.prod(shape[a] for a in axes)
+    xt = x.reshape(b, *shape).permute(0, *[a + 1 for a in order])
+    moved_shape = xt.shape
+    y = gather(xt.reshape(b, -1, dk), src, inv, 2).reshape(moved_shape)
+    inverse = [0] * n
+    for i, a in enumerate(order):
+        inverse[a] = i
+    return y.permute(0, *[i + 1 for i in inverse]).reshape(b, -1)
+
+
+def kron(mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Kronecker product of (possibly batched) square matrices, first one most significant."""
+    out = mats[0]
+    for m in mats[1:]:
+        da, db = out.shape[-1], m.shape[-1]
+        prod = out[..., :, None, :, None] * m[..., None, :, None, :]
+        out = prod.reshape(*prod.shape[:-4], da * db, da * db)
+    return out
+
+
+def superoperator(kraus: torch.Tensor) -> torch.Tensor:
+    """``S[i, j, a, c] = Σ_k K_k[i, a] conj(K_k[j, c])`` from Kraus ``(..., r, D, D)``.
+
+    Returned as ``(..., D*D, D*D)`` acting on the (row, column) pair of indices.
+    """
+    s = torch.einsum("...kia,...kjc->...ijac", kraus, kraus.conj())
+    d = kraus.shape[-1]
+    return s.reshape(*s.shape[:-4], d * d, d * d)
+
+
+def apply_channel(
+    rho: torch.Tensor, kraus: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
+) -> torch.Tensor:
+    """``ρ -> Σ_k K_k ρ K_k^†`` on ``axes`` of a flat density matrix ``(B, D*D)``.
+
+    Uses the superoperator on the (row axes, column axes) pair: one contraction.
+    """
+    n = len(shape)
+    sup = superoperator(kraus)
+    full_axes = list(axes) + [a + n for a in axes]
+    return apply_matrix(rho, sup, list(shape) + list(shape), full_axes)
+
+
+def marginal_probs(probs: torch.Tensor, shape: Sequence[int], wires: Sequence[int]) -> torch.Tensor:
+    """Marginal of ``probs`` ``(B, D)`` on ``wires`` (in the given order): ``(B, prod dims)``."""
+    n = len(shape)
+    if list(wires) == list(range(n)):
+        return probs
+    b = probs.shape[0]
+    p = probs.reshape(b, *shape)
+    rest = [a + 1 for a in range(n) if a not in wires]
+    if rest:
+        p = p.sum(dim=rest)
+    kept = sorted(wires)
+    order = [kept.index(w) + 1 for w in wires]
+    return p.permute(0, *order).reshape(b, -1)
+
+
+def reduced_density_matrix_sv(
+    psi: torch.Tensor, shape: Sequence[int], wires: Sequence[int]
+) -> torch.Tensor:
+    """``Tr_rest |ψ><ψ|`` on ``wires`` (in the given order) from ``(B, D)``."""
+    b = psi.shape[0]
+    n = len(shape)
+    rest = [a for a in range(n) if a not in wires]
+    dw = math.prod(shape[w] for w in wires)
+    m = psi.reshape(b, *shape).permute(0, *[w + 1 for w in wires], *[a + 1 for a in rest])
+    m = m.reshape(b, dw, -1)
+    return m @ m.mH
+
+
+def reduced_density_matrix_dm(
+    rho: torch.Tensor, shape: Sequence[int], wires: Sequence[int]
+) -> torch.Tensor:
+    """Partial trace of ``(B, D, D)`` keeping ``wires`` (in the given order)."""
+    b = rho.shape[0]
+    n = len(shape)
+    rest = [a for a in range(n) if a not in wires]
+    dw = math.prod(shape[w] for w in wires)
+    dr = math.prod(shape[a] for a in rest)
+    r = rho.reshape(b, *shape, *shape)
+    perm = [w + 1 for w in wires] + [a + 1 for a in rest]
+    perm += [w + 1 + n for w in wires] + [a + 1 + n for a in rest]
+    r = r.permute(0, *perm).reshape(b, dw, dr, dw, dr)
+    return torch.diagonal(r, dim1=2, dim2=4).sum(-1)

@@ -1,0 +1,168 @@
+"""Measurements on a simulated :class:`~qsem.simulators.state.State`.
+
+All functions are differentiable by autograd (sampling excepted) and keep the
+batch axis first; unbatched states give unbatched results.
+
+>>> import torch
+>>> from qsem.circuits import Circuit, H, PauliString
+>>> from qsem.simulators import simulate
+>>> s = simulate(Circuit.qubits(1).add(H(wires=0)))
+>>> float(expval(s, PauliString("X", wires=[0])))
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.circuits.observables import Observable, as_observables
+from qsem.circuits.operations import normalize_wires
+
+from . import kernels
+from .state import State
+
+
+def _check_state(state: object) -> State:
+    if not isinstance(state, State):
+        raise arg_error("state", f"expected a State from a simulator, got {type(state).__name__}", QsemTypeError)
+    return state
+
+
+def _wires(state: State, wires: object, name: str = "wires") -> list[int]:
+    if wires is None:
+        return list(range(len(state.dims)))
+    w = list(normalize_wires(wires, name))
+    bad = [x for x in w if x >= len(state.dims)]
+    if bad:
+        raise arg_error(name, f"wire(s) {bad} out of range for a register of {len(state.dims)} wires")
+    return w
+
+
+def _full_probs(state: State) -> torch.Tensor:
+    t = state.tensor
+    if state.mode == "statevector":
+        return t.real**2 + t.imag**2
+    return torch.diagonal(t, dim1=-2, dim2=-1).real
+
+
+def probs(state: State, wires: Sequence[int] | int | None = None) -> torch.Tensor:
+    """Born probabilities, marginal on ``wires`` (in the given order): ``(B, prod dims)``."""
+    state = _check_state(state)
+    w = _wires(state, wires)
+    return state.unbatch(kernels.marginal_probs(_full_probs(state), state.dims, w))
+
+
+def reduced_density_matrix(state: State, wires: Sequence[int] | int) -> torch.Tensor:
+    """``Tr_{rest} ρ`` on ``wires`` (in the given order): ``(B, Dw, Dw)``."""
+    state = _check_state(state)
+    w = _wires(state, wires)
+    return state.unbatch(_rdm(state, w))
+
+
+def _rdm(state: State, w: list[int]) -> torch.Tensor:
+    if state.mode == "statevector":
+        return kernels.reduced_density_matrix_sv(state.tensor, state.dims, w)
+    return kernels.reduced_density_matrix_dm(state.tensor, state.dims, w)
+
+
+def expval(state: State, observables: Observable | Sequence[Observable]) -> torch.Tensor:
+    """Expectation values: ``(B,)`` for one observable, ``(B, K)`` for a list of K."""
+    state = _check_state(state)
+    single = isinstance(observables, Observable)
+    obs = as_observables(observables, "observables")
+    p_full: torch.Tensor | None = None
+    out = []
+    for o in obs:
+        w = _wires(state, o.wires, "observables")
+        dims = tuple(state.dims[x] for x in w)
+        o.check_dims(dims)
+        real = torch.float32 if state.tensor.dtype == torch.complex64 else torch.float64
+        diag = o.diagonal(dims)
+        if diag is not None:
+            if p_full is None:
+                p_full = _full_probs(state)
+            marg = kernels.marginal_probs(p_full, state.dims, w)
+            out.append(marg @ diag.to(dtype=real, device=marg.device))
+        else:
+            rho = _rdm(state, w)
+            m = o.matrix(dims, dtype=rho.dtype, device=rho.device)
+            out.append(torch.einsum("ij,bji->b", m, rho).real)
+    res = out[0] if single else torch.stack(out, -1)
+    return state.unbatch(res)
+
+
+def sample(
+    state: State,
+    shots: int,
+    wires: Sequence[int] | int | None = None,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw ``shots`` basis outcomes: ``(B, shots, len(wires))`` integer levels per wire.
+
+    Seeded by ``seed`` (or a ``generator``) so results are reproducible.
+    """
+    state = _check_state(state)
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise arg_error("shots", f"must be a positive integer, got {shots!r}")
+    w = _wires(state, wires)
+    p = kernels.marginal_probs(_full_probs(state), state.dims, w).detach()
+    p = p.clamp(min=0).to(torch.float64)
+    if generator is None:
+        generator = torch.Generator(device=p.device)
+        generator.manual_seed(0 if seed is None else int(seed))
+    idx = torch.multinomial(p / p.sum(-1, keepdim=True), shots, replacement=True, generator=generator)
+    dims = [state.dims[x] for x in w]
+    levels = []
+    rem = idx
+    for d in reversed(dims):
+        levels.append(rem % d)
+        rem = rem // d
+    return state.unbatch(torch.stack(levels[::-1], -1))
+
+
+def purity(state: State, wires: Sequence[int] | int | None = None) -> torch.Tensor:
+    """``Tr ρ²`` of the whole register or of the reduced state on ``wires``."""
+    state = _check_state(state)
+    w = _wires(state, wires)
+    if len(w) == len(state.dims) and state.mode == "statevector":
+        norm = (state.tensor.abs() ** 2).sum(-1)
+        return state.unbatch(norm**2)
+    rho = state.tensor if len(w) == len(state.dims) and w == sorted(w) else _rdm(state, w)
+    return state.unbatch(torch.einsum("bij,bji->b", rho, rho).real)
+
+
+def entropy(state: State, wires: Sequence[int] | int | None = None, *, base: float = 2.0) -> torch.Tensor:
+    """Von Neumann entropy ``-Tr ρ log ρ`` (log base ``base``, default 2: bits)."""
+    state = _check_state(state)
+    if not base > 1:
+        raise arg_error("base", f"must be > 1, got {base!r}")
+    w = _wires(state, wires)
+    if len(w) == len(state.dims) and state.mode == "statevector":
+        real = torch.float32 if state.tensor.dtype == torch.complex64 else torch.float64
+        return state.unbatch(torch.zeros(state.batch_size, dtype=real, device=state.tensor.device))
+    rho = state.tensor if len(w) == len(state.dims) and w == sorted(w) else _rdm(state, w)
+    evals = torch.linalg.eigvalsh(rho).clamp(min=0)
+    logs = torch.where(evals > 0, torch.log(evals.clamp(min=1e-30)), torch.zeros_like(evals))
+    return state.unbatch(-(evals * logs).sum(-1) / math.log(base))
+
+
+def counts(samples: torch.Tensor) -> dict[tuple[int, ...], int]:
+    """Histogram of one batch element's samples ``(shots, wires)`` -> {levels: count}."""
+    if samples.dim() != 2:
+        raise arg_error("samples", f"expected (shots, wires), got shape {tuple(samples.shape)}")
+    out: dict[tuple[int, ...], int] = {}
+    for row in samples.tolist():
+        key = tuple(row)
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+__all__ = ["counts", "entropy", "expval", "probs", "purity", "reduced_density_matrix", "sample"]
+_ = Any
