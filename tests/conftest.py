@@ -1,0 +1,47 @@
+"""Shared test settings: every tolerance lives here, and every test is seeded."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+#: complex128 comparisons against independent references (hand-written, Qiskit, PennyLane).
+ATOL_F64 = 1e-9
+#: complex64 comparisons.
+ATOL_F32 = 2e-5
+#: Cross-backend agreement in exact mode (DESIGN.md §4).
+ATOL_BACKENDS = 1e-5
+#: Central finite differences in float64: step and tolerance.
+FD_STEP = 1e-6
+FD_ATOL = 1e-6
+#: Properties of channels and states (trace 1, Hermitian, PSD, CPTP) in float64.
+ATOL_PROPERTY = 1e-9
+#: Shot estimates must lie within this many standard errors of the exact value.
+SHOT_SIGMAS = 4.0
+
+settings.register_profile(
+    "qsem",
+    max_examples=int(os.environ.get("QSEM_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("qsem")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    """Seed Python, NumPy and torch before every test."""
+    random.seed(1234)
+    np.random.seed(1234)
+    torch.manual_seed(1234)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
