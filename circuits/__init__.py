@@ -21,13 +21,13 @@ from .gates import *  # noqa: F403
 from .gates import __all__ as _gate_names
 from .observables import GellMann, Hermitian, Observable, PauliString, gell_mann_matrices
 from .operations import Channel, Gate, Operation
-from .parameters import Parameter
+from .parameters import Parameter, ParameterVector
 
 __all__ = [
     *_gate_names,
     "AmplitudeDamping", "BitFlip", "Channel", "Circuit", "Depolarizing", "DimensionError",
     "Gate", "GellMann", "Hermitian", "InvalidStateError", "Kraus", "MemoryLimitError",
     "MissingDependencyError", "NotCPTPError", "NotUnitaryError", "Observable", "Operation",
-    "Parameter", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError", "QsemValueError",
+    "Parameter", "ParameterVector", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError", "QsemValueError",
     "TritFlip", "channels", "gates", "gell_mann_matrices", "observables",
 ]  # fmt: skip

@@ -27,19 +27,32 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, NotCPTPError, arg_error
-from .operations import Channel
+from .operations import Channel, as_numeric_tensor
 from .parameters import ParamLike, Parameter
 from .tolerances import UNITARY_ATOL, atol_for
 
 __all__ = ["AmplitudeDamping", "BitFlip", "Depolarizing", "Kraus", "PhaseDamping", "TritFlip"]
 
 
-def _check_prob(name: str, value: ParamLike, low: float, high: float) -> None:
+#: Slack allowed on probability bounds (rounding of user values such as 1 - 1e-17).
+PROB_ATOL = 1e-12
+
+
+def _check_prob(name: str, value: ParamLike, low: float, high: float, what: str = "") -> None:
     if isinstance(value, Parameter):
         return
-    t = torch.as_tensor(value).detach()
-    if t.numel() and (float(t.min()) < low - 1e-12 or float(t.max()) > high + 1e-12):
-        raise arg_error(name, f"must lie in [{low:g}, {high:g}], got {t.tolist()}")
+    t = torch.as_tensor(value).detach().to(torch.float64)
+    if t.numel() and (float(t.min()) < low - PROB_ATOL or float(t.max()) > high + PROB_ATOL):
+        got = t.tolist()
+        raise arg_error(
+            name, f"{what}must lie in [{low:g}, {high:g}] (tolerance {PROB_ATOL:g}), got {got}"
+        )
+
+
+def _check_bound(channel: Channel, params: Sequence[torch.Tensor], dims: tuple[int, ...]) -> None:
+    """Range-check values bound at run time to a channel's symbolic parameters."""
+    if any(isinstance(p, Parameter) for p in channel.params):
+        channel.with_params(params).check_dims(tuple(dims))
 
 
 def _weyl(d: int) -> np.ndarray:
@@ -65,9 +78,13 @@ class Depolarizing(Channel):
 
     def check_dims(self, dims: tuple[int, ...]) -> None:
         d = dims[0]
-        _check_prob("p", self.params[0], 0.0, d * d / (d * d - 1))
+        _check_prob(
+            "p", self.params[0], 0.0, d * d / (d * d - 1),
+            f"Depolarizing on a wire of dimension {d} needs 0 <= p <= d²/(d²-1); p ",
+        )
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        _check_bound(self, params, dims)
         d = dims[0]
         p = params[0]
         w = _weyl(d)
@@ -100,6 +117,7 @@ class AmplitudeDamping(Channel):
             _check_prob(f"gammas[{i}]", g, 0.0, 1.0)
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+        _check_bound(self, params, dims)
         d = dims[0]
         gam = torch.broadcast_tensors(*params)
         one = torch.ones_like(gam[0])
@@ -124,7 +142,8 @@ class BitFlip(Channel):
         _check_prob("p", self.params[0], 0.0, 1.0)
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
-        p = params[0]
+        _check_bound(self, params, dims)
+        p = params[0].clamp(0, 1)
         mats = np.stack([np.eye(2), np.array([[0, 1], [1, 0]])])
         return _stack([torch.sqrt(1 - p), torch.sqrt(p)], mats, dtype)
 
@@ -140,12 +159,19 @@ class TritFlip(Channel):
         for name, p in zip(("p01", "p02", "p12"), self.params, strict=True):
             _check_prob(name, p, 0.0, 1.0)
         if not any(isinstance(p, Parameter) for p in self.params):
-            total = sum(torch.as_tensor(p).detach() for p in self.params)
-            if float(torch.as_tensor(total).max()) > 1 + 1e-12:
-                raise arg_error("p01", f"p01 + p02 + p12 must be <= 1, got {total}")
+            vals = [torch.as_tensor(p).detach().to(torch.float64) for p in self.params]
+            total = vals[0] + vals[1] + vals[2]
+            if float(total.max()) > 1 + PROB_ATOL:
+                raise arg_error(
+                    "params",
+                    f"TritFlip needs p01 + p02 + p12 <= 1 (tolerance {PROB_ATOL:g}), got "
+                    f"{total.tolist()} = {vals[0].tolist()} + {vals[1].tolist()} + "
+                    f"{vals[2].tolist()}",
+                )
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
-        p01, p02, p12 = torch.broadcast_tensors(*params)
+        _check_bound(self, params, dims)
+        p01, p02, p12 = (p.clamp(0, 1) for p in torch.broadcast_tensors(*params))
         mats = [np.eye(3)]
         for j, k in ((0, 1), (0, 2), (1, 2)):
             m = np.eye(3)
@@ -166,7 +192,8 @@ class PhaseDamping(Channel):
         _check_prob("gamma", self.params[0], 0.0, 1.0)
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
-        g = params[0]
+        _check_bound(self, params, dims)
+        g = params[0].clamp(0, 1)
         k0 = torch.stack([torch.ones_like(g), torch.sqrt(1 - g)], -1)
         k1 = torch.stack([torch.zeros_like(g), torch.sqrt(g)], -1)
         return torch.stack([torch.diag_embed(k0), torch.diag_embed(k1)], -3).to(dtype)
@@ -179,13 +206,17 @@ class Kraus(Channel):
 
     def __init__(self, operators: Any, wires: object, *, atol: float | None = None) -> None:
         super().__init__(wires=wires)
-        ops = torch.as_tensor(operators)
+        ops = as_numeric_tensor(operators, "operators")
         if not ops.is_complex():
             ops = ops.to(torch.complex128)
         if ops.dim() == 2:
             ops = ops[None]
-        if ops.dim() != 3 or ops.shape[-1] != ops.shape[-2]:
-            raise arg_error("operators", f"expected shape (r, D, D), got {tuple(ops.shape)}")
+        if ops.dim() != 3 or ops.shape[-1] != ops.shape[-2] or ops.shape[0] == 0:
+            raise arg_error(
+                "operators", f"expected shape (r, D, D) or (D, D), got {tuple(ops.shape)}"
+            )
+        if not bool(torch.isfinite(torch.view_as_real(ops.detach())).all()):
+            raise arg_error("operators", "contains NaN or inf")
         tol = atol if atol is not None else atol_for(UNITARY_ATOL, ops.dtype)
         s = (ops.mH @ ops).sum(0)
         err = float((s - torch.eye(ops.shape[-1], dtype=ops.dtype)).abs().max())
@@ -203,8 +234,8 @@ class Kraus(Channel):
                 f"{list(self.wires)} of dimensions {list(dims)}"
             )
 
-    def structure_key(self) -> tuple[Any, ...]:
-        return (Kraus, self.wires, id(self.operators))
+    def matrix_key(self) -> tuple[Any, ...]:
+        return (Kraus, id(self.operators))
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         return self.operators.to(dtype=dtype, device=device)

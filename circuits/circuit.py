@@ -15,10 +15,11 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import DimensionError, QsemTypeError, QsemValueError, arg_error
-from .operations import Channel, Gate, Operation
+from .operations import Channel, Gate, Operation, normalize_wires
 from .parameters import Parameter, check_param
 
 
@@ -30,11 +31,20 @@ def _check_dims(dims: object) -> tuple[int, ...]:
             f"use Circuit.qubits({dims}) or Circuit([2] * {dims})",
             QsemTypeError,
         )
+    if isinstance(dims, np.ndarray) and dims.ndim == 1:
+        dims = dims.tolist()
     if not isinstance(dims, Sequence) or isinstance(dims, str):
-        raise arg_error("dims", f"expected a sequence of ints, got {dims!r}", QsemTypeError)
+        raise arg_error(
+            "dims", f"expected a sequence of ints such as [2, 3], got {dims!r}", QsemTypeError
+        )
     out = []
     for i, d in enumerate(dims):
-        if isinstance(d, bool) or not isinstance(d, int) or d < 2:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise arg_error(
+                "dims", f"dims[{i}] must be an integer >= 2, got {d!r} of type {type(d).__name__}",
+                QsemTypeError,
+            )
+        if d < 2:
             raise arg_error("dims", f"dims[{i}] must be an integer >= 2, got {d!r}")
         out.append(int(d))
     if not out:
@@ -79,6 +89,13 @@ class Circuit:
                     )
                 self.add(*op.ops)
                 continue
+            if isinstance(op, type) and issubclass(op, Operation):
+                raise arg_error(
+                    "ops",
+                    f"got the class {op.__name__}, not an operation; create one first, "
+                    f"e.g. {op.__name__}(..., wires=0)",
+                    QsemTypeError,
+                )
             if not isinstance(op, Operation):
                 raise arg_error("ops", f"expected an Operation, got {type(op).__name__}", QsemTypeError)
             bad = [w for w in op.wires if w >= len(self.dims)]
@@ -103,8 +120,18 @@ class Circuit:
 
     def compose(self, other: Circuit, wires: Sequence[int]) -> Circuit:
         """A new circuit: this one followed by ``other`` mapped onto ``wires`` of this one."""
+        if not isinstance(other, Circuit):
+            raise arg_error(
+                "other", f"expected a Circuit, got {type(other).__name__}", QsemTypeError
+            )
+        wires = normalize_wires(wires)
         if len(wires) != len(other.dims):
             raise arg_error("wires", f"need {len(other.dims)} wires for the other circuit, got {list(wires)}")
+        bad = [w for w in wires if w >= len(self.dims)]
+        if bad:
+            raise arg_error(
+                "wires", f"wire(s) {bad} out of range, the circuit has {len(self.dims)} wires"
+            )
         mapped = [self.dims[w] for w in wires]
         if tuple(mapped) != other.dims:
             raise DimensionError(
@@ -138,12 +165,18 @@ class Circuit:
                 new = []
                 for p in op.params:
                     if isinstance(p, Parameter) and p.name in values:
-                        v = check_param(values[p.name], f"values['{p.name}']")
-                        v = torch.as_tensor(v, dtype=torch.float64) if not isinstance(v, torch.Tensor) else v
+                        raw = values[p.name]
+                        v = torch.as_tensor(raw, dtype=None if isinstance(raw, torch.Tensor) else torch.float64)
+                        if p.index is not None:
+                            if v.dim() == 0 or v.shape[-1] <= p.index:
+                                raise arg_error(f"values['{p.name}']", f"a parameter vector needs shape (K,) or (B, K) with K > {p.index}, got {tuple(v.shape)}")
+                            v = v[..., p.index]
+                        v = check_param(v, f"values['{p.name}']")  # type: ignore[assignment]
                         new.append(v * p.scale if p.scale != 1.0 else v)
                     else:
                         new.append(p)
                 op = op.with_params(new)
+                op.check_dims(out.wire_dims(op.wires))  # range checks on the bound values
             out.ops.append(op)
         return out
 
@@ -169,6 +202,20 @@ class Circuit:
                 if isinstance(p, Parameter):
                     seen.setdefault(p.name, None)
         return list(seen)
+
+    @property
+    def parameter_lengths(self) -> dict[str, int | None]:
+        """Symbolic names -> ``None`` for a scalar, ``K`` for a vector of K elements."""
+        out: dict[str, int | None] = {}
+        for op in self.ops:
+            for p in op.params:
+                if isinstance(p, Parameter):
+                    if p.index is None:
+                        out.setdefault(p.name, None)
+                    else:
+                        prev = out.get(p.name) or 0
+                        out[p.name] = max(prev, p.index + 1)
+        return out
 
     @property
     def has_channels(self) -> bool:
@@ -202,9 +249,11 @@ class Circuit:
 
 
 def _positive(n: object, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise arg_error(name, f"must be a positive integer, got {n!r}", QsemTypeError)
+    if n < 1:
         raise arg_error(name, f"must be a positive integer, got {n!r}")
-    return n
+    return int(n)
 
 
 def remap_wires(op: Operation, mapping: Mapping[int, int]) -> Operation:

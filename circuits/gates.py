@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, NotUnitaryError, QsemTypeError, arg_error
-from .operations import Adjoint, Gate, normalize_wires
+from .operations import Adjoint, Gate, as_numeric_tensor, normalize_wires
 from .parameters import ParamLike, Parameter
 from .tolerances import UNITARY_ATOL, atol_for
 
@@ -115,6 +115,17 @@ class _SubspaceRotation(_Rotation):
 
     def __init__(self, theta: ParamLike, wires: object, subspace: Sequence[int] = (0, 1)) -> None:
         super().__init__(theta, wires=wires)
+        if (
+            not isinstance(subspace, Sequence)
+            or isinstance(subspace, str)
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                       for s in subspace)
+        ):
+            raise arg_error(
+                "subspace",
+                f"expected two distinct levels (j, k) as ints, got {subspace!r}",
+                QsemTypeError,
+            )
         sub = tuple(int(s) for s in subspace)
         if len(sub) != 2 or sub[0] == sub[1] or min(sub) < 0:
             raise arg_error("subspace", f"must be two distinct levels (j, k), got {subspace!r}")
@@ -122,9 +133,6 @@ class _SubspaceRotation(_Rotation):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"subspace": self.subspace}
-
-    def structure_key(self) -> tuple[Any, ...]:
-        return (type(self), self.wires, self.subspace)
 
     def _key(self) -> tuple[Any, ...]:
         return (("subspace", self.subspace),)
@@ -461,7 +469,7 @@ class Unitary(Gate):
 
     def __init__(self, matrix: Any, wires: object, *, atol: float | None = None) -> None:
         super().__init__(wires=wires)
-        mat = torch.as_tensor(matrix)
+        mat = as_numeric_tensor(matrix, "matrix").resolve_conj()  # a conj view (U.mH) too
         if not mat.is_complex():
             mat = mat.to(torch.complex128)
         if mat.dim() not in (2, 3) or mat.shape[-1] != mat.shape[-2]:
@@ -487,8 +495,8 @@ class Unitary(Gate):
     def batch_size(self) -> int | None:
         return int(self.unitary.shape[0]) if self.unitary.dim() == 3 else None
 
-    def structure_key(self) -> tuple[Any, ...]:
-        return (Unitary, self.wires, id(self.unitary))
+    def matrix_key(self) -> tuple[Any, ...]:
+        return (Unitary, id(self.unitary))
 
     def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         return self.unitary.to(dtype=dtype, device=device)
@@ -526,6 +534,21 @@ class Controlled(Gate):
             raise arg_error(
                 "control_wires", f"{list(ctrl)} overlap the target wires {list(base.wires)}"
             )
+        if isinstance(control_values, (int, np.integer)) and not isinstance(control_values, bool):
+            control_values = [control_values]
+        if control_values is not None and (
+            not isinstance(control_values, Sequence)
+            or isinstance(control_values, str)
+            or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in control_values
+            )
+        ):
+            raise arg_error(
+                "control_values",
+                f"expected {len(ctrl)} integer level(s), one per control wire, "
+                f"got {control_values!r}",
+                QsemTypeError,
+            )
         values = tuple(int(v) for v in control_values) if control_values is not None else (1,) * len(ctrl)
         if len(values) != len(ctrl) or min(values) < 0:
             raise arg_error(
@@ -551,8 +574,8 @@ class Controlled(Gate):
     def hyperparameters(self) -> dict[str, Any]:
         return {"control_values": self.control_values, **self.base.hyperparameters()}
 
-    def structure_key(self) -> tuple[Any, ...]:
-        return (Controlled, self.control_wires, self.control_values, self.base.structure_key())
+    def matrix_key(self) -> tuple[Any, ...]:
+        return (type(self), len(self.control_wires), self.control_values, self.base.matrix_key())
 
     def with_params(self, params: Sequence[ParamLike]) -> Operation:
         base = self.base.with_params(params)

@@ -23,12 +23,16 @@ from .parameters import ParamLike, Parameter, check_param
 
 def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
     """Return wires as a tuple of distinct non-negative ints."""
+    if isinstance(wires, np.ndarray) and wires.ndim == 1:
+        wires = wires.tolist()
     if isinstance(wires, (int, np.integer)) and not isinstance(wires, bool):
         out: tuple[int, ...] = (int(wires),)
     elif isinstance(wires, Sequence) and not isinstance(wires, str):
         if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in wires):
             raise arg_error(name, f"wires must be integers, got {list(wires)!r}", QsemTypeError)
         out = tuple(int(w) for w in wires)
+        if not out:
+            raise arg_error(name, "expected at least one wire, got an empty sequence")
     else:
         raise arg_error(name, f"expected an int or a sequence of ints, got {wires!r}", QsemTypeError)
     if any(w < 0 for w in out):
@@ -36,6 +40,20 @@ def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise arg_error(name, f"wires must be distinct, got {list(out)}")
     return out
+
+
+def as_numeric_tensor(value: Any, name: str) -> torch.Tensor:
+    """``torch.as_tensor(value)``, with a clear error for non-numeric input."""
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise arg_error(
+            name, f"expected a numeric matrix (tensor, array or nested lists), got "
+            f"{type(value).__name__} ({exc})", QsemTypeError,
+        ) from None
+    if t.dtype == torch.bool:
+        raise arg_error(name, "expected a numeric matrix, got a bool tensor", QsemTypeError)
+    return t
 
 
 def _fmt_param(p: ParamLike) -> str:
@@ -85,9 +103,17 @@ class Operation:
         """Non-parameter settings that change the matrix (e.g. a subspace)."""
         return {}
 
+    def matrix_key(self) -> tuple[Any, ...]:
+        """Hashable key of what fixes the matrix as a function of the parameters.
+
+        Two operations with equal keys compute their matrices by the same formula,
+        so the engine may evaluate them together with stacked parameters.
+        """
+        return (type(self), tuple(sorted(self.hyperparameters().items())))
+
     def structure_key(self) -> tuple[Any, ...]:
         """Hashable key of everything but the parameter values (for plan caching)."""
-        return (type(self), self.wires, tuple(sorted(self.hyperparameters().items())))
+        return (self.matrix_key(), self.wires)
 
     def __repr__(self) -> str:
         parts = [_fmt_param(p) for p in self.params]
@@ -208,8 +234,8 @@ class Adjoint(Gate):
     def label(self) -> str:
         return self.base.label() + "†"
 
-    def structure_key(self) -> tuple[Any, ...]:
-        return (Adjoint, self.base.structure_key())
+    def matrix_key(self) -> tuple[Any, ...]:
+        return (Adjoint, self.base.matrix_key())
 
     def with_params(self, params: Sequence[ParamLike]) -> Operation:
         base = self.base.with_params(params)
@@ -224,7 +250,7 @@ class Adjoint(Gate):
         self.base.check_dims(dims)
 
     def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
-        return self.base.matrix(params, dims, dtype=dtype, device=device).mH
+        return self.base.matrix(params, dims, dtype=dtype, device=device).mH.resolve_conj()
 
     def generator(self, index: int, dims: tuple[int, ...]) -> torch.Tensor:
         return -self.base.generator(index, dims)

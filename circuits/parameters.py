@@ -13,7 +13,7 @@ binding on Aer and for parameter-shift differentiation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Union
 
@@ -33,23 +33,65 @@ class Parameter:
 
     name: str
     scale: float = 1.0
+    index: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise arg_error("name", f"must be a non-empty string, got {self.name!r}", QsemTypeError)
+        if self.index is not None and (
+            isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0
+        ):
+            raise arg_error("index", f"must be a non-negative int, got {self.index!r}", QsemTypeError)
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
+            raise arg_error("scale", f"must be a real number, got {self.scale!r}", QsemTypeError)
+        if not math.isfinite(self.scale):
+            raise arg_error("scale", f"must be finite, got {self.scale}")
 
     def __mul__(self, other: float) -> Parameter:
         if not isinstance(other, (int, float)):
             return NotImplemented
-        return Parameter(self.name, self.scale * float(other))
+        return Parameter(self.name, self.scale * float(other), self.index)
 
     __rmul__ = __mul__
 
     def __neg__(self) -> Parameter:
-        return Parameter(self.name, -self.scale)
+        return Parameter(self.name, -self.scale, self.index)
 
     def __repr__(self) -> str:
-        return self.name if self.scale == 1.0 else f"{self.scale:g}*{self.name}"
+        base = self.name if self.index is None else f"{self.name}[{self.index}]"
+        return base if self.scale == 1.0 else f"{self.scale:g}*{base}"
+
+
+class ParameterVector:
+    """``K`` symbolic parameters bound together by one tensor ``(K,)`` or ``(B, K)``.
+
+    >>> w = ParameterVector("w", 3)
+    >>> w[2]
+    w[2]
+    """
+
+    def __init__(self, name: str, length: int) -> None:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise arg_error("length", f"must be a positive int, got {length!r}")
+        self.name = name
+        self.length = length
+        self._params = [Parameter(name, 1.0, i) for i in range(length)]
+
+    def __getitem__(self, i: int) -> Parameter:
+        if isinstance(i, bool) or not isinstance(i, int) or not -self.length <= i < self.length:
+            raise arg_error(
+                "index", f"{i!r} out of range for ParameterVector '{self.name}' of length {self.length}"
+            )
+        return self._params[i]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._params)
+
+    def __repr__(self) -> str:
+        return f"ParameterVector({self.name!r}, {self.length})"
 
 
 ParamLike = Union[float, int, torch.Tensor, Parameter]
@@ -72,9 +114,17 @@ def check_param(value: object, name: str = "param") -> ParamLike:
         if value.dim() > 1:
             raise arg_error(name, f"tensor must have shape () or (B,), got {tuple(value.shape)}")
         if value.is_complex():
-            raise arg_error(name, "gate parameters must be real, got a complex tensor")
-        if value.numel() and not bool(torch.isfinite(value.detach()).all()):
-            raise arg_error(name, "contains NaN or inf")
+            raise arg_error(name, f"gate parameters must be real, got a {value.dtype} tensor")
+        if value.dim() == 1 and value.shape[0] == 0:
+            raise arg_error(name, "a batched parameter needs at least one value, got shape (0,)")
+        if value.dtype == torch.bool:
+            raise arg_error(name, "expected a real tensor, got a bool tensor", QsemTypeError)
+        bad = ~torch.isfinite(value.detach())
+        if bool(bad.any()):
+            where = ""
+            if value.dim() == 1:
+                where = f" at batch index(es) {bad.nonzero().flatten().tolist()}"
+            raise arg_error(name, f"must be finite, got NaN or inf{where}")
     elif not math.isfinite(float(value)):
         raise arg_error(name, f"must be finite, got {value}")
     return value
@@ -96,9 +146,15 @@ def resolve_param(
             raise arg_error(
                 "params", f"no value bound for symbolic parameter '{value.name}'", QsemValueError
             )
-        raw = bindings[value.name]
-        tensor = torch.as_tensor(check_param(raw, f"params['{value.name}']"), device=device)
-        tensor = tensor.to(dtype)
+        tensor = torch.as_tensor(bindings[value.name], device=device).to(dtype)
+        if value.index is not None:
+            if tensor.dim() == 0 or tensor.shape[-1] <= value.index:
+                raise arg_error(
+                    f"params['{value.name}']",
+                    f"a parameter vector needs shape (K,) or (B, K) with K > {value.index}, "
+                    f"got {tuple(tensor.shape)}",
+                )
+            tensor = tensor[..., value.index]
         return tensor * value.scale if value.scale != 1.0 else tensor
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)

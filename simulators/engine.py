@@ -45,16 +45,44 @@ def check_device(device: Any) -> torch.device:
 
 
 def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | None:
-    """The common batch size of bound and concrete parameters (``None``: unbatched)."""
+    """Validate bound values and return their common batch size (``None``: unbatched).
+
+    Scalars bind numbers or tensors ``()``/``(B,)``; parameter vectors of length K bind
+    ``(K,)``/``(B, K)``. All bound tensors are checked for NaN/inf in one pass.
+    """
     sizes: dict[int, str] = {}
     for op in circuit.ops:
         b = op.batch_size()
         if b is not None:
             sizes.setdefault(b, f"a parameter of {op.name} on wires {list(op.wires)}")
+    lengths = circuit.parameter_lengths
+    finite_checks = []
     for name, value in (params or {}).items():
-        t = check_param(value, f"params['{name}']")
-        if isinstance(t, torch.Tensor) and t.dim() == 1:
-            sizes.setdefault(int(t.shape[0]), f"params['{name}']")
+        where = f"params['{name}']"
+        k = lengths.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+            raise arg_error(where, f"expected a number or a real tensor, got {type(value).__name__}", QsemTypeError)
+        if not isinstance(value, torch.Tensor):
+            check_param(value, where)
+            if k is not None:
+                raise arg_error(where, f"parameter vector of length {k} needs a tensor (K,) or (B, K)")
+            continue
+        if value.is_complex():
+            raise arg_error(where, "parameters must be real, got a complex tensor")
+        if k is None:
+            if value.dim() > 1:
+                raise arg_error(where, f"tensor must have shape () or (B,), got {tuple(value.shape)}")
+            batched = value.dim() == 1
+        else:
+            if value.dim() not in (1, 2) or value.shape[-1] < k:
+                raise arg_error(where, f"parameter vector of length {k} needs shape ({k},) or (B, {k}), got {tuple(value.shape)}")
+            batched = value.dim() == 2
+        if batched:
+            sizes.setdefault(int(value.shape[0]), where)
+        finite_checks.append(value.detach().reshape(-1))
+    if finite_checks and not bool(torch.isfinite(torch.cat([t.to(torch.float64) for t in finite_checks])).all()):
+        bad = [n for n, v in (params or {}).items() if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v.detach()).all())]
+        raise arg_error(f"params['{bad[0]}']", "contains NaN or inf")
     if len(sizes) > 1:
         desc = ", ".join(f"{b} ({where})" for b, where in sizes.items())
         raise arg_error("params", f"batch sizes differ: {desc}")
@@ -144,6 +172,7 @@ class TorchSimulator:
         ctx = Context(
             dims=circuit.dims,
             mode=self.mode,
+            ops=circuit.ops,
             bindings=params,
             dtype=self.dtype,
             real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,

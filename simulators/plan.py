@@ -24,17 +24,18 @@ import torch
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import arg_error
 from qsem.circuits.operations import Channel, Gate, Operation
-from qsem.circuits.parameters import resolve_param
+from qsem.circuits.parameters import Parameter, resolve_param
 
 from . import kernels
 
 
 @dataclass
 class Context:
-    """What a step needs at run time."""
+    """What a step needs at run time: the current circuit's ops and bound values."""
 
     dims: tuple[int, ...]
     mode: str
+    ops: list[Operation]
     bindings: Any
     dtype: torch.dtype
     real_dtype: torch.dtype
@@ -48,11 +49,36 @@ class Context:
             return t[self.batch_slice]
         return t
 
+    def param(self, p: Any) -> torch.Tensor:
+        return resolve_param(p, self.bindings, dtype=self.real_dtype, device=self.device)
+
     def params(self, op: Operation) -> list[torch.Tensor]:
-        return [
-            self._cut(resolve_param(p, self.bindings, dtype=self.real_dtype, device=self.device), 1)
-            for p in op.params
-        ]
+        return [self._cut(self.param(p), 1) for p in op.params]
+
+    def stacked_param(self, values: list[Any]) -> torch.Tensor:
+        """Parameters of several operations stacked on a last axis: ``(..., G)``."""
+        first = values[0]
+        if (
+            isinstance(first, Parameter)
+            and first.index is not None
+            and all(
+                isinstance(v, Parameter) and v.name == first.name and v.scale == first.scale
+                and v.index is not None for v in values
+            )
+        ):
+            vec = torch.as_tensor(self.bindings[first.name], device=self.device).to(self.real_dtype)
+            idx = [v.index for v in values]
+            lo = idx[0]
+            if idx == list(range(lo, lo + len(idx))):
+                out = vec[..., lo : lo + len(idx)]
+            else:
+                out = vec[..., idx]
+            out = out * first.scale if first.scale != 1.0 else out
+        else:
+            out = torch.stack(torch.broadcast_tensors(*[self.param(v) for v in values]), -1)
+        if self.batch_slice is not None and out.dim() == 2 and out.shape[0] == self.full_batch:
+            out = out[self.batch_slice]
+        return out
 
     def matrix(self, gate: Gate) -> torch.Tensor:
         dims = tuple(self.dims[w] for w in gate.wires)
@@ -78,30 +104,119 @@ class Step:
 
 
 @dataclass
+class _Group:
+    """Operations at one depth level with the same matrix formula: evaluated together."""
+
+    ops: list[int]  # indices into the circuit's ops
+    positions: list[int]  # their wires' positions in the dimension class
+
+
+@dataclass
+class _Level:
+    groups: list[_Group]
+    order: list[int] | None  # gather order after concatenating groups (+ identities)
+    n_identity: int
+
+
+@dataclass
+class _DimClass:
+    """The wires of one dimension in a fused step, processed as one stack."""
+
+    d: int
+    wires: list[int]
+    levels: list[_Level]
+
+
+@dataclass
 class FusedStep(Step):
-    """Single-wire gates fused per wire, wires joined into Kronecker blocks."""
+    """Single-wire gates fused per wire, wires joined into Kronecker blocks.
+
+    Per dimension class the gates at each depth level are evaluated with stacked
+    parameters, one call per gate kind, and multiplied into per-wire matrices with
+    one batched matmul per level.
+    """
 
     blocks: list[list[int]]
-    ops: dict[int, list[Gate]]
+    classes: list[_DimClass]
 
-    def wire_matrix(self, wire: int, ctx: Context) -> torch.Tensor | None:
-        m: torch.Tensor | None = None
-        for g in self.ops.get(wire, []):
-            u = ctx.matrix(g)
-            m = u if m is None else u @ m
-        return m
+    def _class_matrices(self, cls: _DimClass, ctx: Context) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        d = cls.d
+        for level in cls.levels:
+            parts = []
+            for group in level.groups:
+                rep = ctx.ops[group.ops[0]]
+                assert isinstance(rep, Gate)
+                params = [
+                    ctx.stacked_param([ctx.ops[i].params[k] for i in group.ops])
+                    for k in range(len(rep.params))
+                ]
+                m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
+                if not params:
+                    m = ctx._cut(m, 3).unsqueeze(-3).expand(*m.shape[:-2], len(group.ops), d, d)
+                parts.append(m)
+            if level.n_identity:
+                eye = torch.eye(d, dtype=ctx.dtype, device=ctx.device)
+                parts.append(eye.expand(level.n_identity, d, d))
+            if len(parts) == 1:
+                layer = parts[0]
+            else:
+                batch_shape = torch.broadcast_shapes(*[q.shape[:-3] for q in parts])
+                layer = torch.cat([q.expand(*batch_shape, *q.shape[-3:]) for q in parts], -3)
+            if level.order is not None:
+                layer = layer[..., level.order, :, :]
+            total = layer if total is None else layer @ total
+        assert total is not None
+        return total
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        per_wire: dict[int, torch.Tensor] = {}
+        for cls in self.classes:
+            mats = self._class_matrices(cls, ctx)
+            for pos, w in enumerate(cls.wires):
+                per_wire[w] = mats[..., pos, :, :]
         for block in self.blocks:
-            mats = []
-            for w in block:
-                m = self.wire_matrix(w, ctx)
-                if m is None:
-                    d = ctx.dims[w]
-                    m = torch.eye(d, dtype=ctx.dtype, device=ctx.device)
-                mats.append(m)
+            mats = [
+                per_wire[w] if w in per_wire
+                else torch.eye(ctx.dims[w], dtype=ctx.dtype, device=ctx.device)
+                for w in block
+            ]  # fmt: skip
             x = ctx.apply_unitary(x, kernels.kron(mats), block)
         return x
+
+
+def _fused_step(
+    pending: dict[int, list[int]], ops: list[Operation], dims: tuple[int, ...], max_block_dim: int
+) -> FusedStep:
+    blocks: list[list[int]] = []
+    for w in sorted(pending):
+        if blocks:
+            start = blocks[-1][0]
+            if math.prod(dims[start : w + 1]) <= max_block_dim:
+                blocks[-1] = list(range(start, w + 1))
+                continue
+        blocks.append([w])
+    classes = []
+    for d in sorted({dims[w] for w in pending}):
+        wires = sorted(w for w in pending if dims[w] == d)
+        depth = max(len(pending[w]) for w in wires)
+        levels = []
+        for j in range(depth):
+            groups: dict[Any, _Group] = {}
+            missing = []
+            for pos, w in enumerate(wires):
+                if j >= len(pending[w]):
+                    missing.append(pos)
+                    continue
+                i = pending[w][j]
+                g = groups.setdefault(ops[i].matrix_key(), _Group([], []))
+                g.ops.append(i)
+                g.positions.append(pos)
+            concat = [p for g in groups.values() for p in g.positions] + missing
+            order = None if concat == list(range(len(wires))) else [concat.index(k) for k in range(len(wires))]
+            levels.append(_Level(list(groups.values()), order, len(missing)))
+        classes.append(_DimClass(d, wires, levels))
+    return FusedStep(blocks, classes)
 
 
 @dataclass
@@ -132,43 +247,46 @@ class PermutationStep(Step):
 class LocalPermutationStep(Step):
     """A permutation gate gathered on its own wires (large registers)."""
 
-    gate: Gate
+    wires: list[int]
+    src: np.ndarray
     _cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         key = str(ctx.device)
         if key not in self._cache:
-            perm = self.gate.permutation(tuple(ctx.dims[w] for w in self.gate.wires))
-            src = torch.as_tensor(perm, dtype=torch.long, device=ctx.device)
+            src = torch.as_tensor(self.src, dtype=torch.long, device=ctx.device)
             self._cache[key] = (src, torch.argsort(src))
         src, inv = self._cache[key]
-        wires = list(self.gate.wires)
         if ctx.mode == "statevector":
-            return kernels.apply_permutation_local(x, src, inv, ctx.dims, wires)
+            return kernels.apply_permutation_local(x, src, inv, ctx.dims, self.wires)
         n = len(ctx.dims)
         shape2 = ctx.dims + ctx.dims
-        x = kernels.apply_permutation_local(x, src, inv, shape2, wires)
-        return kernels.apply_permutation_local(x, src, inv, shape2, [w + n for w in wires])
+        x = kernels.apply_permutation_local(x, src, inv, shape2, self.wires)
+        return kernels.apply_permutation_local(x, src, inv, shape2, [w + n for w in self.wires])
 
 
 @dataclass
 class GateStep(Step):
     """A multi-wire gate multiplied on its own wires."""
 
-    gate: Gate
+    index: int
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        return ctx.apply_unitary(x, ctx.matrix(self.gate), list(self.gate.wires))
+        gate = ctx.ops[self.index]
+        assert isinstance(gate, Gate)
+        return ctx.apply_unitary(x, ctx.matrix(gate), list(gate.wires))
 
 
 @dataclass
 class ChannelStep(Step):
     """A channel's superoperator on its wires (density-matrix mode only)."""
 
-    channel: Channel
+    index: int
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        return kernels.apply_channel(x, ctx.kraus(self.channel), ctx.dims, list(self.channel.wires))
+        ch = ctx.ops[self.index]
+        assert isinstance(ch, Channel)
+        return kernels.apply_channel(x, ctx.kraus(ch), ctx.dims, list(ch.wires))
 
 
 @dataclass
@@ -194,27 +312,22 @@ def _full_permutation(gate: Gate, dims: tuple[int, ...]) -> np.ndarray:
 def compile_plan(
     circuit: Circuit, mode: str, *, max_block_dim: int = 32, full_perm_limit: int = 1 << 22
 ) -> Plan:
-    """Turn ``circuit`` into steps for ``mode`` (see the module docstring)."""
+    """Turn ``circuit``'s structure into steps for ``mode`` (see the module docstring).
+
+    Steps refer to operations by index, so a cached plan serves every circuit with
+    the same structure whatever its parameter values.
+    """
     dims = circuit.dims
-    n = len(dims)
+    ops = circuit.ops
     full_d = math.prod(dims)
     steps: list[Step] = []
-    pending: dict[int, list[Gate]] = {}
+    pending: dict[int, list[int]] = {}
     perm: np.ndarray | None = None
 
     def flush_pending() -> None:
-        if not pending:
-            return
-        blocks: list[list[int]] = []
-        for w in sorted(pending):
-            if blocks:
-                start = blocks[-1][0]
-                if math.prod(dims[start : w + 1]) <= max_block_dim:
-                    blocks[-1] = list(range(start, w + 1))
-                    continue
-            blocks.append([w])
-        steps.append(FusedStep(blocks, dict(pending)))
-        pending.clear()
+        if pending:
+            steps.append(_fused_step(pending, ops, dims, max_block_dim))
+            pending.clear()
 
     def flush_perm() -> None:
         nonlocal perm
@@ -222,7 +335,7 @@ def compile_plan(
             steps.append(PermutationStep(perm))
             perm = None
 
-    for op in circuit.ops:
+    for i, op in enumerate(ops):
         if isinstance(op, Channel):
             if mode != "density_matrix":
                 raise arg_error(
@@ -232,26 +345,26 @@ def compile_plan(
                 )
             flush_pending()
             flush_perm()
-            steps.append(ChannelStep(op))
+            steps.append(ChannelStep(i))
             continue
         assert isinstance(op, Gate)
         local_dims = tuple(dims[w] for w in op.wires)
         if len(op.wires) == 1:
             flush_perm()
-            pending.setdefault(op.wires[0], []).append(op)
+            pending.setdefault(op.wires[0], []).append(i)
             continue
         flush_pending()
-        if not op.is_parametrized and op.permutation(local_dims) is not None:
+        local_perm = None if op.params else op.permutation(local_dims)
+        if local_perm is not None:
             if full_d <= full_perm_limit:
                 p = _full_permutation(op, dims)
                 perm = p if perm is None else perm[p]
             else:
                 flush_perm()
-                steps.append(LocalPermutationStep(op))
+                steps.append(LocalPermutationStep(list(op.wires), local_perm))
             continue
         flush_perm()
-        steps.append(GateStep(op))
+        steps.append(GateStep(i))
     flush_pending()
     flush_perm()
-    _ = n
     return Plan(steps)
