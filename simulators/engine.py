@@ -98,6 +98,11 @@ class TorchSimulator:
         device: any torch device, CUDA included.
         max_block_dim: largest Kronecker block of fused single-wire gates.
         max_memory: bytes a simulation may use (default: what the device has free).
+        dm_method: density-matrix representation. ``"auto"`` starts a pure initial
+            state as the factored ``ρ = Σ_k |ψ_k><ψ_k|`` (rank 1; unitary gates cost
+            what a statevector costs, each Kraus channel multiplies the rank) and
+            turns dense once the rank would exceed ``D``; ``"dense"`` always
+            evolves the ``D × D`` matrix. Both are exact.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class TorchSimulator:
         device: Any = None,
         max_block_dim: int = 32,
         max_memory: int | None = None,
+        dm_method: str = "auto",
     ) -> None:
         self.mode: Mode = check_mode(mode)
         self.dtype = check_dtype(dtype)
@@ -118,6 +124,9 @@ class TorchSimulator:
         if max_memory is not None and (not isinstance(max_memory, int) or max_memory <= 0):
             raise arg_error("max_memory", f"must be a positive number of bytes, got {max_memory!r}")
         self.max_memory = max_memory
+        if dm_method not in ("auto", "dense"):
+            raise arg_error("dm_method", f"must be 'auto' or 'dense', got {dm_method!r}")
+        self.dm_method = dm_method
         self._plans: OrderedDict[Any, Plan] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -168,10 +177,14 @@ class TorchSimulator:
                 batch = int(lead)
         check_fits(circuit.dims, self.mode, batch or 1, self.dtype, self.device, self.max_memory)
         plan = self.plan(circuit)
-        x, out_batch = initial_state_tensor(initial_state, circuit, self.mode, batch, self.dtype, self.device)
+        factored = self.mode == "density_matrix" and self.dm_method == "auto" and _is_pure_input(
+            initial_state, circuit.dim
+        )
+        start_mode: Mode = "statevector" if factored else self.mode
+        x, out_batch = initial_state_tensor(initial_state, circuit, start_mode, batch, self.dtype, self.device)
         ctx = Context(
             dims=circuit.dims,
-            mode=self.mode,
+            mode="factored" if factored else self.mode,
             ops=circuit.ops,
             bindings=params,
             dtype=self.dtype,
@@ -183,10 +196,23 @@ class TorchSimulator:
         if isinstance(initial_state, torch.Tensor):
             tensors.append(initial_state)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        x = run_plan(plan, x, ctx, allow_chunks=not needs_grad)
+        x = run_plan(plan, x, ctx, allow_chunks=not needs_grad and not factored)
+        batched = out_batch is not None
+        if ctx.mode == "factored":
+            factor = x.reshape(-1, ctx.rank, circuit.dim)
+            return State(None, circuit.dims, "density_matrix", batched, factor=factor)
         if self.mode == "density_matrix":
             x = x.reshape(x.shape[0], circuit.dim, circuit.dim)
-        return State(tensor=x, dims=circuit.dims, mode=self.mode, batched=out_batch is not None)
+        return State(x, circuit.dims, self.mode, batched)
+
+
+def _is_pure_input(value: Any, dim: int) -> bool:
+    """True for ``None``, a list of levels, or a statevector tensor ``(D,)``/``(B, D)``."""
+    if value is None or isinstance(value, (list, tuple)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 1 or (value.dim() == 2 and value.shape[0] != dim)
+    return False
 
 
 def initial_state_tensor(

@@ -45,7 +45,9 @@ def apply_matrix(
         elif batched:
             out = torch.einsum("bij,bljr->blir", mat, x.reshape(b, left, dk, right))
         else:
-            out = torch.einsum("ij,bljr->blir", mat, x.reshape(b, left, dk, right))
+            # One large GEMM beats many small ones: bring the block axis last.
+            xt = x.reshape(b, left, dk, right).transpose(2, 3).reshape(-1, dk)
+            out = (xt @ mat.transpose(-1, -2)).reshape(b, left, right, dk).transpose(2, 3)
         return out.reshape(b, -1)
     # General case: move the axes to the end, multiply, move back.
     n = len(shape)

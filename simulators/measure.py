@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from qsem.circuits.errors import QsemTypeError, arg_error
@@ -44,6 +45,9 @@ def _wires(state: State, wires: object, name: str = "wires") -> list[int]:
 
 
 def _full_probs(state: State) -> torch.Tensor:
+    if state.factor is not None:
+        f = state.factor
+        return (f.real**2 + f.imag**2).sum(1)
     t = state.tensor
     if state.mode == "statevector":
         return t.real**2 + t.imag**2
@@ -65,6 +69,10 @@ def reduced_density_matrix(state: State, wires: Sequence[int] | int) -> torch.Te
 
 
 def _rdm(state: State, w: list[int]) -> torch.Tensor:
+    if state.factor is not None:
+        b, r, d = state.factor.shape
+        sub = kernels.reduced_density_matrix_sv(state.factor.reshape(b * r, d), state.dims, w)
+        return sub.reshape(b, r, *sub.shape[-2:]).sum(1)
     if state.mode == "statevector":
         return kernels.reduced_density_matrix_sv(state.tensor, state.dims, w)
     return kernels.reduced_density_matrix_dm(state.tensor, state.dims, w)
@@ -109,8 +117,13 @@ def sample(
     Seeded by ``seed`` (or a ``generator``) so results are reproducible.
     """
     state = _check_state(state)
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)):
+        raise arg_error("shots", f"must be a positive integer, got {shots!r}", QsemTypeError)
+    if shots < 1:
         raise arg_error("shots", f"must be a positive integer, got {shots!r}")
+    shots = int(shots)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise arg_error("seed", f"must be an integer or None, got {seed!r}", QsemTypeError)
     w = _wires(state, wires)
     p = kernels.marginal_probs(_full_probs(state), state.dims, w).detach()
     p = p.clamp(min=0).to(torch.float64)
@@ -141,8 +154,10 @@ def purity(state: State, wires: Sequence[int] | int | None = None) -> torch.Tens
 def entropy(state: State, wires: Sequence[int] | int | None = None, *, base: float = 2.0) -> torch.Tensor:
     """Von Neumann entropy ``-Tr ρ log ρ`` (log base ``base``, default 2: bits)."""
     state = _check_state(state)
-    if not base > 1:
-        raise arg_error("base", f"must be > 1, got {base!r}")
+    if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):
+        raise arg_error("base", f"must be a real number > 1, got {base!r}", QsemTypeError)
+    if not 1 < base < math.inf:
+        raise arg_error("base", f"must be a finite number > 1 (2: bits, e: nats), got {base!r}")
     w = _wires(state, wires)
     if len(w) == len(state.dims) and state.mode == "statevector":
         real = torch.float32 if state.tensor.dtype == torch.complex64 else torch.float64

@@ -43,6 +43,28 @@ class Context:
     #: When a large batch runs chunk by chunk: the rows of the batch this pass covers.
     batch_slice: slice | None = None
     full_batch: int = 1
+    #: In mode "factored" (a density matrix held as ρ = Σ_k |ψ_k><ψ_k|) the state is
+    #: ``(B * rank, D)``, components of one batch element adjacent.
+    rank: int = 1
+
+    @property
+    def vector_like(self) -> bool:
+        """True when the state tensor holds vectors (statevector or factored ρ)."""
+        return self.mode != "density_matrix"
+
+    def per_component(self, mat: torch.Tensor) -> torch.Tensor:
+        """Repeat a batched matrix for each purification component of its batch element."""
+        if self.rank > 1 and mat.dim() == 3 and mat.shape[0] > 1:
+            return mat.repeat_interleave(self.rank, 0)
+        return mat
+
+    def densify(self, x: torch.Tensor) -> torch.Tensor:
+        """Factored ``(B * r, D)`` -> dense flat ``(B, D * D)``; switches the mode."""
+        d = x.shape[-1]
+        f = x.reshape(-1, self.rank, d)
+        rho = f.transpose(1, 2) @ f.conj()
+        self.mode, self.rank = "density_matrix", 1
+        return rho.reshape(rho.shape[0], d * d)
 
     def _cut(self, t: torch.Tensor, batch_dims: int) -> torch.Tensor:
         if self.batch_slice is not None and t.dim() == batch_dims and t.shape[0] == self.full_batch:
@@ -90,8 +112,8 @@ class Context:
 
     def apply_unitary(self, x: torch.Tensor, mat: torch.Tensor, wires: list[int]) -> torch.Tensor:
         """``U ψ`` or ``U ρ U^†`` on ``wires``."""
-        if self.mode == "statevector":
-            return kernels.apply_matrix(x, mat, self.dims, wires)
+        if self.vector_like:
+            return kernels.apply_matrix(x, self.per_component(mat), self.dims, wires)
         n = len(self.dims)
         shape2 = self.dims + self.dims
         x = kernels.apply_matrix(x, mat, shape2, wires)
@@ -235,7 +257,7 @@ class PermutationStep(Step):
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         src, inv = self.indices(ctx.device)
-        if ctx.mode == "statevector":
+        if ctx.vector_like:
             return kernels.gather(x, src, inv, 1)
         d = len(self.src)
         rho = x.reshape(-1, d, d)
@@ -257,7 +279,7 @@ class LocalPermutationStep(Step):
             src = torch.as_tensor(self.src, dtype=torch.long, device=ctx.device)
             self._cache[key] = (src, torch.argsort(src))
         src, inv = self._cache[key]
-        if ctx.mode == "statevector":
+        if ctx.vector_like:
             return kernels.apply_permutation_local(x, src, inv, ctx.dims, self.wires)
         n = len(ctx.dims)
         shape2 = ctx.dims + ctx.dims
@@ -279,14 +301,33 @@ class GateStep(Step):
 
 @dataclass
 class ChannelStep(Step):
-    """A channel's superoperator on its wires (density-matrix mode only)."""
+    """A channel on its wires (density-matrix mode only).
+
+    Factored: each component ψ_k becomes the components K_j ψ_k (rank × number of
+    Kraus operators), until the rank would exceed D; then ρ turns dense and the
+    channel's superoperator is applied.
+    """
 
     index: int
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         ch = ctx.ops[self.index]
         assert isinstance(ch, Channel)
-        return kernels.apply_channel(x, ctx.kraus(ch), ctx.dims, list(ch.wires))
+        kraus = ctx.kraus(ch)
+        wires = list(ch.wires)
+        m = kraus.shape[-3]
+        d = x.shape[-1]
+        if ctx.mode == "factored" and ctx.rank * m <= d:
+            parts = [
+                kernels.apply_matrix(x, ctx.per_component(kraus[..., j, :, :]), ctx.dims, wires)
+                for j in range(m)
+            ]
+            out = torch.stack(parts, 1)  # (B * r, m, D): components of one element stay adjacent
+            ctx.rank *= m
+            return out.reshape(-1, d)
+        if ctx.mode == "factored":
+            x = ctx.densify(x)
+        return kernels.apply_channel(x, kraus, ctx.dims, wires)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -27,23 +26,57 @@ def check_dtype(dtype: object) -> torch.dtype:
     return dtype  # type: ignore[return-value]
 
 
-@dataclass
 class State:
     """A simulated register.
 
     ``tensor`` is ``(B, D)`` (statevector) or ``(B, D, D)`` (density matrix); ``dims``
     are the wire dimensions (wire 0 most significant); ``batched`` tells whether the
     user asked for a batch (measurements drop the batch axis when not).
+
+    A density matrix may be held factored, ``ρ = Σ_k |ψ_k><ψ_k|`` with ``factor``
+    of shape ``(B, r, D)`` (the purification of DESIGN.md §6); ``tensor`` then builds
+    the dense ``ρ`` on first access, while measurements work on the factor directly.
     """
 
-    tensor: torch.Tensor
-    dims: tuple[int, ...]
-    mode: Mode
-    batched: bool
+    def __init__(
+        self,
+        tensor: torch.Tensor | None,
+        dims: tuple[int, ...],
+        mode: Mode,
+        batched: bool,
+        *,
+        factor: torch.Tensor | None = None,
+    ) -> None:
+        if tensor is None and factor is None:
+            raise arg_error("tensor", "a State needs a tensor or a factor")
+        self._tensor = tensor
+        self.factor = factor
+        self.dims = tuple(dims)
+        self.mode: Mode = mode
+        self.batched = batched
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        if self._tensor is None:
+            f = self.factor
+            assert f is not None
+            self._tensor = f.transpose(1, 2) @ f.conj()
+        return self._tensor
+
+    @property
+    def rank(self) -> int | None:
+        """Number of purification components when factored, else ``None``."""
+        return None if self.factor is None else int(self.factor.shape[1])
+
+    def __repr__(self) -> str:
+        form = f", rank={self.rank}" if self.factor is not None else ""
+        return f"State(mode={self.mode!r}, dims={list(self.dims)}, batch={self.batch_size}{form})"
 
     @property
     def batch_size(self) -> int:
-        return int(self.tensor.shape[0])
+        src = self.factor if self.factor is not None else self._tensor
+        assert src is not None
+        return int(src.shape[0])
 
     @property
     def dim(self) -> int:
@@ -71,8 +104,17 @@ class State:
 
 def check_density_matrix(rho: torch.Tensor, name: str = "state", atol: float | None = None) -> None:
     """Raise :class:`InvalidStateError` unless ``rho`` (``(..., D, D)``) is Hermitian, PSD, trace 1."""
+    if not isinstance(rho, torch.Tensor):
+        raise arg_error(name, f"expected a tensor, got {type(rho).__name__}", QsemTypeError)
+    if rho.dim() < 2 or rho.shape[-1] != rho.shape[-2]:
+        raise arg_error(
+            name, f"expected a density matrix of shape (..., D, D), got {tuple(rho.shape)}"
+        )
     tol = atol if atol is not None else atol_for(STATE_ATOL, rho.dtype)
     r = rho.detach()
+    finite = torch.view_as_real(r) if r.is_complex() else r
+    if not bool(torch.isfinite(finite).all()):
+        raise arg_error(name, "contains NaN or inf")
     herm = float((r - r.mH).abs().max())
     if herm > tol:
         raise InvalidStateError(f"argument '{name}': not Hermitian, max |ρ - ρ^†| = {herm:.3g} > {tol:g}")
@@ -82,7 +124,9 @@ def check_density_matrix(rho: torch.Tensor, name: str = "state", atol: float | N
         raise InvalidStateError(f"argument '{name}': trace is {tr.real.flatten().tolist()}, not 1 (tol {tol:g})")
     low = float(torch.linalg.eigvalsh((r + r.mH) / 2).min())
     if low < -tol:
-        raise InvalidStateError(f"argument '{name}': not positive semidefinite, smallest eigenvalue {low:.3g}")
+        raise InvalidStateError(
+            f"argument '{name}': not positive semidefinite, smallest eigenvalue {low:.3g} < -{tol:g}"
+        )
 
 
 def initial_state(
@@ -140,7 +184,16 @@ def initial_state(
         norms = torch.linalg.vector_norm(t.detach(), dim=-1)
         tol = 10 * atol_for(STATE_ATOL, t.dtype)
         if float((norms - 1).abs().max()) > tol:
-            raise InvalidStateError(f"argument 'initial_state': not normalised, norm(s) {norms.flatten().tolist()}")
+            hint = ""
+            if mode == "statevector" and t.dim() == 2 and t.shape[0] == d:
+                hint = (
+                    f"; a ({d}, {d}) tensor in statevector mode is read as {d} statevectors — "
+                    "for a density matrix use mode='density_matrix'"
+                )
+            raise InvalidStateError(
+                f"argument 'initial_state': not normalised, norm(s) {norms.flatten().tolist()}, "
+                f"expected 1 (tolerance {tol:g}){hint}"
+            )
         sb = int(t.shape[0]) if t.dim() == 2 else None
         t = t if t.dim() == 2 else t[None]
         if mode == "density_matrix":
