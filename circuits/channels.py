@@ -38,12 +38,19 @@ __all__ = ["AmplitudeDamping", "BitFlip", "Depolarizing", "Kraus", "PhaseDamping
 PROB_ATOL = 1e-12
 
 
+def _fmt_values(t: torch.Tensor) -> str:
+    """A probability (or a batch of them) to 6 significant digits, for error messages."""
+    if t.dim() == 0:
+        return f"{float(t):.6g}"
+    return "[" + ", ".join(f"{x:.6g}" for x in t.reshape(-1).tolist()) + "]"
+
+
 def _check_prob(name: str, value: ParamLike, low: float, high: float, what: str = "") -> None:
     if isinstance(value, Parameter):
         return
     t = torch.as_tensor(value).detach().to(torch.float64)
     if t.numel() and (float(t.min()) < low - PROB_ATOL or float(t.max()) > high + PROB_ATOL):
-        got = t.tolist()
+        got = _fmt_values(t)
         raise arg_error(
             name, f"{what}must lie in [{low:g}, {high:g}] (tolerance {PROB_ATOL:g}), got {got}"
         )
@@ -165,8 +172,8 @@ class TritFlip(Channel):
                 raise arg_error(
                     "params",
                     f"TritFlip needs p01 + p02 + p12 <= 1 (tolerance {PROB_ATOL:g}), got "
-                    f"{total.tolist()} = {vals[0].tolist()} + {vals[1].tolist()} + "
-                    f"{vals[2].tolist()}",
+                    f"{_fmt_values(total)} = {_fmt_values(vals[0])} + {_fmt_values(vals[1])} + "
+                    f"{_fmt_values(vals[2])}",
                 )
 
     def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, QsemTypeError, QsemValueError, arg_error
-from .operations import Channel, Gate, Operation, normalize_wires
+from .operations import Channel, Gate, Operation, as_numeric_tensor, normalize_wires
 from .parameters import Parameter, check_param
 
 
@@ -166,7 +166,13 @@ class Circuit:
                 for p in op.params:
                     if isinstance(p, Parameter) and p.name in values:
                         raw = values[p.name]
-                        v = torch.as_tensor(raw, dtype=None if isinstance(raw, torch.Tensor) else torch.float64)
+                        where = f"values['{p.name}']"
+                        if isinstance(raw, torch.Tensor):
+                            v = raw
+                        else:
+                            if p.index is None:
+                                check_param(raw, where)  # clear errors for str, bool, NaN
+                            v = as_numeric_tensor(raw, where).to(torch.float64)
                         if p.index is not None:
                             if v.dim() == 0 or v.shape[-1] <= p.index:
                                 raise arg_error(f"values['{p.name}']", f"a parameter vector needs shape (K,) or (B, K) with K > {p.index}, got {tuple(v.shape)}")

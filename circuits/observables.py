@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, QsemTypeError, arg_error
-from .operations import normalize_wires
+from .operations import as_numeric_tensor, normalize_wires
 from .tolerances import UNITARY_ATOL, atol_for
 
 __all__ = ["GellMann", "Hermitian", "Observable", "PauliString", "gell_mann_matrices"]
@@ -28,6 +28,14 @@ _PAULI = {
     "Y": np.array([[0, -1j], [1j, 0]]),
     "Z": np.diag([1, -1]),
 }
+
+
+def _check_coeff(coeff: object) -> float:
+    if isinstance(coeff, bool) or not isinstance(coeff, (int, float, np.integer, np.floating)):
+        raise arg_error("coeff", f"must be a real number, got {coeff!r}", QsemTypeError)
+    if not math.isfinite(coeff):
+        raise arg_error("coeff", f"must be finite, got {coeff!r}")
+    return float(coeff)
 
 
 class Observable:
@@ -71,7 +79,7 @@ class PauliString(Observable):
             raise arg_error(
                 "wires", f"{len(self.paulis)} Paulis need {len(self.paulis)} wires, got {list(self.wires)}"
             )
-        self.coeff = float(coeff)
+        self.coeff = _check_coeff(coeff)
 
     def check_dims(self, dims: tuple[int, ...]) -> None:
         if any(d != 2 for d in dims):
@@ -126,7 +134,7 @@ class GellMann(Observable):
         self.wires = normalize_wires(wires)
         if len(self.wires) != 1:
             raise arg_error("wires", f"GellMann acts on one wire, got {list(self.wires)}")
-        self.coeff = float(coeff)
+        self.coeff = _check_coeff(coeff)
 
     def check_dims(self, dims: tuple[int, ...]) -> None:
         d = dims[0]
@@ -148,18 +156,16 @@ class Hermitian(Observable):
     """Any Hermitian matrix on ``wires`` (checked, tolerance as for unitaries)."""
 
     def __init__(self, matrix: Any, wires: object, *, atol: float | None = None) -> None:
-        m = np.asarray(
-            matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else matrix,
-            dtype=np.complex128,
-        )
+        m = as_numeric_tensor(matrix, "matrix").detach().cpu().numpy().astype(np.complex128)
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
             raise arg_error("matrix", f"expected a square matrix, got shape {m.shape}")
         if not np.isfinite(m).all():
             raise arg_error("matrix", "contains NaN or inf")
         tol = atol if atol is not None else atol_for(UNITARY_ATOL, torch.float64)
         err = float(np.abs(m - m.conj().T).max())
-        if err > max(tol, 1e-8):
-            raise arg_error("matrix", f"not Hermitian, max |H - H^†| = {err:.3g}")
+        tol = max(tol, 1e-8)
+        if err > tol:
+            raise arg_error("matrix", f"not Hermitian, max |H - H^†| = {err:.3g} > atol {tol:g}")
         self.hmatrix = m
         self.wires = normalize_wires(wires)
 

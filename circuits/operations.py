@@ -45,14 +45,17 @@ def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
 def as_numeric_tensor(value: Any, name: str) -> torch.Tensor:
     """``torch.as_tensor(value)``, with a clear error for non-numeric input."""
     try:
-        t = torch.as_tensor(value)
+        # lists of arrays go through NumPy: one copy, no slow per-element conversion
+        # (and Python numbers: NumPy keeps them float64 where torch would make float32)
+        plain = isinstance(value, (list, tuple, int, float, complex))
+        t = torch.as_tensor(np.asarray(value) if plain else value)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise arg_error(
-            name, f"expected a numeric matrix (tensor, array or nested lists), got "
+            name, f"expected numeric values (a tensor, an array or nested lists), got "
             f"{type(value).__name__} ({exc})", QsemTypeError,
         ) from None
     if t.dtype == torch.bool:
-        raise arg_error(name, "expected a numeric matrix, got a bool tensor", QsemTypeError)
+        raise arg_error(name, "expected numeric values, got bools", QsemTypeError)
     return t
 
 
