@@ -48,7 +48,9 @@ def _fmt_values(t: torch.Tensor) -> str:
 def _check_prob(name: str, value: ParamLike, low: float, high: float, what: str = "") -> None:
     if isinstance(value, Parameter):
         return
-    t = torch.as_tensor(value).detach().to(torch.float64)
+    # a Python float must not pass through float32 (4/3 would round above its bound)
+    t = torch.as_tensor(value, dtype=None if isinstance(value, torch.Tensor) else torch.float64)
+    t = t.detach().to(torch.float64)
     if t.numel() and (float(t.min()) < low - PROB_ATOL or float(t.max()) > high + PROB_ATOL):
         got = _fmt_values(t)
         raise arg_error(
@@ -71,13 +73,6 @@ def _weyl(d: int) -> np.ndarray:
     return np.stack(ops)
 
 
-def _stack(coeffs: Sequence[torch.Tensor], mats: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """Σ-free Kraus stack: coeffs[i] (shape () or (B,)) times constant mats[i]."""
-    c = torch.stack(torch.broadcast_tensors(*coeffs), -1).to(dtype)  # (..., r)
-    m = torch.as_tensor(mats, dtype=dtype, device=c.device)
-    return c[..., None, None] * m
-
-
 class Depolarizing(Channel):
     """``ρ -> (1 - p) ρ + p I/d`` on one wire of any dimension d."""
 
@@ -90,14 +85,13 @@ class Depolarizing(Channel):
             f"Depolarizing on a wire of dimension {d} needs 0 <= p <= d²/(d²-1); p ",
         )
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         _check_bound(self, params, dims)
         d = dims[0]
         p = params[0]
-        w = _weyl(d)
-        rest = torch.sqrt(p.clamp(min=0)) / d
-        first = torch.sqrt((1 - p + p / (d * d)).clamp(min=0))
-        return _stack([first] + [rest] * (d * d - 1), w, dtype)
+        rest = p / (d * d)
+        weights = torch.stack([1 - p + rest] + [rest] * (d * d - 1), -1)
+        return weights, torch.as_tensor(_weyl(d), dtype=dtype, device=p.device)
 
 
 class AmplitudeDamping(Channel):
@@ -148,11 +142,11 @@ class BitFlip(Channel):
         super().check_dims(dims)
         _check_prob("p", self.params[0], 0.0, 1.0)
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         _check_bound(self, params, dims)
         p = params[0].clamp(0, 1)
         mats = np.stack([np.eye(2), np.array([[0, 1], [1, 0]])])
-        return _stack([torch.sqrt(1 - p), torch.sqrt(p)], mats, dtype)
+        return torch.stack([1 - p, p], -1), torch.as_tensor(mats, dtype=dtype, device=p.device)
 
 
 class TritFlip(Channel):
@@ -176,7 +170,7 @@ class TritFlip(Channel):
                     f"{_fmt_values(vals[2])}",
                 )
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         _check_bound(self, params, dims)
         p01, p02, p12 = (p.clamp(0, 1) for p in torch.broadcast_tensors(*params))
         mats = [np.eye(3)]
@@ -184,8 +178,8 @@ class TritFlip(Channel):
             m = np.eye(3)
             m[[j, k]] = m[[k, j]]
             mats.append(m)
-        coeffs = [torch.sqrt((1 - p01 - p02 - p12).clamp(min=0))] + [torch.sqrt(p) for p in (p01, p02, p12)]
-        return _stack(coeffs, np.stack(mats), dtype)
+        weights = torch.stack([(1 - p01 - p02 - p12).clamp(min=0), p01, p02, p12], -1)
+        return weights, torch.as_tensor(np.stack(mats), dtype=dtype, device=p01.device)
 
 
 class PhaseDamping(Channel):

@@ -267,7 +267,24 @@ class Adjoint(Gate):
 
 
 class Channel(Operation):
-    """A completely positive trace-preserving map given by Kraus operators."""
+    """A completely positive trace-preserving map given by Kraus operators.
+
+    Mixed-unitary channels ``ρ -> Σ_k p_k U_k ρ U_k^†`` define :meth:`mixture`
+    instead; their Kraus operators ``sqrt(p_k) U_k`` follow from it, and the engine
+    uses the weights directly, so the map stays linear in ``p`` (finite gradients
+    at ``p = 0``).
+    """
+
+    def mixture(
+        self,
+        params: Sequence[torch.Tensor],
+        dims: tuple[int, ...],
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: torch.device | str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Weights ``(..., m)`` (real) and unitaries ``(m, D, D)``, or ``None``."""
+        return None
 
     def kraus(
         self,
@@ -278,7 +295,11 @@ class Channel(Operation):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Kraus operators ``(r, D, D)``, or ``(B, r, D, D)`` when a parameter is batched."""
-        raise NotImplementedError
+        mix = self.mixture(params, dims, dtype=dtype, device=device)
+        if mix is None:
+            raise NotImplementedError(f"{self.name} defines neither kraus() nor mixture()")
+        weights, unitaries = mix
+        return torch.sqrt(weights.clamp(min=0)).to(dtype)[..., None, None] * unitaries
 
 
 def local_dim(dims: Sequence[int]) -> int:

@@ -41,6 +41,18 @@ def check_device(device: Any) -> torch.device:
         raise arg_error("device", f"not a torch device: {device!r} ({exc})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise arg_error("device", f"{device!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise arg_error(
+            "device", f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, NotImplementedError, AssertionError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise arg_error(
+                "device", f"torch cannot allocate on {device!r} here ({first[:120]})"
+            ) from None
     return dev
 
 
@@ -61,28 +73,54 @@ def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | N
         where = f"params['{name}']"
         k = lengths.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
-            raise arg_error(where, f"expected a number or a real tensor, got {type(value).__name__}", QsemTypeError)
+            raise arg_error(
+                where,
+                f"expected a number or a real tensor, got {type(value).__name__}",
+                QsemTypeError,
+            )
         if not isinstance(value, torch.Tensor):
             check_param(value, where)
             if k is not None:
-                raise arg_error(where, f"parameter vector of length {k} needs a tensor (K,) or (B, K)")
+                raise arg_error(
+                    where, f"parameter vector of length {k} needs a tensor (K,) or (B, K)"
+                )
             continue
         if value.is_complex():
             raise arg_error(where, "parameters must be real, got a complex tensor")
+        if value.dtype == torch.bool:
+            raise arg_error(where, "expected a real tensor, got a bool tensor", QsemTypeError)
+        if value.numel() == 0:
+            raise arg_error(where, f"needs at least one value, got shape {tuple(value.shape)}")
         if k is None:
             if value.dim() > 1:
-                raise arg_error(where, f"tensor must have shape () or (B,), got {tuple(value.shape)}")
+                raise arg_error(
+                    where, f"tensor must have shape () or (B,), got {tuple(value.shape)}"
+                )
             batched = value.dim() == 1
         else:
             if value.dim() not in (1, 2) or value.shape[-1] < k:
-                raise arg_error(where, f"parameter vector of length {k} needs shape ({k},) or (B, {k}), got {tuple(value.shape)}")
+                raise arg_error(
+                    where,
+                    f"parameter vector of length {k} needs shape ({k},) or (B, {k}), got {tuple(value.shape)}",
+                )
             batched = value.dim() == 2
         if batched:
             sizes.setdefault(int(value.shape[0]), where)
         finite_checks.append(value.detach().reshape(-1))
-    if finite_checks and not bool(torch.isfinite(torch.cat([t.to(torch.float64) for t in finite_checks])).all()):
-        bad = [n for n, v in (params or {}).items() if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v.detach()).all())]
-        raise arg_error(f"params['{bad[0]}']", "contains NaN or inf")
+    if finite_checks and not bool(
+        torch.isfinite(torch.cat([t.to(torch.float64) for t in finite_checks])).all()
+    ):
+        for n, v in (params or {}).items():
+            if isinstance(v, torch.Tensor) and not bool(torch.isfinite(v.detach()).all()):
+                where = ""
+                if v.dim() >= 1:
+                    rows = (~torch.isfinite(v.detach())).reshape(v.shape[0], -1).any(-1)
+                    where = (
+                        f" at batch index(es) {rows.nonzero().flatten().tolist()}"
+                        if v.dim() == (2 if lengths.get(n) else 1)
+                        else ""
+                    )
+                raise arg_error(f"params['{n}']", f"must be finite, got NaN or inf{where}")
     if len(sizes) > 1:
         desc = ", ".join(f"{b} ({where})" for b, where in sizes.items())
         raise arg_error("params", f"batch sizes differ: {desc}")
@@ -121,7 +159,9 @@ class TorchSimulator:
         if not isinstance(max_block_dim, int) or max_block_dim < 2:
             raise arg_error("max_block_dim", f"must be an integer >= 2, got {max_block_dim!r}")
         self.max_block_dim = max_block_dim
-        if max_memory is not None and (not isinstance(max_memory, int) or max_memory <= 0):
+        if max_memory is not None and (
+            isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory <= 0
+        ):
             raise arg_error("max_memory", f"must be a positive number of bytes, got {max_memory!r}")
         self.max_memory = max_memory
         if dm_method not in ("auto", "dense"):
@@ -158,9 +198,15 @@ class TorchSimulator:
         statevector ``(D,)``/``(B, D)`` or (density-matrix mode) ``(D, D)``/``(B, D, D)``.
         """
         if not isinstance(circuit, Circuit):
-            raise arg_error("circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError)
+            raise arg_error(
+                "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
+            )
         if params is not None and not isinstance(params, Mapping):
-            raise arg_error("params", f"expected a mapping name -> value, got {type(params).__name__}", QsemTypeError)
+            raise arg_error(
+                "params",
+                f"expected a mapping name -> value, got {type(params).__name__}",
+                QsemTypeError,
+            )
         missing = [p for p in circuit.parameters if p not in (params or {})]
         if missing:
             raise arg_error("params", f"no value for symbolic parameter(s) {missing}")
@@ -177,11 +223,15 @@ class TorchSimulator:
                 batch = int(lead)
         check_fits(circuit.dims, self.mode, batch or 1, self.dtype, self.device, self.max_memory)
         plan = self.plan(circuit)
-        factored = self.mode == "density_matrix" and self.dm_method == "auto" and _is_pure_input(
-            initial_state, circuit.dim
+        factored = (
+            self.mode == "density_matrix"
+            and self.dm_method == "auto"
+            and _is_pure_input(initial_state, circuit.dim)
         )
         start_mode: Mode = "statevector" if factored else self.mode
-        x, out_batch = initial_state_tensor(initial_state, circuit, start_mode, batch, self.dtype, self.device)
+        x, out_batch = initial_state_tensor(
+            initial_state, circuit, start_mode, batch, self.dtype, self.device
+        )
         ctx = Context(
             dims=circuit.dims,
             mode="factored" if factored else self.mode,
@@ -200,7 +250,10 @@ class TorchSimulator:
         batched = out_batch is not None
         if ctx.mode == "factored":
             factor = x.reshape(-1, ctx.rank, circuit.dim)
-            return State(None, circuit.dims, "density_matrix", batched, factor=factor)
+            weights = None if ctx.weights is None else ctx.weights.reshape(-1, ctx.rank)
+            return State(
+                None, circuit.dims, "density_matrix", batched, factor=factor, weights=weights
+            )
         if self.mode == "density_matrix":
             x = x.reshape(x.shape[0], circuit.dim, circuit.dim)
         return State(x, circuit.dims, self.mode, batched)
@@ -223,7 +276,9 @@ def initial_state_tensor(
     return t.reshape(t.shape[0], -1), out_batch
 
 
-def run_plan(plan: Plan, x: torch.Tensor, ctx: Context, *, allow_chunks: bool = False) -> torch.Tensor:
+def run_plan(
+    plan: Plan, x: torch.Tensor, ctx: Context, *, allow_chunks: bool = False
+) -> torch.Tensor:
     """Run every step on ``x`` (which the caller owns).
 
     With ``allow_chunks`` (nothing needs a gradient), a large batched state goes one
@@ -263,6 +318,10 @@ def simulate(
     >>> simulate(Circuit.qutrits(1).add(TShift(wires=0))).vector
     tensor([0.+0.j, 1.+0.j, 0.+0.j])
     """
+    if not isinstance(circuit, Circuit):
+        raise arg_error(
+            "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
+        )
     if mode is None:
         mode = "density_matrix" if circuit.has_channels else "statevector"
     return TorchSimulator(mode, dtype=dtype, device=device).run(

@@ -118,25 +118,31 @@ def kron(mats: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def superoperator(kraus: torch.Tensor) -> torch.Tensor:
-    """``S[i, j, a, c] = Σ_k K_k[i, a] conj(K_k[j, c])`` from Kraus ``(..., r, D, D)``.
+def superoperator(kraus: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``S[i, j, a, c] = Σ_k w_k K_k[i, a] conj(K_k[j, c])`` from ``(..., r, D, D)``.
 
-    Returned as ``(..., D*D, D*D)`` acting on the (row, column) pair of indices.
+    ``weights`` ``(..., r)`` default to 1. Returned as ``(..., D*D, D*D)`` acting on
+    the (row, column) pair of indices.
     """
-    s = torch.einsum("...kia,...kjc->...ijac", kraus, kraus.conj())
+    left = kraus if weights is None else kraus * weights.to(kraus.dtype)[..., None, None]
+    s = torch.einsum("...kia,...kjc->...ijac", left, kraus.conj())
     d = kraus.shape[-1]
     return s.reshape(*s.shape[:-4], d * d, d * d)
 
 
 def apply_channel(
-    rho: torch.Tensor, kraus: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
+    rho: torch.Tensor,
+    kraus: torch.Tensor,
+    shape: Sequence[int],
+    axes: Sequence[int],
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``ρ -> Σ_k K_k ρ K_k^†`` on ``axes`` of a flat density matrix ``(B, D*D)``.
+    """``ρ -> Σ_k w_k K_k ρ K_k^†`` on ``axes`` of a flat density matrix ``(B, D*D)``.
 
     Uses the superoperator on the (row axes, column axes) pair: one contraction.
     """
     n = len(shape)
-    sup = superoperator(kraus)
+    sup = superoperator(kraus, weights)
     full_axes = list(axes) + [a + n for a in axes]
     return apply_matrix(rho, sup, list(shape) + list(shape), full_axes)
 

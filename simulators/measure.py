@@ -30,7 +30,9 @@ from .state import State
 
 def _check_state(state: object) -> State:
     if not isinstance(state, State):
-        raise arg_error("state", f"expected a State from a simulator, got {type(state).__name__}", QsemTypeError)
+        raise arg_error(
+            "state", f"expected a State from a simulator, got {type(state).__name__}", QsemTypeError
+        )
     return state
 
 
@@ -40,14 +42,17 @@ def _wires(state: State, wires: object, name: str = "wires") -> list[int]:
     w = list(normalize_wires(wires, name))
     bad = [x for x in w if x >= len(state.dims)]
     if bad:
-        raise arg_error(name, f"wire(s) {bad} out of range for a register of {len(state.dims)} wires")
+        raise arg_error(
+            name, f"wire(s) {bad} out of range for a register of {len(state.dims)} wires"
+        )
     return w
 
 
 def _full_probs(state: State) -> torch.Tensor:
     if state.factor is not None:
         f = state.factor
-        return (f.real**2 + f.imag**2).sum(1)
+        sq = f.real**2 + f.imag**2
+        return (sq if state.weights is None else sq * state.weights[..., None]).sum(1)
     t = state.tensor
     if state.mode == "statevector":
         return t.real**2 + t.imag**2
@@ -72,7 +77,10 @@ def _rdm(state: State, w: list[int]) -> torch.Tensor:
     if state.factor is not None:
         b, r, d = state.factor.shape
         sub = kernels.reduced_density_matrix_sv(state.factor.reshape(b * r, d), state.dims, w)
-        return sub.reshape(b, r, *sub.shape[-2:]).sum(1)
+        sub = sub.reshape(b, r, *sub.shape[-2:])
+        if state.weights is not None:
+            sub = sub * state.weights[..., None, None].to(sub.dtype)
+        return sub.sum(1)
     if state.mode == "statevector":
         return kernels.reduced_density_matrix_sv(state.tensor, state.dims, w)
     return kernels.reduced_density_matrix_dm(state.tensor, state.dims, w)
@@ -130,7 +138,9 @@ def sample(
     if generator is None:
         generator = torch.Generator(device=p.device)
         generator.manual_seed(0 if seed is None else int(seed))
-    idx = torch.multinomial(p / p.sum(-1, keepdim=True), shots, replacement=True, generator=generator)
+    idx = torch.multinomial(
+        p / p.sum(-1, keepdim=True), shots, replacement=True, generator=generator
+    )
     dims = [state.dims[x] for x in w]
     levels = []
     rem = idx
@@ -151,7 +161,9 @@ def purity(state: State, wires: Sequence[int] | int | None = None) -> torch.Tens
     return state.unbatch(torch.einsum("bij,bji->b", rho, rho).real)
 
 
-def entropy(state: State, wires: Sequence[int] | int | None = None, *, base: float = 2.0) -> torch.Tensor:
+def entropy(
+    state: State, wires: Sequence[int] | int | None = None, *, base: float = 2.0
+) -> torch.Tensor:
     """Von Neumann entropy ``-Tr ρ log ρ`` (log base ``base``, default 2: bits)."""
     state = _check_state(state)
     if isinstance(base, bool) or not isinstance(base, (int, float, np.integer, np.floating)):

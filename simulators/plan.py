@@ -29,6 +29,12 @@ from qsem.circuits.parameters import Parameter, resolve_param
 from . import kernels
 
 
+def factor_to_dense(f: torch.Tensor, weights: torch.Tensor | None, rank: int) -> torch.Tensor:
+    """``ρ = Σ_k w_k |ψ_k><ψ_k|`` from components ``(B, r, D)`` and weights ``(B * r,)``."""
+    left = f if weights is None else f * weights.reshape(-1, rank, 1).to(f.dtype)
+    return left.transpose(1, 2) @ f.conj()
+
+
 @dataclass
 class Context:
     """What a step needs at run time: the current circuit's ops and bound values."""
@@ -43,9 +49,11 @@ class Context:
     #: When a large batch runs chunk by chunk: the rows of the batch this pass covers.
     batch_slice: slice | None = None
     full_batch: int = 1
-    #: In mode "factored" (a density matrix held as ρ = Σ_k |ψ_k><ψ_k|) the state is
-    #: ``(B * rank, D)``, components of one batch element adjacent.
+    #: In mode "factored" (a density matrix held as ρ = Σ_k w_k |ψ_k><ψ_k|) the state is
+    #: ``(B * rank, D)``, components of one batch element adjacent, with weights
+    #: ``(B * rank,)`` (``None``: all 1).
     rank: int = 1
+    weights: torch.Tensor | None = None
 
     @property
     def vector_like(self) -> bool:
@@ -61,10 +69,16 @@ class Context:
     def densify(self, x: torch.Tensor) -> torch.Tensor:
         """Factored ``(B * r, D)`` -> dense flat ``(B, D * D)``; switches the mode."""
         d = x.shape[-1]
-        f = x.reshape(-1, self.rank, d)
-        rho = f.transpose(1, 2) @ f.conj()
-        self.mode, self.rank = "density_matrix", 1
+        rho = factor_to_dense(x.reshape(-1, self.rank, d), self.weights, self.rank)
+        self.mode, self.rank, self.weights = "density_matrix", 1, None
         return rho.reshape(rho.shape[0], d * d)
+
+    def mixture(self, channel: Channel) -> tuple[torch.Tensor, torch.Tensor] | None:
+        dims = tuple(self.dims[w] for w in channel.wires)
+        mix = channel.mixture(self.params(channel), dims, dtype=self.dtype, device=self.device)
+        if mix is None:
+            return None
+        return self._cut(mix[0], 2), mix[1]
 
     def _cut(self, t: torch.Tensor, batch_dims: int) -> torch.Tensor:
         if self.batch_slice is not None and t.dim() == batch_dims and t.shape[0] == self.full_batch:
@@ -84,8 +98,11 @@ class Context:
             isinstance(first, Parameter)
             and first.index is not None
             and all(
-                isinstance(v, Parameter) and v.name == first.name and v.scale == first.scale
-                and v.index is not None for v in values
+                isinstance(v, Parameter)
+                and v.name == first.name
+                and v.scale == first.scale
+                and v.index is not None
+                for v in values
             )
         ):
             vec = torch.as_tensor(self.bindings[first.name], device=self.device).to(self.real_dtype)
@@ -104,11 +121,15 @@ class Context:
 
     def matrix(self, gate: Gate) -> torch.Tensor:
         dims = tuple(self.dims[w] for w in gate.wires)
-        return self._cut(gate.matrix(self.params(gate), dims, dtype=self.dtype, device=self.device), 3)
+        return self._cut(
+            gate.matrix(self.params(gate), dims, dtype=self.dtype, device=self.device), 3
+        )
 
     def kraus(self, channel: Channel) -> torch.Tensor:
         dims = tuple(self.dims[w] for w in channel.wires)
-        return self._cut(channel.kraus(self.params(channel), dims, dtype=self.dtype, device=self.device), 4)
+        return self._cut(
+            channel.kraus(self.params(channel), dims, dtype=self.dtype, device=self.device), 4
+        )
 
     def apply_unitary(self, x: torch.Tensor, mat: torch.Tensor, wires: list[int]) -> torch.Tensor:
         """``U ψ`` or ``U ρ U^†`` on ``wires``."""
@@ -235,7 +256,11 @@ def _fused_step(
                 g.ops.append(i)
                 g.positions.append(pos)
             concat = [p for g in groups.values() for p in g.positions] + missing
-            order = None if concat == list(range(len(wires))) else [concat.index(k) for k in range(len(wires))]
+            order = (
+                None
+                if concat == list(range(len(wires)))
+                else [concat.index(k) for k in range(len(wires))]
+            )
             levels.append(_Level(list(groups.values()), order, len(missing)))
         classes.append(_DimClass(d, wires, levels))
     return FusedStep(blocks, classes)
@@ -313,21 +338,35 @@ class ChannelStep(Step):
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         ch = ctx.ops[self.index]
         assert isinstance(ch, Channel)
-        kraus = ctx.kraus(ch)
         wires = list(ch.wires)
-        m = kraus.shape[-3]
+        mix = ctx.mixture(ch)
+        if mix is not None:
+            weights, ops = mix  # ρ -> Σ_k p_k U_k ρ U_k^†: linear in p
+        else:
+            weights, ops = None, ctx.kraus(ch)
+        m = ops.shape[-3]
         d = x.shape[-1]
         if ctx.mode == "factored" and ctx.rank * m <= d:
             parts = [
-                kernels.apply_matrix(x, ctx.per_component(kraus[..., j, :, :]), ctx.dims, wires)
+                kernels.apply_matrix(x, ctx.per_component(ops[..., j, :, :]), ctx.dims, wires)
                 for j in range(m)
             ]
             out = torch.stack(parts, 1)  # (B * r, m, D): components of one element stay adjacent
+            if weights is not None:
+                w = (
+                    ctx.per_component(weights)
+                    if weights.dim() == 2
+                    else weights.expand(x.shape[0], m)
+                )
+                w = w if ctx.weights is None else ctx.weights[:, None] * w
+                ctx.weights = w.reshape(-1)
+            elif ctx.weights is not None:
+                ctx.weights = ctx.weights[:, None].expand(-1, m).reshape(-1)
             ctx.rank *= m
             return out.reshape(-1, d)
         if ctx.mode == "factored":
             x = ctx.densify(x)
-        return kernels.apply_channel(x, kraus, ctx.dims, wires)
+        return kernels.apply_channel(x, ops, ctx.dims, wires, weights)
 
 
 @dataclass

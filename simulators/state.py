@@ -33,9 +33,10 @@ class State:
     are the wire dimensions (wire 0 most significant); ``batched`` tells whether the
     user asked for a batch (measurements drop the batch axis when not).
 
-    A density matrix may be held factored, ``ρ = Σ_k |ψ_k><ψ_k|`` with ``factor``
-    of shape ``(B, r, D)`` (the purification of DESIGN.md §6); ``tensor`` then builds
-    the dense ``ρ`` on first access, while measurements work on the factor directly.
+    A density matrix may be held factored, ``ρ = Σ_k w_k |ψ_k><ψ_k|`` with ``factor``
+    of shape ``(B, r, D)`` and ``weights`` ``(B, r)`` (``None``: all 1) — the
+    purification of DESIGN.md §6 with components ``sqrt(w_k) ψ_k``; ``tensor`` then
+    builds the dense ``ρ`` on first access, while measurements use the factor.
     """
 
     def __init__(
@@ -46,11 +47,13 @@ class State:
         batched: bool,
         *,
         factor: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         if tensor is None and factor is None:
             raise arg_error("tensor", "a State needs a tensor or a factor")
         self._tensor = tensor
         self.factor = factor
+        self.weights = weights
         self.dims = tuple(dims)
         self.mode: Mode = mode
         self.batched = batched
@@ -60,7 +63,8 @@ class State:
         if self._tensor is None:
             f = self.factor
             assert f is not None
-            self._tensor = f.transpose(1, 2) @ f.conj()
+            left = f if self.weights is None else f * self.weights[..., None].to(f.dtype)
+            self._tensor = left.transpose(1, 2) @ f.conj()
         return self._tensor
 
     @property
@@ -117,11 +121,15 @@ def check_density_matrix(rho: torch.Tensor, name: str = "state", atol: float | N
         raise arg_error(name, "contains NaN or inf")
     herm = float((r - r.mH).abs().max())
     if herm > tol:
-        raise InvalidStateError(f"argument '{name}': not Hermitian, max |ρ - ρ^†| = {herm:.3g} > {tol:g}")
+        raise InvalidStateError(
+            f"argument '{name}': not Hermitian, max |ρ - ρ^†| = {herm:.3g} > {tol:g}"
+        )
     tr = torch.diagonal(r, dim1=-2, dim2=-1).sum(-1)
     terr = float((tr - 1).abs().max())
     if terr > tol:
-        raise InvalidStateError(f"argument '{name}': trace is {tr.real.flatten().tolist()}, not 1 (tol {tol:g})")
+        raise InvalidStateError(
+            f"argument '{name}': trace is {tr.real.flatten().tolist()}, not 1 (tol {tol:g})"
+        )
     low = float(torch.linalg.eigvalsh((r + r.mH) / 2).min())
     if low < -tol:
         raise InvalidStateError(
@@ -149,9 +157,13 @@ def initial_state(
     if value is None or (isinstance(value, (list, tuple)) and not isinstance(value, torch.Tensor)):
         levels = [0] * len(dims) if value is None else list(value)
         if len(levels) != len(dims) or any(
-            not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < dd for v, dd in zip(levels, dims, strict=False)
+            not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < dd
+            for v, dd in zip(levels, dims, strict=False)
         ):
-            raise arg_error("initial_state", f"expected one level per wire within dims {list(dims)}, got {value!r}")
+            raise arg_error(
+                "initial_state",
+                f"expected one level per wire within dims {list(dims)}, got {value!r}",
+            )
         idx = 0
         for v, dd in zip(levels, dims, strict=True):
             idx = idx * dd + v
@@ -163,12 +175,18 @@ def initial_state(
             t[:, idx, idx] = 1
         return t, batch
     if not isinstance(value, torch.Tensor):
-        raise arg_error("initial_state", f"expected a tensor or a list of levels, got {type(value).__name__}", QsemTypeError)
+        raise arg_error(
+            "initial_state",
+            f"expected a tensor or a list of levels, got {type(value).__name__}",
+            QsemTypeError,
+        )
     t = value.to(device=device, dtype=dtype, copy=True)  # never alias the caller's tensor
     if not bool(torch.isfinite(torch.view_as_real(t.detach())).all()):
         raise arg_error("initial_state", "contains NaN or inf")
     if t.shape[-1] != d:
-        raise arg_error("initial_state", f"last axis has size {t.shape[-1]}, the register has dimension {d}")
+        raise arg_error(
+            "initial_state", f"last axis has size {t.shape[-1]}, the register has dimension {d}"
+        )
     # (D,) and (B, D) are statevectors; (D, D) in density-matrix mode and (B, D, D) are
     # density matrices (in density-matrix mode a (D, D) tensor is read as one matrix).
     is_dm = t.dim() == 3 or (t.dim() == 2 and mode == "density_matrix" and t.shape[0] == d)
@@ -199,7 +217,9 @@ def initial_state(
         if mode == "density_matrix":
             t = t[:, :, None] * t.conj()[:, None, :]
     if sb is not None and batch is not None and sb != batch:
-        raise arg_error("initial_state", f"batch size {sb} does not match the parameters' batch size {batch}")
+        raise arg_error(
+            "initial_state", f"batch size {sb} does not match the parameters' batch size {batch}"
+        )
     out_batch = sb if sb is not None else batch
     if out_batch is not None and t.shape[0] != out_batch:
         t = t.expand(out_batch, *t.shape[1:]).clone()
