@@ -194,6 +194,17 @@ class Gate(Operation):
         """For permutation gates: ``src`` with ``out[i] = in[src[i]]``; else ``None``."""
         return None
 
+    def shift_rule(self, index: int, dims: tuple[int, ...]) -> list[tuple[float, float]]:
+        """Parameter-shift terms ``(coefficient, shift)`` of parameter ``index``.
+
+        Derived from the spectrum of the parameter's generator (see
+        :mod:`qsem.circuits.shift`): two terms for eigenvalues ``±1/2``, ``2R``
+        terms for ``R`` distinct frequencies.
+        """
+        from .shift import shift_rule
+
+        return shift_rule(self.spectrum(index, dims))
+
     def adjoint(self) -> Gate:
         """The inverse gate."""
         return Adjoint(self)

@@ -41,7 +41,9 @@ class Parameter:
         if self.index is not None and (
             isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0
         ):
-            raise arg_error("index", f"must be a non-negative int, got {self.index!r}", QsemTypeError)
+            raise arg_error(
+                "index", f"must be a non-negative int, got {self.index!r}", QsemTypeError
+            )
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
             raise arg_error("scale", f"must be a real number, got {self.scale!r}", QsemTypeError)
         if not math.isfinite(self.scale):
@@ -80,7 +82,8 @@ class ParameterVector:
     def __getitem__(self, i: int) -> Parameter:
         if isinstance(i, bool) or not isinstance(i, int) or not -self.length <= i < self.length:
             raise arg_error(
-                "index", f"{i!r} out of range for ParameterVector '{self.name}' of length {self.length}"
+                "index",
+                f"{i!r} out of range for ParameterVector '{self.name}' of length {self.length}",
             )
         return self._params[i]
 
@@ -146,7 +149,13 @@ def resolve_param(
             raise arg_error(
                 "params", f"no value bound for symbolic parameter '{value.name}'", QsemValueError
             )
-        tensor = torch.as_tensor(bindings[value.name], device=device).to(dtype)
+        raw = bindings[value.name]
+        # numbers straight to the target dtype: a float must not pass through float32
+        tensor = (
+            raw.to(device=device, dtype=dtype)
+            if isinstance(raw, torch.Tensor)
+            else torch.as_tensor(raw, dtype=dtype, device=device)
+        )
         if value.index is not None:
             if tensor.dim() == 0 or tensor.shape[-1] <= value.index:
                 raise arg_error(

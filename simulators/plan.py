@@ -105,7 +105,12 @@ class Context:
                 for v in values
             )
         ):
-            vec = torch.as_tensor(self.bindings[first.name], device=self.device).to(self.real_dtype)
+            raw = self.bindings[first.name]
+            vec = (
+                raw.to(device=self.device, dtype=self.real_dtype)
+                if isinstance(raw, torch.Tensor)
+                else torch.as_tensor(raw, dtype=self.real_dtype, device=self.device)
+            )
             idx = [v.index for v in values]
             lo = idx[0]
             if idx == list(range(lo, lo + len(idx))):
