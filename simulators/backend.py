@@ -1,0 +1,161 @@
+"""The backend contract: run many parameter sets of one circuit in one job.
+
+Every backend (the torch engine here; Qiskit Aer and PennyLane in their own
+modules) takes a circuit whose symbolic parameters are scalars, a value matrix
+``values`` of shape ``(N, P)`` whose columns follow ``names``, and returns
+``(N, K)`` expectation values or ``(N, prod dims)`` probabilities. The hybrid
+autograd bridge sends every shifted parameter set of a whole batch as one such
+call, so a backend that can batch (Aer ``parameter_binds``, torch batches) runs
+the backward pass as one job.
+
+``shots=None`` asks for exact values; an integer asks for shot estimates, seeded
+by ``seed``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qsem.circuits.circuit import Circuit
+from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.circuits.observables import Observable, as_observables
+
+from .engine import TorchSimulator
+from .measure import expval as _expval
+from .measure import probs as _probs
+from .measure import sample as _sample
+
+
+def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.Tensor:
+    """Validate a value matrix ``(N, P)`` against ``names`` and the circuit's parameters."""
+    if not isinstance(values, torch.Tensor):
+        raise arg_error(
+            "values", f"expected a tensor (N, P), got {type(values).__name__}", QsemTypeError
+        )
+    if values.dim() != 2 or values.shape[1] != len(names):
+        raise arg_error("values", f"expected shape (N, {len(names)}), got {tuple(values.shape)}")
+    missing = [p for p in circuit.parameters if p not in names]
+    if missing:
+        raise arg_error("names", f"no column for the circuit's parameter(s) {missing}")
+    lengths = circuit.parameter_lengths
+    vectors = [n for n in names if lengths.get(n) is not None]
+    if vectors:
+        raise arg_error(
+            "names", f"backends take scalar parameters; {vectors} are parameter vectors"
+        )
+    return values
+
+
+def check_shots(shots: object) -> int | None:
+    if shots is None:
+        return None
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise arg_error("shots", f"must be None (exact) or a positive integer, got {shots!r}")
+    return shots
+
+
+class Backend(ABC):
+    """Runs one circuit for many parameter sets in one job."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def expval(
+        self,
+        circuit: Circuit,
+        values: torch.Tensor,
+        names: Sequence[str],
+        observables: Observable | Sequence[Observable],
+        *,
+        shots: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Expectation values ``(N, K)`` (float64) for each row of ``values``."""
+
+    @abstractmethod
+    def probs(
+        self,
+        circuit: Circuit,
+        values: torch.Tensor,
+        names: Sequence[str],
+        wires: Sequence[int],
+        *,
+        shots: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Marginal probabilities ``(N, prod dims)`` (float64) on ``wires``."""
+
+
+class TorchBackend(Backend):
+    """The torch engine behind the backend contract (complex128 by default)."""
+
+    name = "torch"
+
+    def __init__(
+        self, *, mode: str | None = None, dtype: torch.dtype = torch.complex128, device: Any = None
+    ) -> None:
+        self.mode = mode
+        self.dtype = dtype
+        self.device = device
+
+    def _run(self, circuit: Circuit, values: torch.Tensor, names: Sequence[str]) -> Any:
+        check_values(values, names, circuit)
+        mode = self.mode or ("density_matrix" if circuit.has_channels else "statevector")
+        sim = TorchSimulator(mode, dtype=self.dtype, device=self.device)  # type: ignore[arg-type]
+        binds = {n: values[:, j] for j, n in enumerate(names) if n in circuit.parameters}
+        state = sim.run(circuit, binds)
+        if not state.batched:  # a circuit without parameters still answers N rows
+            state = sim.run(
+                circuit,
+                binds,
+                initial_state=_zeros_batch(circuit, values.shape[0], mode, self.dtype),
+            )
+        return state
+
+    def expval(self, circuit, values, names, observables, *, shots=None, seed=None):  # type: ignore[no-untyped-def]
+        obs = as_observables(observables, "observables")
+        shots = check_shots(shots)
+        state = self._run(circuit, values, names)
+        if shots is None:
+            return _expval(state, obs).to(torch.float64)
+        # Shots sample the computational basis: only diagonal observables are estimated.
+        out = []
+        for k, o in enumerate(obs):
+            dims = tuple(circuit.dims[w] for w in o.wires)
+            diag = o.diagonal(dims)
+            if diag is None:
+                raise arg_error(
+                    "observables",
+                    f"shot estimates on the torch backend need diagonal observables; {o!r} is not "
+                    "(rotate into its eigenbasis in the circuit, or use shots=None)",
+                )
+            samples = _sample(state, shots, list(o.wires), seed=None if seed is None else seed + k)
+            idx = torch.zeros(samples.shape[:-1], dtype=torch.long)
+            for j, d in enumerate(dims):
+                idx = idx * d + samples[..., j]
+            out.append(diag[idx].mean(-1))
+        return torch.stack(out, -1).to(torch.float64)
+
+    def probs(self, circuit, values, names, wires, *, shots=None, seed=None):  # type: ignore[no-untyped-def]
+        shots = check_shots(shots)
+        state = self._run(circuit, values, names)
+        exact = _probs(state, list(wires)).to(torch.float64)
+        if shots is None:
+            return exact
+        samples = _sample(state, shots, list(wires), seed=seed)
+        dims = [circuit.dims[w] for w in wires]
+        idx = torch.zeros(samples.shape[:-1], dtype=torch.long)
+        for j, d in enumerate(dims):
+            idx = idx * d + samples[..., j]
+        counts = torch.nn.functional.one_hot(idx, exact.shape[-1]).sum(-2)
+        return counts.to(torch.float64) / shots
+
+
+def _zeros_batch(circuit: Circuit, n: int, mode: str, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.zeros(n, circuit.dim, dtype=dtype)
+    t[:, 0] = 1
+    return t
