@@ -97,7 +97,9 @@ def expval(state: State, observables: Observable | Sequence[Observable]) -> torc
         w = _wires(state, o.wires, "observables")
         dims = tuple(state.dims[x] for x in w)
         o.check_dims(dims)
-        real = torch.float32 if state.tensor.dtype == torch.complex64 else torch.float64
+        # read the dtype from the factor when there is one: state.tensor would build dense ρ
+        src = state.factor if state.factor is not None else state.tensor
+        real = torch.float32 if src.dtype == torch.complex64 else torch.float64
         diag = o.diagonal(dims)
         if diag is not None:
             if p_full is None:
