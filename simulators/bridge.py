@@ -1,0 +1,428 @@
+"""The hybrid autograd bridge: circuits on any backend inside torch autograd.
+
+The forward pass runs on a backend (torch engine, Qiskit Aer, PennyLane); the
+backward pass uses parameter-shift rules derived from each gate's generator
+(two-term for eigenvalues ``±1/2``, general otherwise; :mod:`qsem.circuits.shift`),
+with every shifted circuit of the whole batch sent to the backend in ONE call.
+
+How parameters reach the circuit: every gate-parameter occurrence becomes its
+own scalar column ``θ_j`` of a matrix ``Θ`` (B, J). ``Θ`` is built from the
+user's bound values with ordinary torch ops (index, scale, broadcast), so
+autograd carries the chain rule to inputs and weights, batched or not, shared
+parameters and scaled parameters (``2 * x``) included. Only ``Θ -> outputs``
+crosses the backend, through :class:`ShiftFunction`.
+
+>>> import torch
+>>> from qsem.circuits import Circuit, Parameter, RY, PauliString
+>>> c = Circuit.qubits(1).add(RY(Parameter("x"), wires=0))
+>>> x = torch.tensor([0.3, 1.2], dtype=torch.float64, requires_grad=True)
+>>> out = expval_bridge(c, {"x": x}, [PauliString("Z", wires=[0])], backend="torch")
+>>> out.sum().backward()
+>>> torch.allclose(x.grad, -torch.sin(x.detach()))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from qsem.circuits.circuit import Circuit
+from qsem.circuits.errors import MissingDependencyError, QsemTypeError, arg_error
+from qsem.circuits.observables import Observable, as_observables
+from qsem.circuits.operations import Channel, Gate
+from qsem.circuits.parameters import Parameter
+
+from .backend import Backend, TorchBackend, check_shots
+
+BACKENDS = ("torch", "aer", "pennylane")
+
+
+def make_backend(backend: str | Backend, **options: Any) -> Backend:
+    """A backend by name (``"torch"``, ``"aer"``, ``"pennylane"``) or the instance given."""
+    if isinstance(backend, Backend):
+        return backend
+    if backend == "torch":
+        return TorchBackend(**options)
+    if backend == "aer":
+        try:
+            from .aer import AerBackend
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise MissingDependencyError(
+                f"argument 'backend': 'aer' needs Qiskit Aer: pip install 'qsem[aer]' ({exc})"
+            ) from None
+        return AerBackend(**options)
+    if backend == "pennylane":
+        try:
+            from .pennylane_backend import PennyLaneBackend
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise MissingDependencyError(
+                f"argument 'backend': 'pennylane' needs PennyLane 0.45: pip install 'qsem[pennylane]' ({exc})"
+            ) from None
+        return PennyLaneBackend(**options)
+    raise arg_error("backend", f"must be one of {list(BACKENDS)} or a Backend, got {backend!r}")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """Where column j of Θ comes from, and how to shift it."""
+
+    op: int  # index of the operation in the circuit
+    slot: int  # index of the parameter in the operation
+    source: Parameter | None  # the symbol, or None for a concrete tensor parameter
+    rule: tuple[tuple[float, float], ...] | None  # None: not differentiable by shifts (channels)
+
+
+@dataclass
+class Expanded:
+    """A circuit whose every variable gate parameter is its own scalar ``θ_j``."""
+
+    circuit: Circuit
+    columns: list[_Column]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"θ{j}" for j in range(len(self.columns))]
+
+
+def expand(circuit: Circuit) -> Expanded:
+    """Give every symbolic or tensor parameter occurrence its own column."""
+    if not isinstance(circuit, Circuit):
+        raise arg_error(
+            "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
+        )
+    ops = []
+    columns: list[_Column] = []
+    for i, op in enumerate(circuit.ops):
+        new_params = []
+        for k, p in enumerate(op.params):
+            if isinstance(p, Parameter) or isinstance(p, torch.Tensor):
+                rule = None
+                if isinstance(op, Gate):
+                    dims = tuple(circuit.dims[w] for w in op.wires)
+                    rule = tuple(op.shift_rule(k, dims))
+                columns.append(_Column(i, k, p if isinstance(p, Parameter) else None, rule))
+                new_params.append(Parameter(f"θ{len(columns) - 1}"))
+            else:
+                new_params.append(p)
+        ops.append(op.with_params(new_params) if new_params != list(op.params) else op)
+    return Expanded(Circuit(circuit.dims, ops), columns)
+
+
+def theta_matrix(
+    circuit: Circuit, expanded: Expanded, params: Mapping[str, Any] | None
+) -> tuple[torch.Tensor, bool]:
+    """``Θ`` (B, J) float64 from bound values, differentiable; and whether it is batched."""
+    params = dict(params or {})
+    missing = [p for p in circuit.parameters if p not in params]
+    if missing:
+        raise arg_error("params", f"no value for symbolic parameter(s) {missing}")
+    cols = []
+    for col in expanded.columns:
+        if col.source is None:
+            value = circuit.ops[col.op].params[col.slot]
+            assert isinstance(value, torch.Tensor)
+            t = value.to(torch.float64)
+        else:
+            raw = params[col.source.name]
+            t = (
+                raw.to(torch.float64)
+                if isinstance(raw, torch.Tensor)
+                else torch.tensor(
+                    float(raw) if not isinstance(raw, (list, tuple)) else raw, dtype=torch.float64
+                )
+            )
+            if col.source.index is not None:
+                t = t[..., col.source.index]
+            if col.source.scale != 1.0:
+                t = t * col.source.scale
+        if t.dim() > 1:
+            raise arg_error(
+                f"params['{col.source.name if col.source else col.op}']",
+                f"unexpected shape {tuple(t.shape)}",
+            )
+        cols.append(t)
+    if not cols:
+        return torch.zeros(1, 0, dtype=torch.float64), False
+    batched = any(c.dim() == 1 for c in cols)
+    try:
+        stacked = torch.stack(torch.broadcast_tensors(*cols), -1)
+    except RuntimeError:
+        sizes = sorted({int(c.shape[0]) for c in cols if c.dim() == 1})
+        raise arg_error("params", f"batch sizes differ: {sizes}") from None
+    if not bool(torch.isfinite(stacked.detach()).all()):
+        raise arg_error("params", "contains NaN or inf")
+    return (stacked if batched else stacked[None]), batched
+
+
+@dataclass
+class _Job:
+    """Everything one forward/backward pass needs besides Θ."""
+
+    backend: Backend
+    expanded: Expanded
+    kind: str  # "expval" or "probs"
+    observables: list[Observable]
+    wires: list[int]
+    shots: int | None
+    seed: int | None
+
+    def run(self, values: torch.Tensor, seed_offset: int = 0) -> torch.Tensor:
+        seed = None if self.seed is None else self.seed + seed_offset
+        names = self.expanded.names
+        if self.kind == "expval":
+            return self.backend.expval(
+                self.expanded.circuit, values, names, self.observables, shots=self.shots, seed=seed
+            )
+        return self.backend.probs(
+            self.expanded.circuit, values, names, self.wires, shots=self.shots, seed=seed
+        )
+
+    def jacobian(self, theta: torch.Tensor, needed: list[bool]) -> torch.Tensor:
+        """``∂F/∂θ`` (B, K, J) by parameter shift: all shifted rows in ONE backend call."""
+        b, j_total = theta.shape
+        rows, plan = [], []
+        for j, col in enumerate(self.expanded.columns):
+            if not needed[j]:
+                continue
+            if col.rule is None:
+                raise arg_error(
+                    "params",
+                    f"a channel parameter (operation {col.op}) needs a gradient; parameter-shift "
+                    "rules exist for gates only: use backend='torch' (autograd) for channel parameters",
+                )
+            for coeff, shift in col.rule:
+                shifted = theta.clone()
+                shifted[:, j] += shift
+                rows.append(shifted)
+                plan.append((j, coeff))
+        k = None
+        if not rows:
+            out = self.run(theta, seed_offset=1)
+            return torch.zeros(b, out.shape[-1], j_total, dtype=torch.float64)
+        results = self.run(torch.cat(rows, 0), seed_offset=1)  # (len(rows) * B, K)
+        k = results.shape[-1]
+        jac = torch.zeros(b, k, j_total, dtype=torch.float64)
+        for r, (j, coeff) in enumerate(plan):
+            jac[:, :, j] += coeff * results[r * b : (r + 1) * b]
+        return jac
+
+
+class ShiftFunction(torch.autograd.Function):
+    """``Θ -> F(Θ)`` on a backend, with the parameter-shift Jacobian in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, job: _Job) -> torch.Tensor:  # type: ignore[override]
+        ctx.job = job
+        ctx.save_for_backward(theta)
+        with torch.no_grad():
+            return job.run(theta.detach())
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # type: ignore[override]
+        (theta,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        needed = [True] * theta.shape[1]
+        jac = ctx.job.jacobian(theta.detach(), needed)
+        return torch.einsum("bk,bkj->bj", grad_out.to(torch.float64), jac), None
+
+
+def _bridge(
+    kind: str,
+    circuit: Circuit,
+    params: Mapping[str, Any] | None,
+    observables: Sequence[Observable],
+    wires: Sequence[int],
+    backend: str | Backend,
+    shots: int | None,
+    seed: int | None,
+    diff_method: str,
+    expanded: Expanded | None,
+    backend_options: Mapping[str, Any],
+) -> torch.Tensor:
+    shots = check_shots(shots)
+    if diff_method not in ("parameter-shift", "backprop", "best"):
+        raise arg_error(
+            "diff_method", f"must be 'parameter-shift', 'backprop' or 'best', got {diff_method!r}"
+        )
+    be = make_backend(backend, **backend_options)
+    if diff_method == "backprop" or (
+        diff_method == "best" and isinstance(be, TorchBackend) and shots is None
+    ):
+        if not isinstance(be, TorchBackend):
+            raise arg_error("diff_method", f"'backprop' needs backend='torch', got {be.name!r}")
+        return _torch_direct(kind, circuit, params, observables, wires, be)
+    expanded = expanded or expand(circuit)
+    theta, batched = theta_matrix(circuit, expanded, params)
+    job = _Job(be, expanded, kind, list(observables), list(wires), shots, seed)
+    out = ShiftFunction.apply(theta, job)
+    return out if batched else out[0]
+
+
+def _torch_direct(
+    kind: str,
+    circuit: Circuit,
+    params: Mapping[str, Any] | None,
+    observables: Sequence[Observable],
+    wires: Sequence[int],
+    be: TorchBackend,
+) -> torch.Tensor:
+    from .engine import TorchSimulator
+    from .measure import expval, probs
+
+    mode = be.mode or ("density_matrix" if circuit.has_channels else "statevector")
+    state = TorchSimulator(mode, dtype=be.dtype, device=be.device).run(circuit, params)  # type: ignore[arg-type]
+    if kind == "expval":
+        return expval(state, list(observables)).to(torch.float64)
+    return probs(state, list(wires)).to(torch.float64)
+
+
+def expval_bridge(
+    circuit: Circuit,
+    params: Mapping[str, Any] | None,
+    observables: Observable | Sequence[Observable],
+    *,
+    backend: str | Backend = "torch",
+    shots: int | None = None,
+    seed: int | None = None,
+    diff_method: str = "parameter-shift",
+    **backend_options: Any,
+) -> torch.Tensor:
+    """Expectation values ``(B, K)`` (or ``(K,)``) on ``backend``, differentiable by shifts.
+
+    ``diff_method="backprop"`` (torch backend only) differentiates the engine by
+    autograd instead; ``"best"`` picks backprop where it can.
+    """
+    obs = as_observables(observables, "observables")
+    return _bridge(
+        "expval", circuit, params, obs, [], backend, shots, seed, diff_method, None, backend_options
+    )
+
+
+def probs_bridge(
+    circuit: Circuit,
+    params: Mapping[str, Any] | None,
+    wires: Sequence[int],
+    *,
+    backend: str | Backend = "torch",
+    shots: int | None = None,
+    seed: int | None = None,
+    diff_method: str = "parameter-shift",
+    **backend_options: Any,
+) -> torch.Tensor:
+    """Marginal probabilities on ``wires``, differentiable by parameter shifts."""
+    w = list(wires)
+    bad = [x for x in w if not isinstance(x, int) or not 0 <= x < circuit.num_wires]
+    if bad or not w:
+        raise arg_error("wires", f"need wires within 0..{circuit.num_wires - 1}, got {w}")
+    return _bridge(
+        "probs", circuit, params, [], w, backend, shots, seed, diff_method, None, backend_options
+    )
+
+
+class QuantumLayer(torch.nn.Module):
+    """A circuit as a torch layer: ``forward(x) -> (B, K)`` on any backend.
+
+    ``circuit`` has a symbolic input (``input_name``: a ``ParameterVector`` bound by
+    ``x`` of shape ``(B, n)``, or a scalar bound by ``(B,)``) and trainable weights
+    (``weight_shapes``: name -> number of elements; ``ParameterVector`` of that length,
+    or 0 for a scalar), initialised uniformly in ``[0, 2π)`` from ``seed``. The output
+    is ``<O_k>`` for ``observables`` or, with ``probs_wires``, the marginal
+    probabilities on those wires.
+
+    >>> import torch
+    >>> from qsem.circuits import Circuit, ParameterVector, RY, CNOT, PauliString
+    >>> x, w = ParameterVector("x", 2), ParameterVector("w", 2)
+    >>> c = Circuit.qubits(2).add(RY(x[0], wires=0), RY(x[1], wires=1), CNOT(wires=[0, 1]))
+    >>> _ = c.add(RY(w[0], wires=0), RY(w[1], wires=1))
+    >>> layer = QuantumLayer(c, [PauliString("Z", wires=[i]) for i in range(2)], weight_shapes={"w": 2})
+    >>> layer(torch.rand(5, 2)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        circuit: Circuit,
+        observables: Observable | Sequence[Observable] | None = None,
+        *,
+        input_name: str = "x",
+        weight_shapes: Mapping[str, int] | None = None,
+        probs_wires: Sequence[int] | None = None,
+        backend: str | Backend = "torch",
+        shots: int | None = None,
+        seed: int | None = 0,
+        diff_method: str = "best",
+        **backend_options: Any,
+    ) -> None:
+        super().__init__()
+        if (observables is None) == (probs_wires is None):
+            raise arg_error("observables", "give either observables or probs_wires (one of them)")
+        self.circuit = circuit
+        self.observables = (
+            None if observables is None else as_observables(observables, "observables")
+        )
+        self.probs_wires = None if probs_wires is None else list(probs_wires)
+        self.input_name = input_name
+        lengths = circuit.parameter_lengths
+        if input_name not in lengths:
+            raise arg_error(
+                "input_name",
+                f"the circuit has no parameter named {input_name!r}; it has {sorted(lengths)}",
+            )
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.weights = torch.nn.ParameterDict()
+        for name, size in (weight_shapes or {}).items():
+            if name not in lengths:
+                raise arg_error("weight_shapes", f"the circuit has no parameter named {name!r}")
+            expected = lengths[name] or 0
+            if (
+                isinstance(size, bool)
+                or not isinstance(size, int)
+                or (expected and size < expected)
+                or (not expected and size != 0)
+            ):
+                raise arg_error(
+                    "weight_shapes",
+                    f"{name!r} needs {expected or 'a scalar (0)'} element(s), got {size!r}",
+                )
+            shape = (size,) if size else ()
+            self.weights[name] = torch.nn.Parameter(
+                2 * math.pi * torch.rand(shape, generator=gen, dtype=torch.float64)
+            )
+        unbound = [n for n in lengths if n != input_name and n not in (weight_shapes or {})]
+        if unbound:
+            raise arg_error(
+                "weight_shapes", f"no weights declared for circuit parameter(s) {unbound}"
+            )
+        self.backend = make_backend(backend, **backend_options)
+        self.shots = shots
+        self.seed = seed
+        self.diff_method = diff_method
+        self._expanded = expand(circuit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params: dict[str, Any] = {self.input_name: x, **dict(self.weights.items())}
+        if self.diff_method == "backprop" or (
+            self.diff_method == "best"
+            and isinstance(self.backend, TorchBackend)
+            and self.shots is None
+        ):
+            kind = "expval" if self.observables is not None else "probs"
+            return _torch_direct(
+                kind,
+                self.circuit,
+                params,
+                self.observables or [],
+                self.probs_wires or [],
+                self.backend,
+            )  # type: ignore[arg-type]
+        kind = "expval" if self.observables is not None else "probs"
+        return _bridge(
+            kind, self.circuit, params, self.observables or [], self.probs_wires or [], self.backend,
+            self.shots, self.seed, "parameter-shift", self._expanded, {},
+        )  # fmt: skip
