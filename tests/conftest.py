@@ -45,3 +45,7 @@ def _seed_everything() -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+#: complex64 gradients against complex128 ones (autograd in single precision).
+GRAD_ATOL_F32 = 1e-4
