@@ -28,6 +28,7 @@ __all__ = [
     "AmplitudeDamping", "BitFlip", "Channel", "Circuit", "Depolarizing", "DimensionError",
     "Gate", "GellMann", "Hermitian", "InvalidStateError", "Kraus", "MemoryLimitError",
     "MissingDependencyError", "NotCPTPError", "NotUnitaryError", "Observable", "Operation",
-    "Parameter", "ParameterVector", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError", "QsemValueError",
+    "Parameter", "ParameterVector", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError",
+    "QsemValueError",
     "TritFlip", "channels", "gates", "gell_mann_matrices", "observables",
 ]  # fmt: skip

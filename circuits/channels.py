@@ -28,7 +28,7 @@ import torch
 
 from .errors import DimensionError, NotCPTPError, arg_error
 from .operations import Channel, as_numeric_tensor
-from .parameters import ParamLike, Parameter
+from .parameters import Parameter, ParamLike
 from .tolerances import UNITARY_ATOL, atol_for
 
 __all__ = ["AmplitudeDamping", "BitFlip", "Depolarizing", "Kraus", "PhaseDamping", "TritFlip"]
@@ -81,7 +81,10 @@ class Depolarizing(Channel):
     def check_dims(self, dims: tuple[int, ...]) -> None:
         d = dims[0]
         _check_prob(
-            "p", self.params[0], 0.0, d * d / (d * d - 1),
+            "p",
+            self.params[0],
+            0.0,
+            d * d / (d * d - 1),
             f"Depolarizing on a wire of dimension {d} needs 0 <= p <= d²/(d²-1); p ",
         )
 

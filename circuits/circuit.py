@@ -41,7 +41,8 @@ def _check_dims(dims: object) -> tuple[int, ...]:
     for i, d in enumerate(dims):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
             raise arg_error(
-                "dims", f"dims[{i}] must be an integer >= 2, got {d!r} of type {type(d).__name__}",
+                "dims",
+                f"dims[{i}] must be an integer >= 2, got {d!r} of type {type(d).__name__}",
                 QsemTypeError,
             )
         if d < 2:
@@ -97,11 +98,15 @@ class Circuit:
                     QsemTypeError,
                 )
             if not isinstance(op, Operation):
-                raise arg_error("ops", f"expected an Operation, got {type(op).__name__}", QsemTypeError)
+                raise arg_error(
+                    "ops", f"expected an Operation, got {type(op).__name__}", QsemTypeError
+                )
             bad = [w for w in op.wires if w >= len(self.dims)]
             if bad:
                 raise arg_error(
-                    "wires", f"{op.name} uses wire(s) {bad}, but the circuit has wires 0..{len(self.dims) - 1}"
+                    "wires",
+                    f"{op.name} uses wire(s) {bad}, "
+                    f"but the circuit has wires 0..{len(self.dims) - 1}",
                 )
             op.check_dims(self.wire_dims(op.wires))
             self.ops.append(op)
@@ -126,7 +131,9 @@ class Circuit:
             )
         wires = normalize_wires(wires)
         if len(wires) != len(other.dims):
-            raise arg_error("wires", f"need {len(other.dims)} wires for the other circuit, got {list(wires)}")
+            raise arg_error(
+                "wires", f"need {len(other.dims)} wires for the other circuit, got {list(wires)}"
+            )
         bad = [w for w in wires if w >= len(self.dims)]
         if bad:
             raise arg_error(
@@ -135,7 +142,8 @@ class Circuit:
         mapped = [self.dims[w] for w in wires]
         if tuple(mapped) != other.dims:
             raise DimensionError(
-                f"argument 'wires': wires {list(wires)} have dimensions {mapped}, the other circuit "
+                f"argument 'wires': wires {list(wires)} have dimensions {mapped}, "
+                "the other circuit "
                 f"needs {list(other.dims)}"
             )
         out = self.copy()
@@ -149,13 +157,19 @@ class Circuit:
     def adjoint(self) -> Circuit:
         """The inverse circuit (gates only)."""
         if self.has_channels:
-            raise QsemValueError("a circuit with channels has no adjoint (channels are not unitary)")
+            raise QsemValueError(
+                "a circuit with channels has no adjoint (channels are not unitary)"
+            )
         return Circuit(self.dims, [op.adjoint() for op in reversed(self.ops)])  # type: ignore[attr-defined]
 
     def bind(self, values: Mapping[str, Any]) -> Circuit:
         """A copy whose symbolic parameters are replaced by the given values."""
         if not isinstance(values, Mapping):
-            raise arg_error("values", f"expected a mapping name -> value, got {type(values).__name__}", QsemTypeError)
+            raise arg_error(
+                "values",
+                f"expected a mapping name -> value, got {type(values).__name__}",
+                QsemTypeError,
+            )
         unknown = set(values) - set(self.parameters)
         if unknown:
             raise arg_error("values", f"no parameter(s) named {sorted(unknown)} in the circuit")
@@ -175,7 +189,11 @@ class Circuit:
                             v = as_numeric_tensor(raw, where).to(torch.float64)
                         if p.index is not None:
                             if v.dim() == 0 or v.shape[-1] <= p.index:
-                                raise arg_error(f"values['{p.name}']", f"a parameter vector needs shape (K,) or (B, K) with K > {p.index}, got {tuple(v.shape)}")
+                                raise arg_error(
+                                    f"values['{p.name}']",
+                                    "a parameter vector needs shape (K,) or (B, K) with "
+                                    f"K > {p.index}, got {tuple(v.shape)}",
+                                )
                             v = v[..., p.index]
                         v = check_param(v, f"values['{p.name}']")  # type: ignore[assignment]
                         new.append(v * p.scale if p.scale != 1.0 else v)

@@ -31,15 +31,49 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, NotUnitaryError, QsemTypeError, arg_error
-from .operations import Adjoint, Gate, as_numeric_tensor, normalize_wires
-from .parameters import ParamLike, Parameter
+from .operations import Adjoint, Gate, Operation, as_numeric_tensor, normalize_wires
+from .parameters import Parameter, ParamLike
 from .tolerances import UNITARY_ATOL, atol_for
 
 __all__ = [
-    "CNOT", "CRX", "CRY", "CRZ", "CSWAP", "CZ", "RX", "RY", "RZ", "SWAP", "TRX", "TRY", "TRZ", "U3",
-    "Add", "Adjoint", "Clock", "Controlled", "Fourier", "H", "Identity", "PhaseShift", "S",
-    "Shift", "SubspaceRX", "SubspaceRY", "SubspaceRZ", "T", "TAdd", "TClock", "THadamard",
-    "TSWAP", "TShift", "Toffoli", "Unitary", "X", "Y", "Z",
+    "CNOT",
+    "CRX",
+    "CRY",
+    "CRZ",
+    "CSWAP",
+    "CZ",
+    "RX",
+    "RY",
+    "RZ",
+    "SWAP",
+    "TRX",
+    "TRY",
+    "TRZ",
+    "TSWAP",
+    "U3",
+    "Add",
+    "Adjoint",
+    "Clock",
+    "Controlled",
+    "Fourier",
+    "H",
+    "Identity",
+    "PhaseShift",
+    "S",
+    "Shift",
+    "SubspaceRX",
+    "SubspaceRY",
+    "SubspaceRZ",
+    "T",
+    "TAdd",
+    "TClock",
+    "THadamard",
+    "TShift",
+    "Toffoli",
+    "Unitary",
+    "X",
+    "Y",
+    "Z",
 ]  # fmt: skip
 
 
@@ -100,7 +134,9 @@ def _from_key(cls: type[Gate], key: tuple[Any, ...]) -> Any:
     return gate
 
 
-def _rotation_parts(cls: type[_Rotation], key: tuple[Any, ...], dims: tuple[int, ...]) -> torch.Tensor:
+def _rotation_parts(
+    cls: type[_Rotation], key: tuple[Any, ...], dims: tuple[int, ...]
+) -> torch.Tensor:
     gen = _from_key(cls, key)._generator_np(dims)
     proj = 4 * gen @ gen
     eye = np.eye(gen.shape[0])
@@ -118,8 +154,9 @@ class _SubspaceRotation(_Rotation):
         if (
             not isinstance(subspace, Sequence)
             or isinstance(subspace, str)
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                       for s in subspace)
+            or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in subspace
+            )
         ):
             raise arg_error(
                 "subspace",
@@ -284,13 +321,17 @@ class _FixedGate(Gate):
         return mat
 
     def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
-        return const(_fixed_matrix, type(self), self._key(), tuple(dims), dtype=dtype, device=device)
+        return const(
+            _fixed_matrix, type(self), self._key(), tuple(dims), dtype=dtype, device=device
+        )
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(sorted(self.hyperparameters().items()))
 
 
-def _fixed_matrix(cls: type[_FixedGate], key: tuple[Any, ...], dims: tuple[int, ...]) -> torch.Tensor:
+def _fixed_matrix(
+    cls: type[_FixedGate], key: tuple[Any, ...], dims: tuple[int, ...]
+) -> torch.Tensor:
     return torch.from_numpy(_from_key(cls, key)._np_matrix(dims))
 
 
@@ -549,7 +590,11 @@ class Controlled(Gate):
                 f"got {control_values!r}",
                 QsemTypeError,
             )
-        values = tuple(int(v) for v in control_values) if control_values is not None else (1,) * len(ctrl)
+        values = (
+            tuple(int(v) for v in control_values)
+            if control_values is not None
+            else (1,) * len(ctrl)
+        )
         if len(values) != len(ctrl) or min(values) < 0:
             raise arg_error(
                 "control_values", f"need {len(ctrl)} non-negative values, got {control_values!r}"
@@ -646,13 +691,15 @@ class _NamedControlled(Controlled):
     def __init__(self, *params: ParamLike, wires: object) -> None:
         if len(params) != self.n_params:
             raise arg_error(
-                "params", f"{type(self).__name__} takes {self.n_params} parameter(s), got {len(params)}"
+                "params",
+                f"{type(self).__name__} takes {self.n_params} parameter(s), got {len(params)}",
             )
         w = normalize_wires(wires)
         if len(w) != self.n_controls + self._n_targets():
             raise arg_error(
-                "wires", f"{type(self).__name__} acts on "
-                f"{self.n_controls + self._n_targets()} wires, got {list(w)}"
+                "wires",
+                f"{type(self).__name__} acts on "
+                f"{self.n_controls + self._n_targets()} wires, got {list(w)}",
             )
         super().__init__(self._base(params, w[self.n_controls :]), w[: self.n_controls])
 

@@ -77,7 +77,8 @@ class PauliString(Observable):
         self.wires = normalize_wires(wires)
         if len(self.wires) != len(self.paulis):
             raise arg_error(
-                "wires", f"{len(self.paulis)} Paulis need {len(self.paulis)} wires, got {list(self.wires)}"
+                "wires",
+                f"{len(self.paulis)} Paulis need {len(self.paulis)} wires, got {list(self.wires)}",
             )
         self.coeff = _check_coeff(coeff)
 
@@ -184,7 +185,9 @@ class Hermitian(Observable):
         return f"Hermitian(shape={self.hmatrix.shape}, wires={list(self.wires)})"
 
 
-def as_observables(obs: Observable | Sequence[Observable], name: str = "observable") -> list[Observable]:
+def as_observables(
+    obs: Observable | Sequence[Observable], name: str = "observable"
+) -> list[Observable]:
     """Normalise one observable or a sequence of them to a list (type-checked)."""
     items = [obs] if isinstance(obs, Observable) else list(obs)
     for o in items:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import DimensionError, QsemTypeError, arg_error
-from .parameters import ParamLike, Parameter, check_param
+from .parameters import Parameter, ParamLike, check_param
 
 
 def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
@@ -34,7 +34,9 @@ def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
         if not out:
             raise arg_error(name, "expected at least one wire, got an empty sequence")
     else:
-        raise arg_error(name, f"expected an int or a sequence of ints, got {wires!r}", QsemTypeError)
+        raise arg_error(
+            name, f"expected an int or a sequence of ints, got {wires!r}", QsemTypeError
+        )
     if any(w < 0 for w in out):
         raise arg_error(name, f"wires must be non-negative, got {list(out)}")
     if len(set(out)) != len(out):
@@ -51,8 +53,10 @@ def as_numeric_tensor(value: Any, name: str) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(value) if plain else value)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise arg_error(
-            name, f"expected numeric values (a tensor, an array or nested lists), got "
-            f"{type(value).__name__} ({exc})", QsemTypeError,
+            name,
+            f"expected numeric values (a tensor, an array or nested lists), got "
+            f"{type(value).__name__} ({exc})",
+            QsemTypeError,
         ) from None
     if t.dtype == torch.bool:
         raise arg_error(name, "expected numeric values, got bools", QsemTypeError)
@@ -154,7 +158,9 @@ class Operation:
     def batch_size(self) -> int | None:
         sizes = {int(p.shape[0]) for p in self.params if isinstance(p, torch.Tensor) and p.dim()}
         if len(sizes) > 1:
-            raise arg_error("params", f"{self.name} has parameters of different batch sizes {sizes}")
+            raise arg_error(
+                "params", f"{self.name} has parameters of different batch sizes {sizes}"
+            )
         return sizes.pop() if sizes else None
 
 

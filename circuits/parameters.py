@@ -97,7 +97,7 @@ class ParameterVector:
         return f"ParameterVector({self.name!r}, {self.length})"
 
 
-ParamLike = Union[float, int, torch.Tensor, Parameter]
+ParamLike = Union[float, int, torch.Tensor, Parameter]  # noqa: UP007 (a runtime alias)
 
 
 def check_param(value: object, name: str = "param") -> ParamLike:
@@ -110,7 +110,8 @@ def check_param(value: object, name: str = "param") -> ParamLike:
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
         raise arg_error(
             name,
-            f"expected a number, a tensor of shape () or (B,), or a Parameter; got {type(value).__name__}",
+            "expected a number, a tensor of shape () or (B,), or a Parameter; "
+            f"got {type(value).__name__}",
             QsemTypeError,
         )
     if isinstance(value, torch.Tensor):

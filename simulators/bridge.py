@@ -34,7 +34,7 @@ import torch
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import MissingDependencyError, QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
-from qsem.circuits.operations import Channel, Gate
+from qsem.circuits.operations import Gate
 from qsem.circuits.parameters import Parameter
 
 from .backend import Backend, TorchBackend, check_shots
@@ -61,7 +61,8 @@ def make_backend(backend: str | Backend, **options: Any) -> Backend:
             from .pennylane_backend import PennyLaneBackend
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MissingDependencyError(
-                f"argument 'backend': 'pennylane' needs PennyLane 0.45: pip install 'qsem[pennylane]' ({exc})"
+                "argument 'backend': 'pennylane' needs PennyLane 0.45: "
+                f"pip install 'qsem[pennylane]' ({exc})"
             ) from None
         return PennyLaneBackend(**options)
     raise arg_error("backend", f"must be one of {list(BACKENDS)} or a Backend, got {backend!r}")
@@ -193,7 +194,8 @@ class _Job:
                 raise arg_error(
                     "params",
                     f"a channel parameter (operation {col.op}) needs a gradient; parameter-shift "
-                    "rules exist for gates only: use backend='torch' (autograd) for channel parameters",
+                    "rules exist for gates only: use backend='torch' (autograd) for channel "
+                    "parameters",
                 )
             for coeff, shift in col.rule:
                 shifted = theta.clone()
@@ -340,7 +342,8 @@ class QuantumLayer(torch.nn.Module):
     >>> x, w = ParameterVector("x", 2), ParameterVector("w", 2)
     >>> c = Circuit.qubits(2).add(RY(x[0], wires=0), RY(x[1], wires=1), CNOT(wires=[0, 1]))
     >>> _ = c.add(RY(w[0], wires=0), RY(w[1], wires=1))
-    >>> layer = QuantumLayer(c, [PauliString("Z", wires=[i]) for i in range(2)], weight_shapes={"w": 2})
+    >>> obs = [PauliString("Z", wires=[i]) for i in range(2)]
+    >>> layer = QuantumLayer(c, obs, weight_shapes={"w": 2})
     >>> layer(torch.rand(5, 2)).shape
     torch.Size([5, 2])
     """
@@ -423,6 +426,6 @@ class QuantumLayer(torch.nn.Module):
             )  # type: ignore[arg-type]
         kind = "expval" if self.observables is not None else "probs"
         return _bridge(
-            kind, self.circuit, params, self.observables or [], self.probs_wires or [], self.backend,
-            self.shots, self.seed, "parameter-shift", self._expanded, {},
+            kind, self.circuit, params, self.observables or [], self.probs_wires or [],
+            self.backend, self.shots, self.seed, "parameter-shift", self._expanded, {},
         )  # fmt: skip

@@ -101,7 +101,8 @@ def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | N
             if value.dim() not in (1, 2) or value.shape[-1] < k:
                 raise arg_error(
                     where,
-                    f"parameter vector of length {k} needs shape ({k},) or (B, {k}), got {tuple(value.shape)}",
+                    f"parameter vector of length {k} needs shape ({k},) or (B, {k}), "
+                    f"got {tuple(value.shape)}",
                 )
             batched = value.dim() == 2
         if batched:

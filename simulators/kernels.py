@@ -29,7 +29,7 @@ def _split(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, int, int] | 
 def apply_matrix(
     x: torch.Tensor, mat: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
 ) -> torch.Tensor:
-    """Apply ``mat`` (``(Dk, Dk)`` or batched ``(B, Dk, Dk)``) to ``axes`` of ``x`` (``(B, prod(shape))``).
+    """Apply ``mat`` (``(Dk, Dk)`` or ``(B, Dk, Dk)``) to ``axes`` of ``x`` (``(B, prod(shape))``).
 
     The local matrix's wire order is the order of ``axes``. Returns a new ``(B, D)`` tensor.
     """

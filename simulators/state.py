@@ -107,7 +107,7 @@ class State:
 
 
 def check_density_matrix(rho: torch.Tensor, name: str = "state", atol: float | None = None) -> None:
-    """Raise :class:`InvalidStateError` unless ``rho`` (``(..., D, D)``) is Hermitian, PSD, trace 1."""
+    """Raise :class:`InvalidStateError` unless ``rho`` (..., D, D) is Hermitian, PSD, trace 1."""
     if not isinstance(rho, torch.Tensor):
         raise arg_error(name, f"expected a tensor, got {type(rho).__name__}", QsemTypeError)
     if rho.dim() < 2 or rho.shape[-1] != rho.shape[-2]:
@@ -133,7 +133,8 @@ def check_density_matrix(rho: torch.Tensor, name: str = "state", atol: float | N
     low = float(torch.linalg.eigvalsh((r + r.mH) / 2).min())
     if low < -tol:
         raise InvalidStateError(
-            f"argument '{name}': not positive semidefinite, smallest eigenvalue {low:.3g} < -{tol:g}"
+            f"argument '{name}': not positive semidefinite, "
+            f"smallest eigenvalue {low:.3g} < -{tol:g}"
         )
 
 
