@@ -87,31 +87,51 @@ def _rdm(state: State, w: list[int]) -> torch.Tensor:
 
 
 def expval(state: State, observables: Observable | Sequence[Observable]) -> torch.Tensor:
-    """Expectation values: ``(B,)`` for one observable, ``(B, K)`` for a list of K."""
+    """Expectation values: ``(B,)`` for one observable, ``(B, K)`` for a list of K.
+
+    Diagonal observables (Z strings, diagonal Gell-Mann matrices) are read from the
+    probabilities together, as one product with their full-register diagonals;
+    the others from reduced density matrices on their wires.
+    """
     state = _check_state(state)
     single = isinstance(observables, Observable)
     obs = as_observables(observables, "observables")
-    p_full: torch.Tensor | None = None
-    out = []
-    for o in obs:
+    # read the dtype from the factor when there is one: state.tensor would build dense ρ
+    src = state.factor if state.factor is not None else state.tensor
+    real = torch.float32 if src.dtype == torch.complex64 else torch.float64
+    diagonals: dict[int, np.ndarray] = {}
+    for k, o in enumerate(obs):
         w = _wires(state, o.wires, "observables")
         dims = tuple(state.dims[x] for x in w)
         o.check_dims(dims)
-        # read the dtype from the factor when there is one: state.tensor would build dense ρ
-        src = state.factor if state.factor is not None else state.tensor
-        real = torch.float32 if src.dtype == torch.complex64 else torch.float64
         diag = o.diagonal(dims)
         if diag is not None:
-            if p_full is None:
-                p_full = _full_probs(state)
-            marg = kernels.marginal_probs(p_full, state.dims, w)
-            out.append(marg @ diag.to(dtype=real, device=marg.device))
-        else:
+            diagonals[k] = _full_diagonal(diag.numpy(), state.dims, w)
+    out: list[torch.Tensor | None] = [None] * len(obs)
+    if diagonals:
+        table = torch.as_tensor(
+            np.stack(list(diagonals.values()), -1), dtype=real, device=src.device
+        )
+        values = _full_probs(state) @ table  # (B, number of diagonal observables)
+        for j, k in enumerate(diagonals):
+            out[k] = values[:, j]
+    for k, o in enumerate(obs):
+        if out[k] is None:
+            w = list(o.wires)
             rho = _rdm(state, w)
-            m = o.matrix(dims, dtype=rho.dtype, device=rho.device)
-            out.append(torch.einsum("ij,bji->b", m, rho).real)
-    res = out[0] if single else torch.stack(out, -1)
-    return state.unbatch(res)
+            mat = o.matrix(tuple(state.dims[x] for x in w), dtype=rho.dtype, device=rho.device)
+            out[k] = torch.einsum("ij,bji->b", mat, rho).real
+    res = out[0] if single else torch.stack(out, -1)  # type: ignore[arg-type]
+    return state.unbatch(res)  # type: ignore[arg-type]
+
+
+def _full_diagonal(diag: np.ndarray, dims: tuple[int, ...], wires: list[int]) -> np.ndarray:
+    """A diagonal on ``wires`` spread over the whole register (numpy, no torch ops)."""
+    local = diag.reshape(tuple(dims[w] for w in wires))
+    order = np.argsort(wires)  # put the local axes in register order
+    local = local.transpose(order)
+    shape = [dims[a] if a in wires else 1 for a in range(len(dims))]
+    return np.broadcast_to(local.reshape(shape), dims).reshape(-1)
 
 
 def sample(
