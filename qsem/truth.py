@@ -159,7 +159,7 @@ def kleene_not(a: Any) -> Any:
     """Kleene NOT of a truth value, or elementwise of an array / integer tensor of codes."""
     codes, is_array = _codes(a, "a")
     if not is_array:
-        return Truth(int(NOT_TABLE[int(codes)]))  # type: ignore[arg-type]
+        return Truth(int(NOT_TABLE[int(codes)]))
     if isinstance(codes, torch.Tensor):
         return torch.as_tensor(NOT_TABLE, device=codes.device)[codes]
     return NOT_TABLE[codes]
@@ -169,7 +169,7 @@ def _binary(table: np.ndarray, a: Any, b: Any) -> Any:
     ca, arr_a = _codes(a, "a")
     cb, arr_b = _codes(b, "b")
     if not (arr_a or arr_b):
-        return Truth(int(table[int(ca), int(cb)]))  # type: ignore[arg-type]
+        return Truth(int(table[int(ca), int(cb)]))
     if isinstance(ca, torch.Tensor) or isinstance(cb, torch.Tensor):
         dev = ca.device if isinstance(ca, torch.Tensor) else cb.device  # type: ignore[union-attr]
         ta = torch.as_tensor(np.asarray(ca) if not isinstance(ca, torch.Tensor) else ca, device=dev)
@@ -367,7 +367,9 @@ def _as_input(value: Any, name: str) -> torch.Tensor:
         rho = t.to(torch.complex128)
         check_density_matrix(rho, name=name, atol=1e-6)
         return rho / torch.diagonal(rho).sum()
-    raise arg_error(name, f"expected a label, amplitudes (3,) or a density matrix (3, 3), got {t.shape}")
+    raise arg_error(
+        name, f"expected a label, amplitudes (3,) or a density matrix (3, 3), got {t.shape}"
+    )
 
 
 def evaluate(op: str, *inputs: Any, dtype: torch.dtype = torch.complex128) -> torch.Tensor:
