@@ -1,0 +1,711 @@
+"""State similarity: exact overlap and fidelity, and SWAP-test estimates (DESIGN.md §5).
+
+Exact functions (torch, differentiable by autograd, batched over leading axes):
+
+* :func:`overlap` ``(a, b)``: ``|<a|b>|²`` for statevectors, ``<a|σ|a>`` for a
+  vector and a density matrix, ``Tr(ρσ)`` for two density matrices — what the
+  SWAP test measures;
+* :func:`fidelity`: the Uhlmann fidelity ``F(ρ, σ) = (Tr sqrt(sqrtρ σ sqrtρ))²``;
+  it equals :func:`overlap` when at least one state is pure, and is larger than
+  ``Tr(ρσ)`` in general for mixed states;
+* :func:`bures_angle` ``= arccos(sqrt F)`` (DESIGN.md §7's ``θ_t``), :func:`purity`
+  ``Tr ρ²`` and :func:`normalized_overlap` ``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``.
+
+Inputs are tensors or :class:`~qsem.simulators.state.State` objects. A tensor
+``(..., D)`` is a (batch of) statevector(s) unless it is square in its last two
+axes, ``(..., D, D)``, which makes it a (batch of) density matrix(ces): to pass
+``D`` statevectors of dimension ``D`` as one tensor, pass a
+:class:`~qsem.simulators.state.State` or add an axis, ``(D, 1, D)``.
+
+SWAP test on the torch engine (:func:`swap_test_probability`,
+:func:`swap_test_estimate`, and the destructive variants): the registers are
+prepared in the given states as the initial state ``|0><0| ⊗ ρ ⊗ σ`` of the
+:func:`~qsem.circuits.templates.swap_test` circuit (statevector mode when both
+are pure, density-matrix mode otherwise); ``shots`` ancilla outcomes are drawn
+and ``Tr(ρσ) = 2 P(0) - 1`` is reported with a binomial confidence interval
+(:func:`binomial_interval`, Wilson or Clopper–Pearson, mapped through ``2p - 1``
+and clipped to ``[0, 1]``). :func:`swap_test_circuits` runs the circuit form
+(preparation sub-circuits with symbolic parameters) on any
+:class:`~qsem.simulators.backend.Backend`.
+
+>>> import torch
+>>> a = torch.tensor([1, 0], dtype=torch.complex128)
+>>> b = torch.tensor([1, 1], dtype=torch.complex128) / 2**0.5
+>>> round(float(overlap(a, b)), 6)
+0.5
+>>> est = swap_test_estimate(a, b, shots=1000, seed=7)
+>>> bool(est.low <= 0.5 <= est.high)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from qsem.circuits.circuit import Circuit
+from qsem.circuits.errors import DimensionError, InvalidStateError, QsemTypeError, arg_error
+from qsem.circuits.templates import (
+    destructive_swap_signs,
+    destructive_swap_test,
+    swap_test,
+    swap_test_registers,
+)
+from qsem.circuits.tolerances import STATE_ATOL, atol_for
+
+from .engine import TorchSimulator
+from .measure import probs as _probs
+from .measure import sample as _sample
+from .state import State, check_density_matrix
+
+__all__ = [
+    "METHODS",
+    "SwapTestEstimate",
+    "binomial_interval",
+    "bures_angle",
+    "destructive_swap_test_estimate",
+    "destructive_swap_test_value",
+    "estimate_from_counts",
+    "fidelity",
+    "normalized_overlap",
+    "overlap",
+    "product_state",
+    "psd_sqrt",
+    "purity",
+    "swap_test_circuits",
+    "swap_test_estimate",
+    "swap_test_probability",
+]
+
+#: Binomial confidence-interval methods of :func:`binomial_interval`.
+METHODS: tuple[str, ...] = ("wilson", "clopper-pearson")
+
+
+# ----------------------------------------------------------------------------------
+# input handling
+# ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Input:
+    tensor: torch.Tensor
+    is_matrix: bool
+    dims: tuple[int, ...] | None  # wire dims when known (from a State)
+
+    @property
+    def dim(self) -> int:
+        return int(self.tensor.shape[-1])
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return self.tensor.shape[:-2] if self.is_matrix else self.tensor.shape[:-1]
+
+
+def _as_input(x: Any, name: str, check: bool) -> _Input:
+    """Read a State, tensor or array as a statevector or density-matrix (batch)."""
+    if isinstance(x, State):
+        if x.mode == "statevector":
+            return _Input(x.vector, False, x.dims)
+        return _Input(x.density_matrix, True, x.dims)
+    if isinstance(x, np.ndarray):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        raise arg_error(
+            name,
+            f"expected a statevector or density-matrix tensor or a State, got {type(x).__name__}",
+            QsemTypeError,
+        )
+    if x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        x = x.to(torch.complex64)
+    elif x.dtype == torch.float64:
+        x = x.to(torch.complex128)
+    elif not x.is_complex():
+        raise arg_error(
+            name, f"expected a floating-point or complex tensor, got dtype {x.dtype}", QsemTypeError
+        )
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise arg_error(name, f"expected shape (..., D) or (..., D, D), got {tuple(x.shape)}")
+    if not bool(torch.isfinite(torch.view_as_real(x.detach())).all()):
+        raise arg_error(name, "contains NaN or inf")
+    is_matrix = x.dim() >= 2 and x.shape[-1] == x.shape[-2]
+    if is_matrix:
+        if check:
+            try:
+                check_density_matrix(x, name)
+            except InvalidStateError as exc:
+                hint = ""
+                if x.dim() == 2:
+                    hint = (
+                        f" (a ({x.shape[0]}, {x.shape[1]}) tensor is read as a density matrix; "
+                        "for a batch of statevectors pass a State or shape (B, 1, D))"
+                    )
+                raise InvalidStateError(f"{exc}{hint}") from None
+    elif check:
+        norms = torch.linalg.vector_norm(x.detach(), dim=-1)
+        tol = 10 * atol_for(STATE_ATOL, x.dtype)
+        bad = (norms - 1).abs() > tol
+        if bool(bad.any()):
+            worst = float(norms.flatten()[(norms - 1).abs().flatten().argmax()])
+            raise InvalidStateError(
+                f"argument '{name}': statevector not normalised, norm {worst:.6g} "
+                f"(tolerance {tol:g})"
+            )
+    return _Input(x, is_matrix, None)
+
+
+def _pair(a: Any, b: Any, check: bool) -> tuple[_Input, _Input]:
+    ia, ib = _as_input(a, "a", check), _as_input(b, "b", check)
+    if ia.dim != ib.dim:
+        raise DimensionError(
+            f"argument 'b': dimension {ib.dim} does not match dimension {ia.dim} of 'a'"
+        )
+    if ia.dims is not None and ib.dims is not None and ia.dims != ib.dims:
+        raise DimensionError(
+            f"argument 'b': wire dims {list(ib.dims)} do not match {list(ia.dims)} of 'a'"
+        )
+    try:
+        torch.broadcast_shapes(ia.batch_shape, ib.batch_shape)
+    except RuntimeError:
+        raise arg_error(
+            "b",
+            f"batch shape {tuple(ib.batch_shape)} does not broadcast with "
+            f"{tuple(ia.batch_shape)} of 'a'",
+        ) from None
+    dtype = torch.promote_types(ia.tensor.dtype, ib.tensor.dtype)
+    if ia.tensor.device != ib.tensor.device:
+        raise arg_error("b", f"on device {ib.tensor.device}, 'a' is on {ia.tensor.device}")
+    return (
+        _Input(ia.tensor.to(dtype), ia.is_matrix, ia.dims),
+        _Input(ib.tensor.to(dtype), ib.is_matrix, ib.dims),
+    )
+
+
+def _expect(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``<v|m|v>`` (real part), broadcasting leading axes."""
+    return (v.conj()[..., None, :] @ m @ v[..., :, None])[..., 0, 0].real
+
+
+def _dm(x: _Input) -> torch.Tensor:
+    t = x.tensor
+    return t if x.is_matrix else t[..., :, None] * t.conj()[..., None, :]
+
+
+# ----------------------------------------------------------------------------------
+# exact similarity
+# ----------------------------------------------------------------------------------
+
+
+def overlap(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
+    """``Tr(ρσ)``: ``|<a|b>|²`` for two statevectors, ``<a|σ|a>`` for a vector and a matrix.
+
+    This is what the SWAP test measures. It equals :func:`fidelity` when at least one
+    state is pure; for two mixed states it is smaller in general (``Tr(ρσ) <= F``).
+    Differentiable; batched over broadcast leading axes; a real tensor.
+    ``check=False`` skips the validation of the inputs (norm, Hermitian, PSD, trace).
+    """
+    ia, ib = _pair(a, b, check)
+    if not ia.is_matrix and not ib.is_matrix:
+        inner = (ia.tensor.conj() * ib.tensor).sum(-1)
+        return inner.real**2 + inner.imag**2
+    if not ia.is_matrix:
+        return _expect(ia.tensor, ib.tensor)
+    if not ib.is_matrix:
+        return _expect(ib.tensor, ia.tensor)
+    return (ia.tensor * ib.tensor.transpose(-1, -2)).sum((-2, -1)).real
+
+
+class _PSDSqrt(torch.autograd.Function):
+    """``sqrt(ρ)`` of a Hermitian PSD matrix by eigendecomposition.
+
+    The backward pass solves the Sylvester equation ``S X + X S = G`` in the eigenbasis
+    (``X_ij = G_ij / (s_i + s_j)``), which stays finite for repeated eigenvalues
+    (where differentiating ``eigh`` would divide by zero); on the null space of a
+    rank-deficient ``ρ`` (``s_i + s_j = 0``) the derivative is infinite and the
+    corresponding entries are set to zero. Eigenvalues below ``10 D eps λ_max``
+    (rounding level) count as zero.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, rho: torch.Tensor) -> torch.Tensor:
+        herm = (rho + rho.mH) / 2
+        evals, vecs = torch.linalg.eigh(herm)
+        # eigenvalues at rounding level are zero: their square roots (~1e-8 in float64)
+        # would otherwise add noise of that size to fidelities of rank-deficient states
+        tol = 10 * evals.shape[-1] * torch.finfo(evals.dtype).eps
+        tol = tol * evals.abs().amax(-1, keepdim=True)
+        s = torch.where(evals > tol, evals, 0).sqrt()
+        ctx.save_for_backward(s, vecs)
+        return (vecs * s[..., None, :].to(vecs.dtype)) @ vecs.mH
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        s, vecs = ctx.saved_tensors
+        denom = s[..., :, None] + s[..., None, :]
+        tiny = s.amax(-1, keepdim=True)[..., None] * s.shape[-1] * torch.finfo(s.dtype).eps
+        k = torch.where(denom > tiny, 1 / denom.clamp(min=torch.finfo(s.dtype).tiny), 0)
+        g = vecs.mH @ grad @ vecs
+        return vecs @ (g * k.to(g.dtype)) @ vecs.mH
+
+
+def psd_sqrt(rho: torch.Tensor) -> torch.Tensor:
+    """Square root of Hermitian PSD matrices ``(..., D, D)`` (eigendecomposition).
+
+    Differentiable with a backward pass that stays finite at repeated eigenvalues
+    (e.g. the maximally mixed state); negative eigenvalues from rounding are clipped.
+    """
+    if not isinstance(rho, torch.Tensor) or rho.dim() < 2 or rho.shape[-1] != rho.shape[-2]:
+        shape = tuple(rho.shape) if isinstance(rho, torch.Tensor) else type(rho).__name__
+        raise arg_error("rho", f"expected a tensor of shape (..., D, D), got {shape}")
+    return _PSDSqrt.apply(rho)
+
+
+def fidelity(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
+    """Uhlmann fidelity ``F(ρ, σ) = (Tr sqrt(sqrtρ σ sqrtρ))²`` in ``[0, 1]``.
+
+    Computed as ``(Σ singular values of sqrtρ · sqrtσ)²`` — the same number, since
+    ``sqrtρ σ sqrtρ = X X^†`` with ``X = sqrtρ sqrtσ`` — with ``sqrtρ`` from the
+    eigendecomposition (:func:`psd_sqrt`). For a statevector ``|a>`` the factor is
+    ``|a>`` itself, so ``F = <a|σ|a>``, and ``F = |<a|b>|²`` for two statevectors: for
+    pure inputs the fidelity is the :func:`overlap`. Differentiable (finite at
+    repeated eigenvalues; at rank-deficient mixed states ``F`` is not smooth and the
+    gradient is a finite one-sided choice) and batched.
+    """
+    ia, ib = _pair(a, b, check)
+    if not ia.is_matrix or not ib.is_matrix:
+        return overlap(ia.tensor, ib.tensor, check=False)
+    x = psd_sqrt(ia.tensor) @ psd_sqrt(ib.tensor)
+    root = torch.linalg.svdvals(x).sum(-1)
+    return root**2
+
+
+def bures_angle(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
+    """Bures angle ``arccos(sqrt F)`` in ``[0, π/2]`` (DESIGN.md §7's ``θ_t``).
+
+    Evaluated as ``atan2(sqrt(1 - F), sqrt F)``, accurate near ``F = 1`` where
+    ``arccos`` loses digits. Its gradient is infinite at ``F = 1`` (equal states).
+    """
+    f = fidelity(a, b, check=check).clamp(0, 1)
+    return torch.atan2((1 - f).clamp(min=0).sqrt(), f.sqrt())
+
+
+def purity(x: Any, *, check: bool = True) -> torch.Tensor:
+    """``Tr ρ²`` (``1`` for a normalised statevector); tensors or States, batched."""
+    ix = _as_input(x, "x", check)
+    t = ix.tensor
+    if not ix.is_matrix:
+        return (t.real**2 + t.imag**2).sum(-1) ** 2
+    return (t * t.transpose(-1, -2)).sum((-2, -1)).real
+
+
+def normalized_overlap(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
+    """``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``: 1 for equal states, pure or mixed (DESIGN.md §7).
+
+    The quantum emergence detector of §7 uses ``1 - normalized_overlap(ρ_t, ρ_{t-1})``.
+    """
+    ia, ib = _pair(a, b, check)
+    num = overlap(ia.tensor, ib.tensor, check=False)
+    pa = purity(ia.tensor, check=False)
+    pb = purity(ib.tensor, check=False)
+    return num / (pa * pb).sqrt()
+
+
+# ----------------------------------------------------------------------------------
+# product states and register dims
+# ----------------------------------------------------------------------------------
+
+
+def product_state(*states: Any, check: bool = True) -> torch.Tensor:
+    """Tensor (Kronecker) product ``s_0 ⊗ s_1 ⊗ ...``, ``s_0`` most significant.
+
+    Statevectors give a statevector; if any factor is a density matrix, every factor
+    is turned into one and the product is a density matrix. Leading batch axes
+    broadcast. Inputs are tensors or States (read as in :func:`overlap`).
+    """
+    if not states:
+        raise arg_error("states", "need at least one state")
+    ins = [_as_input(s, f"states[{i}]", check) for i, s in enumerate(states)]
+    dtype = ins[0].tensor.dtype
+    for x in ins[1:]:
+        dtype = torch.promote_types(dtype, x.tensor.dtype)
+    try:
+        torch.broadcast_shapes(*(x.batch_shape for x in ins))
+    except RuntimeError:
+        shapes = [tuple(x.batch_shape) for x in ins]
+        raise arg_error("states", f"batch shapes {shapes} do not broadcast") from None
+    if not any(x.is_matrix for x in ins):
+        out = ins[0].tensor.to(dtype)
+        for x in ins[1:]:
+            t = x.tensor.to(dtype)
+            out = out[..., :, None] * t[..., None, :]
+            out = out.reshape(*out.shape[:-2], -1)
+        return out
+    out = _dm(ins[0]).to(dtype)
+    for x in ins[1:]:
+        t = _dm(x).to(dtype)
+        da, db = out.shape[-1], t.shape[-1]
+        out = out[..., :, None, :, None] * t[..., None, :, None, :]
+        out = out.reshape(*out.shape[:-4], da * db, da * db)
+    return out
+
+
+def _register_dims(dims: Sequence[int] | None, ia: _Input) -> tuple[int, ...]:
+    """Wire dims of a register: given, from a State, ``[2]*n`` for ``D = 2^n``, else ``[D]``."""
+    d = ia.dim
+    if dims is None:
+        if ia.dims is not None:
+            return ia.dims
+        n = d.bit_length() - 1
+        return (2,) * n if d == 1 << n and n >= 1 else (d,)
+    if isinstance(dims, (int, np.integer)) and not isinstance(dims, bool):
+        dims = [2] * int(dims)
+    out = Circuit(dims).dims  # validated (errors say 'dims')
+    if math.prod(out) != d:
+        raise DimensionError(
+            f"argument 'dims': wire dims {list(out)} give dimension {math.prod(out)}, "
+            f"the states have dimension {d}"
+        )
+    return out
+
+
+def _flatten_batch(t: torch.Tensor, is_matrix: bool) -> tuple[torch.Tensor, torch.Size]:
+    batch = t.shape[:-2] if is_matrix else t.shape[:-1]
+    tail = t.shape[len(batch) :]
+    if len(batch) == 0:
+        return t, batch
+    return t.reshape(-1, *tail), batch
+
+
+def _ancilla(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor([1, 0], dtype=dtype, device=device)
+
+
+def _run_swap_test(
+    a: Any, b: Any, dims: Sequence[int] | None, check: bool, dtype: torch.dtype | None
+) -> tuple[State, torch.Size]:
+    ia, ib = _pair(a, b, check)
+    reg = _register_dims(dims, ia)
+    circuit = swap_test(list(reg))
+    dt = dtype or (ia.tensor.dtype if ia.tensor.dtype.is_complex else torch.complex128)
+    mixed = ia.is_matrix or ib.is_matrix
+    init = product_state(_ancilla(dt, ia.tensor.device), ia.tensor, ib.tensor, check=False)
+    init, batch = _flatten_batch(init, mixed)
+    mode = "density_matrix" if mixed else "statevector"
+    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)  # type: ignore[arg-type]
+    return sim.run(circuit, initial_state=init), batch
+
+
+def swap_test_probability(
+    a: Any,
+    b: Any,
+    *,
+    dims: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """Exact ``P(ancilla = 0) = (1 + Tr(ρσ)) / 2`` of the SWAP test, run on the torch engine.
+
+    The registers get ``dims`` (default: a State's dims; ``[2]*n`` for ``D = 2^n``;
+    else one wire of dimension ``D``). Differentiable; batched like :func:`overlap`.
+    """
+    state, batch = _run_swap_test(a, b, dims, check, dtype)
+    p0 = _probs(state, [0])[..., 0]
+    return p0.reshape(batch) if len(batch) else p0
+
+
+def _run_destructive(
+    a: Any, b: Any, dims: Sequence[int] | None, check: bool, dtype: torch.dtype | None
+) -> tuple[State, torch.Size, tuple[int, ...]]:
+    ia, ib = _pair(a, b, check)
+    reg = _register_dims(dims, ia)
+    circuit = destructive_swap_test(list(reg))
+    dt = dtype or ia.tensor.dtype
+    mixed = ia.is_matrix or ib.is_matrix
+    init = product_state(ia.tensor, ib.tensor, check=False)
+    init, batch = _flatten_batch(init, mixed)
+    mode = "density_matrix" if mixed else "statevector"
+    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)  # type: ignore[arg-type]
+    return sim.run(circuit, initial_state=init), batch, reg
+
+
+def destructive_swap_test_value(
+    a: Any,
+    b: Any,
+    *,
+    dims: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """Exact ``Tr(ρσ) = Σ_k P(k) s_k`` from the destructive SWAP test on the torch engine."""
+    state, batch, reg = _run_destructive(a, b, dims, check, dtype)
+    p = _probs(state)
+    val = p @ destructive_swap_signs(reg, dtype=p.dtype, device=p.device)
+    return val.reshape(batch) if len(batch) else val
+
+
+# ----------------------------------------------------------------------------------
+# shot estimates
+# ----------------------------------------------------------------------------------
+
+
+def _check_confidence(confidence: object) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)):
+        raise arg_error(
+            "confidence", f"must be a number in (0, 1), got {confidence!r}", QsemTypeError
+        )
+    if not 0 < float(confidence) < 1:
+        raise arg_error("confidence", f"must lie in (0, 1) (e.g. 0.95), got {confidence!r}")
+    return float(confidence)
+
+
+def _check_method(method: object) -> str:
+    if method not in METHODS:
+        raise arg_error("method", f"must be one of {list(METHODS)}, got {method!r}")
+    return str(method)
+
+
+def _check_shots(shots: object) -> int:
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)):
+        raise arg_error("shots", f"must be a positive integer, got {shots!r}", QsemTypeError)
+    if shots < 1:
+        raise arg_error("shots", f"must be a positive integer, got {shots!r}")
+    return int(shots)
+
+
+def _check_seed(seed: object) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise arg_error("seed", f"must be an integer or None, got {seed!r}", QsemTypeError)
+    return None if seed is None else int(seed)
+
+
+def binomial_interval(
+    successes: Any, trials: int, *, confidence: float = 0.95, method: str = "wilson"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-sided confidence interval ``(low, high)`` for a binomial probability.
+
+    ``method="wilson"``: the Wilson score interval; ``"clopper-pearson"``: the exact
+    (conservative) interval from beta quantiles. ``successes``: a count or a tensor of
+    counts in ``0..trials``; float64 tensors of the same shape come back.
+    """
+    from scipy import stats
+
+    n = _check_shots(trials)
+    conf = _check_confidence(confidence)
+    method = _check_method(method)
+    k_t = torch.as_tensor(successes)
+    if k_t.is_complex() or k_t.dtype == torch.bool:
+        raise arg_error("successes", f"expected integer counts, got dtype {k_t.dtype}")
+    k = k_t.detach().cpu().to(torch.float64).numpy()
+    if not np.all(np.isfinite(k)) or np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k)):
+        raise arg_error("successes", f"counts must be integers in 0..{n}, got {k_t.tolist()}")
+    alpha = 1 - conf
+    if method == "wilson":
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+        low = np.where(k == 0, 0.0, low)
+        high = np.where(k == n, 1.0, high)
+    else:
+        with np.errstate(invalid="ignore"):
+            low = np.where(k == 0, 0.0, stats.beta.ppf(alpha / 2, k, n - k + 1))
+            high = np.where(k == n, 1.0, stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    as_t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64))  # noqa: E731
+    return as_t(low), as_t(high)
+
+
+@dataclass(frozen=True)
+class SwapTestEstimate:
+    """A shot estimate of ``Tr(ρσ)`` with a binomial confidence interval.
+
+    ``p0`` is the observed fraction of ancilla-0 outcomes (for the destructive test:
+    of outcomes with SWAP eigenvalue ``+1``); ``estimate = clip(2 p0 - 1, 0, 1)``
+    (:attr:`raw` is the unclipped, unbiased ``2 p0 - 1``); ``[low, high]`` is the
+    interval for ``p0``'s probability mapped through ``2p - 1`` and clipped to
+    ``[0, 1]``. Tensors of shape ``()`` or the batch shape.
+    """
+
+    estimate: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    shots: int
+    p0: torch.Tensor
+    confidence: float = 0.95
+    method: str = "wilson"
+
+    @property
+    def raw(self) -> torch.Tensor:
+        """The unclipped estimate ``2 p0 - 1`` (unbiased; may be slightly negative)."""
+        return 2 * self.p0 - 1
+
+    @property
+    def halfwidth(self) -> torch.Tensor:
+        return (self.high - self.low) / 2
+
+    def contains(self, value: Any) -> torch.Tensor:
+        """Whether ``low <= value <= high`` (elementwise)."""
+        v = torch.as_tensor(value, dtype=torch.float64)
+        return (self.low <= v) & (v <= self.high)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (floats or lists)."""
+        return {
+            "estimate": self.estimate.tolist(),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+            "shots": self.shots,
+            "p0": self.p0.tolist(),
+            "confidence": self.confidence,
+            "method": self.method,
+        }
+
+
+def estimate_from_counts(
+    zeros: Any, shots: int, *, confidence: float = 0.95, method: str = "wilson"
+) -> SwapTestEstimate:
+    """:class:`SwapTestEstimate` from the number of ancilla-0 outcomes among ``shots``.
+
+    Works for counts from any source (the torch engine, Aer, hardware). For the
+    destructive test pass the number of outcomes with SWAP eigenvalue ``+1``.
+    """
+    n = _check_shots(shots)
+    low_p, high_p = binomial_interval(zeros, n, confidence=confidence, method=method)
+    p0 = torch.as_tensor(zeros).detach().cpu().to(torch.float64) / n
+    return SwapTestEstimate(
+        estimate=(2 * p0 - 1).clamp(0, 1),
+        low=(2 * low_p - 1).clamp(0, 1),
+        high=(2 * high_p - 1).clamp(0, 1),
+        shots=n,
+        p0=p0,
+        confidence=float(confidence),
+        method=str(method),
+    )
+
+
+def swap_test_estimate(
+    a: Any,
+    b: Any,
+    shots: int,
+    seed: int | None = None,
+    *,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    dims: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> SwapTestEstimate:
+    """Estimate ``Tr(ρσ)`` with the SWAP test on the torch engine from ``shots`` outcomes.
+
+    Runs :func:`~qsem.circuits.templates.swap_test` with the registers prepared in
+    ``a`` and ``b`` (statevectors or density matrices, tensors or States, batched),
+    draws ``shots`` ancilla outcomes (seeded by ``seed``) per batch element, and
+    returns the estimate ``2 P0 - 1`` with a ``confidence`` interval (``method``
+    ``"wilson"`` or ``"clopper-pearson"``; see :func:`estimate_from_counts`).
+    """
+    n = _check_shots(shots)
+    seed = _check_seed(seed)
+    _check_confidence(confidence)
+    _check_method(method)
+    with torch.no_grad():
+        state, batch = _run_swap_test(a, b, dims, check, dtype)
+        samples = _sample(state, n, [0], seed=seed)  # (..., shots, 1)
+    zeros = (samples[..., 0] == 0).sum(-1)
+    zeros = zeros.reshape(batch) if len(batch) else zeros.reshape(())
+    return estimate_from_counts(zeros, n, confidence=confidence, method=method)
+
+
+def destructive_swap_test_estimate(
+    a: Any,
+    b: Any,
+    shots: int,
+    seed: int | None = None,
+    *,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    dims: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    check: bool = True,
+) -> SwapTestEstimate:
+    """Estimate ``Tr(ρσ)`` with the destructive SWAP test on the torch engine.
+
+    Draws ``shots`` joint outcomes of all ``2n`` wires; the outcomes with SWAP
+    eigenvalue ``+1`` (even parity of ``Σ a_i b_i`` on qubit pairs) have probability
+    ``(1 + Tr(ρσ)) / 2``, so the interval is the same as :func:`swap_test_estimate`'s.
+    """
+    n = _check_shots(shots)
+    seed = _check_seed(seed)
+    _check_confidence(confidence)
+    _check_method(method)
+    with torch.no_grad():
+        state, batch, reg = _run_destructive(a, b, dims, check, dtype)
+        samples = _sample(state, n, seed=seed)  # (..., shots, 2n)
+    full = (*reg, *reg)
+    idx = torch.zeros(samples.shape[:-1], dtype=torch.long, device=samples.device)
+    for j, d in enumerate(full):
+        idx = idx * d + samples[..., j]
+    signs = destructive_swap_signs(reg, device=samples.device)
+    plus = (signs[idx] > 0).sum(-1)
+    plus = plus.reshape(batch) if len(batch) else plus.reshape(())
+    return estimate_from_counts(plus, n, confidence=confidence, method=method)
+
+
+def swap_test_circuits(
+    prep_a: Circuit,
+    prep_b: Circuit,
+    *,
+    backend: Any = None,
+    values: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    shots: int | None = None,
+    seed: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+) -> torch.Tensor | SwapTestEstimate:
+    """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
+
+    ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
+    parameters (distinct names unless shared on purpose) take the columns ``names``
+    of ``values`` ``(N, P)``: the ``N`` pairs run as one backend job. ``backend``: a
+    :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
+    complex128). ``shots=None`` returns the exact ``Tr(ρσ) = 2 P0 - 1`` as a
+    float64 tensor ``(N,)``; an integer returns a :class:`SwapTestEstimate` of
+    shape ``(N,)`` from ``shots`` ancilla outcomes per pair, seeded by ``seed``.
+    """
+    from .backend import Backend, TorchBackend
+
+    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
+        if not isinstance(prep, Circuit):
+            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
+    if backend is None:
+        backend = TorchBackend()
+    if not isinstance(backend, Backend):
+        raise arg_error(
+            "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
+        )
+    circuit = swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
+    if names is None:
+        names = circuit.parameters
+    names = list(names)
+    if values is None:
+        if names:
+            raise arg_error("values", f"the circuits have parameters {names}; pass their values")
+        values = torch.zeros(1, 0, dtype=torch.float64)
+    n_shots = None if shots is None else _check_shots(shots)
+    seed = _check_seed(seed)
+    if n_shots is not None:
+        _check_confidence(confidence)
+        _check_method(method)
+    anc = swap_test_registers(list(prep_a.dims))[0]
+    p = backend.probs(circuit, values, names, [anc], shots=n_shots, seed=seed)
+    p0 = p[:, 0].to(torch.float64)
+    if n_shots is None:
+        return 2 * p0 - 1
+    zeros = torch.round(p0 * n_shots).to(torch.long)
+    return estimate_from_counts(zeros, n_shots, confidence=confidence, method=method)
