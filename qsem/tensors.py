@@ -1013,7 +1013,11 @@ def pi_edge_compressed(
         raise arg_error("omega", f"expected an Omega, got {type(omega).__name__}", QsemTypeError)
     b, p = omega.shape[0], omega.shape[4]
     exact = pi_edge(omega, weights_b, weights_p)
-    wp = _edge_weights(None, weights_p, b, p, omega.data)
+    wp = (
+        torch.full((b, p), 1 / p, dtype=_real_dtype(omega.dtype), device=omega.device)
+        if weights_p is None
+        else _weights(weights_p, "weights_p", (b, p), omega.data)
+    )
     data = omega.data
     slices = torch.arange(p, device=data.device)
     if top_p is not None:
