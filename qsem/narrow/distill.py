@@ -1,0 +1,47 @@
+"""Knowledge distillation loss: ``α·CE(s, y) + (1 - α)·T²·KL(softmax(t/T) ‖ softmax(s/T))``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from qsem.circuits.errors import arg_error
+
+from ._checks import check_fraction, check_positive
+
+__all__ = ["distillation_loss"]
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    alpha: float = 0.1,
+    temperature: float = 20.0,
+) -> torch.Tensor:
+    """Hinton-style distillation, batch-mean; ``alpha`` weighs the hard-label cross-entropy.
+
+    The KL term is scaled by ``T²`` so its gradients keep their size as ``T`` grows.
+    Teacher logits may cover more classes than the student only if you slice them first.
+    """
+    a = check_fraction("alpha", alpha)
+    t = check_positive("temperature", temperature)
+    if not isinstance(student_logits, torch.Tensor) or student_logits.ndim != 2:
+        raise arg_error("student_logits", "expected a (batch, classes) tensor")
+    if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.shape != student_logits.shape:
+        raise arg_error(
+            "teacher_logits",
+            f"expected shape {tuple(student_logits.shape)} like student_logits, "
+            f"got {getattr(teacher_logits, 'shape', teacher_logits)}",
+        )
+    if not isinstance(targets, torch.Tensor) or targets.shape != student_logits.shape[:1]:
+        raise arg_error("targets", f"expected shape ({student_logits.shape[0]},) of class indices")
+    ce = F.cross_entropy(student_logits, targets)
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.log_softmax(teacher_logits.detach() / t, dim=1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return a * ce + (1 - a) * t * t * kl

@@ -1,0 +1,84 @@
+"""Training loops: plain, with a penalty, with pruning masks kept; evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_int, check_positive
+
+__all__ = ["accuracy", "evaluate", "torch_threads", "train_steps"]
+
+LN2 = math.log(2.0)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of argmax predictions equal to ``y``."""
+    return float((model(x).argmax(dim=-1) == y).float().mean())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Cross-entropy (nats and bits) and accuracy of ``model`` on ``(x, y)``."""
+    logits = model(x)
+    ce = float(F.cross_entropy(logits, y))
+    acc = float((logits.argmax(dim=-1) == y).float().mean())
+    return {"loss": ce, "loss_bits": ce / LN2, "accuracy": acc}
+
+
+def train_steps(
+    model: nn.Module,
+    batch_fn: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    eps: float = 1e-8,
+    penalty: Callable[[], torch.Tensor] | None = None,
+    masker: object | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    callback: Callable[[int, float], bool | None] | None = None,
+) -> torch.optim.Optimizer:
+    """Adam on ``loss_fn(model(x), y) + penalty()`` for ``steps`` steps.
+
+    ``batch_fn(step)`` returns the batch of a step (fresh samples or a minibatch);
+    ``masker`` (a :class:`~qsem.narrow.prune.Masker`) keeps pruned weights at zero;
+    ``callback(step, loss)`` runs after each step and stops training by returning True.
+    Returns the optimiser (reuse it to continue).
+    """
+    check_int("steps", steps, 0)
+    check_positive("lr", lr)
+    check_positive("eps", eps)
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+    fn = loss_fn or F.cross_entropy
+    if masker is not None:
+        masker.attach(opt)  # type: ignore[attr-defined]
+    for step in range(1, steps + 1):
+        x, y = batch_fn(step)
+        loss = fn(model(x), y)
+        if penalty is not None:
+            loss = loss + penalty()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if callback is not None and callback(step, float(loss)):
+            break
+    return opt
