@@ -1,0 +1,41 @@
+"""The registry of experiments that ``qsem run NAME`` knows.
+
+Each entry is an :class:`~qsem.runner.Experiment` imported from its module;
+add a new experiment by importing its ``EXPERIMENT`` object here and listing it
+in ``_ALL``. Names starting with ``_`` are runnable but hidden from ``qsem list``.
+"""
+
+from __future__ import annotations
+
+from qsem.runner import ConfigError, Experiment
+
+from . import demo
+
+__all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_experiments"]
+
+_ALL: tuple[Experiment, ...] = (demo.EXPERIMENT,)
+
+#: name -> experiment, for every registered experiment.
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
+if len(EXPERIMENTS) != len(_ALL):  # pragma: no cover - a registration mistake
+    raise RuntimeError("two registered experiments share a name")
+
+
+class UnknownExperimentError(ConfigError):
+    """``qsem run NAME`` with a NAME that is not registered."""
+
+
+def visible_experiments() -> list[Experiment]:
+    """The experiments ``qsem list`` shows, by name."""
+    return [EXPERIMENTS[n] for n in sorted(EXPERIMENTS) if not EXPERIMENTS[n].hidden]
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name``; an unknown name raises an error listing the known ones."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        known = ", ".join(e.name for e in visible_experiments()) or "(none)"
+        raise UnknownExperimentError(
+            f"unknown experiment {name!r}; known experiments: {known} (see 'qsem list')"
+        ) from None

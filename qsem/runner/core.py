@@ -1,0 +1,366 @@
+"""Running an experiment into a run directory, fresh or resumed.
+
+Files of a run directory:
+
+* ``config.json``  — the config as run (seed included),
+* ``run_info.json`` — versions, platform, seeds, times, command line, status,
+* ``metrics.jsonl`` — one JSON object per logged step,
+* ``results.json`` — the experiment's final results (present = the run finished),
+* ``checkpoint.pt`` — the last checkpoint (plain data, ``weights_only`` loadable),
+* PNG plots and other artefacts written by the experiment.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qsem.circuits.errors import QsemError
+from qsem.io import read_json, read_jsonl, write_json, write_jsonl
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import (
+    ConfigError,
+    Leaf,
+    build_config,
+    config_diff,
+    config_schema,
+    layer_config,
+    validate_config,
+)
+from .context import CHECKPOINT_FILE, METRICS_FILE, MetricsLog, RunContext
+from .info import environment_info, now_iso, package_versions, seed_everything
+
+__all__ = ["Experiment", "RunDirError", "RunResult", "run_experiment"]
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+RUN_INFO_FILE = "run_info.json"
+LOCK_FILE = ".lock"
+
+_NAME = re.compile(r"^_?[a-z][a-z0-9_-]*$")
+
+
+class RunDirError(QsemError):
+    """The run directory cannot be used: it holds another run, or nothing to resume."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A runnable experiment.
+
+    Attributes:
+        name: what ``qsem run NAME`` takes (lower case; a leading ``_`` hides it
+            from ``qsem list``).
+        description: one line for ``qsem list``.
+        defaults: the default config, a dataclass instance or a nested dict; it
+            must have an integer ``seed`` key.
+        run: ``run(config, ctx) -> results``; ``config`` is built like
+            ``defaults`` (a dataclass or a dict), ``ctx`` a
+            :class:`~qsem.runner.context.RunContext`; ``results`` a dict of
+            JSON-able values written to ``results.json``.
+        checkpoint_every: default checkpoint period in steps (0: only forced ones).
+    """
+
+    name: str
+    description: str
+    defaults: Any
+    run: Callable[[Any, RunContext], Mapping[str, Any]]
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(f"experiment name {self.name!r} must match {_NAME.pattern}")
+        schema = config_schema(self.defaults)
+        seed = schema.get("seed")
+        if not (isinstance(seed, Leaf) and seed.kind is int and not seed.optional):
+            raise ValueError(f"experiment {self.name!r}: its config needs an integer 'seed' key")
+        if self.checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be >= 0")
+
+    @property
+    def hidden(self) -> bool:
+        return self.name.startswith("_")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` returns."""
+
+    out_dir: Path
+    results: dict[str, Any]
+    config: dict[str, Any]
+    resumed_from_step: int | None = None
+    already_complete: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
+    """``root/NAME-YYYYmmdd-HHMMSS`` (with ``-2``, ``-3``, ... if taken)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return candidate
+
+
+@contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_path = out_dir / LOCK_FILE
+    fh = lock_path.open("a")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunDirError(
+                f"run directory {out_dir} is in use by another qsem process"
+            ) from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _contents(out_dir: Path) -> list[str]:
+    return sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_FILE)
+
+
+def _check_fresh_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--out {out_dir} exists and is not a directory")
+    if out_dir.is_dir():
+        names = _contents(out_dir)
+        if names:
+            what = "a run" if CONFIG_FILE in names else "files"
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise RunDirError(
+                f"run directory {out_dir} already contains {what} ({shown}); nothing is "
+                "overwritten: continue it with --resume or choose a new --out"
+            )
+
+
+def _read_stored_config(out_dir: Path, defaults: Any) -> dict[str, Any]:
+    path = out_dir / CONFIG_FILE
+    if not out_dir.is_dir():
+        raise RunDirError(f"nothing to resume: {out_dir} does not exist")
+    if not path.exists():
+        raise RunDirError(f"nothing to resume in {out_dir}: it has no {CONFIG_FILE}")
+    stored = read_json(path)
+    try:
+        return validate_config(stored, config_schema(defaults), str(path))
+    except ConfigError as exc:
+        raise RunDirError(f"cannot resume {out_dir}: {exc}") from None
+
+
+def _read_run_info(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / RUN_INFO_FILE
+    if not path.exists():
+        return {}
+    try:
+        info = read_json(path)
+    except QsemError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _read_metric_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    read_jsonl(path)  # validates every line, naming the file on error
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    seed: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    checkpoint_every: int | None = None,
+    command: Sequence[str] | None = None,
+    runs_root: str | os.PathLike[str] = "runs",
+) -> RunResult:
+    """Run ``experiment`` into a run directory and return its results.
+
+    Config layers: the experiment's defaults, ``config_file``, ``overrides``
+    (``"key=value"``), ``seed``. Without ``resume`` the directory ``out``
+    (default ``runs_root/NAME-<timestamp>``) must be new or empty. With
+    ``resume`` it must hold a run of the same experiment: its stored config is
+    used (if config inputs are given too, they must produce the same config),
+    metrics are cut back to the last checkpoint and the experiment continues
+    from it via ``ctx.restore()``. A finished run is left as it is.
+    """
+    explicit = config_file is not None or bool(overrides) or seed is not None
+    requested = layer_config(experiment.defaults, file=config_file, overrides=overrides, seed=seed)
+    every = experiment.checkpoint_every if checkpoint_every is None else int(checkpoint_every)
+    if every < 0:
+        raise ConfigError(f"argument 'checkpoint_every': must be >= 0, got {every}")
+    cmd = list(command) if command is not None else [sys.executable, *sys.argv]
+
+    if resume:
+        if out is None:
+            raise RunDirError("--resume needs --out DIR: the directory of the run to continue")
+        out_dir = Path(out)
+        stored = _read_stored_config(out_dir, experiment.defaults)
+        info = _read_run_info(out_dir)
+        if info.get("experiment", experiment.name) != experiment.name:
+            raise RunDirError(
+                f"cannot resume {out_dir}: it holds a run of experiment {info['experiment']!r}, "
+                f"not {experiment.name!r}"
+            )
+        if explicit:
+            diff = config_diff(stored, requested)
+            if diff:
+                raise RunDirError(
+                    f"cannot resume {out_dir}: the requested config differs from its "
+                    f"{CONFIG_FILE} ({'; '.join(diff)}); resume without config options to "
+                    "continue with the stored config, or start a new run with another --out"
+                )
+        config = stored
+        typed = build_config(experiment.defaults, config)
+        if (out_dir / RESULTS_FILE).exists():
+            return RunResult(
+                out_dir=out_dir,
+                results=read_json(out_dir / RESULTS_FILE),
+                config=config,
+                already_complete=True,
+                info=info,
+            )
+    else:
+        config = requested
+        typed = build_config(experiment.defaults, config)  # its checks run before any file is made
+        out_dir = Path(out) if out is not None else default_run_dir(experiment.name, runs_root)
+        _check_fresh_dir(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        info = {}
+
+    with _locked(out_dir):
+        payload: dict[str, Any] | None = None
+        metrics_path = out_dir / METRICS_FILE
+        if resume:
+            ckpt = out_dir / CHECKPOINT_FILE
+            lines = _read_metric_lines(metrics_path)
+            if ckpt.exists():
+                payload = load_checkpoint(ckpt, experiment=experiment.name, config=config)
+                keep = int(payload["metrics_lines"])
+                if keep > len(lines):
+                    raise CheckpointError(
+                        f"checkpoint {ckpt} records {keep} metric lines but {metrics_path} has "
+                        f"only {len(lines)}; the run directory was modified"
+                    )
+                lines = lines[:keep]
+            else:
+                lines = []  # killed before its first checkpoint: start again
+            write_jsonl(metrics_path, lines)
+        else:
+            _check_fresh_dir(out_dir)  # again under the lock: another process may have started
+            write_json(out_dir / CONFIG_FILE, config)
+            lines = []
+
+        seeds = seed_everything(int(config["seed"]))
+        start = time.time()
+        session: dict[str, Any] = {
+            "start_time": now_iso(),
+            "end_time": None,
+            "wall_time_s": None,
+            "status": "running",
+            "resumed_from_step": None if payload is None else int(payload["step"]),
+            "command": cmd,
+        }
+        sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
+        sessions.append(session)
+        previous_wall = sum(float(s.get("wall_time_s") or 0.0) for s in sessions[:-1])
+        info = {
+            "experiment": experiment.name,
+            "description": experiment.description,
+            "status": "running",
+            "command": cmd,
+            "cwd": os.getcwd(),
+            "out_dir": str(out_dir.resolve()),
+            "seed": int(config["seed"]),
+            "seeds": seeds,
+            "versions": package_versions(),
+            "platform": environment_info(),
+            "start_time": info.get("start_time") or session["start_time"],
+            "end_time": None,
+            "wall_time_s": None,
+            "checkpoint_every": every,
+            "sessions": sessions,
+            "error": None,
+        }
+        write_json(out_dir / RUN_INFO_FILE, info)
+
+        metrics = MetricsLog(metrics_path, lines)
+        ctx = RunContext(
+            experiment=experiment.name,
+            out_dir=out_dir,
+            config=config,
+            seed=int(config["seed"]),
+            metrics=metrics,
+            checkpoint_every=every,
+            quiet=quiet,
+            resume_payload=payload,
+        )
+
+        def finish(status: str, error: str | None = None) -> None:
+            wall = time.time() - start
+            session.update(end_time=now_iso(), wall_time_s=round(wall, 3), status=status)
+            info.update(
+                status=status,
+                end_time=session["end_time"],
+                wall_time_s=round(previous_wall + wall, 3),
+                error=error,
+            )
+            write_json(out_dir / RUN_INFO_FILE, info)
+
+        try:
+            results = experiment.run(typed, ctx)
+            if not isinstance(results, Mapping):
+                raise TypeError(
+                    f"experiment {experiment.name!r} returned {type(results).__name__}, "
+                    "expected a dict of results"
+                )
+            metrics.flush()
+            write_json(out_dir / RESULTS_FILE, dict(results))
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            with suppress(Exception):  # keep what was logged; the original error wins
+                metrics.flush()
+            with suppress(Exception):
+                finish(status, f"{type(exc).__name__}: {exc}")
+            raise
+        finish("completed")
+    return RunResult(
+        out_dir=out_dir,
+        results=read_json(out_dir / RESULTS_FILE),
+        config=config,
+        resumed_from_step=None if payload is None else int(payload["step"]),
+        info=info,
+    )
+
+
+def experiment_config_dict(experiment: Experiment) -> dict[str, Any]:
+    """The experiment's default config as a plain nested dict."""
+    return layer_config(experiment.defaults)
