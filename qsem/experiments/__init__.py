@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from qsem.runner import ConfigError, Experiment
 
-from . import demo
+from . import demo, narrow_curriculum, narrow_digits, narrow_pruning
 
 __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_experiments"]
 
-_ALL: tuple[Experiment, ...] = (demo.EXPERIMENT,)
+_ALL: tuple[Experiment, ...] = (
+    demo.EXPERIMENT,
+    narrow_curriculum.EXPERIMENT,
+    narrow_pruning.EXPERIMENT,
+    narrow_digits.EXPERIMENT,
+)
 
 #: name -> experiment, for every registered experiment.
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}

@@ -129,6 +129,41 @@ class EnsembleMLP(nn.Module):
             for i in range(len(linears[0]))
         )
 
+    @classmethod
+    def from_models(cls, models: Sequence[nn.Module]) -> EnsembleMLP:
+        """Stack MLPs of one architecture (e.g. pruned copies of one net) into an ensemble."""
+        if not models:
+            raise arg_error("models", "give at least one model")
+        lins = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
+        shapes = [tuple(tuple(lin.weight.shape) for lin in ls) for ls in lins]
+        if len(set(shapes)) != 1:
+            raise arg_error("models", f"all models need the same Linear shapes, got {set(shapes)}")
+        ens = cls.__new__(cls)
+        nn.Module.__init__(ens)
+        ens.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().T.clone() for ls in lins]))
+            for i in range(len(lins[0]))
+        )
+        ens.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach()[None, :].clone() for ls in lins]))
+            for i in range(len(lins[0]))
+        )
+        return ens
+
+    def neuron_masks(self, keep: Sequence[Sequence[torch.Tensor]]) -> list[tuple]:
+        """``(param, mask)`` pairs removing hidden neurons: ``keep[e][layer]`` is a bool ``(H,)``.
+
+        Feed them to :meth:`qsem.narrow.prune.Masker.add`.
+        """
+        out = []
+        for i in range(len(self.weights) - 1):
+            k = torch.stack([torch.as_tensor(keep[e][i]) for e in range(self.members)])
+            k = k.to(self.weights[i].dtype)
+            out.append((self.weights[i], k[:, None, :].expand_as(self.weights[i]).clone()))
+            out.append((self.biases[i], k[:, None, :].clone()))
+            out.append((self.weights[i + 1], k[:, :, None].expand_as(self.weights[i + 1]).clone()))
+        return out
+
     @property
     def members(self) -> int:
         return self.weights[0].shape[0]

@@ -1,0 +1,422 @@
+"""``qsem run narrow-digits``: ways to get a small even-digit classifier (DESIGN.md §9).
+
+A general MLP teacher is trained on all ten digits. The narrow task is the even
+digits (5 classes: 0, 2, 4, 6, 8). For students with ``x`` hidden neurons we
+count the training samples (sample presentations, ``steps × batch``) until the
+even-digit test accuracy reaches ``target_accuracy``:
+
+1. **scratch** — a fresh MLP trained on the even digits;
+2. **distill** — the same MLP trained with ``α·CE + (1-α)·T²·KL`` against the
+   teacher's even-class logits (α = 0.1, T = 20);
+3. **group lasso** — the teacher (head restricted to the even classes) trained on
+   the even digits with the neuron group lasso; after every ``eval_every`` steps it
+   is pruned to each size by neuron norm, no recovery — the first sample count at
+   which the pruned net reaches the target;
+4. **attribution** — the teacher (even head) pruned to each size by
+   ``|activation × gradient|`` on ``attribution_samples`` samples, then recovery
+   training until the target (samples = attribution samples + recovery samples).
+
+The paper reports pruning < distillation < scratch in samples needed. Data:
+scikit-learn's 8×8 digits by default, or MNIST from local IDX files
+(``mnist_dir`` holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, optionally ``.gz``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qsem.narrow import (
+    Masker,
+    attribution_scores,
+    build_mlp,
+    distillation_loss,
+    group_lasso_penalty,
+    keep_masks,
+    load_digits_8x8,
+    load_mnist_idx,
+    make_generator,
+    neuron_groups,
+    neuron_norms,
+    prune_neurons,
+    torch_threads,
+)
+from qsem.runner import ConfigError, Experiment, RunContext
+
+__all__ = ["EXPERIMENT", "DigitsConfig", "load_data", "run"]
+
+EVEN = (0, 2, 4, 6, 8)
+METHODS = ("scratch", "distill", "group_lasso", "attribution")
+_MNIST = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Config of ``qsem run narrow-digits``."""
+
+    seed: int = 0
+    seeds: int = 3
+    #: "" for scikit-learn's 8x8 digits; else a folder with the four MNIST IDX files
+    mnist_dir: str = ""
+    test_size: float = 0.3
+    teacher_widths: tuple[int, ...] = (128, 128)
+    teacher_steps: int = 3000
+    #: total hidden neurons of the students / pruned nets (split evenly over the layers)
+    sizes: tuple[int, ...] = (8, 16, 32, 64)
+    target_accuracy: float = 0.95
+    batch: int = 32
+    lr: float = 1e-3
+    max_steps: int = 3000
+    eval_every: int = 10
+    alpha: float = 0.1
+    temperature: float = 20.0
+    gl_lambda: float = 2e-3
+    attribution_samples: int = 256
+    device: str = "cpu"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mnist_dir:
+            missing = [n for n in _MNIST.values() if _find(Path(self.mnist_dir), n) is None]
+            if missing:
+                raise ConfigError(
+                    f"config key 'mnist_dir': {self.mnist_dir!r} lacks {', '.join(missing)}"
+                )
+        if not 0.05 <= self.test_size <= 0.8:
+            raise ConfigError(
+                f"config key 'test_size': must lie in [0.05, 0.8], got {self.test_size}"
+            )
+        if not self.teacher_widths or any(w < 1 for w in self.teacher_widths):
+            raise ConfigError("config key 'teacher_widths': positive widths needed")
+        total = sum(self.teacher_widths)
+        if not self.sizes or any(not len(self.teacher_widths) <= s <= total for s in self.sizes):
+            raise ConfigError(
+                f"config key 'sizes': each size must lie in [{len(self.teacher_widths)}, {total}] "
+                f"(the teacher's hidden neurons), got {self.sizes}"
+            )
+        if not 0 < self.target_accuracy <= 1:
+            raise ConfigError("config key 'target_accuracy': must lie in (0, 1]")
+        for key in ("seeds", "batch", "max_steps", "eval_every", "attribution_samples"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+        if self.teacher_steps < 0 or self.threads < 0:
+            raise ConfigError("config keys 'teacher_steps', 'threads': must be >= 0")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"config key 'alpha': must lie in [0, 1], got {self.alpha}")
+        for key in ("temperature", "lr"):
+            v = getattr(self, key)
+            if not (v > 0 and math.isfinite(v)):
+                raise ConfigError(f"config key '{key}': must be positive, got {v}")
+        if not (self.gl_lambda >= 0 and math.isfinite(self.gl_lambda)):
+            raise ConfigError(f"config key 'gl_lambda': must be >= 0, got {self.gl_lambda}")
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for cand in (folder / name, folder / f"{name}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_data(cfg: DigitsConfig, seed: int) -> dict[str, torch.Tensor]:
+    """All-digit and even-digit train/test tensors (even labels mapped to 0..4)."""
+    if cfg.mnist_dir:
+        folder = Path(cfg.mnist_dir)
+        x_tr, y_tr = load_mnist_idx(
+            _find(folder, _MNIST["x_train"]), _find(folder, _MNIST["y_train"])
+        )
+        x_te, y_te = load_mnist_idx(
+            _find(folder, _MNIST["x_test"]), _find(folder, _MNIST["y_test"])
+        )
+    else:
+        from sklearn.model_selection import train_test_split
+
+        x, y = load_digits_8x8()
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=cfg.test_size, random_state=seed % 2**32, stratify=y
+        )
+    dev = torch.device(cfg.device)
+    out = {
+        "x_train": torch.as_tensor(x_tr, device=dev),
+        "y_train": torch.as_tensor(y_tr, device=dev),
+        "x_test": torch.as_tensor(x_te, device=dev),
+        "y_test": torch.as_tensor(y_te, device=dev),
+    }
+    for split in ("train", "test"):
+        even = np.isin(np.asarray(out[f"y_{split}"].cpu()), EVEN)
+        idx = torch.as_tensor(np.nonzero(even)[0], device=dev)
+        out[f"xe_{split}"] = out[f"x_{split}"][idx]
+        out[f"ye_{split}"] = out[f"y_{split}"][idx] // 2
+    return out
+
+
+def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(-1) == y).float().mean())
+
+
+def _even_head(teacher: nn.Sequential) -> nn.Sequential:
+    """A copy of the teacher whose head keeps only the even-digit logits."""
+    net = copy.deepcopy(teacher)
+    last = net[-1]
+    head = nn.Linear(last.in_features, len(EVEN)).to(last.weight.device)
+    with torch.no_grad():
+        head.weight.copy_(last.weight[list(EVEN)])
+        head.bias.copy_(last.bias[list(EVEN)])
+    net[-1] = head
+    return net
+
+
+def train_teacher(cfg: DigitsConfig, data: dict[str, torch.Tensor], seed: int) -> nn.Sequential:
+    gen = make_generator(seed)
+    x, y = data["x_train"], data["y_train"]
+    net = build_mlp(x.shape[1], list(cfg.teacher_widths), 10, generator=gen).to(x.device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    for _ in range(cfg.teacher_steps):
+        idx = torch.randint(0, len(y), (cfg.batch * 2,), generator=gen).to(x.device)
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net
+
+
+def samples_to_target(
+    model: nn.Module,
+    data: dict[str, torch.Tensor],
+    cfg: DigitsConfig,
+    gen: torch.Generator,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    masker: Masker | None = None,
+) -> int | None:
+    """Train on the even digits until the test accuracy reaches the target.
+
+    Returns the samples used (None: never reached).
+    """
+    x, y = data["xe_train"], data["ye_train"]
+    xt, yt = data["xe_test"], data["ye_test"]
+    if _acc(model, xt, yt) >= cfg.target_accuracy:
+        return 0
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if masker is not None:
+        masker.attach(opt)
+    for step in range(1, cfg.max_steps + 1):
+        idx = torch.randint(0, len(y), (cfg.batch,), generator=gen).to(x.device)
+        out = model(x[idx])
+        loss = F.cross_entropy(out, y[idx]) if loss_fn is None else loss_fn(out, y[idx], idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.eval_every == 0 and _acc(model, xt, yt) >= cfg.target_accuracy:
+            return step * cfg.batch
+    return None
+
+
+def _student(cfg: DigitsConfig, size: int, in_dim: int, gen: torch.Generator) -> nn.Sequential:
+    layers = len(cfg.teacher_widths)
+    widths = [size // layers + (1 if i < size % layers else 0) for i in range(layers)]
+    return build_mlp(in_dim, widths, len(EVEN), generator=gen)
+
+
+def group_lasso_samples(
+    narrow: nn.Sequential, data: dict[str, torch.Tensor], cfg: DigitsConfig, gen: torch.Generator
+) -> dict[int, int | None]:
+    """Per size: samples of group-lasso training after which pruning by norm meets the target."""
+    net = copy.deepcopy(narrow)
+    x, y = data["xe_train"], data["ye_train"]
+    xt, yt = data["xe_test"], data["ye_test"]
+    total = sum(g.size for g in neuron_groups(net))
+    found: dict[int, int | None] = dict.fromkeys(cfg.sizes)
+
+    def check(samples: int) -> None:
+        scores = {g.name: neuron_norms(g).detach() for g in neuron_groups(net)}
+        for size in cfg.sizes:
+            if found[size] is None:
+                pruned = copy.deepcopy(net)
+                prune_neurons(pruned, keep_masks(scores, 1 - size / total))
+                if _acc(pruned, xt, yt) >= cfg.target_accuracy:
+                    found[size] = samples
+
+    check(0)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    for step in range(1, cfg.max_steps + 1):
+        if all(v is not None for v in found.values()):
+            break
+        idx = torch.randint(0, len(y), (cfg.batch,), generator=gen).to(x.device)
+        loss = F.cross_entropy(net(x[idx]), y[idx]) + group_lasso_penalty(net, cfg.gl_lambda)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.eval_every == 0:
+            check(step * cfg.batch)
+    return found
+
+
+def one_seed(cfg: DigitsConfig, seed: int) -> dict[str, Any]:
+    data = load_data(cfg, seed)
+    teacher = train_teacher(cfg, data, seed)
+    narrow = _even_head(teacher)
+    out: dict[str, Any] = {
+        "teacher_accuracy_all": round(_acc(teacher, data["x_test"], data["y_test"]), 4),
+        "teacher_accuracy_even": round(_acc(narrow, data["xe_test"], data["ye_test"]), 4),
+        "teacher_hidden": sum(cfg.teacher_widths),
+    }
+    in_dim = data["x_train"].shape[1]
+    with torch.no_grad():
+        teacher_even = narrow(data["xe_train"])
+
+    def distill(out_s: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(out_s, teacher_even[idx], y, alpha=cfg.alpha,
+                                 temperature=cfg.temperature)  # fmt: skip
+
+    samples: dict[str, dict[int, int | None]] = {m: {} for m in METHODS}
+    total = sum(cfg.teacher_widths)
+    for size in cfg.sizes:
+        g = make_generator(seed * 7919 + size)
+        samples["scratch"][size] = samples_to_target(_student(cfg, size, in_dim, g), data, cfg, g)
+        g = make_generator(seed * 7919 + size)
+        samples["distill"][size] = samples_to_target(
+            _student(cfg, size, in_dim, g), data, cfg, g, loss_fn=distill
+        )
+        g = make_generator(seed * 7919 + size + 1)
+        idx = torch.randint(0, len(data["ye_train"]), (cfg.attribution_samples,), generator=g)
+        scores = attribution_scores(narrow, data["xe_train"][idx], data["ye_train"][idx])
+        pruned = copy.deepcopy(narrow)
+        masker = prune_neurons(pruned, keep_masks(scores, 1 - size / total))
+        rec = samples_to_target(pruned, data, cfg, g, masker=masker)
+        samples["attribution"][size] = None if rec is None else rec + cfg.attribution_samples
+    samples["group_lasso"] = group_lasso_samples(narrow, data, cfg, make_generator(seed * 7919 + 3))
+    out["samples"] = {m: {str(k): v for k, v in d.items()} for m, d in samples.items()}
+    return out
+
+
+def _median(values: list[int | None], cap: float) -> float:
+    v = sorted(cap if x is None else float(x) for x in values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def summarise(cfg: DigitsConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median samples per method and size (unreached counted as ``cap``), and the ordering."""
+    cap = float(cfg.max_steps * cfg.batch + cfg.attribution_samples)
+    med = {
+        m: {str(s): _median([r["samples"][m][str(s)] for r in per_seed], cap) for s in cfg.sizes}
+        for m in METHODS
+    }
+    reached = {
+        m: {str(s): sum(r["samples"][m][str(s)] is not None for r in per_seed) for s in cfg.sizes}
+        for m in METHODS
+    }
+
+    def logmean(m: str) -> float:
+        return float(np.mean([math.log10(max(med[m][str(s)], 1.0)) for s in cfg.sizes]))
+
+    score = {m: round(logmean(m), 4) for m in METHODS}
+    best_pruning = min(score["group_lasso"], score["attribution"])
+    per_size = {
+        str(s): bool(
+            min(med["group_lasso"][str(s)], med["attribution"][str(s)])
+            < med["distill"][str(s)]
+            < med["scratch"][str(s)]
+        )
+        for s in cfg.sizes
+    }
+    return {
+        "median_samples": med,
+        "seeds_reached": reached,
+        "cap_for_unreached": cap,
+        "mean_log10_samples": score,
+        "ordering_pruning_lt_distill_lt_scratch": bool(
+            best_pruning < score["distill"] < score["scratch"]
+        ),
+        "ordering_per_size": per_size,
+    }
+
+
+def plot_pareto(cfg: DigitsConfig, summary: dict[str, Any]) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    cap = summary["cap_for_unreached"]
+    styles = {"scratch": "o-", "distill": "s-", "group_lasso": "^-", "attribution": "D-"}
+    for m in METHODS:
+        ys = [max(summary["median_samples"][m][str(s)], 1.0) for s in cfg.sizes]
+        ax.plot(cfg.sizes, ys, styles[m], label=m.replace("_", " "))
+    ax.axhline(cap, color="0.5", ls=":", lw=0.8, label="not reached (cap)")
+    ax.set(xscale="log", yscale="log", xlabel="hidden neurons",
+           ylabel=f"training samples to {cfg.target_accuracy:.0%} even-digit accuracy",
+           title="narrowing to even digits (median over seeds)")  # fmt: skip
+    ax.set_xticks(list(cfg.sizes), [str(s) for s in cfg.sizes])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def table(cfg: DigitsConfig, summary: dict[str, Any]) -> str:
+    head = "| hidden neurons | " + " | ".join(m.replace("_", " ") for m in METHODS) + " |"
+    lines = [head, "|---" * (len(METHODS) + 1) + "|"]
+    for s in cfg.sizes:
+        cells = []
+        for m in METHODS:
+            v = summary["median_samples"][m][str(s)]
+            n = summary["seeds_reached"][m][str(s)]
+            cells.append(f"{v:.0f} ({n}/{cfg.seeds})")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Median training samples to the target accuracy (seeds that reached it); unreached "
+        f"counts as {summary['cap_for_unreached']:.0f}. Paper ordering pruning < distillation "
+        f"< scratch: {'holds' if summary['ordering_pruning_lt_distill_lt_scratch'] else 'fails'}"
+        " here (mean log10 samples over sizes).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
+    with torch_threads(cfg.threads):
+        per_seed = []
+        for i in range(cfg.seeds):
+            tick = time.perf_counter()
+            r = one_seed(cfg, cfg.seed + i)
+            r["seconds"] = round(time.perf_counter() - tick, 1)
+            ctx.log(i, **{k: v for k, v in r.items() if k != "samples"}, samples=r["samples"])
+            per_seed.append(r)
+    summary = summarise(cfg, per_seed)
+    ctx.save_figure(plot_pareto(cfg, summary), "pareto.png")
+    md = table(cfg, summary)
+    ctx.path("table.md").write_text(md)
+    return {
+        **summary,
+        "dataset": "mnist" if cfg.mnist_dir else "sklearn-digits-8x8",
+        "per_seed": per_seed,
+        "paper": "pruning < distillation < scratch in samples needed (MNIST even digits)",
+        "config": asdict(cfg),
+        "table": md,
+    }
+
+
+EXPERIMENT = Experiment(
+    name="narrow-digits",
+    description="even digits: scratch vs distillation vs group-lasso vs attribution pruning",
+    defaults=DigitsConfig(),
+    run=run,
+)
