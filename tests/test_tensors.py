@@ -7,8 +7,12 @@ the circuit that prepares the same state as Ω.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -581,3 +585,16 @@ def test_top_slice_selection() -> None:
 def test_bad_input_names_the_argument(build, error, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error, match=match):
         build()
+
+
+# ---------------------------------------------------------------------------------------------
+# The documentation's examples
+# ---------------------------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "tensors.md"
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
+def test_doc_examples_run(index: int) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(DOC_BLOCKS[index], f"docs/tensors.md[{index}]", "exec"), {})

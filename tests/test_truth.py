@@ -8,8 +8,12 @@ probabilities are worked out from those tables.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +332,16 @@ def test_sampled_truth_probabilities() -> None:
 def test_bad_input_names_the_argument(build, error, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error, match=match):
         build()
+
+
+# ---------------------------------------------------------------------------------------------
+# The documentation's examples
+# ---------------------------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "truth.md"
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
+def test_doc_examples_run(index: int) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(DOC_BLOCKS[index], f"docs/truth.md[{index}]", "exec"), {})
