@@ -70,6 +70,7 @@ __all__ = [
     "fold",
     "nci",
     "nci_avg",
+    "omega_dims",
     "pi_edge",
     "pi_edge_compressed",
     "semantic_embedding",
@@ -608,6 +609,21 @@ def _posint(v: Any, name: str, low: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise arg_error(name, f"must be an integer >= {low}, got {v!r}")
     return v
+
+
+def omega_dims(n_categories: int, n_z: int = 0, s: int = 3) -> list[int]:
+    """Wire dims of the register for one Ω state: ``[s] + [2]*n_c + [2]*n_z``.
+
+    ``n_c = ⌈log2 n_categories⌉`` qubits hold the categories (0 for one category).
+
+    >>> omega_dims(3, n_z=2)
+    [3, 2, 2, 2, 2]
+    """
+    _posint(n_categories, "n_categories")
+    _posint(n_z, "n_z", 0)
+    _posint(s, "s", 2)
+    n_c = (n_categories - 1).bit_length()
+    return [s] + [2] * (n_c + n_z)
 
 
 class Omega(_Typed):

@@ -46,6 +46,7 @@ from qsem.tensors import (
     fold,
     nci,
     nci_avg,
+    omega_dims,
     pi_edge,
     pi_edge_compressed,
     semantic_embedding,
@@ -358,6 +359,14 @@ def test_pi_edge_renormalises_unused_category_states() -> None:
     close(pi_edge(hand).data[0], [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
 
 
+@pytest.mark.parametrize(
+    ("n_categories", "n_z", "s", "dims"),
+    [(1, 0, 3, [3]), (2, 1, 3, [3, 2, 2]), (3, 0, 3, [3, 2, 2]), (5, 2, 2, [2, 2, 2, 2, 2, 2])],
+)
+def test_omega_dims(n_categories: int, n_z: int, s: int, dims: list[int]) -> None:
+    assert omega_dims(n_categories, n_z, s) == dims
+
+
 def test_pi_edge_hand_state_with_slices_and_weights() -> None:
     # P = 2 slices of |S> ⊗ |C> (no Z): slice 0 = |T,0>, slice 1 = |U>(|0> + |1>)/√2
     v = torch.zeros(1, 1, 2, 1, 6, dtype=C128)
@@ -558,6 +567,8 @@ def test_top_slice_selection() -> None:
             "argument 'shape'",
         ),
         (lambda: pi_edge(torch.ones(3)), QsemTypeError, "argument 'omega'"),
+        (lambda: omega_dims(0), QsemValueError, "argument 'n_categories'"),
+        (lambda: omega_dims(2, n_z=-1), QsemValueError, "argument 'n_z'"),
         (
             lambda: pi_edge(
                 Omega(torch.eye(4, dtype=C128)[3].reshape(1, 1, 2, 2, 1, 1, 1), n_categories=1)
