@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from conftest import ATOL_BACKENDS, ATOL_F64, SHOT_SIGMAS
+
 from qsem.circuits import (
     CNOT,
     CRX,

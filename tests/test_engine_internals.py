@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64
+
+import simulators.engine as engine_mod
 from qsem.circuits import (
     CNOT,
     CRX,
@@ -38,8 +40,6 @@ from qsem.circuits import (
 )
 from qsem.simulators import TorchSimulator, probs
 from qsem.simulators.plan import FusedStep, LocalPermutationStep, PermutationStep, compile_plan
-
-import simulators.engine as engine_mod
 
 
 def embed(mat: np.ndarray, wires: list[int], dims: tuple[int, ...]) -> np.ndarray:
