@@ -46,7 +46,7 @@ venv: $(STAMP)
 # --- run / test ---------------------------------------------------------------
 
 run: venv
-	$(BIN)/qsem run demo --out runs/demo
+	$(BIN)/qsem run demo    # into a fresh runs/demo-YYYYmmdd-HHMMSS; nothing earlier is overwritten
 
 # pytest exit code 5 means "no tests collected": that is a failure, not a pass.
 test: venv
