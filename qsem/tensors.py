@@ -598,10 +598,14 @@ class Lambda(_Typed):
 # ---------------------------------------------------------------------------------------------
 # Ω
 # ---------------------------------------------------------------------------------------------
-def _log2(n: int, name: str) -> int:
+def _log2(n: int, name: str, axis: str) -> int:
     k = n.bit_length() - 1
     if n < 1 or (1 << k) != n:
-        raise arg_error(name, f"a qubit register has a power-of-two size, got {n}", DimensionError)
+        raise arg_error(
+            name,
+            f"axis {axis} is a qubit register and needs a power-of-two size, got {n}",
+            DimensionError,
+        )
     return k
 
 
@@ -659,8 +663,8 @@ class Omega(_Typed):
         if t.dim() != 7:
             raise arg_error("data", f"expected shape (B, L, S, C, P, Z, Psi), got {tuple(t.shape)}")
         _size_check(t.shape[2] >= 2, "data", f"the S axis is a qudit of dim >= 2, got {t.shape[2]}")
-        self.n_c = _log2(int(t.shape[3]), "data")
-        self.n_z = _log2(int(t.shape[5]), "data")
+        self.n_c = _log2(int(t.shape[3]), "data", "C")
+        self.n_z = _log2(int(t.shape[5]), "data", "Z")
         n_cat = int(t.shape[3]) if n_categories is None else _posint(n_categories, "n_categories")
         if n_cat > t.shape[3]:
             raise arg_error(

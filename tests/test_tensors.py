@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ATOL_F64, ATOL_PROPERTY
+from conftest import ATOL_F32, ATOL_F64, ATOL_PROPERTY
 
 from qsem.circuits import (
     CNOT,
@@ -306,6 +306,7 @@ THETAS = torch.tensor([0.3, -1.2, 2.0], dtype=F64)
 @pytest.mark.parametrize("n_c", [1, 2])
 def test_pi_edge_equals_circuit_probabilities(n_c: int) -> None:
     state = TorchSimulator(dtype=C128).run(circuit_s_c_z(), {"t": THETAS})
+    assert state.mode == "statevector"
     omega = Omega.from_state(state, n_c=n_c)
     assert omega.sizes == {
         "B": 3,
@@ -324,6 +325,14 @@ def test_pi_edge_equals_circuit_probabilities(n_c: int) -> None:
     w = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
     close(pi_edge(omega, weights_b=w).data[0], (w[:, None, None] * p).sum(0))
     close(omega.density_matrices()[:, 0, 0], state.density_matrix)
+
+
+def test_pi_edge_in_single_precision() -> None:
+    state = TorchSimulator(dtype=torch.complex64).run(circuit_s_c_z(), {"t": THETAS.float()})
+    omega = Omega.from_state(state, n_c=1, shape=(1, 1, 3))  # the batch as slices P
+    assert omega.dtype == torch.complex64
+    p = probs(state, wires=[0, 1]).reshape(3, 3, 2)
+    close(pi_edge(omega).data[0], p.mean(0), atol=ATOL_F32)
 
 
 def test_pi_edge_of_a_mixed_state_from_a_noisy_circuit() -> None:
