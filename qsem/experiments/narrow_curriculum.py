@@ -40,19 +40,19 @@ class CurriculumConfig:
     seed: int = 0
     seeds: int = 10
     n_control: int = 4
-    n_task: int = 16
+    n_task: int = 32
     n_atoms: int = 4
     k: int = 2
     widths: tuple[int, ...] = (64, 64)
     lr: float = 1e-3
     adam_eps: float = 1e-5
     #: samples of each task per step in the broad condition (atoms + composite)
-    broad_per_task: int = 100
+    broad_per_task: int = 50
     #: composite samples per step in the narrow condition
     narrow_per_step: int = 500
-    broad_steps: int = 6000
-    narrow_steps: int = 6000
-    eval_every: int = 100
+    broad_steps: int = 8000
+    narrow_steps: int = 8000
+    eval_every: int = 250
     eval_samples: int = 1000
     threshold_bits: float = 0.1
     #: stop a condition once every seed has converged
