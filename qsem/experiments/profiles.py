@@ -1,0 +1,190 @@
+"""``qsem run profiles``: profiles AGI-A..D of one model family on the same Kleene task.
+
+Each profile (:data:`qsem.models.PROFILES`) keeps different axes and circuit
+registers of :class:`qsem.models.SemanticModel`; all are trained on the same
+train/test knowledge bases with the same optimiser settings (a short config).
+Writes ``results.json`` (one row per profile), ``profiles.md`` and
+``profiles.csv`` (the table: accuracy, parameters, step time), ``profiles.png``
+(bar plot) and ``metrics.jsonl`` (one record per profile and epoch).
+Checkpoints after each finished profile; a resumed run skips finished ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from qsem.models import PROFILES, SemanticModel, profile_config
+from qsem.runner import ConfigError, Experiment, RunContext
+
+from .kleene import KleeneConfig, evaluate, make_data, model_config, torch_threads, train_epoch
+
+__all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
+
+
+@dataclass(frozen=True)
+class ProfilesConfig:
+    """Config of ``qsem run profiles`` (override any key with ``key=value``)."""
+
+    seed: int = 0
+    profiles: list[str] = field(default_factory=lambda: ["AGI-A", "AGI-B", "AGI-C", "AGI-D"])
+    n_train_kbs: int = 100
+    n_test_kbs: int = 30
+    queries_per_kb: int = 24
+    max_depth: int = 3
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.03
+    q_layers: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.profiles:
+            raise ConfigError("config key 'profiles': give at least one profile")
+        bad = [p for p in self.profiles if p not in PROFILES]
+        if bad:
+            raise ConfigError(f"config key 'profiles': unknown {bad}; known: {sorted(PROFILES)}")
+        if len(set(self.profiles)) != len(self.profiles):
+            raise ConfigError("config key 'profiles': a profile is listed twice")
+        self.kleene()  # validates the rest
+
+    def kleene(self) -> KleeneConfig:
+        """The :class:`KleeneConfig` every profile shares (model fields set per profile)."""
+        try:
+            return replace(
+                KleeneConfig(), seed=self.seed, n_train_kbs=self.n_train_kbs,
+                n_test_kbs=self.n_test_kbs, queries_per_kb=self.queries_per_kb,
+                max_depth=self.max_depth, epochs=self.epochs, batch_size=self.batch_size,
+                lr=self.lr, q_layers=self.q_layers, threads=self.threads,
+            )  # fmt: skip
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"config: {exc}") from None
+
+
+_COLUMNS = (
+    ("profile", "profile"),
+    ("axes", "kept axes"),
+    ("test_accuracy", "test accuracy"),
+    ("test_nll", "test NLL"),
+    ("parameters", "parameters"),
+    ("step_ms", "step time (ms)"),
+    ("train_seconds", "train time (s)"),
+    ("circuit_dims", "circuit wires"),
+    ("head", "head"),
+)
+
+
+def format_table(rows: list[dict[str, Any]], kind: str = "md") -> str:
+    """The profile table as Markdown (``kind="md"``) or CSV."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, list):
+            return "x".join(map(str, v))
+        return str(v)
+
+    head = [title for _, title in _COLUMNS]
+    body = [[cell(r[key]) for key, _ in _COLUMNS] for r in rows]
+    if kind == "csv":
+        return "\n".join(",".join(f'"{c}"' if "," in c else c for c in line)
+                         for line in [head, *body]) + "\n"  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def plot_profiles(rows: list[dict[str, Any]]) -> Any:
+    """Bars: test accuracy and step time per profile."""
+    from matplotlib.figure import Figure
+
+    names = [r["profile"] for r in rows]
+    fig = Figure(figsize=(9, 3.6))
+    ax_acc, ax_t = fig.subplots(1, 2)
+    bars = ax_acc.bar(names, [r["test_accuracy"] for r in rows], color="#1b9e77")
+    ax_acc.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax_acc.axhline(1 / 3, color="0.5", lw=0.8, ls=":", label="chance")
+    ax_acc.set(ylabel="test accuracy (unseen KBs)", ylim=(0, 1.08), title="accuracy")
+    ax_acc.legend(loc="lower right", fontsize=8)
+    bars = ax_t.bar(names, [r["step_ms"] for r in rows], color="#7570b3")
+    ax_t.bar_label(bars, labels=[f"{r['parameters']} par." for r in rows], fontsize=8)
+    ax_t.set(ylabel="ms per optimiser step", title="step time (labels: parameters)")
+    fig.suptitle("profiles of one model family on Kleene queries")
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
+    with torch_threads(cfg.threads):
+        return _run(cfg, ctx)
+
+
+def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
+    kcfg = cfg.kleene()
+    train, test = make_data(kcfg)
+    state = ctx.restore()
+    rows: list[dict[str, Any]] = list(state["rows"]) if state is not None else []
+    done = {r["profile"] for r in rows}
+    step = len(rows) * cfg.epochs
+    for i, name in enumerate(cfg.profiles):
+        if name in done:
+            continue
+        torch.manual_seed(cfg.seed * 1000 + i)
+        model = SemanticModel(profile_config(name, model_config(kcfg)))
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 20
+        )
+        gen = torch.Generator().manual_seed(cfg.seed)
+        seconds, steps = 0.0, 0
+        tick = time.perf_counter()
+        for epoch in range(1, cfg.epochs + 1):
+            loss, n, dt = train_epoch(model, optimizer, train, cfg.batch_size, gen)
+            sched.step()
+            seconds += dt
+            steps += n
+            step += 1
+            ev = evaluate(model, test)
+            ctx.log(step, profile=name, epoch=epoch, loss=loss, test_accuracy=ev["accuracy"])
+        ev = evaluate(model, test)
+        rows.append({
+            "profile": name,
+            "axes": PROFILES[name][0],
+            "test_accuracy": ev["accuracy"],
+            "test_nll": ev["nll"],
+            "per_depth_accuracy": ev["per_depth_accuracy"],
+            "parameters": model.num_parameters(),
+            "step_ms": 1000 * seconds / max(steps, 1),
+            "train_seconds": seconds,
+            "wall_seconds": time.perf_counter() - tick,
+            "circuit_dims": list(model.omega.dims),
+            "head": model.cfg.head,
+            "operator": model.cfg.operator,
+        })  # fmt: skip
+        ctx.echo(f"profiles: {name} test accuracy {ev['accuracy']:.3f}")
+        ctx.checkpoint(step, {"rows": rows}, force=True)
+
+    ctx.path("profiles.md").write_text(format_table(rows, "md"), encoding="utf-8")
+    ctx.path("profiles.csv").write_text(format_table(rows, "csv"), encoding="utf-8")
+    ctx.save_figure(plot_profiles(rows), "profiles.png")
+    return {
+        "rows": rows,
+        "n_train": len(train),
+        "n_test": len(test),
+        "epochs": cfg.epochs,
+        "best_profile": max(rows, key=lambda r: r["test_accuracy"])["profile"],
+    }
+
+
+EXPERIMENT = Experiment(
+    name="profiles",
+    description="profiles AGI-A..D of the semantic model family on the same Kleene task",
+    defaults=ProfilesConfig(),
+    run=run,
+    checkpoint_every=1,
+)

@@ -1,0 +1,88 @@
+"""Ψ: emergence slices over the semantic distribution."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from qsem.circuits.errors import arg_error
+
+from ._checks import check_positive_int, check_tensor
+
+
+class EmergenceStack(torch.nn.Module):
+    """``Ψ[b, l, :, :, p] = r[b, l] T_p`` for ``P`` learned row-stochastic maps ``T_p``.
+
+    Slice ``p`` holds the semantic distribution of regime ``p``; slice weights
+    ``α = softmax(a)`` mix them back. :meth:`add_slice` appends a slice (an
+    emergence event), a copy of the heaviest slice that splits its weight with it,
+    so the mixed output is unchanged at the event; build a new optimiser afterwards (new parameters).
+
+    ``forward(r)`` maps distributions ``(B, L, S, C)`` to Ψ ``(B, L, S, C, P)``;
+    every slice sums to 1 over ``(S, C)``.
+    """
+
+    def __init__(self, s_dim: int = 3, c_dim: int = 2, n_slices: int = 1, init: float = 4.0):
+        super().__init__()
+        self.s_dim = check_positive_int(s_dim, "s_dim")
+        self.c_dim = check_positive_int(c_dim, "c_dim")
+        check_positive_int(n_slices, "n_slices")
+        d = self.s_dim * self.c_dim
+        self.dim = d
+        self.slice_logits = torch.nn.ParameterList(
+            [
+                torch.nn.Parameter(init * torch.eye(d) + 0.01 * torch.randn(d, d))
+                for _ in range(n_slices)
+            ]
+        )
+        self.weight_logits = torch.nn.Parameter(torch.zeros(n_slices))
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slice_logits)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Slice weights ``(P,)``, summing to 1."""
+        return torch.softmax(self.weight_logits, dim=0)
+
+    def maps(self) -> torch.Tensor:
+        """The row-stochastic maps ``(P, O, O)``."""
+        return torch.softmax(torch.stack(list(self.slice_logits)), dim=-1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        check_tensor(r, "r", 4)
+        if r.shape[2:] != (self.s_dim, self.c_dim):
+            raise arg_error("r", f"expected trailing axes ({self.s_dim}, {self.c_dim}), "
+                            f"got {tuple(r.shape[2:])}")  # fmt: skip
+        psi = torch.einsum("blo,poq->blqp", r.flatten(2), self.maps())
+        return psi.reshape(*r.shape[:2], self.s_dim, self.c_dim, self.n_slices)
+
+    def mix(self, psi: torch.Tensor) -> torch.Tensor:
+        """``Σ_p α_p Ψ[..., p]``: ``(B, L, S, C)``."""
+        check_tensor(psi, "psi", 5)
+        return psi @ self.alpha.to(psi.dtype)
+
+    @torch.no_grad()
+    def add_slice(self) -> int:
+        """Append one slice (emergence event); returns the new number of slices."""
+        heaviest = int(torch.argmax(self.weight_logits))
+        src = self.slice_logits[heaviest]
+        self.slice_logits.append(torch.nn.Parameter(src.detach().clone()))
+        # the copy and the original share the original's weight: the mix is unchanged
+        logits = self.weight_logits.detach().clone()
+        logits[heaviest] -= math.log(2.0)
+        logits = torch.cat([logits, logits[heaviest : heaviest + 1]])
+        self.weight_logits = torch.nn.Parameter(logits)
+        return self.n_slices
+
+
+def delta_psi(psi_t: torch.Tensor, psi_prev: torch.Tensor) -> torch.Tensor:
+    """``ΔΨ = ‖Ψ_t − Ψ_{t−1}‖`` over ``(S, C)``: ``(B, L, P)`` (slices must agree)."""
+    check_tensor(psi_t, "psi_t", 5)
+    check_tensor(psi_prev, "psi_prev", 5)
+    if psi_t.shape != psi_prev.shape:
+        raise arg_error("psi_prev", f"expected shape {tuple(psi_t.shape)}, got "
+                        f"{tuple(psi_prev.shape)}")  # fmt: skip
+    return torch.linalg.vector_norm(psi_t - psi_prev, dim=(2, 3))
