@@ -785,17 +785,19 @@ class Omega(_Typed):
     ) -> Omega:
         """From ``ρ`` ``(B, L, P, D, D)`` (checked Hermitian, PSD, trace 1).
 
-        ``ρ = Σ_k λ_k v_k v_k^†`` gives the components ``sqrt(λ_k) v_k`` (``Psi = D``;
-        eigenvalues clamped at 0).
+        The components are the columns of ``sqrt(ρ)`` (``Psi = D``): ``ρ = sqrt(ρ)
+        sqrt(ρ)^†``. ``sqrt(ρ)`` comes from :func:`qsem.simulators.similarity.psd_sqrt`,
+        whose backward pass stays finite at repeated eigenvalues (a depolarised state),
+        where differentiating an eigendecomposition would give NaN.
         """
         from qsem.simulators import check_density_matrix
+        from qsem.simulators.similarity import psd_sqrt
 
         r = _tensor(rho, "rho", complex_=True)
         if r.dim() != 5:
             raise arg_error("rho", f"expected shape (B, L, P, D, D), got {tuple(r.shape)}")
         check_density_matrix(r, "rho", atol)
-        evals, evecs = torch.linalg.eigh(r)
-        comps = evecs * evals.clamp_min(0).sqrt()[..., None, :].to(evecs.dtype)
+        comps = psd_sqrt(r)
         return cls.from_vectors(comps.transpose(-1, -2), dims, n_c, n_categories=n_categories)
 
     @classmethod
@@ -812,7 +814,7 @@ class Omega(_Typed):
         The state's batch (size ``N``; 1 if unbatched) becomes ``shape = (B, L, P)``
         (default ``(N, 1, 1)``), row ``(b·L + l)·P + p``. A statevector gives
         ``Psi = 1``; a factored density matrix its components ``sqrt(w_k) ψ_k``; a
-        dense one its eigen-decomposition.
+        dense one the columns of ``sqrt(ρ)`` (:meth:`from_density_matrices`).
         """
         if not isinstance(state, State):
             raise arg_error("state", f"expected a State, got {type(state).__name__}", QsemTypeError)

@@ -394,6 +394,25 @@ def test_pi_edge_gradient_against_finite_differences() -> None:
     assert torch.autograd.gradcheck(f, (THETAS.clone().requires_grad_(),))
 
 
+def test_pi_edge_gradient_through_a_dense_depolarised_state() -> None:
+    # ρ_S ⊗ ρ_C with depolarised factors has repeated eigenvalues, where an eigh backward fails
+    circuit = Circuit([3, 2]).add(
+        SubspaceRY(Parameter("t"), wires=0, subspace=(0, 2)),
+        RY(0.7, wires=1),
+        Depolarizing(0.4, wires=0),
+        Depolarizing(0.2, wires=1),
+    )
+    sim = TorchSimulator("density_matrix", dtype=C128, dm_method="dense")
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return pi_edge(Omega.from_state(sim.run(circuit, {"t": t}), n_c=1)).data
+
+    t0 = THETAS.clone().requires_grad_()
+    assert torch.autograd.gradcheck(f, (t0,), atol=1e-6)
+    spectrum = torch.linalg.eigvalsh(sim.run(circuit, {"t": THETAS}).density_matrix[0])
+    assert float((spectrum[1:] - spectrum[:-1]).abs().min()) < 1e-9  # degenerate
+
+
 def test_from_density_matrices_reproduces_rho() -> None:
     omega = random_omega((1, 2, 3, 2, 1, 1, 2))
     rho = omega.density_matrices()
