@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from qsem.runner import ConfigError, Experiment
 
-from . import demo, narrow_curriculum, narrow_digits, narrow_pruning
+from . import demo, kleene, narrow_curriculum, narrow_digits, narrow_pruning, profiles
 
 __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_experiments"]
 
@@ -18,6 +18,8 @@ _ALL: tuple[Experiment, ...] = (
     narrow_curriculum.EXPERIMENT,
     narrow_pruning.EXPERIMENT,
     narrow_digits.EXPERIMENT,
+    kleene.EXPERIMENT,
+    profiles.EXPERIMENT,
 )
 
 #: name -> experiment, for every registered experiment.
