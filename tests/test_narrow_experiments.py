@@ -52,6 +52,44 @@ def test_curriculum_smoke(tmp_path):
     assert res["narrow"]["steps_run"] == 4 and res["narrow"]["curve_steps"] == [3, 4]
 
 
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("die_at", [6, 12])  # during broad, during narrow
+def test_curriculum_resumes_identically(tmp_path, monkeypatch, die_at):
+    from qsem.runner import RunContext
+
+    exp = get_experiment("narrow-curriculum")
+    overrides = ["seeds=2", "n_task=8", "k=2", "widths=8", "broad_steps=8", "narrow_steps=8",
+                 "eval_every=2", "eval_samples=40", "broad_per_task=8", "narrow_per_step=16",
+                 "stop_when_converged=false"]  # fmt: skip
+    ref = run_experiment(exp, overrides=overrides, out=tmp_path / "ref", quiet=True,
+                         checkpoint_every=4)  # fmt: skip
+    original = RunContext.log
+    calls = {"n": 0}
+
+    def dying_log(self, step, **values):
+        calls["n"] += 1
+        if calls["n"] == die_at // 2:
+            raise _Boom("killed")
+        original(self, step, **values)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(RunContext, "log", dying_log)
+    with pytest.raises(_Boom):
+        run_experiment(exp, overrides=overrides, out=out, quiet=True, checkpoint_every=4)
+    monkeypatch.setattr(RunContext, "log", original)
+    resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=4)
+    assert resumed.resumed_from_step is not None
+    strip = ("seconds",)
+    for cond in ("broad", "narrow"):
+        a = {k: v for k, v in resumed.results[cond].items() if k not in strip}
+        b = {k: v for k, v in ref.results[cond].items() if k not in strip}
+        assert a == b
+    assert (out / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
+
+
 def test_pruning_smoke(tmp_path):
     r = _run("narrow-pruning", tmp_path, ["widths=8", "train_steps=6", "sparsities=0.0,0.5",
              "recovery_steps=2", "offtarget_steps=2", "gl_steps=2", "eval_every=3",

@@ -98,12 +98,20 @@ def _loss_bits(model: EnsembleMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Te
 
 
 def train_condition(
-    cfg: CurriculumConfig, condition: str, ctx: RunContext | None = None
+    cfg: CurriculumConfig,
+    condition: str,
+    ctx: RunContext | None = None,
+    *,
+    resume: dict[str, Any] | None = None,
+    done: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.seeds`` members on ``condition`` ("broad" or "narrow").
 
     Returns per-seed convergence steps (``None``: not converged), the final
-    composite loss per seed, the loss curves and the wall time.
+    composite loss per seed, the loss curves and the wall time. With ``ctx`` it
+    checkpoints at evaluation steps (``ctx.checkpoint_every``) the state of this
+    condition plus ``done`` (finished conditions); ``resume`` continues from
+    such a state.
     """
     device = torch.device(cfg.device)
     cmsp = CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k)
@@ -127,8 +135,36 @@ def train_condition(
     curves: list[list[float]] = []
     tick = time.perf_counter()
     last = torch.full((cfg.seeds,), 1.0)
-    step = 0
-    for step in range(1, steps + 1):
+    start, seconds = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        data_gen.set_state(resume["data_gen"].to(data_gen.get_state().device))
+        converged = list(resume["converged"])
+        curve_steps, curves = list(resume["curve_steps"]), [list(c) for c in resume["curves"]]
+        start, seconds = int(resume["step"]), float(resume["seconds"])
+        if curves:
+            last = torch.tensor(curves[-1])
+    base = 0 if condition == "broad" else cfg.broad_steps
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "done": dict(done or {}),
+            "current": {
+                "condition": condition,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "data_gen": data_gen.get_state(),
+                "converged": converged,
+                "curve_steps": curve_steps,
+                "curves": curves,
+                "seconds": seconds + time.perf_counter() - tick,
+            },
+        }
+
+    step = start
+    for step in range(start + 1, steps + 1):
         x, y = _ensemble_batch(cmsp, tasks, per_task, cfg.seeds, data_gen)
         loss = _loss_bits(model, x, y).sum()
         opt.zero_grad(set_to_none=True)
@@ -147,6 +183,8 @@ def train_condition(
                         converged=sum(c is not None for c in converged))  # fmt: skip
             if cfg.stop_when_converged and all(c is not None for c in converged):
                 break
+            if ctx is not None:
+                ctx.checkpoint(base + step, snapshot)
     return {
         "condition": condition,
         "seeds": seeds,
@@ -157,7 +195,7 @@ def train_condition(
         "final_composite_loss_bits": [round(float(v), 5) for v in last],
         "curve_steps": curve_steps,
         "curves": curves,
-        "seconds": round(time.perf_counter() - tick, 2),
+        "seconds": round(seconds + time.perf_counter() - tick, 2),
     }
 
 
@@ -200,8 +238,14 @@ def table(results: dict[str, Any], cfg: CurriculumConfig) -> str:
 
 
 def run(cfg: CurriculumConfig, ctx: RunContext) -> dict[str, Any]:
+    state = ctx.restore()
+    per: dict[str, Any] = dict(state["done"]) if state else {}
+    current = state["current"] if state else None
     with torch_threads(cfg.threads):
-        per = {c: train_condition(cfg, c, ctx) for c in ("broad", "narrow")}
+        for c in ("broad", "narrow"):
+            if c not in per:
+                resume = current if current is not None and current["condition"] == c else None
+                per[c] = train_condition(cfg, c, ctx, resume=resume, done=per)
     ctx.save_figure(plot_curves(per, cfg.threshold_bits), "curriculum_curves.png")
     md = table(per, cfg)
     ctx.path("table.md").write_text(md)
@@ -224,4 +268,5 @@ EXPERIMENT = Experiment(
     description="CMSP: broad (atoms + composite) vs composite-only training, seeds converged",
     defaults=CurriculumConfig(),
     run=run,
+    checkpoint_every=1000,
 )
