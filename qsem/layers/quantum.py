@@ -75,8 +75,10 @@ class QuantumSemanticLayer(torch.nn.Module):
     layer (density-matrix simulation).
 
     ``backend="torch"`` (default) runs all ``B·L`` circuits as ONE batched
-    ``TorchSimulator.run`` (autograd through the engine); any other backend goes
-    through :func:`qsem.simulators.probs_bridge` (parameter-shift gradients).
+    ``TorchSimulator.run`` (autograd through the engine); any other backend (or
+    ``bridge=True``) goes through :func:`qsem.simulators.probs_bridge`: one
+    backend job for all ``B·L`` rows, parameter-shift gradients. Backends that
+    only take qubits (Aer, PennyLane's qubit devices) need ``s_dim`` in ``{1, 2}``.
 
     ``forward(x)`` with ``x`` ``(B, L, in_features)`` returns the joint Born
     probabilities ``(B, L, dS, 2**n_c, 2**n_z)`` (a size-1 axis for an absent
@@ -95,6 +97,7 @@ class QuantumSemanticLayer(torch.nn.Module):
         init_scale: float = 0.1,
         angle_scale: float = math.pi,
         encoding: str = "born",
+        bridge: bool = False,
     ) -> None:
         super().__init__()
         self.in_features = check_positive_int(in_features, "in_features")
@@ -112,6 +115,7 @@ class QuantumSemanticLayer(torch.nn.Module):
         if not isinstance(backend, str):
             raise arg_error("backend", f"expected a backend name, got {type(backend).__name__}")
         self.backend = backend
+        self.bridge = bool(bridge)
         n_s, n_c, n_z = register_sizes(self.s_dim, self.c_dim, self.z_dim)
         if n_s + n_c + n_z == 0:
             raise arg_error(
@@ -206,7 +210,7 @@ class QuantumSemanticLayer(torch.nn.Module):
         angles = self.angles(x)
         b, length = x.shape[:2]
         params = self.bindings(angles)
-        if self.backend == "torch":
+        if self.backend == "torch" and not self.bridge:
             p = probs(self._simulator(x.dtype).run(self.circuit, params))
         else:
             p = probs_bridge(
