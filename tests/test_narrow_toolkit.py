@@ -26,6 +26,7 @@ from qsem.narrow import (
     ablation_scores_exact,
     angle_ablation_scores,
     angle_magnitude_scores,
+    angle_wire_groups,
     attribution_scores,
     build_mlp,
     distillation_loss,
@@ -36,8 +37,10 @@ from qsem.narrow import (
     neuron_groups,
     prune_angles,
     prune_neurons,
+    prune_wires,
     random_scores,
     read_idx,
+    wire_ablation_scores,
 )
 
 # --------------------------------------------------------------------------
@@ -417,17 +420,29 @@ def test_idx_reader_bad_files(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def _quantum_layer():
-    from qsem.circuits import CNOT, RX, RY, Circuit, ParameterVector, PauliString
-    from qsem.simulators.bridge import QuantumLayer
+_GATES = [("RX", 0, 0), ("RY", 1, 1), ("CNOT", None, (0, 1)), ("RY", 2, 0), ("RX", 3, 1),
+          ("CNOT", None, (1, 0)), ("RY", 4, 0), ("RX", 5, 1)]  # fmt: skip
+
+
+def _circuit(skip=()):
+    from qsem.circuits import CNOT, RX, RY, Circuit, ParameterVector
 
     x, w = ParameterVector("x", 2), ParameterVector("w", 6)
     c = Circuit.qubits(2).add(RY(x[0], wires=0), RY(x[1], wires=1))
-    c.add(RX(w[0], wires=0), RY(w[1], wires=1), CNOT(wires=[0, 1]))
-    c.add(RY(w[2], wires=0), RX(w[3], wires=1), CNOT(wires=[1, 0]), RY(w[4], wires=0))
-    c.add(RX(w[5], wires=1))
+    for gate, i, wires in _GATES:
+        if gate == "CNOT":
+            c.add(CNOT(wires=list(wires)))
+        elif i not in skip:
+            c.add({"RX": RX, "RY": RY}[gate](w[i], wires=wires))
+    return c
+
+
+def _quantum_layer():
+    from qsem.circuits import PauliString
+    from qsem.simulators.bridge import QuantumLayer
+
     obs = [PauliString("Z", wires=[0]), PauliString("Z", wires=[1])]
-    return QuantumLayer(c, obs, weight_shapes={"w": 6}, seed=3)
+    return QuantumLayer(_circuit(), obs, weight_shapes={"w": 6}, seed=3)
 
 
 def test_angle_magnitude_scores():
@@ -467,5 +482,62 @@ def test_angle_pruning_on_quantum_layer():
         opt.step()
         assert torch.all(w.detach()[pruned] == 0)
     assert torch.count_nonzero(w.detach()) == 3
+    # the pruned layer computes the circuit with those rotations removed
+    from qsem.circuits import PauliString
+    from qsem.simulators import TorchSimulator, expval
+
+    ref_circuit = _circuit(skip=set(pruned.tolist()))
+    sim = TorchSimulator(dtype=torch.complex128)
+    state = sim.run(ref_circuit, {"x": x.double(), "w": w.detach().double()})
+    ref = expval(state, [PauliString("Z", wires=[0]), PauliString("Z", wires=[1])])
+    torch.testing.assert_close(layer(x).detach().double(), ref.real.reshape(8, 2), atol=1e-5,
+                               rtol=0)  # fmt: skip
     with pytest.raises(QsemValueError, match="argument 'scores'"):
         prune_angles(w, scores[:3], 0.5)
+
+
+def test_angle_wire_groups_of_quantum_layer():
+    layer = _quantum_layer()
+    # wire 0: w0 (RX), w2, w4; wire 1: w1, w3, w5 (CNOTs carry no angle)
+    assert angle_wire_groups(layer.circuit) == {0: [0, 2, 4], 1: [1, 3, 5]}
+    with pytest.raises(QsemValueError, match="argument 'name'"):
+        angle_wire_groups(layer.circuit, name="v")
+
+
+def test_wire_pruning_on_quantum_semantic_layer():
+    from qsem.layers import QuantumSemanticLayer
+
+    torch.manual_seed(0)
+    layer = QuantumSemanticLayer(8, s_dim=3, c_dim=2, z_dim=2, layers=1, init_scale=0.5)
+    groups = angle_wire_groups(layer.circuit)
+    # S qutrit: TRY, TRZ on (0,1), (1,2) and the two controlled TRYs; qubits: RY, RZ + their
+    # controlled TRY onto S
+    assert groups == {0: [0, 1, 2, 3, 8, 9], 1: [4, 5, 8], 2: [6, 7, 9]}
+    gen = make_generator(1)
+    dist = torch.rand(4, 2, 6, generator=gen)
+    x = torch.cat([dist / dist.sum(-1, keepdim=True), torch.rand(4, 2, 2, generator=gen)], -1)
+    target = torch.rand(4, 2, 3, 2, 2, generator=gen)
+
+    def loss():
+        return ((layer(x) - target) ** 2).sum()
+
+    scores = wire_ablation_scores(layer.weights, groups, loss)
+    for wire, idx in groups.items():
+        saved = layer.weights.data.clone()
+        with torch.no_grad():
+            base = loss().item()
+            layer.weights.data[idx] = 0
+            expected = abs(loss().item() - base)
+        layer.weights.data.copy_(saved)
+        assert abs(scores[wire] - expected) < 1e-5
+    masker = prune_wires(layer.weights, groups, [2])
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+    masker.attach(opt)
+    for _ in range(2):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert torch.all(layer.weights.detach()[[6, 7, 9]] == 0)
+    assert torch.all(layer.weights.detach()[[0, 1, 4, 5]] != 0)
+    with pytest.raises(QsemValueError, match="argument 'wires'"):
+        prune_wires(layer.weights, groups, [5])

@@ -22,11 +22,14 @@ from .prune import (
     Masker,
     angle_ablation_scores,
     angle_magnitude_scores,
+    angle_wire_groups,
     attribution_scores,
     keep_masks,
     prune_angles,
     prune_neurons,
+    prune_wires,
     random_scores,
+    wire_ablation_scores,
 )
 from .train import accuracy, evaluate, torch_threads, train_steps
 
@@ -40,6 +43,7 @@ __all__ = [
     "accuracy",
     "angle_ablation_scores",
     "angle_magnitude_scores",
+    "angle_wire_groups",
     "attribution_scores",
     "build_mlp",
     "count_hidden",
@@ -54,8 +58,10 @@ __all__ = [
     "neuron_norms",
     "prune_angles",
     "prune_neurons",
+    "prune_wires",
     "random_scores",
     "read_idx",
     "torch_threads",
     "train_steps",
+    "wire_ablation_scores",
 ]

@@ -13,7 +13,9 @@ the rotation: ``R(0) = I`` for every rotation ``exp(-iθG)`` of qsem.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +30,14 @@ __all__ = [
     "Masker",
     "angle_ablation_scores",
     "angle_magnitude_scores",
+    "angle_wire_groups",
     "attribution_scores",
     "keep_masks",
     "prune_angles",
     "prune_neurons",
+    "prune_wires",
     "random_scores",
+    "wire_ablation_scores",
 ]
 
 
@@ -227,4 +232,72 @@ def prune_angles(
     keep = keep_masks({"angles": scores.flatten()}, fraction)["angles"].view(angles.shape)
     masker = masker or Masker()
     masker.add(angles, keep.to(angles.dtype))
+    return masker
+
+
+def angle_wire_groups(circuit: Any, name: str = "w") -> dict[int, list[int]]:
+    """Indices of the trainable angles ``name`` acting on each wire of ``circuit``.
+
+    Angles are either elements of a ``ParameterVector`` called ``name``
+    (``name[i]``, as in ``QuantumLayer``) or scalars called ``name0, name1, ...``
+    (as in ``QuantumSemanticLayer``). A gate on several wires (a controlled
+    rotation) counts for each of them. Zeroing a wire's group removes every
+    trainable rotation touching that wire.
+    """
+    ops = getattr(circuit, "ops", None)
+    if ops is None:
+        raise arg_error("circuit", f"expected a qsem Circuit, got {type(circuit)}", QsemTypeError)
+    pattern = re.compile(rf"^{re.escape(name)}(\d+)$")
+    groups: dict[int, list[int]] = {}
+    for op in ops:
+        for p in getattr(op, "params", ()):
+            pname, index = getattr(p, "name", None), getattr(p, "index", None)
+            if pname == name and index is not None:
+                i = int(index)
+            elif isinstance(pname, str) and index is None and pattern.match(pname):
+                i = int(pattern.match(pname).group(1))  # type: ignore[union-attr]
+            else:
+                continue
+            for wire in op.wires:
+                bucket = groups.setdefault(int(wire), [])
+                if i not in bucket:
+                    bucket.append(i)
+    if not groups:
+        raise arg_error("name", f"the circuit has no trainable angles called {name!r}")
+    return dict(sorted(groups.items()))
+
+
+@torch.no_grad()
+def wire_ablation_scores(
+    angles: torch.Tensor,
+    groups: Mapping[int, list[int]],
+    loss_closure: Callable[[], torch.Tensor],
+) -> dict[int, float]:
+    """``|loss(all angles of the wire = 0) - loss|`` for each wire of ``groups``."""
+    base = float(loss_closure())
+    flat = angles.view(-1)
+    out = {}
+    for wire, idx in groups.items():
+        saved = flat[idx].clone()
+        flat[idx] = 0
+        out[wire] = abs(float(loss_closure()) - base)
+        flat[idx] = saved
+    return out
+
+
+def prune_wires(
+    angles: torch.Tensor,
+    groups: Mapping[int, list[int]],
+    wires: list[int],
+    *,
+    masker: Masker | None = None,
+) -> Masker:
+    """Set every trainable angle on ``wires`` to 0 (kept through optimiser steps)."""
+    mask = torch.ones_like(angles)
+    for w in wires:
+        if w not in groups:
+            raise arg_error("wires", f"wire {w} has no trainable angles; wires: {sorted(groups)}")
+        mask.view(-1)[groups[w]] = 0
+    masker = masker or Masker()
+    masker.add(angles, mask)
     return masker
