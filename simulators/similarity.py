@@ -65,9 +65,11 @@ from .state import State, check_density_matrix
 
 __all__ = [
     "METHODS",
+    "SAMPLING",
     "SwapTestEstimate",
     "binomial_interval",
     "bures_angle",
+    "destructive_swap_test_circuits",
     "destructive_swap_test_estimate",
     "destructive_swap_test_value",
     "estimate_from_counts",
@@ -84,6 +86,8 @@ __all__ = [
 
 #: Binomial confidence-interval methods of :func:`binomial_interval`.
 METHODS: tuple[str, ...] = ("wilson", "clopper-pearson")
+#: Who draws the shots in :func:`swap_test_circuits`: the backend, or qsem from exact values.
+SAMPLING: tuple[str, ...] = ("backend", "exact")
 
 
 # ----------------------------------------------------------------------------------
@@ -158,6 +162,19 @@ def _as_input(x: Any, name: str, check: bool) -> _Input:
     return _Input(x, is_matrix, None)
 
 
+def _broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """Broadcast shapes like torch (``torch.broadcast_shapes`` imports sympy: ~2 s)."""
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        for i, n in enumerate(s, start=ndim - len(s)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    raise ValueError(f"shapes {[tuple(x) for x in shapes]} do not broadcast")
+                out[i] = n
+    return tuple(out)
+
+
 def _pair(a: Any, b: Any, check: bool) -> tuple[_Input, _Input]:
     ia, ib = _as_input(a, "a", check), _as_input(b, "b", check)
     if ia.dim != ib.dim:
@@ -169,8 +186,8 @@ def _pair(a: Any, b: Any, check: bool) -> tuple[_Input, _Input]:
             f"argument 'b': wire dims {list(ib.dims)} do not match {list(ia.dims)} of 'a'"
         )
     try:
-        torch.broadcast_shapes(ia.batch_shape, ib.batch_shape)
-    except RuntimeError:
+        _broadcast_shapes(ia.batch_shape, ib.batch_shape)
+    except ValueError:
         raise arg_error(
             "b",
             f"batch shape {tuple(ib.batch_shape)} does not broadcast with "
@@ -334,8 +351,8 @@ def product_state(*states: Any, check: bool = True) -> torch.Tensor:
     for x in ins[1:]:
         dtype = torch.promote_types(dtype, x.tensor.dtype)
     try:
-        torch.broadcast_shapes(*(x.batch_shape for x in ins))
-    except RuntimeError:
+        _broadcast_shapes(*(x.batch_shape for x in ins))
+    except ValueError:
         shapes = [tuple(x.batch_shape) for x in ins]
         raise arg_error("states", f"batch shapes {shapes} do not broadcast") from None
     if not any(x.is_matrix for x in ins):
@@ -656,28 +673,19 @@ def destructive_swap_test_estimate(
     return estimate_from_counts(plus, n, confidence=confidence, method=method)
 
 
-def swap_test_circuits(
-    prep_a: Circuit,
-    prep_b: Circuit,
-    *,
-    backend: Any = None,
-    values: torch.Tensor | None = None,
-    names: Sequence[str] | None = None,
-    shots: int | None = None,
-    seed: int | None = None,
-    confidence: float = 0.95,
-    method: str = "wilson",
-) -> torch.Tensor | SwapTestEstimate:
-    """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
-
-    ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
-    parameters (distinct names unless shared on purpose) take the columns ``names``
-    of ``values`` ``(N, P)``: the ``N`` pairs run as one backend job. ``backend``: a
-    :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
-    complex128). ``shots=None`` returns the exact ``Tr(ρσ) = 2 P0 - 1`` as a
-    float64 tensor ``(N,)``; an integer returns a :class:`SwapTestEstimate` of
-    shape ``(N,)`` from ``shots`` ancilla outcomes per pair, seeded by ``seed``.
-    """
+def _backend_job(
+    prep_a: Any,
+    prep_b: Any,
+    backend: Any,
+    values: torch.Tensor | None,
+    names: Sequence[str] | None,
+    shots: int | None,
+    seed: int | None,
+    confidence: float,
+    method: str,
+    destructive: bool,
+    sampling: str,
+) -> tuple[Circuit, Any, torch.Tensor, list[str], int | None, int | None]:
     from .backend import Backend, TorchBackend
 
     for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
@@ -689,10 +697,16 @@ def swap_test_circuits(
         raise arg_error(
             "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
         )
-    circuit = swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
-    if names is None:
-        names = circuit.parameters
-    names = list(names)
+    if destructive:
+        if prep_a.dims != prep_b.dims:
+            raise DimensionError(
+                f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
+                "of 'prep_a'"
+            )
+        circuit = destructive_swap_test(list(prep_a.dims), prep_a=prep_a, prep_b=prep_b)
+    else:
+        circuit = swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
+    names = list(circuit.parameters if names is None else names)
     if values is None:
         if names:
             raise arg_error("values", f"the circuits have parameters {names}; pass their values")
@@ -702,10 +716,100 @@ def swap_test_circuits(
     if n_shots is not None:
         _check_confidence(confidence)
         _check_method(method)
+    if sampling not in SAMPLING:
+        raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
+    return circuit, backend, values, names, n_shots, seed
+
+
+def _draw(p: torch.Tensor, shots: int, seed: int | None) -> torch.Tensor:
+    """Binomial(shots, p) counts per row, seeded (the ``sampling="exact"`` shots)."""
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    p = p.detach().cpu().to(torch.float64).clamp(0, 1)
+    count = torch.full_like(p, float(shots))
+    return torch.binomial(count, p, generator=gen).to(torch.long)
+
+
+def swap_test_circuits(
+    prep_a: Circuit,
+    prep_b: Circuit,
+    *,
+    backend: Any = None,
+    values: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    shots: int | None = None,
+    seed: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    sampling: str = "backend",
+) -> torch.Tensor | SwapTestEstimate:
+    """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
+
+    ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
+    parameters (distinct names unless shared on purpose) take the columns ``names``
+    (default: the circuit's parameters in order of appearance) of ``values``
+    ``(N, P)``: the ``N`` pairs run as one backend job. ``backend``: a
+    :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
+    complex128; e.g. ``AerBackend()``). ``shots=None`` returns the exact
+    ``Tr(ρσ) = 2 P0 - 1`` as a float64 tensor ``(N,)``; an integer returns a
+    :class:`SwapTestEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
+    per pair, seeded by ``seed``.
+
+    ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
+    circuit ``shots`` times). ``sampling="exact"``: the backend computes the exact
+    ancilla probability (one job, as with ``shots=None``) and qsem draws the
+    ``Binomial(shots, P0)`` count per pair with a torch generator seeded by ``seed`` —
+    the same distribution as measuring a simulator's final state ``shots`` times (what
+    Aer's measurement sampling does, without its per-shot cost), but not a model of
+    hardware or of mid-circuit measurement.
+    """
+    circuit, backend, values, names, n_shots, seed = _backend_job(
+        prep_a, prep_b, backend, values, names, shots, seed, confidence, method, False, sampling
+    )
     anc = swap_test_registers(list(prep_a.dims))[0]
-    p = backend.probs(circuit, values, names, [anc], shots=n_shots, seed=seed)
+    exact = n_shots is None or sampling == "exact"
+    p = backend.probs(circuit, values, names, [anc], shots=None if exact else n_shots, seed=seed)
     p0 = p[:, 0].to(torch.float64)
     if n_shots is None:
         return 2 * p0 - 1
-    zeros = torch.round(p0 * n_shots).to(torch.long)
+    if sampling == "exact":
+        zeros = _draw(p0, n_shots, seed)
+    else:
+        zeros = torch.round(p0 * n_shots).to(torch.long)
     return estimate_from_counts(zeros, n_shots, confidence=confidence, method=method)
+
+
+def destructive_swap_test_circuits(
+    prep_a: Circuit,
+    prep_b: Circuit,
+    *,
+    backend: Any = None,
+    values: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    shots: int | None = None,
+    seed: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    sampling: str = "backend",
+) -> torch.Tensor | SwapTestEstimate:
+    """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
+
+    The backend returns the joint outcome distribution of all ``2n`` wires;
+    ``Tr(ρσ) = Σ_k P(k) s_k`` exactly, or from the count of outcomes with SWAP
+    eigenvalue ``s = +1`` with shots.
+    """
+    circuit, backend, values, names, n_shots, seed = _backend_job(
+        prep_a, prep_b, backend, values, names, shots, seed, confidence, method, True, sampling
+    )
+    wires = list(range(circuit.num_wires))
+    exact = n_shots is None or sampling == "exact"
+    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
+    p = p.to(torch.float64)
+    signs = destructive_swap_signs(list(prep_a.dims), device=p.device)
+    if n_shots is None:
+        return p @ signs
+    p_plus = (p * (signs > 0)).sum(-1)
+    if sampling == "exact":
+        plus = _draw(p_plus, n_shots, seed)
+    else:
+        plus = torch.round(p_plus * n_shots).to(torch.long)
+    return estimate_from_counts(plus, n_shots, confidence=confidence, method=method)

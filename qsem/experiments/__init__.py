@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from qsem.runner import ConfigError, Experiment
 
-from . import demo, kleene, narrow_curriculum, narrow_digits, narrow_pruning, profiles
+from . import demo, kleene, narrow_curriculum, narrow_digits, narrow_pruning, profiles, swap_demo
 
 __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_experiments"]
 
@@ -20,6 +20,7 @@ _ALL: tuple[Experiment, ...] = (
     narrow_digits.EXPERIMENT,
     kleene.EXPERIMENT,
     profiles.EXPERIMENT,
+    swap_demo.EXPERIMENT,
 )
 
 #: name -> experiment, for every registered experiment.
