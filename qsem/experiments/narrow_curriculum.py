@@ -48,8 +48,8 @@ class CurriculumConfig:
     adam_eps: float = 1e-5
     #: samples of each task per step in the broad condition (atoms + composite)
     broad_per_task: int = 50
-    #: composite samples per step in the narrow condition
-    narrow_per_step: int = 500
+    #: composite samples per step in the narrow condition (default: as many as broad uses)
+    narrow_per_step: int = 250
     broad_steps: int = 8000
     narrow_steps: int = 8000
     eval_every: int = 250
