@@ -1,0 +1,230 @@
+"""Run the qsem benchmarks and write ``benchmarks/results.json``.
+
+    python benchmarks/run_all.py                      # every workload (make bench)
+    python benchmarks/run_all.py hybrid_qubit --quick # one workload, fewer repeats
+
+Each workload times qsem and an anchor (PennyLane, or the state's own bytes for the
+memory workload) on the same work in the same run and reports anchor/qsem ratios next
+to the timing spread. A partial run updates its rows in an existing results file and
+keeps the others (each row records when and how it was measured). Speed targets are
+reported, not asserted: the exit status is non-zero only when qsem and an anchor
+disagree on the computed values (or with ``--strict``, when a target is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "similarity")
+DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
+
+
+def _fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}x" if x < 100 else f"{x:.0f}x"
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    """Plain-text table of the rows (median [IQR] per side, ratios, target)."""
+    from benchmarks.harness import fmt_s
+
+    head = [
+        "workload",
+        "qsem median [IQR]",
+        "anchor",
+        "anchor median [IQR]",
+        "ratio",
+        "ratio(min)",
+        "target",
+        "met",
+    ]
+    lines = []
+    for name, r in rows.items():
+        qt = r.get("qsem_timing", {})
+        at = r.get("anchor_timing")
+        q = f"{fmt_s(r['qsem_s'])} [{fmt_s(qt.get('iqr'))}]"
+        if at is not None:
+            a = f"{fmt_s(r['anchor_s'])} [{fmt_s(at.get('iqr'))}]"
+        elif "peak_over_baseline_bytes" in r:
+            peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
+            a = f"peak {peak:.1f} / state {state:.1f} MiB"
+        else:
+            a = "-"
+        anchor = r["anchor"].split(" (")[0]
+        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
+        lo_hi = r.get("ratio_range")
+        rmin = _fmt_ratio(r.get("ratio_min")) if lo_hi is None else f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}"
+        lines.append([name, q, anchor, a, _fmt_ratio(r["ratio"]), rmin, r["target"] or "-", met])
+    widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Markdown table of a results file (for docs/benchmarks.md)."""
+    from benchmarks.harness import fmt_s
+
+    m = results["machine"]
+    out = [
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB, "
+        f"CUDA: {m['cuda'] or 'none'}), torch threads {m['torch_threads']}, Python "
+        f"{m['python']}, torch {m['torch']}, PennyLane {m['pennylane']}, Qiskit {m['qiskit']}; "
+        f"1/5/15-min load average {m['load_average_start']} at the start, "
+        f"{m.get('load_average_end')} at the end.",
+        "",
+        "| row | qsem median (min, IQR) | anchor | anchor median (min, IQR) "
+        "| ratio | ratio(min) | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["workloads"].items():
+        qt = r["qsem_timing"]
+        q = f"{fmt_s(qt['median'])} ({fmt_s(qt['min'])}, {fmt_s(qt['iqr'])})"
+        at = r.get("anchor_timing")
+        if at is not None:
+            a = f"{fmt_s(at['median'])} ({fmt_s(at['min'])}, {fmt_s(at['iqr'])})"
+            rmin = _fmt_ratio(r.get("ratio_min"))
+        else:
+            peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
+            a = f"peak {peak:.1f} MiB / state {state:.1f} MiB"
+            lo, hi = r["ratio_range"]
+            rmin = f"range {lo:.2f}-{hi:.2f}"
+        met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
+        target = r["target"] or "-"
+        anchor = r["anchor"].split(" (")[0]
+        out.append(
+            f"| `{name}` | {q} | {anchor} | {a} | {_fmt_ratio(r['ratio'])} | {rmin} "
+            f"| {target} | {met} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "workloads",
+        nargs="*",
+        metavar="WORKLOAD",
+        help=f"any of {', '.join(WORKLOADS)} (default: all)",
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (noisier numbers)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch.set_num_threads (default: all cores)",
+    )
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results file (default: {DEFAULT_OUT})"
+    )
+    ap.add_argument(
+        "--fresh", action="store_true", help="do not keep rows of workloads not run now"
+    )
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument(
+        "--markdown", action="store_true", help="print the results file as Markdown; run nothing"
+    )
+    args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    selected = args.workloads or list(WORKLOADS)
+
+    import torch
+
+    from benchmarks.harness import AgreementError, Config, load_average, machine_info
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad.*")
+    torch.set_num_threads(args.threads)
+    machine = machine_info(torch.get_num_threads())
+    cfg = Config.make(
+        quick=args.quick, threads=args.threads, seed=args.seed, log=lambda s: print(s, flush=True)
+    )
+    load = machine["load_average_start"]
+    if load is not None and load[0] > 0.5 * (machine["cores"] or 1):
+        print(
+            f"WARNING: the machine is busy (1-min load {load[0]} on {machine['cores']} cores): "
+            "timings will be noisy, and with more than one torch thread small kernels can stall "
+            "waiting for a descheduled thread (see the IQR columns; try --threads 1)",
+            flush=True,
+        )
+    print(
+        f"qsem benchmarks on {machine['cpu']} ({machine['cores']} cores, torch threads "
+        f"{machine['torch_threads']}), load average {machine['load_average_start']}",
+        flush=True,
+    )
+
+    rows: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    for name in selected:
+        print(f"[{name}]{' (quick)' if args.quick else ''}", flush=True)
+        mod = importlib.import_module(f"benchmarks.{name}")
+        t0 = time.perf_counter()
+        try:
+            new = mod.run(cfg)
+        except AgreementError as exc:
+            print(f"  AGREEMENT FAILURE: {exc}", flush=True)
+            failed.append(name)
+            continue
+        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        for r in new.values():
+            r["measured_at"] = stamp
+            r["quick"] = args.quick
+        rows.update(new)
+        print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
+    machine["load_average_end"] = load_average()
+
+    all_rows: dict[str, dict[str, Any]] = {}
+    if not args.fresh and args.out.exists():
+        try:
+            old = json.loads(args.out.read_text())
+            all_rows = {
+                k: v for k, v in old.get("workloads", {}).items() if k.split("[")[0] not in selected
+            }
+        except (OSError, ValueError):
+            all_rows = {}
+    all_rows.update(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"machine": machine, "workloads": all_rows}, indent=2) + "\n")
+    tmp.replace(args.out)
+
+    print()
+    print(table(rows))
+    start, end = machine["load_average_start"], machine["load_average_end"]
+    print(f"\nload average (1, 5, 15 min) at start {start}, at end {end}")
+    print(f"results written to {args.out}")
+    if failed:
+        print(f"qsem and the anchor disagree in: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    if args.strict and any(r["met"] is False for r in rows.values()):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
