@@ -3,7 +3,7 @@
 Imports go one way: ``qsem.circuits`` <- ``qsem.simulators`` <- the rest of ``qsem``.
 """
 
-from . import channels, gates, observables
+from . import channels, gates, observables, templates
 from .channels import AmplitudeDamping, BitFlip, Depolarizing, Kraus, PhaseDamping, TritFlip
 from .circuit import Circuit
 from .errors import (
@@ -22,6 +22,7 @@ from .gates import __all__ as _gate_names
 from .observables import GellMann, Hermitian, Observable, PauliString, gell_mann_matrices
 from .operations import Channel, Gate, Operation
 from .parameters import Parameter, ParameterVector
+from .templates import destructive_swap_test, swap_test
 
 __all__ = [
     *_gate_names,
@@ -30,5 +31,6 @@ __all__ = [
     "MissingDependencyError", "NotCPTPError", "NotUnitaryError", "Observable", "Operation",
     "Parameter", "ParameterVector", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError",
     "QsemValueError",
-    "TritFlip", "channels", "gates", "gell_mann_matrices", "observables",
+    "TritFlip", "channels", "destructive_swap_test", "gates", "gell_mann_matrices", "observables",
+    "swap_test", "templates",
 ]  # fmt: skip
