@@ -38,9 +38,10 @@ class NonCommutativeComposer(torch.nn.Module):
     """Operators ``M_l`` on the ``O = S·C`` space from φ, folded left with ``⊗'``.
 
     ``mode="full"``: ``M_l`` is a row-stochastic ``O×O`` matrix, the row softmax
-    of an MLP of ``φ[l]`` plus ``identity_bias · I`` (operators start near the
-    identity); it keeps the O axis: order-dependent, profile AGI-B.
-    ``mode="diagonal"``: ``M_l = diag(exp(h(φ[l])))``; diagonal operators commute,
+    of ``h(log φ[l]) + identity_bias · I`` with ``h`` an MLP (the log makes small
+    differences between the φ of different tokens visible; operators start near
+    the identity); it keeps the O axis: order-dependent, profile AGI-B.
+    ``mode="diagonal"``: ``M_l = diag(exp(h(log φ[l])))``; diagonal operators commute,
     so the fold is order-free (profiles without the O axis).
 
     The fold ``F_l = F_{l-1} ⊗' M_l`` (``F_0 = I``) acts on a learned initial
@@ -105,7 +106,7 @@ class NonCommutativeComposer(torch.nn.Module):
                 f"expected trailing axes (S, C) = ({self.s_dim}, {self.c_dim}), "
                 f"got {tuple(phi.shape[2:])}",
             )
-        h = self.net(phi.flatten(2))
+        h = self.net(torch.log(phi.flatten(2).clamp_min(1e-6)))
         if self.mode == "full":
             logits = h.unflatten(-1, (self.dim, self.dim)) + self.identity_bias
             return torch.softmax(logits, dim=-1)

@@ -17,7 +17,8 @@ class EmergenceStack(torch.nn.Module):
     Slice ``p`` holds the semantic distribution of regime ``p``; slice weights
     ``α = softmax(a)`` mix them back. :meth:`add_slice` appends a slice (an
     emergence event), a copy of the heaviest slice that splits its weight with it,
-    so the mixed output is unchanged at the event; build a new optimiser afterwards (new parameters).
+    so the mixed output is unchanged at the event; build a new optimiser afterwards
+    (new parameters).
 
     ``forward(r)`` maps distributions ``(B, L, S, C)`` to Ψ ``(B, L, S, C, P)``;
     every slice sums to 1 over ``(S, C)``.

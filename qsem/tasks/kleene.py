@@ -405,7 +405,7 @@ def _sample_queries(
     for d, n in zip(depths, per_depth, strict=True):
         avail = {y: list(pools.get((d, y), [])) for y in range(3)}
         for y in avail:
-            rng.shuffle(avail[y])  # type: ignore[arg-type]
+            rng.shuffle(avail[y])
         taken = 0
         y = int(rng.integers(3))
         while taken < n and any(avail.values()):
