@@ -364,6 +364,7 @@ def plot_pareto(cfg: DigitsConfig, summary: dict[str, Any]) -> Any:
     ax.set(xscale="log", yscale="log", xlabel="hidden neurons",
            ylabel=f"training samples to {cfg.target_accuracy:.0%} even-digit accuracy",
            title="narrowing to even digits (median over seeds)")  # fmt: skip
+    ax.minorticks_off()
     ax.set_xticks(list(cfg.sizes), [str(s) for s in cfg.sizes])
     ax.legend(fontsize=8)
     fig.tight_layout()
