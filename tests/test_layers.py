@@ -274,6 +274,27 @@ def test_omega_through_the_bridge_matches_the_engine() -> None:
     torch.testing.assert_close(g_bridge, g_direct, atol=1e-7, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("backend", "module", "s_dim", "c_dim"),
+    [("aer", "qiskit_aer", 3, 2), ("pennylane", "pennylane", 1, 4)],
+)
+def test_omega_on_other_backends_matches_the_engine(
+    backend: str, module: str, s_dim: int, c_dim: int
+) -> None:
+    """Aer takes the qutrit register; PennyLane has no mixed-dimension device (qubits only)."""
+    pytest.importorskip(module)
+    torch.manual_seed(3)
+    layer = QuantumSemanticLayer(s_dim * c_dim + 2, s_dim, c_dim, 2, init_scale=0.5).double()
+    x = _features(2, 1, s_dim, c_dim, 2, seed=5)
+    ref = layer(x)
+    g_ref = torch.autograd.grad(ref[..., 0, :].sum(), layer.weights)[0]
+    layer.backend = backend
+    out = layer(x)
+    g = torch.autograd.grad(out[..., 0, :].sum(), layer.weights)[0]
+    torch.testing.assert_close(out, ref, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(g, g_ref, atol=1e-7, rtol=0)
+
+
 def test_omega_float32_matches_float64() -> None:
     layer = QuantumSemanticLayer(8, 3, 2, 2, init_scale=0.5)
     x = _features(2, 2, 3, 2, 2).float()

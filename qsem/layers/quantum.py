@@ -78,7 +78,7 @@ class QuantumSemanticLayer(torch.nn.Module):
     ``TorchSimulator.run`` (autograd through the engine); any other backend (or
     ``bridge=True``) goes through :func:`qsem.simulators.probs_bridge`: one
     backend job for all ``B·L`` rows, parameter-shift gradients. Backends that
-    only take qubits (Aer, PennyLane's qubit devices) need ``s_dim`` in ``{1, 2}``.
+    cannot mix qubits and qutrits (PennyLane) need ``s_dim`` in ``{1, 2}``.
 
     ``forward(x)`` with ``x`` ``(B, L, in_features)`` returns the joint Born
     probabilities ``(B, L, dS, 2**n_c, 2**n_z)`` (a size-1 axis for an absent
