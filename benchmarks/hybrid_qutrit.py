@@ -14,7 +14,10 @@ Two rows:
   compute in the same precision.
 * ``density_matrix vs default.qutrit.mixed``: qsem ``TorchSimulator("density_matrix")``
   against ``default.qutrit.mixed``, which has no dtype option and simulates in
-  complex128; qsem is also timed in complex128 there (``ratio_c128``).
+  complex128; qsem is also timed in complex128 there (``ratio_c128``). qsem's default
+  ``dm_method="auto"`` keeps a channel-free ρ factored (``|ψ><ψ|``), so a third row,
+  ``density_matrix dm_method=dense vs default.qutrit.mixed``, times qsem evolving the
+  dense 81 x 81 matrix (the anchor's algorithm) in the same rounds (informational).
 
 Both PennyLane devices accept parameter broadcasting with backprop in PennyLane 0.45.1
 (the QNode gets the whole ``(B, 4)`` batch at once, wrapped in ``qml.qnn.TorchLayer``);

@@ -83,9 +83,11 @@ def markdown(results: dict[str, Any]) -> str:
     from benchmarks.harness import fmt_s
 
     m = results["machine"]
+    why = f" ({m['torch_threads_choice']})" if m.get("torch_threads_choice") else ""
     out = [
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB, "
-        f"CUDA: {m['cuda'] or 'none'}), torch threads {m['torch_threads']}, Python "
+        f"CUDA: {m['cuda'] or 'none'}), torch threads {m['torch_threads']}"
+        f"{why}, Python "
         f"{m['python']}, torch {m['torch']}, PennyLane {m['pennylane']}, Qiskit {m['qiskit']}; "
         f"1/5/15-min load average {m['load_average_start']} at the start, "
         f"{m.get('load_average_end')} at the end.",
@@ -116,6 +118,28 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def choose_threads(value: str) -> tuple[int, str]:
+    """``--threads``: a number as given, or ``auto``: all cores on a quiet machine, else 1.
+
+    On a machine shared with other jobs, more than one torch thread makes every small
+    kernel wait at a barrier for a descheduled thread; qsem's steps are many small
+    kernels, so its timings would measure the load rather than the code.
+    """
+    cores = os.cpu_count() or 1
+    if value != "auto":
+        try:
+            return int(value), "--threads"
+        except ValueError:
+            return 0, "invalid"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores, "auto: all cores (load average unknown)"
+    if cores > 1 and load > 0.5 * cores:
+        return 1, f"auto: 1 thread, the 1-min load {load:.2f} exceeds half of {cores} cores"
+    return cores, f"auto: all {cores} cores, 1-min load {load:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -127,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats (noisier numbers)")
     ap.add_argument(
         "--threads",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="torch.set_num_threads (default: all cores)",
+        default="auto",
+        help="torch.set_num_threads for both sides: a number, or 'auto' (default): all cores, "
+        "or 1 when the 1-minute load average is above half the cores",
     )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument(
@@ -149,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
-    if args.threads < 1:
-        ap.error("--threads must be >= 1")
+    threads, why = choose_threads(args.threads)
+    if threads < 1:
+        ap.error(f"--threads must be 'auto' or an integer >= 1, got {args.threads!r}")
     selected = args.workloads or list(WORKLOADS)
 
     import torch
@@ -159,22 +184,23 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*requires_grad.*")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     machine = machine_info(torch.get_num_threads())
+    machine["torch_threads_choice"] = why
     cfg = Config.make(
-        quick=args.quick, threads=args.threads, seed=args.seed, log=lambda s: print(s, flush=True)
+        quick=args.quick, threads=threads, seed=args.seed, log=lambda s: print(s, flush=True)
     )
     load = machine["load_average_start"]
     if load is not None and load[0] > 0.5 * (machine["cores"] or 1):
         print(
             f"WARNING: the machine is busy (1-min load {load[0]} on {machine['cores']} cores): "
-            "timings will be noisy, and with more than one torch thread small kernels can stall "
-            "waiting for a descheduled thread (see the IQR columns; try --threads 1)",
+            "timings will be noisy (see the IQR columns), and with more than one torch thread "
+            "small kernels stall waiting for descheduled threads",
             flush=True,
         )
     print(
-        f"qsem benchmarks on {machine['cpu']} ({machine['cores']} cores, torch threads "
-        f"{machine['torch_threads']}), load average {machine['load_average_start']}",
+        f"qsem benchmarks on {machine['cpu']} ({machine['cores']} cores), torch threads "
+        f"{machine['torch_threads']} ({why}), load average {machine['load_average_start']}",
         flush=True,
     )
 
