@@ -138,12 +138,9 @@ def load_data(cfg: DigitsConfig, seed: int) -> dict[str, torch.Tensor]:
     """All-digit and even-digit train/test tensors (even labels mapped to 0..4)."""
     if cfg.mnist_dir:
         folder = Path(cfg.mnist_dir)
-        x_tr, y_tr = load_mnist_idx(
-            _find(folder, _MNIST["x_train"]), _find(folder, _MNIST["y_train"])
-        )
-        x_te, y_te = load_mnist_idx(
-            _find(folder, _MNIST["x_test"]), _find(folder, _MNIST["y_test"])
-        )
+        files = {k: _find(folder, v) or folder / v for k, v in _MNIST.items()}
+        x_tr, y_tr = load_mnist_idx(files["x_train"], files["y_train"])
+        x_te, y_te = load_mnist_idx(files["x_test"], files["y_test"])
     else:
         from sklearn.model_selection import train_test_split
 
@@ -175,6 +172,7 @@ def _even_head(teacher: nn.Sequential) -> nn.Sequential:
     """A copy of the teacher whose head keeps only the even-digit logits."""
     net = copy.deepcopy(teacher)
     last = net[-1]
+    assert isinstance(last, nn.Linear)
     head = nn.Linear(last.in_features, len(EVEN)).to(last.weight.device)
     with torch.no_grad():
         head.weight.copy_(last.weight[list(EVEN)])
