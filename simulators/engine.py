@@ -29,8 +29,12 @@ from .memory import check_fits
 from .plan import Context, Plan, compile_plan
 from .state import Mode, State, check_dtype, check_mode, initial_state
 
-#: Above this many bytes of state, no-grad density-matrix runs go one batch chunk at a time.
+#: Without autograd, a batched state above ``MIN_CHUNKED_BYTES`` runs in at least
+#: ``MIN_CHUNKS`` chunks of the batch of at most ``CHUNK_BYTES`` each, written back in
+#: place: the peak stays near one state plus one chunk's working set.
 CHUNK_BYTES = 64 << 20
+MIN_CHUNKED_BYTES = 1 << 20
+MIN_CHUNKS = 8
 
 
 def check_device(device: Any) -> torch.device:
@@ -287,11 +291,12 @@ def run_plan(
     stays near one state plus one chunk's working set.
     """
     nbytes = x.numel() * x.element_size()
-    if not allow_chunks or nbytes <= CHUNK_BYTES or x.shape[0] == 1:
+    rows = int(x.shape[0])
+    if not allow_chunks or nbytes <= min(MIN_CHUNKED_BYTES, CHUNK_BYTES) or rows == 1:
         for step in plan.steps:
             x = step.apply(x, ctx)
         return x
-    chunk = max(1, int(x.shape[0] * CHUNK_BYTES // nbytes))
+    chunk = max(1, min(rows * CHUNK_BYTES // nbytes, -(-rows // MIN_CHUNKS)))
     ctx.full_batch = int(x.shape[0])
     for start in range(0, x.shape[0], chunk):
         ctx.batch_slice = slice(start, start + chunk)

@@ -179,8 +179,21 @@ def purity(state: State, wires: Sequence[int] | int | None = None) -> torch.Tens
     if len(w) == len(state.dims) and state.mode == "statevector":
         norm = (state.tensor.abs() ** 2).sum(-1)
         return state.unbatch(norm**2)
+    if len(w) == len(state.dims) and state.factor is not None:
+        # Tr ρ² = Σ_jk w_j w_k |<ψ_j|ψ_k>|²: an r × r Gram matrix, never the dense ρ
+        gram = _factor_gram(state)
+        return state.unbatch((gram.abs() ** 2).sum((-2, -1)))
     rho = state.tensor if len(w) == len(state.dims) and w == sorted(w) else _rdm(state, w)
     return state.unbatch(torch.einsum("bij,bji->b", rho, rho).real)
+
+
+def _factor_gram(state: State) -> torch.Tensor:
+    """``G_jk = sqrt(w_j w_k) <ψ_j|ψ_k>`` (B, r, r): same nonzero spectrum as ρ."""
+    f = state.factor
+    assert f is not None
+    if state.weights is not None:
+        f = f * torch.sqrt(state.weights.clamp(min=0))[..., None].to(f.dtype)
+    return f.conj() @ f.transpose(1, 2)
 
 
 def entropy(
@@ -196,7 +209,10 @@ def entropy(
     if len(w) == len(state.dims) and state.mode == "statevector":
         real = torch.float32 if state.tensor.dtype == torch.complex64 else torch.float64
         return state.unbatch(torch.zeros(state.batch_size, dtype=real, device=state.tensor.device))
-    rho = state.tensor if len(w) == len(state.dims) and w == sorted(w) else _rdm(state, w)
+    if len(w) == len(state.dims) and state.factor is not None:
+        rho = _factor_gram(state)  # r × r, same nonzero eigenvalues as ρ
+    else:
+        rho = state.tensor if len(w) == len(state.dims) and w == sorted(w) else _rdm(state, w)
     evals = torch.linalg.eigvalsh(rho).clamp(min=0)
     logs = torch.where(evals > 0, torch.log(evals.clamp(min=1e-30)), torch.zeros_like(evals))
     return state.unbatch(-(evals * logs).sum(-1) / math.log(base))

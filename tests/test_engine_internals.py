@@ -256,3 +256,30 @@ def test_parameter_vector_binding_matches_scalars() -> None:
     a = sim.run(c_vec, {"w": vals}).vector
     b = sim.run(c_sc, {f"s{i}": vals[:, i] for i in range(4)}).vector
     torch.testing.assert_close(a, b, atol=ATOL_F64, rtol=0)
+
+
+def test_whole_register_purity_and_entropy_of_a_factored_state_match_dense() -> None:
+    """Purity and entropy of a factored ρ come from its r × r Gram matrix: same values."""
+    from qsem.simulators import entropy, purity
+
+    c = noisy(2)
+    auto = TorchSimulator("density_matrix", dtype=torch.complex128).run(c)
+    dense = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense").run(c)
+    assert auto.rank == 12
+    torch.testing.assert_close(purity(auto), purity(dense), atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(entropy(auto), entropy(dense), atol=1e-8, rtol=0)
+    assert auto._tensor is None  # the dense ρ was never built
+
+
+def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = ParameterVector("w", 2)
+    c = Circuit.qutrits(3).add(TRY(w[0], wires=0), TAdd(wires=[0, 1]), TRX(w[1], wires=2))
+    vals = torch.rand(40, 2, dtype=torch.float64)
+    sim = TorchSimulator(dtype=torch.complex128)
+    plain = sim.run(c, {"w": vals}).vector
+    monkeypatch.setattr(engine_mod, "MIN_CHUNKED_BYTES", 1)
+    with torch.no_grad():
+        chunked = sim.run(c, {"w": vals}).vector
+    torch.testing.assert_close(chunked, plain, atol=ATOL_F64, rtol=0)
