@@ -30,11 +30,11 @@ from .plan import Context, Plan, compile_plan
 from .state import Mode, State, check_dtype, check_mode, initial_state
 
 #: Without autograd, a batched state above ``MIN_CHUNKED_BYTES`` runs in at least
-#: ``MIN_CHUNKS`` chunks of the batch of at most ``CHUNK_BYTES`` each, written back in
+#: ``MIN_CHUNKS`` chunks of the batch, of at most ``CHUNK_BYTES`` each, written back in
 #: place: the peak stays near one state plus one chunk's working set.
 CHUNK_BYTES = 64 << 20
 MIN_CHUNKED_BYTES = 1 << 20
-MIN_CHUNKS = 8
+MIN_CHUNKS = 32
 
 
 def check_device(device: Any) -> torch.device:
