@@ -51,7 +51,7 @@ class CurriculumConfig:
     #: composite samples per step in the narrow condition (default: as many as broad uses)
     narrow_per_step: int = 250
     broad_steps: int = 8000
-    narrow_steps: int = 8000
+    narrow_steps: int = 24000
     eval_every: int = 250
     eval_samples: int = 1000
     threshold_bits: float = 0.1
