@@ -69,6 +69,8 @@ class PruningConfig:
     train_target_accuracy: float = 0.995
     eval_every: int = 250
     eval_samples: int = 2000
+    #: samples of {0,1,2} (apart from the evaluation set) for the ablation scores
+    score_samples: int = 1000
     sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
     recovery_steps: int = 1000
     recovery_batch: int = 256
@@ -94,8 +96,8 @@ class PruningConfig:
             raise ConfigError(f"config key 'depth': must be >= 2, got {self.depth}")
         if not self.sparsities or any(not 0 <= s < 1 for s in self.sparsities):
             raise ConfigError(f"config key 'sparsities': values in [0, 1), got {self.sparsities}")
-        for key in ("train_per_task", "eval_every", "eval_samples", "recovery_batch",
-                    "offtarget_batch", "gl_batch"):  # fmt: skip
+        for key in ("train_per_task", "eval_every", "eval_samples", "score_samples",
+                    "recovery_batch", "offtarget_batch", "gl_batch"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
         for key in ("train_steps", "recovery_steps", "offtarget_steps", "gl_steps", "threads"):
@@ -145,8 +147,8 @@ def prune_curves(
     """Accuracy on A (pruned, recovered) and B (relearned) at each sparsity."""
     xa, ya = evals["A"]
     xb, yb = evals["B"]
-    n_score = min(len(ya), 1000)
-    scores = ablation_scores(net, xa[:n_score], ya[:n_score])
+    xs, ys = evals["score"]  # a batch of A apart from the evaluation set
+    scores = ablation_scores(net, xs, ys)
     names = [g.name for g in neuron_groups(net)]
     models, keeps, pruned_acc, kept = [], [], [], []
     for s in cfg.sparsities:
@@ -280,7 +282,8 @@ def _run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
     cmsp = CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k, tasks)
     eval_gen = make_generator(cfg.seed + 424242)
     evals = {"A": cmsp.sample(A, cfg.eval_samples, eval_gen),
-             "B": cmsp.sample(B, cfg.eval_samples, eval_gen)}  # fmt: skip
+             "B": cmsp.sample(B, cfg.eval_samples, eval_gen),
+             "score": cmsp.sample(A, cfg.score_samples, eval_gen)}  # fmt: skip
     per_width: dict[str, Any] = {}
     for width in cfg.widths:
         tick = time.perf_counter()
