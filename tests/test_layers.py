@@ -16,7 +16,7 @@ import torch
 from conftest import ATOL_F32, ATOL_F64, FD_ATOL, FD_STEP
 
 from qsem import tensors
-from qsem.circuits import CNOT, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing
+from qsem.circuits import CRY, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing
 from qsem.circuits.errors import QsemTypeError, QsemValueError
 from qsem.layers import (
     EmergenceStack,
@@ -223,7 +223,8 @@ def _direct_circuit(layer: QuantumSemanticLayer, angles: list[float]) -> Circuit
         for q in (1, 2):
             c.add(Controlled(TRY(w[k], wires=0, subspace=(0, 1)), control_wires=[q]))
             k += 1
-        c.add(CNOT(wires=[1, 2]))
+        c.add(CRY(w[k], wires=[1, 2]))
+        k += 1
         if layer.noise > 0:
             for wire in range(3):
                 c.add(Depolarizing(layer.noise, wires=wire))

@@ -71,7 +71,7 @@ class KleeneConfig:
     # training
     epochs: int = 40
     batch_size: int = 128
-    lr: float = 0.03
+    lr: float = 0.02
     threads: int = 1
 
     def __post_init__(self) -> None:

@@ -37,7 +37,7 @@ class ProfilesConfig:
     max_depth: int = 3
     epochs: int = 15
     batch_size: int = 128
-    lr: float = 0.03
+    lr: float = 0.02
     q_layers: int = 1
     threads: int = 1
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from qsem.circuits import CNOT, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing, Parameter
+from qsem.circuits import CRY, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing, Parameter
 from qsem.circuits.errors import arg_error
 from qsem.simulators import TorchSimulator, probs, probs_bridge
 
@@ -69,8 +69,10 @@ class QuantumSemanticLayer(torch.nn.Module):
     on each qubit; then ``layers`` trainable layers of ``TRY``/``TRZ`` on every
     subspace ``(j, j+1)`` of the S wire and ``RY``, ``RZ`` on each qubit,
     followed by entanglers (each qubit controls a trainable ``TRY(w, (0, 1))`` of
-    the S wire, and a ``CNOT`` chain along the qubits); trainable weights start
-    near 0, so at initialisation the S readout is close to the encoded marginal;
+    the S wire, and a chain of trainable ``CRY`` along the qubits); trainable
+    weights start near 0, so at initialisation every register's readout is close
+    to its encoded marginal (no fixed entangler permutes the outcomes: a ``CNOT``
+    here would send the two-qubit head's ``|10>`` to the excluded ``|11>``);
     with ``noise > 0`` a ``Depolarizing(noise)`` channel on every wire after each
     layer (density-matrix simulation).
 
@@ -162,7 +164,7 @@ class QuantumSemanticLayer(torch.nn.Module):
                     rot = TRY(Parameter(f"w{next(w)}"), wires=0, subspace=(0, 1))
                     c.add(Controlled(rot, control_wires=[q]))
             for q0, q1 in itertools.pairwise(qubits):
-                c.add(CNOT(wires=[q0, q1]))
+                c.add(CRY(Parameter(f"w{next(w)}"), wires=[q0, q1]))
             if self.noise > 0:
                 for wire in range(len(self.dims)):
                     c.add(Depolarizing(self.noise, wires=wire))
