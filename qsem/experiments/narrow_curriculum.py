@@ -227,7 +227,7 @@ def table(results: dict[str, Any], cfg: CurriculumConfig) -> str:
 
     return "\n".join([
         "| condition | converged (ours) | steps to < "
-        f"{cfg.threshold_bits} bits (ours) | step budget (ours) | paper |",
+        f"{cfg.threshold_bits} bits (ours) | steps run x samples per step (ours) | paper |",
         "|---|---|---|---|---|",
         f"| broad (atoms + composite) | {b['converged']}/{len(b['seeds'])} | {steps(b)} | "
         f"{b['steps_run']} x {b['samples_per_step']} | 27/40 in 200k steps |",
