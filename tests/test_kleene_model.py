@@ -61,6 +61,16 @@ def test_hard_label_loss_bad_input(logp: Any, labels: Any, name: str, exc: type)
         hard_label_loss(logp, labels)
 
 
+def test_label_fraction_masks_training_labels_only() -> None:
+    cfg = kleene.KleeneConfig(n_train_kbs=4, n_test_kbs=2, queries_per_kb=12, label_fraction=0.5)
+    train, test = kleene.make_data(cfg)
+    full, _ = kleene.make_data(kleene.KleeneConfig(n_train_kbs=4, n_test_kbs=2, queries_per_kb=12))
+    kept = train.labels >= 0
+    assert 0.25 * len(train) < int(kept.sum()) < 0.75 * len(train)
+    assert torch.equal(train.labels[kept], full.labels[kept])
+    assert bool((train.labels[~kept] == -1).all()) and bool((test.labels >= 0).all())
+
+
 # --------------------------------------------------------------------------
 # the model and its profiles
 # --------------------------------------------------------------------------
