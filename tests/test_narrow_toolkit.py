@@ -510,9 +510,15 @@ def test_wire_pruning_on_quantum_semantic_layer():
     torch.manual_seed(0)
     layer = QuantumSemanticLayer(8, s_dim=3, c_dim=2, z_dim=2, layers=1, init_scale=0.5)
     groups = angle_wire_groups(layer.circuit)
-    # S qutrit: TRY, TRZ on (0,1), (1,2) and the two controlled TRYs; qubits: RY, RZ + their
-    # controlled TRY onto S
-    assert groups == {0: [0, 1, 2, 3, 8, 9], 1: [4, 5, 8], 2: [6, 7, 9]}
+    # the layer's circuit is another engineer's and may change: check the structure, not a list.
+    # S qutrit: TRY, TRZ on (0,1), (1,2) first; every weight is on some wire; a two-wire
+    # (controlled) rotation is in both wires' groups
+    assert set(groups) == {0, 1, 2} and groups[0][:4] == [0, 1, 2, 3]
+    assert set().union(*map(set, groups.values())) == set(range(layer.n_weights))
+    two_wire = [op for op in layer.circuit.ops if len(op.wires) == 2 and op.params]
+    for op in two_wire:
+        i = int(op.params[0].name[1:])
+        assert all(i in groups[int(w)] for w in op.wires)
     gen = make_generator(1)
     dist = torch.rand(4, 2, 6, generator=gen)
     x = torch.cat([dist / dist.sum(-1, keepdim=True), torch.rand(4, 2, 2, generator=gen)], -1)
@@ -537,7 +543,8 @@ def test_wire_pruning_on_quantum_semantic_layer():
         opt.zero_grad()
         loss().backward()
         opt.step()
-    assert torch.all(layer.weights.detach()[[6, 7, 9]] == 0)
-    assert torch.all(layer.weights.detach()[[0, 1, 4, 5]] != 0)
+    assert torch.all(layer.weights.detach()[groups[2]] == 0)
+    kept = sorted(set(range(layer.n_weights)) - set(groups[2]))
+    assert torch.all(layer.weights.detach()[kept] != 0)
     with pytest.raises(QsemValueError, match="argument 'wires'"):
         prune_wires(layer.weights, groups, [5])
