@@ -114,16 +114,38 @@ class _Rotation(Gate):
     def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
         dims = tuple(dims)
         g = const(_rotation_parts, type(self), self._key(), dims, dtype=dtype, device=device)
-        theta = params[0]
-        half = (theta * 0.5)[..., None, None]
         # g[0] = I - P, g[1] = P, g[2] = -2i G
-        return g[0] + torch.cos(half) * g[1] + torch.sin(half) * g[2]
+        return _RotationMatrix.apply(params[0], g)
 
     def adjoint(self) -> Gate:
         return self.with_params([_neg(self.params[0])])  # type: ignore[return-value]
 
     def _key(self) -> tuple[Any, ...]:
         return ()
+
+
+class _RotationMatrix(torch.autograd.Function):
+    """``U(θ) = g0 + cos(θ/2) g1 + sin(θ/2) g2`` for θ of any shape, as ONE autograd node.
+
+    Backward: ``dU/dθ = (-sin(θ/2) g1 + cos(θ/2) g2) / 2`` and, θ being real,
+    ``∂L/∂θ = Re Σ_ij conj(dU/dθ)_ij · grad_ij`` (PyTorch's conjugate convention).
+    Built once per group of gates per step, so the node count matters more than flops.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        half = (theta * 0.5)[..., None, None]
+        c, s = torch.cos(half), torch.sin(half)
+        ctx.save_for_backward(c, s, g)
+        return g[0] + c * g[1] + s * g[2]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        c, s, g = ctx.saved_tensors
+        d_u = 0.5 * (c * g[2] - s * g[1])
+        return (d_u.conj() * grad).real.sum((-2, -1)), None
 
 
 def _from_key(cls: type[Gate], key: tuple[Any, ...]) -> Any:

@@ -309,7 +309,11 @@ def _lam(lam: Any, ref: torch.Tensor) -> torch.Tensor:
         raise arg_error(
             "lam", f"expected a number or a tensor, got {type(lam).__name__}", QsemTypeError
         )
-    t = torch.as_tensor(lam, device=ref.device)
+    # a Python number goes straight to the operators' precision (never through float32)
+    if isinstance(lam, torch.Tensor):
+        t = lam.to(device=ref.device)
+    else:
+        t = torch.as_tensor(lam, dtype=_real_dtype(ref.dtype), device=ref.device)
     _check_finite(t, "lam")
     if t.is_complex() and not ref.is_complex():
         raise arg_error("lam", "a complex λ needs complex operators", QsemTypeError)

@@ -637,3 +637,15 @@ DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
 def test_doc_examples_run(index: int) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(DOC_BLOCKS[index], f"docs/tensors.md[{index}]", "exec"), {})
+
+
+def test_python_float_lambda_keeps_double_precision() -> None:
+    """λ given as a Python float must not pass through float32 (regression)."""
+    import qsem.tensors as T
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 3, dtype=torch.float64, generator=g)
+    b = torch.rand(3, 3, dtype=torch.float64, generator=g)
+    ab = a @ b
+    expected = ab + 0.1 * (ab - b @ a)
+    assert float((T.compose(a, b, 0.1) - expected).abs().max()) < 1e-15
