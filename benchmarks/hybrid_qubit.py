@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qsem.circuits import CNOT, RY, RZ, Circuit, Parameter, PauliString
+from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector, PauliString
 from qsem.simulators import TorchSimulator, expval
 
 from .harness import Config, check_close, measure, row
@@ -39,12 +39,14 @@ ATOL = 1e-4
 
 
 def build_circuit(n: int, layers: int) -> Circuit:
+    """Inputs bind ``x`` (B, n); weights bind ``w`` = the (L, n, 2) weights flattened."""
+    x, w = ParameterVector("x", n), ParameterVector("w", layers * n * 2)
     c = Circuit.qubits(n)
     for i in range(n):
-        c.add(RY(Parameter(f"x{i}"), wires=i))
+        c.add(RY(x[i], wires=i))
     for l in range(layers):
         for i in range(n):
-            c.add(RY(Parameter(f"w_{l}_{i}_ry"), wires=i), RZ(Parameter(f"w_{l}_{i}_rz"), wires=i))
+            c.add(RY(w[(l * n + i) * 2], wires=i), RZ(w[(l * n + i) * 2 + 1], wires=i))
         for i in range(n):
             c.add(CNOT(wires=[i, (i + 1) % n]))
     return c
@@ -58,15 +60,10 @@ class QsemLayer(nn.Module):
         self.circuit = build_circuit(n, layers)
         self.sim = TorchSimulator("statevector", dtype=dtype)
         self.obs = [PauliString("Z", wires=[i]) for i in range(n)]
-        self.x_names = [f"x{i}" for i in range(n)]
-        self.w_names = [
-            f"w_{l}_{i}_{g}" for l in range(layers) for i in range(n) for g in ("ry", "rz")
-        ]
         self.weights = nn.Parameter(weights.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params: dict[str, Any] = dict(zip(self.x_names, x.unbind(1), strict=True))
-        params.update(zip(self.w_names, self.weights.reshape(-1).unbind(), strict=True))
+        params: dict[str, Any] = {"x": x, "w": self.weights.reshape(-1)}
         out = expval(self.sim.run(self.circuit, params), self.obs)
         return out.to(x.dtype)
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qsem.circuits import TRY, Circuit, Parameter, TAdd
+from qsem.circuits import TRY, Circuit, ParameterVector, TAdd
 from qsem.simulators import TorchSimulator, probs
 
 from .harness import Config, check_close, measure, row
@@ -45,14 +45,16 @@ ATOL = 1e-4
 
 
 def build_circuit(n: int = N, layers: int = LAYERS) -> Circuit:
+    """Inputs bind ``x`` (B, n); weights bind ``w`` = the (L, n, 2) weights flattened."""
+    x, w = ParameterVector("x", n), ParameterVector("w", layers * n * 2)
     c = Circuit.qutrits(n)
     for i in range(n):
-        c.add(TRY(Parameter(f"x{i}"), wires=i, subspace=(0, 1)))
+        c.add(TRY(x[i], wires=i, subspace=(0, 1)))
     for l in range(layers):
         for i in range(n):
             c.add(
-                TRY(Parameter(f"w_{l}_{i}_01"), wires=i, subspace=(0, 1)),
-                TRY(Parameter(f"w_{l}_{i}_12"), wires=i, subspace=(1, 2)),
+                TRY(w[(l * n + i) * 2], wires=i, subspace=(0, 1)),
+                TRY(w[(l * n + i) * 2 + 1], wires=i, subspace=(1, 2)),
             )
         for i in range(n):
             c.add(TAdd(wires=[i, (i + 1) % n]))
@@ -74,15 +76,10 @@ class QsemClassifier(nn.Module):
         super().__init__()
         self.circuit = build_circuit(n, layers)
         self.sim = TorchSimulator(mode, dtype=dtype, dm_method=dm_method)  # type: ignore[arg-type]
-        self.x_names = [f"x{i}" for i in range(n)]
-        self.w_names = [
-            f"w_{l}_{i}_{s}" for l in range(layers) for i in range(n) for s in ("01", "12")
-        ]
         self.weights = nn.Parameter(weights.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params: dict[str, Any] = dict(zip(self.x_names, x.unbind(1), strict=True))
-        params.update(zip(self.w_names, self.weights.reshape(-1).unbind(), strict=True))
+        params: dict[str, Any] = {"x": x, "w": self.weights.reshape(-1)}
         return probs(self.sim.run(self.circuit, params), [0])
 
 

@@ -154,7 +154,7 @@ class TorchSimulator:
         *,
         dtype: torch.dtype = torch.complex64,
         device: Any = None,
-        max_block_dim: int = 32,
+        max_block_dim: int = 16,
         max_memory: int | None = None,
         dm_method: str = "auto",
     ) -> None:

@@ -395,7 +395,7 @@ def _full_permutation(gate: Gate, dims: tuple[int, ...]) -> np.ndarray:
 
 
 def compile_plan(
-    circuit: Circuit, mode: str, *, max_block_dim: int = 32, full_perm_limit: int = 1 << 22
+    circuit: Circuit, mode: str, *, max_block_dim: int = 16, full_perm_limit: int = 1 << 22
 ) -> Plan:
     """Turn ``circuit``'s structure into steps for ``mode`` (see the module docstring).
 
