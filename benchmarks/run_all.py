@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "similarity")
+WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "similarity", "bridge_aer")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
