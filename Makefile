@@ -79,7 +79,8 @@ lint: venv
 	echo "+ ruff check ."; $(BIN)/ruff check . || fail=1; \
 	echo "+ ruff format --check ."; $(BIN)/ruff format --check . || fail=1; \
 	echo "+ mypy -p qsem"; \
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p qsem | sed -e '$(MYPY_PATHS)' || fail=1; \
+	{ MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p qsem; echo $$? > $(TYPECHECK)/mypy.rc; } \
+		| sed -e '$(MYPY_PATHS)'; [ "$$(cat $(TYPECHECK)/mypy.rc)" = 0 ] || fail=1; \
 	exit $$fail
 
 format: venv

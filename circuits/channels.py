@@ -88,7 +88,7 @@ class Depolarizing(Channel):
             f"Depolarizing on a wire of dimension {d} needs 0 <= p <= d²/(d²-1); p ",
         )
 
-    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):
         _check_bound(self, params, dims)
         d = dims[0]
         p = params[0]
@@ -120,7 +120,7 @@ class AmplitudeDamping(Channel):
         for i, g in enumerate(self.params):
             _check_prob(f"gammas[{i}]", g, 0.0, 1.0)
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):
         _check_bound(self, params, dims)
         d = dims[0]
         gam = torch.broadcast_tensors(*params)
@@ -145,7 +145,7 @@ class BitFlip(Channel):
         super().check_dims(dims)
         _check_prob("p", self.params[0], 0.0, 1.0)
 
-    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):
         _check_bound(self, params, dims)
         p = params[0].clamp(0, 1)
         mats = np.stack([np.eye(2), np.array([[0, 1], [1, 0]])])
@@ -173,7 +173,7 @@ class TritFlip(Channel):
                     f"{_fmt_values(vals[2])}",
                 )
 
-    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):
         _check_bound(self, params, dims)
         p01, p02, p12 = (p.clamp(0, 1) for p in torch.broadcast_tensors(*params))
         mats = [np.eye(3)]
@@ -195,7 +195,7 @@ class PhaseDamping(Channel):
         super().check_dims(dims)
         _check_prob("gamma", self.params[0], 0.0, 1.0)
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):
         _check_bound(self, params, dims)
         g = params[0].clamp(0, 1)
         k0 = torch.stack([torch.ones_like(g), torch.sqrt(1 - g)], -1)
@@ -241,5 +241,5 @@ class Kraus(Channel):
     def matrix_key(self) -> tuple[Any, ...]:
         return (Kraus, id(self.operators))
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):
         return self.operators.to(dtype=dtype, device=device)

@@ -176,7 +176,7 @@ class Circuit:
         out = Circuit(self.dims)
         for op in self.ops:
             if any(isinstance(p, Parameter) and p.name in values for p in op.params):
-                new = []
+                new: list[Any] = []
                 for p in op.params:
                     if isinstance(p, Parameter) and p.name in values:
                         raw = values[p.name]

@@ -49,11 +49,11 @@ def draw_text(circuit: Circuit, max_width: int = 120) -> str:
     names = [f"{w}(d{d}): " for w, d in enumerate(circuit.dims)]
     pad = max(len(s) for s in names)
     rows = [s.rjust(pad) + "─" for s in names]
-    for col, span in zip(columns, spans, strict=True):
-        width = max([len(v) for v in col.values()] + [1])
+    for cells_of, span in zip(columns, spans, strict=True):
+        width = max([len(v) for v in cells_of.values()] + [1])
         for w in range(n):
-            if w in col:
-                rows[w] += col[w].center(width, "─") + "─"
+            if w in cells_of:
+                rows[w] += cells_of[w].center(width, "─") + "─"
             elif w in span:
                 rows[w] += "│".center(width, "─") + "─"
             else:

@@ -111,7 +111,7 @@ class _Rotation(Gate):
             raise arg_error("index", f"{self.name} has one parameter, got index {index}")
         return torch.from_numpy(self._generator_np(tuple(dims)))
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         dims = tuple(dims)
         g = const(_rotation_parts, type(self), self._key(), dims, dtype=dtype, device=device)
         # g[0] = I - P, g[1] = P, g[2] = -2i G
@@ -133,14 +133,14 @@ class _RotationMatrix(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         half = (theta * 0.5)[..., None, None]
         c, s = torch.cos(half), torch.sin(half)
         ctx.save_for_backward(c, s, g)
         return g[0] + c * g[1] + s * g[2]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None
         c, s, g = ctx.saved_tensors
@@ -250,7 +250,8 @@ TRX, TRY, TRZ = SubspaceRX, SubspaceRY, SubspaceRZ
 class _QubitRotation:
     """Mixin: a qubit rotation is the subspace rotation on (0, 1) of a d = 2 wire."""
 
-    wire_dims = (2,)
+    wire_dims: ClassVar[tuple[int, ...] | None] = (2,)
+    wires: tuple[int, ...]
 
     def __init__(self, theta: ParamLike, wires: object) -> None:
         super().__init__(theta, wires=wires, subspace=(0, 1))  # type: ignore[call-arg]
@@ -258,8 +259,8 @@ class _QubitRotation:
     def hyperparameters(self) -> dict[str, Any]:
         return {}
 
-    def with_params(self, params: Sequence[ParamLike]):  # type: ignore[no-untyped-def]
-        return type(self)(params[0], wires=self.wires)  # type: ignore[call-arg, attr-defined]
+    def with_params(self, params: Sequence[ParamLike]):
+        return type(self)(params[0], wires=self.wires)
 
 
 class RX(_QubitRotation, SubspaceRX):
@@ -281,7 +282,7 @@ class PhaseShift(Gate):
     wire_dims = (2,)
     symbol = "P"
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         phi = params[0]
         one = torch.ones_like(phi)
         diag = torch.stack([torch.complex(one, torch.zeros_like(phi)), torch.polar(one, phi)], -1)
@@ -304,7 +305,7 @@ class U3(Gate):
     num_params = 3
     wire_dims = (2,)
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         theta, phi, lam = torch.broadcast_tensors(*params)
         c, s = torch.cos(theta / 2), torch.sin(theta / 2)
         one = torch.ones_like(c)
@@ -342,7 +343,7 @@ class _FixedGate(Gate):
         mat[np.arange(len(perm)), perm] = 1.0
         return mat
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         return const(
             _fixed_matrix, type(self), self._key(), tuple(dims), dtype=dtype, device=device
         )
@@ -561,7 +562,7 @@ class Unitary(Gate):
     def matrix_key(self) -> tuple[Any, ...]:
         return (Unitary, id(self.unitary))
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         return self.unitary.to(dtype=dtype, device=device)
 
     def adjoint(self) -> Gate:
@@ -669,7 +670,7 @@ class Controlled(Gate):
         start = int(np.ravel_multi_index(self.control_values, cdims)) * dt
         return start, dt, math.prod(dims)
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         dims = tuple(dims)
         nc = len(self.control_wires)
         u = self.base.matrix(params, dims[nc:], dtype=dtype, device=device)

@@ -269,7 +269,7 @@ class Adjoint(Gate):
     def check_dims(self, dims: tuple[int, ...]) -> None:
         self.base.check_dims(dims)
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):  # type: ignore[no-untyped-def]
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
         return self.base.matrix(params, dims, dtype=dtype, device=device).mH.resolve_conj()
 
     def generator(self, index: int, dims: tuple[int, ...]) -> torch.Tensor:

@@ -203,7 +203,7 @@ class _Converter:
         self.layout = QubitLayout.of(circuit.dims)
         self.params: dict[str, Any] = {}
         self.qc = qiskit.QuantumCircuit(self.layout.num_qubits)
-        self._named = {
+        self._named: dict[type, Any] = {
             G.X: lib.XGate, G.Y: lib.YGate, G.Z: lib.ZGate, G.H: lib.HGate, G.S: lib.SGate,
             G.T: lib.TGate,
         }  # fmt: skip
@@ -286,7 +286,12 @@ class _Converter:
             return True
         named = self._named.get(type(base))
         if named is None and type(base) in (G.Shift, G.Clock, G.Fourier):
-            named = {G.Shift: lib.XGate, G.Clock: lib.ZGate, G.Fourier: lib.HGate}[type(base)]
+            fallback: dict[type, Any] = {
+                G.Shift: lib.XGate,
+                G.Clock: lib.ZGate,
+                G.Fourier: lib.HGate,
+            }
+            named = fallback[type(base)]
         if named is not None:
             self._append(named(), q, cq, cs)
             return True

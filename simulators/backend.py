@@ -105,7 +105,7 @@ class TorchBackend(Backend):
     def _run(self, circuit: Circuit, values: torch.Tensor, names: Sequence[str]) -> Any:
         check_values(values, names, circuit)
         mode = self.mode or ("density_matrix" if circuit.has_channels else "statevector")
-        sim = TorchSimulator(mode, dtype=self.dtype, device=self.device)  # type: ignore[arg-type]
+        sim = TorchSimulator(mode, dtype=self.dtype, device=self.device)
         binds = {n: values[:, j] for j, n in enumerate(names) if n in circuit.parameters}
         state = sim.run(circuit, binds)
         if not state.batched:  # a circuit without parameters still answers N rows
@@ -116,7 +116,7 @@ class TorchBackend(Backend):
             )
         return state
 
-    def expval(self, circuit, values, names, observables, *, shots=None, seed=None):  # type: ignore[no-untyped-def]
+    def expval(self, circuit, values, names, observables, *, shots=None, seed=None):
         obs = as_observables(observables, "observables")
         shots = check_shots(shots)
         state = self._run(circuit, values, names)
@@ -140,7 +140,7 @@ class TorchBackend(Backend):
             out.append(diag[idx].mean(-1))
         return torch.stack(out, -1).to(torch.float64)
 
-    def probs(self, circuit, values, names, wires, *, shots=None, seed=None):  # type: ignore[no-untyped-def]
+    def probs(self, circuit, values, names, wires, *, shots=None, seed=None):
         shots = check_shots(shots)
         state = self._run(circuit, values, names)
         exact = _probs(state, list(wires)).to(torch.float64)

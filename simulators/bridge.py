@@ -99,7 +99,7 @@ def expand(circuit: Circuit) -> Expanded:
     ops = []
     columns: list[_Column] = []
     for i, op in enumerate(circuit.ops):
-        new_params = []
+        new_params: list[Any] = []
         for k, p in enumerate(op.params):
             if isinstance(p, Parameter) or isinstance(p, torch.Tensor):
                 rule = None
@@ -218,14 +218,14 @@ class ShiftFunction(torch.autograd.Function):
     """``Θ -> F(Θ)`` on a backend, with the parameter-shift Jacobian in backward."""
 
     @staticmethod
-    def forward(ctx: Any, theta: torch.Tensor, job: _Job) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, theta: torch.Tensor, job: _Job) -> torch.Tensor:
         ctx.job = job
         ctx.save_for_backward(theta)
         with torch.no_grad():
             return job.run(theta.detach())
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         (theta,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
@@ -278,7 +278,7 @@ def _torch_direct(
     from .measure import expval, probs
 
     mode = be.mode or ("density_matrix" if circuit.has_channels else "statevector")
-    state = TorchSimulator(mode, dtype=be.dtype, device=be.device).run(circuit, params)  # type: ignore[arg-type]
+    state = TorchSimulator(mode, dtype=be.dtype, device=be.device).run(circuit, params)
     if kind == "expval":
         return expval(state, list(observables)).to(torch.float64)
     return probs(state, list(wires)).to(torch.float64)
@@ -403,6 +403,15 @@ class QuantumLayer(torch.nn.Module):
                 "weight_shapes", f"no weights declared for circuit parameter(s) {unbound}"
             )
         self.backend = make_backend(backend, **backend_options)
+        if diff_method not in ("parameter-shift", "backprop", "best"):
+            raise arg_error(
+                "diff_method",
+                f"must be 'parameter-shift', 'backprop' or 'best', got {diff_method!r}",
+            )
+        if diff_method == "backprop" and not isinstance(self.backend, TorchBackend):
+            raise arg_error(
+                "diff_method", f"'backprop' needs backend='torch', got {self.backend.name!r}"
+            )
         self.shots = shots
         self.seed = seed
         self.diff_method = diff_method
@@ -410,11 +419,10 @@ class QuantumLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params: dict[str, Any] = {self.input_name: x, **dict(self.weights.items())}
-        if self.diff_method == "backprop" or (
-            self.diff_method == "best"
-            and isinstance(self.backend, TorchBackend)
-            and self.shots is None
-        ):
+        backprop = self.diff_method == "backprop" or (
+            self.diff_method == "best" and self.shots is None
+        )
+        if isinstance(self.backend, TorchBackend) and backprop:
             kind = "expval" if self.observables is not None else "probs"
             return _torch_direct(
                 kind,
@@ -423,7 +431,7 @@ class QuantumLayer(torch.nn.Module):
                 self.observables or [],
                 self.probs_wires or [],
                 self.backend,
-            )  # type: ignore[arg-type]
+            )
         kind = "expval" if self.observables is not None else "probs"
         return _bridge(
             kind, self.circuit, params, self.observables or [], self.probs_wires or [],

@@ -150,7 +150,7 @@ class TorchSimulator:
 
     def __init__(
         self,
-        mode: Mode = "statevector",
+        mode: Mode | str = "statevector",
         *,
         dtype: torch.dtype = torch.complex64,
         device: Any = None,
@@ -313,7 +313,7 @@ def simulate(
     circuit: Circuit,
     params: Mapping[str, Any] | None = None,
     *,
-    mode: Mode | None = None,
+    mode: Mode | str | None = None,
     dtype: torch.dtype = torch.complex64,
     device: Any = None,
     initial_state: Any = None,

@@ -68,13 +68,13 @@ class _Gather(torch.autograd.Function):
     """``x.index_select(dim, index)`` whose backward is the inverse gather (no scatter)."""
 
     @staticmethod
-    def forward(ctx, x, index, inverse, dim):  # type: ignore[no-untyped-def, override]
+    def forward(ctx, x, index, inverse, dim):
         ctx.save_for_backward(inverse)
         ctx.dim = dim
         return x.index_select(dim, index)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad):
         (inverse,) = ctx.saved_tensors
         return grad.index_select(ctx.dim, inverse), None, None, None
 

@@ -202,7 +202,7 @@ class PennyLaneBackend(Backend):
             for op in circuit.ops:
                 if isinstance(op, Channel):
                     out.append(self._channel(op, circuit, cols))
-                elif not isinstance(op, G.Identity):
+                elif isinstance(op, G.Gate) and not isinstance(op, G.Identity):
                     out.append(self._gate(op, circuit, cols))
         return out
 

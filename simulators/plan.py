@@ -224,12 +224,12 @@ class FusedStep(Step):
             for pos, w in enumerate(cls.wires):
                 per_wire[w] = mats[..., pos, :, :]
         for block in self.blocks:
-            mats = [
+            factors = [
                 per_wire[w] if w in per_wire
                 else torch.eye(ctx.dims[w], dtype=ctx.dtype, device=ctx.device)
                 for w in block
             ]  # fmt: skip
-            x = ctx.apply_unitary(x, kernels.kron(mats), block)
+            x = ctx.apply_unitary(x, kernels.kron(factors), block)
         return x
 
 
@@ -391,7 +391,7 @@ def _full_permutation(gate: Gate, dims: tuple[int, ...]) -> np.ndarray:
     new_local = local[local_index]
     new_digits = digits.copy()
     new_digits[wires] = np.array(np.unravel_index(new_local, local_dims))
-    return np.ravel_multi_index(tuple(new_digits), dims)
+    return np.asarray(np.ravel_multi_index(tuple(new_digits), dims))
 
 
 def compile_plan(

@@ -413,7 +413,7 @@ def _run_swap_test(
     init = product_state(_ancilla(dt, ia.tensor.device), ia.tensor, ib.tensor, check=False)
     init, batch = _flatten_batch(init, mixed)
     mode = "density_matrix" if mixed else "statevector"
-    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)  # type: ignore[arg-type]
+    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)
     return sim.run(circuit, initial_state=init), batch
 
 
@@ -446,7 +446,7 @@ def _run_destructive(
     init = product_state(ia.tensor, ib.tensor, check=False)
     init, batch = _flatten_batch(init, mixed)
     mode = "density_matrix" if mixed else "statevector"
-    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)  # type: ignore[arg-type]
+    sim = TorchSimulator(mode, dtype=dt, device=ia.tensor.device)
     return sim.run(circuit, initial_state=init), batch, reg
 
 

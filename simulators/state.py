@@ -23,7 +23,7 @@ def check_mode(mode: object) -> Mode:
 def check_dtype(dtype: object) -> torch.dtype:
     if dtype not in (torch.complex64, torch.complex128):
         raise arg_error("dtype", f"must be torch.complex64 or torch.complex128, got {dtype!r}")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 class State:

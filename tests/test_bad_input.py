@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64
+
 from qsem.circuits import (
     CNOT,
     CRX,

@@ -56,6 +56,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64
+
 from qsem.circuits import (
     CNOT,
     CRX,

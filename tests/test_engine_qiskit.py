@@ -48,6 +48,7 @@ from qiskit_aer.noise import (
     pauli_error,
     phase_damping_error,
 )
+
 from qsem.circuits import (
     CNOT,
     CRX,

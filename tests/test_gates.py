@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F32, ATOL_F64
+
 from qsem.circuits import Circuit
 from qsem.circuits.gates import (
     CNOT,

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64, FD_ATOL, FD_STEP, GRAD_ATOL_F32
+
 from qsem.circuits import (
     CNOT,
     CRX,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64, SHOT_SIGMAS
+
 from qsem.circuits import (
     CNOT,
     Circuit,

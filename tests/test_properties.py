@@ -21,6 +21,7 @@ import torch
 from conftest import ATOL_F64, ATOL_PROPERTY
 from hypothesis import given
 from hypothesis import strategies as st
+
 from qsem.circuits import (
     CNOT,
     CRX,

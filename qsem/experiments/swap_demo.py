@@ -267,7 +267,7 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
     timings: dict[str, dict[str, float]] = {"torch": {}}
     for j, n in enumerate(cfg.shots):
         tick = time.perf_counter()
-        est = swap_test_estimate(
+        est: Any = swap_test_estimate(
             rho_a, rho_b, n, seed=cfg.seed * 1000 + j, confidence=cfg.confidence,
             method=cfg.method, dims=dims, check=False,
         )  # fmt: skip
