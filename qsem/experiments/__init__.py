@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from qsem.runner import ConfigError, Experiment
 
-from . import demo, kleene, narrow_curriculum, narrow_digits, narrow_pruning, profiles, swap_demo
+from . import (
+    demo,
+    kleene,
+    narrow_curriculum,
+    narrow_digits,
+    narrow_pruning,
+    profiles,
+    qutrit_vs_classical,
+    swap_demo,
+)
 
 __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_experiments"]
 
@@ -21,6 +30,7 @@ _ALL: tuple[Experiment, ...] = (
     kleene.EXPERIMENT,
     profiles.EXPERIMENT,
     swap_demo.EXPERIMENT,
+    qutrit_vs_classical.EXPERIMENT,
 )
 
 #: name -> experiment, for every registered experiment.
