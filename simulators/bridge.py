@@ -116,8 +116,9 @@ def expand(circuit: Circuit) -> Expanded:
 
 def theta_matrix(
     circuit: Circuit, expanded: Expanded, params: Mapping[str, Any] | None
-) -> tuple[torch.Tensor, bool]:
-    """``Θ`` (B, J) float64 from bound values, differentiable; and whether it is batched."""
+) -> tuple[torch.Tensor, bool, list[bool]]:
+    """``Θ`` (B, J) float64 from bound values (differentiable), whether it is batched,
+    and per column whether its source requires a gradient."""
     params = dict(params or {})
     missing = [p for p in circuit.parameters if p not in params]
     if missing:
@@ -148,7 +149,7 @@ def theta_matrix(
             )
         cols.append(t)
     if not cols:
-        return torch.zeros(1, 0, dtype=torch.float64), False
+        return torch.zeros(1, 0, dtype=torch.float64), False, []
     batched = any(c.dim() == 1 for c in cols)
     try:
         stacked = torch.stack(torch.broadcast_tensors(*cols), -1)
@@ -157,7 +158,8 @@ def theta_matrix(
         raise arg_error("params", f"batch sizes differ: {sizes}") from None
     if not bool(torch.isfinite(stacked.detach()).all()):
         raise arg_error("params", "contains NaN or inf")
-    return (stacked if batched else stacked[None]), batched
+    needed = [bool(c.requires_grad) for c in cols]
+    return (stacked if batched else stacked[None]), batched, needed
 
 
 @dataclass
@@ -171,6 +173,9 @@ class _Job:
     wires: list[int]
     shots: int | None
     seed: int | None
+    #: per column of Θ, whether it needs a gradient: columns that need none (e.g. inputs
+    #: without requires_grad) are not shifted in the backward pass
+    needed: list[bool] | None = None
 
     def run(self, values: torch.Tensor, seed_offset: int = 0) -> torch.Tensor:
         seed = None if self.seed is None else self.seed + seed_offset
@@ -229,7 +234,7 @@ class ShiftFunction(torch.autograd.Function):
         (theta,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
-        needed = [True] * theta.shape[1]
+        needed = ctx.job.needed or [True] * theta.shape[1]
         jac = ctx.job.jacobian(theta.detach(), needed)
         return torch.einsum("bk,bkj->bj", grad_out.to(torch.float64), jac), None
 
@@ -260,8 +265,8 @@ def _bridge(
             raise arg_error("diff_method", f"'backprop' needs backend='torch', got {be.name!r}")
         return _torch_direct(kind, circuit, params, observables, wires, be)
     expanded = expanded or expand(circuit)
-    theta, batched = theta_matrix(circuit, expanded, params)
-    job = _Job(be, expanded, kind, list(observables), list(wires), shots, seed)
+    theta, batched, needed = theta_matrix(circuit, expanded, params)
+    job = _Job(be, expanded, kind, list(observables), list(wires), shots, seed, needed)
     out = ShiftFunction.apply(theta, job)
     return out if batched else out[0]
 

@@ -246,3 +246,24 @@ def test_make_backend_returns_instances_unchanged() -> None:
     be = TorchBackend()
     assert make_backend(be) is be
     assert isinstance(make_backend("torch"), TorchBackend)
+
+
+def test_columns_without_gradient_are_not_shifted() -> None:
+    """Inputs that need no gradient add no shifted rows; the weight gradient is unchanged."""
+    c, obs = mixed_circuit()
+    p = inputs(batch=4)
+    p["x"] = p["x"].detach()  # data, not trainable
+    be = CountingBackend()
+    out = expval_bridge(c, p, obs, backend=be)
+    grads_w = torch.autograd.grad(out.sum(), [p["w"], p["s"]])
+    columns = expand(c).columns
+    weight_rows = sum(
+        len(col.rule)
+        for col in columns
+        if col.rule and col.source is not None and col.source.name != "x"
+    )
+    assert be.jobs == [4, 4 * weight_rows]
+    ref = expval_bridge(c, p, obs, diff_method="backprop")
+    ref_w = torch.autograd.grad(ref.sum(), [p["w"], p["s"]])
+    for a, b in zip(grads_w, ref_w, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
