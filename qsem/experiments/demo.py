@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 
 from qsem.circuits import TRY, TRZ, Circuit, Parameter, TAdd
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator, probs
 
 __all__ = ["EXPERIMENT", "DemoConfig", "QutritClassifier", "build_circuit", "run"]
@@ -261,21 +260,9 @@ def plot_readout(p: torch.Tensor, y: torch.Tensor) -> Any:
 # --------------------------------------------------------------------------
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
     """Train the classifier; log per-epoch metrics; checkpoint; plot; return results."""
-    with _torch_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _run(cfg, ctx)
 
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.runner.info import torch_threads
 from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
 
 __all__ = [
@@ -162,18 +162,6 @@ def evaluate(model: SemanticModel, data: KleeneDataset) -> dict[str, Any]:
         "per_depth_accuracy": per_depth,
         "confusion": confusion.tolist(),
     }
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def plot_training_curve(records: list[dict[str, Any]], title: str) -> Any:

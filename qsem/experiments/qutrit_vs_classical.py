@@ -35,8 +35,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +44,7 @@ import torch
 from qsem.circuits import CNOT, RY, RZ, TRY, TRZ, Circuit, Parameter
 from qsem.layers.heads import QutritTruthHead, TwoQubitHead
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator, probs
 from qsem.tasks.three_class import (
     TASKS,
@@ -397,24 +396,13 @@ def plot_bars(results: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0}
 
 
 def run(cfg: QvCConfig, ctx: RunContext) -> dict[str, Any]:
-    with _torch_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _run(cfg, ctx)
 
 

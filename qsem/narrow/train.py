@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from qsem.runner.info import torch_threads
 
 from ._checks import check_int, check_positive
 
 __all__ = ["accuracy", "evaluate", "torch_threads", "train_steps"]
 
 LN2 = math.log(2.0)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.no_grad()

@@ -20,12 +20,12 @@ from .core import (
     experiment_config_dict,
     run_experiment,
 )
-from .info import package_versions, seed_everything
+from .info import package_versions, seed_everything, torch_threads
 
 __all__ = [
     "CHECKPOINT_FILE", "CONFIG_FILE", "METRICS_FILE", "RESULTS_FILE", "RUN_INFO_FILE",
     "CheckpointError", "ConfigError", "Experiment", "RunContext", "RunDirError", "RunResult",
     "build_config", "config_diff", "default_run_dir", "experiment_config_dict", "layer_config",
     "load_checkpoint", "load_config_file", "package_versions", "run_experiment", "save_checkpoint",
-    "seed_everything",
+    "seed_everything", "torch_threads",
 ]  # fmt: skip

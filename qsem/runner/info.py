@@ -7,6 +7,8 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -80,3 +82,15 @@ def environment_info() -> dict[str, Any]:
 def now_iso() -> str:
     """The current local time with its UTC offset, ISO 8601, to the second."""
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
