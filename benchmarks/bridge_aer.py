@@ -35,12 +35,11 @@ import torch
 from torch import nn
 
 from .harness import Config, check_close, measure, row
-from .hybrid_qubit import build_circuit
+from .hybrid_qubit import build_circuit, loss_and_grad, make_step
 
 NAME = "bridge_aer"
 N, LAYERS, BATCH = 6, 3, 64
 TARGET = ">= 100"
-LR = 0.01
 ATOL = 1e-4
 #: at most this many timed anchor steps (about 80 s each on a quiet machine)
 MAX_ANCHOR_REPEATS = 2
@@ -112,33 +111,6 @@ def anchor_layer(weights: torch.Tensor) -> tuple[nn.Module, str]:
         f"default_precision=0, gradient={type(qnn.gradient).__name__}) in TorchConnector"
     )
     return layer, desc
-
-
-def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    return nn.functional.mse_loss(out.to(y.dtype), y)
-
-
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, x, y).backward()
-        opt.step()
-
-    return step
-
-
-def loss_and_grad(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss = loss_fn(model, x, y)
-    loss.backward()
-    grad = next(iter(model.parameters())).grad
-    assert grad is not None
-    return loss.detach(), grad.detach().reshape(-1).clone()
 
 
 def _gpu_available() -> tuple[bool, str]:

@@ -92,7 +92,7 @@ def pennylane_layer(n: int, layers: int, weights: torch.Tensor) -> nn.Module:
 
 
 def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return nn.functional.mse_loss(model(x), y)
+    return nn.functional.mse_loss(model(x).to(y.dtype), y)
 
 
 def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
@@ -114,7 +114,7 @@ def loss_and_grad(
     loss.backward()
     grad = next(iter(model.parameters())).grad
     assert grad is not None
-    return loss.detach(), grad.detach().clone()
+    return loss.detach(), grad.detach().reshape(-1).clone()
 
 
 def run(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,7 @@ from qsem.circuits.observables import Observable, PauliString, as_observables
 from qsem.circuits.operations import Adjoint, Channel, Gate, Operation, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_shots, check_values
+from .backend import Backend, check_names, check_shots, check_values
 
 __all__ = ["AerBackend", "QubitLayout"]
 
@@ -594,14 +594,8 @@ class AerBackend(Backend):
         self, circuit: Any, values: Any, names: Any, shots: Any
     ) -> tuple[Circuit, torch.Tensor, list[str], int | None]:
         circuit = _check_circuit(circuit)
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise arg_error("names", f"expected a sequence of str, got {names!r}", QsemTypeError)
-        names = list(names)
+        names = check_names(names)
         values = check_values(values, names, circuit)
-        if values.shape[0] < 1:
-            raise arg_error("values", "needs at least one row, got shape (0, ...)")
-        if values.is_complex() or not bool(torch.isfinite(values).all()):
-            raise arg_error("values", "must be real and finite")
         return circuit, values, names, check_shots(shots)
 
     def _wires(self, circuit: Circuit, wires: Any) -> list[int]:

@@ -30,14 +30,26 @@ from .measure import probs as _probs
 from .measure import sample as _sample
 
 
+def check_names(names: Any) -> list[str]:
+    """``names`` as a list of str (a bare string is refused: it is not a sequence of names)."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise arg_error("names", f"expected a sequence of str, got {names!r}", QsemTypeError)
+    return list(names)
+
+
 def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.Tensor:
-    """Validate a value matrix ``(N, P)`` against ``names`` and the circuit's parameters."""
+    """Validate a value matrix ``(N, P)`` (N >= 1, real, finite) against ``names`` and the
+    circuit's parameters."""
     if not isinstance(values, torch.Tensor):
         raise arg_error(
             "values", f"expected a tensor (N, P), got {type(values).__name__}", QsemTypeError
         )
     if values.dim() != 2 or values.shape[1] != len(names):
         raise arg_error("values", f"expected shape (N, {len(names)}), got {tuple(values.shape)}")
+    if values.shape[0] < 1:
+        raise arg_error("values", "needs at least one row, got shape (0, ...)")
+    if values.is_complex() or not bool(torch.isfinite(values).all()):
+        raise arg_error("values", "must be real and finite")
     missing = [p for p in circuit.parameters if p not in names]
     if missing:
         raise arg_error("names", f"no column for the circuit's parameter(s) {missing}")

@@ -60,7 +60,6 @@ generator, which is seeded for the call and restored afterwards.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -74,7 +73,7 @@ from qsem.circuits.observables import GellMann, Hermitian, Observable, PauliStri
 from qsem.circuits.operations import Adjoint, Channel, Gate, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_shots, check_values
+from .backend import Backend, check_names, check_shots, check_values
 
 __all__ = ["DEVICES", "PennyLaneBackend"]
 
@@ -148,14 +147,8 @@ class PennyLaneBackend(Backend):
             raise arg_error(
                 "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
             )
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise arg_error("names", f"expected a sequence of str, got {names!r}", QsemTypeError)
-        names = list(names)
+        names = check_names(names)
         values = check_values(values, names, circuit)
-        if values.shape[0] < 1:
-            raise arg_error("values", "needs at least one row, got shape (0, ...)")
-        if values.is_complex() or not bool(torch.isfinite(values).all()):
-            raise arg_error("values", "must be real and finite")
         d = self.wire_dim
         if any(x != d for x in circuit.dims):
             kind = "qubit" if d == 2 else "qutrit"
