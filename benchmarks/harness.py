@@ -274,3 +274,32 @@ def fmt_s(x: float | None) -> str:
     if x >= 1e-3:
         return f"{x * 1e3:.1f} ms"
     return f"{x * 1e6:.0f} us"
+
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def adam_step(
+    loss_fn: LossFn, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
+) -> Callable[[], None]:
+    """The timed unit of the hybrid workloads: zero_grad + forward + backward + Adam step."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model, x, y).backward()
+        opt.step()
+
+    return step
+
+
+def loss_and_grad(
+    loss_fn: LossFn, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and the flattened gradient of the model's first parameter (agreement checks)."""
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn(model, x, y)
+    loss.backward()
+    grad = next(iter(model.parameters())).grad
+    assert grad is not None
+    return loss.detach(), grad.detach().reshape(-1).clone()

@@ -21,6 +21,7 @@ must agree to 1e-4.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector, PauliString
 from qsem.simulators import TorchSimulator, expval
 
+from . import harness
 from .harness import Config, check_close, measure, row
 
 NAME = "hybrid_qubit"
@@ -95,26 +97,8 @@ def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(model(x).to(y.dtype), y)
 
 
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, x, y).backward()
-        opt.step()
-
-    return step
-
-
-def loss_and_grad(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss = loss_fn(model, x, y)
-    loss.backward()
-    grad = next(iter(model.parameters())).grad
-    assert grad is not None
-    return loss.detach(), grad.detach().reshape(-1).clone()
+make_step = partial(harness.adam_step, loss_fn, lr=LR)
+loss_and_grad = partial(harness.loss_and_grad, loss_fn)
 
 
 def run(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ both sides compute the loss and the gradient for the same weights and must agree
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from torch import nn
 from qsem.circuits import TRY, Circuit, ParameterVector, TAdd
 from qsem.simulators import TorchSimulator, probs
 
+from . import harness
 from .harness import Config, check_close, measure, row
 
 NAME = "hybrid_qutrit"
@@ -116,26 +118,8 @@ def loss_fn(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return nn.functional.nll_loss(torch.log(p.clamp_min(1e-30)), labels)
 
 
-def make_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Any:
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, x, labels).backward()
-        opt.step()
-
-    return step
-
-
-def loss_and_grad(
-    model: nn.Module, x: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss = loss_fn(model, x, labels)
-    loss.backward()
-    grad = next(iter(model.parameters())).grad
-    assert grad is not None
-    return loss.detach(), grad.detach().clone()
+make_step = partial(harness.adam_step, loss_fn, lr=LR)
+loss_and_grad = partial(harness.loss_and_grad, loss_fn)
 
 
 VARIANTS = [

@@ -77,11 +77,11 @@ import torch
 from qsem.circuits import gates as G
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import MissingDependencyError, QsemTypeError, QsemValueError, arg_error
-from qsem.circuits.observables import Observable, PauliString, as_observables
+from qsem.circuits.observables import Observable, PauliString
 from qsem.circuits.operations import Adjoint, Channel, Gate, Operation, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_names, check_shots, check_values
+from .backend import Backend, check_names, check_observables, check_shots, check_values
 
 __all__ = ["AerBackend", "QubitLayout"]
 
@@ -659,12 +659,7 @@ class AerBackend(Backend):
         one gets a copy rotated into its eigenbasis (all in the same job).
         """
         circuit, values, names, shots = self._check(circuit, values, names, shots)
-        obs = as_observables(observables, "observables")
-        for o in obs:
-            bad = [x for x in o.wires if x >= circuit.num_wires]
-            if bad:
-                raise arg_error("observables", f"{o!r} uses wire(s) {bad} out of range")
-            o.check_dims(circuit.wire_dims(o.wires))
+        obs = check_observables(circuit, observables)
         method = self._method(circuit, shots)
         layout = QubitLayout.of(circuit.dims)
         if shots is None:

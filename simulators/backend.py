@@ -62,6 +62,17 @@ def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.T
     return values
 
 
+def check_observables(circuit: Circuit, observables: Any) -> list[Observable]:
+    """Observables as a list, each on wires of ``circuit`` with matching dims."""
+    obs = as_observables(observables, "observables")
+    for o in obs:
+        bad = [x for x in o.wires if x >= circuit.num_wires]
+        if bad:
+            raise arg_error("observables", f"{o!r} uses wire(s) {bad} out of range")
+        o.check_dims(circuit.wire_dims(o.wires))
+    return obs
+
+
 def check_shots(shots: object) -> int | None:
     if shots is None:
         return None

@@ -69,11 +69,11 @@ from qsem.circuits import channels as CH
 from qsem.circuits import gates as G
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import MissingDependencyError, QsemTypeError, arg_error
-from qsem.circuits.observables import GellMann, Hermitian, Observable, PauliString, as_observables
+from qsem.circuits.observables import GellMann, Hermitian, Observable, PauliString
 from qsem.circuits.operations import Adjoint, Channel, Gate, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_names, check_shots, check_values
+from .backend import Backend, check_names, check_observables, check_shots, check_values
 
 __all__ = ["DEVICES", "PennyLaneBackend"]
 
@@ -388,12 +388,7 @@ class PennyLaneBackend(Backend):
     # -- contract -----------------------------------------------------------------------
     def expval(self, circuit, values, names, observables, *, shots=None, seed=None):
         circuit, values, names, shots = self._check(circuit, values, names, shots)
-        obs = as_observables(observables, "observables")
-        for o in obs:
-            bad = [x for x in o.wires if x >= circuit.num_wires]
-            if bad:
-                raise arg_error("observables", f"{o!r} uses wire(s) {bad} out of range")
-            o.check_dims(circuit.wire_dims(o.wires))
+        obs = check_observables(circuit, observables)
         pl_obs = [self._observable(o, circuit) for o in obs]
 
         def measure() -> Any:

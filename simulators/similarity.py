@@ -729,6 +729,26 @@ def _draw(p: torch.Tensor, shots: int, seed: int | None) -> torch.Tensor:
     return torch.binomial(count, p, generator=gen).to(torch.long)
 
 
+def _estimate(
+    p_event: torch.Tensor,
+    shots: int,
+    seed: int | None,
+    sampling: str,
+    confidence: float,
+    method: str,
+) -> SwapTestEstimate:
+    """Counts of the event (ancilla 0 / SWAP eigenvalue +1) out of ``shots``, and the estimate.
+
+    ``p_event`` is the exact probability (``sampling="exact"``: draw the counts) or the
+    backend's shot frequency (``sampling="backend"``: the counts themselves).
+    """
+    if sampling == "exact":
+        counts = _draw(p_event, shots, seed)
+    else:
+        counts = torch.round(p_event * shots).to(torch.long)
+    return estimate_from_counts(counts, shots, confidence=confidence, method=method)
+
+
 def swap_test_circuits(
     prep_a: Circuit,
     prep_b: Circuit,
@@ -771,11 +791,7 @@ def swap_test_circuits(
     p0 = p[:, 0].to(torch.float64)
     if n_shots is None:
         return 2 * p0 - 1
-    if sampling == "exact":
-        zeros = _draw(p0, n_shots, seed)
-    else:
-        zeros = torch.round(p0 * n_shots).to(torch.long)
-    return estimate_from_counts(zeros, n_shots, confidence=confidence, method=method)
+    return _estimate(p0, n_shots, seed, sampling, confidence, method)
 
 
 def destructive_swap_test_circuits(
@@ -808,8 +824,4 @@ def destructive_swap_test_circuits(
     if n_shots is None:
         return p @ signs
     p_plus = (p * (signs > 0)).sum(-1)
-    if sampling == "exact":
-        plus = _draw(p_plus, n_shots, seed)
-    else:
-        plus = torch.round(p_plus * n_shots).to(torch.long)
-    return estimate_from_counts(plus, n_shots, confidence=confidence, method=method)
+    return _estimate(p_plus, n_shots, seed, sampling, confidence, method)
