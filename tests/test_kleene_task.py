@@ -206,6 +206,25 @@ def test_dataset_padding_and_mask() -> None:
         assert int(data.mask[i].sum()) == len(seq)
 
 
+def test_select_keeps_queries_and_trims_padding() -> None:
+    data, kbs = make_dataset(SMALL, 3, 1)
+    keep = data.depths <= 1
+    sub = data.select(keep)
+    assert len(sub) == int(keep.sum()) > 0
+    assert sub.queries == [q for q, k in zip(data.queries, keep.tolist(), strict=True) if k]
+    assert sub.depths.max() <= 1 and sub.tokens.shape[1] < data.tokens.shape[1]
+    for i, q in enumerate(sub.queries):  # tokens still those of the query, padding trimmed
+        seq = tokenize(kbs[q.kb], q.pred, q.entity)
+        assert sub.tokens[i, : len(seq)].tolist() == seq and not sub.tokens[i, len(seq) :].any()
+        assert int(sub.labels[i]) == q.label
+    assert int(sub.mask.sum(dim=1).max()) == sub.tokens.shape[1]  # no all-padding column
+    assert len(data.select(torch.zeros(len(data), dtype=torch.bool))) == 0
+    with pytest.raises(QsemValueError, match="argument 'keep'"):
+        data.select(keep[:-1])
+    with pytest.raises(QsemValueError, match="argument 'keep'"):
+        data.select(keep.long())
+
+
 # --------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------

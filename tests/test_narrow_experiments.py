@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qsem.experiments import get_experiment
+from qsem.experiments import get_experiment, narrow_semantic
+from qsem.models import ModelConfig, SemanticModel
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -111,6 +112,56 @@ def test_digits_smoke(tmp_path):
     assert isinstance(res["ordering_pruning_lt_distill_lt_scratch"], bool)
 
 
+SEMANTIC_TINY = ["seeds=2", "n_train_kbs=6", "n_test_kbs=3", "queries_per_kb=12",
+                 "teacher_epochs=2", "teacher_hidden=8", "sizes=2,4", "max_steps=10",
+                 "eval_every=5", "recovery_steps=3", "attribution_samples=16",
+                 "angle_samples=24"]  # fmt: skip
+
+
+def test_semantic_smoke(tmp_path):
+    r = _run("narrow-semantic", tmp_path, SEMANTIC_TINY)
+    res = _files(r.out_dir, ["pareto.png"])
+    assert set(res["median_samples"]) == {"scratch", "distill", "group_lasso", "attribution"}
+    assert isinstance(res["ordering_pruning_lt_distill_lt_scratch"], bool)
+    seed0 = res["per_seed"][0]
+    assert seed0["n_test_outside"] > 0 and seed0["n_train_inside"] > 0
+    for size in ("2", "4"):
+        rows = {m: seed0["models"][m][size] for m in seed0["models"]}
+        # matched sizes: a pruned teacher has the structure of a fresh model of that width
+        full = SemanticModel(ModelConfig(hidden=int(size))).num_parameters()
+        for r in rows.values():  # nonzero parameters + pruned angles <= a model of that width
+            assert r["nonzero_parameters"] + (11 - r["angles_kept"]) <= full
+        assert all(0 <= r["angles_kept"] <= 11 for r in rows.values())
+        assert all(0.0 <= r["accuracy_outside"] <= 1.0 for r in rows.values())
+
+
+def test_semantic_resume_after_a_seed(tmp_path):
+    """Killed after the first seed: the resumed run skips it and ends like an uninterrupted one."""
+    exp = get_experiment("narrow-semantic")
+    ref = run_experiment(exp, overrides=SEMANTIC_TINY, out=tmp_path / "ref", quiet=True)
+    real = narrow_semantic.one_seed
+    computed: list[int] = []
+
+    def dies_on_second(cfg, seed):
+        computed.append(seed)
+        if computed == [0, 1]:
+            raise KeyboardInterrupt
+        return real(cfg, seed)
+
+    out = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(narrow_semantic, "one_seed", dies_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(exp, overrides=SEMANTIC_TINY, out=out, quiet=True)
+        res = run_experiment(exp, overrides=SEMANTIC_TINY, out=out, resume=True, quiet=True)
+    assert computed == [0, 1, 1]  # the resumed run did not recompute seed 0
+    strip = {"seconds"}
+    for a, b in zip(res.results["per_seed"], ref.results["per_seed"], strict=True):
+        assert {k: v for k, v in a.items() if k not in strip} == {
+            k: v for k, v in b.items() if k not in strip
+        }
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
     path.write_bytes(header + array.astype(">u1").tobytes())
@@ -142,6 +193,9 @@ def test_digits_reads_mnist_idx_files(tmp_path):
         ("narrow-pruning", "n_atoms=4", "n_atoms"),
         ("narrow-digits", "sizes=1000", "sizes"),
         ("narrow-digits", "alpha=2", "alpha"),
+        ("narrow-semantic", "narrow_depth=3", "narrow_depth"),
+        ("narrow-semantic", "sizes=64", "sizes"),
+        ("narrow-semantic", "max_side=9", "max_side"),
     ],
 )
 def test_bad_config(tmp_path, name, override, key):

@@ -40,8 +40,10 @@ from qsem.narrow import (
     prune_wires,
     random_scores,
     read_idx,
+    train_until,
     wire_ablation_scores,
 )
+from qsem.narrow.compare import median_capped, summarise_samples
 
 # --------------------------------------------------------------------------
 # CMSP
@@ -548,3 +550,71 @@ def test_wire_pruning_on_quantum_semantic_layer():
     assert torch.all(layer.weights.detach()[kept] != 0)
     with pytest.raises(QsemValueError, match="argument 'wires'"):
         prune_wires(layer.weights, groups, [5])
+
+
+# --------------------------------------------------------------------------
+# train_until and the samples-to-target summary
+# --------------------------------------------------------------------------
+
+
+def _quadratic() -> tuple[torch.nn.Parameter, list[int]]:
+    return torch.nn.Parameter(torch.tensor([3.0])), []
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_train_until_first_hit_and_budget(stop):
+    w, calls = _quadratic()
+    model = torch.nn.Module()
+    model.w = w  # a parameter to optimise: loss w^2, Adam lr 0.3
+
+    def loss(step: int) -> torch.Tensor:
+        calls.append(step)
+        return (w**2).sum()
+
+    checked: list[int] = []
+
+    def reached(steps: int) -> bool:
+        checked.append(steps)
+        return abs(float(w.detach())) < 1.0
+
+    hit = train_until(model, loss, reached, 40, lr=0.3, eval_every=2, stop=stop)
+    # Adam moves w by a little under lr = 0.3 a step (the gradient 2w shrinks, so
+    # m/sqrt(v) < 1): from 3, w is ~1.2 after 6 steps and ~0.8 after 8
+    assert hit == 8 and checked == [0, 2, 4, 6, 8]
+    assert calls == list(range(1, 9 if stop else 41))
+
+
+def test_train_until_already_reached_and_never():
+    w, _ = _quadratic()
+    model = torch.nn.Module()
+    model.w = w
+    assert train_until(model, lambda s: (w**2).sum(), lambda s: True, 5) == 0
+    assert float(w.detach()) == 3.0  # stop=True returns before any step
+    assert train_until(model, lambda s: (w**2).sum(), lambda s: False, 3, eval_every=1) is None
+    with pytest.raises(QsemValueError, match="argument 'eval_every'"):
+        train_until(model, lambda s: (w**2).sum(), lambda s: False, 3, eval_every=0)
+
+
+def test_summarise_samples_medians_caps_and_ordering():
+    sizes = (4, 8)
+
+    def seed(scratch, distill, gl, attr):
+        def row(pair):
+            return {"4": pair[0], "8": pair[1]}
+
+        return {"samples": {"scratch": row(scratch), "distill": row(distill),
+                            "group_lasso": row(gl), "attribution": row(attr)}}  # fmt: skip
+
+    per_seed = [seed((800, 400), (200, 100), (None, 10), (50, 20)),
+                seed((600, None), (300, 100), (100, 30), (70, 30)),
+                seed((1000, 500), (100, 900), (None, 20), (60, 10))]  # fmt: skip
+    methods = ("scratch", "distill", "group_lasso", "attribution")
+    out = summarise_samples(per_seed, methods, sizes, cap=5000.0)
+    assert out["median_samples"]["scratch"] == {"4": 800.0, "8": 500.0}
+    assert out["median_samples"]["group_lasso"]["4"] == 5000.0  # two of three unreached
+    assert out["seeds_reached"]["group_lasso"] == {"4": 1, "8": 3}
+    expected = round((math.log10(800) + math.log10(500)) / 2, 4)
+    assert out["mean_log10_samples"]["scratch"] == expected
+    assert out["ordering_pruning_lt_distill_lt_scratch"]
+    assert out["ordering_per_size"] == {"4": True, "8": True}
+    assert median_capped([None, 1, 3, None], 10.0) == 6.5

@@ -51,7 +51,9 @@ from qsem.narrow import (
     neuron_norms,
     prune_neurons,
     torch_threads,
+    train_until,
 )
+from qsem.narrow.compare import plot_samples_pareto, samples_table, summarise_samples
 from qsem.runner import ConfigError, Experiment, RunContext
 
 __all__ = ["EXPERIMENT", "DigitsConfig", "load_data", "run"]
@@ -210,21 +212,18 @@ def samples_to_target(
     """
     x, y = data["xe_train"], data["ye_train"]
     xt, yt = data["xe_test"], data["ye_test"]
-    if _acc(model, xt, yt) >= cfg.target_accuracy:
-        return 0
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if masker is not None:
-        masker.attach(opt)
-    for step in range(1, cfg.max_steps + 1):
+
+    def step_loss(_step: int) -> torch.Tensor:
         idx = torch.randint(0, len(y), (cfg.batch,), generator=gen).to(x.device)
         out = model(x[idx])
-        loss = F.cross_entropy(out, y[idx]) if loss_fn is None else loss_fn(out, y[idx], idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0 and _acc(model, xt, yt) >= cfg.target_accuracy:
-            return step * cfg.batch
-    return None
+        return F.cross_entropy(out, y[idx]) if loss_fn is None else loss_fn(out, y[idx], idx)
+
+    def reached(_steps: int) -> bool:
+        return _acc(model, xt, yt) >= cfg.target_accuracy
+
+    steps = train_until(model, step_loss, reached, cfg.max_steps, lr=cfg.lr,
+                        eval_every=cfg.eval_every, masker=masker)  # fmt: skip
+    return None if steps is None else steps * cfg.batch
 
 
 def _student(cfg: DigitsConfig, size: int, in_dim: int, gen: torch.Generator) -> nn.Sequential:
@@ -243,7 +242,7 @@ def group_lasso_samples(
     total = sum(g.size for g in neuron_groups(net))
     found: dict[int, int | None] = dict.fromkeys(cfg.sizes)
 
-    def check(samples: int) -> None:
+    def check(samples: int) -> bool:  # True once every size is found
         scores = {g.name: neuron_norms(g).detach() for g in neuron_groups(net)}
         for size in cfg.sizes:
             if found[size] is None:
@@ -251,19 +250,14 @@ def group_lasso_samples(
                 prune_neurons(pruned, keep_masks(scores, 1 - size / total))
                 if _acc(pruned, xt, yt) >= cfg.target_accuracy:
                     found[size] = samples
+        return all(v is not None for v in found.values())
 
-    check(0)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    for step in range(1, cfg.max_steps + 1):
-        if all(v is not None for v in found.values()):
-            break
+    def step_loss(_step: int) -> torch.Tensor:
         idx = torch.randint(0, len(y), (cfg.batch,), generator=gen).to(x.device)
-        loss = F.cross_entropy(net(x[idx]), y[idx]) + group_lasso_penalty(net, cfg.gl_lambda)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0:
-            check(step * cfg.batch)
+        return F.cross_entropy(net(x[idx]), y[idx]) + group_lasso_penalty(net, cfg.gl_lambda)
+
+    train_until(net, step_loss, lambda steps: check(steps * cfg.batch), cfg.max_steps,
+                lr=cfg.lr, eval_every=cfg.eval_every)  # fmt: skip
     return found
 
 
@@ -305,89 +299,10 @@ def one_seed(cfg: DigitsConfig, seed: int) -> dict[str, Any]:
     return out
 
 
-def _median(values: list[int | None], cap: float) -> float:
-    v = sorted(cap if x is None else float(x) for x in values)
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-
 def summarise(cfg: DigitsConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median samples per method and size (unreached counted as ``cap``), and the ordering."""
+    """Median samples per method and size (unreached counted as the cap), and the ordering."""
     cap = float(cfg.max_steps * cfg.batch + cfg.attribution_samples)
-    med = {
-        m: {str(s): _median([r["samples"][m][str(s)] for r in per_seed], cap) for s in cfg.sizes}
-        for m in METHODS
-    }
-    reached = {
-        m: {str(s): sum(r["samples"][m][str(s)] is not None for r in per_seed) for s in cfg.sizes}
-        for m in METHODS
-    }
-
-    def logmean(m: str) -> float:
-        return float(np.mean([math.log10(max(med[m][str(s)], 1.0)) for s in cfg.sizes]))
-
-    score = {m: round(logmean(m), 4) for m in METHODS}
-    best_pruning = min(score["group_lasso"], score["attribution"])
-    per_size = {
-        str(s): bool(
-            min(med["group_lasso"][str(s)], med["attribution"][str(s)])
-            < med["distill"][str(s)]
-            < med["scratch"][str(s)]
-        )
-        for s in cfg.sizes
-    }
-    return {
-        "median_samples": med,
-        "seeds_reached": reached,
-        "cap_for_unreached": cap,
-        "mean_log10_samples": score,
-        "ordering_pruning_lt_distill_lt_scratch": bool(
-            best_pruning < score["distill"] < score["scratch"]
-        ),
-        "ordering_per_size": per_size,
-    }
-
-
-def plot_pareto(cfg: DigitsConfig, summary: dict[str, Any]) -> Any:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.4))
-    ax = fig.subplots()
-    cap = summary["cap_for_unreached"]
-    styles = {"scratch": "o-", "distill": "s-", "group_lasso": "^-", "attribution": "D-"}
-    for m in METHODS:
-        ys = [max(summary["median_samples"][m][str(s)], 1.0) for s in cfg.sizes]
-        ax.plot(cfg.sizes, ys, styles[m], label=m.replace("_", " "))
-    ax.axhline(cap, color="0.5", ls=":", lw=0.8, label="not reached (cap)")
-    ax.set(xscale="log", yscale="log", xlabel="hidden neurons",
-           ylabel=f"training samples to {cfg.target_accuracy:.0%} even-digit accuracy",
-           title="narrowing to even digits (median over seeds)")  # fmt: skip
-    ax.minorticks_off()
-    ax.set_xticks(list(cfg.sizes), [str(s) for s in cfg.sizes])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def table(cfg: DigitsConfig, summary: dict[str, Any]) -> str:
-    head = "| hidden neurons | " + " | ".join(m.replace("_", " ") for m in METHODS) + " |"
-    lines = [head, "|---" * (len(METHODS) + 1) + "|"]
-    for s in cfg.sizes:
-        cells = []
-        for m in METHODS:
-            v = summary["median_samples"][m][str(s)]
-            n = summary["seeds_reached"][m][str(s)]
-            cells.append(f"{v:.0f} ({n}/{cfg.seeds})")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Median training samples to the target accuracy (seeds that reached it); unreached "
-        f"counts as {summary['cap_for_unreached']:.0f}. Paper ordering pruning < distillation "
-        f"< scratch: {'holds' if summary['ordering_pruning_lt_distill_lt_scratch'] else 'fails'}"
-        " here (mean log10 samples over sizes).",
-        "",
-    ]
-    return "\n".join(lines)
+    return summarise_samples(per_seed, METHODS, cfg.sizes, cap)
 
 
 def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
@@ -400,8 +315,12 @@ def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
             ctx.log(i, **{k: v for k, v in r.items() if k != "samples"}, samples=r["samples"])
             per_seed.append(r)
     summary = summarise(cfg, per_seed)
-    ctx.save_figure(plot_pareto(cfg, summary), "pareto.png")
-    md = table(cfg, summary)
+    fig = plot_samples_pareto(
+        summary, METHODS, cfg.sizes, title="narrowing to even digits (median over seeds)",
+        ylabel=f"training samples to {cfg.target_accuracy:.0%} even-digit accuracy",
+    )  # fmt: skip
+    ctx.save_figure(fig, "pareto.png")
+    md = samples_table(summary, METHODS, cfg.sizes, cfg.seeds)
     ctx.path("table.md").write_text(md)
     return {
         **summary,

@@ -31,7 +31,7 @@ from .prune import (
     random_scores,
     wire_ablation_scores,
 )
-from .train import accuracy, evaluate, torch_threads, train_steps
+from .train import accuracy, evaluate, torch_threads, train_steps, train_until
 
 __all__ = [
     "CMSP",
@@ -63,5 +63,6 @@ __all__ = [
     "read_idx",
     "torch_threads",
     "train_steps",
+    "train_until",
     "wire_ablation_scores",
 ]

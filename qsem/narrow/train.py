@@ -13,7 +13,7 @@ from qsem.runner.info import torch_threads
 
 from ._checks import check_int, check_positive
 
-__all__ = ["accuracy", "evaluate", "torch_threads", "train_steps"]
+__all__ = ["accuracy", "evaluate", "torch_threads", "train_steps", "train_until"]
 
 LN2 = math.log(2.0)
 
@@ -71,3 +71,44 @@ def train_steps(
         if callback is not None and callback(step, float(loss)):
             break
     return opt
+
+
+def train_until(
+    model: nn.Module,
+    step_loss: Callable[[int], torch.Tensor],
+    reached: Callable[[int], bool],
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    eval_every: int = 1,
+    masker: object | None = None,
+    stop: bool = True,
+) -> int | None:
+    """Adam on ``step_loss(step)``; the number of steps after which ``reached`` first held.
+
+    ``reached(completed_steps)`` is checked before training (a return of 0
+    means the model already met the goal) and after every ``eval_every``-th
+    step. With ``stop=True`` training ends at the first hit; with ``stop=False``
+    it runs all ``steps`` (a fixed budget) and ``reached`` is not called after
+    the first hit. Returns ``None`` when the goal was never met. Multiply by the batch
+    size for the number of training samples.
+    """
+    check_int("steps", steps, 0)
+    check_int("eval_every", eval_every, 1)
+    check_positive("lr", lr)
+    hit: int | None = 0 if reached(0) else None
+    if hit is not None and stop:
+        return hit
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if masker is not None:
+        masker.attach(opt)  # type: ignore[attr-defined]
+    for step in range(1, steps + 1):
+        loss = step_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if hit is None and step % eval_every == 0 and reached(step):
+            hit = step
+            if stop:
+                break
+    return hit

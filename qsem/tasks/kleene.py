@@ -386,6 +386,28 @@ class KleeneDataset:
         """``True`` at real tokens, ``False`` at padding."""
         return self.tokens != PAD
 
+    def select(self, keep: torch.Tensor) -> KleeneDataset:
+        """The queries where the boolean ``(N,)`` tensor ``keep`` holds, padding trimmed.
+
+        >>> data.select(data.depths <= 1)  # the depth <= 1 sub-domain  # doctest: +SKIP
+        """
+        if (
+            not isinstance(keep, torch.Tensor)
+            or keep.dtype != torch.bool
+            or keep.shape != (len(self),)
+        ):
+            raise arg_error("keep", f"expected a boolean tensor of shape ({len(self)},)")
+        idx = keep.nonzero().flatten()
+        tokens = self.tokens[idx]
+        length = max(int((tokens != PAD).sum(dim=1).max()), 1) if len(idx) else 1
+        return KleeneDataset(
+            tokens=tokens[:, :length].clone(),
+            labels=self.labels[idx].clone(),
+            depths=self.depths[idx].clone(),
+            kb_index=self.kb_index[idx].clone(),
+            queries=[self.queries[int(i)] for i in idx],
+        )
+
 
 def _sample_queries(
     kb: KnowledgeBase, kb_id: int, cfg: KleeneTaskConfig, rng: np.random.Generator
