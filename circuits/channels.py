@@ -120,19 +120,25 @@ class AmplitudeDamping(Channel):
         for i, g in enumerate(self.params):
             _check_prob(f"gammas[{i}]", g, 0.0, 1.0)
 
-    def kraus(self, params, dims, *, dtype=torch.complex64, device=None):
+    def mixture(self, params, dims, *, dtype=torch.complex64, device=None):
+        """``K_0 = diag(1, sqrt(1-γ_1), ...)`` with weight 1, ``|k-1><k|`` with weight ``γ_k``.
+
+        The Kraus operators are ``K_0`` and ``sqrt(γ_k) |k-1><k|``; giving the decay
+        terms as weights keeps them linear in ``γ``, so gradients are finite at
+        ``γ = 0`` (``K_0`` still holds ``sqrt(1-γ)``: at ``γ = 1`` the coherences
+        have an infinite derivative).
+        """
         _check_bound(self, params, dims)
         d = dims[0]
         gam = torch.broadcast_tensors(*params)
         one = torch.ones_like(gam[0])
         diag = torch.stack([one] + [torch.sqrt((1 - g).clamp(min=0)) for g in gam], -1)
-        k0 = torch.diag_embed(diag)
-        ks = [k0]
+        k0 = torch.diag_embed(diag).to(dtype)  # (..., d, d)
+        decay = torch.zeros(d - 1, d, d, dtype=dtype, device=k0.device)
         for k in range(1, d):
-            e = torch.zeros(d, d, dtype=gam[0].dtype, device=gam[0].device)
-            e[k - 1, k] = 1.0
-            ks.append(torch.sqrt(gam[k - 1].clamp(min=0))[..., None, None] * e)
-        return torch.stack(ks, -3).to(dtype)
+            decay[k - 1, k - 1, k] = 1.0
+        ops = torch.cat([k0[..., None, :, :], decay.expand(*k0.shape[:-2], d - 1, d, d)], -3)
+        return torch.stack([one, *gam], -1), ops
 
 
 class BitFlip(Channel):

@@ -286,10 +286,11 @@ class Adjoint(Gate):
 class Channel(Operation):
     """A completely positive trace-preserving map given by Kraus operators.
 
-    Mixed-unitary channels ``ρ -> Σ_k p_k U_k ρ U_k^†`` define :meth:`mixture`
-    instead; their Kraus operators ``sqrt(p_k) U_k`` follow from it, and the engine
-    uses the weights directly, so the map stays linear in ``p`` (finite gradients
-    at ``p = 0``).
+    Channels written as ``ρ -> Σ_k p_k A_k ρ A_k^†`` (mixed-unitary ones with
+    unitaries ``A_k``; amplitude damping with its decay operators) define
+    :meth:`mixture` instead; their Kraus operators ``sqrt(p_k) A_k`` follow from
+    it, and the engine uses the weights directly, so the map stays linear in
+    ``p`` (finite gradients at ``p = 0``).
     """
 
     def mixture(
@@ -300,7 +301,7 @@ class Channel(Operation):
         dtype: torch.dtype = torch.complex64,
         device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Weights ``(..., m)`` (real) and unitaries ``(m, D, D)``, or ``None``."""
+        """Weights ``(..., m)`` (real) and operators ``(..., m, D, D)``, or ``None``."""
         return None
 
     def kraus(

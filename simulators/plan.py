@@ -78,7 +78,7 @@ class Context:
         mix = channel.mixture(self.params(channel), dims, dtype=self.dtype, device=self.device)
         if mix is None:
             return None
-        return self._cut(mix[0], 2), mix[1]
+        return self._cut(mix[0], 2), self._cut(mix[1], 4)
 
     def _cut(self, t: torch.Tensor, batch_dims: int) -> torch.Tensor:
         if self.batch_slice is not None and t.dim() == batch_dims and t.shape[0] == self.full_batch:
@@ -358,11 +358,10 @@ class ChannelStep(Step):
             ]
             out = torch.stack(parts, 1)  # (B * r, m, D): components of one element stay adjacent
             if weights is not None:
-                w = (
-                    ctx.per_component(weights)
-                    if weights.dim() == 2
-                    else weights.expand(x.shape[0], m)
-                )
+                if weights.dim() == 2 and weights.shape[0] > 1:  # batched: (B, m) -> (B * r, m)
+                    w = weights.repeat_interleave(ctx.rank, 0)
+                else:
+                    w = weights.reshape(-1, m).expand(x.shape[0], m)
                 w = w if ctx.weights is None else ctx.weights[:, None] * w
                 ctx.weights = w.reshape(-1)
             elif ctx.weights is not None:

@@ -1647,13 +1647,6 @@ GRAD_EDGES = [
         0.0,
         1.0,
         id="amplitude-damping-gamma0",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="<Z> is linear in gamma, but AmplitudeDamping's Kraus operators carry "
-            "sqrt(gamma) and sqrt(1-gamma) (0 * inf = NaN at the edges); needs a closed-form "
-            "superoperator for AmplitudeDamping (mixed-unitary channels already use their "
-            "weights linearly)",
-        ),
     ),
     pytest.param(
         lambda p: AmplitudeDamping(p, wires=0),
@@ -1664,10 +1657,9 @@ GRAD_EDGES = [
         id="amplitude-damping-gamma1",
         marks=pytest.mark.xfail(
             strict=True,
-            reason="<Z> is linear in gamma, but AmplitudeDamping's Kraus operators carry "
-            "sqrt(gamma) and sqrt(1-gamma) (0 * inf = NaN at the edges); needs a closed-form "
-            "superoperator for AmplitudeDamping (mixed-unitary channels already use their "
-            "weights linearly)",
+            reason="<Z> is linear in gamma, but K_0 = diag(1, sqrt(1-gamma)) enters twice, "
+            "so autograd forms 0 * inf = NaN at gamma = 1 (the decay term is linear since it "
+            "is given as a weight); needs a superoperator step with diagonal 1 - gamma",
         ),
     ),
     pytest.param(

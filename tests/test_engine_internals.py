@@ -28,6 +28,7 @@ from qsem.circuits import (
     TSWAP,
     U3,
     AmplitudeDamping,
+    BitFlip,
     Circuit,
     Controlled,
     Depolarizing,
@@ -217,6 +218,49 @@ def test_factored_batched_parameters_and_channels() -> None:
         np.testing.assert_allclose(
             state.density_matrix[i].numpy(), reference_rho(c, {"t": float(v)}), atol=ATOL_F64
         )
+
+
+@pytest.mark.parametrize("dm_method", ["auto", "dense"])
+def test_batched_channel_parameters_after_a_channel(dm_method: str) -> None:
+    """A batched channel probability while ρ is factored with rank > 1 (regression: the
+    weights of the batch were not repeated per component) and a batched qutrit cascade."""
+    p = Parameter("p")
+    c = Circuit([2, 2, 3]).add(
+        H(wires=0),
+        BitFlip(0.2, wires=1),
+        BitFlip(p, wires=0),
+        TRY(1.1, wires=2, subspace=(0, 1)),
+        TRY(0.8, wires=2, subspace=(1, 2)),
+        AmplitudeDamping(p, p * 0.5, wires=2),
+    )
+    values = torch.tensor([0.0, 0.3, 0.9], dtype=torch.float64)
+    sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method=dm_method)
+    state = sim.run(c, {"p": values})
+    for i, v in enumerate(values):
+        np.testing.assert_allclose(
+            state.density_matrix[i].numpy(), reference_rho(c, {"p": float(v)}), atol=ATOL_F64
+        )
+
+
+@pytest.mark.parametrize("dm_method", ["auto", "dense"])
+def test_amplitude_damping_gradient_at_zero_is_the_closed_form(dm_method: str) -> None:
+    """Cascade on populations (p0, p1, p2): p0' = p0 + γ1 p1, p1' = (1-γ1) p1 + γ2 p2,
+    p2' = (1-γ2) p2, so dp0'/dγ1 = p1 and dp1'/dγ2 = p2 - the decay terms enter
+    linearly, so the gradient is finite at γ = 0 (no sqrt(γ) · sqrt(γ))."""
+    g = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    c = Circuit.qutrits(1).add(
+        TRY(1.1, wires=0, subspace=(0, 1)),
+        TRY(0.8, wires=0, subspace=(1, 2)),
+        AmplitudeDamping(g[0], g[1], wires=0),
+    )
+    pr = probs(TorchSimulator("density_matrix", dtype=torch.complex128, dm_method=dm_method).run(c))
+    pr = pr.reshape(-1)
+    before = pr.detach()
+    (d0,) = torch.autograd.grad(pr[0], g, retain_graph=True)
+    (d1,) = torch.autograd.grad(pr[1], g)
+    torch.testing.assert_close(d0, torch.stack([before[1], before.new_zeros(())]), atol=ATOL_F64,
+                               rtol=0)  # fmt: skip
+    torch.testing.assert_close(d1, torch.stack([-before[1], before[2]]), atol=ATOL_F64, rtol=0)
 
 
 def test_chunked_no_grad_run_equals_plain_run(monkeypatch: pytest.MonkeyPatch) -> None:
