@@ -121,7 +121,7 @@ SEMANTIC_TINY = ["seeds=2", "n_train_kbs=6", "n_test_kbs=3", "queries_per_kb=12"
 
 def test_semantic_smoke(tmp_path):
     r = _run("narrow-semantic", tmp_path, SEMANTIC_TINY)
-    res = _files(r.out_dir, ["pareto.png"])
+    res = _files(r.out_dir, ["pareto.png", "accuracy.png"])
     assert set(res["median_samples"]) == {"scratch", "distill", "group_lasso", "attribution"}
     assert isinstance(res["ordering_pruning_lt_distill_lt_scratch"], bool)
     seed0 = res["per_seed"][0]

@@ -29,7 +29,8 @@ greedily by ablation score as long as the sub-domain TRAIN accuracy drops by at
 most ``angle_tolerance`` (a rotation with angle 0 is the identity). Reported per
 method and size: sub-domain test accuracy (before and after angle pruning),
 accuracy on the queries outside the sub-domain, nonzero parameters, kept angles,
-samples to target. Test queries come from knowledge bases never seen in training.
+samples to target (``results.json``, ``table.md``, ``pareto.png``,
+``accuracy.png``). Test queries come from knowledge bases never seen in training.
 """
 
 from __future__ import annotations
@@ -415,6 +416,32 @@ def summarise(cfg: SemanticNarrowConfig, per_seed: list[dict[str, Any]]) -> dict
     return summary
 
 
+def plot_accuracy(cfg: SemanticNarrowConfig, summary: dict[str, Any]) -> Any:
+    """Sub-domain and outside accuracy (mean ± std over seeds) against hidden neurons."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.8))
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = (("accuracy", f"depth <= {cfg.narrow_depth} (the sub-domain)"),
+              ("accuracy_outside", f"depth > {cfg.narrow_depth} (outside)"))  # fmt: skip
+    teacher = summary["teacher"]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for m in METHODS:
+            rows = [summary["models"][m][str(s)][key] for s in cfg.sizes]
+            ax.errorbar(list(cfg.sizes), [r[0] for r in rows], yerr=[r[1] for r in rows],
+                        marker="o", capsize=3, label=m.replace("_", " "))  # fmt: skip
+        ref = teacher["accuracy_inside" if key == "accuracy" else "accuracy_outside"][0]
+        ax.axhline(ref, color="0.4", ls="--", lw=0.8, label=f"teacher ({cfg.teacher_hidden})")
+        ax.set(xscale="log", xlabel="hidden neurons", title=title, ylim=(0.3, 1.02))
+        ax.minorticks_off()
+        ax.set_xticks(list(cfg.sizes), [str(s) for s in cfg.sizes])
+    axes[0].axhline(cfg.target_accuracy, color="0.6", ls=":", lw=0.8)
+    axes[0].set_ylabel("test accuracy (unseen knowledge bases)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def table(cfg: SemanticNarrowConfig, summary: dict[str, Any]) -> str:
     lines = [
         "| hidden | method | sub-domain acc | after angle pruning | outside acc | nonzero params "
@@ -472,6 +499,7 @@ def run(cfg: SemanticNarrowConfig, ctx: RunContext) -> dict[str, Any]:
         ylabel=f"training queries to {cfg.target_accuracy:.0%} sub-domain accuracy",
     )  # fmt: skip
     ctx.save_figure(fig, "pareto.png")
+    ctx.save_figure(plot_accuracy(cfg, summary), "accuracy.png")
     md = table(cfg, summary)
     ctx.path("table.md").write_text(md)
     return {
