@@ -60,11 +60,15 @@ class Context:
         """True when the state tensor holds vectors (statevector or factored ρ)."""
         return self.mode != "density_matrix"
 
-    def per_component(self, mat: torch.Tensor) -> torch.Tensor:
-        """Repeat a batched matrix for each purification component of its batch element."""
-        if self.rank > 1 and mat.dim() == 3 and mat.shape[0] > 1:
-            return mat.repeat_interleave(self.rank, 0)
-        return mat
+    def per_component(self, t: torch.Tensor, batched_dim: int = 3) -> torch.Tensor:
+        """Repeat a batched tensor for each purification component of its batch element.
+
+        ``t`` is batched when it has ``batched_dim`` axes (3 for matrices ``(B, D, D)``,
+        2 for channel weights ``(B, m)``) and more than one batch element.
+        """
+        if self.rank > 1 and t.dim() == batched_dim and t.shape[0] > 1:
+            return t.repeat_interleave(self.rank, 0)
+        return t
 
     def densify(self, x: torch.Tensor) -> torch.Tensor:
         """Factored ``(B * r, D)`` -> dense flat ``(B, D * D)``; switches the mode."""
@@ -358,10 +362,7 @@ class ChannelStep(Step):
             ]
             out = torch.stack(parts, 1)  # (B * r, m, D): components of one element stay adjacent
             if weights is not None:
-                if weights.dim() == 2 and weights.shape[0] > 1:  # batched: (B, m) -> (B * r, m)
-                    w = weights.repeat_interleave(ctx.rank, 0)
-                else:
-                    w = weights.reshape(-1, m).expand(x.shape[0], m)
+                w = ctx.per_component(weights.reshape(-1, m), 2).expand(x.shape[0], m)
                 w = w if ctx.weights is None else ctx.weights[:, None] * w
                 ctx.weights = w.reshape(-1)
             elif ctx.weights is not None:

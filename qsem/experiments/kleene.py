@@ -30,6 +30,7 @@ from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfi
 __all__ = [
     "EXPERIMENT",
     "KleeneConfig",
+    "adam_cosine",
     "evaluate",
     "make_data",
     "model_config",
@@ -187,6 +188,16 @@ def plot_training_curve(records: list[dict[str, Any]], title: str) -> Any:
     return fig
 
 
+def adam_cosine(
+    model: torch.nn.Module, lr: float, epochs: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """Adam with cosine decay to ``lr/20`` over ``epochs``: late epochs refine, not jump around."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs, eta_min=lr / 20
+    )
+
+
 def fit(
     cfg: KleeneConfig,
     model: SemanticModel,
@@ -197,11 +208,7 @@ def fit(
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[float, int]:
     """Train with checkpoints after every epoch; returns (train seconds, optimiser steps)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # cosine decay to lr/20 over the run: late epochs refine instead of jumping around
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 20
-    )
+    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     train_seconds, steps, start = 0.0, 0, 0
     state = ctx.restore()

@@ -65,7 +65,7 @@ from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.info import torch_threads
 from qsem.tasks.kleene import KleeneDataset
 
-from .kleene import make_data, model_config, task_config, train_epoch
+from .kleene import adam_cosine, make_data, model_config, task_config, train_epoch
 
 __all__ = ["EXPERIMENT", "SemanticNarrowConfig", "composer_group", "run", "split_domain"]
 
@@ -162,9 +162,14 @@ def split_domain(data: KleeneDataset, narrow_depth: int) -> tuple[KleeneDataset,
 
 
 @torch.no_grad()
-def accuracy(model: SemanticModel, data: KleeneDataset) -> float:
+def answered_right(model: SemanticModel, tokens: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of the queries ``tokens`` answered with ``labels``, in eval mode."""
     model.eval()
-    return float((model(data.tokens).argmax(dim=1) == data.labels).float().mean())
+    return float((model(tokens).argmax(dim=1) == labels).float().mean())
+
+
+def accuracy(model: SemanticModel, data: KleeneDataset) -> float:
+    return answered_right(model, data.tokens, data.labels)
 
 
 def nonzero_parameters(model: torch.nn.Module) -> int:
@@ -176,10 +181,7 @@ def train_teacher(cfg: SemanticNarrowConfig, train: KleeneDataset, seed: int) ->
     """The broad model: Adam with cosine decay over every depth, as ``qsem run kleene``."""
     torch.manual_seed(seed)
     model = SemanticModel(model_config(cfg, hidden=cfg.teacher_hidden))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.teacher_lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=cfg.teacher_epochs, eta_min=cfg.teacher_lr / 20
-    )
+    opt, sched = adam_cosine(model, cfg.teacher_lr, cfg.teacher_epochs)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(cfg.teacher_epochs):
         train_epoch(model, opt, train, cfg.teacher_batch, gen)
@@ -209,30 +211,20 @@ class _Narrowing:
     def reached(self, model: SemanticModel) -> Callable[[int], bool]:
         return lambda _steps: accuracy(model, self.test) >= self.cfg.target_accuracy
 
-    def batches(self, gen: torch.Generator) -> Callable[[], torch.Tensor]:
-        return lambda: torch.randint(0, len(self.train), (self.cfg.batch,), generator=gen)
-
-    def ce_loss(self, model: SemanticModel, gen: torch.Generator) -> Callable[[int], torch.Tensor]:
-        draw = self.batches(gen)
-
-        def loss(_step: int) -> torch.Tensor:
-            model.train()
-            idx = draw()
-            return hard_label_loss(model(self.train.tokens[idx]), self.train.labels[idx])
-
-        return loss
-
-    def distill_loss(
-        self, model: SemanticModel, gen: torch.Generator
+    def step_loss(
+        self, model: SemanticModel, gen: torch.Generator, *, distill: bool = False
     ) -> Callable[[int], torch.Tensor]:
-        draw = self.batches(gen)
+        """The loss of one step on a fresh mini-batch: hard labels, or distillation."""
+        data, cfg = self.train, self.cfg
 
         def loss(_step: int) -> torch.Tensor:
             model.train()
-            idx = draw()
-            return distillation_loss(model(self.train.tokens[idx]), self.teacher_logp[idx],
-                                     self.train.labels[idx], alpha=self.cfg.alpha,
-                                     temperature=self.cfg.temperature)  # fmt: skip
+            idx = torch.randint(0, len(data), (cfg.batch,), generator=gen)
+            out, labels = model(data.tokens[idx]), data.labels[idx]
+            if distill:
+                return distillation_loss(out, self.teacher_logp[idx], labels, alpha=cfg.alpha,
+                                         temperature=cfg.temperature)  # fmt: skip
+            return hard_label_loss(out, labels)
 
         return loss
 
@@ -252,7 +244,7 @@ class _Narrowing:
     def from_scratch(self, size: int, *, distill: bool) -> tuple[SemanticModel, int | None]:
         model = self.fresh(size)
         gen = torch.Generator().manual_seed(self.seed * 7919 + size)
-        loss = self.distill_loss(model, gen) if distill else self.ce_loss(model, gen)
+        loss = self.step_loss(model, gen, distill=distill)
         hit = train_until(model, loss, self.reached(model), self.cfg.max_steps, lr=self.cfg.lr,
                           eval_every=self.cfg.eval_every, stop=False)  # fmt: skip
         return model, None if hit is None else hit * self.cfg.batch
@@ -267,7 +259,7 @@ class _Narrowing:
         scores = attribution_scores(self.teacher, self.train.tokens[idx], self.train.labels[idx],
                                     groups=[composer_group(self.teacher)], loss_fn=nll)  # fmt: skip
         model, masker = self.prune_to(self.teacher, scores["composer"], size)
-        hit = train_until(model, self.ce_loss(model, gen), self.reached(model),
+        hit = train_until(model, self.step_loss(model, gen), self.reached(model),
                           self.cfg.max_steps, lr=self.cfg.lr, eval_every=self.cfg.eval_every,
                           masker=masker, stop=False)  # fmt: skip
         samples = None if hit is None else hit * self.cfg.batch + self.cfg.attribution_samples
@@ -279,10 +271,11 @@ class _Narrowing:
         """Group-lasso training of the teacher; per size the recovered pruned model and samples."""
         cfg = self.cfg
         net = copy.deepcopy(self.teacher)
+        group = composer_group(net)
         found: dict[int, int | None] = dict.fromkeys(cfg.sizes)
 
         def check(steps: int) -> bool:  # True once every size met the target
-            scores = neuron_norms(composer_group(net)).detach()
+            scores = neuron_norms(group).detach()
             for size in cfg.sizes:
                 if found[size] is None:
                     pruned, _ = self.prune_to(net, scores, size)
@@ -291,20 +284,19 @@ class _Narrowing:
             return all(v is not None for v in found.values())
 
         gen = torch.Generator().manual_seed(self.seed * 7919 + 3)
-        ce = self.ce_loss(net, gen)
-        group = composer_group(net)
+        ce = self.step_loss(net, gen)
 
         def loss(step: int) -> torch.Tensor:
             return ce(step) + group_lasso_penalty(net, cfg.gl_lambda, groups=[group])
 
         train_until(net, loss, check, cfg.max_steps, lr=cfg.lr, eval_every=cfg.eval_every,
                     stop=False)  # fmt: skip
-        scores = neuron_norms(composer_group(net)).detach()
+        scores = neuron_norms(group).detach()
         out = {}
         for size in cfg.sizes:
             model, masker = self.prune_to(net, scores, size)
             before = accuracy(model, self.test)
-            train_until(model, self.ce_loss(model, gen), lambda _s: False, cfg.recovery_steps,
+            train_until(model, self.step_loss(model, gen), lambda _s: False, cfg.recovery_steps,
                         lr=cfg.lr, masker=masker, stop=False)  # fmt: skip
             out[size] = (model, masker, before)
         return out, found
@@ -318,9 +310,7 @@ class _Narrowing:
         labels = self.train.labels[self.angle_idx]
 
         def train_acc() -> float:
-            with torch.no_grad():
-                model.eval()
-                return float((model(tokens).argmax(dim=1) == labels).float().mean())
+            return answered_right(model, tokens, labels)
 
         def loss() -> torch.Tensor:
             model.eval()

@@ -20,7 +20,15 @@ import torch
 from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
 
-from .kleene import KleeneConfig, evaluate, make_data, model_config, torch_threads, train_epoch
+from .kleene import (
+    KleeneConfig,
+    adam_cosine,
+    evaluate,
+    make_data,
+    model_config,
+    torch_threads,
+    train_epoch,
+)
 
 __all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
 
@@ -136,10 +144,7 @@ def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
             continue
         torch.manual_seed(cfg.seed * 1000 + i)
         model = SemanticModel(profile_config(name, model_config(kcfg)))
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=cfg.epochs, eta_min=cfg.lr / 20
-        )
+        optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
         gen = torch.Generator().manual_seed(cfg.seed)
         seconds, steps = 0.0, 0
         tick = time.perf_counter()

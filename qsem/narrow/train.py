@@ -33,6 +33,26 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, fl
     return {"loss": ce, "loss_bits": ce / LN2, "accuracy": acc}
 
 
+def _adam_loop(
+    step_loss: Callable[[int], torch.Tensor],
+    steps: int,
+    opt: torch.optim.Optimizer,
+    masker: object | None,
+    after_step: Callable[[int, torch.Tensor], bool],
+) -> torch.optim.Optimizer:
+    """``opt`` on ``step_loss(step)`` for steps ``1..steps``; stops when ``after_step`` says so."""
+    if masker is not None:
+        masker.attach(opt)  # type: ignore[attr-defined]
+    for step in range(1, steps + 1):
+        loss = step_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step(step, loss):
+            break
+    return opt
+
+
 def train_steps(
     model: nn.Module,
     batch_fn: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
@@ -58,19 +78,16 @@ def train_steps(
     check_positive("eps", eps)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
     fn = loss_fn or F.cross_entropy
-    if masker is not None:
-        masker.attach(opt)  # type: ignore[attr-defined]
-    for step in range(1, steps + 1):
+
+    def step_loss(step: int) -> torch.Tensor:
         x, y = batch_fn(step)
         loss = fn(model(x), y)
-        if penalty is not None:
-            loss = loss + penalty()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if callback is not None and callback(step, float(loss)):
-            break
-    return opt
+        return loss if penalty is None else loss + penalty()
+
+    def after_step(step: int, loss: torch.Tensor) -> bool:
+        return callback is not None and bool(callback(step, float(loss)))
+
+    return _adam_loop(step_loss, steps, opt, masker, after_step)
 
 
 def train_until(
@@ -99,16 +116,13 @@ def train_until(
     hit: int | None = 0 if reached(0) else None
     if hit is not None and stop:
         return hit
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    if masker is not None:
-        masker.attach(opt)  # type: ignore[attr-defined]
-    for step in range(1, steps + 1):
-        loss = step_loss(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+
+    def after_step(step: int, _loss: torch.Tensor) -> bool:
+        nonlocal hit
         if hit is None and step % eval_every == 0 and reached(step):
             hit = step
-            if stop:
-                break
+            return stop
+        return False
+
+    _adam_loop(step_loss, steps, torch.optim.Adam(model.parameters(), lr=lr), masker, after_step)
     return hit
