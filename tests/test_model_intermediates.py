@@ -10,13 +10,24 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from conftest import ATOL_F32, ATOL_F64
 
-from qsem.circuits.errors import QsemValueError
+from qsem.circuits.errors import QsemTypeError, QsemValueError
 from qsem.models import PROFILES, ModelConfig, SemanticModel, profile_config
 from qsem.simulators import TorchSimulator, probs
+from qsem.simulators.similarity import (
+    bures_angle,
+    fidelity,
+    normalized_overlap,
+    overlap,
+    purity,
+    swap_test_estimate,
+    swap_test_probability,
+)
 from qsem.tensors import Omega, pi_edge
 
 KEYS = {"phi", "ops", "prefix", "psi", "lam", "features", "omega", "omega_params", "born",
@@ -127,4 +138,68 @@ def test_layer_state_is_the_one_simulation() -> None:
     state = model.omega.state(out["features"])
     assert state.dims == (2, 2, 2, 2) and state.batch_size == TOKENS.shape[0]
     torch.testing.assert_close(state.vector, out["omega"].to_state().vector)
-    assert math.isclose(float(out["omega"].born().sum()), TOKENS.shape[0], rel_tol=1e-12)
+    assert math.isclose(float(out["omega"].born().detach().sum()), TOKENS.shape[0], rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Ω straight into the similarity functions and the SWAP test
+# --------------------------------------------------------------------------
+
+
+def _two_omegas(noise: float) -> tuple[Omega, Omega]:
+    """Ω of the same queries under two models (two seeds) of one circuit."""
+    with torch.no_grad():
+        a = _model(ModelConfig(noise=noise), seed=5).intermediates(TOKENS)["omega"]
+        b = _model(ModelConfig(noise=noise), seed=6).intermediates(TOKENS)["omega"]
+    return a, b
+
+
+def test_pure_omegas_in_similarity_and_swap_test() -> None:
+    a, b = _two_omegas(0.0)
+    assert a.to_state().mode == "statevector"  # the SWAP test runs in statevector mode
+    va, vb = a.to_state().vector, b.to_state().vector  # (B, D)
+    ov = (va.conj() * vb).sum(-1).abs() ** 2  # |<a|b>|² by hand
+    assert float(ov.max()) < 0.9  # the two models' states differ
+    torch.testing.assert_close(overlap(a, b), ov, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(fidelity(a, b), ov, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(normalized_overlap(a, b), ov, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(bures_angle(a, b), torch.arccos(ov.sqrt()), atol=1e-7, rtol=0)
+    torch.testing.assert_close(purity(a), torch.ones_like(ov), atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(swap_test_probability(a, b), (1 + ov) / 2, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(swap_test_probability(a, b), swap_test_probability(va, vb))
+
+
+def test_mixed_omegas_in_similarity_and_swap_test() -> None:
+    a, b = _two_omegas(0.05)
+    assert a.to_state().mode == "density_matrix"
+    ra, rb = a.density_matrices()[:, 0, 0], b.density_matrices()[:, 0, 0]  # (B, D, D)
+    tr = torch.einsum("bij,bji->b", ra, rb).real  # Tr(ρσ) by hand
+    pa = torch.einsum("bij,bji->b", ra, ra).real
+    pb = torch.einsum("bij,bji->b", rb, rb).real
+    fid = []
+    for r, s in zip(ra.numpy(), rb.numpy(), strict=True):  # Uhlmann, with scipy's sqrtm
+        sr = scipy.linalg.sqrtm(r)
+        fid.append(np.trace(scipy.linalg.sqrtm(sr @ s @ sr)).real ** 2)
+    fid_t = torch.tensor(fid, dtype=torch.float64)
+    torch.testing.assert_close(overlap(a, b), tr, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(purity(a), pa, atol=ATOL_F64, rtol=0)
+    torch.testing.assert_close(normalized_overlap(a, b), tr / (pa * pb).sqrt(), atol=1e-9, rtol=0)
+    torch.testing.assert_close(fidelity(a, b), fid_t, atol=1e-7, rtol=0)
+    torch.testing.assert_close(bures_angle(a, b), torch.arccos(fid_t.sqrt()), atol=1e-6, rtol=0)
+    torch.testing.assert_close(swap_test_probability(a, b), (1 + tr) / 2, atol=1e-9, rtol=0)
+
+
+def test_swap_test_estimate_takes_omegas() -> None:
+    a, b = _two_omegas(0.0)
+    est = swap_test_estimate(a, b, shots=4000, seed=3)
+    exact = overlap(a, b)
+    assert bool(est.contains(exact).all())
+
+
+def test_to_state_must_return_a_state() -> None:
+    class Fake:
+        def to_state(self) -> object:
+            return "no"
+
+    with pytest.raises(QsemTypeError, match=r"argument 'a'.*to_state\(\) returned str"):
+        overlap(Fake(), torch.tensor([1.0, 0.0]))
