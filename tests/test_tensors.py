@@ -205,6 +205,17 @@ def test_nci_avg_over_adjacent_positions() -> None:
         torch.stack([torch.stack([PX, PZ]), torch.stack([PX, PX])]), 2, 1
     )
     close(batched.nci_avg(), [math.sqrt(2), 0.0])
+    # masked: only pairs of two real positions count (padding = identity, NCI 0)
+    eye = torch.eye(2)
+    ops = torch.stack([torch.stack([PX, PZ, eye, eye]), torch.stack([PX, PX, PZ, eye])])
+    mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
+    close(nci_avg(ops, mask), [math.sqrt(2), math.sqrt(2) / 2])
+    close(nci_avg(ops), [math.sqrt(2) / 3, math.sqrt(2) / 3])
+    close(nci_avg(ops, torch.zeros(2, 4, dtype=torch.bool)), [0.0, 0.0])
+    with pytest.raises(QsemValueError, match="argument 'mask'"):
+        nci_avg(ops, mask[:, :3])
+    with pytest.raises(QsemTypeError, match="argument 'mask'"):
+        nci_avg(ops, mask.float())
 
 
 def test_nci_gradients_against_finite_differences() -> None:

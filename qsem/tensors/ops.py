@@ -87,14 +87,32 @@ def nci(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(tiny), torch.zeros_like(num))
 
 
-def nci_avg(matrices: torch.Tensor) -> torch.Tensor:
-    """Mean NCI over adjacent positions of ``(..., L, D, D)``: ``(...)`` (0 when L = 1)."""
+def nci_avg(matrices: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean NCI over adjacent positions of ``(..., L, D, D)``: ``(...)`` (0 when L = 1).
+
+    ``mask`` ``(..., L)`` (bool, True = a real position) restricts the mean to the
+    pairs whose two positions are both real (0 where there is no such pair): pass
+    ``tokens != 0`` for :meth:`qsem.models.SemanticModel.intermediates`' ``ops``, whose
+    padded positions hold the identity (NCI 0), which would otherwise dilute the mean.
+    """
     m = _square(matrices, "matrices")
     if m.dim() < 3:
         raise arg_error("matrices", f"expected (..., L, D, D), got {tuple(m.shape)}")
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise arg_error("mask", "expected a bool tensor (..., L)", QsemTypeError)
+        _size_check(
+            tuple(mask.shape) == tuple(m.shape[:-2]),
+            "mask",
+            f"shape {tuple(mask.shape)} != (..., L) = {tuple(m.shape[:-2])} of the matrices",
+        )
     if m.shape[-3] < 2:
         return torch.zeros(m.shape[:-3], dtype=_real_dtype(m.dtype), device=m.device)
-    return nci(m[..., :-1, :, :], m[..., 1:, :, :]).mean(-1)
+    pairs = nci(m[..., :-1, :, :], m[..., 1:, :, :])
+    if mask is None:
+        return pairs.mean(-1)
+    both = (mask[..., :-1] & mask[..., 1:]).to(pairs.dtype)
+    return (pairs * both).sum(-1) / both.sum(-1).clamp_min(1)
 
 
 class PhiOps(_Typed):
