@@ -7,6 +7,7 @@ import math
 import torch
 
 from qsem.circuits.errors import arg_error
+from qsem.tensors import Lambda
 
 from ._checks import check_positive_int, check_tensor
 
@@ -21,7 +22,8 @@ class EmergenceStack(torch.nn.Module):
     (new parameters).
 
     ``forward(r)`` maps distributions ``(B, L, S, C)`` to Ψ ``(B, L, S, C, P)``;
-    every slice sums to 1 over ``(S, C)``.
+    every slice sums to 1 over ``(S, C)``. ``ΔΨ`` between two steps is
+    :meth:`qsem.tensors.Psi.delta` (wrap the tensors: ``Psi(psi).delta(Psi(prev))``).
     """
 
     def __init__(self, s_dim: int = 3, c_dim: int = 2, n_slices: int = 1, init: float = 4.0):
@@ -61,9 +63,11 @@ class EmergenceStack(torch.nn.Module):
         return psi.reshape(*r.shape[:2], self.s_dim, self.c_dim, self.n_slices)
 
     def mix(self, psi: torch.Tensor) -> torch.Tensor:
-        """``Σ_p α_p Ψ[..., p]``: ``(B, L, S, C)``."""
+        """``Σ_p α_p Ψ[..., p]``: ``(B, L, S, C)`` — ``proj_{Z→S,C}`` of Ψ read as a Λ
+        with one latent component (:meth:`qsem.tensors.Lambda.project`)."""
         check_tensor(psi, "psi", 5)
-        return psi @ self.alpha.to(psi.dtype)
+        lam = Lambda(psi[..., None], check=False)
+        return lam.project(weights_p=self.alpha.to(psi.dtype), check=False).data
 
     @torch.no_grad()
     def add_slice(self) -> int:
@@ -77,13 +81,3 @@ class EmergenceStack(torch.nn.Module):
         logits = torch.cat([logits, logits[heaviest : heaviest + 1]])
         self.weight_logits = torch.nn.Parameter(logits)
         return self.n_slices
-
-
-def delta_psi(psi_t: torch.Tensor, psi_prev: torch.Tensor) -> torch.Tensor:
-    """``ΔΨ = ‖Ψ_t − Ψ_{t−1}‖`` over ``(S, C)``: ``(B, L, P)`` (slices must agree)."""
-    check_tensor(psi_t, "psi_t", 5)
-    check_tensor(psi_prev, "psi_prev", 5)
-    if psi_t.shape != psi_prev.shape:
-        raise arg_error("psi_prev", f"expected shape {tuple(psi_t.shape)}, got "
-                        f"{tuple(psi_prev.shape)}")  # fmt: skip
-    return torch.linalg.vector_norm(psi_t - psi_prev, dim=(2, 3))
