@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from qsem.circuits.errors import arg_error
+from qsem.distill.losses import soft_target_loss
 
 from ._checks import check_fraction, check_positive
 
@@ -22,7 +23,8 @@ def distillation_loss(
 ) -> torch.Tensor:
     """Hinton-style distillation, batch-mean; ``alpha`` weighs the hard-label cross-entropy.
 
-    The KL term is scaled by ``T²`` so its gradients keep their size as ``T`` grows.
+    The KL term (:func:`qsem.distill.losses.soft_target_loss`) is scaled by ``T²`` so its
+    gradients keep their size as ``T`` grows.
     Teacher logits may cover more classes than the student only if you slice them first.
     """
     a = check_fraction("alpha", alpha)
@@ -38,10 +40,4 @@ def distillation_loss(
     if not isinstance(targets, torch.Tensor) or targets.shape != student_logits.shape[:1]:
         raise arg_error("targets", f"expected shape ({student_logits.shape[0]},) of class indices")
     ce = F.cross_entropy(student_logits, targets)
-    kl = F.kl_div(
-        F.log_softmax(student_logits / t, dim=1),
-        F.log_softmax(teacher_logits.detach() / t, dim=1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    return a * ce + (1 - a) * t * t * kl
+    return a * ce + (1 - a) * soft_target_loss(student_logits, teacher_logits, t)
