@@ -61,8 +61,19 @@ SIGNALS: dict[str, str] = {
     "bocpd": "dphi_fro",
     "l1": "phi",
     "quantum": "q_distance",
-    "quantum_shots": "overlap_estimate",
+    "quantum_shots": "estimate_quantum_shots",
+    "quantum_aer": "estimate_quantum_aer",
 }
+
+#: shot-estimate kind -> the record key of its distance ``1 − F̂``.
+SHOT_KEYS: dict[str, str] = {"quantum_shots": "q_distance_shots", "quantum_aer": "q_distance_aer"}
+
+
+def _rows(params: Mapping[str, torch.Tensor], n_rows: int, keep: int | None) -> dict[str, Any]:
+    """The bindings of the first ``keep`` rows (scalars, e.g. trained weights, are shared)."""
+    if keep is None:
+        return dict(params)
+    return {k: v[:keep] if v.dim() == 1 and v.shape[0] == n_rows else v for k, v in params.items()}
 
 
 def state_tensor(omega: Any) -> torch.Tensor:
@@ -114,8 +125,10 @@ class EmergenceProbe:
     Args:
         detectors: name -> (kind, detector); ``kind`` is a key of :data:`SIGNALS`.
         potential: the :class:`~qsem.emergence.EmergencePotential` (alphas read from it).
-        shots: shots per probe query for ``quantum_shots`` (``None``: no shot estimate).
-        backend: ``None`` (torch engine) or a backend object for :func:`estimate_overlap`.
+        shots: shots per probe query of every shot estimate.
+        shot_backends: kind (a key of :data:`SHOT_KEYS`) -> ``(backend, rows)``: the
+            backend of :func:`estimate_overlap` (``None``: the torch engine) and how
+            many probe queries it estimates (``None``: all).
         seed: base seed of the shot draws (the draw at step ``t`` uses ``seed + t``).
         confidence: of the shot estimate's interval.
     """
@@ -125,8 +138,8 @@ class EmergenceProbe:
         detectors: Mapping[str, tuple[str, Detector]],
         potential: EmergencePotential,
         *,
-        shots: int | None = None,
-        backend: Any = None,
+        shots: int = 1000,
+        shot_backends: Mapping[str, tuple[Any, int | None]] | None = None,
         seed: int = 0,
         confidence: float = 0.95,
     ) -> None:
@@ -137,8 +150,11 @@ class EmergenceProbe:
                 )
         self.detectors = dict(detectors)
         self.potential = potential
-        self.shots = shots
-        self.backend = backend
+        self.shots = int(shots)
+        self.shot_backends = dict(shot_backends or {})
+        for kind in self.shot_backends:
+            if kind not in SHOT_KEYS:
+                raise arg_error("shot_backends", f"unknown kind {kind!r}; known {list(SHOT_KEYS)}")
         self.seed = int(seed)
         self.confidence = float(confidence)
         self.prev_phi: torch.Tensor | None = None
@@ -169,18 +185,22 @@ class EmergenceProbe:
                 rec["q_distance"] = float(1 - normalized_overlap(state, self.prev_state).mean())
                 rec["bures"] = float(bures_angle(state, self.prev_state).mean())
                 signals["q_distance"] = rec["q_distance"]
-            if self.shots and params is not None and self.prev_params is not None:
-                from qsem.simulators import estimate_overlap
+            for kind, (backend, keep) in self.shot_backends.items():
+                if params is None or self.prev_params is None:
+                    break
+                from qsem.simulators import estimate_overlap  # TEMPORARY lazy until emlib
 
+                n = phi.shape[0]
                 est = estimate_overlap(
-                    out["circuit"], params, self.prev_params, shots=self.shots,
-                    seed=self.seed + step, backend=self.backend, confidence=self.confidence,
+                    out["circuit"], _rows(params, n, keep), _rows(self.prev_params, n, keep),
+                    shots=self.shots, seed=self.seed + step, backend=backend,
+                    confidence=self.confidence,
                 )  # fmt: skip
                 pooled = pool_estimates(est, self.shots, self.confidence)
-                rec["q_distance_shots"] = 1 - pooled.estimate
-                rec["q_distance_shots_low"] = 1 - pooled.high
-                rec["q_distance_shots_high"] = 1 - pooled.low
-                signals["overlap_estimate"] = pooled
+                key = SHOT_KEYS[kind]
+                rec[key] = 1 - pooled.estimate
+                rec[key + "_low"], rec[key + "_high"] = 1 - pooled.high, 1 - pooled.low
+                signals[SIGNALS[kind]] = pooled
             pot = self.potential.update(
                 rec["dphi_fro"], theta=rec.get("bures", 0.0), nci=rec.get("nci_avg", 0.0)
             )

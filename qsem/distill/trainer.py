@@ -98,8 +98,10 @@ class DistillConfig:
     adaptive_min_history: int = 10
     theta_l1: float = 0.5
     theta_quantum: float = 1e-3
-    #: shots per probe query of quantum_shots (compute–uncompute estimate)
+    #: shots per probe query of quantum_shots / quantum_aer (compute–uncompute estimate)
     shots: int = 1000
+    #: probe queries the Aer estimate covers (the first ones; 0: all)
+    aer_queries: int = 8
     confidence: float = 0.95
     #: no new slice (and no detector event) within this many steps of the last one
     refractory: int = 50
@@ -135,7 +137,7 @@ class DistillConfig:
                     "correction_batch", "epot_window"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise bad(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("shots", "refractory", "correction_steps"):
+        for key in ("shots", "refractory", "correction_steps", "aer_queries"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must be >= 0, got {getattr(self, key)}")
         if self.adaptive_min_history > self.adaptive_window:
@@ -148,8 +150,8 @@ class DistillConfig:
         for name in self.trigger:
             if name not in self.detectors:
                 raise bad("trigger", f"{name!r} is not one of the detectors {list(self.detectors)}")
-        if "quantum_shots" in self.detectors and self.shots < 1:
-            raise bad("shots", "quantum_shots needs shots >= 1")
+        if {"quantum_shots", "quantum_aer"} & set(self.detectors) and self.shots < 1:
+            raise bad("shots", "shot estimates need shots >= 1")
         if len(self.epot_alphas) != 4 or any(a < 0 for a in self.epot_alphas):
             raise bad("epot_alphas", f"expected 4 weights >= 0, got {list(self.epot_alphas)}")
 
@@ -164,10 +166,11 @@ def make_detectors(cfg: DistillConfig) -> dict[str, tuple[str, Detector]]:
             window=cfg.adaptive_window,
             min_history=cfg.adaptive_min_history,
             refractory=r,
-        ),  # fmt: skip
+        ),
         "l1": lambda: L1Detector(cfg.theta_l1, refractory=r),
         "quantum": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
         "quantum_shots": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
+        "quantum_aer": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
     }
     return {name: (name, build[name]()) for name in cfg.detectors}
 
@@ -225,6 +228,18 @@ def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
     circuit bindings, ``ops`` the Φ operators.
     """
     inter = model.intermediates(tokens)  # type: ignore[operator]
+    if "phi_out" not in inter:  # TEMPORARY until the hier branch is merged
+        om = model.omega  # type: ignore[union-attr]
+        params = om.bindings(om.angles(inter["features"]))
+        st = om._simulator(inter["features"].dtype).run(om.circuit, params)
+        born = inter["omega"]
+        return {
+            "phi": born.sum(-1)[..., : model.cfg.c_dim],
+            "omega": st,  # type: ignore[union-attr]
+            "omega_params": params,
+            "circuit": om.circuit,
+            "ops": inter["ops"],
+        }
     return {
         "phi": inter["phi_out"],
         "omega": inter["omega"],
@@ -235,7 +250,7 @@ def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
 
 
 def default_forward(model: torch.nn.Module, tokens: torch.Tensor) -> Mapping[str, Any]:
-    """:func:`semantic_outputs` for a model with ``intermediates``; else ``{"phi": model(tokens)}``."""
+    """:func:`semantic_outputs` for a model with ``intermediates``; else φ = ``model(tokens)``."""
     if hasattr(model, "intermediates"):
         return semantic_outputs(model, tokens)
     out = model(tokens)
@@ -263,7 +278,8 @@ class SelfDistiller:
         log: ``log(step, record)``, called for every probe and every event
             (e.g. ``lambda s, r: ctx.log(s, **r)``).
         snapshot_dir: where ``step-N.pt`` snapshots go (``None``: none are written).
-        backend: backend of the shot estimates (``None``: the torch engine).
+        backend: the backend of ``quantum_aer`` (default: a new
+            :class:`qsem.simulators.aer.AerBackend`); ``quantum_shots`` runs on the torch engine.
         seed: seeds the shot draws and the correction batches.
 
     >>> model = torch.nn.Sequential(torch.nn.Embedding(5, 6), torch.nn.Softmax(-1),
@@ -304,10 +320,18 @@ class SelfDistiller:
         self.teacher = copy.deepcopy(model).requires_grad_(False)
         potential = EmergencePotential(window=cfg.epot_window, alphas=tuple(cfg.epot_alphas),
                                        theta_epot=cfg.theta_epot)  # fmt: skip
+        shot_backends: dict[str, tuple[Any, int | None]] = {}
+        if "quantum_shots" in cfg.detectors:
+            shot_backends["quantum_shots"] = (None, None)
+        if "quantum_aer" in cfg.detectors:
+            if backend is None:
+                from qsem.simulators.aer import AerBackend
+
+                backend = AerBackend()
+            shot_backends["quantum_aer"] = (backend, cfg.aer_queries or None)
         self.probe = EmergenceProbe(
-            make_detectors(cfg), potential,
-            shots=cfg.shots if "quantum_shots" in cfg.detectors else None,
-            backend=backend, seed=seed, confidence=cfg.confidence,
+            make_detectors(cfg), potential, shots=cfg.shots, shot_backends=shot_backends,
+            seed=seed, confidence=cfg.confidence,
         )  # fmt: skip
         self.gen = torch.Generator().manual_seed(int(seed) + 12345)
         self.c = _Counters()

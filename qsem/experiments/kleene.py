@@ -250,10 +250,11 @@ def fit(
     epoch = start
 
     def snapshot() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        extra = {"loop": loop.state_dict()} if loop is not None else {}
+        return {**extra, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "train_seconds": train_seconds, "steps": steps,
-                "epoch": epoch, **({"loop": loop.state_dict()} if loop is not None else {})}  # fmt: skip
+                "epoch": epoch}  # fmt: skip
 
     bar = ctx.progress(range(start + 1, cfg.epochs + 1), total=cfg.epochs, initial=start)
     for epoch in bar:
