@@ -31,7 +31,6 @@ event or ``None``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,14 +38,13 @@ import torch
 from qsem.circuits.errors import arg_error
 from qsem.emergence import Detector, EmergencePotential, Event
 from qsem.simulators import State, bures_angle, normalized_overlap
-from qsem.simulators.similarity import binomial_interval
 from qsem.tensors import nci_avg
 
 __all__ = [
     "EPOT_TERMS",
+    "SHOT_KEYS",
     "SIGNALS",
     "EmergenceProbe",
-    "PooledEstimate",
     "pool_estimates",
     "state_tensor",
 ]
@@ -94,29 +92,24 @@ def state_tensor(omega: Any) -> torch.Tensor:
     raise arg_error("omega", f"expected an Omega, a State or a tensor, got {type(omega).__name__}")
 
 
-@dataclass(frozen=True)
-class PooledEstimate:
-    """One estimate of the mean overlap ``F`` of ``n`` probe queries, with its interval."""
+def pool_estimates(est: Any, confidence: float = 0.95) -> Any:
+    """Pool per-query shot estimates of ``F`` into one estimate of the mean ``F``.
 
-    estimate: float
-    low: float
-    high: float
-    shots: int
-
-
-def pool_estimates(est: Any, shots: int, confidence: float = 0.95) -> PooledEstimate:
-    """Pool per-query compute–uncompute estimates ``F̂_n = k_n / shots`` into one of ``mean F``.
-
-    ``Σ k_n`` successes in ``N · shots`` trials: the Wilson interval of the pooled
-    frequency (:func:`~qsem.simulators.similarity.binomial_interval`) covers the
-    mean ``F`` (queries with different ``F`` only make the pooled count less
-    dispersed than a binomial, so the interval is conservative).
+    ``est``: an :class:`~qsem.simulators.shot_estimates.OverlapEstimate` over ``N``
+    queries (its event fraction ``p0`` is affine in ``F``, so the pooled fraction is
+    the same map of the mean ``F``): ``Σ k_n`` counted outcomes in ``N · shots``
+    trials give one estimate with its interval
+    (:func:`~qsem.simulators.shot_estimates.estimate_from_counts`). Queries with
+    different ``F`` make the pooled count less dispersed than a binomial, so the
+    interval is conservative.
     """
-    values = torch.as_tensor(est.estimate, dtype=torch.float64).reshape(-1)
-    k = torch.round(values * shots)
-    n = values.numel() * shots
-    low, high = binomial_interval(k.sum(), torch.tensor(float(n)), confidence=confidence)
-    return PooledEstimate(float(k.sum() / n), float(low), float(high), int(n))
+    from qsem.simulators.shot_estimates import estimate_from_counts
+
+    p0 = torch.as_tensor(est.p0, dtype=torch.float64).reshape(-1)
+    k = int(torch.round(p0 * est.shots).sum())
+    return estimate_from_counts(
+        k, est.shots * p0.numel(), confidence=confidence, method=est.method, mapping=est.mapping
+    )
 
 
 class EmergenceProbe:
@@ -196,10 +189,11 @@ class EmergenceProbe:
                     shots=self.shots, seed=self.seed + step, backend=backend,
                     confidence=self.confidence,
                 )  # fmt: skip
-                pooled = pool_estimates(est, self.shots, self.confidence)
+                pooled = pool_estimates(est, self.confidence)
                 key = SHOT_KEYS[kind]
-                rec[key] = 1 - pooled.estimate
-                rec[key + "_low"], rec[key + "_high"] = 1 - pooled.high, 1 - pooled.low
+                rec[key] = 1 - float(pooled.estimate)
+                rec[key + "_low"] = 1 - float(pooled.high)
+                rec[key + "_high"] = 1 - float(pooled.low)
                 signals[SIGNALS[kind]] = pooled
             pot = self.potential.update(
                 rec["dphi_fro"], theta=rec.get("bures", 0.0), nci=rec.get("nci_avg", 0.0)
