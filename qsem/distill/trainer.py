@@ -47,6 +47,7 @@ import torch
 
 from qsem.circuits.errors import arg_error
 from qsem.emergence import (
+    BOCPD,
     AdaptiveThreshold,
     Detector,
     EmergencePotential,
@@ -88,7 +89,8 @@ class DistillConfig:
     ema_decay: float = 0.99
     #: probe (and detector) period in optimiser steps
     probe_every: int = 10
-    #: detectors, by kind: frobenius, adaptive, l1, quantum, quantum_shots
+    #: detectors, by kind: frobenius, adaptive, bocpd (default settings), l1 (on Δφ),
+    #: quantum (exact), quantum_shots (torch engine), quantum_aer (Aer)
     detectors: tuple[str, ...] = ("adaptive", "l1", "quantum")
     #: detectors whose events append a slice (others are recorded only)
     trigger: tuple[str, ...] = ("adaptive",)
@@ -168,6 +170,7 @@ def make_detectors(cfg: DistillConfig) -> dict[str, tuple[str, Detector]]:
             refractory=r,
         ),
         "l1": lambda: L1Detector(cfg.theta_l1, refractory=r),
+        "bocpd": lambda: BOCPD(refractory=r),
         "quantum": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
         "quantum_shots": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
         "quantum_aer": lambda: QuantumDetector(cfg.theta_quantum, refractory=r),
