@@ -280,7 +280,8 @@ class SelfDistiller:
         correction: ``(tokens, labels)`` of the labelled examples, for correction bursts.
         log: ``log(step, record)``, called for every probe and every event
             (e.g. ``lambda s, r: ctx.log(s, **r)``).
-        snapshot_dir: where ``step-N.pt`` snapshots go (``None``: none are written).
+        snapshot_dir: where ``step-N.pt`` snapshots go (``None``: none are written); an
+            event records the file's name.
         backend: the backend of ``quantum_aer`` (default: a new
             :class:`qsem.simulators.aer.AerBackend`); ``quantum_shots`` runs on the torch engine.
         seed: seeds the shot draws and the correction batches.
@@ -443,7 +444,7 @@ class SelfDistiller:
         torch.save({"step": step, "detector": detector, "slices": self.n_slices,
                     "model": self.model.state_dict()}, buf)  # fmt: skip
         atomic_write_bytes(path, buf.getvalue())
-        return str(path)
+        return path.name
 
     def _correct(self) -> None:
         """``correction_steps`` hard-label-only steps on random labelled batches."""
