@@ -27,8 +27,15 @@ The forward pass (``B`` batch, ``L`` positions):
 5. Ω = :class:`~qsem.layers.QuantumSemanticLayer` (features): one circuit per
    query (Ω runs on the pooled representation, not on every position: only
    the last position feeds the answer, and it keeps the simulation to ``B``
-   small circuits per step);
-6. the readout head: log-probabilities of ``(T, F, U)``.
+   small circuits per step), simulated once; the state is wrapped as a
+   :class:`qsem.tensors.Omega` and ``φ_out = Π_edge(Ω)`` (:func:`qsem.tensors.pi_edge`)
+   is the prediction distribution over S×C;
+6. the readout head: log-probabilities of ``(T, F, U)`` (the qutrit head: the log
+   of the S marginal of ``φ_out``).
+
+The maths of each step is written once, in :mod:`qsem.tensors` (⊗' and the fold,
+``proj_{Z→S,C}``, Ω and Π_edge), and the layers call it: :meth:`SemanticModel.intermediates`
+returns what analysis reads.
 
 Training uses the hard-label loss :func:`hard_label_loss` (cross-entropy on
 the user labels; label ``-1`` = absent, masked out).
@@ -50,6 +57,7 @@ from qsem.layers import (
     SemanticEncoder,
     make_head,
 )
+from qsem.tensors import pi_edge_born
 
 __all__ = ["PROFILES", "ModelConfig", "SemanticModel", "hard_label_loss", "profile_config"]
 
@@ -133,27 +141,62 @@ class SemanticModel(torch.nn.Module):
 
     def intermediates(
         self, tokens: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Every tensor of the chain: ``phi, ops, prefix, psi, lam, features, omega, logp``."""
+    ) -> dict[str, Any]:
+        """Every tensor of the chain, for ``tokens`` ``(B, L)`` (``mask``: ``tokens != 0``).
+
+        ======================  ==========================================================
+        key                     value
+        ======================  ==========================================================
+        ``phi``                 φ ``(B, L, S, C)`` (encoder)
+        ``ops``                 Φ operators ``(B, L, O, O)``, ``O = S·C``
+        ``prefix``              ``r_l = u (M_1 ⊗' ... ⊗' M_l)`` ``(B, L, S, C)``
+        ``psi``                 Ψ ``(B, 1, S, C, P)`` of the pooled state ``r_L``
+        ``lam``                 Λ ``(B, 1, S, C, P, Z)`` (weighted components)
+        ``features``            the circuit's input ``(B, 1, S·C + Z)``
+        ``omega``               Ω, a :class:`qsem.tensors.Omega` ``(B, 1, S, C_reg, 1, Z_reg,
+                                Psi)`` (one state per query, P = 1; ``Psi = 1`` without
+                                noise); ``None`` on a backend other than the torch engine
+        ``omega_params``        the bindings of ``self.omega.circuit`` (rows = queries)
+        ``born``                joint Born probabilities ``(B, 1, dS, dC, dZ)``
+        ``phi_out``             ``Π_edge(Ω)`` ``(B, 1, S, C)`` (:func:`qsem.tensors.pi_edge`,
+                                per query; each ``[b, 0]`` sums to 1)
+        ``logp``                ``(B, 3)`` log-probabilities of (T, F, U) from the head
+        ======================  ==========================================================
+
+        The circuits are simulated once: ``born``, ``omega`` and ``phi_out`` come from
+        one state. ``phi_out`` is Π_edge of the Born weights of that state,
+        :func:`qsem.tensors.pi_edge_born` — the maths :func:`qsem.tensors.pi_edge` applies
+        to Ω, so ``phi_out == pi_edge(omega, reduce_b=False)`` (tested), and the same on
+        backends that give Born probabilities only. :meth:`forward` computes the same
+        chain without wrapping the state as Ω.
+        """
+        out = self._chain(tokens, mask)
+        state = out.pop("state")
+        b, length = out["features"].shape[:2]
+        omega = None if state is None else self.omega.to_omega(state, b, length)
+        return {**out, "omega": omega}
+
+    def _chain(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> dict[str, Any]:
+        """φ -> Φ -> Ψ -> Λ -> Ω (one simulation) -> φ_out -> head; the state unwrapped."""
         phi = self.encoder(tokens)
         if mask is None:
             mask = tokens != 0
         ops, prefix = self.composer(phi, mask)
         pooled = prefix[:, -1:]
         psi = self.emergence(pooled)
-        lam = self.holographic(psi)
-        alpha = self.emergence.alpha
-        features = torch.cat(
-            [self.holographic.project(lam, alpha).flatten(2), self.holographic.latent(lam, alpha)],
-            dim=-1,
-        )
-        omega = self.omega(features)
-        logp = self.head(omega)[:, 0]
-        return {"phi": phi, "ops": ops, "prefix": prefix, "psi": psi, "lam": lam,
-                "features": features, "omega": omega, "logp": logp}  # fmt: skip
+        lam_t, pi = self.holographic.components(psi)
+        features = self.holographic.features(lam_t, pi, self.emergence.alpha)
+        params, state, born = self.omega.simulate(features)
+        # Born weights (B, 1, S, C_reg, P = 1): what Omega.born() gives
+        phi_out = pi_edge_born(born.sum(-1)[..., None], self.cfg.c_dim, reduce_b=False).data
+        logp = self.head(phi_out if self.head.reads == "phi_out" else born)[:, 0]
+        return {"phi": phi, "ops": ops, "prefix": prefix, "psi": psi,
+                "lam": self.holographic.joint(lam_t, pi), "features": features,
+                "omega_params": params, "born": born, "phi_out": phi_out, "logp": logp,
+                "state": state}  # fmt: skip
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.intermediates(tokens, mask)["logp"]
+        return self._chain(tokens, mask)["logp"]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -30,7 +30,9 @@ index of ``|s, c, z>`` is ``(s·2^n_c + c)·2^n_z + z``, exactly the index a qse
 ``Circuit(dims)`` uses (wire 0 most significant). So Ω's ``C`` axis has ``2^n_c``
 entries (the C register) and ``Z`` has ``2^n_z``; ``n_categories <= 2^n_c`` of the C
 basis states carry categories: category ``k`` is basis state ``|k>`` of the C
-register (``k`` written in binary on wires ``1..n_c``).
+register (``k`` written in binary on wires ``1..n_c``). An S axis of size 1 means
+the register has no S wire (``dims = [2]*n_c + [2]*n_z``, the C register from wire 0):
+profile AGI-D's circuit.
 
 Π_edge(Ω) -> φ: Born probabilities ``Σ_{z,ψ} |Ω[b,l,s,c,p,z,ψ]|²`` (the partial
 trace over Z of ``ρ = Σ_ψ Ω_ψ Ω_ψ^†``, read on its diagonal), restricted to the
@@ -72,6 +74,7 @@ __all__ = [
     "nci_avg",
     "omega_dims",
     "pi_edge",
+    "pi_edge_born",
     "pi_edge_compressed",
     "semantic_embedding",
     "top_slices",
@@ -304,7 +307,7 @@ def _square(x: Any, name: str) -> torch.Tensor:
     return t
 
 
-def _lam(lam: Any, ref: torch.Tensor) -> torch.Tensor:
+def _lam(lam: Any, ref: torch.Tensor, check: bool = True) -> torch.Tensor:
     if isinstance(lam, bool) or not isinstance(lam, (int, float, torch.Tensor)):
         raise arg_error(
             "lam", f"expected a number or a tensor, got {type(lam).__name__}", QsemTypeError
@@ -314,7 +317,8 @@ def _lam(lam: Any, ref: torch.Tensor) -> torch.Tensor:
         t = lam.to(device=ref.device)
     else:
         t = torch.as_tensor(lam, dtype=_real_dtype(ref.dtype), device=ref.device)
-    _check_finite(t, "lam")
+    if check:
+        _check_finite(t, "lam")
     if t.is_complex() and not ref.is_complex():
         raise arg_error("lam", "a complex λ needs complex operators", QsemTypeError)
     t = t.to(ref.dtype if t.is_complex() else _real_dtype(ref.dtype))
@@ -329,26 +333,30 @@ def commutator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b - b @ a
 
 
-def compose(a: torch.Tensor, b: torch.Tensor, lam: Any = 0.0) -> torch.Tensor:
+def compose(
+    a: torch.Tensor, b: torch.Tensor, lam: Any = 0.0, *, check: bool = True
+) -> torch.Tensor:
     """``A ⊗' B = AB + λ[A, B]`` (``λ`` a number or a batch ``(B,)``).
 
     At ``λ = 0`` it is the matrix product; ``λ = −1`` gives ``BA``. For ``λ != 0``
-    and non-commuting A, B the order matters.
+    and non-commuting A, B the order matters. ``check=False`` skips the
+    (synchronising) finiteness check of ``λ`` (shapes are always checked): the
+    composer layer calls it so inside its training loop.
     """
     a, b = _square(a, "a"), _square(b, "b")
     _size_check(a.shape[-1] == b.shape[-1], "b", f"size {b.shape[-1]} != size {a.shape[-1]} of a")
     ab = a @ b
-    return ab + _lam(lam, ab) * (ab - b @ a)
+    return ab + _lam(lam, ab, check) * (ab - b @ a)
 
 
-def fold(matrices: torch.Tensor, lam: Any = 0.0) -> torch.Tensor:
+def fold(matrices: torch.Tensor, lam: Any = 0.0, *, check: bool = True) -> torch.Tensor:
     """Left fold ``((M_1 ⊗' M_2) ⊗' M_3) ... ⊗' M_L`` of ``(..., L, D, D)`` -> ``(..., D, D)``."""
     m = _square(matrices, "matrices")
     if m.dim() < 3 or m.shape[-3] < 1:
         raise arg_error("matrices", f"expected (..., L, D, D) with L >= 1, got {tuple(m.shape)}")
     acc = m[..., 0, :, :]
     for i in range(1, m.shape[-3]):
-        acc = compose(acc, m[..., i, :, :], lam)
+        acc = compose(acc, m[..., i, :, :], lam, check=check)
     return acc
 
 
@@ -529,8 +537,11 @@ class Psi(_Typed):
 # ---------------------------------------------------------------------------------------------
 # Λ
 # ---------------------------------------------------------------------------------------------
-def _weights(w: Any, name: str, shape: tuple[int, ...], ref: torch.Tensor) -> torch.Tensor:
-    """Weights broadcastable to ``shape``, non-negative, summing to 1 over the last axis."""
+def _weights(
+    w: Any, name: str, shape: tuple[int, ...], ref: torch.Tensor, check: bool = True
+) -> torch.Tensor:
+    """Weights broadcastable to ``shape``, non-negative, summing to 1 over the last axis
+    (``check=False``: the values are not checked, only the shape)."""
     t = _tensor(w, name)
     try:
         t = torch.broadcast_to(t, shape)
@@ -538,7 +549,8 @@ def _weights(w: Any, name: str, shape: tuple[int, ...], ref: torch.Tensor) -> to
         raise arg_error(
             name, f"shape {tuple(t.shape)} does not broadcast to {shape}", DimensionError
         ) from None
-    _check_distribution(t, name, (-1,), None, "weights")
+    if check:
+        _check_distribution(t, name, (-1,), None, "weights")
     return t.to(dtype=_real_dtype(ref.dtype), device=ref.device)
 
 
@@ -578,23 +590,25 @@ class Lambda(_Typed):
         dist = torch.softmax(flat, -1).reshape(b, l, p, nz, s, c).permute(0, 1, 4, 5, 2, 3)
         return cls(dist, check=False)
 
-    def project(self, weights_z: Any = None, weights_p: Any = None) -> Phi:
+    def project(self, weights_z: Any = None, weights_p: Any = None, *, check: bool = True) -> Phi:
         """``proj_{Z->S,C}``: φ ``(B, L, S, C)``.
 
         ``weights_z`` broadcastable to ``(B, L, P, Z)``, ``weights_p`` to ``(B, L, P)``;
-        each a distribution over its last axis (default uniform).
+        each a distribution over its last axis (default uniform). ``check=False``
+        skips the (synchronising) value checks of the weights, as inside a training
+        loop (:class:`qsem.layers.HolographicReducer` calls it so).
         """
         b, l, _, _, p, nz = self.shape
         d = self.data
         wz = (
             torch.full((b, l, p, nz), 1 / nz, dtype=d.dtype, device=d.device)
             if weights_z is None
-            else _weights(weights_z, "weights_z", (b, l, p, nz), d)
+            else _weights(weights_z, "weights_z", (b, l, p, nz), d, check)
         )
         wp = (
             torch.full((b, l, p), 1 / p, dtype=d.dtype, device=d.device)
             if weights_p is None
-            else _weights(weights_p, "weights_p", (b, l, p), d)
+            else _weights(weights_p, "weights_p", (b, l, p), d, check)
         )
         return Phi(torch.einsum("blscpz,blpz,blp->blsc", d, wz, wp), check=False)
 
@@ -622,16 +636,20 @@ def _posint(v: Any, name: str, low: int = 1) -> int:
 def omega_dims(n_categories: int, n_z: int = 0, s: int = 3) -> list[int]:
     """Wire dims of the register for one Ω state: ``[s] + [2]*n_c + [2]*n_z``.
 
-    ``n_c = ⌈log2 n_categories⌉`` qubits hold the categories (0 for one category).
+    ``n_c = ⌈log2 n_categories⌉`` qubits hold the categories (0 for one category);
+    ``s = 1`` means no S wire (``[2]*(n_c + n_z)``; Ω's S axis then has size 1).
+    :class:`qsem.layers.QuantumSemanticLayer` builds its circuit on these wires.
 
     >>> omega_dims(3, n_z=2)
     [3, 2, 2, 2, 2]
+    >>> omega_dims(3, n_z=1, s=1)
+    [2, 2, 2]
     """
     _posint(n_categories, "n_categories")
     _posint(n_z, "n_z", 0)
-    _posint(s, "s", 2)
+    _posint(s, "s", 1)
     n_c = (n_categories - 1).bit_length()
-    return [s] + [2] * (n_c + n_z)
+    return [s] * (s > 1) + [2] * (n_c + n_z)
 
 
 class Omega(_Typed):
@@ -666,7 +684,6 @@ class Omega(_Typed):
         t = _tensor(data, "data", complex_=True)
         if t.dim() != 7:
             raise arg_error("data", f"expected shape (B, L, S, C, P, Z, Psi), got {tuple(t.shape)}")
-        _size_check(t.shape[2] >= 2, "data", f"the S axis is a qudit of dim >= 2, got {t.shape[2]}")
         self.n_c = _log2(int(t.shape[3]), "data", "C")
         self.n_z = _log2(int(t.shape[5]), "data", "Z")
         n_cat = int(t.shape[3]) if n_categories is None else _posint(n_categories, "n_categories")
@@ -692,20 +709,24 @@ class Omega(_Typed):
     # -- layout ---------------------------------------------------------------------------
     @property
     def dims(self) -> list[int]:
-        """Wire dimensions of one (b, l, p) state: ``[S] + [2]*n_c + [2]*n_z``."""
-        return [int(self.shape[2])] + [2] * (self.n_c + self.n_z)
+        """Wire dimensions of one (b, l, p) state: ``[S] + [2]*n_c + [2]*n_z``
+        (no S wire when ``S = 1``)."""
+        return omega_dims(2**self.n_c, self.n_z, int(self.shape[2]))
 
     @property
-    def s_wire(self) -> int:
-        return 0
+    def s_wire(self) -> int | None:
+        """Wire of the S qudit: 0, or None when ``S = 1`` (no S wire)."""
+        return 0 if self.shape[2] > 1 else None
 
     @property
     def c_wires(self) -> list[int]:
-        return list(range(1, 1 + self.n_c))
+        first = 0 if self.s_wire is None else 1
+        return list(range(first, first + self.n_c))
 
     @property
     def z_wires(self) -> list[int]:
-        return list(range(1 + self.n_c, 1 + self.n_c + self.n_z))
+        first = (0 if self.s_wire is None else 1) + self.n_c
+        return list(range(first, first + self.n_z))
 
     @property
     def dim(self) -> int:
@@ -732,13 +753,18 @@ class Omega(_Typed):
         return (self.data.real**2 + self.data.imag**2).sum(dim=(5, 6))
 
     def to_state(self) -> State:
-        """A density-matrix :class:`State` (batch ``B·L·P``, factored ``ρ = Σ_ψ |Ω_ψ><Ω_ψ|``).
+        """Ω as a :class:`State` of batch ``B·L·P``: row ``(b·L + l)·P + p`` is (b, l, p).
 
-        The qsem measurements (``probs``, ``reduced_density_matrix``, ``purity``...)
-        apply to it; row ``(b·L + l)·P + p`` is the state of (b, l, p).
+        A pure Ω (``Psi = 1``) gives a statevector State; otherwise a density-matrix
+        State held factored, ``ρ = Σ_ψ |Ω_ψ><Ω_ψ|``. The qsem measurements (``probs``,
+        ``reduced_density_matrix``...) apply to it, and the similarity functions of
+        :mod:`qsem.simulators.similarity` (``overlap``, ``fidelity``, the SWAP tests)
+        call it, so they take an Ω directly.
         """
         b, l, p, r, d = self.vectors().shape
         factor = self.vectors().reshape(b * l * p, r, d)
+        if r == 1:
+            return State(factor[:, 0], tuple(self.dims), "statevector", True)
         return State(None, tuple(self.dims), "density_matrix", True, factor=factor)
 
     # -- constructors ---------------------------------------------------------------------
@@ -750,30 +776,30 @@ class Omega(_Typed):
         n_c: int,
         *,
         n_categories: int | None = None,
+        s_wire: bool = True,
         check: bool = True,
     ) -> Omega:
         """From components ``(B, L, P, Psi, D)`` in the basis order of ``dims``.
 
-        ``dims = [S] + [2]*(n_c + n_z)``: the S qudit, then the C and Z qubits.
+        ``dims = [S] + [2]*(n_c + n_z)``: the S qudit, then the C and Z qubits;
+        ``s_wire=False``: ``dims = [2]*(n_c + n_z)``, no S wire (Ω's S axis has size 1).
         """
         v = _tensor(vectors, "vectors", complex_=True)
         if v.dim() != 5:
             raise arg_error("vectors", f"expected shape (B, L, P, Psi, D), got {tuple(v.shape)}")
         dims = [int(x) for x in dims]
         _posint(n_c, "n_c", 0)
-        if len(dims) < 1 + n_c or dims[0] < 2 or any(x != 2 for x in dims[1:]):
-            raise arg_error(
-                "dims",
-                f"expected [S] + [2]*(n_c + n_z) with n_c = {n_c}, got {dims}",
-                DimensionError,
-            )
+        n_s = 1 if s_wire else 0
+        if len(dims) < n_s + n_c or any(x != 2 for x in dims[n_s:]) or (s_wire and dims[0] < 2):
+            want = "[S] + [2]*(n_c + n_z)" if s_wire else "[2]*(n_c + n_z) (s_wire=False)"
+            raise arg_error("dims", f"expected {want} with n_c = {n_c}, got {dims}", DimensionError)
         _size_check(
             v.shape[-1] == math.prod(dims),
             "vectors",
             f"D = {v.shape[-1]} does not match dims {dims} (product {math.prod(dims)})",
         )
         b, l, p, r, _ = v.shape
-        s, c, z = dims[0], 2**n_c, 2 ** (len(dims) - 1 - n_c)
+        s, c, z = dims[0] if s_wire else 1, 2**n_c, 2 ** (len(dims) - n_s - n_c)
         data = v.reshape(b, l, p, r, s, c, z).permute(0, 1, 4, 5, 2, 6, 3)
         return cls(data, n_categories=n_categories, check=check)
 
@@ -785,9 +811,12 @@ class Omega(_Typed):
         n_c: int,
         *,
         n_categories: int | None = None,
+        s_wire: bool = True,
         atol: float | None = None,
+        check: bool = True,
     ) -> Omega:
-        """From ``ρ`` ``(B, L, P, D, D)`` (checked Hermitian, PSD, trace 1).
+        """From ``ρ`` ``(B, L, P, D, D)`` (checked Hermitian, PSD, trace 1 unless
+        ``check=False``).
 
         The components are the columns of ``sqrt(ρ)`` (``Psi = D``): ``ρ = sqrt(ρ)
         sqrt(ρ)^†``. ``sqrt(ρ)`` comes from :func:`qsem.simulators.similarity.psd_sqrt`,
@@ -800,9 +829,17 @@ class Omega(_Typed):
         r = _tensor(rho, "rho", complex_=True)
         if r.dim() != 5:
             raise arg_error("rho", f"expected shape (B, L, P, D, D), got {tuple(r.shape)}")
-        check_density_matrix(r, "rho", atol)
+        if check:
+            check_density_matrix(r, "rho", atol)
         comps = psd_sqrt(r)
-        return cls.from_vectors(comps.transpose(-1, -2), dims, n_c, n_categories=n_categories)
+        return cls.from_vectors(
+            comps.transpose(-1, -2),
+            dims,
+            n_c,
+            n_categories=n_categories,
+            s_wire=s_wire,
+            check=check,
+        )
 
     @classmethod
     def from_state(
@@ -812,6 +849,8 @@ class Omega(_Typed):
         *,
         shape: tuple[int, int, int] | None = None,
         n_categories: int | None = None,
+        s_wire: bool = True,
+        check: bool = True,
     ) -> Omega:
         """Wrap a simulated register ``[S] + [2]*n_c + [2]*n_z`` as Ω.
 
@@ -819,6 +858,9 @@ class Omega(_Typed):
         (default ``(N, 1, 1)``), row ``(b·L + l)·P + p``. A statevector gives
         ``Psi = 1``; a factored density matrix its components ``sqrt(w_k) ψ_k``; a
         dense one the columns of ``sqrt(ρ)`` (:meth:`from_density_matrices`).
+        ``s_wire=False``: the register has no S wire (``[2]*(n_c + n_z)``).
+        ``check=False`` skips the (synchronising) normalisation check, as inside a
+        training loop (:class:`qsem.layers.QuantumSemanticLayer` calls it so).
         """
         if not isinstance(state, State):
             raise arg_error("state", f"expected a State, got {type(state).__name__}", QsemTypeError)
@@ -838,9 +880,16 @@ class Omega(_Typed):
                 state.dims,
                 n_c,
                 n_categories=n_categories,
+                s_wire=s_wire,
+                check=check,
             )
         return cls.from_vectors(
-            comps.reshape(*shp, *comps.shape[1:]), state.dims, n_c, n_categories=n_categories
+            comps.reshape(*shp, *comps.shape[1:]),
+            state.dims,
+            n_c,
+            n_categories=n_categories,
+            s_wire=s_wire,
+            check=check,
         )
 
 
@@ -893,8 +942,38 @@ def pi_edge(
     """
     if not isinstance(omega, Omega):
         raise arg_error("omega", f"expected an Omega, got {type(omega).__name__}", QsemTypeError)
-    probs = _category_probs(omega.born(), omega.n_categories, "omega")
-    return _mix(probs, weights_b, weights_p, reduce_b, omega.data)
+    return pi_edge_born(
+        omega.born(), omega.n_categories, weights_b, weights_p, reduce_b=reduce_b, name="omega"
+    )
+
+
+def pi_edge_born(
+    born: torch.Tensor,
+    n_categories: int,
+    weights_b: Any = None,
+    weights_p: Any = None,
+    *,
+    reduce_b: bool = True,
+    name: str = "born",
+) -> Phi:
+    """Π_edge from Born weights ``(B, L, S, C_reg, P)`` (:meth:`Omega.born`): the
+    maths of :func:`pi_edge` where only the Born probabilities exist (a circuit run
+    on a backend that returns probabilities, not a state).
+
+    The weights are restricted to the first ``n_categories`` states of the C
+    register, renormalised per (b, l, p) and mixed over B and P as in :func:`pi_edge`.
+    """
+    t = _tensor(born, name)
+    if t.dim() != 5:
+        raise arg_error(name, f"expected shape (B, L, S, C, P), got {tuple(t.shape)}")
+    _posint(n_categories, "n_categories")
+    if n_categories > t.shape[3]:
+        raise arg_error(
+            "n_categories",
+            f"{n_categories} categories do not fit the C register of {t.shape[3]} basis states",
+        )
+    probs = _category_probs(t, n_categories, name)
+    return _mix(probs, weights_b, weights_p, reduce_b, t)
 
 
 def _mix(

@@ -11,7 +11,10 @@ Exact functions (torch, differentiable by autograd, batched over leading axes):
 * :func:`bures_angle` ``= arccos(sqrt F)`` (DESIGN.md §7's ``θ_t``), :func:`purity`
   ``Tr ρ²`` and :func:`normalized_overlap` ``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``.
 
-Inputs are tensors or :class:`~qsem.simulators.state.State` objects. A tensor
+Inputs are tensors, :class:`~qsem.simulators.state.State` objects, or any object
+with a ``to_state()`` method returning a State (duck typed: ``qsem.tensors.Omega``
+is one — a pure Ω gives a statevector, a mixed one a density matrix; this package
+does not import ``qsem``). A tensor
 ``(..., D)`` is a (batch of) statevector(s) unless it is square in its last two
 axes, ``(..., D, D)``, which makes it a (batch of) density matrix(ces): to pass
 ``D`` statevectors of dimension ``D`` as one tensor, pass a
@@ -111,7 +114,19 @@ class _Input:
 
 
 def _as_input(x: Any, name: str, check: bool) -> _Input:
-    """Read a State, tensor or array as a statevector or density-matrix (batch)."""
+    """Read a State, tensor, array or object with ``to_state()`` (e.g. ``qsem.tensors.Omega``)
+    as a statevector or density-matrix (batch)."""
+    if not isinstance(x, (State, torch.Tensor, np.ndarray)) and callable(
+        getattr(x, "to_state", None)
+    ):
+        state = x.to_state()
+        if not isinstance(state, State):
+            raise arg_error(
+                name,
+                f"{type(x).__name__}.to_state() returned {type(state).__name__}, not a State",
+                QsemTypeError,
+            )
+        x = state
     if isinstance(x, State):
         if x.mode == "statevector":
             return _Input(x.vector, False, x.dims)
@@ -121,7 +136,8 @@ def _as_input(x: Any, name: str, check: bool) -> _Input:
     if not isinstance(x, torch.Tensor):
         raise arg_error(
             name,
-            f"expected a statevector or density-matrix tensor or a State, got {type(x).__name__}",
+            f"expected a statevector or density-matrix tensor, a State or an object with "
+            f"to_state(), got {type(x).__name__}",
             QsemTypeError,
         )
     if x.dtype in (torch.float32, torch.float16, torch.bfloat16):

@@ -89,7 +89,7 @@ def test_profiles_give_distributions_and_their_axes(name: str) -> None:
     assert out["lam"].shape == (n, 1, cfg.s_dim, cfg.c_dim, cfg.n_slices, cfg.z_dim)
     torch.testing.assert_close(out["logp"].exp().sum(-1), torch.ones(n, dtype=torch.float64))
     torch.testing.assert_close(
-        out["omega"].sum(dim=(2, 3, 4)), torch.ones(n, 1, dtype=torch.float64)
+        out["born"].sum(dim=(2, 3, 4)), torch.ones(n, 1, dtype=torch.float64)
     )
     off_diagonal = out["ops"] - torch.diag_embed(torch.diagonal(out["ops"], dim1=-2, dim2=-1))
     assert bool(off_diagonal.abs().max() > 0) == ("O" in PROFILES[name][0].split(","))

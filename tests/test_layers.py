@@ -1,21 +1,18 @@
 """The semantic layers φ, Φ, Ψ, Λ, Ω and the readout heads.
 
-References: hand-computed small cases, the typed-tensor functions of
-:mod:`qsem.tensors` (an independent implementation of ⊗' and the fold),
-circuits built gate by gate and run directly, and central finite differences
-in float64.
+References: hand-computed small cases, ⊗' and the fold written out in the
+test (the layers call :mod:`qsem.tensors`, so it is not an independent
+reference), circuits built gate by gate and run directly, and central finite
+differences in float64.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F32, ATOL_F64, FD_ATOL, FD_STEP
 
-from qsem import tensors
 from qsem.circuits import CRY, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing
 from qsem.circuits.errors import QsemTypeError, QsemValueError
 from qsem.layers import (
@@ -27,11 +24,9 @@ from qsem.layers import (
     SemanticEncoder,
     SoftmaxHead,
     TwoQubitHead,
-    commutator,
-    nc_compose,
 )
-from qsem.layers.emergence import delta_psi
 from qsem.simulators import TorchSimulator, probs
+from qsem.tensors import Psi
 
 F64 = torch.float64
 
@@ -82,29 +77,26 @@ A = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=F64)
 B = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=F64)
 
 
-def test_nc_compose_hand_computed() -> None:
-    # AB = diag(1, 0), BA = diag(0, 1), [A, B] = diag(1, -1)
-    torch.testing.assert_close(commutator(A, B), torch.diag(torch.tensor([1.0, -1.0], dtype=F64)))
-    torch.testing.assert_close(nc_compose(A, B, 0.0), A @ B)
-    torch.testing.assert_close(
-        nc_compose(A, B, 0.5), torch.diag(torch.tensor([1.5, -0.5], dtype=F64))
-    )
-    torch.testing.assert_close(
-        nc_compose(B, A, 0.5), torch.diag(torch.tensor([-0.5, 1.5], dtype=F64))
-    )
+def _fold_by_hand(ops: torch.Tensor, lam: float) -> torch.Tensor:
+    """``((M_1 ⊗' M_2) ⊗' M_3) ...`` with ``A ⊗' B = AB + λ(AB − BA)`` written out."""
+    acc = ops[:, 0]
+    for pos in range(1, ops.shape[1]):
+        m = ops[:, pos]
+        acc = acc @ m + lam * (acc @ m - m @ acc)
+    return acc
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.2, -0.7])
-def test_nc_compose_and_fold_match_typed_tensors(lam: float) -> None:
+@pytest.mark.parametrize("lam", [0.0, 0.2, -0.2])
+def test_composer_fold_matches_the_definition(lam: float) -> None:
     g = torch.Generator().manual_seed(0)
     ops = torch.rand(3, 5, 4, 4, generator=g, dtype=F64)
-    torch.testing.assert_close(
-        nc_compose(ops[:, 0], ops[:, 1], lam), tensors.compose(ops[:, 0], ops[:, 1], lam)
-    )
-    comp = NonCommutativeComposer(2, 2, lam=0.0, learn_lam=False).double()
-    comp.lam_raw.fill_(math.atanh(lam / comp.lam_max) if abs(lam) < comp.lam_max else 0.0)
-    want = tensors.fold(ops, comp.lam.detach())  # a float64 tensor: see the report
-    torch.testing.assert_close(comp.fold(ops), want, atol=ATOL_F64, rtol=0)
+    comp = NonCommutativeComposer(2, 2, lam=lam, learn_lam=False).double()
+    lam64 = float(comp.lam)
+    assert abs(lam64 - lam) < 1e-7  # λ_raw was initialised in float32
+    torch.testing.assert_close(comp.fold(ops), _fold_by_hand(ops, lam64), atol=ATOL_F64, rtol=0)
+    # A ⊗' B by hand: AB = diag(1, 0), BA = diag(0, 1), so A ⊗' B = diag(1 + λ, -λ)
+    want = torch.diag(torch.tensor([1.0 + lam64, -lam64], dtype=F64))
+    torch.testing.assert_close(comp.fold(torch.stack([A, B])[None])[0], want)
 
 
 def _phi(b: int, length: int, s: int = 3, c: int = 2, seed: int = 0) -> torch.Tensor:
@@ -122,7 +114,7 @@ def test_composer_prefix_is_the_fold_applied_to_u() -> None:
     torch.testing.assert_close(ops.sum(-1), torch.ones(2, 4, 6, dtype=F64))  # row-stochastic
     u = torch.softmax(comp.init_logits, 0)
     for pos in range(4):
-        fold = tensors.fold(ops[:, : pos + 1], comp.lam.detach())
+        fold = _fold_by_hand(ops[:, : pos + 1], float(comp.lam.detach()))
         torch.testing.assert_close(prefix[:, pos].flatten(1), u @ fold, atol=ATOL_F64, rtol=0)
     torch.testing.assert_close(prefix.sum(dim=(2, 3)), torch.ones(2, 4, dtype=F64))
 
@@ -174,8 +166,9 @@ def test_emergence_slices_and_add_slice() -> None:
     psi3 = stack(r)
     assert psi3.shape[-1] == 3
     torch.testing.assert_close(stack.mix(psi3), before, atol=ATOL_F64, rtol=0)
-    assert delta_psi(psi3, psi3).abs().max() == 0
-    assert delta_psi(psi, psi.flip(-1)).shape == (2, 3, 2)
+    # ΔΨ between steps is qsem.tensors.Psi.delta: the common slices
+    assert Psi(psi3.detach()).delta(Psi(psi.detach())).abs().max() < 1e-12
+    assert Psi(psi.detach()).delta(Psi(psi.detach().flip(-1))).shape == (2, 3, 2)
 
 
 def test_holographic_components_sum_back() -> None:
@@ -185,8 +178,15 @@ def test_holographic_components_sum_back() -> None:
     lam = holo(psi)
     assert lam.shape == (2, 3, 3, 2, 2, 4)
     torch.testing.assert_close(lam.sum(-1), psi)
-    torch.testing.assert_close(holo.project(lam, stack.alpha), stack.mix(psi))
-    torch.testing.assert_close(holo.latent(lam, stack.alpha).sum(-1), torch.ones(2, 3, dtype=F64))
+    typed, pi = holo.components(psi)
+    torch.testing.assert_close(holo.joint(typed, pi), lam)
+    feats = holo.features(typed, pi, stack.alpha)
+    assert feats.shape == (2, 3, 6 + 4)
+    # proj_{Z→S,C}(Λ) = Σ_p α_p Σ_z Λ[..., p, z] = Σ_p α_p Ψ[..., p]
+    torch.testing.assert_close(feats[..., :6], stack.mix(psi).flatten(2))
+    want_latent = torch.einsum("blscpz,p->blz", lam, stack.alpha)
+    torch.testing.assert_close(feats[..., 6:], want_latent)
+    torch.testing.assert_close(feats[..., 6:].sum(-1), torch.ones(2, 3, dtype=F64))
 
 
 # --------------------------------------------------------------------------

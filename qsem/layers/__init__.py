@@ -1,8 +1,10 @@
 """Torch layers of the semantic tensor hierarchy φ -> Φ -> Ψ -> Λ -> Ω (DESIGN.md §6).
 
-All layers are batch first. Axis letters follow DESIGN.md §6: B batch, L
-positions, S semantic spin (3 = truth {T, F, U}), C categories, O = S·C
-operator axis, P emergence slices, Z holographic latent components.
+All layers are batch first. The maths (⊗' and the fold, ``proj_{Z→S,C}``, the
+layout of Ω, Π_edge) is :mod:`qsem.tensors`'s: the layers call it. Axis letters
+follow DESIGN.md §6: B batch, L positions, S semantic spin (3 = truth {T, F, U}),
+C categories, O = S·C operator axis, P emergence slices, Z holographic latent
+components.
 
 * :class:`SemanticEncoder` -- token ids ``(B, L)`` -> φ ``(B, L, S, C)``;
 * :class:`NonCommutativeComposer` -- φ -> per-position operators Φ
@@ -13,14 +15,14 @@ operator axis, P emergence slices, Z holographic latent components.
   back to ``(S, C)``;
 * :class:`QuantumSemanticLayer` -- Ω: a circuit per (b, l) on a qutrit S
   register and qubit C and Z registers, angle encoded from the classical
-  features; Born probabilities out;
+  features; its state (a :class:`qsem.tensors.Omega`) and Born probabilities out;
 * readout heads :class:`QutritTruthHead`, :class:`SoftmaxHead`,
   :class:`TwoQubitHead`.
 """
 
 from __future__ import annotations
 
-from .composer import NonCommutativeComposer, commutator, nc_compose
+from .composer import NonCommutativeComposer
 from .emergence import EmergenceStack
 from .encoder import SemanticEncoder
 from .heads import QutritTruthHead, SoftmaxHead, TwoQubitHead, make_head
@@ -36,7 +38,5 @@ __all__ = [
     "SemanticEncoder",
     "SoftmaxHead",
     "TwoQubitHead",
-    "commutator",
     "make_head",
-    "nc_compose",
 ]

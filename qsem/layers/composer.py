@@ -7,35 +7,16 @@ import math
 import torch
 
 from qsem.circuits.errors import arg_error
+from qsem.tensors import compose, fold
 
 from ._checks import check_mask, check_positive_int, check_tensor
-
-# NOTE: once the typed tensors of issue 4 (item 1) exist, ``nc_compose`` and
-# ``commutator`` should defer to the Φ tensor's composition so both share one
-# definition; the formula is DESIGN.md §6: A ⊗' B = AB + λ[A, B].
-
-
-def commutator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``[A, B] = AB - BA`` over the last two axes (batched)."""
-    return a @ b - b @ a
-
-
-def nc_compose(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """``A ⊗' B = AB + λ[A, B]``; the plain product at ``λ = 0``.
-
-    >>> a = torch.tensor([[0.0, 1.0], [0.0, 0.0]]); b = a.T
-    >>> bool(torch.equal(nc_compose(a, b, 0.0), a @ b))
-    True
-    """
-    if a.shape[-2:] != b.shape[-2:] or a.shape[-1] != a.shape[-2]:
-        raise arg_error("b", f"need square operators of one size, got {tuple(a.shape)}, "
-                        f"{tuple(b.shape)}")  # fmt: skip
-    ab = a @ b
-    return ab + lam * (ab - b @ a)
 
 
 class NonCommutativeComposer(torch.nn.Module):
     """Operators ``M_l`` on the ``O = S·C`` space from φ, folded left with ``⊗'``.
+
+    ``⊗'`` and the fold are :func:`qsem.tensors.compose` and :func:`qsem.tensors.fold`
+    (one definition for training and analysis: ``A ⊗' B = AB + λ[A, B]``).
 
     ``mode="full"``: ``M_l`` is a row-stochastic ``O×O`` matrix, the row softmax
     of ``h(log φ[l]) + identity_bias · I`` with ``h`` an MLP (the log makes small
@@ -123,7 +104,7 @@ class NonCommutativeComposer(torch.nn.Module):
             ops = torch.where(mask[..., None, None], ops, eye)
         u = torch.softmax(self.init_logits, dim=0).to(ops.dtype)
         prefix = []
-        fold = None
+        acc = None
         state = u.expand(b, self.dim)
         for pos in range(length):
             m = ops[:, pos]
@@ -132,16 +113,14 @@ class NonCommutativeComposer(torch.nn.Module):
                 state = state * torch.diagonal(m, dim1=-2, dim2=-1)
                 state = state / state.sum(dim=-1, keepdim=True)
             else:
-                fold = m if fold is None else nc_compose(fold, m, self.lam)
-                state = (u @ fold) if fold.dim() == 2 else torch.einsum("o,bop->bp", u, fold)
+                acc = m if acc is None else compose(acc, m, self.lam, check=False)
+                state = torch.einsum("o,bop->bp", u, acc)
             prefix.append(state)
         r = torch.stack(prefix, dim=1)
         return ops, r.reshape(b, length, self.s_dim, self.c_dim)
 
     def fold(self, ops: torch.Tensor) -> torch.Tensor:
-        """The left fold ``M_1 ⊗' ... ⊗' M_L`` of ``ops`` ``(B, L, O, O)``: ``(B, O, O)``."""
+        """The left fold ``M_1 ⊗' ... ⊗' M_L`` of ``ops`` ``(B, L, O, O)`` with this layer's
+        ``λ``: ``(B, O, O)`` (:func:`qsem.tensors.fold`)."""
         check_tensor(ops, "ops", 4)
-        out = ops[:, 0]
-        for pos in range(1, ops.shape[1]):
-            out = nc_compose(out, ops[:, pos], self.lam)
-        return out
+        return fold(ops, self.lam, check=False)

@@ -21,7 +21,8 @@ class EmergenceStack(torch.nn.Module):
     (new parameters).
 
     ``forward(r)`` maps distributions ``(B, L, S, C)`` to Ψ ``(B, L, S, C, P)``;
-    every slice sums to 1 over ``(S, C)``.
+    every slice sums to 1 over ``(S, C)``. ``ΔΨ`` between two steps is
+    :meth:`qsem.tensors.Psi.delta` (wrap the tensors: ``Psi(psi).delta(Psi(prev))``).
     """
 
     def __init__(self, s_dim: int = 3, c_dim: int = 2, n_slices: int = 1, init: float = 4.0):
@@ -77,13 +78,3 @@ class EmergenceStack(torch.nn.Module):
         logits = torch.cat([logits, logits[heaviest : heaviest + 1]])
         self.weight_logits = torch.nn.Parameter(logits)
         return self.n_slices
-
-
-def delta_psi(psi_t: torch.Tensor, psi_prev: torch.Tensor) -> torch.Tensor:
-    """``ΔΨ = ‖Ψ_t − Ψ_{t−1}‖`` over ``(S, C)``: ``(B, L, P)`` (slices must agree)."""
-    check_tensor(psi_t, "psi_t", 5)
-    check_tensor(psi_prev, "psi_prev", 5)
-    if psi_t.shape != psi_prev.shape:
-        raise arg_error("psi_prev", f"expected shape {tuple(psi_t.shape)}, got "
-                        f"{tuple(psi_prev.shape)}")  # fmt: skip
-    return torch.linalg.vector_norm(psi_t - psi_prev, dim=(2, 3))

@@ -1,4 +1,9 @@
-"""Readout heads: Born probabilities of Ω -> log-probabilities of the three truth values."""
+"""Readout heads: Ω's Born probabilities -> log-probabilities of the three truth values.
+
+Each head says what it reads (``reads``): ``"born"``, the joint Born probabilities
+``(B, L, dS, dC, dZ)``, or ``"phi_out"``, the prediction distribution
+``Π_edge(Ω)`` ``(B, L, S, C)`` (:func:`qsem.tensors.pi_edge`).
+"""
 
 from __future__ import annotations
 
@@ -19,19 +24,26 @@ class QutritTruthHead(torch.nn.Module):
     """One-qutrit Born readout: ``P(T), P(F), P(U)`` of the S register (no parameters).
 
     The readout basis is trained through the circuit's last layer, so the head
-    itself adds nothing; ``forward(p)`` returns log-probabilities ``(B, L, 3)``.
+    itself adds nothing. ``forward(p)`` returns the log of the S marginal of ``p``
+    (clamped at ``1e-7``), ``(B, L, 3)``: ``p`` is the prediction distribution
+    ``φ_out = Π_edge(Ω)`` ``(B, L, 3, C)`` (what :class:`~qsem.models.SemanticModel`
+    passes: ``reads = "phi_out"``) or joint Born probabilities ``(B, L, 3, dC, dZ)``.
     """
 
+    reads = "phi_out"
+
     def forward(self, p: torch.Tensor) -> torch.Tensor:
-        _check_probs(p)
+        check_tensor(p, "p", 4 if isinstance(p, torch.Tensor) and p.dim() == 4 else 5)
         if p.shape[2] != 3:
             raise arg_error("p", f"the qutrit head needs an S register of dimension 3, got "
                             f"{p.shape[2]}")  # fmt: skip
-        return torch.log(p.sum(dim=(3, 4)).clamp_min(_EPS))
+        return torch.log(p.flatten(3).sum(-1).clamp_min(_EPS))
 
 
 class SoftmaxHead(torch.nn.Module):
     """Classical ``softmax(3)`` on the joint Born probabilities (a linear layer)."""
+
+    reads = "born"
 
     def __init__(self, n_outcomes: int) -> None:
         super().__init__()
@@ -50,6 +62,8 @@ class TwoQubitHead(torch.nn.Module):
     are renormalised to sum to 1 (a post-selection; the discarded mass is what
     :meth:`excluded` reports).
     """
+
+    reads = "born"
 
     def _pair(self, p: torch.Tensor) -> torch.Tensor:
         _check_probs(p)

@@ -9,7 +9,8 @@ import torch
 
 from qsem.circuits import CRY, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing, Parameter
 from qsem.circuits.errors import arg_error
-from qsem.simulators import TorchSimulator, probs, probs_bridge
+from qsem.simulators import State, TorchSimulator, probs, probs_bridge
+from qsem.tensors import Omega, omega_dims
 
 from ._checks import check_positive_int, check_tensor
 
@@ -50,11 +51,12 @@ def _qubit_angles(p: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class QuantumSemanticLayer(torch.nn.Module):
-    """Ω: one circuit per ``(b, l)``, angle encoded from classical features, Born probabilities out.
+    """Ω: one circuit per ``(b, l)``, angle encoded from classical features.
 
     Wires, most significant first: the S register (one wire of dimension
     ``s_dim``, a qutrit by default; absent when ``s_dim = 1``), the C register
-    (``⌈log2 c_dim⌉`` qubits) and the Z register (``⌈log2 z_dim⌉`` qubits).
+    (``⌈log2 c_dim⌉`` qubits) and the Z register (``⌈log2 z_dim⌉`` qubits): the
+    layout of :class:`qsem.tensors.Omega` (:func:`qsem.tensors.omega_dims`).
 
     Circuit: angle encoding. With ``encoding="linear"`` the angles are
     ``a = s (W x + β)`` (``s = angle_scale``). With ``encoding="born"`` (default)
@@ -84,7 +86,11 @@ class QuantumSemanticLayer(torch.nn.Module):
 
     ``forward(x)`` with ``x`` ``(B, L, in_features)`` returns the joint Born
     probabilities ``(B, L, dS, 2**n_c, 2**n_z)`` (a size-1 axis for an absent
-    register); they sum to 1 per ``(b, l)``.
+    register); they sum to 1 per ``(b, l)``. :meth:`simulate` runs the circuits once
+    and returns the bindings, the simulated :class:`~qsem.simulators.State` (torch
+    engine only; ``None`` on other backends, which return probabilities) and those
+    Born probabilities; :meth:`state` the State alone, :meth:`to_omega` the State as
+    a :class:`qsem.tensors.Omega`.
     """
 
     def __init__(
@@ -124,7 +130,7 @@ class QuantumSemanticLayer(torch.nn.Module):
                 "s_dim", "the circuit needs at least one wire (s_dim, c_dim or z_dim > 1)"
             )
         self.n_wires = (n_s, n_c, n_z)
-        self.dims = [self.s_dim] * n_s + [2] * (n_c + n_z)
+        self.dims = omega_dims(self.c_dim, n_z, self.s_dim)
         self.circuit, self.n_inputs, self.n_weights = self._build()
         if encoding == "born" and self.in_features != self.s_dim * self.c_dim + self.z_dim:
             raise arg_error(
@@ -208,16 +214,70 @@ class QuantumSemanticLayer(torch.nn.Module):
             self._sims[cdtype] = TorchSimulator(mode=mode, dtype=cdtype)
         return self._sims[cdtype]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_state(self) -> bool:
+        """Whether :meth:`simulate` gives the state (torch engine, no bridge)."""
+        return self.backend == "torch" and not self.bridge
+
+    def simulate(
+        self, x: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], State | None, torch.Tensor]:
+        """Run the ``B·L`` circuits once: ``(bindings, state, born)``.
+
+        ``bindings``: the circuit's parameter values (:meth:`bindings`, rows ``b·L + l``);
+        ``state``: the simulated :class:`~qsem.simulators.State` of batch ``B·L``
+        (statevector, or a factored density matrix when ``noise > 0``), or ``None``
+        on a backend other than the torch engine (or ``bridge=True``), which returns
+        Born probabilities only; ``born``: the joint Born probabilities
+        ``(B, L, dS, 2**n_c, 2**n_z)``, read from the state when there is one.
+        """
         angles = self.angles(x)
         b, length = x.shape[:2]
         params = self.bindings(angles)
-        if self.backend == "torch" and not self.bridge:
-            p = probs(self._simulator(x.dtype).run(self.circuit, params))
+        state: State | None = None
+        if self.has_state:
+            state = self._simulator(x.dtype).run(self.circuit, params)
+            p = probs(state)
         else:
             p = probs_bridge(
                 self.circuit, params, list(range(len(self.dims))), backend=self.backend
             )
         p = p.to(x.dtype)
         n_s, n_c, n_z = self.n_wires
-        return p.reshape(b, length, self.s_dim if n_s else 1, 2**n_c, 2**n_z)
+        return params, state, p.reshape(b, length, self.s_dim if n_s else 1, 2**n_c, 2**n_z)
+
+    def state(self, x: torch.Tensor) -> State:
+        """The simulated state of the ``B·L`` circuits (batch ``B·L``, row ``b·L + l``).
+
+        Torch engine only: other backends (and ``bridge=True``) return Born
+        probabilities, not a state, so this raises there (use :meth:`forward`).
+        """
+        if not self.has_state:
+            raise arg_error(
+                "backend",
+                f"the state is available on the torch engine only (backend='torch', "
+                f"bridge=False), got backend={self.backend!r}, bridge={self.bridge}; "
+                "other backends give the Born probabilities (forward)",
+            )
+        state = self.simulate(x)[1]
+        assert state is not None
+        return state
+
+    def to_omega(self, state: State, batch: int, length: int, *, check: bool = False) -> Omega:
+        """``state`` (from :meth:`simulate`, batch ``B·L``) as Ω ``(B, L, S, C, 1, Z, Psi)``.
+
+        ``C`` is the C register (``2**n_c`` states, ``c_dim`` of them categories),
+        ``S = 1`` when there is no S wire; one state per (b, l), P = 1.
+        """
+        n_s, n_c, _ = self.n_wires
+        return Omega.from_state(
+            state,
+            n_c,
+            shape=(batch, length, 1),
+            n_categories=self.c_dim,
+            s_wire=bool(n_s),
+            check=check,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.simulate(x)[2]
