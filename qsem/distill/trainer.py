@@ -231,18 +231,6 @@ def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
     circuit bindings, ``ops`` the Φ operators.
     """
     inter = model.intermediates(tokens)  # type: ignore[operator]
-    if "phi_out" not in inter:  # TEMPORARY until the hier branch is merged
-        om = model.omega  # type: ignore[union-attr]
-        params = om.bindings(om.angles(inter["features"]))
-        st = om._simulator(inter["features"].dtype).run(om.circuit, params)
-        born = inter["omega"]
-        return {
-            "phi": born.sum(-1)[..., : model.cfg.c_dim],
-            "omega": st,  # type: ignore[union-attr]
-            "omega_params": params,
-            "circuit": om.circuit,
-            "ops": inter["ops"],
-        }
     return {
         "phi": inter["phi_out"],
         "omega": inter["omega"],
