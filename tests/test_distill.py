@@ -98,7 +98,7 @@ def test_weights_combine_and_no_labels_gives_zero_hard_term_with_a_gradient_path
     soft, _ = self_distillation_loss(s, t, none, temperature=2.0, w_soft=1.0, w_hard=0.0)
     both, parts = self_distillation_loss(s, t, none, temperature=2.0, w_soft=0.3, w_hard=5.0)
     assert parts["hard"] == 0.0 and parts["labelled"] == 0
-    assert float(both.detach()) == pytest.approx(0.3 * float(soft), abs=ATOL_F64)
+    assert float(both.detach()) == pytest.approx(0.3 * float(soft.detach()), abs=ATOL_F64)
     both.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all()
     only_hard, _ = self_distillation_loss(s, None, none)
