@@ -37,7 +37,8 @@ import torch
 
 from qsem.circuits.errors import arg_error
 from qsem.emergence import Detector, EmergencePotential, Event
-from qsem.simulators import State, bures_angle, normalized_overlap
+from qsem.simulators import State, bures_angle, estimate_overlap, normalized_overlap
+from qsem.simulators.shot_estimates import estimate_from_counts
 from qsem.tensors import nci_avg
 
 __all__ = [
@@ -103,8 +104,6 @@ def pool_estimates(est: Any, confidence: float = 0.95) -> Any:
     different ``F`` make the pooled count less dispersed than a binomial, so the
     interval is conservative.
     """
-    from qsem.simulators.shot_estimates import estimate_from_counts
-
     p0 = torch.as_tensor(est.p0, dtype=torch.float64).reshape(-1)
     k = int(torch.round(p0 * est.shots).sum())
     return estimate_from_counts(
@@ -181,8 +180,6 @@ class EmergenceProbe:
             for kind, (backend, keep) in self.shot_backends.items():
                 if params is None or self.prev_params is None:
                     break
-                from qsem.simulators import estimate_overlap  # TEMPORARY lazy until emlib
-
                 n = phi.shape[0]
                 est = estimate_overlap(
                     out["circuit"], _rows(params, n, keep), _rows(self.prev_params, n, keep),

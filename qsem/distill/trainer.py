@@ -95,11 +95,11 @@ class DistillConfig:
     #: detectors whose events append a slice (others are recorded only)
     trigger: tuple[str, ...] = ("adaptive",)
     theta_frobenius: float = 0.05
-    adaptive_k: float = 5.0
-    adaptive_window: int = 30
+    adaptive_k: float = 3.0
+    adaptive_window: int = 10
     adaptive_min_history: int = 10
-    theta_l1: float = 0.5
-    theta_quantum: float = 1e-3
+    theta_l1: float = 5.0
+    theta_quantum: float = 1e-2
     #: shots per probe query of quantum_shots / quantum_aer (compute–uncompute estimate)
     shots: int = 1000
     #: probe queries the Aer estimate covers (the first ones; 0: all)

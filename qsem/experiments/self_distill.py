@@ -58,7 +58,7 @@ class SelfDistillConfig(KleeneConfig):
     """Config of ``qsem run self-distill``: the Kleene keys, the seeds, the loop (``distill.*``)."""
 
     label_fraction: float = 0.1
-    epochs: int = 20
+    epochs: int = 12
     n_seeds: int = 5
     #: training queries in the fixed probe batch
     probe_size: int = 64
