@@ -8,11 +8,13 @@ EmergenceStack) whose Ω is the statevector ``sqrt φ`` (a valid pure state).
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from typing import Any
 
 import pytest
 import torch
+from conftest import ATOL_F64, SHOT_SIGMAS
 
 from qsem.circuits import TRY, Circuit, Parameter
 from qsem.distill import (
@@ -31,8 +33,6 @@ from qsem.layers import EmergenceStack
 from qsem.runner import ConfigError
 from qsem.simulators import TorchSimulator
 
-from conftest import ATOL_F64, SHOT_SIGMAS
-
 # --------------------------------------------------------------------------------------
 # losses
 # --------------------------------------------------------------------------------------
@@ -40,6 +40,10 @@ from conftest import ATOL_F64, SHOT_SIGMAS
 
 def _kl(p: list[float], q: list[float]) -> float:
     return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True) if a > 0)
+
+
+def _flat(rows: list[list[float]]) -> list[float]:
+    return [x for row in rows for x in row]
 
 
 def _tempered(p: list[float], tau: float) -> list[float]:
@@ -63,7 +67,7 @@ def test_soft_term_is_tau_squared_kl_of_tempered_distributions(tau: float) -> No
     loss, parts = self_distillation_loss(
         s, t, torch.tensor([-1, -1]), temperature=tau, w_soft=1.0, w_hard=0.0
     )
-    flat = [sum(x, []) for x in (PHI_S, PHI_S2, PHI_T, PHI_T2)]
+    flat = [_flat(x) for x in (PHI_S, PHI_S2, PHI_T, PHI_T2)]
     kl = [_kl(_tempered(flat[2 + i], tau), _tempered(flat[i], tau)) for i in range(2)]
     expected = tau * tau * sum(kl) / 2  # mean over the B·L = 2 positions
     assert float(loss) == pytest.approx(expected, abs=ATOL_F64)
@@ -75,7 +79,7 @@ def test_temper_is_the_renormalised_power() -> None:
     p = _phi(PHI_S)
     for tau in (0.5, 3.0):
         got = temper(p, tau).flatten().tolist()
-        assert got == pytest.approx(_tempered(sum(PHI_S, []), tau), abs=ATOL_F64)
+        assert got == pytest.approx(_tempered(_flat(PHI_S), tau), abs=ATOL_F64)
     assert soft_target_loss(torch.zeros(1, 2), torch.tensor([[0.0, 1.0]]), 1.0).item() == (
         pytest.approx(_kl([1 / (1 + math.e), math.e / (1 + math.e)], [0.5, 0.5]), abs=1e-7)
     )
@@ -102,7 +106,7 @@ def test_weights_combine_and_no_labels_gives_zero_hard_term_with_a_gradient_path
     both.backward()
     assert s.grad is not None and torch.isfinite(s.grad).all()
     only_hard, _ = self_distillation_loss(s, None, none)
-    assert float(only_hard) == 0.0 and only_hard.requires_grad
+    assert float(only_hard.detach()) == 0.0 and only_hard.requires_grad
 
 
 def test_loss_rejects_bad_arguments() -> None:
@@ -150,8 +154,8 @@ def test_probe_dphi_and_epot_on_a_hand_made_sequence() -> None:
         recs.append(rec)
         events += ev
     assert recs[0] == {}  # nothing to compare with yet
-    d1 = [a - b for a, b in zip(sum(PHI_S2, []), sum(PHI_S, []), strict=True)]
-    d2 = [a - b for a, b in zip(sum(PHI_T2, []), sum(PHI_T, []), strict=True)]
+    d1 = [a - b for a, b in zip(_flat(PHI_S2), _flat(PHI_S), strict=True)]
+    d2 = [a - b for a, b in zip(_flat(PHI_T2), _flat(PHI_T), strict=True)]
     fro = [math.sqrt(sum(x * x for x in d)) for d in (d1, d2)]
     assert recs[1]["dphi_fro"] == pytest.approx(fro[0], abs=ATOL_F64)
     assert recs[1]["dphi_l1"] == pytest.approx(sum(map(abs, d1)), abs=ATOL_F64)
@@ -336,7 +340,7 @@ def test_max_slices_and_refractory_cap_the_slices() -> None:
     _steps(loop, 0, 30)
     steps = [e["step"] for e in loop.events if e["appended"]]
     assert model.emergence.n_slices == LOOP_CFG.max_slices == 1 + len(steps)
-    assert all(b - a > LOOP_CFG.refractory for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b - a > LOOP_CFG.refractory for a, b in itertools.pairwise(steps))
 
 
 def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -374,8 +378,10 @@ def test_resumed_loop_equals_uninterrupted(teacher: str) -> None:
     got, want = _params(model2), _params(ref_model)
     assert got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in want)
-    assert all(torch.equal(a, b) for a, b in zip(
-        loop2.teacher.state_dict().values(), ref.teacher.state_dict().values(), strict=True))  # fmt: skip
+    teachers = zip(
+        loop2.teacher.state_dict().values(), ref.teacher.state_dict().values(), strict=True
+    )
+    assert all(torch.equal(a, b) for a, b in teachers)
 
 
 def test_config_errors_name_the_key() -> None:
