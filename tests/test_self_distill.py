@@ -66,6 +66,9 @@ def test_smoke_run_writes_results_plot_and_events(tiny_run) -> None:
     assert probes and all(keys <= set(r) for r in probes)
     assert any("q_distance_aer" in r for r in probes if r["seed"] == 0)
     assert (out / "emergence.png").read_bytes()[:8] == PNG
+    agree = res["shot_agreement"]
+    assert set(agree) == {"quantum_shots", "quantum_aer"}
+    assert all(0.0 <= a["coverage"] <= 1.0 and a["probes"] > 0 for a in agree.values())
 
 
 @pytest.mark.parametrize(

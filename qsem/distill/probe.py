@@ -15,7 +15,8 @@ the previous probe (DESIGN.md §7):
   bindings at ``t`` and ``prev`` (:func:`qsem.simulators.estimate_overlap`, on
   the torch engine or any backend); the ``N`` queries' outcomes are pooled into
   one estimate of the mean ``F`` with a confidence interval
-  (:func:`pool_estimates`), ``q_distance_shots = 1 − F̂``;
+  (:func:`pool_estimates`), ``q_distance_shots = 1 − F̂`` (``q_distance_aer`` on
+  Aer, with ``q_distance_aer_exact``: the exact value on the queries it covers);
 * ``nci_avg``: the mean over probe queries of :func:`qsem.tensors.nci_avg` of
   the Φ operators;
 * ``E_pot`` from :class:`~qsem.emergence.EmergencePotential` fed
@@ -191,6 +192,9 @@ class EmergenceProbe:
                 rec[key] = 1 - float(pooled.estimate)
                 rec[key + "_low"] = 1 - float(pooled.high)
                 rec[key + "_high"] = 1 - float(pooled.low)
+                if keep is not None and state is not None and self.prev_state is not None:
+                    near = normalized_overlap(state[:keep], self.prev_state[:keep])
+                    rec[key + "_exact"] = float(1 - near.mean())  # the same queries, exactly
                 signals[SIGNALS[kind]] = pooled
             pot = self.potential.update(
                 rec["dphi_fro"], theta=rec.get("bures", 0.0), nci=rec.get("nci_avg", 0.0)

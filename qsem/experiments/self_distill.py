@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from qsem.distill import DistillConfig, SelfDistiller
+from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.checkpoint import get_rng_state, set_rng_state
@@ -41,7 +41,7 @@ from qsem.runner.info import torch_threads
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 from .qutrit_vs_classical import paired_tests
 
-__all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run"]
+__all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run", "shot_agreement"]
 
 ARMS = ("hard", "distill")
 
@@ -184,6 +184,30 @@ def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, An
     }
 
 
+def shot_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shot estimates of the quantum distance against the exact one, over every probe.
+
+    Per shot kind: the probes compared, the fraction whose interval covers the
+    exact distance of the same queries (Aer estimates the first
+    ``distill.aer_queries`` probe queries only), and the mean absolute difference.
+    """
+    probes = [r for r in records if r.get("kind") == "probe" and "q_distance" in r]
+    out: dict[str, Any] = {}
+    for kind, key in SHOT_KEYS.items():
+        rows = [r for r in probes if r.get(key) is not None]
+        if not rows:
+            continue
+        exact = [r.get(key + "_exact", r["q_distance"]) for r in rows]
+        cover = [r[key + "_low"] <= e <= r[key + "_high"] for r, e in zip(rows, exact, strict=True)]
+        out[kind] = {
+            "probes": len(rows),
+            "coverage": sum(cover) / len(rows),
+            "mean_abs_diff": sum(abs(r[key] - e) for r, e in zip(rows, exact, strict=True))
+            / len(rows),
+        }
+    return out
+
+
 def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[str, Any]) -> Any:
     """Δφ, E_pot and the quantum distances over training (seed ``seed``), with the events."""
     from matplotlib.figure import Figure
@@ -257,6 +281,7 @@ def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.echo(f"self-distill: seed {seed} {arm}: test accuracy {result['test_accuracy']:.3f}")
         ctx.checkpoint((i + 1) * cfg.epochs, {"done": done, "current": None}, force=True)
     summary = _summary(done, cfg)
+    summary["shot_agreement"] = shot_agreement(ctx.records())
     ctx.save_figure(plot_emergence(ctx.records(), seeds[0], summary), "emergence.png")
     return {
         **summary,
