@@ -390,7 +390,7 @@ def test_config_errors_name_the_key() -> None:
         ({"teacher": "oracle"}, "teacher"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"detectors": ("frobenius", "psychic")}, "detectors"),
-        ({"trigger": ("frobenius",)}, "trigger"),
+        ({"trigger": ("quantum_aer",)}, "trigger"),
         ({"probe_every": 0}, "probe_every"),
         ({"epot_alphas": (1.0, 2.0)}, "epot_alphas"),
         ({"detectors": ("quantum_shots",), "trigger": (), "shots": 0}, "shots"),

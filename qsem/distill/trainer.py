@@ -91,10 +91,10 @@ class DistillConfig:
     probe_every: int = 10
     #: detectors, by kind: frobenius, adaptive, bocpd (default settings), l1 (on Δφ),
     #: quantum (exact), quantum_shots (torch engine), quantum_aer (Aer)
-    detectors: tuple[str, ...] = ("adaptive", "l1", "quantum")
+    detectors: tuple[str, ...] = ("frobenius", "adaptive", "l1", "quantum")
     #: detectors whose events append a slice (others are recorded only)
-    trigger: tuple[str, ...] = ("adaptive",)
-    theta_frobenius: float = 0.05
+    trigger: tuple[str, ...] = ("frobenius",)
+    theta_frobenius: float = 0.5
     adaptive_k: float = 3.0
     adaptive_window: int = 10
     adaptive_min_history: int = 10

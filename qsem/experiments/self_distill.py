@@ -10,8 +10,9 @@ the seed) two models are trained with the same data, epochs and optimiser
 * ``distill``: :class:`qsem.distill.SelfDistiller` — soft ``τ²·KL`` against an
   EMA teacher on every query plus the masked hard term, probes every
   ``distill.probe_every`` steps on a fixed probe batch of ``probe_size``
-  training queries, detectors (classical adaptive / L1 on Δφ, quantum on Ω
-  exact and with shots), slices appended at the trigger detector's events.
+  training queries, detectors (classical Frobenius / adaptive / L1 on Δφ,
+  quantum on Ω exact and with shots), slices appended at the events of the
+  trigger detector (Frobenius, ``Δφ > θ_emg``, DESIGN.md §7's default).
 
 For the first ``aer_seeds`` seeds the shot estimate also runs on Qiskit Aer
 (:class:`qsem.simulators.aer.AerBackend`, detector ``quantum_aer``) on the first
@@ -48,8 +49,8 @@ ARMS = ("hard", "distill")
 
 def _default_distill() -> DistillConfig:
     return DistillConfig(
-        detectors=("adaptive", "l1", "quantum", "quantum_shots", "quantum_aer"),
-        trigger=("adaptive",),
+        detectors=("frobenius", "adaptive", "l1", "quantum", "quantum_shots", "quantum_aer"),
+        trigger=("frobenius",),
     )
 
 
@@ -231,7 +232,7 @@ def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[st
             ax_q.plot(*zip(*pts, strict=True), lw=0.8, label=label)
     ax_q.set(ylabel="quantum distance", xlabel="optimiser step", yscale="symlog")
     ax_q.set_yscale("symlog", linthresh=1e-4)
-    colours = {"adaptive": "k", "frobenius": "k", "l1": "#7570b3", "quantum": "#1b9e77",
+    colours = {"adaptive": "#a6761d", "frobenius": "k", "l1": "#7570b3", "quantum": "#1b9e77",
                "quantum_shots": "#e7298a", "quantum_aer": "#66a61e"}  # fmt: skip
     seen: set[str] = set()
     for e in events:
