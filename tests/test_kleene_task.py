@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,12 +26,10 @@ from qsem.tasks.kleene import (
     Rule,
     chain_label,
     forward_chain,
-    generate_kb,
     make_dataset,
     solve_query,
     tokenize,
 )
-from qsem.truth import Truth, kleene_and, kleene_not
 
 SMALL = KleeneTaskConfig(n_entities=12, queries_per_kb=12)
 
@@ -87,23 +84,28 @@ def test_solver_or_of_two_rules_and_contradiction() -> None:
         forward_chain(bad)
 
 
-def test_chain_label_uses_kleene_conjunction() -> None:
-    """An independent check of the conjunction: qsem.truth's Kleene AND/NOT."""
-    rng = np.random.default_rng(3)
-    cfg = replace(SMALL, max_side=2, base_predicates=4)
-    for _ in range(5):
-        kb = generate_kb(cfg, rng)
-        for p in range(kb.n_predicates):
-            if kb.level[p] == 0:
-                continue
-            rule = kb.rules[kb.rule_for[p]]
-            for e in range(kb.n_entities):
-                body = Truth.T
-                for lit in rule.body:
-                    v = Truth(chain_label(kb, lit.pred, e))
-                    body = kleene_and(body, v if lit.positive else kleene_not(v))
-                want = (TRUE if rule.head.positive else FALSE) if body == Truth.T else UNKNOWN
-                assert chain_label(kb, p, e) == want
+def test_chain_label_kleene_table_by_hand() -> None:
+    """Rule ``¬b0(x) ∧ b1(x) -> h(x)`` on all nine fact combinations, labels by hand.
+
+    ``¬b0``: T->F, F->T, U->U; AND: F dominates, then U; only a T body derives ``h``.
+    """
+    statuses = {TRUE: True, FALSE: False, UNKNOWN: None}
+    combos = [(s0, s1) for s0 in (TRUE, FALSE, UNKNOWN) for s1 in (TRUE, FALSE, UNKNOWN)]
+    facts = {}
+    for e, (s0, s1) in enumerate(combos):
+        for pred, status in ((0, s0), (1, s1)):
+            if statuses[status] is not None:
+                facts[(pred, e)] = statuses[status]
+    rule = Rule((Literal(0, False), Literal(1)), Literal(2))
+    kb = KnowledgeBase(len(combos), 3, [0, 0, 1], facts, [rule])
+    # body = ¬b0 ∧ b1 per (b0, b1): T only for (F, T); then h = T, else U
+    by_hand = {(FALSE, TRUE): TRUE}
+    for e, combo in enumerate(combos):
+        assert chain_label(kb, 2, e) == by_hand.get(combo, UNKNOWN), combo
+    neg = KnowledgeBase(len(combos), 3, [0, 0, 1], facts, [Rule(rule.body, Literal(2, False))])
+    assert [chain_label(neg, 2, e) for e in range(len(combos))] == [
+        FALSE if c == (FALSE, TRUE) else UNKNOWN for c in combos
+    ]
 
 
 # --------------------------------------------------------------------------

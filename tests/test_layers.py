@@ -352,6 +352,11 @@ def test_heads_hand_computed() -> None:
     torch.testing.assert_close(
         QutritTruthHead()(p).exp(), torch.tensor([[[0.3, 0.3, 0.4]]], dtype=F64)
     )
+    # the same from a distribution over S×C (φ_out, what SemanticModel passes)
+    torch.testing.assert_close(
+        QutritTruthHead()(p.sum(-1)).exp(), torch.tensor([[[0.3, 0.3, 0.4]]], dtype=F64)
+    )
+    assert QutritTruthHead.reads == "phi_out" and TwoQubitHead.reads == SoftmaxHead.reads == "born"
     # two qubits (S absent): |00>=.4, |01>=.3, |10>=.2, |11>=.1 -> renormalised over three
     q = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=F64).reshape(1, 1, 1, 2, 2)
     head = TwoQubitHead()

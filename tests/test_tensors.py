@@ -48,6 +48,7 @@ from qsem.tensors import (
     nci_avg,
     omega_dims,
     pi_edge,
+    pi_edge_born,
     pi_edge_compressed,
     semantic_embedding,
     top_slices,
@@ -204,6 +205,17 @@ def test_nci_avg_over_adjacent_positions() -> None:
         torch.stack([torch.stack([PX, PZ]), torch.stack([PX, PX])]), 2, 1
     )
     close(batched.nci_avg(), [math.sqrt(2), 0.0])
+    # masked: only pairs of two real positions count (padding = identity, NCI 0)
+    eye = torch.eye(2)
+    ops = torch.stack([torch.stack([PX, PZ, eye, eye]), torch.stack([PX, PX, PZ, eye])])
+    mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
+    close(nci_avg(ops, mask), [math.sqrt(2), math.sqrt(2) / 2])
+    close(nci_avg(ops), [math.sqrt(2) / 3, math.sqrt(2) / 3])
+    close(nci_avg(ops, torch.zeros(2, 4, dtype=torch.bool)), [0.0, 0.0])
+    with pytest.raises(QsemValueError, match="argument 'mask'"):
+        nci_avg(ops, mask[:, :3])
+    with pytest.raises(QsemTypeError, match="argument 'mask'"):
+        nci_avg(ops, mask.float())
 
 
 def test_nci_gradients_against_finite_differences() -> None:
@@ -370,10 +382,63 @@ def test_pi_edge_renormalises_unused_category_states() -> None:
 
 @pytest.mark.parametrize(
     ("n_categories", "n_z", "s", "dims"),
-    [(1, 0, 3, [3]), (2, 1, 3, [3, 2, 2]), (3, 0, 3, [3, 2, 2]), (5, 2, 2, [2, 2, 2, 2, 2, 2])],
+    [
+        (1, 0, 3, [3]),
+        (2, 1, 3, [3, 2, 2]),
+        (3, 0, 3, [3, 2, 2]),
+        (5, 2, 2, [2, 2, 2, 2, 2, 2]),
+        (3, 1, 1, [2, 2, 2]),  # s = 1: no S wire
+    ],
 )
 def test_omega_dims(n_categories: int, n_z: int, s: int, dims: list[int]) -> None:
     assert omega_dims(n_categories, n_z, s) == dims
+
+
+def test_omega_without_an_s_wire() -> None:
+    """Register [2, 2, 2] = C (2 qubits, 3 categories) + Z (1 qubit), no S wire (S = 1)."""
+    circuit = Circuit([2, 2, 2]).add(
+        RY(Parameter("t"), wires=0), H(wires=1), CNOT(wires=[0, 2]), RY(0.4, wires=2)
+    )
+    state = TorchSimulator(dtype=C128).run(circuit, {"t": THETAS})
+    omega = Omega.from_state(state, n_c=2, n_categories=3, s_wire=False)
+    assert omega.sizes == {"B": 3, "L": 1, "S": 1, "C": 4, "P": 1, "Z": 2, "Psi": 1}
+    assert omega.dims == [2, 2, 2] and omega.s_wire is None
+    assert omega.c_wires == [0, 1] and omega.z_wires == [2]
+    back = omega.to_state()
+    assert back.mode == "statevector" and back.dims == (2, 2, 2)
+    close(back.vector, state.vector)
+    p = probs(state, wires=[0, 1])[:, :3]
+    close(pi_edge(omega, reduce_b=False).data[:, 0, 0], p / p.sum(-1, keepdim=True))
+    # the same layout read from the vectors, and from ρ
+    vec = Omega.from_vectors(state.vector.reshape(3, 1, 1, 1, 8), [2, 2, 2], 2, s_wire=False)
+    close(vec.data, omega.data)
+    rho = state.density_matrix.reshape(3, 1, 1, 8, 8)
+    dm = Omega.from_density_matrices(rho, [2, 2, 2], 2, s_wire=False)
+    close(dm.density_matrices(), rho, atol=1e-10)
+
+
+def test_pure_omega_to_state_is_a_statevector_and_mixed_is_factored() -> None:
+    pure = random_omega((2, 3, 3, 2, 2, 2, 1))
+    st = pure.to_state()
+    assert st.mode == "statevector" and st.batch_size == 2 * 3 * 2
+    close(st.density_matrix.reshape(2, 3, 2, 12, 12), pure.density_matrices())
+    mixed = random_omega((2, 3, 3, 2, 2, 2, 3))
+    st = mixed.to_state()
+    assert st.mode == "density_matrix" and st.rank == 3
+    close(st.density_matrix.reshape(2, 3, 2, 12, 12), mixed.density_matrices())
+
+
+def test_pi_edge_born_is_pi_edge_on_born_weights() -> None:
+    omega = random_omega((2, 3, 3, 4, 2, 2, 2), n_categories=3)
+    wp = torch.tensor([0.3, 0.7], dtype=F64)
+    for reduce_b in (True, False):
+        want = pi_edge(omega, weights_p=wp, reduce_b=reduce_b).data
+        got = pi_edge_born(omega.born(), 3, weights_p=wp, reduce_b=reduce_b).data
+        close(got, want)
+    # by hand: restrict to the categories, renormalise, mix the slices
+    born = omega.born()[:, :, :, :3]
+    born = born / born.sum(dim=(2, 3), keepdim=True)
+    close(pi_edge_born(omega.born(), 3, reduce_b=False).data, born.mean(-1))
 
 
 def test_pi_edge_hand_state_with_slices_and_weights() -> None:
@@ -595,6 +660,15 @@ def test_top_slice_selection() -> None:
             "argument 'shape'",
         ),
         (lambda: pi_edge(torch.ones(3)), QsemTypeError, "argument 'omega'"),
+        (lambda: pi_edge_born(torch.ones(2, 3), 1), QsemValueError, "argument 'born'"),
+        (lambda: pi_edge_born(torch.ones(1, 1, 3, 2, 1), 3), QsemValueError, "'n_categories'"),
+        (
+            lambda: Omega.from_vectors(
+                torch.ones(1, 1, 1, 1, 6, dtype=C128) / 6**0.5, [3, 2], n_c=1, s_wire=False
+            ),
+            DimensionError,
+            r"argument 'dims'.*s_wire=False",
+        ),
         (lambda: omega_dims(0), QsemValueError, "argument 'n_categories'"),
         (lambda: omega_dims(2, n_z=-1), QsemValueError, "argument 'n_z'"),
         (

@@ -7,6 +7,7 @@ import math
 import torch
 
 from qsem.circuits.errors import arg_error
+from qsem.tensors import Lambda
 
 from ._checks import check_positive_int, check_tensor
 
@@ -62,9 +63,11 @@ class EmergenceStack(torch.nn.Module):
         return psi.reshape(*r.shape[:2], self.s_dim, self.c_dim, self.n_slices)
 
     def mix(self, psi: torch.Tensor) -> torch.Tensor:
-        """``Σ_p α_p Ψ[..., p]``: ``(B, L, S, C)``."""
+        """``Σ_p α_p Ψ[..., p]``: ``(B, L, S, C)`` — ``proj_{Z→S,C}`` of Ψ read as a Λ
+        with one latent component (:meth:`qsem.tensors.Lambda.project`)."""
         check_tensor(psi, "psi", 5)
-        return psi @ self.alpha.to(psi.dtype)
+        lam = Lambda(psi[..., None], check=False)
+        return lam.project(weights_p=self.alpha.to(psi.dtype), check=False).data
 
     @torch.no_grad()
     def add_slice(self) -> int:

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from qsem.circuits.errors import QsemValueError, arg_error
+from qsem.truth import Truth, kleene_and, kleene_not
 
 __all__ = [
     "FALSE",
@@ -82,7 +83,8 @@ __all__ = [
     "tokenize",
 ]
 
-TRUE, FALSE, UNKNOWN = 0, 1, 2
+#: label codes: the qutrit truth codes of :class:`qsem.truth.Truth`
+TRUE, FALSE, UNKNOWN = int(Truth.T), int(Truth.F), int(Truth.U)
 LABELS = ("T", "F", "U")
 
 # token ids -------------------------------------------------------------------
@@ -282,21 +284,21 @@ def generate_kb(cfg: KleeneTaskConfig, rng: np.random.Generator) -> KnowledgeBas
 
 
 def chain_label(kb: KnowledgeBase, pred: int, entity: int) -> int:
-    """Answer by Kleene evaluation along the unique proof chain (the generator's labels)."""
+    """Answer by Kleene evaluation along the unique proof chain (the generator's labels).
+
+    The body is the Kleene conjunction (:func:`qsem.truth.kleene_and`) of its
+    literals, a negated literal the Kleene negation (:func:`qsem.truth.kleene_not`)
+    of its atom's label; the label codes are the truth codes (T = 0, F = 1, U = 2).
+    """
     if kb.level[pred] == 0:
         return kb.status(pred, entity)
     rule = kb.rules[kb.rule_for[pred]]
-    body = TRUE
+    body = Truth.T
     for lit in rule.body:
-        v = chain_label(kb, lit.pred, entity)
-        lit_v = v if lit.positive or v == UNKNOWN else (FALSE if v == TRUE else TRUE)
-        # Kleene AND on {T, F, U}: F dominates, then U
-        if lit_v == FALSE or body == FALSE:
-            body = FALSE
-        elif lit_v == UNKNOWN or body == UNKNOWN:
-            body = UNKNOWN
+        v = Truth(chain_label(kb, lit.pred, entity))
+        body = kleene_and(body, v if lit.positive else kleene_not(v))
     # open world: only a satisfied body derives anything
-    if body != TRUE:
+    if body != Truth.T:
         return UNKNOWN
     return TRUE if rule.head.positive else FALSE
 
