@@ -203,6 +203,14 @@ def test_probe_nci_is_the_mean_over_queries() -> None:
     rec, _ = probe.observe(1, {"phi": _phi(PHI_S, PHI_S), "ops": ops})
     # ‖[A, Aᵀ]‖_F = ‖diag(1, -1)‖_F = √2, ‖A‖_F = 1: NCI = √2 for query 0, 0 for query 1
     assert rec["nci_avg"] == pytest.approx(math.sqrt(2) / 2, abs=ATOL_F64)
+    # a padded third position (the identity) counts only without the mask
+    eye = torch.eye(2, dtype=torch.float64)
+    ops = torch.stack([a, b, eye])[None]  # (1, 3, 2, 2): pairs (A, Aᵀ) -> √2, (Aᵀ, I) -> 0
+    rec, _ = _probe().observe(1, {"phi": _phi(PHI_S), "ops": ops})
+    assert rec["nci_avg"] == pytest.approx(math.sqrt(2) / 2, abs=ATOL_F64)
+    mask = torch.tensor([[True, True, False]])
+    rec, _ = _probe().observe(1, {"phi": _phi(PHI_S), "ops": ops, "mask": mask})
+    assert rec["nci_avg"] == pytest.approx(math.sqrt(2), abs=ATOL_F64)
 
 
 def test_probe_shot_estimate_covers_the_exact_distance() -> None:

@@ -14,7 +14,7 @@ Kleene task; see ``docs/distill.md``.
 """
 
 from .losses import ema_update, self_distillation_loss, soft_target_loss, temper, truth_log_probs
-from .probe import EPOT_TERMS, SHOT_KEYS, SIGNALS, EmergenceProbe, pool_estimates, state_tensor
+from .probe import EPOT_TERMS, SHOT_KEYS, SIGNALS, EmergenceProbe, state_tensor
 from .trainer import (
     DistillConfig,
     Forward,
@@ -28,7 +28,7 @@ from .trainer import (
 __all__ = [
     "EPOT_TERMS", "SHOT_KEYS", "SIGNALS", "DistillConfig", "EmergenceProbe", "Forward",
     "SelfDistiller",
-    "append_slice", "default_forward", "ema_update", "make_detectors", "pool_estimates",
+    "append_slice", "default_forward", "ema_update", "make_detectors",
     "self_distillation_loss", "semantic_outputs", "soft_target_loss", "state_tensor", "temper",
     "truth_log_probs",
 ]  # fmt: skip

@@ -15,10 +15,11 @@ the previous probe (DESIGN.md §7):
   bindings at ``t`` and ``prev`` (:func:`qsem.simulators.estimate_overlap`, on
   the torch engine or any backend); the ``N`` queries' outcomes are pooled into
   one estimate of the mean ``F`` with a confidence interval
-  (:func:`pool_estimates`), ``q_distance_shots = 1 − F̂`` (``q_distance_aer`` on
+  (:meth:`~qsem.simulators.shot_estimates.OverlapEstimate.pooled`: ``Σ`` counts
+  over ``N · shots`` trials), ``q_distance_shots = 1 − F̂`` (``q_distance_aer`` on
   Aer, with ``q_distance_aer_exact``: the exact value on the queries it covers);
 * ``nci_avg``: the mean over probe queries of :func:`qsem.tensors.nci_avg` of
-  the Φ operators;
+  the Φ operators (over pairs of real positions when the outputs carry a ``mask``);
 * ``E_pot`` from :class:`~qsem.emergence.EmergencePotential` fed
   ``(dphi_fro, bures, nci_avg)``: ``e_norm, theta, nci_avg, v_t, e_pot, critical``
   and the four weighted terms ``epot_e_norm = α1·E_norm``, ``epot_theta = α2·θ``,
@@ -39,7 +40,6 @@ import torch
 from qsem.circuits.errors import arg_error
 from qsem.emergence import Detector, EmergencePotential, Event
 from qsem.simulators import State, bures_angle, estimate_overlap, normalized_overlap
-from qsem.simulators.shot_estimates import estimate_from_counts
 from qsem.tensors import nci_avg
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "SHOT_KEYS",
     "SIGNALS",
     "EmergenceProbe",
-    "pool_estimates",
     "state_tensor",
 ]
 
@@ -92,24 +91,6 @@ def state_tensor(omega: Any) -> torch.Tensor:
     if isinstance(omega, torch.Tensor):
         return omega.detach()
     raise arg_error("omega", f"expected an Omega, a State or a tensor, got {type(omega).__name__}")
-
-
-def pool_estimates(est: Any, confidence: float = 0.95) -> Any:
-    """Pool per-query shot estimates of ``F`` into one estimate of the mean ``F``.
-
-    ``est``: an :class:`~qsem.simulators.shot_estimates.OverlapEstimate` over ``N``
-    queries (its event fraction ``p0`` is affine in ``F``, so the pooled fraction is
-    the same map of the mean ``F``): ``Σ k_n`` counted outcomes in ``N · shots``
-    trials give one estimate with its interval
-    (:func:`~qsem.simulators.shot_estimates.estimate_from_counts`). Queries with
-    different ``F`` make the pooled count less dispersed than a binomial, so the
-    interval is conservative.
-    """
-    p0 = torch.as_tensor(est.p0, dtype=torch.float64).reshape(-1)
-    k = int(torch.round(p0 * est.shots).sum())
-    return estimate_from_counts(
-        k, est.shots * p0.numel(), confidence=confidence, method=est.method, mapping=est.mapping
-    )
 
 
 class EmergenceProbe:
@@ -164,7 +145,7 @@ class EmergenceProbe:
         rec: dict[str, Any] = {}
         signals: dict[str, Any] = {"phi": phi}
         if out.get("ops") is not None:
-            rec["nci_avg"] = float(nci_avg(out["ops"].detach()).mean())
+            rec["nci_avg"] = float(nci_avg(out["ops"].detach(), out.get("mask")).mean())
         state = state_tensor(out["omega"]) if out.get("omega") is not None else None
         params = out.get("omega_params")
         if params is not None:
@@ -187,7 +168,7 @@ class EmergenceProbe:
                     shots=self.shots, seed=self.seed + step, backend=backend,
                     confidence=self.confidence,
                 )  # fmt: skip
-                pooled = pool_estimates(est, self.confidence)
+                pooled = est.pooled()
                 key = SHOT_KEYS[kind]
                 rec[key] = 1 - float(pooled.estimate)
                 rec[key + "_low"] = 1 - float(pooled.high)

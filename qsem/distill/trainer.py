@@ -228,7 +228,8 @@ def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
 
     ``phi`` is ``phi_out`` of the intermediates (the prediction distribution the
     loop distils), ``omega`` the Ω state, ``omega_params`` and ``circuit`` Ω's
-    circuit bindings, ``ops`` the Φ operators.
+    circuit bindings, ``ops`` the Φ operators and ``mask`` the real (non-padding)
+    positions.
     """
     inter = model.intermediates(tokens)  # type: ignore[operator]
     return {
@@ -237,6 +238,7 @@ def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, 
         "omega_params": inter["omega_params"],
         "circuit": model.omega.circuit,  # type: ignore[union-attr]
         "ops": inter["ops"],
+        "mask": tokens != 0,
     }
 
 
