@@ -26,6 +26,7 @@ epoch of every (seed, arm); ``--resume`` continues where it stopped.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -170,8 +171,8 @@ def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, An
         "accuracy": {
             arm: {
                 "per_seed": acc[arm],
-                "mean": float(torch.tensor(acc[arm]).mean()),
-                "std": float(torch.tensor(acc[arm]).std()) if len(seeds) > 1 else 0.0,
+                "mean": statistics.fmean(acc[arm]),
+                "std": statistics.stdev(acc[arm]) if len(seeds) > 1 else 0.0,
             }
             for arm in ARMS
         },
