@@ -211,50 +211,62 @@ def shot_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[str, Any]) -> Any:
-    """Δφ, E_pot and the quantum distances over training (seed ``seed``), with the events."""
+    """Δφ, E_pot (and its terms), the quantum distances and every detector's events (seed
+    ``seed``'s distill run; vertical lines: slices appended), and the paired accuracies."""
     from matplotlib.figure import Figure
 
-    probes = [r for r in records if r.get("arm") == "distill" and r.get("seed") == seed
-              and r.get("kind") == "probe" and "dphi_fro" in r]  # fmt: skip
-    events = [r for r in records if r.get("arm") == "distill" and r.get("seed") == seed
-              and r.get("kind") == "event"]  # fmt: skip
+    mine = [r for r in records if r.get("arm") == "distill" and r.get("seed") == seed]
+    probes = [r for r in mine if r.get("kind") == "probe" and "dphi_fro" in r]
+    events = [r for r in mine if r.get("kind") == "event"]
     steps = [r["step"] for r in probes]
-    fig = Figure(figsize=(10, 8))
-    ax_phi, ax_epot, ax_q, ax_acc = fig.subplots(4, 1)
-    ax_phi.plot(steps, [r["dphi_fro"] for r in probes], lw=0.8, label="Δφ (Frobenius)")
-    ax_phi.set(ylabel="Δφ", yscale="log", title=f"probe signals, seed {seed}")
-    ax_epot.plot(steps, [r["e_pot"] for r in probes], lw=0.8, color="#d95f02", label="E_pot")
-    ax_epot.set(ylabel="E_pot")
+    fig = Figure(figsize=(10, 10))
+    ax_phi, ax_epot, ax_q, ax_ev, ax_acc = fig.subplots(
+        5, 1, gridspec_kw={"height_ratios": [1, 1, 1, 0.7, 0.9]}
+    )
+    ax_phi.plot(steps, [r["dphi_fro"] for r in probes], lw=0.9, label="Δφ (Frobenius)")
+    ax_phi.set(ylabel="Δφ", yscale="log", title=f"probe signals, seed {seed} (self-distill)")
+    ax_epot.plot(steps, [r["e_pot"] for r in probes], lw=1.2, color="#d95f02", label="E_pot")
+    for key, label in (("epot_e_norm", "α1·E_norm"), ("epot_theta", "α2·θ"),
+                       ("epot_nci", "α3·NCI_avg"), ("epot_v_t", "α4·V_T")):  # fmt: skip
+        ax_epot.plot(steps, [r[key] for r in probes], lw=0.6, ls="--", label=label)
+    ax_epot.set(ylabel="E_pot and terms")
     curves = (("q_distance", "1 − norm. overlap (exact)"),
               ("q_distance_shots", "shots, torch"), ("q_distance_aer", "shots, Aer"))  # fmt: skip
     for key, label in curves:
         pts = [(r["step"], r[key]) for r in probes if r.get(key) is not None]
         if pts:
             ax_q.plot(*zip(*pts, strict=True), lw=0.8, label=label)
-    ax_q.set(ylabel="quantum distance", xlabel="optimiser step", yscale="symlog")
+    ax_q.set(ylabel="quantum distance")
     ax_q.set_yscale("symlog", linthresh=1e-4)
-    colours = {"adaptive": "#a6761d", "frobenius": "k", "l1": "#7570b3", "quantum": "#1b9e77",
-               "quantum_shots": "#e7298a", "quantum_aer": "#66a61e"}  # fmt: skip
-    seen: set[str] = set()
+    names = list(summary["events"])
     for e in events:
-        c = colours.get(e["detector"], "0.5")
-        for ax in (ax_phi, ax_epot, ax_q):
-            ax.axvline(e["step"], color=c, lw=1.6 if e["appended"] else 0.6,
-                       ls="-" if e["appended"] else ":", alpha=0.8)  # fmt: skip
-        if e["detector"] not in seen:
-            seen.add(e["detector"])
-            ax_phi.plot([], [], color=c, ls=":", label=f"event: {e['detector']}")
-    ax_phi.plot([], [], color="k", lw=1.6, label="slice appended")
+        y = names.index(e["detector"]) if e["detector"] in names else -1
+        big = e["appended"]
+        ax_ev.plot(e["step"], y, marker="s" if big else "|", ms=6 if big else 7, mew=1.5,
+                   color="k" if big else "#1b9e77", ls="none")  # fmt: skip
+    ax_ev.set(yticks=range(len(names)), yticklabels=names, ylim=(-0.6, len(names) - 0.4),
+              xlabel="optimiser step", title="events (squares: a slice appended)")  # fmt: skip
+    for ax in (ax_phi, ax_epot, ax_q, ax_ev):
+        for e in events:
+            if e["appended"] and ax is not ax_ev:
+                ax.axvline(e["step"], color="k", lw=0.8, ls=":")
+        ax.set_xlim(0, max(steps, default=1) + 5)
     for ax in (ax_phi, ax_epot, ax_q):
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper right", ncol=2)
     acc = summary["accuracy"]
     for s, a, b in zip(summary["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
                        strict=True):  # fmt: skip
-        ax_acc.plot([0, 1], [a, b], marker="o", color="0.4")
-        ax_acc.annotate(str(s), (1.02, b), fontsize=7)
+        ax_acc.plot([0, 1], [a, b], marker="o", color="0.4", lw=0.9)
+        ax_acc.annotate(f"seed {s}", (1.03, b), fontsize=7, va="center")
     p = summary["paired"].get("wilcoxon_p")
-    ax_acc.set(xticks=[0, 1], xticklabels=["hard only", "self-distill"], xlim=(-0.3, 1.3),
-               ylabel="test accuracy", title=f"paired over seeds (Wilcoxon p = {p})")  # fmt: skip
+    ptxt = "n/a" if p is None else f"{p:.3g}"
+    ax_acc.set(
+        xticks=[0, 1],
+        xticklabels=["hard only", "self-distill"],
+        xlim=(-0.3, 1.4),
+        ylabel="test accuracy",
+        title=f"paired over seeds (Wilcoxon p = {ptxt})",
+    )
     fig.tight_layout()
     return fig
 
