@@ -49,7 +49,7 @@ def test_smoke_run_writes_results_plot_and_events(tiny_run) -> None:
     for arm in ("hard", "distill"):
         accs = res["accuracy"][arm]["per_seed"]
         assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
-    assert set(res["paired"]) == {"mean_diff", "wilcoxon_p", "ttest_p"}
+    assert set(res["paired"]) == set(res["paired_nll"]) == {"mean_diff", "wilcoxon_p", "ttest_p"}
     kinds = {"frobenius", "adaptive", "l1", "quantum", "quantum_shots", "quantum_aer"}
     assert set(res["n_events"]) == kinds
     # theta_quantum = 0 and trigger = quantum: every probe after the first is an event,

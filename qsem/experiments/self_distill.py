@@ -17,7 +17,8 @@ the seed) two models are trained with the same data, epochs and optimiser
 For the first ``aer_seeds`` seeds the shot estimate also runs on Qiskit Aer
 (:class:`qsem.simulators.aer.AerBackend`, detector ``quantum_aer``) on the first
 ``distill.aer_queries`` probe queries. Writes ``results.json`` (accuracies per
-seed and arm, the paired Wilcoxon signed-rank and t-test p-values, the events
+seed and arm, the paired Wilcoxon signed-rank and t-test p-values on accuracy
+and on the test NLL, the events
 of every detector, the slices), ``metrics.jsonl`` (epoch records, every probe,
 every event; tagged by ``seed`` and ``arm``), ``emergence.png`` and
 ``snapshots/seed-S/step-N.pt`` at each appended slice. Checkpoints after every
@@ -177,6 +178,11 @@ def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, An
             for arm in ARMS
         },
         "paired": paired_tests(acc["distill"], acc["hard"]),
+        "nll": {arm: [by[s, arm]["test_nll"] for s in seeds] for arm in ARMS},
+        "paired_nll": paired_tests(
+            [by[s, "distill"]["test_nll"] for s in seeds],
+            [by[s, "hard"]["test_nll"] for s in seeds],
+        ),
         "events": events,
         "n_events": {d: sum(len(v) for v in events[d].values()) for d in detectors},
         "slices": {str(s): by[s, "distill"]["slices"] for s in seeds},
