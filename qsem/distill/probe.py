@@ -40,6 +40,7 @@ import torch
 from qsem.circuits.errors import arg_error
 from qsem.emergence import Detector, EmergencePotential, Event
 from qsem.simulators import State, bures_angle, estimate_overlap, normalized_overlap
+from qsem.simulators.shot_estimates import OverlapEstimate
 from qsem.tensors import nci_avg
 
 __all__ = [
@@ -168,6 +169,7 @@ class EmergenceProbe:
                     shots=self.shots, seed=self.seed + step, backend=backend,
                     confidence=self.confidence,
                 )  # fmt: skip
+                assert isinstance(est, OverlapEstimate)  # shots given: an estimate
                 pooled = est.pooled()
                 key = SHOT_KEYS[kind]
                 rec[key] = 1 - float(pooled.estimate)
