@@ -18,9 +18,10 @@ entries ``φ[b, l]`` sum to 1.
 ``L = w_soft · τ² · KL(φ_teacher ‖ φ_student) + w_hard · CE_masked``.
 
 >>> import torch
->>> p = torch.tensor([[[[0.5, 0.5]]]])
->>> float(self_distillation_loss(p, p, torch.tensor([-1]), temperature=2.0)[0])
-0.0
+>>> p = torch.full((1, 1, 3, 2), 1 / 6)  # one query, uniform over S × C
+>>> loss, parts = self_distillation_loss(p, p, torch.tensor([0]), temperature=2.0)
+>>> round(float(loss), 4), parts["soft"]  # only the hard term: -log(1/3)
+(1.0986, 0.0)
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def soft_target_loss(
 
     >>> s = torch.zeros(1, 2); t = torch.tensor([[0.0, 1.0]])
     >>> round(float(soft_target_loss(s, t, 1.0)), 6)  # KL((0.269, 0.731) ‖ (0.5, 0.5))
-    0.060186
+    0.110944
     """
     tau = _check_positive("temperature", temperature)
     if not isinstance(student_logits, torch.Tensor) or student_logits.dim() != 2:
@@ -145,7 +146,7 @@ def self_distillation_loss(
         )
     hard = zero
     n_labelled = int((labels >= 0).sum())
-    if w_hard > 0:
+    if w_hard > 0 and n_labelled:
         logp = truth_log_probs(s)
         if labels.dim() == 1:
             logp, lab = logp[:, -1], labels
