@@ -127,10 +127,10 @@ def test_ema_update_by_hand() -> None:
         teacher.weight.fill_(1.0), teacher.bias.fill_(-2.0)
         student.weight.fill_(3.0), student.bias.fill_(2.0)
     ema_update(teacher, student, 0.9)
-    assert float(teacher.weight) == pytest.approx(0.9 * 1.0 + 0.1 * 3.0)
-    assert float(teacher.bias) == pytest.approx(0.9 * -2.0 + 0.1 * 2.0)
+    assert float(teacher.weight.detach()) == pytest.approx(0.9 * 1.0 + 0.1 * 3.0)
+    assert float(teacher.bias.detach()) == pytest.approx(0.9 * -2.0 + 0.1 * 2.0)
     ema_update(teacher, student, 0.0)  # the previous-step teacher: a copy
-    assert float(teacher.weight) == 3.0
+    assert float(teacher.weight.detach()) == 3.0
     with pytest.raises(ValueError, match="'decay'"):
         ema_update(teacher, student, 1.5)
 
