@@ -13,7 +13,7 @@
 Kleene task; see ``docs/distill.md``.
 """
 
-from .losses import ema_update, self_distillation_loss, soft_target_loss, temper, truth_log_probs
+from .losses import ema_update, self_distillation_loss, soft_target_loss, truth_log_probs
 from .probe import EPOT_TERMS, SHOT_KEYS, SIGNALS, EmergenceProbe, state_tensor
 from .trainer import (
     DistillConfig,
@@ -29,6 +29,6 @@ __all__ = [
     "EPOT_TERMS", "SHOT_KEYS", "SIGNALS", "DistillConfig", "EmergenceProbe", "Forward",
     "SelfDistiller",
     "append_slice", "default_forward", "ema_update", "make_detectors",
-    "self_distillation_loss", "semantic_outputs", "soft_target_loss", "state_tensor", "temper",
+    "self_distillation_loss", "semantic_outputs", "soft_target_loss", "state_tensor",
     "truth_log_probs",
 ]  # fmt: skip

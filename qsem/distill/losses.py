@@ -39,7 +39,6 @@ __all__ = [
     "ema_update",
     "self_distillation_loss",
     "soft_target_loss",
-    "temper",
     "truth_log_probs",
 ]
 
@@ -92,18 +91,6 @@ def soft_target_loss(
         reduction="batchmean",
     )
     return tau * tau * kl
-
-
-def temper(phi: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``φ^(1/τ)`` renormalised over ``(S, C)`` per position: ``softmax(log φ / τ)``.
-
-    >>> temper(torch.tensor([[[[0.2, 0.8]]]]), 0.5)  # squares, renormalised
-    tensor([[[[0.0588, 0.9412]]]])
-    """
-    tau = _check_positive("temperature", temperature)
-    p = _check_phi(phi, "phi")
-    logits = p.clamp_min(LOG_EPS).log().flatten(2) / tau
-    return torch.softmax(logits, dim=-1).reshape(p.shape)
 
 
 def truth_log_probs(phi: torch.Tensor) -> torch.Tensor:
