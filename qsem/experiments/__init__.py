@@ -18,6 +18,7 @@ from . import (
     narrow_semantic,
     profiles,
     qutrit_vs_classical,
+    self_distill,
     swap_demo,
 )
 
@@ -33,6 +34,7 @@ _ALL: tuple[Experiment, ...] = (
     profiles.EXPERIMENT,
     swap_demo.EXPERIMENT,
     qutrit_vs_classical.EXPERIMENT,
+    self_distill.EXPERIMENT,
 )
 
 #: name -> experiment, for every registered experiment.

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from qsem.models import ModelConfig, SemanticModel, hard_label_loss
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.info import torch_threads
 from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
+
+if TYPE_CHECKING:
+    from qsem.distill import SelfDistiller
 
 __all__ = [
     "EXPERIMENT",
@@ -127,14 +130,24 @@ def train_epoch(
     data: KleeneDataset,
     batch_size: int,
     generator: torch.Generator,
+    *,
+    step: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
 ) -> tuple[float, int, float]:
-    """One pass in shuffled mini-batches: (mean loss, steps, seconds)."""
+    """One pass in shuffled mini-batches: (mean loss, steps, seconds).
+
+    ``step(tokens, labels) -> loss`` takes one optimiser step on a batch (e.g.
+    :meth:`qsem.distill.SelfDistiller.step`); default: the hard-label loss.
+    """
     model.train()
     perm = torch.randperm(len(data), generator=generator)
     total, steps = 0.0, 0
     tick = time.perf_counter()
     for i in range(0, len(data), batch_size):
         idx = perm[i : i + batch_size]
+        if step is not None:
+            total += step(data.tokens[idx], data.labels[idx])
+            steps += 1
+            continue
         optimizer.zero_grad(set_to_none=True)
         loss = hard_label_loss(model(data.tokens[idx]), data.labels[idx])
         loss.backward()
@@ -206,13 +219,24 @@ def fit(
     ctx: RunContext,
     *,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    loop: SelfDistiller | None = None,
 ) -> tuple[float, int]:
-    """Train with checkpoints after every epoch; returns (train seconds, optimiser steps)."""
+    """Train with checkpoints after every epoch; returns (train seconds, optimiser steps).
+
+    ``loop``: a :class:`qsem.distill.SelfDistiller` on ``model`` that takes every
+    step (self-distillation, probes, emergence events); it gets the optimiser,
+    and its state travels in the checkpoint (restored first: it grows the model
+    to the checkpoint's slices).
+    """
     optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
+    if loop is not None:
+        loop.bind(optimizer)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     train_seconds, steps, start = 0.0, 0, 0
     state = ctx.restore()
     if state is not None:
+        if loop is not None:
+            loop.load_state_dict(state["loop"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -226,14 +250,17 @@ def fit(
     epoch = start
 
     def snapshot() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        extra = {"loop": loop.state_dict()} if loop is not None else {}
+        return {**extra, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "train_seconds": train_seconds, "steps": steps,
                 "epoch": epoch}  # fmt: skip
 
     bar = ctx.progress(range(start + 1, cfg.epochs + 1), total=cfg.epochs, initial=start)
     for epoch in bar:
-        loss, n, seconds = train_epoch(model, optimizer, train, cfg.batch_size, gen)
+        loss, n, seconds = train_epoch(
+            model, optimizer, train, cfg.batch_size, gen, step=loop.step if loop else None
+        )
         sched.step()
         train_seconds += seconds
         steps += n
@@ -242,6 +269,8 @@ def fit(
                   "test_depth": ev["per_depth_accuracy"], "epoch_seconds": seconds,
                   "train_seconds": train_seconds, "lambda": float(model.composer.lam.detach()),
         }  # fmt: skip
+        if loop is not None:
+            record.update(kind="epoch", slices=loop.n_slices, events=len(loop.events))
         ctx.log(epoch, **record)
         if on_epoch is not None:
             on_epoch(epoch, record)

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from qsem.circuits.errors import arg_error
+from qsem.distill.losses import soft_target_loss
 
-from ._checks import check_fraction, check_positive
+from ._checks import check_fraction
 
 __all__ = ["distillation_loss"]
 
@@ -22,26 +23,13 @@ def distillation_loss(
 ) -> torch.Tensor:
     """Hinton-style distillation, batch-mean; ``alpha`` weighs the hard-label cross-entropy.
 
-    The KL term is scaled by ``T²`` so its gradients keep their size as ``T`` grows.
+    The KL term (:func:`qsem.distill.losses.soft_target_loss`) is scaled by ``T²`` so its
+    gradients keep their size as ``T`` grows.
     Teacher logits may cover more classes than the student only if you slice them first.
     """
     a = check_fraction("alpha", alpha)
-    t = check_positive("temperature", temperature)
-    if not isinstance(student_logits, torch.Tensor) or student_logits.ndim != 2:
-        raise arg_error("student_logits", "expected a (batch, classes) tensor")
-    if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.shape != student_logits.shape:
-        raise arg_error(
-            "teacher_logits",
-            f"expected shape {tuple(student_logits.shape)} like student_logits, "
-            f"got {getattr(teacher_logits, 'shape', teacher_logits)}",
-        )
+    soft = soft_target_loss(student_logits, teacher_logits, temperature)  # checks both, and T
     if not isinstance(targets, torch.Tensor) or targets.shape != student_logits.shape[:1]:
         raise arg_error("targets", f"expected shape ({student_logits.shape[0]},) of class indices")
     ce = F.cross_entropy(student_logits, targets)
-    kl = F.kl_div(
-        F.log_softmax(student_logits / t, dim=1),
-        F.log_softmax(teacher_logits.detach() / t, dim=1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    return a * ce + (1 - a) * t * t * kl
+    return a * ce + (1 - a) * soft

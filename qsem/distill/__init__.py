@@ -1,0 +1,34 @@
+"""Self-distillation with emergence detection (DESIGN.md §7): ``qsem.distill``.
+
+* :mod:`qsem.distill.losses` — the soft term ``τ²·KL(φ_τ^teacher ‖ φ_τ^student)``
+  (temperature applied as ``φ^(1/τ)`` renormalised), the masked hard term, the
+  EMA teacher update;
+* :mod:`qsem.distill.probe` — Δφ (Frobenius, L1), the quantum distance and Bures
+  angle between successive Ω states, shot estimates, NCI_avg, E_pot, detectors;
+* :mod:`qsem.distill.trainer` — :class:`SelfDistiller` (the loop, its events,
+  slices, snapshots and correction bursts, checkpoint state) and
+  :func:`append_slice` (a P slice without losing the optimiser's state).
+
+``qsem run self-distill`` (:mod:`qsem.experiments.self_distill`) runs it on the
+Kleene task; see ``docs/distill.md``.
+"""
+
+from .losses import ema_update, self_distillation_loss, soft_target_loss, truth_log_probs
+from .probe import EPOT_TERMS, SHOT_KEYS, SIGNALS, EmergenceProbe, state_tensor
+from .trainer import (
+    DistillConfig,
+    Forward,
+    SelfDistiller,
+    append_slice,
+    default_forward,
+    make_detectors,
+    semantic_outputs,
+)
+
+__all__ = [
+    "EPOT_TERMS", "SHOT_KEYS", "SIGNALS", "DistillConfig", "EmergenceProbe", "Forward",
+    "SelfDistiller",
+    "append_slice", "default_forward", "ema_update", "make_detectors",
+    "self_distillation_loss", "semantic_outputs", "soft_target_loss", "state_tensor",
+    "truth_log_probs",
+]  # fmt: skip

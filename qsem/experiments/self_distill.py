@@ -1,0 +1,321 @@
+"""``qsem run self-distill``: the semantic model under the self-distillation loop.
+
+Task: the Kleene queries of ``qsem run kleene`` at a small label budget
+(``label_fraction`` 0.1: 90 % of the training labels are masked). For each of
+``n_seeds`` seeds (data, label mask, initialisation and batch order all follow
+the seed) two models are trained with the same data, epochs and optimiser
+(:func:`qsem.experiments.kleene.fit`):
+
+* ``hard``: the hard-label loss alone (the baseline at that label budget);
+* ``distill``: :class:`qsem.distill.SelfDistiller` — soft ``τ²·KL`` against an
+  EMA teacher on every query plus the masked hard term, probes every
+  ``distill.probe_every`` steps on a fixed probe batch of ``probe_size``
+  training queries, detectors (classical Frobenius / adaptive / L1 on Δφ,
+  quantum on Ω exact and with shots), slices appended at the events of the
+  trigger detector (Frobenius, ``Δφ > θ_emg``, DESIGN.md §7's default).
+
+For the first ``aer_seeds`` seeds the shot estimate also runs on Qiskit Aer
+(:class:`qsem.simulators.aer.AerBackend`, detector ``quantum_aer``) on the first
+``distill.aer_queries`` probe queries. Writes ``results.json`` (accuracies per
+seed and arm, the paired Wilcoxon signed-rank and t-test p-values on accuracy
+and on the test NLL, the events
+of every detector, the slices), ``metrics.jsonl`` (epoch records, every probe,
+every event; tagged by ``seed`` and ``arm``), ``emergence.png`` and
+``snapshots/seed-S/step-N.pt`` at each appended slice. Checkpoints after every
+epoch of every (seed, arm); ``--resume`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
+from qsem.models import SemanticModel
+from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.runner.checkpoint import get_rng_state, set_rng_state
+from qsem.runner.info import torch_threads
+
+from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
+from .qutrit_vs_classical import paired_tests
+
+__all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run", "shot_agreement"]
+
+ARMS = ("hard", "distill")
+
+
+def _default_distill() -> DistillConfig:
+    return DistillConfig(
+        detectors=("frobenius", "adaptive", "l1", "quantum", "quantum_shots", "quantum_aer"),
+        trigger=("frobenius",),
+    )
+
+
+@dataclass(frozen=True)
+class SelfDistillConfig(KleeneConfig):
+    """Config of ``qsem run self-distill``: the Kleene keys, the seeds, the loop (``distill.*``)."""
+
+    label_fraction: float = 0.1
+    epochs: int = 12
+    n_seeds: int = 5
+    #: training queries in the fixed probe batch
+    probe_size: int = 64
+    #: seeds (the first ones) whose shot estimates also run on Aer (detector quantum_aer)
+    aer_seeds: int = 1
+    distill: DistillConfig = field(default_factory=_default_distill)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, low in (("n_seeds", 1), ("probe_size", 1), ("aer_seeds", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"config key '{key}': must be >= {low}, got {getattr(self, key)}")
+
+
+class _ArmContext(RunContext):
+    """The run's context seen by one (seed, arm) training: tags, nested checkpoints.
+
+    ``restore`` returns the arm's state if the run's checkpoint was taken inside
+    this arm; ``checkpoint`` stores ``{"done": finished arms, "current": this
+    arm's state}`` in the run's checkpoint; ``log`` adds ``seed`` and ``arm``.
+    """
+
+    def __init__(
+        self,
+        parent: RunContext,
+        key: str,
+        tags: Mapping[str, Any],
+        current: Mapping[str, Any] | None,
+        done: list[dict[str, Any]],
+        offset: int,
+    ) -> None:
+        super().__init__(
+            experiment=parent.experiment, out_dir=parent.out_dir, config=parent._config,
+            seed=parent.seed, metrics=parent.metrics, checkpoint_every=parent.checkpoint_every,
+            quiet=parent.quiet,
+        )  # fmt: skip
+        self.parent, self.key, self.tags = parent, key, dict(tags)
+        self._current = current if current is not None and current["key"] == key else None
+        self.done, self.offset = done, offset
+
+    def restore(self) -> dict[str, Any] | None:
+        if self._current is None:
+            return None
+        set_rng_state(self._current["rng"])
+        state: dict[str, Any] = self._current["state"]
+        return state
+
+    def checkpoint(
+        self,
+        step: int,
+        state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        *,
+        force: bool = False,
+    ) -> bool:
+        def wrapped() -> dict[str, Any]:
+            inner = state() if callable(state) else state
+            current = {"key": self.key, "state": dict(inner), "rng": get_rng_state()}
+            return {"done": self.done, "current": current}
+
+        return self.parent.checkpoint(self.offset + step, wrapped, force=force)
+
+    def log(self, step: int, **values: Any) -> None:
+        self.parent.log(step, **self.tags, **values)
+
+
+def train_arm(
+    cfg: SelfDistillConfig, seed: int, arm: str, ctx: _ArmContext, data: Any
+) -> dict[str, Any]:
+    """Train one (seed, arm); its test accuracy, events and slices."""
+    train, test = data
+    scfg = replace(cfg, seed=seed)
+    torch.manual_seed(seed)
+    model = SemanticModel(model_config(cfg))
+    loop = None
+    if arm == "distill":
+        probe = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        dcfg = cfg.distill
+        if seed - cfg.seed >= cfg.aer_seeds and "quantum_aer" in dcfg.detectors:
+            dcfg = replace(dcfg, detectors=tuple(d for d in dcfg.detectors if d != "quantum_aer"))
+        loop = SelfDistiller(
+            model, dcfg, probe_tokens=train.tokens[probe[: cfg.probe_size]],
+            correction=(train.tokens, train.labels), log=lambda s, r: ctx.log(s, **r),
+            snapshot_dir=ctx.path(f"snapshots/seed-{seed}"), seed=seed,
+        )  # fmt: skip
+    tick = time.perf_counter()
+    seconds, steps = fit(scfg, model, train, test, ctx, loop=loop)
+    ev = evaluate(model, test)
+    out: dict[str, Any] = {
+        "seed": seed, "arm": arm, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],
+        "train_seconds": round(seconds, 3), "wall_seconds": round(time.perf_counter() - tick, 3),
+        "optimizer_steps": steps, "slices": model.emergence.n_slices,
+    }  # fmt: skip
+    if loop is not None:
+        out["events"] = loop.events
+        out["correction_steps"] = loop.c.correction_steps
+    return out
+
+
+def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, Any]:
+    by = {(r["seed"], r["arm"]): r for r in done}
+    seeds = sorted({r["seed"] for r in done})
+    acc = {arm: [by[s, arm]["test_accuracy"] for s in seeds] for arm in ARMS}
+    detectors = list(cfg.distill.detectors)
+    events = {d: {str(s): [e["step"] for e in by[s, "distill"]["events"] if e["detector"] == d]
+                  for s in seeds} for d in detectors}  # fmt: skip
+    return {
+        "seeds": seeds,
+        "accuracy": {
+            arm: {
+                "per_seed": acc[arm],
+                "mean": statistics.fmean(acc[arm]),
+                "std": statistics.stdev(acc[arm]) if len(seeds) > 1 else 0.0,
+            }
+            for arm in ARMS
+        },
+        "paired": paired_tests(acc["distill"], acc["hard"]),
+        "nll": {arm: [by[s, arm]["test_nll"] for s in seeds] for arm in ARMS},
+        "paired_nll": paired_tests(
+            [by[s, "distill"]["test_nll"] for s in seeds],
+            [by[s, "hard"]["test_nll"] for s in seeds],
+        ),
+        "events": events,
+        "n_events": {d: sum(len(v) for v in events[d].values()) for d in detectors},
+        "slices": {str(s): by[s, "distill"]["slices"] for s in seeds},
+        "slices_appended": {
+            str(s): [e["step"] for e in by[s, "distill"]["events"] if e["appended"]] for s in seeds
+        },
+    }
+
+
+def shot_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shot estimates of the quantum distance against the exact one, over every probe.
+
+    Per shot kind: the probes compared, the fraction whose interval covers the
+    exact distance of the same queries (Aer estimates the first
+    ``distill.aer_queries`` probe queries only), and the mean absolute difference.
+    """
+    probes = [r for r in records if r.get("kind") == "probe" and "q_distance" in r]
+    out: dict[str, Any] = {}
+    for kind, key in SHOT_KEYS.items():
+        rows = [r for r in probes if r.get(key) is not None]
+        if not rows:
+            continue
+        exact = [r.get(key + "_exact", r["q_distance"]) for r in rows]
+        cover = [r[key + "_low"] <= e <= r[key + "_high"] for r, e in zip(rows, exact, strict=True)]
+        out[kind] = {
+            "probes": len(rows),
+            "coverage": sum(cover) / len(rows),
+            "mean_abs_diff": sum(abs(r[key] - e) for r, e in zip(rows, exact, strict=True))
+            / len(rows),
+        }
+    return out
+
+
+def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[str, Any]) -> Any:
+    """Δφ, E_pot (and its terms), the quantum distances and every detector's events (seed
+    ``seed``'s distill run; vertical lines: slices appended), and the paired accuracies."""
+    from matplotlib.figure import Figure
+
+    mine = [r for r in records if r.get("arm") == "distill" and r.get("seed") == seed]
+    probes = [r for r in mine if r.get("kind") == "probe" and "dphi_fro" in r]
+    events = [r for r in mine if r.get("kind") == "event"]
+    steps = [r["step"] for r in probes]
+    fig = Figure(figsize=(10, 10))
+    ax_phi, ax_epot, ax_q, ax_ev, ax_acc = fig.subplots(
+        5, 1, gridspec_kw={"height_ratios": [1, 1, 1, 0.7, 0.9]}
+    )
+    ax_phi.plot(steps, [r["dphi_fro"] for r in probes], lw=0.9, label="Δφ (Frobenius)")
+    ax_phi.set(ylabel="Δφ", yscale="log", title=f"probe signals, seed {seed} (self-distill)")
+    ax_epot.plot(steps, [r["e_pot"] for r in probes], lw=1.2, color="#d95f02", label="E_pot")
+    for key, label in (("epot_e_norm", "α1·E_norm"), ("epot_theta", "α2·θ"),
+                       ("epot_nci", "α3·NCI_avg"), ("epot_v_t", "α4·V_T")):  # fmt: skip
+        ax_epot.plot(steps, [r[key] for r in probes], lw=0.6, ls="--", label=label)
+    ax_epot.set(ylabel="E_pot and terms")
+    curves = (("q_distance", "1 − norm. overlap (exact)"),
+              ("q_distance_shots", "shots, torch"), ("q_distance_aer", "shots, Aer"))  # fmt: skip
+    for key, label in curves:
+        pts = [(r["step"], r[key]) for r in probes if r.get(key) is not None]
+        if pts:
+            ax_q.plot(*zip(*pts, strict=True), lw=0.8, label=label)
+    ax_q.set(ylabel="quantum distance")
+    ax_q.set_yscale("symlog", linthresh=1e-4)
+    names = list(summary["events"])
+    for e in events:
+        y = names.index(e["detector"]) if e["detector"] in names else -1
+        big = e["appended"]
+        ax_ev.plot(e["step"], y, marker="s" if big else "|", ms=6 if big else 7, mew=1.5,
+                   color="k" if big else "#1b9e77", ls="none")  # fmt: skip
+    ax_ev.set(yticks=range(len(names)), yticklabels=names, ylim=(-0.6, len(names) - 0.4),
+              xlabel="optimiser step", title="events (squares: a slice appended)")  # fmt: skip
+    for ax in (ax_phi, ax_epot, ax_q, ax_ev):
+        for e in events:
+            if e["appended"] and ax is not ax_ev:
+                ax.axvline(e["step"], color="k", lw=0.8, ls=":")
+        ax.set_xlim(0, max(steps, default=1) + 5)
+    for ax in (ax_phi, ax_epot, ax_q):
+        ax.legend(fontsize=7, loc="upper right", ncol=2)
+    acc = summary["accuracy"]
+    for s, a, b in zip(summary["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
+                       strict=True):  # fmt: skip
+        ax_acc.plot([0, 1], [a, b], marker="o", color="0.4", lw=0.9)
+        ax_acc.annotate(f"seed {s}", (1.03, b), fontsize=7, va="center")
+    p = summary["paired"].get("wilcoxon_p")
+    ptxt = "n/a" if p is None else f"{p:.3g}"
+    ax_acc.set(
+        xticks=[0, 1],
+        xticklabels=["hard only", "self-distill"],
+        xlim=(-0.3, 1.4),
+        ylabel="test accuracy",
+        title=f"paired over seeds (Wilcoxon p = {ptxt})",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
+    with torch_threads(cfg.threads):
+        return _run(cfg, ctx)
+
+
+def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
+    tick = time.perf_counter()
+    state = ctx.restore()
+    done: list[dict[str, Any]] = list(state["done"]) if state is not None else []
+    current = state["current"] if state is not None else None
+    finished = {(r["seed"], r["arm"]) for r in done}
+    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    jobs = [(s, arm) for s in seeds for arm in ARMS]
+    for i, (seed, arm) in enumerate(jobs):
+        if (seed, arm) in finished:
+            continue
+        data = make_data(replace(cfg, seed=seed))
+        sub = _ArmContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
+                          offset=i * cfg.epochs)  # fmt: skip
+        result = train_arm(cfg, seed, arm, sub, data)
+        done.append(result)
+        ctx.echo(f"self-distill: seed {seed} {arm}: test accuracy {result['test_accuracy']:.3f}")
+        ctx.checkpoint((i + 1) * cfg.epochs, {"done": done, "current": None}, force=True)
+    summary = _summary(done, cfg)
+    summary["shot_agreement"] = shot_agreement(ctx.records())
+    ctx.save_figure(plot_emergence(ctx.records(), seeds[0], summary), "emergence.png")
+    return {
+        **summary,
+        "per_run": done,
+        "label_fraction": cfg.label_fraction,
+        "epochs": cfg.epochs,
+        "wall_seconds": round(time.perf_counter() - tick, 1),
+    }
+
+
+EXPERIMENT = Experiment(
+    name="self-distill",
+    description="self-distillation vs hard labels only on Kleene queries at a small label budget",
+    defaults=SelfDistillConfig(),
+    run=run,
+    checkpoint_every=1,
+)
