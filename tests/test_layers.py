@@ -171,6 +171,34 @@ def test_emergence_slices_and_add_slice() -> None:
     assert Psi(psi.detach()).delta(Psi(psi.detach().flip(-1))).shape == (2, 3, 2)
 
 
+def test_add_slice_freezes_the_ended_regime_and_the_copy_learns() -> None:
+    """Without the freeze the copy and its source would get equal gradients forever."""
+    torch.manual_seed(3)
+    stack = EmergenceStack(3, 2, n_slices=1).double()
+    r = _phi(4, 2)
+    target = _phi(4, 2)
+    assert stack.add_slice() == 2
+    assert stack.frozen.tolist() == [True, False] and stack.live_slice == 1
+    frozen_before = stack.slice_logits[0].detach().clone()
+    opt = torch.optim.Adam(stack.parameters(), lr=0.05)
+    for _ in range(20):
+        opt.zero_grad(set_to_none=True)
+        loss = ((stack.mix(stack(r)) - target) ** 2).sum()
+        loss.backward()
+        assert stack.slice_logits[0].grad is None
+        opt.step()
+    assert torch.equal(stack.slice_logits[0].detach(), frozen_before)
+    assert (stack.slice_logits[1].detach() - frozen_before).abs().max() > 1e-3
+    # a later event freezes the new live slice; the state dict carries the flags
+    stack.add_slice()
+    assert stack.frozen.tolist() == [True, True, False]
+    grown = EmergenceStack(3, 2, n_slices=1).double()
+    grown.add_slice()
+    grown.add_slice()
+    grown.load_state_dict(stack.state_dict())
+    assert grown.frozen.tolist() == [True, True, False]
+
+
 def test_holographic_components_sum_back() -> None:
     stack = EmergenceStack(3, 2, n_slices=2).double()
     holo = HolographicReducer(3, 2, z_dim=4).double()

@@ -187,15 +187,16 @@ def _default_stack(model: torch.nn.Module) -> EmergenceStack | None:
 def append_slice(stack: EmergenceStack, optimizer: torch.optim.Optimizer | None = None) -> int:
     """:meth:`EmergenceStack.add_slice`, keeping the optimiser's state; the new slice count.
 
-    ``add_slice`` appends a copy of the heaviest slice and REPLACES ``weight_logits``
-    by a longer Parameter. In ``optimizer``: the new ``weight_logits`` takes the
-    old one's place in its parameter group and its state (moment tensors grown
-    by the heaviest entry's moments, like the logits); the new slice joins the
-    group of the slice it copies, with a copy of that slice's state. Every other
-    parameter keeps its state object untouched.
+    ``add_slice`` freezes the live slice, appends a trainable copy of it and
+    REPLACES ``weight_logits`` by a longer Parameter. In ``optimizer``: the new
+    ``weight_logits`` takes the old one's place in its parameter group and its
+    state (moment tensors grown by the live entry's moments, like the logits); the
+    new slice joins the group of the slice it copies, with a copy of that slice's
+    state. Every other parameter keeps its state object untouched (the frozen
+    slice's gradient is None from now on, so Adam leaves it as it is).
     """
-    heaviest = int(torch.argmax(stack.weight_logits))
-    old_w, src = stack.weight_logits, stack.slice_logits[heaviest]
+    live = stack.live_slice
+    old_w, src = stack.weight_logits, stack.slice_logits[live]
     n = stack.add_slice()
     if optimizer is None:
         return n
@@ -210,7 +211,7 @@ def append_slice(stack: EmergenceStack, optimizer: torch.optim.Optimizer | None 
     old_state = optimizer.state.pop(old_w, None)
     if old_state:
         optimizer.state[new_w] = {
-            k: torch.cat([v, v[heaviest : heaviest + 1]])
+            k: torch.cat([v, v[live : live + 1]])
             if isinstance(v, torch.Tensor) and v.shape == old_w.shape
             else (v.clone() if isinstance(v, torch.Tensor) else v)
             for k, v in old_state.items()

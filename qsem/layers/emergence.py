@@ -16,10 +16,15 @@ class EmergenceStack(torch.nn.Module):
     """``Ψ[b, l, :, :, p] = r[b, l] T_p`` for ``P`` learned row-stochastic maps ``T_p``.
 
     Slice ``p`` holds the semantic distribution of regime ``p``; slice weights
-    ``α = softmax(a)`` mix them back. :meth:`add_slice` appends a slice (an
-    emergence event), a copy of the heaviest slice that splits its weight with it,
-    so the mixed output is unchanged at the event; build a new optimiser afterwards
-    (new parameters).
+    ``α = softmax(a)`` mix them back. The last slice is the *live* one, the only
+    one that keeps learning once a regime has ended: :meth:`add_slice` (an
+    emergence event) freezes the live slice — it keeps the map of the regime that
+    ended — and appends a trainable copy of it that splits its weight with it, so
+    the mixed output is unchanged at the event and the new regime is learnt by the
+    copy (and by the weights ``α``, which stay trainable). Without the freeze the
+    copy and its source would get identical gradients and stay identical forever.
+    ``add_slice`` replaces ``weight_logits`` by a longer Parameter and adds one:
+    extend the optimiser (:func:`qsem.distill.append_slice` keeps its state).
 
     ``forward(r)`` maps distributions ``(B, L, S, C)`` to Ψ ``(B, L, S, C, P)``;
     every slice sums to 1 over ``(S, C)``. ``ΔΨ`` between two steps is
@@ -40,10 +45,17 @@ class EmergenceStack(torch.nn.Module):
             ]
         )
         self.weight_logits = torch.nn.Parameter(torch.zeros(n_slices))
+        #: ``frozen[p]``: slice ``p`` holds an ended regime and no longer learns
+        self.frozen = torch.nn.Buffer(torch.zeros(n_slices, dtype=torch.bool))
 
     @property
     def n_slices(self) -> int:
         return len(self.slice_logits)
+
+    @property
+    def live_slice(self) -> int:
+        """Index of the live slice, the one :meth:`add_slice` freezes and copies (the last)."""
+        return self.n_slices - 1
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -51,8 +63,10 @@ class EmergenceStack(torch.nn.Module):
         return torch.softmax(self.weight_logits, dim=0)
 
     def maps(self) -> torch.Tensor:
-        """The row-stochastic maps ``(P, O, O)``."""
-        return torch.softmax(torch.stack(list(self.slice_logits)), dim=-1)
+        """The row-stochastic maps ``(P, O, O)`` (frozen slices carry no gradient)."""
+        frozen = self.frozen.tolist()
+        logits = [w.detach() if f else w for w, f in zip(self.slice_logits, frozen, strict=True)]
+        return torch.softmax(torch.stack(logits), dim=-1)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         check_tensor(r, "r", 4)
@@ -71,13 +85,19 @@ class EmergenceStack(torch.nn.Module):
 
     @torch.no_grad()
     def add_slice(self) -> int:
-        """Append one slice (emergence event); returns the new number of slices."""
-        heaviest = int(torch.argmax(self.weight_logits))
-        src = self.slice_logits[heaviest]
+        """Freeze the live slice and append a trainable copy of it (an emergence event).
+
+        Returns the new number of slices. The copy and its source share the
+        source's weight (``a_src - log 2`` each), so the mix is unchanged.
+        """
+        live = self.live_slice
+        src = self.slice_logits[live]
         self.slice_logits.append(torch.nn.Parameter(src.detach().clone()))
-        # the copy and the original share the original's weight: the mix is unchanged
         logits = self.weight_logits.detach().clone()
-        logits[heaviest] -= math.log(2.0)
-        logits = torch.cat([logits, logits[heaviest : heaviest + 1]])
+        logits[live] -= math.log(2.0)
+        logits = torch.cat([logits, logits[live : live + 1]])
         self.weight_logits = torch.nn.Parameter(logits)
+        frozen = self.frozen.clone()
+        frozen[live] = True
+        self.frozen = torch.cat([frozen, frozen.new_zeros(1)])
         return self.n_slices
