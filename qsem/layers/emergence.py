@@ -99,5 +99,5 @@ class EmergenceStack(torch.nn.Module):
         self.weight_logits = torch.nn.Parameter(logits)
         frozen = self.frozen.clone()
         frozen[live] = True
-        self.frozen = torch.cat([frozen, frozen.new_zeros(1)])
+        self.frozen = torch.nn.Buffer(torch.cat([frozen, frozen.new_zeros(1)]))
         return self.n_slices
