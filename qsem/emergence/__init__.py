@@ -1,0 +1,45 @@
+"""Emergence detection (DESIGN.md §7): detectors, change-point baselines, scores, E_pot.
+
+* :mod:`~qsem.emergence.detectors` — :class:`Detector` (feed one step's signal,
+  get an :class:`Event` or ``None``), :class:`FixedThreshold`,
+  :class:`AdaptiveThreshold`, :class:`L1Detector`, :class:`QuantumDetector`,
+  :class:`ZeroDetector`;
+* :mod:`~qsem.emergence.changepoint` — :class:`BOCPD` (online Bayesian change
+  points) and :func:`offline_changepoints` (ruptures PELT / binary segmentation);
+* :mod:`~qsem.emergence.scoring` — :func:`score_events` (recall, false alarms per
+  1000 steps, lags, precision, F1) and :func:`epot_auroc`;
+* :mod:`~qsem.emergence.potential` — :class:`EmergencePotential`.
+
+The quantum estimators of the overlap between successive states live in
+:mod:`qsem.simulators.estimators` (:func:`~qsem.simulators.estimators.estimate_overlap`).
+"""
+
+from __future__ import annotations
+
+from .changepoint import BOCPD, offline_changepoints
+from .detectors import (
+    AdaptiveThreshold,
+    Detector,
+    Event,
+    FixedThreshold,
+    L1Detector,
+    QuantumDetector,
+    ZeroDetector,
+)
+from .potential import EmergencePotential
+from .scoring import epot_auroc, score_events
+
+__all__ = [
+    "BOCPD",
+    "AdaptiveThreshold",
+    "Detector",
+    "EmergencePotential",
+    "Event",
+    "FixedThreshold",
+    "L1Detector",
+    "QuantumDetector",
+    "ZeroDetector",
+    "epot_auroc",
+    "offline_changepoints",
+    "score_events",
+]
