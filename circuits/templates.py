@@ -46,6 +46,7 @@ from .errors import DimensionError, QsemTypeError, arg_error
 from .gates import CNOT, CSWAP, H, Unitary
 
 __all__ = [
+    "compute_uncompute",
     "destructive_swap_registers",
     "destructive_swap_signs",
     "destructive_swap_test",
@@ -104,6 +105,26 @@ def prepend(circuit: Circuit, prep: Circuit, wires: Sequence[int]) -> Circuit:
     if not isinstance(prep, Circuit):
         raise arg_error("prep", f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
     return Circuit(circuit.dims).compose(prep, wires) + circuit
+
+
+def compute_uncompute(prep_a: Circuit, prep_b: Circuit) -> Circuit:
+    """``U_a`` then ``U_b^†`` on one register: ``P(0…0) = |<ψ_b|ψ_a>|²`` for pure states.
+
+    With ``|ψ_a> = U_a|0>`` and ``|ψ_b> = U_b|0>``, the amplitude of ``|0…0>`` after
+    ``U_b^† U_a`` is ``<0|U_b^† U_a|0> = <ψ_b|ψ_a>``. Both circuits act on the same
+    wire dims and hold gates only (channels have no adjoint).
+    """
+    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
+        if not isinstance(prep, Circuit):
+            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
+        if prep.has_channels:
+            raise arg_error(name, "compute-uncompute needs a circuit of gates only (no channels)")
+    if prep_a.dims != prep_b.dims:
+        raise DimensionError(
+            f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
+            "of 'prep_a'"
+        )
+    return prep_a + prep_b.adjoint()
 
 
 def _with_preps(

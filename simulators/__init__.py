@@ -9,8 +9,10 @@ imported here: use ``qsem.simulators.aer.AerBackend`` and
 from .backend import Backend, TorchBackend
 from .bridge import QuantumLayer, expval_bridge, make_backend, probs_bridge
 from .engine import TorchSimulator, simulate
+from .estimators import estimate_overlap
 from .measure import counts, entropy, expval, probs, purity, reduced_density_matrix, sample
 from .memory import available_memory, check_fits, state_bytes
+from .shot_estimates import OverlapEstimate
 from .similarity import (
     SwapTestEstimate,
     bures_angle,
@@ -24,6 +26,7 @@ from .state import State, check_density_matrix
 
 __all__ = [
     "Backend",
+    "OverlapEstimate",
     "QuantumLayer",
     "State",
     "SwapTestEstimate",
@@ -36,6 +39,7 @@ __all__ = [
     "counts",
     "destructive_swap_test_estimate",
     "entropy",
+    "estimate_overlap",
     "expval",
     "expval_bridge",
     "fidelity",

@@ -24,7 +24,8 @@ prepared in the given states as the initial state ``|0><0| ⊗ ρ ⊗ σ`` of th
 are pure, density-matrix mode otherwise); ``shots`` ancilla outcomes are drawn
 and ``Tr(ρσ) = 2 P(0) - 1`` is reported with a binomial confidence interval
 (:func:`binomial_interval`, Wilson or Clopper–Pearson, mapped through ``2p - 1``
-and clipped to ``[0, 1]``). :func:`swap_test_circuits` runs the circuit form
+and clipped to ``[0, 1]``; the interval and the estimate class live in
+:mod:`~qsem.simulators.shot_estimates`). :func:`swap_test_circuits` runs the circuit form
 (preparation sub-circuits with symbolic parameters) on any
 :class:`~qsem.simulators.backend.Backend`.
 
@@ -61,6 +62,12 @@ from qsem.circuits.tolerances import STATE_ATOL, atol_for
 from .engine import TorchSimulator
 from .measure import probs as _probs
 from .measure import sample as _sample
+from .shot_estimates import METHODS, SwapTestEstimate, binomial_interval, estimate_from_counts
+from .shot_estimates import check_confidence as _check_confidence
+from .shot_estimates import check_method as _check_method
+from .shot_estimates import check_seed as _check_seed
+from .shot_estimates import check_shots as _check_shots
+from .shot_estimates import counts_estimate as _estimate
 from .state import State, check_density_matrix
 
 __all__ = [
@@ -84,8 +91,6 @@ __all__ = [
     "swap_test_probability",
 ]
 
-#: Binomial confidence-interval methods of :func:`binomial_interval`.
-METHODS: tuple[str, ...] = ("wilson", "clopper-pearson")
 #: Who draws the shots in :func:`swap_test_circuits`: the backend, or qsem from exact values.
 SAMPLING: tuple[str, ...] = ("backend", "exact")
 
@@ -470,142 +475,6 @@ def destructive_swap_test_value(
 # ----------------------------------------------------------------------------------
 
 
-def _check_confidence(confidence: object) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)):
-        raise arg_error(
-            "confidence", f"must be a number in (0, 1), got {confidence!r}", QsemTypeError
-        )
-    if not 0 < float(confidence) < 1:
-        raise arg_error("confidence", f"must lie in (0, 1) (e.g. 0.95), got {confidence!r}")
-    return float(confidence)
-
-
-def _check_method(method: object) -> str:
-    if method not in METHODS:
-        raise arg_error("method", f"must be one of {list(METHODS)}, got {method!r}")
-    return str(method)
-
-
-def _check_shots(shots: object) -> int:
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)):
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}", QsemTypeError)
-    if shots < 1:
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}")
-    return int(shots)
-
-
-def _check_seed(seed: object) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise arg_error("seed", f"must be an integer or None, got {seed!r}", QsemTypeError)
-    return None if seed is None else int(seed)
-
-
-def binomial_interval(
-    successes: Any, trials: int, *, confidence: float = 0.95, method: str = "wilson"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two-sided confidence interval ``(low, high)`` for a binomial probability.
-
-    ``method="wilson"``: the Wilson score interval; ``"clopper-pearson"``: the exact
-    (conservative) interval from beta quantiles. ``successes``: a count or a tensor of
-    counts in ``0..trials``; float64 tensors of the same shape come back.
-    """
-    from scipy import stats
-
-    n = _check_shots(trials)
-    conf = _check_confidence(confidence)
-    method = _check_method(method)
-    k_t = torch.as_tensor(successes)
-    if k_t.is_complex() or k_t.dtype == torch.bool:
-        raise arg_error("successes", f"expected integer counts, got dtype {k_t.dtype}")
-    k = k_t.detach().cpu().to(torch.float64).numpy()
-    if not np.all(np.isfinite(k)) or np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k)):
-        raise arg_error("successes", f"counts must be integers in 0..{n}, got {k_t.tolist()}")
-    alpha = 1 - conf
-    if method == "wilson":
-        z = float(stats.norm.ppf(1 - alpha / 2))
-        p = k / n
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z / denom * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-        low = np.where(k == 0, 0.0, low)
-        high = np.where(k == n, 1.0, high)
-    else:
-        with np.errstate(invalid="ignore"):
-            low = np.where(k == 0, 0.0, stats.beta.ppf(alpha / 2, k, n - k + 1))
-            high = np.where(k == n, 1.0, stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-    as_t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64))  # noqa: E731
-    return as_t(low), as_t(high)
-
-
-@dataclass(frozen=True)
-class SwapTestEstimate:
-    """A shot estimate of ``Tr(ρσ)`` with a binomial confidence interval.
-
-    ``p0`` is the observed fraction of ancilla-0 outcomes (for the destructive test:
-    of outcomes with SWAP eigenvalue ``+1``); ``estimate = clip(2 p0 - 1, 0, 1)``
-    (:attr:`raw` is the unclipped, unbiased ``2 p0 - 1``); ``[low, high]`` is the
-    interval for ``p0``'s probability mapped through ``2p - 1`` and clipped to
-    ``[0, 1]``. Tensors of shape ``()`` or the batch shape.
-    """
-
-    estimate: torch.Tensor
-    low: torch.Tensor
-    high: torch.Tensor
-    shots: int
-    p0: torch.Tensor
-    confidence: float = 0.95
-    method: str = "wilson"
-
-    @property
-    def raw(self) -> torch.Tensor:
-        """The unclipped estimate ``2 p0 - 1`` (unbiased; may be slightly negative)."""
-        return 2 * self.p0 - 1
-
-    @property
-    def halfwidth(self) -> torch.Tensor:
-        return (self.high - self.low) / 2
-
-    def contains(self, value: Any) -> torch.Tensor:
-        """Whether ``low <= value <= high`` (elementwise)."""
-        v = torch.as_tensor(value, dtype=torch.float64)
-        return (self.low <= v) & (v <= self.high)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready values (floats or lists)."""
-        return {
-            "estimate": self.estimate.tolist(),
-            "low": self.low.tolist(),
-            "high": self.high.tolist(),
-            "shots": self.shots,
-            "p0": self.p0.tolist(),
-            "confidence": self.confidence,
-            "method": self.method,
-        }
-
-
-def estimate_from_counts(
-    zeros: Any, shots: int, *, confidence: float = 0.95, method: str = "wilson"
-) -> SwapTestEstimate:
-    """:class:`SwapTestEstimate` from the number of ancilla-0 outcomes among ``shots``.
-
-    Works for counts from any source (the torch engine, Aer, hardware). For the
-    destructive test pass the number of outcomes with SWAP eigenvalue ``+1``.
-    """
-    n = _check_shots(shots)
-    low_p, high_p = binomial_interval(zeros, n, confidence=confidence, method=method)
-    p0 = torch.as_tensor(zeros).detach().cpu().to(torch.float64) / n
-    return SwapTestEstimate(
-        estimate=(2 * p0 - 1).clamp(0, 1),
-        low=(2 * low_p - 1).clamp(0, 1),
-        high=(2 * high_p - 1).clamp(0, 1),
-        shots=n,
-        p0=p0,
-        confidence=float(confidence),
-        method=str(method),
-    )
-
-
 def swap_test_estimate(
     a: Any,
     b: Any,
@@ -719,34 +588,6 @@ def _backend_job(
     if sampling not in SAMPLING:
         raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
     return circuit, backend, values, names, n_shots, seed
-
-
-def _draw(p: torch.Tensor, shots: int, seed: int | None) -> torch.Tensor:
-    """Binomial(shots, p) counts per row, seeded (the ``sampling="exact"`` shots)."""
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    p = p.detach().cpu().to(torch.float64).clamp(0, 1)
-    count = torch.full_like(p, float(shots))
-    return torch.binomial(count, p, generator=gen).to(torch.long)
-
-
-def _estimate(
-    p_event: torch.Tensor,
-    shots: int,
-    seed: int | None,
-    sampling: str,
-    confidence: float,
-    method: str,
-) -> SwapTestEstimate:
-    """Counts of the event (ancilla 0 / SWAP eigenvalue +1) out of ``shots``, and the estimate.
-
-    ``p_event`` is the exact probability (``sampling="exact"``: draw the counts) or the
-    backend's shot frequency (``sampling="backend"``: the counts themselves).
-    """
-    if sampling == "exact":
-        counts = _draw(p_event, shots, seed)
-    else:
-        counts = torch.round(p_event * shots).to(torch.long)
-    return estimate_from_counts(counts, shots, confidence=confidence, method=method)
 
 
 def swap_test_circuits(
