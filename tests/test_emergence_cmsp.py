@@ -1,4 +1,4 @@
-"""``qsem run emergence-cmsp``: ground-truth rule, signals, pooled scores, smoke, resume, slow study.
+"""``qsem run emergence-cmsp``: ground-truth rule, signals, pooled scores, smoke, resume, slow.
 
 The slow test runs the default study (10 scored seeds, 3 tuning seeds, the
 hybrid) and asserts what it measured (docs/emergence.md, "Ground truth on CMSP").
@@ -15,18 +15,39 @@ import numpy as np
 import pytest
 import torch
 
-from qsem.emergence.benchmark import Run, merge_starts, online_events, pooled_score, tune
 from qsem.emergence import FixedThreshold
+from qsem.emergence.benchmark import Run, merge_starts, online_events, pooled_score, tune
 from qsem.experiments import emergence_cmsp, get_experiment
 from qsem.narrow.transitions import ProbeSignals, Transition, find_transition, transitions_of
 from qsem.runner import ConfigError, RunContext, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = ["seeds=2", "tune_seeds=1", "steps=30", "n_task=8", "k=2", "widths=8", "per_task=8",
-        "eval_per_task=16", "probe_per_task=4", "lag=5", "max_lag=20", "before=5",
-        "refractory=10", "horizon=10", "epot_window=5", "hybrid_seeds=1", "hybrid_steps=12",
-        "hybrid_per_task=4", "hybrid_probe_per_task=2", "hybrid_widths=4", "n_qubits=2",
-        "q_layers=1", "shots=0", "log_every=5"]  # fmt: skip
+TINY = [
+    "seeds=2",
+    "tune_seeds=1",
+    "steps=30",
+    "n_task=8",
+    "k=2",
+    "widths=8",
+    "per_task=8",
+    "eval_per_task=16",
+    "probe_per_task=4",
+    "lag=5",
+    "max_lag=20",
+    "before=5",
+    "refractory=10",
+    "horizon=10",
+    "epot_window=5",
+    "hybrid_seeds=1",
+    "hybrid_steps=12",
+    "hybrid_per_task=4",
+    "hybrid_probe_per_task=2",
+    "hybrid_widths=4",
+    "n_qubits=2",
+    "q_layers=1",
+    "shots=0",
+    "log_every=5",
+]
 
 
 # --------------------------------------------------------------------------
@@ -66,8 +87,12 @@ def test_merge_starts_and_ground_truth_groups():
 
 def test_probe_signals_by_hand():
     sig = ProbeSignals(beta=0.5, lag=2)
-    phis = [torch.tensor([[[0.0, 1.0]]]), torch.tensor([[[1.0, 0.0]]]),
-            torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])]  # fmt: skip
+    phis = [
+        torch.tensor([[[0.0, 1.0]]]),
+        torch.tensor([[[1.0, 0.0]]]),
+        torch.tensor([[[1.0, 0.0]]]),
+        torch.tensor([[[0.0, 1.0]]]),
+    ]
     outs = [sig.update(p) for p in phis]
     # EMA: e0 = (0,1), e1 = (0.5,0.5), e2 = (0.75,0.25), e3 = (0.375,0.625)
     s2 = math.sqrt(2)
@@ -116,20 +141,30 @@ def test_tune_picks_the_best_f1_on_the_tuning_runs():
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("seeds=0", "seeds"), ("signal=foo", "signal"), ("low_bits=0.95", "low_bits"),
-     ("tune_offset=0", "tune_offset"), ("k=9", "n_task"), ("ema_beta=1.0", "ema_beta"),
-     ("widths=0", "widths"), ("hybrid_lr=-1", "hybrid_lr"), ("confidence=1.5", "confidence"),
-     ("no_such_key=1", "no_such_key")],  # fmt: skip
+    [
+        ("seeds=0", "seeds"),
+        ("signal=foo", "signal"),
+        ("low_bits=0.95", "low_bits"),
+        ("tune_offset=0", "tune_offset"),
+        ("k=9", "n_task"),
+        ("ema_beta=1.0", "ema_beta"),
+        ("widths=0", "widths"),
+        ("hybrid_lr=-1", "hybrid_lr"),
+        ("confidence=1.5", "confidence"),
+        ("no_such_key=1", "no_such_key"),
+    ],
 )
 def test_bad_config_names_the_key(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key):
-        run_experiment(get_experiment("emergence-cmsp"), overrides=[override],
-                       out=tmp_path / "r", quiet=True)  # fmt: skip
+        run_experiment(
+            get_experiment("emergence-cmsp"), overrides=[override], out=tmp_path / "r", quiet=True
+        )
 
 
 def test_smoke_tiny(tmp_path):
-    r = run_experiment(get_experiment("emergence-cmsp"), overrides=TINY, out=tmp_path / "r",
-                       quiet=True)  # fmt: skip
+    r = run_experiment(
+        get_experiment("emergence-cmsp"), overrides=TINY, out=tmp_path / "r", quiet=True
+    )
     res = json.loads((r.out_dir / "results.json").read_text())
     assert (r.out_dir / "detections.png").read_bytes()[:8] == PNG
     assert (r.out_dir / "table.md").read_text().startswith("| model")
@@ -153,8 +188,7 @@ class _Boom(Exception):
 @pytest.mark.parametrize("die_at", [3, 9])  # inside the scored MLP phase, inside the hybrid
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, die_at):
     exp = get_experiment("emergence-cmsp")
-    ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True,
-                         checkpoint_every=5)  # fmt: skip
+    ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True, checkpoint_every=5)
     original = RunContext.log
     calls = {"n": 0}
 

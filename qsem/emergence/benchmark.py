@@ -87,8 +87,14 @@ def pooled_score(
         n_tr += r["n_transitions"]
         steps += max(run.n_steps, 1)
         lags += r["lags"]
-        per_run.append({"events": list(map(int, ev)), "detected": r["detected"],
-                        "lags": r["lags"], "false_alarms": r["false_alarms"]})  # fmt: skip
+        per_run.append(
+            {
+                "events": list(map(int, ev)),
+                "detected": r["detected"],
+                "lags": r["lags"],
+                "false_alarms": r["false_alarms"],
+            }
+        )
     recall = matched / n_tr if n_tr else math.nan
     precision = matched / n_ev if n_ev else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -125,9 +131,15 @@ def tune(
     table = []
     for params in grid:
         s = pooled_score([detect(params, r) for r in runs], runs, max_lag=max_lag, before=before)
-        table.append({"params": dict(params), "f1": s["f1"], "recall": s["recall"],
-                      "false_alarms_per_1000": s["false_alarms_per_1000"],
-                      "median_lag": s["median_lag"]})  # fmt: skip
+        table.append(
+            {
+                "params": dict(params),
+                "f1": s["f1"],
+                "recall": s["recall"],
+                "false_alarms_per_1000": s["false_alarms_per_1000"],
+                "median_lag": s["median_lag"],
+            }
+        )
 
     def key(row: dict[str, Any]) -> tuple[float, float]:
         f1 = row["f1"] if math.isfinite(row["f1"]) else -1.0

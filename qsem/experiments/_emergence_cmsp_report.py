@@ -20,9 +20,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def table(out: dict[str, Any]) -> str:
     """Markdown: one row per detector (MLP signal, then the hybrid rows), and E_pot."""
-    rows = ["| model / signal | detector | recall | false alarms / 1000 steps | median lag | "
-            "p90 lag | precision | F1 | tuned on tune seeds |",
-            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| model / signal | detector | recall | false alarms / 1000 steps | median lag | "
+        "p90 lag | precision | F1 | tuned on tune seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     dets = out["detectors"]
     names = [n for n in ORDER if n in dets] + [n for n in dets if n not in ORDER]
     for name in names:
@@ -34,21 +36,31 @@ def table(out: dict[str, Any]) -> str:
     for name, d in out["hybrid"].items():
         rows.append(_row("hybrid (QuantumLayer)", name, d))
     ep = out["epot_auroc"]
-    rows += ["", "| E_pot AUROC | " + " | ".join(f"{k}: {_fmt(v, 3)}" for k, v in ep.items())
-             + " |"]  # fmt: skip
+    rows += [
+        "",
+        "| E_pot AUROC | " + " | ".join(f"{k}: {_fmt(v, 3)}" for k, v in ep.items()) + " |",
+    ]
     return "\n".join(rows) + "\n"
 
 
 def _row(sig: str, name: str, d: dict[str, Any]) -> str:
-    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in d["params"].items())  # fmt: skip
-    return (f"| {sig} | {name} | {_fmt(d['recall'])} | {_fmt(d['false_alarms_per_1000'])} | "
-            f"{_fmt(d['median_lag'], 0)} | {_fmt(d['p90_lag'], 0)} | {_fmt(d['precision'])} | "
-            f"{_fmt(d['f1'])} | {params or '-'} |")  # fmt: skip
+    params = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["params"].items()
+    )
+    return (
+        f"| {sig} | {name} | {_fmt(d['recall'])} | {_fmt(d['false_alarms_per_1000'])} | "
+        f"{_fmt(d['median_lag'], 0)} | {_fmt(d['p90_lag'], 0)} | {_fmt(d['precision'])} | "
+        f"{_fmt(d['f1'])} | {params or '-'} |"
+    )
 
 
-def plot_detections(res: dict[str, Any], truths: list[dict[str, Any]], out: dict[str, Any],
-                    cfg: Any, members: tuple[int, ...] = (0, 1)) -> Any:  # fmt: skip
+def plot_detections(
+    res: dict[str, Any],
+    truths: list[dict[str, Any]],
+    out: dict[str, Any],
+    cfg: Any,
+    members: tuple[int, ...] = (0, 1),
+) -> Any:
     """Per-task losses with the true transitions, the signal, and each detector's events."""
     from matplotlib.figure import Figure
 
@@ -59,8 +71,9 @@ def plot_detections(res: dict[str, Any], truths: list[dict[str, Any]], out: dict
     dets = out["detectors"]
     names = [n for n in ORDER if n in dets] + [n for n in dets if n not in ORDER]
     fig = Figure(figsize=(6.5 * len(members), 8.5))
-    axes = fig.subplots(3, len(members), sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": [2.2, 1.6, 1.6]})  # fmt: skip
+    axes = fig.subplots(
+        3, len(members), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [2.2, 1.6, 1.6]}
+    )
     steps = np.arange(losses.shape[0])
     task_names = [f"atom {i}" for i in range(losses.shape[2] - 1)] + ["composite"]
     for col, e in enumerate(members):
@@ -72,8 +85,10 @@ def plot_detections(res: dict[str, Any], truths: list[dict[str, Any]], out: dict
             ax.axvline(s, color="k", lw=1.0, ls="--")
         ax.axhline(cfg.high_bits, color="0.5", lw=0.6, ls=":")
         ax.axhline(cfg.low_bits, color="0.5", lw=0.6, ls=":")
-        ax.set(title=f"seed {cfg.seed + e}: task losses, true transitions (dashed: start)",
-               ylabel="loss (bits)")  # fmt: skip
+        ax.set(
+            title=f"seed {cfg.seed + e}: task losses, true transitions (dashed: start)",
+            ylabel="loss (bits)",
+        )
         if col == 0:
             ax.legend(fontsize=7, loc="upper right")
         ax = axes[1, col]
@@ -91,7 +106,10 @@ def plot_detections(res: dict[str, Any], truths: list[dict[str, Any]], out: dict
         for s in truths[e]["starts"]:
             ax.axvspan(s - cfg.before, s + cfg.max_lag, color="C2", alpha=0.15, zorder=0)
         ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set(xlabel="step", ylim=(-0.7, len(names) - 0.3),
-               title="detector events (green: scoring window)")  # fmt: skip
+        ax.set(
+            xlabel="step",
+            ylim=(-0.7, len(names) - 0.3),
+            title="detector events (green: scoring window)",
+        )
     fig.tight_layout()
     return fig

@@ -51,11 +51,13 @@ from ._emergence_cmsp_report import plot_detections, table
 __all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run"]
 
 SIGNALS = ("literal", "lagged", "ema")
-RULE = ("start = last step with task loss > {high} bits before the first step with loss < "
-        "{low} bits (the learned step); transitions of one seed whose starts lie within "
-        "{gap} steps of an earlier one are merged (one probe-wide signal cannot separate "
-        "them); an event matches a transition when it lies in [start - {before}, start + "
-        "{max_lag}], one event per transition")  # fmt: skip
+RULE = (
+    "start = last step with task loss > {high} bits before the first step with loss < "
+    "{low} bits (the learned step); transitions of one seed whose starts lie within "
+    "{gap} steps of an earlier one are merged (one probe-wide signal cannot separate "
+    "them); an event matches a transition when it lies in [start - {before}, start + "
+    "{max_lag}], one event per transition"
+)
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,36 @@ class EmergenceCMSPConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for key in ("seeds", "tune_seeds", "per_task", "steps", "eval_per_task", "probe_per_task",
-                    "lag", "horizon", "epot_window", "hybrid_per_task", "hybrid_probe_per_task",
-                    "n_qubits", "q_layers", "log_every"):  # fmt: skip
+        for key in (
+            "seeds",
+            "tune_seeds",
+            "per_task",
+            "steps",
+            "eval_per_task",
+            "probe_per_task",
+            "lag",
+            "horizon",
+            "epot_window",
+            "hybrid_per_task",
+            "hybrid_probe_per_task",
+            "n_qubits",
+            "q_layers",
+            "log_every",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        for key in ("hybrid_seeds", "hybrid_tune_seeds", "hybrid_steps", "shots", "threads",
-                    "max_lag", "before", "refractory", "tune_offset", "seed"):  # fmt: skip
+        for key in (
+            "hybrid_seeds",
+            "hybrid_tune_seeds",
+            "hybrid_steps",
+            "shots",
+            "threads",
+            "max_lag",
+            "before",
+            "refractory",
+            "tune_offset",
+            "seed",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
         if self.hybrid_seeds and not self.hybrid_tune_seeds:
@@ -158,10 +183,15 @@ def ground_truth(losses: np.ndarray, cfg: EmergenceCMSPConfig) -> dict[str, Any]
     per_task = transitions_of(losses, high=cfg.high_bits, low=cfg.low_bits)
     found = sorted((t.start, t.learned) for t in per_task if t is not None)
     starts = merge_starts([s for s, _ in found], cfg.max_lag)
-    ends = [max(e for s, e in found if s0 <= s and (i + 1 == len(starts) or s < starts[i + 1]))
-            for i, s0 in enumerate(starts)]  # fmt: skip
-    return {"per_task": [None if t is None else list(t) for t in per_task],
-            "starts": starts, "ends": ends}  # fmt: skip
+    ends = [
+        max(e for s, e in found if s0 <= s and (i + 1 == len(starts) or s < starts[i + 1]))
+        for i, s0 in enumerate(starts)
+    ]
+    return {
+        "per_task": [None if t is None else list(t) for t in per_task],
+        "starts": starts,
+        "ends": ends,
+    }
 
 
 # -- detectors --------------------------------------------------------------------------------
@@ -172,8 +202,12 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _quantiles(runs: list[Run], qs: tuple[float, ...]) -> list[float]:
-    v = np.concatenate([np.asarray(r.signal, dtype=np.float64)[1:].reshape(len(r.signal) - 1, -1)
-                        .max(-1) for r in runs])  # fmt: skip
+    v = np.concatenate(
+        [
+            np.asarray(r.signal, dtype=np.float64)[1:].reshape(len(r.signal) - 1, -1).max(-1)
+            for r in runs
+        ]
+    )
     return [float(np.quantile(v, q)) for q in qs]
 
 
@@ -208,10 +242,14 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
     cs = [{"c": c} for c in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)]
     return {
         "fixed": (fixed, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
-        "adaptive": (adaptive, [{"k": k, "window": w} for k in (3.0, 5.0, 8.0, 12.0, 20.0)
-                                for w in (200, 1000)]),  # fmt: skip
-        "bocpd": (bocpd, [{"hazard": h, "threshold": t} for h in (1e-4, 1e-3, 1e-2)
-                          for t in (0.5, 0.8, 0.95)]),  # fmt: skip
+        "adaptive": (
+            adaptive,
+            [{"k": k, "window": w} for k in (3.0, 5.0, 8.0, 12.0, 20.0) for w in (200, 1000)],
+        ),
+        "bocpd": (
+            bocpd,
+            [{"hazard": h, "threshold": t} for h in (1e-4, 1e-3, 1e-2) for t in (0.5, 0.8, 0.95)],
+        ),
         "pelt": (offline("pelt"), cs),
         "binseg": (offline("binseg"), cs),
         "zero": (zero, [{}]),
@@ -219,15 +257,19 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
 
 
 def l1_detector(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> Any:
-    """L1 detector on the EMA of the probe outputs every ``lag`` steps (``Run.signal`` = snapshots)."""
+    """L1 detector on the EMA of the probe outputs every ``lag`` steps (signal = the snapshots)."""
 
     def detect(p: dict[str, Any], r: Run) -> list[int]:
         det = L1Detector(p["theta"], refractory=cfg.refractory)
         snaps = np.asarray(r.signal)
         return [i * cfg.lag for i in range(len(snaps)) if det.update(i * cfg.lag, snaps[i])]
 
-    d = np.concatenate([np.abs(np.diff(np.asarray(r.signal), axis=0)).reshape(
-        len(r.signal) - 1, -1).sum(-1) for r in tune_runs])  # fmt: skip
+    d = np.concatenate(
+        [
+            np.abs(np.diff(np.asarray(r.signal), axis=0)).reshape(len(r.signal) - 1, -1).sum(-1)
+            for r in tune_runs
+        ]
+    )
     grid = [{"theta": float(np.quantile(d, q))} for q in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)]
     return detect, grid
 
@@ -261,8 +303,13 @@ class _Est:
     high: float
 
 
-def evaluate(detect: Any, grid: list[dict[str, Any]], tune_runs: list[Run], runs: list[Run],
-             cfg: EmergenceCMSPConfig) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    detect: Any,
+    grid: list[dict[str, Any]],
+    tune_runs: list[Run],
+    runs: list[Run],
+    cfg: EmergenceCMSPConfig,
+) -> dict[str, Any]:
     """Tune on ``tune_runs``, score on ``runs``."""
     kw = {"max_lag": cfg.max_lag, "before": cfg.before}
     best, table_ = tune(detect, grid, tune_runs, **kw)
@@ -310,8 +357,10 @@ def _phases(cfg: EmergenceCMSPConfig) -> list[tuple[str, Any]]:
     score_mlp = [cfg.seed + i for i in range(cfg.seeds)]
     out: list[tuple[str, Any]] = [("mlp-tune", tune_mlp), ("mlp-score", score_mlp)]
     if cfg.hybrid_seeds:
-        out += [(f"hybrid-tune-{cfg.tune_offset + i}", cfg.tune_offset + i)
-                for i in range(cfg.hybrid_tune_seeds)]  # fmt: skip
+        out += [
+            (f"hybrid-tune-{cfg.tune_offset + i}", cfg.tune_offset + i)
+            for i in range(cfg.hybrid_tune_seeds)
+        ]
         out += [(f"hybrid-{cfg.seed + i}", cfg.seed + i) for i in range(cfg.hybrid_seeds)]
     return out
 
@@ -332,11 +381,13 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
                 ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()})
 
             if tag.startswith("mlp"):
-                done[tag] = train_mlp(cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint,
-                                      log=ctx.log)  # fmt: skip
+                done[tag] = train_mlp(
+                    cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
+                )
             else:
-                done[tag] = train_hybrid(cfg, seeds, tag=tag, resume=resume,
-                                         checkpoint=checkpoint, log=ctx.log)  # fmt: skip
+                done[tag] = train_hybrid(
+                    cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
+                )
             ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True)
         step_base += n
     return done
@@ -375,8 +426,9 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     for name, (detect, grid) in scalar_detectors(cfg, tr).items():
         dets[name] = evaluate(detect, grid, tr, sr, cfg)
     detect, grid = l1_detector(cfg, _mlp_runs(tune_res, cfg, "l1"))
-    dets["l1"] = evaluate(detect, grid, _mlp_runs(tune_res, cfg, "l1"),
-                          _mlp_runs(score_res, cfg, "l1"), cfg)  # fmt: skip
+    dets["l1"] = evaluate(
+        detect, grid, _mlp_runs(tune_res, cfg, "l1"), _mlp_runs(score_res, cfg, "l1"), cfg
+    )
     if signal != "literal":
         lt, ls = _mlp_runs(tune_res, cfg, "literal"), _mlp_runs(score_res, cfg, "literal")
         for name in ("fixed", "adaptive"):
@@ -390,8 +442,11 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     hybrid: dict[str, Any] = {}
     if cfg.hybrid_seeds:
         h_tune = [done[t] for t, _ in _phases(cfg) if t.startswith("hybrid-tune")]
-        h_score = [done[t] for t, _ in _phases(cfg) if t.startswith("hybrid-") and
-                   not t.startswith("hybrid-tune")]  # fmt: skip
+        h_score = [
+            done[t]
+            for t, _ in _phases(cfg)
+            if t.startswith("hybrid-") and not t.startswith("hybrid-tune")
+        ]
         q_sig = "q_lagged" if signal != "literal" else "q_exact"
         for label, key in (("quantum exact", q_sig), ("quantum exact (successive)", "q_exact")):
             ht, hs = _hybrid_runs(h_tune, cfg, key), _hybrid_runs(h_score, cfg, key)
@@ -404,11 +459,19 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
         ht, hs = _hybrid_runs(h_tune, cfg, signal), _hybrid_runs(h_score, cfg, signal)
         detect, grid = scalar_detectors(cfg, ht)["adaptive"]
         hybrid["adaptive (hybrid Δφ)"] = evaluate(detect, grid, ht, hs, cfg)
-        ep_h = [epot_series(np.asarray(r.signal), cfg, _np(res["bures"]))
-                for r, res in zip(hs, h_score, strict=True)]  # fmt: skip
+        ep_h = [
+            epot_series(np.asarray(r.signal), cfg, _np(res["bures"]))
+            for r, res in zip(hs, h_score, strict=True)
+        ]
         epot["hybrid"] = pooled_auroc(ep_h, hs, cfg.horizon)
-    return {"signal": signal, "signal_tuned_f1": tuned_f1, "signal_contrast": contrast,
-            "detectors": dets, "hybrid": hybrid, "epot_auroc": epot}  # fmt: skip
+    return {
+        "signal": signal,
+        "signal_tuned_f1": tuned_f1,
+        "signal_contrast": contrast,
+        "detectors": dets,
+        "hybrid": hybrid,
+        "epot_auroc": epot,
+    }
 
 
 def _contrast(runs: list[Run], cfg: EmergenceCMSPConfig) -> dict[str, float]:
@@ -423,8 +486,11 @@ def _contrast(runs: list[Run], cfg: EmergenceCMSPConfig) -> dict[str, float]:
         outside.append(x[~mask])
     i, o = np.concatenate(inside), np.concatenate(outside)
     ratio = float(np.median(i) / max(np.median(o), 1e-12)) if i.size and o.size else math.nan
-    return {"median_in_windows": float(np.median(i)) if i.size else math.nan,
-            "median_elsewhere": float(np.median(o)) if o.size else math.nan, "ratio": ratio}  # fmt: skip
+    return {
+        "median_in_windows": float(np.median(i)) if i.size else math.nan,
+        "median_elsewhere": float(np.median(o)) if o.size else math.nan,
+        "ratio": ratio,
+    }
 
 
 def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
@@ -437,24 +503,34 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
     md = table(out)
     ctx.write_text("table.md", md)
     timings = {tag: done[tag]["seconds"] for tag, _ in _phases(cfg)}
-    strip = {k: {kk: vv for kk, vv in v.items() if kk != "per_run"}
-             for k, v in {**out["detectors"], **out["hybrid"]}.items()}  # fmt: skip
+    strip = {
+        k: {kk: vv for kk, vv in v.items() if kk != "per_run"}
+        for k, v in {**out["detectors"], **out["hybrid"]}.items()
+    }
     return {
         "detectors": strip,
         "epot_auroc": out["epot_auroc"],
         "signal": out["signal"],
         "signal_tuned_f1": out["signal_tuned_f1"],
         "signal_contrast": out["signal_contrast"],
-        "transition_rule": RULE.format(high=cfg.high_bits, low=cfg.low_bits, gap=cfg.max_lag,
-                                       before=cfg.before, max_lag=cfg.max_lag),  # fmt: skip
+        "transition_rule": RULE.format(
+            high=cfg.high_bits,
+            low=cfg.low_bits,
+            gap=cfg.max_lag,
+            before=cfg.before,
+            max_lag=cfg.max_lag,
+        ),
         "transitions": truths,
         "seeds": [cfg.seed + i for i in range(cfg.seeds)],
         "tune_seeds": [cfg.tune_offset + i for i in range(cfg.tune_seeds)],
         "hybrid_seeds": [cfg.seed + i for i in range(cfg.hybrid_seeds)],
         "hybrid_tune_seeds": [cfg.tune_offset + i for i in range(cfg.hybrid_tune_seeds)]
-        if cfg.hybrid_seeds else [],
-        "events": {k: [r["events"] for r in v["per_run"]]
-                   for k, v in {**out["detectors"], **out["hybrid"]}.items()},  # fmt: skip
+        if cfg.hybrid_seeds
+        else [],
+        "events": {
+            k: [r["events"] for r in v["per_run"]]
+            for k, v in {**out["detectors"], **out["hybrid"]}.items()
+        },
         "timings_s": timings,
         "config": asdict(cfg),
         "table": md,

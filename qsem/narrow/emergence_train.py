@@ -76,8 +76,8 @@ def train_mlp(
 ) -> dict[str, Any]:
     """Train ``len(seeds)`` MLPs (member ``e`` initialised from ``seeds[e]``) for ``cfg.steps``.
 
-    Returns (tensors, checkpoint-safe) ``losses`` ``(steps + 1, E, T)`` (row t: after t steps), ``signals``
-    (name -> ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, 2)``
+    Returns (tensors, checkpoint-safe) ``losses`` ``(steps + 1, E, T)`` (row t: after t steps),
+    ``signals`` (name -> ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, 2)``
     (the EMA of the probe outputs every ``lag`` steps, for the L1 detector) and
     ``seconds``. ``tag`` names the phase in checkpoints and logs.
     """
@@ -90,38 +90,49 @@ def train_mlp(
     x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, e_n, make_generator(base + 1))
     x_pr, _ = ensemble_batch(cmsp, cfg.probe_per_task, e_n, make_generator(base + 2))
     sig = ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag)
-    losses: list[torch.Tensor] = []
-    signals: dict[str, list[torch.Tensor]] = {"literal": [], "ema": [], "lagged": []}
-    snaps: list[torch.Tensor] = []
+    n = cfg.steps
+    series: dict[str, torch.Tensor] = {
+        "losses": torch.zeros(n + 1, e_n, n_t),
+        "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], 2),
+        **{k: torch.zeros(n + 1, e_n) for k in ("literal", "ema", "lagged")},
+    }
     start, seconds = 0, 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         data_gen.set_state(resume["data_gen"])
         sig.load_state_dict(resume["signals_state"])
-        losses = list(resume["losses"])
-        signals = {k: list(v) for k, v in resume["signals"].items()}
-        snaps = list(resume["snaps"])
+        series = {k: v.clone() for k, v in resume["series"].items()}
         start, seconds = int(resume["step"]), float(resume["seconds"])
     tick = time.perf_counter()
 
     def record(step: int) -> None:
         with torch.no_grad():
-            losses.append(_task_losses(torch.log_softmax(model(x_ev), -1), y_ev, n_t))
+            series["losses"][step] = _task_losses(torch.log_softmax(model(x_ev), -1), y_ev, n_t)
             out = sig.update(torch.softmax(model(x_pr), -1))
         for k, v in out.items():
-            signals[k].append(v.to(torch.float32))
+            series[k][step] = v
         if step % cfg.lag == 0:
-            snaps.append(sig.ema.to(torch.float32))  # type: ignore[union-attr]
+            series["ema_snapshots"][step // cfg.lag] = sig.ema  # type: ignore[index]
         if log is not None and step % cfg.log_every == 0:
-            log(step, phase=tag, task_loss_bits=losses[-1].tolist(),
-                **{f"dphi_{k}": v.tolist() for k, v in out.items()})  # fmt: skip
+            log(
+                step,
+                phase=tag,
+                task_loss_bits=series["losses"][step].tolist(),
+                **{f"dphi_{k}": v.tolist() for k, v in out.items()},
+            )
 
     def snapshot() -> dict[str, Any]:
-        return {"tag": tag, "step": step, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
-                "signals_state": sig.state_dict(), "losses": losses, "signals": signals,
-                "snaps": snaps, "seconds": seconds + time.perf_counter() - tick}  # fmt: skip
+        return {
+            "tag": tag,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_gen": data_gen.get_state(),
+            "signals_state": sig.state_dict(),
+            "series": series,
+            "seconds": seconds + time.perf_counter() - tick,
+        }
 
     step = start
     if resume is None:
@@ -138,9 +149,9 @@ def train_mlp(
             checkpoint(step, snapshot)
     return {
         "seeds": seeds,
-        "losses": torch.stack(losses),
-        "signals": {k: torch.stack(v) for k, v in signals.items()},
-        "ema_snapshots": torch.stack(snaps),
+        "losses": series["losses"],
+        "signals": {k: series[k] for k in ("literal", "ema", "lagged")},
+        "ema_snapshots": series["ema_snapshots"],
         "seconds": round(seconds + time.perf_counter() - tick, 2),
     }
 
@@ -169,13 +180,15 @@ class HybridCMSP(torch.nn.Module):
     probabilities of wire 0; :meth:`omega` the pure states ``(B, 2**n_qubits)``.
     """
 
-    def __init__(self, in_dim: int, widths: tuple[int, ...], n_qubits: int, layers: int,
-                 seed: int) -> None:  # fmt: skip
+    def __init__(
+        self, in_dim: int, widths: tuple[int, ...], n_qubits: int, layers: int, seed: int
+    ) -> None:
         super().__init__()
         self.trunk = build_mlp(in_dim, widths, n_qubits, generator=make_generator(seed))
         self.circuit = quantum_head(n_qubits, layers)
-        self.head = QuantumLayer(self.circuit, probs_wires=[0],
-                                 weight_shapes={"w": 2 * n_qubits * layers}, seed=seed)  # fmt: skip
+        self.head = QuantumLayer(
+            self.circuit, probs_wires=[0], weight_shapes={"w": 2 * n_qubits * layers}, seed=seed
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
@@ -183,8 +196,10 @@ class HybridCMSP(torch.nn.Module):
     def bindings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The circuit's parameter bindings for inputs ``x`` (rows = inputs), detached."""
         with torch.no_grad():
-            return {"x": self.trunk(x).detach().to(torch.float64),
-                    "w": self.head.weights["w"].detach().clone()}  # fmt: skip
+            return {
+                "x": self.trunk(x).detach().to(torch.float64),
+                "w": self.head.weights["w"].detach().clone(),
+            }
 
     def omega(self, x: torch.Tensor) -> torch.Tensor:
         """Ω: the head's pure state per input, ``(B, 2**n_qubits)`` complex."""
@@ -192,25 +207,33 @@ class HybridCMSP(torch.nn.Module):
 
 
 def _estimate_mean_overlap(
-    circuit: Circuit, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], shots: int,
-    seed: int, confidence: float,
-) -> tuple[float, float, float]:  # fmt: skip
+    circuit: Circuit,
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    shots: int,
+    seed: int,
+    confidence: float,
+) -> tuple[float, float, float]:
     """Shot estimate of the probe-mean overlap F̄ with a confidence interval.
 
     Each probe input gets ``shots`` shots of the default estimator
     (:func:`qsem.simulators.estimate_overlap`); the counts are pooled: with
     ``K`` successes in ``N · shots`` trials of a uniformly drawn probe input,
     ``K / (N shots)`` estimates the mean of the per-input probabilities, and its
-    binomial interval is the interval on F̄ (compute–uncompute: ``P(0…0) = F``).
+    binomial interval is the interval on F̄ (compute–uncompute: ``P(0…0) = F``;
+    the SWAP tests: ``F = 2p − 1``).
     """
     from qsem.simulators import estimate_overlap
-    from qsem.simulators.similarity import binomial_interval
+    from qsem.simulators.shot_estimates import binomial_interval
 
     est = estimate_overlap(circuit, a, b, shots=shots, seed=seed, confidence=confidence)
-    k = torch.round(torch.as_tensor(est.estimate, dtype=torch.float64) * shots)
+    k = torch.round(torch.as_tensor(est.p0, dtype=torch.float64) * shots)
     total, trials = int(k.sum()), int(k.numel()) * shots
     low, high = binomial_interval(total, trials, confidence=confidence)
-    return total / trials, float(low), float(high)
+    p, lo, hi = total / trials, float(low), float(high)
+    if est.mapping == "swap":  # F = 2p - 1
+        p, lo, hi = 2 * p - 1, 2 * lo - 1, 2 * hi - 1
+    return min(max(p, 0.0), 1.0), min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
 
 
 def train_hybrid(
@@ -241,8 +264,15 @@ def train_hybrid(
     x_pr, _ = ensemble_batch(cmsp, cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
     sig = ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag)
-    series: dict[str, list[Any]] = {k: [] for k in ("losses", "literal", "ema", "lagged",
-                                                  "q_exact", "q_lagged", "bures", "q_shots")}  # fmt: skip
+    n = cfg.hybrid_steps
+    series: dict[str, torch.Tensor] = {
+        "losses": torch.zeros(n + 1, n_t),
+        "q_shots": torch.ones(n + 1, 3, dtype=torch.float64),
+        **{
+            k: torch.zeros(n + 1, dtype=torch.float64)
+            for k in ("literal", "ema", "lagged", "q_exact", "q_lagged", "bures")
+        },
+    }
     states: list[torch.Tensor] = []
     binds: dict[str, torch.Tensor] | None = None
     start, seconds = 0, 0.0
@@ -251,7 +281,7 @@ def train_hybrid(
         opt.load_state_dict(resume["optimizer"])
         data_gen.set_state(resume["data_gen"])
         sig.load_state_dict(resume["signals_state"])
-        series = {k: list(v) for k, v in resume["series"].items()}
+        series = {k: v.clone() for k, v in resume["series"].items()}
         states, binds = list(resume["states"]), resume["binds"]
         start, seconds = int(resume["step"]), float(resume["seconds"])
     tick = time.perf_counter()
@@ -260,41 +290,55 @@ def train_hybrid(
         nonlocal binds
         with torch.no_grad():
             p = model(x_ev).clamp_min(1e-12)
-            series["losses"].append(_task_losses(p.log()[None], y_ev[None], n_t)[0])
+            series["losses"][step] = _task_losses(p.log()[None], y_ev[None], n_t)[0]
             out = sig.update(model(x_pr)[None])
             new = model.bindings(x_pr)
             psi = simulate(model.circuit, new, dtype=torch.complex128).vector
         for k, v in out.items():
-            series[k].append(float(v[0]))
+            series[k][step] = v[0]
         if states:
             f_prev = (states[-1].conj() * psi).sum(-1).abs().square().clamp(0, 1)
             f_lag = (states[0].conj() * psi).sum(-1).abs().square().clamp(0, 1)
-            series["q_exact"].append(float((1 - f_prev).mean()))
-            series["q_lagged"].append(float((1 - f_lag).mean()))
-            series["bures"].append(float(torch.arccos(f_prev.sqrt()).mean()))
+            series["q_exact"][step] = (1 - f_prev).mean()
+            series["q_lagged"][step] = (1 - f_lag).mean()
+            series["bures"][step] = torch.arccos(f_prev.sqrt()).mean()
             if cfg.shots > 0 and binds is not None:
-                series["q_shots"].append(_estimate_mean_overlap(
-                    model.circuit, binds, new, cfg.shots, seed * 1_000_003 + step,
-                    cfg.confidence))  # fmt: skip
-        else:
-            series["q_exact"].append(0.0)
-            series["q_lagged"].append(0.0)
-            series["bures"].append(0.0)
-            if cfg.shots > 0:
-                series["q_shots"].append((1.0, 1.0, 1.0))
+                series["q_shots"][step] = torch.tensor(
+                    _estimate_mean_overlap(
+                        model.circuit,
+                        binds,
+                        new,
+                        cfg.shots,
+                        seed * 1_000_003 + step,
+                        cfg.confidence,
+                    )
+                )
         states.append(psi)
         if len(states) > cfg.lag:
             states.pop(0)
         binds = new
         if log is not None and step % cfg.log_every == 0:
-            log(step, phase=tag, task_loss_bits=series["losses"][-1].tolist(),
-                dphi_ema=series["ema"][-1], q_exact=series["q_exact"][-1])  # fmt: skip
+            log(
+                step,
+                phase=tag,
+                task_loss_bits=series["losses"][step].tolist(),
+                dphi_ema=float(series["ema"][step]),
+                q_exact=float(series["q_exact"][step]),
+            )
 
     def snapshot() -> dict[str, Any]:
-        return {"tag": tag, "step": step, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
-                "signals_state": sig.state_dict(), "series": series, "states": states,
-                "binds": binds, "seconds": seconds + time.perf_counter() - tick}  # fmt: skip
+        return {
+            "tag": tag,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_gen": data_gen.get_state(),
+            "signals_state": sig.state_dict(),
+            "series": series,
+            "states": states,
+            "binds": binds,
+            "seconds": seconds + time.perf_counter() - tick,
+        }
 
     step = start
     if resume is None:
@@ -309,12 +353,4 @@ def train_hybrid(
         record(step)
         if checkpoint is not None and step < cfg.hybrid_steps:
             checkpoint(step, snapshot)
-    out: dict[str, Any] = {
-        "seed": seed,
-        "losses": torch.stack(series["losses"]),
-        "seconds": round(seconds + time.perf_counter() - tick, 2),
-    }
-    for k in ("literal", "ema", "lagged", "q_exact", "q_lagged", "bures"):
-        out[k] = torch.tensor(series[k], dtype=torch.float64)
-    out["q_shots"] = torch.tensor(series["q_shots"], dtype=torch.float64).reshape(-1, 3)
-    return out
+    return {"seed": seed, **series, "seconds": round(seconds + time.perf_counter() - tick, 2)}

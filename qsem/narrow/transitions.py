@@ -139,8 +139,12 @@ class ProbeSignals:
         return {"literal": literal, "ema": ema_sig, "lagged": lagged}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"prev": self.prev, "ema": self.ema, "history": list(self.history),
-                "raw": list(self.raw)}  # fmt: skip
+        return {
+            "prev": self.prev,
+            "ema": self.ema,
+            "history": list(self.history),
+            "raw": list(self.raw),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.prev, self.ema = state["prev"], state["ema"]
