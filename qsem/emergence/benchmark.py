@@ -53,15 +53,17 @@ def merge_starts(starts: Sequence[int], gap: int) -> list[int]:
 @dataclass
 class Run:
     """One seed: ``signal`` ``(n + 1,)`` (or ``(n + 1, ...)`` values for the detector),
-    the transition ``starts`` and, optionally, their ``ends``."""
+    the transition ``starts`` and, optionally, their ``ends`` and the length ``steps``."""
 
     signal: Any
     starts: list[int]
     ends: list[int] = field(default_factory=list)
+    #: the run's length in steps when the signal is logged every k steps (default len - 1)
+    steps: int | None = None
 
     @property
     def n_steps(self) -> int:
-        return len(self.signal) - 1
+        return len(self.signal) - 1 if self.steps is None else self.steps
 
 
 def online_events(detector: Detector, values: Any, first: int = 1) -> list[int]:

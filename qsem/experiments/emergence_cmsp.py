@@ -52,11 +52,14 @@ __all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run"]
 
 SIGNALS = ("literal", "lagged", "ema")
 RULE = (
-    "start = last step with task loss > {high} bits before the first step with loss < "
-    "{low} bits (the learned step); transitions of one seed whose starts lie within "
-    "{gap} steps of an earlier one are merged (one probe-wide signal cannot separate "
-    "them); an event matches a transition when it lies in [start - {before}, start + "
-    "{max_lag}], one event per transition"
+    "per task, on the fixed evaluation set: learned = first step with loss < {low} bits; "
+    "cross = last step before it with loss > {high} bits; start = the onset of the drop: the "
+    "last step <= cross at which the centred {onset}-step running mean of the loss is at "
+    "least the plateau level (median loss over the {plateau} steps before cross; onset=0: "
+    "start = cross); transitions of one seed whose starts lie within {gap} steps of an "
+    "earlier one are merged (one probe-wide signal cannot separate them); an event matches "
+    "a transition when it lies in [start - {before}, start + {max_lag}], one event per "
+    "transition; lag = event - start"
 )
 
 
@@ -74,20 +77,25 @@ class EmergenceCMSPConfig:
     n_atoms: int = 4
     k: int = 3
     widths: tuple[int, ...] = (128, 128)
-    lr: float = 1e-3
+    lr: float = 2e-3
     adam_eps: float = 1e-5
     per_task: int = 200
-    steps: int = 8000
+    steps: int = 6000
     eval_per_task: int = 128
     probe_per_task: int = 32
     high_bits: float = 0.9
     low_bits: float = 0.1
+    #: ground truth: the start is the onset of the drop, found with a running mean of this
+    #: many steps against the plateau level (median loss over `plateau` steps); 0: the
+    #: last step above high_bits
+    onset: int = 51
+    plateau: int = 1000
     #: signal: "auto" (chosen on the tuning seeds) or one of literal, lagged, ema
     signal: str = "auto"
     ema_beta: float = 0.99
     lag: int = 100
     max_lag: int = 500
-    before: int = 100
+    before: int = 50
     refractory: int = 500
     horizon: int = 200
     epot_window: int = 50
@@ -95,13 +103,17 @@ class EmergenceCMSPConfig:
     hybrid_tune_seeds: int = 1
     hybrid_steps: int = 6000
     hybrid_per_task: int = 100
-    hybrid_probe_per_task: int = 16
+    hybrid_probe_per_task: int = 8
     hybrid_widths: tuple[int, ...] = (128, 128)
-    hybrid_lr: float = 1e-3
+    hybrid_lr: float = 2e-3
     n_qubits: int = 4
     q_layers: int = 2
     #: shots per probe input for the shot estimate of the overlap (0: no shot estimate)
     shots: int = 1000
+    #: the shot estimate is taken every shot_every steps, of the pair (Ω_t, Ω_{t-lag})
+    #: ("lagged") or (Ω_t, Ω_{t-1}) ("successive")
+    shot_every: int = 20
+    shot_pair: str = "lagged"
     confidence: float = 0.95
     log_every: int = 50
     threads: int = 1
@@ -122,6 +134,7 @@ class EmergenceCMSPConfig:
             "n_qubits",
             "q_layers",
             "log_every",
+            "shot_every",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
@@ -165,6 +178,10 @@ class EmergenceCMSPConfig:
             raise ConfigError(f"config key 'ema_beta': must lie in [0, 1), got {self.ema_beta}")
         if not 0 < self.confidence < 1:
             raise ConfigError(f"config key 'confidence': must lie in (0, 1), got {self.confidence}")
+        if self.shot_pair not in ("lagged", "successive"):
+            raise ConfigError(
+                f"config key 'shot_pair': 'lagged' or 'successive', got {self.shot_pair!r}"
+            )
         if self.signal not in ("auto", *SIGNALS):
             raise ConfigError(
                 f"config key 'signal': 'auto' or one of {list(SIGNALS)}, got {self.signal!r}"
@@ -180,7 +197,9 @@ class EmergenceCMSPConfig:
 
 def ground_truth(losses: np.ndarray, cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     """Per-task transitions of one seed's ``(steps + 1, T)`` losses; merged starts and ends."""
-    per_task = transitions_of(losses, high=cfg.high_bits, low=cfg.low_bits)
+    per_task = transitions_of(
+        losses, high=cfg.high_bits, low=cfg.low_bits, onset=cfg.onset, plateau=cfg.plateau
+    )
     found = sorted((t.start, t.learned) for t in per_task if t is not None)
     starts = merge_starts([s for s, _ in found], cfg.max_lag)
     ends = [
@@ -282,11 +301,12 @@ def quantum_detector(cfg: EmergenceCMSPConfig, tune_runs: list[Run], shots: bool
         x = np.asarray(r.signal)
         if not shots:
             return online_events(det, x)
+        det.reset()
+        every = cfg.shot_every
         out = []
-        for t in range(1, len(x)):
-            est = _Est(*(float(v) for v in x[t]))
-            if det.update(t, est) is not None:
-                out.append(t)
+        for i in range(1, len(x)):  # row i: step i * shot_every
+            if det.update(i * every, _Est(*(float(v) for v in x[i]))) is not None:
+                out.append(i * every)
         return out
 
     vals = np.concatenate(
@@ -399,7 +419,7 @@ def _mlp_runs(res: dict[str, Any], cfg: EmergenceCMSPConfig, name: str) -> list[
     for e in range(losses.shape[1]):
         gt = ground_truth(losses[:, e], cfg)
         sig = _np(res["ema_snapshots"])[:, e] if name == "l1" else _np(res["signals"][name])[:, e]
-        out.append(Run(sig, gt["starts"], gt["ends"]))
+        out.append(Run(sig, gt["starts"], gt["ends"], steps=losses.shape[0] - 1))
     return out
 
 
@@ -407,7 +427,7 @@ def _hybrid_runs(results: list[dict[str, Any]], cfg: EmergenceCMSPConfig, name: 
     out = []
     for res in results:
         gt = ground_truth(_np(res["losses"]), cfg)
-        out.append(Run(_np(res[name]), gt["starts"], gt["ends"]))
+        out.append(Run(_np(res[name]), gt["starts"], gt["ends"], steps=cfg.hybrid_steps))
     return out
 
 
@@ -516,6 +536,8 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
         "transition_rule": RULE.format(
             high=cfg.high_bits,
             low=cfg.low_bits,
+            onset=cfg.onset,
+            plateau=cfg.plateau,
             gap=cfg.max_lag,
             before=cfg.before,
             max_lag=cfg.max_lag,

@@ -226,7 +226,9 @@ def _estimate_mean_overlap(
     from qsem.simulators import estimate_overlap
     from qsem.simulators.shot_estimates import binomial_interval
 
-    est = estimate_overlap(circuit, a, b, shots=shots, seed=seed, confidence=confidence)
+    est = estimate_overlap(
+        circuit, a, b, shots=shots, seed=seed, confidence=confidence, sampling="exact"
+    )
     k = torch.round(torch.as_tensor(est.p0, dtype=torch.float64) * shots)
     total, trials = int(k.sum()), int(k.numel()) * shots
     low, high = binomial_interval(total, trials, confidence=confidence)
@@ -251,8 +253,10 @@ def train_hybrid(
     probe batch of ``1 − |⟨Ω_t|Ω_{t−1}⟩|²``; ``q_lagged`` = the same between
     ``Ω_t`` and ``Ω_{t−lag}`` (from the oldest held before ``lag`` steps);
     ``bures`` = mean Bures angle ``arccos |⟨Ω_t|Ω_{t−1}⟩|``; and, when
-    ``cfg.shots > 0``, ``q_shots`` ``(steps + 1, 3)``: the estimate of F̄ with
-    its interval (:func:`_estimate_mean_overlap`).
+    ``cfg.shots > 0``, ``q_shots`` ``(steps // shot_every + 1, 3)``: at every
+    ``shot_every``-th step, the shot estimate of the probe-mean overlap F̄ of
+    ``Ω_t`` with ``Ω_{t−lag}`` (``shot_pair="lagged"``) or ``Ω_{t−1}``
+    (``"successive"``) and its interval (:func:`_estimate_mean_overlap`).
     """
     cmsp = _cmsp(cfg)
     n_t = len(cmsp.tasks)
@@ -267,14 +271,14 @@ def train_hybrid(
     n = cfg.hybrid_steps
     series: dict[str, torch.Tensor] = {
         "losses": torch.zeros(n + 1, n_t),
-        "q_shots": torch.ones(n + 1, 3, dtype=torch.float64),
+        "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
         **{
             k: torch.zeros(n + 1, dtype=torch.float64)
             for k in ("literal", "ema", "lagged", "q_exact", "q_lagged", "bures")
         },
     }
     states: list[torch.Tensor] = []
-    binds: dict[str, torch.Tensor] | None = None
+    binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
     start, seconds = 0, 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -282,12 +286,11 @@ def train_hybrid(
         data_gen.set_state(resume["data_gen"])
         sig.load_state_dict(resume["signals_state"])
         series = {k: v.clone() for k, v in resume["series"].items()}
-        states, binds = list(resume["states"]), resume["binds"]
+        states, binds = list(resume["states"]), list(resume["binds"])
         start, seconds = int(resume["step"]), float(resume["seconds"])
     tick = time.perf_counter()
 
     def record(step: int) -> None:
-        nonlocal binds
         with torch.no_grad():
             p = model(x_ev).clamp_min(1e-12)
             series["losses"][step] = _task_losses(p.log()[None], y_ev[None], n_t)[0]
@@ -302,21 +305,17 @@ def train_hybrid(
             series["q_exact"][step] = (1 - f_prev).mean()
             series["q_lagged"][step] = (1 - f_lag).mean()
             series["bures"][step] = torch.arccos(f_prev.sqrt()).mean()
-            if cfg.shots > 0 and binds is not None:
-                series["q_shots"][step] = torch.tensor(
-                    _estimate_mean_overlap(
-                        model.circuit,
-                        binds,
-                        new,
-                        cfg.shots,
-                        seed * 1_000_003 + step,
-                        cfg.confidence,
-                    )
+            if cfg.shots > 0 and step % cfg.shot_every == 0:
+                old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
+                f = _estimate_mean_overlap(
+                    model.circuit, old, new, cfg.shots, seed * 1_000_003 + step, cfg.confidence
                 )
+                series["q_shots"][step // cfg.shot_every] = torch.tensor(f)
         states.append(psi)
+        binds.append(new)
         if len(states) > cfg.lag:
             states.pop(0)
-        binds = new
+            binds.pop(0)
         if log is not None and step % cfg.log_every == 0:
             log(
                 step,

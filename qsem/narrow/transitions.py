@@ -4,8 +4,13 @@ A *transition* of a task is the sudden drop of its loss (DESIGN.md §9): with
 ``ℓ_t`` the task's loss in bits on a fixed evaluation set after ``t`` steps,
 
 - ``learned`` = the first ``t`` with ``ℓ_t < low`` (default 0.1 bits);
-- ``start``   = the last ``t < learned`` with ``ℓ_t > high`` (default 0.9 bits),
-  i.e. the step at which the final drop from the plateau begins.
+- ``cross``   = the last ``t < learned`` with ``ℓ_t > high`` (default 0.9 bits);
+- ``start``   = with ``onset = 0``: ``cross``. With ``onset = w > 0``: the
+  onset of the drop, the last ``t <= cross`` at which the centred ``w``-step
+  running mean of ``ℓ`` is at least the plateau level ``P`` = the median of
+  ``ℓ`` over the ``plateau`` steps before ``cross`` (the loss may hover above
+  ``high`` for hundreds of steps while it already falls: a composite sits at
+  ~1.05 bits, confidently wrong, and leaves that level well before 0.9).
 
 A task that never falls below ``low``, or that is never above ``high`` before
 it does, has no transition.
@@ -19,6 +24,8 @@ exponential moving average ``φ̄_t = β φ̄_{t−1} + (1 − β) φ_t`` (``φ�
 >>> loss = np.array([1.0, 1.0, 0.95, 0.6, 0.3, 0.05, 0.02])
 >>> find_transition(loss)
 Transition(start=2, learned=5)
+>>> find_transition(loss, onset=1)  # plateau level: median(1.0, 1.0, 0.95) = 1.0
+Transition(start=1, learned=5)
 """
 
 from __future__ import annotations
@@ -48,12 +55,17 @@ def find_transition(
     *,
     high: float = 0.9,
     low: float = 0.1,
+    onset: int = 0,
+    plateau: int = 1000,
     steps: Sequence[int] | np.ndarray | None = None,
 ) -> Transition | None:
     """The transition of one loss curve by the rule of the module docstring, or ``None``.
 
-    ``loss_bits[i]`` is the loss after ``steps[i]`` steps (default ``steps[i] = i``).
+    ``loss_bits[i]`` is the loss after ``steps[i]`` steps (default ``steps[i] = i``);
+    ``onset`` and ``plateau`` count samples of the curve.
     """
+    check_int("onset", onset, 0)
+    check_int("plateau", plateau, 1)
     loss = np.asarray(loss_bits, dtype=float)
     if loss.ndim != 1:
         raise arg_error("loss_bits", f"expected a 1-D curve, got shape {loss.shape}")
@@ -69,17 +81,34 @@ def find_transition(
     above = np.flatnonzero(loss[:first] > high)
     if above.size == 0:
         return None
-    return Transition(int(at[above[-1]]), int(at[first]))
+    cross = int(above[-1])
+    if onset == 0:
+        return Transition(int(at[cross]), int(at[first]))
+    level = float(np.median(loss[max(0, cross - plateau) : cross + 1]))
+    half = onset // 2
+    pad = np.pad(loss, (half, onset - 1 - half), mode="edge")
+    smooth = np.convolve(pad, np.ones(onset) / onset, mode="valid")
+    at_level = np.flatnonzero(smooth[: cross + 1] >= level)
+    start = int(at_level[-1]) if at_level.size else cross
+    return Transition(int(at[start]), int(at[first]))
 
 
 def transitions_of(
-    curves: np.ndarray, *, high: float = 0.9, low: float = 0.1
+    curves: np.ndarray,
+    *,
+    high: float = 0.9,
+    low: float = 0.1,
+    onset: int = 0,
+    plateau: int = 1000,
 ) -> list[Transition | None]:
     """``find_transition`` of every column of ``curves`` ``(steps + 1, tasks)`` (row t: step t)."""
     arr = np.asarray(curves, dtype=float)
     if arr.ndim != 2:
         raise arg_error("curves", f"expected (steps, tasks), got shape {arr.shape}")
-    return [find_transition(arr[:, j], high=high, low=low) for j in range(arr.shape[1])]
+    return [
+        find_transition(arr[:, j], high=high, low=low, onset=onset, plateau=plateau)
+        for j in range(arr.shape[1])
+    ]
 
 
 class ProbeSignals:
