@@ -22,32 +22,14 @@ from qsem.narrow.transitions import ProbeSignals, Transition, find_transition, t
 from qsem.runner import ConfigError, RunContext, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = [
-    "seeds=2",
-    "tune_seeds=1",
-    "steps=30",
-    "n_task=8",
-    "k=2",
-    "widths=8",
-    "per_task=8",
-    "eval_per_task=16",
-    "probe_per_task=4",
-    "lag=5",
-    "max_lag=20",
-    "before=5",
-    "refractory=10",
-    "horizon=10",
-    "epot_window=5",
-    "hybrid_seeds=1",
-    "hybrid_steps=12",
-    "hybrid_per_task=4",
-    "hybrid_probe_per_task=2",
-    "hybrid_widths=4",
-    "n_qubits=2",
-    "q_layers=1",
-    "shots=0",
-    "log_every=5",
-]
+# fmt: off
+TINY = ["seeds=2", "tune_seeds=1", "steps=30", "n_task=8", "k=2", "widths=8", "per_task=8",
+        "eval_per_task=16", "probe_per_task=4", "lag=5", "max_lag=20", "before=5",
+        "refractory=10", "horizon=10", "epot_window=5", "onset=3", "plateau=10",
+        "hybrid_seeds=1", "hybrid_steps=12", "hybrid_per_task=4", "hybrid_probe_per_task=2",
+        "hybrid_widths=4", "n_qubits=2", "q_layers=1", "shots=20", "shot_every=4",
+        "log_every=5"]
+# fmt: on
 
 
 # --------------------------------------------------------------------------
@@ -69,6 +51,21 @@ def test_transition_rule_on_a_hand_made_curve():
     assert transitions_of(curves) == [Transition(3, 6), None]
     with pytest.raises(ValueError, match="low"):
         find_transition(loss, high=0.1, low=0.5)
+
+
+def test_onset_rule_on_a_hand_made_curve():
+    loss = [1.0, 1.0, 0.95, 0.92, 0.7, 0.4, 0.08, 0.5, 0.01]
+    # cross = 3; plateau level = median(1, 1, 0.95, 0.92) = 0.975; last step <= 3 at or above it: 1
+    assert find_transition(loss, onset=1) == Transition(1, 6)
+    # running means (width 3, edge-padded): 1, 0.983, 0.957, 0.857 -> last >= 0.975 is step 1
+    assert find_transition(loss, onset=3) == Transition(1, 6)
+    # plateau of 2 steps before cross: median(1, 0.95, 0.92) = 0.95 -> step 2
+    assert find_transition(loss, onset=1, plateau=2) == Transition(2, 6)
+    # a plateau above the threshold (a confidently wrong composite at ~1.05 bits)
+    curve = np.r_[np.full(50, 1.125), [1.0, 0.96, 0.93, 0.8, 0.6, 0.3, 0.05]]
+    # cross = 52; level 1.125; 4-step means over [i-2, i+1]: 1.125 up to step 48, then less
+    assert find_transition(curve) == Transition(52, 56)
+    assert find_transition(curve, onset=4) == Transition(48, 56)
 
 
 def test_merge_starts_and_ground_truth_groups():
