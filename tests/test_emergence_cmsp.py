@@ -25,7 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 # fmt: off
 TINY = ["seeds=2", "tune_seeds=1", "steps=30", "n_task=8", "k=2", "widths=8", "per_task=8",
         "eval_per_task=16", "probe_per_task=4", "lag=5", "max_lag=20", "before=5",
-        "refractory=10", "horizon=10", "epot_window=5", "onset=3", "plateau=10",
+        "refractory=10", "horizon=10", "epot_windows=5", "onset=3", "plateau=10",
         "hybrid_seeds=1", "hybrid_steps=12", "hybrid_per_task=4", "hybrid_probe_per_task=2",
         "hybrid_widths=4", "n_qubits=2", "q_layers=1", "shots=20", "shot_every=4",
         "log_every=5"]
@@ -171,7 +171,7 @@ def test_smoke_tiny(tmp_path):
         for key in ("recall", "false_alarms_per_1000", "median_lag", "p90_lag", "f1", "params"):
             assert key in d
     assert res["detectors"]["zero"]["n_events"] == 0
-    assert set(res["epot_auroc"]) == {"mlp", "hybrid"}
+    assert {"mlp", "hybrid", "window"} <= set(res["epot_auroc"])
     assert res["signal"] in ("literal", "lagged", "ema") and "transition_rule" in res
     assert set(res["timings_s"]) == {"mlp-tune", "mlp-score", "hybrid-tune-100", "hybrid-0"}
     lines = (r.out_dir / "metrics.jsonl").read_text().splitlines()

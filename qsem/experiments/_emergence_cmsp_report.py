@@ -18,7 +18,7 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def table(out: dict[str, Any]) -> str:
+def table(out: dict[str, Any], horizon: int) -> str:
     """Markdown: one row per detector (MLP signal, then the hybrid rows), and E_pot."""
     rows = [
         "| model / signal | detector | recall | false alarms / 1000 steps | median lag | "
@@ -38,7 +38,9 @@ def table(out: dict[str, Any]) -> str:
     ep = out["epot_auroc"]
     rows += [
         "",
-        "| E_pot AUROC | " + " | ".join(f"{k}: {_fmt(v, 3)}" for k, v in ep.items()) + " |",
+        f"E_pot AUROC (a transition starts within the next {horizon} steps; trailing window "
+        f"{ep['window']}, chosen on the tuning seeds): "
+        + ", ".join(f"{k} {_fmt(ep[k], 3)}" for k in ("mlp", "hybrid") if k in ep),
     ]
     return "\n".join(rows) + "\n"
 

@@ -41,7 +41,7 @@ from qsem.emergence import (
 from qsem.emergence.benchmark import Run, merge_starts, online_events, pooled_score, tune
 from qsem.emergence.changepoint import default_penalty
 from qsem.narrow.cmsp import CMSP
-from qsem.narrow.emergence_train import train_hybrid, train_mlp
+from qsem.narrow.emergence_train import SIGNALS, train_hybrid, train_mlp
 from qsem.narrow.train import torch_threads
 from qsem.narrow.transitions import transitions_of
 from qsem.runner import ConfigError, Experiment, RunContext
@@ -50,7 +50,6 @@ from ._emergence_cmsp_report import plot_detections, table
 
 __all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run"]
 
-SIGNALS = ("literal", "lagged", "ema")
 RULE = (
     "per task, on the fixed evaluation set: learned = first step with loss < {low} bits; "
     "cross = last step before it with loss > {high} bits; start = the onset of the drop: the "
@@ -70,7 +69,7 @@ class EmergenceCMSPConfig:
     seed: int = 0
     seeds: int = 10
     #: tuning seeds: tune_offset, tune_offset + 1, ... (never scored)
-    tune_seeds: int = 3
+    tune_seeds: int = 5
     tune_offset: int = 100
     n_control: int = 4
     n_task: int = 32
@@ -90,15 +89,19 @@ class EmergenceCMSPConfig:
     #: last step above high_bits
     onset: int = 51
     plateau: int = 1000
-    #: signal: "auto" (chosen on the tuning seeds) or one of literal, lagged, ema
+    #: signal: "auto" (chosen on the tuning seeds) or one of literal, lagged, ema, ema_slow
     signal: str = "auto"
     ema_beta: float = 0.99
     lag: int = 100
+    #: the slow EMA signal ema_slow
+    slow_beta: float = 0.995
+    slow_lag: int = 200
     max_lag: int = 500
     before: int = 50
     refractory: int = 500
     horizon: int = 200
-    epot_window: int = 50
+    #: E_pot trailing windows tried on the tuning seeds (the best AUROC there is used)
+    epot_windows: tuple[int, ...] = (50, 200, 500)
     hybrid_seeds: int = 3
     hybrid_tune_seeds: int = 1
     hybrid_steps: int = 6000
@@ -127,8 +130,8 @@ class EmergenceCMSPConfig:
             "eval_per_task",
             "probe_per_task",
             "lag",
+            "slow_lag",
             "horizon",
-            "epot_window",
             "hybrid_per_task",
             "hybrid_probe_per_task",
             "n_qubits",
@@ -161,7 +164,7 @@ class EmergenceCMSPConfig:
                 f"config key 'tune_offset': tuning seeds from {self.tune_offset} overlap the "
                 f"scored seeds {self.seed}..{self.seed + self.seeds - 1}"
             )
-        for key in ("widths", "hybrid_widths"):
+        for key in ("widths", "hybrid_widths", "epot_windows"):
             w = getattr(self, key)
             if not w or any(x < 1 for x in w):
                 raise ConfigError(f"config key '{key}': positive widths needed, got {w}")
@@ -174,8 +177,11 @@ class EmergenceCMSPConfig:
                 f"config key 'low_bits': need 0 < low_bits < high_bits, got "
                 f"{self.low_bits}, {self.high_bits}"
             )
-        if not 0 <= self.ema_beta < 1:
-            raise ConfigError(f"config key 'ema_beta': must lie in [0, 1), got {self.ema_beta}")
+        for key in ("ema_beta", "slow_beta"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(
+                    f"config key '{key}': must lie in [0, 1), got {getattr(self, key)}"
+                )
         if not 0 < self.confidence < 1:
             raise ConfigError(f"config key 'confidence': must lie in (0, 1), got {self.confidence}")
         if self.shot_pair not in ("lagged", "successive"):
@@ -240,7 +246,7 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
 
     def adaptive(p: dict[str, Any], r: Run) -> list[int]:
         det = AdaptiveThreshold(p["k"], p["window"], min(100, p["window"]), refractory=ref)
-        return online_events(det, r.signal)
+        return online_events(det, _log(r.signal) if p["log"] else r.signal)
 
     def bocpd(p: dict[str, Any], r: Run) -> list[int]:
         det = BOCPD(p["hazard"], p["threshold"], refractory=ref)
@@ -250,7 +256,9 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
         def detect(p: dict[str, Any], r: Run) -> list[int]:
             x = _log(r.signal)[1:]
             pen = p["c"] * default_penalty(x)
-            cps = offline_changepoints(x, method, penalty=pen, min_size=20, jump=10)
+            n = len(x)  # segments of >= 50 steps, candidate points every 25 (fewer when short)
+            size, jump = max(2, min(50, n // 100)), max(1, min(25, n // 200))
+            cps = offline_changepoints(x, method, penalty=pen, min_size=size, jump=jump)
             return [c + 1 for c in cps]
 
         return detect
@@ -258,16 +266,25 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
     def zero(p: dict[str, Any], r: Run) -> list[int]:
         return online_events(ZeroDetector(), r.signal)
 
-    cs = [{"c": c} for c in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)]
+    cs = [{"c": c} for c in (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)]
     return {
         "fixed": (fixed, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
         "adaptive": (
             adaptive,
-            [{"k": k, "window": w} for k in (3.0, 5.0, 8.0, 12.0, 20.0) for w in (200, 1000)],
+            [
+                {"k": k, "window": w, "log": lg}
+                for k in (2.0, 3.0, 5.0, 8.0, 12.0)
+                for w in (200, 1000)
+                for lg in (False, True)
+            ],
         ),
         "bocpd": (
             bocpd,
-            [{"hazard": h, "threshold": t} for h in (1e-4, 1e-3, 1e-2) for t in (0.5, 0.8, 0.95)],
+            [
+                {"hazard": h, "threshold": t}
+                for h in (1e-4, 1e-3, 1e-2)
+                for t in (0.5, 0.8, 0.95, 0.99)
+            ],
         ),
         "pelt": (offline("pelt"), cs),
         "binseg": (offline("binseg"), cs),
@@ -341,9 +358,9 @@ def evaluate(
 # -- E_pot -------------------------------------------------------------------------------------
 
 
-def epot_series(signal: np.ndarray, cfg: EmergenceCMSPConfig, theta: Any = None) -> np.ndarray:
+def epot_series(signal: np.ndarray, window: int, theta: Any = None) -> np.ndarray:
     """E_pot per step (step 0: the first value fed is step 1's signal)."""
-    ep = EmergencePotential(window=cfg.epot_window, relative_variance=True)
+    ep = EmergencePotential(window=window, relative_variance=True)
     out = [0.0]
     for t in range(1, len(signal)):
         th = 0.0 if theta is None else float(theta[t])
@@ -436,9 +453,10 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     tune_res, score_res = done["mlp-tune"], done["mlp-score"]
     dets = {}
     choice = {}
-    for name in SIGNALS:
+    for name in SIGNALS:  # the adaptive detector at window 1000 on the raw signal
         tr = _mlp_runs(tune_res, cfg, name)
         detect, grid = scalar_detectors(cfg, tr)["adaptive"]
+        grid = [g for g in grid if g["window"] == 1000 and not g["log"]]
         choice[name] = tune(detect, grid, tr, max_lag=cfg.max_lag, before=cfg.before)
     tuned_f1 = {k: max(r["f1"] for r in v[1]) for k, v in choice.items()}
     signal = max(tuned_f1, key=lambda k: tuned_f1[k]) if cfg.signal == "auto" else cfg.signal
@@ -457,8 +475,17 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     contrast = {}
     for name in SIGNALS:
         contrast[name] = _contrast(_mlp_runs(tune_res, cfg, name), cfg)
-    ep = [epot_series(np.asarray(r.signal), cfg) for r in sr]
-    epot = {"mlp": pooled_auroc(ep, sr, cfg.horizon)}
+    tune_auroc = {
+        w: pooled_auroc([epot_series(np.asarray(r.signal), w) for r in tr], tr, cfg.horizon)
+        for w in cfg.epot_windows
+    }
+    window = max(cfg.epot_windows, key=lambda w: np.nan_to_num(tune_auroc[w], nan=-1.0))
+    ep = [epot_series(np.asarray(r.signal), window) for r in sr]
+    epot: dict[str, Any] = {
+        "mlp": pooled_auroc(ep, sr, cfg.horizon),
+        "window": window,
+        "tune_auroc_by_window": {str(w): a for w, a in tune_auroc.items()},
+    }
     hybrid: dict[str, Any] = {}
     if cfg.hybrid_seeds:
         h_tune = [done[t] for t, _ in _phases(cfg) if t.startswith("hybrid-tune")]
@@ -480,7 +507,7 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
         detect, grid = scalar_detectors(cfg, ht)["adaptive"]
         hybrid["adaptive (hybrid Δφ)"] = evaluate(detect, grid, ht, hs, cfg)
         ep_h = [
-            epot_series(np.asarray(r.signal), cfg, _np(res["bures"]))
+            epot_series(np.asarray(r.signal), window, _np(res["bures"]))
             for r, res in zip(hs, h_score, strict=True)
         ]
         epot["hybrid"] = pooled_auroc(ep_h, hs, cfg.horizon)
@@ -520,7 +547,7 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
     score_res = done["mlp-score"]
     truths = [ground_truth(_np(score_res["losses"])[:, e], cfg) for e in range(cfg.seeds)]
     ctx.save_figure(plot_detections(score_res, truths, out, cfg), "detections.png")
-    md = table(out)
+    md = table(out, cfg.horizon)
     ctx.write_text("table.md", md)
     timings = {tag: done[tag]["seconds"] for tag, _ in _phases(cfg)}
     strip = {

@@ -35,11 +35,13 @@ from qsem.simulators import QuantumLayer, simulate
 
 from .cmsp import CMSP, make_generator
 from .mlp import EnsembleMLP, build_mlp
-from .transitions import ProbeSignals
+from .transitions import ProbeSignals, SignalBank
 
-__all__ = ["HybridCMSP", "ensemble_batch", "quantum_head", "train_hybrid", "train_mlp"]
+__all__ = ["SIGNALS", "HybridCMSP", "ensemble_batch", "quantum_head", "train_hybrid", "train_mlp"]
 
 LN2 = math.log(2.0)
+#: the probe signals recorded (:class:`~qsem.narrow.transitions.SignalBank`)
+SIGNALS = ("literal", "lagged", "ema", "ema_slow")
 Checkpoint = Callable[[int, Callable[[], dict[str, Any]]], Any]
 Log = Callable[..., None]
 
@@ -59,6 +61,13 @@ def _task_losses(logp: torch.Tensor, y: torch.Tensor, n_tasks: int) -> torch.Ten
     """Per-member, per-task mean NLL in bits ``(E, T)`` from log-probabilities ``(E, N, 2)``."""
     nll = -logp.gather(-1, y[..., None]).squeeze(-1)
     return nll.view(y.shape[0], n_tasks, -1).mean(-1) / LN2
+
+
+def _signals(cfg: Any) -> SignalBank:
+    return SignalBank(
+        ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag),
+        ProbeSignals(beta=cfg.slow_beta, lag=cfg.slow_lag),
+    )
 
 
 def _cmsp(cfg: Any) -> CMSP:
@@ -89,12 +98,12 @@ def train_mlp(
     data_gen = make_generator(base)
     x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, e_n, make_generator(base + 1))
     x_pr, _ = ensemble_batch(cmsp, cfg.probe_per_task, e_n, make_generator(base + 2))
-    sig = ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag)
+    sig = _signals(cfg)
     n = cfg.steps
     series: dict[str, torch.Tensor] = {
         "losses": torch.zeros(n + 1, e_n, n_t),
         "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], 2),
-        **{k: torch.zeros(n + 1, e_n) for k in ("literal", "ema", "lagged")},
+        **{k: torch.zeros(n + 1, e_n) for k in SIGNALS},
     }
     start, seconds = 0, 0.0
     if resume is not None:
@@ -112,8 +121,8 @@ def train_mlp(
             out = sig.update(torch.softmax(model(x_pr), -1))
         for k, v in out.items():
             series[k][step] = v
-        if step % cfg.lag == 0:
-            series["ema_snapshots"][step // cfg.lag] = sig.ema  # type: ignore[index]
+        if step % cfg.lag == 0 and sig.ema is not None:
+            series["ema_snapshots"][step // cfg.lag] = sig.ema
         if log is not None and step % cfg.log_every == 0:
             log(
                 step,
@@ -150,7 +159,7 @@ def train_mlp(
     return {
         "seeds": seeds,
         "losses": series["losses"],
-        "signals": {k: series[k] for k in ("literal", "ema", "lagged")},
+        "signals": {k: series[k] for k in SIGNALS},
         "ema_snapshots": series["ema_snapshots"],
         "seconds": round(seconds + time.perf_counter() - tick, 2),
     }
@@ -267,14 +276,14 @@ def train_hybrid(
     x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, 1, make_generator(base + 1))
     x_pr, _ = ensemble_batch(cmsp, cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
-    sig = ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag)
+    sig = _signals(cfg)
     n = cfg.hybrid_steps
     series: dict[str, torch.Tensor] = {
         "losses": torch.zeros(n + 1, n_t),
         "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
         **{
             k: torch.zeros(n + 1, dtype=torch.float64)
-            for k in ("literal", "ema", "lagged", "q_exact", "q_lagged", "bures")
+            for k in (*SIGNALS, "q_exact", "q_lagged", "bures")
         },
     }
     states: list[torch.Tensor] = []

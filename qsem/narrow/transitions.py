@@ -40,7 +40,7 @@ from qsem.circuits.errors import QsemTypeError, arg_error
 
 from ._checks import check_int
 
-__all__ = ["ProbeSignals", "Transition", "find_transition", "transitions_of"]
+__all__ = ["ProbeSignals", "SignalBank", "Transition", "find_transition", "transitions_of"]
 
 
 class Transition(NamedTuple):
@@ -178,3 +178,33 @@ class ProbeSignals:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.prev, self.ema = state["prev"], state["ema"]
         self.history, self.raw = list(state["history"]), list(state["raw"])
+
+
+class SignalBank:
+    """Two :class:`ProbeSignals` at two time scales: ``literal``, ``lagged``, ``ema`` from the
+    first, and ``ema_slow`` (the second's ``ema``).
+
+    >>> bank = SignalBank(ProbeSignals(beta=0.5, lag=1), ProbeSignals(beta=0.9, lag=2))
+    >>> sorted(bank.update(torch.zeros(1, 1, 2)))
+    ['ema', 'ema_slow', 'lagged', 'literal']
+    """
+
+    def __init__(self, fast: ProbeSignals, slow: ProbeSignals) -> None:
+        self.fast, self.slow = fast, slow
+
+    @property
+    def ema(self) -> torch.Tensor | None:
+        """The fast EMA of the outputs."""
+        return self.fast.ema
+
+    def update(self, phi: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.fast.update(phi)
+        out["ema_slow"] = self.slow.update(phi)["ema"]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fast": self.fast.state_dict(), "slow": self.slow.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.fast.load_state_dict(state["fast"])
+        self.slow.load_state_dict(state["slow"])
