@@ -24,7 +24,7 @@ from qsem.runner import ConfigError, RunContext, run_experiment
 PNG = b"\x89PNG\r\n\x1a\n"
 # fmt: off
 TINY = ["seeds=2", "tune_seeds=1", "steps=30", "n_task=8", "k=2", "widths=8", "per_task=8",
-        "eval_per_task=16", "probe_per_task=4", "lag=5", "max_lag=20", "before=5",
+        "eval_per_task=16", "probe_per_task=4", "lag=5", "max_lag=20", "merge_gap=10", "before=5",
         "refractory=10", "horizon=10", "epot_windows=5", "onset=3", "plateau=10",
         "hybrid_seeds=1", "hybrid_steps=12", "hybrid_per_task=4", "hybrid_probe_per_task=2",
         "hybrid_widths=4", "n_qubits=2", "q_layers=1", "shots=20", "shot_every=4",
@@ -71,7 +71,7 @@ def test_onset_rule_on_a_hand_made_curve():
 def test_merge_starts_and_ground_truth_groups():
     assert merge_starts([900, 300, 350, 420, 3000], gap=100) == [300, 420, 900, 3000]
     assert merge_starts([300, 350, 420], gap=500) == [300]
-    cfg = emergence_cmsp.EmergenceCMSPConfig(max_lag=100)
+    cfg = emergence_cmsp.EmergenceCMSPConfig(merge_gap=100)
     steps = 40
     losses = np.ones((steps, 3))
     losses[10:, 0] = 0.05  # start 9, learned 10

@@ -96,7 +96,10 @@ class EmergenceCMSPConfig:
     #: the slow EMA signal ema_slow
     slow_beta: float = 0.995
     slow_lag: int = 200
-    max_lag: int = 500
+    #: scoring window [start - before, start + max_lag] (composite drops last ~1000-1600 steps)
+    max_lag: int = 1000
+    #: transitions of one seed starting within merge_gap steps of an earlier one are merged
+    merge_gap: int = 500
     before: int = 50
     refractory: int = 500
     horizon: int = 200
@@ -148,6 +151,7 @@ class EmergenceCMSPConfig:
             "shots",
             "threads",
             "max_lag",
+            "merge_gap",
             "before",
             "refractory",
             "tune_offset",
@@ -207,7 +211,7 @@ def ground_truth(losses: np.ndarray, cfg: EmergenceCMSPConfig) -> dict[str, Any]
         losses, high=cfg.high_bits, low=cfg.low_bits, onset=cfg.onset, plateau=cfg.plateau
     )
     found = sorted((t.start, t.learned) for t in per_task if t is not None)
-    starts = merge_starts([s for s, _ in found], cfg.max_lag)
+    starts = merge_starts([s for s, _ in found], cfg.merge_gap)
     ends = [
         max(e for s, e in found if s0 <= s and (i + 1 == len(starts) or s < starts[i + 1]))
         for i, s0 in enumerate(starts)
@@ -266,7 +270,7 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
     def zero(p: dict[str, Any], r: Run) -> list[int]:
         return online_events(ZeroDetector(), r.signal)
 
-    cs = [{"c": c} for c in (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)]
+    cs = [{"c": c} for c in (10.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)]
     return {
         "fixed": (fixed, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
         "adaptive": (
@@ -565,7 +569,7 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
             low=cfg.low_bits,
             onset=cfg.onset,
             plateau=cfg.plateau,
-            gap=cfg.max_lag,
+            gap=cfg.merge_gap,
             before=cfg.before,
             max_lag=cfg.max_lag,
         ),
