@@ -165,6 +165,20 @@ class OverlapEstimate:
         c = 2.0 if self.mapping == "swap" else 1.0
         return c * (self.p0 * (1 - self.p0) / self.shots).sqrt()
 
+    def pooled(self) -> OverlapEstimate:
+        """One estimate of the *mean* overlap over the batch, from the pooled counts.
+
+        ``Σ counts / (rows · shots)`` estimates the mean event probability, hence the
+        mean ``F`` (through the same map), unbiased; the binomial interval of the pooled
+        count is conservative for rows of unequal ``p`` (their count's variance is at
+        most the binomial one). ``shots`` of the result is the total.
+        """
+        counts = torch.round(self.p0 * self.shots).sum().to(torch.long)
+        total = self.shots * max(1, self.p0.numel())
+        return estimate_from_counts(
+            counts, total, confidence=self.confidence, method=self.method, mapping=self.mapping
+        )
+
     def contains(self, value: Any) -> torch.Tensor:
         """Whether ``low <= value <= high`` (elementwise)."""
         v = torch.as_tensor(value, dtype=torch.float64)

@@ -419,3 +419,10 @@ def test_steps_must_increase_and_state_of_another_detector():
         det.update(3, 0.0)
     with pytest.raises(QsemValueError, match="argument 'd'"):
         det.load_state_dict(ZeroDetector().state_dict())
+
+
+def test_detector_registry():
+    from qsem.emergence import DETECTORS
+
+    assert set(DETECTORS) == {"fixed", "adaptive", "l1", "quantum", "zero", "bocpd"}
+    assert all(cls.name == name for name, cls in DETECTORS.items())

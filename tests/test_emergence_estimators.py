@@ -298,3 +298,20 @@ def test_bad_input_names_the_argument(kwargs, name, cls):
         estimate_overlap(args["circuit"], args["params_a"], args["params_b"], **kwargs)
     msg = str(info.value)
     assert msg.startswith(f"argument '{name}'") and "\n" not in msg
+
+
+def test_pooled_estimate_of_the_mean_overlap():
+    c = qubit_circuit(2)
+    pa, pb = random_params(c, 6, 8), random_params(c, 6, 9)
+    ref = reference(c, pa, pb)
+    for method in OVERLAP_METHODS:
+        est = estimate_overlap(c, pa, pb, method=method, shots=3000, seed=4)
+        pooled = est.pooled()
+        assert pooled.shots == 18000 and pooled.estimate.shape == ()
+        assert float(pooled.raw) == pytest.approx(float(est.raw.mean()), abs=1e-12)
+        sd = math.sqrt(float(overlap_variance(torch.as_tensor(ref), 18000, method).mean()))
+        assert abs(float(pooled.raw) - ref.mean()) <= SHOT_SIGMAS * sd
+    det = QuantumDetector(0.01)
+    with pytest.raises(QsemValueError, match=r"^argument 'value': a batch of 6 estimates"):
+        det.update(0, est)
+    assert det.update(0, pooled) is not None  # the random pairs are far apart

@@ -29,8 +29,15 @@ from .detectors import (
 from .potential import EmergencePotential
 from .scoring import epot_auroc, score_events
 
+#: Online detectors by name (``Detector.name``), e.g. for a run's configuration.
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls
+    for cls in (FixedThreshold, AdaptiveThreshold, L1Detector, QuantumDetector, ZeroDetector, BOCPD)
+}
+
 __all__ = [
     "BOCPD",
+    "DETECTORS",
     "AdaptiveThreshold",
     "Detector",
     "EmergencePotential",

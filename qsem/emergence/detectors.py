@@ -362,7 +362,9 @@ class QuantumDetector(Detector):
     alarm with probability at most ``(1 − confidence) / 2`` per step. The event's
     ``value`` is ``1 − estimate``, its ``low`` / ``high`` the distance interval.
     ``est`` may also be an exact distance (a float or a one-element tensor):
-    it fires when ``d > θ``.
+    it fires when ``d > θ``. A batch of estimates (one per probe query) is refused:
+    pool it first (``OverlapEstimate.pooled()``: the mean overlap from the pooled
+    counts, with its interval).
 
     >>> from types import SimpleNamespace as NS
     >>> det = QuantumDetector(0.01)
@@ -380,6 +382,13 @@ class QuantumDetector(Detector):
 
     def _observe(self, step, value):
         if all(hasattr(value, a) for a in ("estimate", "low", "high")):
+            n = getattr(value.estimate, "numel", lambda: 1)()
+            if n != 1:
+                raise arg_error(
+                    "value",
+                    f"a batch of {n} estimates; pass one (e.g. est.pooled(), the mean overlap "
+                    "from the pooled counts)",
+                )
             f = check_real("value.estimate", value.estimate)
             lo = check_real("value.low", value.low)
             hi = check_real("value.high", value.high)
