@@ -223,28 +223,23 @@ def _estimate_mean_overlap(
     seed: int,
     confidence: float,
 ) -> tuple[float, float, float]:
-    """Shot estimate of the probe-mean overlap F̄ with a confidence interval.
+    """Shot estimate of the probe-mean overlap F̄ with its confidence interval.
 
     Each probe input gets ``shots`` shots of the default estimator
-    (:func:`qsem.simulators.estimate_overlap`); the counts are pooled: with
-    ``K`` successes in ``N · shots`` trials of a uniformly drawn probe input,
-    ``K / (N shots)`` estimates the mean of the per-input probabilities, and its
-    binomial interval is the interval on F̄ (compute–uncompute: ``P(0…0) = F``;
-    the SWAP tests: ``F = 2p − 1``).
+    (:func:`qsem.simulators.estimate_overlap`, compute–uncompute, binomial counts
+    drawn from the exact probabilities); the counts are pooled over the probe
+    batch (:meth:`~qsem.simulators.shot_estimates.OverlapEstimate.pooled`): one
+    estimate of F̄ and one binomial interval. Returns ``(estimate, low, high)``.
     """
     from qsem.simulators import estimate_overlap
-    from qsem.simulators.shot_estimates import binomial_interval
+    from qsem.simulators.shot_estimates import OverlapEstimate
 
     est = estimate_overlap(
         circuit, a, b, shots=shots, seed=seed, confidence=confidence, sampling="exact"
     )
-    k = torch.round(torch.as_tensor(est.p0, dtype=torch.float64) * shots)
-    total, trials = int(k.sum()), int(k.numel()) * shots
-    low, high = binomial_interval(total, trials, confidence=confidence)
-    p, lo, hi = total / trials, float(low), float(high)
-    if est.mapping == "swap":  # F = 2p - 1
-        p, lo, hi = 2 * p - 1, 2 * lo - 1, 2 * hi - 1
-    return min(max(p, 0.0), 1.0), min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
+    assert isinstance(est, OverlapEstimate)  # shots given: an estimate, not exact values
+    pooled = est.pooled()
+    return float(pooled.estimate), float(pooled.low), float(pooled.high)
 
 
 def train_hybrid(
