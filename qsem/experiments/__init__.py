@@ -11,6 +11,7 @@ from qsem.runner import ConfigError, Experiment
 
 from . import (
     demo,
+    emergence_cmsp,
     kleene,
     narrow_curriculum,
     narrow_digits,
@@ -26,6 +27,7 @@ __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_e
 
 _ALL: tuple[Experiment, ...] = (
     demo.EXPERIMENT,
+    emergence_cmsp.EXPERIMENT,
     narrow_curriculum.EXPERIMENT,
     narrow_pruning.EXPERIMENT,
     narrow_digits.EXPERIMENT,

@@ -1,0 +1,359 @@
+"""Training runs that record what emergence detectors are scored on (``qsem run emergence-cmsp``).
+
+Two models learn CMSP (:mod:`qsem.narrow.cmsp`, atoms + composite) with Adam on
+fresh samples:
+
+- :func:`train_mlp`: ``E`` seeds of a ReLU MLP at once (:class:`EnsembleMLP`);
+- :func:`train_hybrid`: one seed of a hybrid model whose last layer is a
+  :class:`~qsem.simulators.QuantumLayer` (an MLP trunk gives ``n_qubits`` angles,
+  encoded by ``RY``; trainable ``RY RZ`` layers with a CNOT ring; the class
+  probabilities are the Born probabilities of wire 0), so every probe input
+  has a pure state Ω at every step.
+
+Every step both record, on a fixed evaluation set, each task's loss in bits
+(the ground truth, :mod:`qsem.narrow.transitions`) and, on a fixed probe batch
+covering every task, the signals of :class:`~qsem.narrow.transitions.ProbeSignals`.
+The hybrid also records the quantum distance between successive Ω states
+(``1 − F`` averaged over the probe batch, exact), the same between states
+``lag`` steps apart, the Bures angle, and a shot estimate of the successive
+overlap with its confidence interval. Runs checkpoint and resume through a
+``checkpoint(step, snapshot_fn)`` callable (a :class:`~qsem.runner.RunContext`'s).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
+from qsem.simulators import QuantumLayer, simulate
+
+from .cmsp import CMSP, make_generator
+from .mlp import EnsembleMLP, build_mlp
+from .transitions import ProbeSignals, SignalBank
+
+__all__ = ["SIGNALS", "HybridCMSP", "ensemble_batch", "quantum_head", "train_hybrid", "train_mlp"]
+
+LN2 = math.log(2.0)
+#: the probe signals recorded (:class:`~qsem.narrow.transitions.SignalBank`)
+SIGNALS = ("literal", "lagged", "ema", "ema_slow")
+Checkpoint = Callable[[int, Callable[[], dict[str, Any]]], Any]
+Log = Callable[..., None]
+
+
+def ensemble_batch(
+    cmsp: CMSP, per_task: int, members: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(E, T*per_task, in)`` inputs and ``(E, T*per_task)`` labels of every task, task-major."""
+    x, y, _ = cmsp.sample_mixture(cmsp.tasks, per_task * members, gen)
+    t = len(cmsp.tasks)
+    x = x.view(t, members, per_task, -1).transpose(0, 1).reshape(members, t * per_task, -1)
+    y = y.view(t, members, per_task).transpose(0, 1).reshape(members, t * per_task)
+    return x, y
+
+
+def _task_losses(logp: torch.Tensor, y: torch.Tensor, n_tasks: int) -> torch.Tensor:
+    """Per-member, per-task mean NLL in bits ``(E, T)`` from log-probabilities ``(E, N, 2)``."""
+    nll = -logp.gather(-1, y[..., None]).squeeze(-1)
+    return nll.view(y.shape[0], n_tasks, -1).mean(-1) / LN2
+
+
+def _signals(cfg: Any) -> SignalBank:
+    return SignalBank(
+        ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag),
+        ProbeSignals(beta=cfg.slow_beta, lag=cfg.slow_lag),
+    )
+
+
+def _cmsp(cfg: Any) -> CMSP:
+    return CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k)
+
+
+def train_mlp(
+    cfg: Any,
+    seeds: list[int],
+    *,
+    tag: str,
+    resume: dict[str, Any] | None = None,
+    checkpoint: Checkpoint | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Train ``len(seeds)`` MLPs (member ``e`` initialised from ``seeds[e]``) for ``cfg.steps``.
+
+    Returns (tensors, checkpoint-safe) ``losses`` ``(steps + 1, E, T)`` (row t: after t steps),
+    ``signals`` (name -> ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, 2)``
+    (the EMA of the probe outputs every ``lag`` steps, for the L1 detector) and
+    ``seconds``. ``tag`` names the phase in checkpoints and logs.
+    """
+    cmsp = _cmsp(cfg)
+    n_t, e_n = len(cmsp.tasks), len(seeds)
+    model = EnsembleMLP(cmsp.input_dim, cfg.widths, 2, [make_generator(s) for s in seeds])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    base = seeds[0] * 7919 + 13
+    data_gen = make_generator(base)
+    x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, e_n, make_generator(base + 1))
+    x_pr, _ = ensemble_batch(cmsp, cfg.probe_per_task, e_n, make_generator(base + 2))
+    sig = _signals(cfg)
+    n = cfg.steps
+    series: dict[str, torch.Tensor] = {
+        "losses": torch.zeros(n + 1, e_n, n_t),
+        "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], 2),
+        **{k: torch.zeros(n + 1, e_n) for k in SIGNALS},
+    }
+    start, seconds = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        data_gen.set_state(resume["data_gen"])
+        sig.load_state_dict(resume["signals_state"])
+        series = {k: v.clone() for k, v in resume["series"].items()}
+        start, seconds = int(resume["step"]), float(resume["seconds"])
+    tick = time.perf_counter()
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            series["losses"][step] = _task_losses(torch.log_softmax(model(x_ev), -1), y_ev, n_t)
+            out = sig.update(torch.softmax(model(x_pr), -1))
+        for k, v in out.items():
+            series[k][step] = v
+        if step % cfg.lag == 0 and sig.ema is not None:
+            series["ema_snapshots"][step // cfg.lag] = sig.ema
+        if log is not None and step % cfg.log_every == 0:
+            log(
+                step,
+                phase=tag,
+                task_loss_bits=series["losses"][step].tolist(),
+                **{f"dphi_{k}": v.tolist() for k, v in out.items()},
+            )
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "tag": tag,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_gen": data_gen.get_state(),
+            "signals_state": sig.state_dict(),
+            "series": series,
+            "seconds": seconds + time.perf_counter() - tick,
+        }
+
+    step = start
+    if resume is None:
+        record(0)
+    for step in range(start + 1, cfg.steps + 1):
+        x, y = ensemble_batch(cmsp, cfg.per_task, e_n, data_gen)
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, 2), y.reshape(-1)) * e_n
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        record(step)
+        if checkpoint is not None and step < cfg.steps:
+            checkpoint(step, snapshot)
+    return {
+        "seeds": seeds,
+        "losses": series["losses"],
+        "signals": {k: series[k] for k in SIGNALS},
+        "ema_snapshots": series["ema_snapshots"],
+        "seconds": round(seconds + time.perf_counter() - tick, 2),
+    }
+
+
+def quantum_head(n_qubits: int, layers: int) -> Circuit:
+    """``RY(x_i)`` on every qubit, then ``layers`` of ``RY(w) RZ(w)`` per qubit and a CNOT ring."""
+    x = ParameterVector("x", n_qubits)
+    w = ParameterVector("w", 2 * n_qubits * layers)
+    c = Circuit.qubits(n_qubits)
+    for i in range(n_qubits):
+        c.add(RY(x[i], wires=i))
+    j = 0
+    for _ in range(layers):
+        for i in range(n_qubits):
+            c.add(RY(w[j], wires=i), RZ(w[j + 1], wires=i))
+            j += 2
+        for i in range(n_qubits if n_qubits > 2 else n_qubits - 1):
+            c.add(CNOT(wires=[i, (i + 1) % n_qubits]))
+    return c
+
+
+class HybridCMSP(torch.nn.Module):
+    """MLP trunk ``in -> widths -> n_qubits`` angles, then a :class:`QuantumLayer` head.
+
+    ``forward(x)`` returns class probabilities ``(B, 2)`` = the Born
+    probabilities of wire 0; :meth:`omega` the pure states ``(B, 2**n_qubits)``.
+    """
+
+    def __init__(
+        self, in_dim: int, widths: tuple[int, ...], n_qubits: int, layers: int, seed: int
+    ) -> None:
+        super().__init__()
+        self.trunk = build_mlp(in_dim, widths, n_qubits, generator=make_generator(seed))
+        self.circuit = quantum_head(n_qubits, layers)
+        self.head = QuantumLayer(
+            self.circuit, probs_wires=[0], weight_shapes={"w": 2 * n_qubits * layers}, seed=seed
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def bindings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The circuit's parameter bindings for inputs ``x`` (rows = inputs), detached."""
+        with torch.no_grad():
+            return {
+                "x": self.trunk(x).detach().to(torch.float64),
+                "w": self.head.weights["w"].detach().clone(),
+            }
+
+    def omega(self, x: torch.Tensor) -> torch.Tensor:
+        """Ω: the head's pure state per input, ``(B, 2**n_qubits)`` complex."""
+        return simulate(self.circuit, self.bindings(x), dtype=torch.complex128).vector
+
+
+def _estimate_mean_overlap(
+    circuit: Circuit,
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    shots: int,
+    seed: int,
+    confidence: float,
+) -> tuple[float, float, float]:
+    """Shot estimate of the probe-mean overlap F̄ with its confidence interval.
+
+    Each probe input gets ``shots`` shots of the default estimator
+    (:func:`qsem.simulators.estimate_overlap`, compute–uncompute, binomial counts
+    drawn from the exact probabilities); the counts are pooled over the probe
+    batch (:meth:`~qsem.simulators.shot_estimates.OverlapEstimate.pooled`): one
+    estimate of F̄ and one binomial interval. Returns ``(estimate, low, high)``.
+    """
+    from qsem.simulators import estimate_overlap
+    from qsem.simulators.shot_estimates import OverlapEstimate
+
+    est = estimate_overlap(
+        circuit, a, b, shots=shots, seed=seed, confidence=confidence, sampling="exact"
+    )
+    assert isinstance(est, OverlapEstimate)  # shots given: an estimate, not exact values
+    pooled = est.pooled()
+    return float(pooled.estimate), float(pooled.low), float(pooled.high)
+
+
+def train_hybrid(
+    cfg: Any,
+    seed: int,
+    *,
+    tag: str,
+    resume: dict[str, Any] | None = None,
+    checkpoint: Checkpoint | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Train one hybrid model for ``cfg.hybrid_steps``; series as :func:`train_mlp` plus quantum.
+
+    Extra series (length ``steps + 1``, 0 at step 0): ``q_exact`` = mean over the
+    probe batch of ``1 − |⟨Ω_t|Ω_{t−1}⟩|²``; ``q_lagged`` = the same between
+    ``Ω_t`` and ``Ω_{t−lag}`` (from the oldest held before ``lag`` steps);
+    ``bures`` = mean Bures angle ``arccos |⟨Ω_t|Ω_{t−1}⟩|``; and, when
+    ``cfg.shots > 0``, ``q_shots`` ``(steps // shot_every + 1, 3)``: at every
+    ``shot_every``-th step, the shot estimate of the probe-mean overlap F̄ of
+    ``Ω_t`` with ``Ω_{t−lag}`` (``shot_pair="lagged"``) or ``Ω_{t−1}``
+    (``"successive"``) and its interval (:func:`_estimate_mean_overlap`).
+    """
+    cmsp = _cmsp(cfg)
+    n_t = len(cmsp.tasks)
+    model = HybridCMSP(cmsp.input_dim, cfg.hybrid_widths, cfg.n_qubits, cfg.q_layers, seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.hybrid_lr, eps=cfg.adam_eps)
+    base = seed * 7919 + 17
+    data_gen = make_generator(base)
+    x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, 1, make_generator(base + 1))
+    x_pr, _ = ensemble_batch(cmsp, cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
+    x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
+    sig = _signals(cfg)
+    n = cfg.hybrid_steps
+    series: dict[str, torch.Tensor] = {
+        "losses": torch.zeros(n + 1, n_t),
+        "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
+        **{
+            k: torch.zeros(n + 1, dtype=torch.float64)
+            for k in (*SIGNALS, "q_exact", "q_lagged", "bures")
+        },
+    }
+    states: list[torch.Tensor] = []
+    binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
+    start, seconds = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        data_gen.set_state(resume["data_gen"])
+        sig.load_state_dict(resume["signals_state"])
+        series = {k: v.clone() for k, v in resume["series"].items()}
+        states, binds = list(resume["states"]), list(resume["binds"])
+        start, seconds = int(resume["step"]), float(resume["seconds"])
+    tick = time.perf_counter()
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            p = model(x_ev).clamp_min(1e-12)
+            series["losses"][step] = _task_losses(p.log()[None], y_ev[None], n_t)[0]
+            out = sig.update(model(x_pr)[None])
+            new = model.bindings(x_pr)
+            psi = simulate(model.circuit, new, dtype=torch.complex128).vector
+        for k, v in out.items():
+            series[k][step] = v[0]
+        if states:
+            f_prev = (states[-1].conj() * psi).sum(-1).abs().square().clamp(0, 1)
+            f_lag = (states[0].conj() * psi).sum(-1).abs().square().clamp(0, 1)
+            series["q_exact"][step] = (1 - f_prev).mean()
+            series["q_lagged"][step] = (1 - f_lag).mean()
+            series["bures"][step] = torch.arccos(f_prev.sqrt()).mean()
+            if cfg.shots > 0 and step % cfg.shot_every == 0:
+                old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
+                f = _estimate_mean_overlap(
+                    model.circuit, old, new, cfg.shots, seed * 1_000_003 + step, cfg.confidence
+                )
+                series["q_shots"][step // cfg.shot_every] = torch.tensor(f)
+        states.append(psi)
+        binds.append(new)
+        if len(states) > cfg.lag:
+            states.pop(0)
+            binds.pop(0)
+        if log is not None and step % cfg.log_every == 0:
+            log(
+                step,
+                phase=tag,
+                task_loss_bits=series["losses"][step].tolist(),
+                dphi_ema=float(series["ema"][step]),
+                q_exact=float(series["q_exact"][step]),
+            )
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "tag": tag,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_gen": data_gen.get_state(),
+            "signals_state": sig.state_dict(),
+            "series": series,
+            "states": states,
+            "binds": binds,
+            "seconds": seconds + time.perf_counter() - tick,
+        }
+
+    step = start
+    if resume is None:
+        record(0)
+    for step in range(start + 1, cfg.hybrid_steps + 1):
+        x, y = ensemble_batch(cmsp, cfg.hybrid_per_task, 1, data_gen)
+        p = model(x[0]).clamp_min(1e-12)
+        loss = F.nll_loss(p.log(), y[0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        record(step)
+        if checkpoint is not None and step < cfg.hybrid_steps:
+            checkpoint(step, snapshot)
+    return {"seed": seed, **series, "seconds": round(seconds + time.perf_counter() - tick, 2)}
