@@ -14,8 +14,9 @@ and scored; the signal the detectors use is chosen on the tuning seeds
 (``signal=auto``: the best tuned F1 of the adaptive detector). A hybrid model
 whose last layer is a QuantumLayer adds the quantum detector (exact and with
 shots), and E_pot is scored as a forecaster (AUROC of "a transition starts
-within ``horizon`` steps"). Training, detectors and scoring are in
-:mod:`qsem.narrow.emergence_train` and :mod:`qsem.emergence.benchmark`.
+within ``horizon`` steps"). Training is in
+:mod:`qsem.narrow.emergence_train`, pooled scoring and tuning in
+:mod:`qsem.emergence.benchmark`, the detector grids in ``_emergence_cmsp_detectors``.
 """
 
 from __future__ import annotations
