@@ -1,0 +1,204 @@
+"""Detectors, their tuning grids, and E_pot for ``qsem run emergence-cmsp``.
+
+Each ``*_detector`` / :func:`scalar_detectors` entry is ``(detect(params, run), grid)``:
+``detect`` returns the event steps of the detector built with ``params`` on one
+:class:`~qsem.emergence.benchmark.Run`; the grid is searched on the tuning seeds
+(:func:`evaluate`). Grids of thresholds are quantiles of the tuning seeds' signal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qsem.emergence import (
+    BOCPD,
+    AdaptiveThreshold,
+    EmergencePotential,
+    FixedThreshold,
+    L1Detector,
+    QuantumDetector,
+    ZeroDetector,
+    epot_auroc,
+    offline_changepoints,
+)
+from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
+from qsem.emergence.changepoint import default_penalty
+
+if TYPE_CHECKING:
+    from .emergence_cmsp import EmergenceCMSPConfig
+
+__all__ = [
+    "epot_series",
+    "evaluate",
+    "l1_detector",
+    "pooled_auroc",
+    "quantum_detector",
+    "scalar_detectors",
+]
+
+
+# -- detectors --------------------------------------------------------------------------------
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    return np.log10(np.maximum(np.asarray(x, dtype=np.float64), 1e-12))
+
+
+def _quantiles(runs: list[Run], qs: tuple[float, ...]) -> list[float]:
+    v = np.concatenate(
+        [
+            np.asarray(r.signal, dtype=np.float64)[1:].reshape(len(r.signal) - 1, -1).max(-1)
+            for r in runs
+        ]
+    )
+    return [float(np.quantile(v, q)) for q in qs]
+
+
+def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str, Any]:
+    """``name -> (detect(params, run), grid)`` of the detectors fed a scalar signal."""
+    ref = cfg.refractory
+    qs = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+    def fixed(p: dict[str, Any], r: Run) -> list[int]:
+        return online_events(FixedThreshold(p["theta"], refractory=ref), r.signal)
+
+    def adaptive(p: dict[str, Any], r: Run) -> list[int]:
+        det = AdaptiveThreshold(p["k"], p["window"], min(100, p["window"]), refractory=ref)
+        return online_events(det, _log(r.signal) if p["log"] else r.signal)
+
+    def bocpd(p: dict[str, Any], r: Run) -> list[int]:
+        det = BOCPD(p["hazard"], p["threshold"], refractory=ref)
+        return online_events(det, _log(r.signal))
+
+    def offline(method: str) -> Any:
+        def detect(p: dict[str, Any], r: Run) -> list[int]:
+            x = _log(r.signal)[1:]
+            pen = p["c"] * default_penalty(x)
+            n = len(x)  # segments of >= 50 steps, candidate points every 25 (fewer when short)
+            size, jump = max(2, min(50, n // 100)), max(1, min(25, n // 200))
+            cps = offline_changepoints(x, method, penalty=pen, min_size=size, jump=jump)
+            return [c + 1 for c in cps]
+
+        return detect
+
+    def zero(p: dict[str, Any], r: Run) -> list[int]:
+        return online_events(ZeroDetector(), r.signal)
+
+    cs = [{"c": c} for c in (10.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)]
+    return {
+        "fixed": (fixed, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
+        "adaptive": (
+            adaptive,
+            [
+                {"k": k, "window": w, "log": lg}
+                for k in (2.0, 3.0, 5.0, 8.0, 12.0)
+                for w in (200, 1000)
+                for lg in (False, True)
+            ],
+        ),
+        "bocpd": (
+            bocpd,
+            [
+                {"hazard": h, "threshold": t}
+                for h in (1e-4, 1e-3, 1e-2)
+                for t in (0.5, 0.8, 0.95, 0.99)
+            ],
+        ),
+        "pelt": (offline("pelt"), cs),
+        "binseg": (offline("binseg"), cs),
+        "zero": (zero, [{}]),
+    }
+
+
+def l1_detector(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> Any:
+    """L1 detector on the EMA of the probe outputs every ``lag`` steps (signal = the snapshots)."""
+
+    def detect(p: dict[str, Any], r: Run) -> list[int]:
+        det = L1Detector(p["theta"], refractory=cfg.refractory)
+        snaps = np.asarray(r.signal)
+        return [i * cfg.lag for i in range(len(snaps)) if det.update(i * cfg.lag, snaps[i])]
+
+    d = np.concatenate(
+        [
+            np.abs(np.diff(np.asarray(r.signal), axis=0)).reshape(len(r.signal) - 1, -1).sum(-1)
+            for r in tune_runs
+        ]
+    )
+    grid = [{"theta": float(np.quantile(d, q))} for q in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)]
+    return detect, grid
+
+
+def quantum_detector(cfg: EmergenceCMSPConfig, tune_runs: list[Run], shots: bool) -> Any:
+    """QuantumDetector on exact distances (``Run.signal`` floats) or shot estimates ``(n, 3)``."""
+
+    def detect(p: dict[str, Any], r: Run) -> list[int]:
+        det = QuantumDetector(p["theta"], refractory=cfg.refractory)
+        x = np.asarray(r.signal)
+        if not shots:
+            return online_events(det, x)
+        det.reset()
+        every = cfg.shot_every
+        out = []
+        for i in range(1, len(x)):  # row i: step i * shot_every
+            if det.update(i * every, _Est(*(float(v) for v in x[i]))) is not None:
+                out.append(i * every)
+        return out
+
+    vals = np.concatenate(
+        [1 - np.asarray(r.signal)[1:, 0] if shots else np.asarray(r.signal)[1:] for r in tune_runs]
+    )
+    grid = [{"theta": float(np.quantile(vals, q))} for q in (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)]
+    return detect, grid
+
+
+@dataclass
+class _Est:
+    estimate: float
+    low: float
+    high: float
+
+
+def evaluate(
+    detect: Any,
+    grid: list[dict[str, Any]],
+    tune_runs: list[Run],
+    runs: list[Run],
+    cfg: EmergenceCMSPConfig,
+) -> dict[str, Any]:
+    """Tune on ``tune_runs``, score on ``runs``."""
+    kw = {"max_lag": cfg.max_lag, "before": cfg.before}
+    best, table_ = tune(detect, grid, tune_runs, **kw)
+    score = pooled_score([detect(best, r) for r in runs], runs, **kw)
+    tuned = min(table_, key=lambda row: row["params"] != best)
+    return {**score, "params": best, "tune_f1": tuned["f1"]}
+
+
+# -- E_pot -------------------------------------------------------------------------------------
+
+
+def epot_series(signal: np.ndarray, window: int, theta: Any = None) -> np.ndarray:
+    """E_pot per step (step 0: the first value fed is step 1's signal)."""
+    ep = EmergencePotential(window=window, relative_variance=True)
+    out = [0.0]
+    for t in range(1, len(signal)):
+        th = 0.0 if theta is None else float(theta[t])
+        out.append(ep.update(float(signal[t]), th)["e_pot"])
+    return np.asarray(out)
+
+
+def pooled_auroc(series: list[np.ndarray], runs: list[Run], horizon: int) -> float:
+    """AUROC over all runs at once (the runs laid end to end, transitions shifted along)."""
+    x, starts, ends, off = [], [], [], 0
+    for s, r in zip(series, runs, strict=True):
+        x.append(s[1:])
+        starts += [off + t - 1 for t in r.starts]
+        ends += [off + t - 1 for t in r.ends]
+        off += len(s) - 1
+    try:
+        return epot_auroc(np.concatenate(x), starts, horizon, ends=ends)
+    except ValueError:
+        return math.nan
