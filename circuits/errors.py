@@ -1,4 +1,4 @@
-"""Error types raised by qsem for bad input (DESIGN.md §11).
+"""Error types raised by qsem for bad input.
 
 Every message names the offending argument, so a user in a notebook sees at a
 glance which value to fix.

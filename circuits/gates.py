@@ -10,7 +10,7 @@ projector on the support of ``G``) the matrix is
 Qudit gates act on any dimension ``d`` (qutrits are ``d = 3``):
 ``Shift |j> = |j+1 mod d>``, ``Clock |j> = ω^j |j>`` with ``ω = e^{2πi/d}``,
 ``Fourier |j> = d^{-1/2} Σ_k ω^{jk} |k>``, ``Add |a, b> = |a, a+b mod d_b>``.
-The qutrit names of DESIGN.md (``TShift``, ``TClock``, ``THadamard``, ``TAdd``,
+The qutrit names (``TShift``, ``TClock``, ``THadamard``, ``TAdd``,
 ``TSWAP``, ``TRX``, ``TRY``, ``TRZ``) are these same classes.
 
 >>> import torch

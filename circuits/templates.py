@@ -1,4 +1,4 @@
-"""Circuit templates: the SWAP test and the destructive SWAP test (DESIGN.md §5).
+"""Circuit templates: the SWAP test and the destructive SWAP test.
 
 **SWAP test** (:func:`swap_test`): a qubit ancilla on wire 0, register A on wires
 ``1..n`` and register B on wires ``n+1..2n`` (any wire dims, pairwise equal).

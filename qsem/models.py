@@ -1,6 +1,6 @@
 """The chained semantic model φ -> Φ -> Ψ -> Λ -> Ω -> readout, and its profiles.
 
-One model family (:class:`SemanticModel`) serves every profile of DESIGN.md §8;
+One model family (:class:`SemanticModel`) serves every profile (AGI-A..D);
 a profile fixes which axes are kept and which circuit registers exist:
 
 ======  ==============  ==============================================================

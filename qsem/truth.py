@@ -1,4 +1,4 @@
-"""Qutrit truth states and Kleene's strong three-valued logic (DESIGN.md §2, §10).
+"""Qutrit truth states and Kleene's strong three-valued logic.
 
 Truth basis of a qutrit: ``|T> = |0>``, ``|F> = |1>``, ``|U> = |2>`` (true, false,
 undefined / unknown). A *truth state* is any qutrit state: a basis state, a

@@ -1,4 +1,4 @@
-"""Estimators of the overlap of two states of one parameterised circuit (DESIGN.md §7).
+"""Estimators of the overlap of two states of one parameterised circuit.
 
 Successive training states ``|ψ_t> = U(θ_t)|0>`` and ``|ψ_{t−1}> = U(θ_{t−1})|0>``
 are two bindings of the same circuit. Three estimators of ``F = |<ψ_t|ψ_{t−1}>|²``

@@ -1,4 +1,4 @@
-"""State similarity: exact overlap and fidelity, and SWAP-test estimates (DESIGN.md §5).
+"""State similarity: exact overlap and fidelity, and SWAP-test estimates.
 
 Exact functions (torch, differentiable by autograd, batched over leading axes):
 
@@ -8,7 +8,7 @@ Exact functions (torch, differentiable by autograd, batched over leading axes):
 * :func:`fidelity`: the Uhlmann fidelity ``F(ρ, σ) = (Tr sqrt(sqrtρ σ sqrtρ))²``;
   it equals :func:`overlap` when at least one state is pure, and is larger than
   ``Tr(ρσ)`` in general for mixed states;
-* :func:`bures_angle` ``= arccos(sqrt F)`` (DESIGN.md §7's ``θ_t``), :func:`purity`
+* :func:`bures_angle` ``= arccos(sqrt F)`` (the ``θ_t`` of the emergence potential), :func:`purity`
   ``Tr ρ²`` and :func:`normalized_overlap` ``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``.
 
 Inputs are tensors, :class:`~qsem.simulators.state.State` objects, or any object
@@ -323,7 +323,7 @@ def fidelity(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
 
 
 def bures_angle(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
-    """Bures angle ``arccos(sqrt F)`` in ``[0, π/2]`` (DESIGN.md §7's ``θ_t``).
+    """Bures angle ``arccos(sqrt F)`` in ``[0, π/2]`` (the ``θ_t`` of the emergence potential).
 
     Evaluated as ``atan2(sqrt(1 - F), sqrt F)``, accurate near ``F = 1`` where
     ``arccos`` loses digits. Its gradient is infinite at ``F = 1`` (equal states).
@@ -342,7 +342,7 @@ def purity(x: Any, *, check: bool = True) -> torch.Tensor:
 
 
 def normalized_overlap(a: Any, b: Any, *, check: bool = True) -> torch.Tensor:
-    """``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``: 1 for equal states, pure or mixed (DESIGN.md §7).
+    """``Tr(ρσ) / sqrt(Tr ρ² Tr σ²)``: 1 for equal states, pure or mixed.
 
     The quantum emergence detector of §7 uses ``1 - normalized_overlap(ρ_t, ρ_{t-1})``.
     """

@@ -35,7 +35,7 @@ class State:
 
     A density matrix may be held factored, ``ρ = Σ_k w_k |ψ_k><ψ_k|`` with ``factor``
     of shape ``(B, r, D)`` and ``weights`` ``(B, r)`` (``None``: all 1) — the
-    purification of DESIGN.md §6 with components ``sqrt(w_k) ψ_k``; ``tensor`` then
+    purification of the semantic hierarchy's Ω with components ``sqrt(w_k) ψ_k``; ``tensor`` then
     builds the dense ``ρ`` on first access, while measurements use the factor.
     """
 

@@ -340,3 +340,12 @@ def test_wheel_contains_the_mapped_packages(tmp_path: Path) -> None:
     assert not missing, f"wheel is missing {missing}"
     assert "qsem/circuits/__init__.py" in names
     assert "qsem/simulators/__init__.py" in names
+
+
+def test_shipped_text_cites_no_file_users_do_not_have() -> None:
+    """Docstrings and docs pages point users to the docs, never to the design notes
+    (a file outside the package that a user of qsem does not have)."""
+    files = [p for d in ("qsem", "circuits", "simulators", "docs") for p in (REPO / d).rglob("*")
+             if p.suffix in (".py", ".md")]  # fmt: skip
+    cited = [str(p.relative_to(REPO)) for p in files if "DESIGN.md" in p.read_text()]
+    assert files and cited == []

@@ -1,4 +1,4 @@
-"""Self-distillation with emergence detection (DESIGN.md §7): ``qsem.distill``.
+"""Self-distillation with emergence detection: ``qsem.distill``.
 
 * :mod:`qsem.distill.losses` — the soft term ``τ²·KL(φ_τ^teacher ‖ φ_τ^student)``
   (temperature applied as ``φ^(1/τ)`` renormalised), the masked hard term, the

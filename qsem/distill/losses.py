@@ -1,4 +1,4 @@
-"""Losses of the self-distillation loop (DESIGN.md §7) and the EMA teacher update.
+"""Losses of the self-distillation loop and the EMA teacher update.
 
 φ is a distribution over ``S × C`` per position: a tensor ``(B, L, S, C)`` whose
 entries ``φ[b, l]`` sum to 1.

@@ -2,7 +2,7 @@
 
 Every ``probe_every`` steps the loop runs the model on a fixed probe batch and
 hands its outputs to :meth:`EmergenceProbe.observe`, which compares them with
-the previous probe (DESIGN.md §7):
+the previous probe:
 
 * ``dphi_fro = ‖φ_t − φ_prev‖_F`` and ``dphi_l1 = Σ |φ_t − φ_prev|`` over the
   whole probe tensor ``(N, L, S, C)`` (the L1 value is the one

@@ -1,4 +1,4 @@
-"""Emergence detection (DESIGN.md §7): detectors, change-point baselines, scores, E_pot.
+"""Emergence detection: detectors, change-point baselines, scores, E_pot.
 
 * :mod:`~qsem.emergence.detectors` — :class:`Detector` (feed one step's signal,
   get an :class:`Event` or ``None``), :class:`FixedThreshold`,

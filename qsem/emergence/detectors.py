@@ -1,4 +1,4 @@
-"""Online emergence detectors with one small interface (DESIGN.md §7).
+"""Online emergence detectors with one small interface.
 
 A :class:`Detector` is fed one step's signal at a time and answers an
 :class:`Event` or ``None``::

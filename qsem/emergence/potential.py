@@ -1,4 +1,4 @@
-"""The emergence potential E_pot (DESIGN.md §7).
+"""The emergence potential E_pot.
 
 ``E_pot(t) = α1·E_norm(t) + α2·θ_t + α3·NCI_avg(t) + α4·V_T(t)`` with
 

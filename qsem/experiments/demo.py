@@ -2,7 +2,7 @@
 
 The three iris species are read as the three truth values of a qutrit,
 setosa -> |T> = |0>, versicolor -> |F> = |1>, virginica -> |U> = |2>
-(DESIGN.md §2). The four standardised features are angle-encoded onto two
+(the qutrit truth basis). The four standardised features are angle-encoded onto two
 qutrits (``TRY`` on the subspaces (0,1) and (1,2), with a trainable per-feature
 scale and offset), followed by ``layers`` trainable layers of ``TRY(0,1)``,
 ``TRY(1,2)``, ``TRZ(0,1)``, ``TRZ(1,2)`` per qutrit and a ``TAdd`` each way.

@@ -1,6 +1,6 @@
 """``qsem run emergence-cmsp``: emergence detectors scored against CMSP ground truth.
 
-A ReLU MLP learns CMSP (atoms + composite, DESIGN.md §9); each atom and then the
+A ReLU MLP learns CMSP (atoms + composite); each atom and then the
 composite is learned in a drop of its loss. The transitions are read off the
 per-task losses on a fixed evaluation set (:mod:`qsem.narrow.transitions`;
 transitions of one seed starting within ``max_lag`` steps of each other are one

@@ -1,4 +1,4 @@
-"""``qsem run narrow-curriculum``: broad vs composite-only training on CMSP (DESIGN.md §9).
+"""``qsem run narrow-curriculum``: broad vs composite-only training on CMSP.
 
 The paper ("On the creation of narrow AI", arXiv 2505.15811) trains a ReLU MLP
 on compositional multitask sparse parity: with the atoms in the training

@@ -1,4 +1,4 @@
-"""``qsem run narrow-digits``: ways to get a small even-digit classifier (DESIGN.md §9).
+"""``qsem run narrow-digits``: ways to get a small even-digit classifier.
 
 A general MLP teacher is trained on all ten digits. The narrow task is the even
 digits (5 classes: 0, 2, 4, 6, 8). For students with ``x`` hidden neurons we

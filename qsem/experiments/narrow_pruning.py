@@ -1,6 +1,6 @@
 """``qsem run narrow-pruning``: ablation pruning, recovery, off-target relearning, group lasso.
 
-After DESIGN.md §9 ("nonlocality"): a ReLU MLP is trained on CMSP with ``n_atoms``
+After the "nonlocality" study of arXiv 2505.15811: a ReLU MLP is trained on CMSP with ``n_atoms``
 atoms plus the composites A = {0, 1, 2} and B = {3, 4, 5}. Hidden neurons are
 scored by ablation on A; the lowest fraction ``s`` is pruned in one shot. For
 each ``s`` we report A's accuracy without recovery, after ``recovery_steps``

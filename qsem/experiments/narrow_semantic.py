@@ -1,4 +1,4 @@
-"""``qsem run narrow-semantic``: narrow the chained semantic model to a sub-domain (DESIGN.md §9).
+"""``qsem run narrow-semantic``: narrow the chained semantic model to a sub-domain.
 
 The broad model (the teacher) is the end-to-end semantic model of ``qsem run
 kleene`` (φ -> Φ -> Ψ -> Λ -> Ω -> qutrit head, profile AGI-B, a composer MLP

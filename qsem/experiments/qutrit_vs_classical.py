@@ -1,4 +1,4 @@
-"""``qsem run qutrit-vs-classical``: three-valued labels read by three heads (DESIGN.md §10).
+"""``qsem run qutrit-vs-classical``: three-valued labels read by three heads.
 
 Tasks (:mod:`qsem.tasks.three_class`): Kleene-logic queries, iris, wine and
 CMSP with an undefined class. Every model is the same small feature extractor

@@ -12,7 +12,7 @@ the seed) two models are trained with the same data, epochs and optimiser
   ``distill.probe_every`` steps on a fixed probe batch of ``probe_size``
   training queries, detectors (classical Frobenius / adaptive / L1 on Δφ,
   quantum on Ω exact and with shots), slices appended at the events of the
-  trigger detector (Frobenius, ``Δφ > θ_emg``, DESIGN.md §7's default).
+  trigger detector (Frobenius, ``Δφ > θ_emg``, the default).
 
 For the first ``aer_seeds`` seeds the shot estimate also runs on Qiskit Aer
 (:class:`qsem.simulators.aer.AerBackend`, detector ``quantum_aer``) on the first

@@ -1,8 +1,8 @@
-"""Torch layers of the semantic tensor hierarchy φ -> Φ -> Ψ -> Λ -> Ω (DESIGN.md §6).
+"""Torch layers of the semantic tensor hierarchy φ -> Φ -> Ψ -> Λ -> Ω.
 
 All layers are batch first. The maths (⊗' and the fold, ``proj_{Z→S,C}``, the
 layout of Ω, Π_edge) is :mod:`qsem.tensors`'s: the layers call it. Axis letters
-follow DESIGN.md §6: B batch, L positions, S semantic spin (3 = truth {T, F, U}),
+follow the semantic hierarchy: B batch, L positions, S semantic spin (3 = truth {T, F, U}),
 C categories, O = S·C operator axis, P emergence slices, Z holographic latent
 components.
 

@@ -1,4 +1,4 @@
-"""Narrowing tools (DESIGN.md §9): make a broad network narrow, and compare ways to do it.
+"""Narrowing tools: make a broad network narrow, and compare ways to do it.
 
 * :mod:`~qsem.narrow.cmsp` — compositional multitask sparse parity, fresh seeded samples;
 * :mod:`~qsem.narrow.mlp` — ReLU MLPs, their hidden-neuron groups, seed-parallel ensembles;

@@ -1,6 +1,6 @@
 """Ground-truth transitions from per-task loss curves, and the probe signals Δφ.
 
-A *transition* of a task is the sudden drop of its loss (DESIGN.md §9): with
+A *transition* of a task is the sudden drop of its loss: with
 ``ℓ_t`` the task's loss in bits on a fixed evaluation set after ``t`` steps,
 
 - ``learned`` = the first ``t`` with ``ℓ_t < low`` (default 0.1 bits);

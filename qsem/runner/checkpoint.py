@@ -8,7 +8,7 @@ A checkpoint file holds a dict::
      "state": <the experiment's state: tensors, numbers, strings, lists, dicts>}
 
 Only tensors and plain data are allowed in it, so that loading never runs code
-from the file (DESIGN.md §11). A state that would not load back that way is
+from the file. A state that would not load back that way is
 refused when saving, not discovered at resume time.
 """
 

@@ -1,4 +1,4 @@
-"""Three-valued Kleene queries over generated knowledge bases (DESIGN.md §10).
+"""Three-valued Kleene queries over generated knowledge bases.
 
 A knowledge base (KB) has entities, unary predicates, ground facts with
 negation (``p(e)`` or ``¬p(e)``) and rules ``l_1(x) ∧ ... ∧ l_k(x) -> h(x)``

@@ -1,4 +1,4 @@
-"""Three-class datasets for ``qsem run qutrit-vs-classical`` (DESIGN.md §10).
+"""Three-class datasets for ``qsem run qutrit-vs-classical``.
 
 Every loader returns a :class:`ThreeClassData`: standardised (or one-hot)
 float features and labels in ``{0, 1, 2}``, read as the truth values

@@ -1,4 +1,4 @@
-"""Typed semantic tensors φ, Φ, Ψ, Λ, Ω (DESIGN.md §6).
+"""Typed semantic tensors φ, Φ, Ψ, Λ, Ω.
 
 Each class wraps one torch tensor (``.data``) with named axes (``.axes``, batch
 first where there is one), validates it on construction (shape, normalisation,
