@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
 from qsem.simulators import QuantumLayer, simulate
+from qsem.simulators.similarity import bures_angle, overlap
 
 from .cmsp import CMSP, make_generator
 from .mlp import EnsembleMLP, build_mlp
@@ -304,11 +305,14 @@ def train_hybrid(
         for k, v in out.items():
             series[k][step] = v[0]
         if states:
-            f_prev = (states[-1].conj() * psi).sum(-1).abs().square().clamp(0, 1)
-            f_lag = (states[0].conj() * psi).sum(-1).abs().square().clamp(0, 1)
+            # (B, 1, D): a batch of statevectors, never read as one (D, D) density matrix
+            f_prev = overlap(states[-1][:, None], psi[:, None], check=False).clamp(0, 1)
+            f_lag = overlap(states[0][:, None], psi[:, None], check=False).clamp(0, 1)
             series["q_exact"][step] = (1 - f_prev).mean()
             series["q_lagged"][step] = (1 - f_lag).mean()
-            series["bures"][step] = torch.arccos(f_prev.sqrt()).mean()
+            series["bures"][step] = bures_angle(
+                states[-1][:, None], psi[:, None], check=False
+            ).mean()
             if cfg.shots > 0 and step % cfg.shot_every == 0:
                 old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
                 f = _estimate_mean_overlap(
