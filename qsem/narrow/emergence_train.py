@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -75,6 +76,50 @@ def _cmsp(cfg: Any) -> CMSP:
     return CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k)
 
 
+@dataclass
+class _Run:
+    """What both training loops checkpoint: the model, Adam, the data generator,
+    the probe signals' state and the recorded series (plus loop-specific extras)."""
+
+    tag: str
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    data_gen: torch.Generator
+    sig: SignalBank
+    series: dict[str, torch.Tensor]
+    start: int = 0
+    seconds: float = 0.0
+    tick: float = field(default_factory=time.perf_counter)
+
+    def restore(self, resume: dict[str, Any] | None) -> dict[str, Any]:
+        """Load a :meth:`snapshot` (if any); returns it (or ``{}``) for the extras."""
+        if resume is not None:
+            self.model.load_state_dict(resume["model"])
+            self.opt.load_state_dict(resume["optimizer"])
+            self.data_gen.set_state(resume["data_gen"])
+            self.sig.load_state_dict(resume["signals_state"])
+            self.series = {k: v.clone() for k, v in resume["series"].items()}
+            self.start, self.seconds = int(resume["step"]), float(resume["seconds"])
+        self.tick = time.perf_counter()
+        return resume or {}
+
+    def elapsed(self) -> float:
+        return self.seconds + time.perf_counter() - self.tick
+
+    def snapshot(self, step: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "data_gen": self.data_gen.get_state(),
+            "signals_state": self.sig.state_dict(),
+            "series": self.series,
+            **extra,
+            "seconds": self.elapsed(),
+        }
+
+
 def train_mlp(
     cfg: Any,
     seeds: list[int],
@@ -106,15 +151,9 @@ def train_mlp(
         "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], 2),
         **{k: torch.zeros(n + 1, e_n) for k in SIGNALS},
     }
-    start, seconds = 0, 0.0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        data_gen.set_state(resume["data_gen"])
-        sig.load_state_dict(resume["signals_state"])
-        series = {k: v.clone() for k, v in resume["series"].items()}
-        start, seconds = int(resume["step"]), float(resume["seconds"])
-    tick = time.perf_counter()
+    run = _Run(tag, model, opt, data_gen, sig, series)
+    run.restore(resume)
+    series, start = run.series, run.start
 
     def record(step: int) -> None:
         with torch.no_grad():
@@ -133,16 +172,7 @@ def train_mlp(
             )
 
     def snapshot() -> dict[str, Any]:
-        return {
-            "tag": tag,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "data_gen": data_gen.get_state(),
-            "signals_state": sig.state_dict(),
-            "series": series,
-            "seconds": seconds + time.perf_counter() - tick,
-        }
+        return run.snapshot(step)
 
     step = start
     if resume is None:
@@ -162,7 +192,7 @@ def train_mlp(
         "losses": series["losses"],
         "signals": {k: series[k] for k in SIGNALS},
         "ema_snapshots": series["ema_snapshots"],
-        "seconds": round(seconds + time.perf_counter() - tick, 2),
+        "seconds": round(run.elapsed(), 2),
     }
 
 
@@ -284,16 +314,10 @@ def train_hybrid(
     }
     states: list[torch.Tensor] = []
     binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
-    start, seconds = 0, 0.0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        data_gen.set_state(resume["data_gen"])
-        sig.load_state_dict(resume["signals_state"])
-        series = {k: v.clone() for k, v in resume["series"].items()}
-        states, binds = list(resume["states"]), list(resume["binds"])
-        start, seconds = int(resume["step"]), float(resume["seconds"])
-    tick = time.perf_counter()
+    run = _Run(tag, model, opt, data_gen, sig, series)
+    saved = run.restore(resume)
+    series, start = run.series, run.start
+    states, binds = list(saved.get("states", states)), list(saved.get("binds", binds))
 
     def record(step: int) -> None:
         with torch.no_grad():
@@ -334,18 +358,7 @@ def train_hybrid(
             )
 
     def snapshot() -> dict[str, Any]:
-        return {
-            "tag": tag,
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "data_gen": data_gen.get_state(),
-            "signals_state": sig.state_dict(),
-            "series": series,
-            "states": states,
-            "binds": binds,
-            "seconds": seconds + time.perf_counter() - tick,
-        }
+        return run.snapshot(step, states=states, binds=binds)
 
     step = start
     if resume is None:
@@ -360,4 +373,4 @@ def train_hybrid(
         record(step)
         if checkpoint is not None and step < cfg.hybrid_steps:
             checkpoint(step, snapshot)
-    return {"seed": seed, **series, "seconds": round(seconds + time.perf_counter() - tick, 2)}
+    return {"seed": seed, **series, "seconds": round(run.elapsed(), 2)}
