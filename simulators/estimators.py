@@ -48,13 +48,10 @@ from qsem.circuits.templates import compute_uncompute
 from .shot_estimates import (
     METHODS,
     OverlapEstimate,
-    check_confidence,
-    check_method,
-    check_seed,
     check_shots,
     counts_estimate,
 )
-from .similarity import SAMPLING, destructive_swap_test_circuits, swap_test_circuits
+from .similarity import backend_job, destructive_swap_test_circuits, swap_test_circuits
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -106,27 +103,10 @@ def compute_uncompute_circuits(
     an integer: an :class:`OverlapEstimate` (``mapping="direct"``: ``F̂`` is the
     observed all-zeros frequency itself, with its binomial interval).
     """
-    from .backend import Backend, TorchBackend
-
     circuit = compute_uncompute(prep_a, prep_b)
-    if backend is None:
-        backend = TorchBackend()
-    if not isinstance(backend, Backend):
-        raise arg_error(
-            "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
-        )
-    names = list(circuit.parameters if names is None else names)
-    if values is None:
-        if names:
-            raise arg_error("values", f"the circuits have parameters {names}; pass their values")
-        values = torch.zeros(1, 0, dtype=torch.float64)
-    n_shots = None if shots is None else check_shots(shots)
-    seed = check_seed(seed)
-    if n_shots is not None:
-        check_confidence(confidence)
-        check_method(method)
-    if sampling not in SAMPLING:
-        raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
+    backend, values, names, n_shots, seed = backend_job(
+        circuit, backend, values, names, shots, seed, confidence, method, sampling
+    )
     wires = list(range(circuit.num_wires))
     exact = n_shots is None or sampling == "exact"
     p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)

@@ -558,9 +558,23 @@ def destructive_swap_test_estimate(
     return estimate_from_counts(plus, n, confidence=confidence, method=method)
 
 
-def _backend_job(
-    prep_a: Any,
-    prep_b: Any,
+def _swap_circuit(prep_a: Any, prep_b: Any, destructive: bool) -> Circuit:
+    """The (destructive) SWAP-test circuit of two preparation circuits (types checked)."""
+    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
+        if not isinstance(prep, Circuit):
+            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
+    if not destructive:
+        return swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
+    if prep_a.dims != prep_b.dims:
+        raise DimensionError(
+            f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
+            "of 'prep_a'"
+        )
+    return destructive_swap_test(list(prep_a.dims), prep_a=prep_a, prep_b=prep_b)
+
+
+def backend_job(
+    circuit: Circuit,
     backend: Any,
     values: torch.Tensor | None,
     names: Sequence[str] | None,
@@ -568,29 +582,18 @@ def _backend_job(
     seed: int | None,
     confidence: float,
     method: str,
-    destructive: bool,
     sampling: str,
-) -> tuple[Circuit, Any, torch.Tensor, list[str], int | None, int | None]:
+) -> tuple[Any, torch.Tensor, list[str], int | None, int | None]:
+    """Checked arguments of one overlap job of ``circuit`` on a backend (the SWAP tests'
+    and compute–uncompute's): ``(backend, values, names, shots, seed)``."""
     from .backend import Backend, TorchBackend
 
-    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
-        if not isinstance(prep, Circuit):
-            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
     if backend is None:
         backend = TorchBackend()
     if not isinstance(backend, Backend):
         raise arg_error(
             "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
         )
-    if destructive:
-        if prep_a.dims != prep_b.dims:
-            raise DimensionError(
-                f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
-                "of 'prep_a'"
-            )
-        circuit = destructive_swap_test(list(prep_a.dims), prep_a=prep_a, prep_b=prep_b)
-    else:
-        circuit = swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
     names = list(circuit.parameters if names is None else names)
     if values is None:
         if names:
@@ -603,7 +606,7 @@ def _backend_job(
         _check_method(method)
     if sampling not in SAMPLING:
         raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
-    return circuit, backend, values, names, n_shots, seed
+    return backend, values, names, n_shots, seed
 
 
 def swap_test_circuits(
@@ -639,8 +642,9 @@ def swap_test_circuits(
     Aer's measurement sampling does, without its per-shot cost), but not a model of
     hardware or of mid-circuit measurement.
     """
-    circuit, backend, values, names, n_shots, seed = _backend_job(
-        prep_a, prep_b, backend, values, names, shots, seed, confidence, method, False, sampling
+    circuit = _swap_circuit(prep_a, prep_b, destructive=False)
+    backend, values, names, n_shots, seed = backend_job(
+        circuit, backend, values, names, shots, seed, confidence, method, sampling
     )
     anc = swap_test_registers(list(prep_a.dims))[0]
     exact = n_shots is None or sampling == "exact"
@@ -670,8 +674,9 @@ def destructive_swap_test_circuits(
     ``Tr(ρσ) = Σ_k P(k) s_k`` exactly, or from the count of outcomes with SWAP
     eigenvalue ``s = +1`` with shots.
     """
-    circuit, backend, values, names, n_shots, seed = _backend_job(
-        prep_a, prep_b, backend, values, names, shots, seed, confidence, method, True, sampling
+    circuit = _swap_circuit(prep_a, prep_b, destructive=True)
+    backend, values, names, n_shots, seed = backend_job(
+        circuit, backend, values, names, shots, seed, confidence, method, sampling
     )
     wires = list(range(circuit.num_wires))
     exact = n_shots is None or sampling == "exact"
