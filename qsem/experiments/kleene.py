@@ -138,21 +138,22 @@ def train_epoch(
     ``step(tokens, labels) -> loss`` takes one optimiser step on a batch (e.g.
     :meth:`qsem.distill.SelfDistiller.step`); default: the hard-label loss.
     """
+
+    def hard_step(tokens: torch.Tensor, labels: torch.Tensor) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = hard_label_loss(model(tokens), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    take_step = hard_step if step is None else step
     model.train()
     perm = torch.randperm(len(data), generator=generator)
     total, steps = 0.0, 0
     tick = time.perf_counter()
     for i in range(0, len(data), batch_size):
         idx = perm[i : i + batch_size]
-        if step is not None:
-            total += step(data.tokens[idx], data.labels[idx])
-            steps += 1
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss = hard_label_loss(model(data.tokens[idx]), data.labels[idx])
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
+        total += take_step(data.tokens[idx], data.labels[idx])
         steps += 1
     return total / max(steps, 1), steps, time.perf_counter() - tick
 
