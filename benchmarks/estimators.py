@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from qsem.circuits import CNOT, RY, RZ, Circuit, Parameter  # noqa: E402
+from benchmarks.similarity import N_QUBITS, ansatz  # noqa: E402
+from qsem.circuits import Circuit  # noqa: E402
 from qsem.simulators.estimators import (  # noqa: E402
     DEFAULT_METHOD,
     OVERLAP_METHODS,
@@ -56,21 +57,8 @@ from qsem.simulators.estimators import (  # noqa: E402
     overlap_variance,
 )
 
-N_QUBITS = 4
 DISTANCES = (1e-1, 1e-2, 1e-3)
 SIGMAS = 4.0
-
-
-def ansatz() -> tuple[Circuit, list[str]]:
-    c = Circuit.qubits(N_QUBITS)
-    names = []
-    for i in range(N_QUBITS):
-        ry, rz = f"t{i}_0", f"t{i}_1"
-        names += [ry, rz]
-        c.add(RY(Parameter(ry), wires=i), RZ(Parameter(rz), wires=i))
-    for i in range(N_QUBITS - 1):
-        c.add(CNOT(wires=[i, i + 1]))
-    return c, names
 
 
 def pair_at(
@@ -132,7 +120,7 @@ def measure_point(
 
 
 def run(reps: int, seed: int, aer: bool, log: Any = print) -> dict[str, Any]:
-    circuit, names = ansatz()
+    circuit, names = ansatz("t")
     t0 = time.perf_counter()
     rows = []
     checks = []
