@@ -187,14 +187,7 @@ class Circuit:
                             if p.index is None:
                                 check_param(raw, where)  # clear errors for str, bool, NaN
                             v = as_numeric_tensor(raw, where).to(torch.float64)
-                        if p.index is not None:
-                            if v.dim() == 0 or v.shape[-1] <= p.index:
-                                raise arg_error(
-                                    f"values['{p.name}']",
-                                    "a parameter vector needs shape (K,) or (B, K) with "
-                                    f"K > {p.index}, got {tuple(v.shape)}",
-                                )
-                            v = v[..., p.index]
+                        v = p.select(v, where)
                         v = check_param(v, f"values['{p.name}']")  # type: ignore[assignment]
                         new.append(v * p.scale if p.scale != 1.0 else v)
                     else:
@@ -238,7 +231,7 @@ class Circuit:
                         out.setdefault(p.name, None)
                     else:
                         prev = out.get(p.name) or 0
-                        out[p.name] = max(prev, p.index + 1)
+                        out[p.name] = max(prev, p.length or p.index + 1)
         return out
 
     @property

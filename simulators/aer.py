@@ -81,7 +81,7 @@ from qsem.circuits.observables import Observable, PauliString
 from qsem.circuits.operations import Adjoint, Channel, Gate, Operation, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_names, check_observables, check_shots, check_values
+from .backend import Backend, check_job, check_observables, check_shots
 
 __all__ = ["AerBackend", "QubitLayout"]
 
@@ -594,8 +594,7 @@ class AerBackend(Backend):
         self, circuit: Any, values: Any, names: Any, shots: Any
     ) -> tuple[Circuit, torch.Tensor, list[str], int | None]:
         circuit = _check_circuit(circuit)
-        names = check_names(names)
-        values = check_values(values, names, circuit)
+        circuit, values, names = check_job(circuit, values, names)
         return circuit, values, names, check_shots(shots)
 
     def _wires(self, circuit: Circuit, wires: Any) -> list[int]:

@@ -73,7 +73,7 @@ from qsem.circuits.observables import GellMann, Hermitian, Observable, PauliStri
 from qsem.circuits.operations import Adjoint, Channel, Gate, normalize_wires
 from qsem.circuits.parameters import Parameter, resolve_param
 
-from .backend import Backend, check_names, check_observables, check_shots, check_values
+from .backend import Backend, check_job, check_observables, check_shots
 
 __all__ = ["DEVICES", "PennyLaneBackend"]
 
@@ -147,8 +147,7 @@ class PennyLaneBackend(Backend):
             raise arg_error(
                 "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
             )
-        names = check_names(names)
-        values = check_values(values, names, circuit)
+        circuit, values, names = check_job(circuit, values, names)
         d = self.wire_dim
         if any(x != d for x in circuit.dims):
             kind = "qubit" if d == 2 else "qutrit"
