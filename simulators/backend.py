@@ -55,9 +55,7 @@ def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.T
     if values.dim() != 2 or values.shape[1] != width:
         vectors = {n: lengths[n] for n in names if lengths.get(n)}
         extra = f" (parameter vectors take one column per element: {vectors})" if vectors else ""
-        raise arg_error(
-            "values", f"expected shape (N, {width}), got {tuple(values.shape)}{extra}"
-        )
+        raise arg_error("values", f"expected shape (N, {width}), got {tuple(values.shape)}{extra}")
     if values.shape[0] < 1:
         raise arg_error("values", "needs at least one row, got shape (0, ...)")
     if values.is_complex() or not bool(torch.isfinite(values).all()):
@@ -68,9 +66,7 @@ def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.T
     return values
 
 
-def check_job(
-    circuit: Circuit, values: Any, names: Any
-) -> tuple[Circuit, torch.Tensor, list[str]]:
+def check_job(circuit: Circuit, values: Any, names: Any) -> tuple[Circuit, torch.Tensor, list[str]]:
     """Check ``values``/``names`` and give every ``ParameterVector`` element its own scalar
     column: ``w`` of length ``K`` becomes the scalars ``w[0] .. w[K-1]`` (in the circuit
     and in ``names``), so a backend only ever sees scalar parameters."""

@@ -398,7 +398,8 @@ class QuantumLayer(torch.nn.Module):
             )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise arg_error(
-                "generator", f"expected a torch.Generator, got {type(generator).__name__}",
+                "generator",
+                f"expected a torch.Generator, got {type(generator).__name__}",
                 QsemTypeError,
             )
         gen = generator
