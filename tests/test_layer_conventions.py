@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ATOL_BACKENDS, ATOL_F64
 
 from qsem.circuits import (
     CNOT,
@@ -27,8 +28,6 @@ from qsem.circuits import (
     TAdd,
 )
 from qsem.simulators import QuantumLayer, TorchBackend, TorchSimulator, expval_bridge
-
-from conftest import ATOL_BACKENDS, ATOL_F64
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 F64 = torch.float64
@@ -72,7 +71,7 @@ def test_layer_output_has_the_input_dtype(diff_method: str, dtype: torch.dtype) 
 def test_layer_weights_follow_the_global_seed_and_a_generator() -> None:
     def weights(**kw: object) -> torch.Tensor:
         layer = QuantumLayer(_layer_circuit(), _obs(), weight_shapes={"w": 2}, **kw)
-        return layer.weights["w"].detach()  # type: ignore[arg-type]
+        return layer.weights["w"].detach()
 
     torch.manual_seed(1)
     a = weights()
@@ -98,11 +97,11 @@ def test_layer_init_method() -> None:
     given = torch.tensor([0.1, 0.2])
     layer = QuantumLayer(_layer_circuit(), _obs(), weight_shapes={"w": 2}, init_method={"w": given})
     torch.testing.assert_close(layer.weights["w"].detach(), given.to(F64))
-    with pytest.raises(QsemValueError, match="argument 'init_method'.*shape"):
+    with pytest.raises(QsemValueError, match=r"argument 'init_method'.*shape"):
         QuantumLayer(
             _layer_circuit(), _obs(), weight_shapes={"w": 2}, init_method={"w": torch.zeros(3)}
         )
-    with pytest.raises(QsemValueError, match="argument 'init_method'.*no entry"):
+    with pytest.raises(QsemValueError, match=r"argument 'init_method'.*no entry"):
         QuantumLayer(_layer_circuit(), _obs(), weight_shapes={"w": 2}, init_method={})
 
 
