@@ -80,3 +80,18 @@ def test_notebook_display_and_short_repr() -> None:
     assert html.startswith("<pre>") and "RY(0.4)" in html
     png = c._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interop_page_first_example_runs() -> None:
+    """The opening example of docs/interop.md runs and prints the drawing shown there."""
+    import contextlib
+    import io
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    shown = re.findall(r"```\n(0\(d3\).*?)```", text, flags=re.S)[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/interop.md", "exec"), {})
+    assert out.getvalue().strip() == shown.strip()
