@@ -2,7 +2,8 @@
 # no globally installed tool is used after the venv exists.
 #
 #   make run       install (if needed) and run the demo into runs/demo
-#   make test      default test suite (slow studies excluded)
+#   make test      default test suite: tests/, the examples/ notebooks (nbmake) and the
+#                  strict docs build (slow studies excluded)
 #   make studies   the slow-marked studies
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    ruff format + ruff check --fix
