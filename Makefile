@@ -94,7 +94,7 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 docs: venv
-	$(BIN)/mkdocs build --strict --site-dir site
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # --- cleanup ------------------------------------------------------------------
 
