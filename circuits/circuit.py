@@ -187,14 +187,7 @@ class Circuit:
                             if p.index is None:
                                 check_param(raw, where)  # clear errors for str, bool, NaN
                             v = as_numeric_tensor(raw, where).to(torch.float64)
-                        if p.index is not None:
-                            if v.dim() == 0 or v.shape[-1] <= p.index:
-                                raise arg_error(
-                                    f"values['{p.name}']",
-                                    "a parameter vector needs shape (K,) or (B, K) with "
-                                    f"K > {p.index}, got {tuple(v.shape)}",
-                                )
-                            v = v[..., p.index]
+                        v = p.select(v, where)
                         v = check_param(v, f"values['{p.name}']")  # type: ignore[assignment]
                         new.append(v * p.scale if p.scale != 1.0 else v)
                     else:
@@ -238,7 +231,7 @@ class Circuit:
                         out.setdefault(p.name, None)
                     else:
                         prev = out.get(p.name) or 0
-                        out[p.name] = max(prev, p.index + 1)
+                        out[p.name] = max(prev, p.length or p.index + 1)
         return out
 
     @property
@@ -265,11 +258,91 @@ class Circuit:
     def __str__(self) -> str:
         return self.draw()
 
-    def draw(self, max_width: int = 120) -> str:
-        """Text drawing: one row per wire, one column per layer of operations."""
+    # -- drawing ------------------------------------------------------------------
+    def draw(self, output: str = "text", *, max_width: int = 120, **options: Any) -> Any:
+        """Draw the circuit: ``"text"`` (a str; long circuits fold into blocks of at most
+        ``max_width`` characters, none cut) or ``"mpl"`` (a matplotlib ``Figure``; qudit
+        wires labelled with their dimension). ``options`` go to the mpl drawer (``fold``,
+        ``scale``)."""
         from .draw import draw_text
 
-        return draw_text(self, max_width=max_width)
+        if output == "text":
+            return draw_text(self, max_width=max_width)
+        if output == "mpl":
+            from .draw_mpl import draw_mpl
+
+            return draw_mpl(self, **options)
+        raise arg_error("output", f"expected 'text' or 'mpl', got {output!r}")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the text drawing in a ``<pre>`` block."""
+        import html
+
+        return f"<pre>{html.escape(repr(self))}\n{html.escape(self.draw())}</pre>"
+
+    def _repr_png_(self) -> bytes:
+        """Notebook display as an image (the matplotlib drawing)."""
+        from .draw_mpl import figure_png
+
+        return figure_png(self)
+
+    # -- interop ------------------------------------------------------------------
+    def to_qiskit(self) -> Any:
+        """A ``qiskit.QuantumCircuit`` (symbols as Qiskit ``Parameter``/``ParameterVector``;
+        channels as ``kraus`` instructions; qudit wires through the qubit encoding of
+        :mod:`qsem.circuits.qiskit_export`, a qutrit on two qubits)."""
+        from .qiskit_export import to_qiskit
+
+        return to_qiskit(self)[0]
+
+    @classmethod
+    def from_qiskit(cls, qc: Any) -> Circuit:
+        """A qubit circuit from a ``qiskit.QuantumCircuit``
+        (:func:`qsem.circuits.qiskit_import.from_qiskit`)."""
+        from .qiskit_import import from_qiskit
+
+        return from_qiskit(qc)
+
+    def to_qasm3(self) -> str:
+        """OpenQASM 3 text of a qubit circuit (through ``qiskit.qasm3``)."""
+        from .qiskit_import import to_qasm3
+
+        return to_qasm3(self)
+
+    @classmethod
+    def from_qasm3(cls, text: str) -> Circuit:
+        """A qubit circuit from OpenQASM 3 text (through ``qiskit.qasm3``)."""
+        from .qiskit_import import from_qasm3
+
+        return from_qasm3(text)
+
+    def to_pennylane(self, measure: Any = None) -> Any:
+        """A PennyLane quantum function ``qfunc(**params)`` applying this circuit; it returns
+        ``measure()`` when given (:func:`qsem.circuits.pennylane_io.to_pennylane`)."""
+        from .pennylane_io import to_pennylane
+
+        return to_pennylane(self, measure)
+
+    @classmethod
+    def from_pennylane(cls, tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:
+        """A circuit from a PennyLane tape, or a quantum function called with ``args``
+        (:func:`qsem.circuits.pennylane_io.from_pennylane`)."""
+        from .pennylane_io import from_pennylane
+
+        return from_pennylane(tape_or_qfunc, *args, **kwargs)
+
+    def to_json(self) -> str:
+        """A JSON text of the circuit that :meth:`from_json` loads back exactly."""
+        from .serialize import to_json
+
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> Circuit:
+        """The circuit of a :meth:`to_json` text."""
+        from .serialize import from_json
+
+        return from_json(text)
 
 
 def _positive(n: object, name: str) -> int:

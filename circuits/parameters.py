@@ -34,6 +34,8 @@ class Parameter:
     name: str
     scale: float = 1.0
     index: int | None = None
+    #: number of elements of the vector this parameter is an element of (None: unknown)
+    length: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -44,6 +46,17 @@ class Parameter:
             raise arg_error(
                 "index", f"must be a non-negative int, got {self.index!r}", QsemTypeError
             )
+        if self.length is not None and (
+            self.index is None
+            or isinstance(self.length, bool)
+            or not isinstance(self.length, int)
+            or not 0 <= self.index < self.length
+        ):
+            raise arg_error(
+                "length",
+                f"must be an int > index for a vector element, got {self.length!r}",
+                QsemTypeError,
+            )
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
             raise arg_error("scale", f"must be a real number, got {self.scale!r}", QsemTypeError)
         if not math.isfinite(self.scale):
@@ -52,12 +65,35 @@ class Parameter:
     def __mul__(self, other: float) -> Parameter:
         if not isinstance(other, (int, float)):
             return NotImplemented
-        return Parameter(self.name, self.scale * float(other), self.index)
+        return Parameter(self.name, self.scale * float(other), self.index, self.length)
 
     __rmul__ = __mul__
 
     def __neg__(self) -> Parameter:
-        return Parameter(self.name, -self.scale, self.index)
+        return Parameter(self.name, -self.scale, self.index, self.length)
+
+    def select(self, value: torch.Tensor, where: str) -> torch.Tensor:
+        """This element's entry of a bound value (``value`` itself for a scalar parameter).
+
+        A vector element needs ``value`` of shape ``(K,)`` or ``(B, K)`` with ``K`` the
+        vector's length (``K > index`` where the length is unknown).
+        """
+        if self.index is None:
+            return value
+        if self.length is not None:
+            if value.dim() not in (1, 2) or value.shape[-1] != self.length:
+                raise arg_error(
+                    where,
+                    f"ParameterVector '{self.name}' has {self.length} elements: expected shape "
+                    f"({self.length},) or (B, {self.length}), got {tuple(value.shape)}",
+                )
+        elif value.dim() == 0 or value.shape[-1] <= self.index:
+            raise arg_error(
+                where,
+                f"a parameter vector needs shape (K,) or (B, K) with K > {self.index}, "
+                f"got {tuple(value.shape)}",
+            )
+        return value[..., self.index]
 
     def __repr__(self) -> str:
         base = self.name if self.index is None else f"{self.name}[{self.index}]"
@@ -77,7 +113,7 @@ class ParameterVector:
             raise arg_error("length", f"must be a positive int, got {length!r}")
         self.name = name
         self.length = length
-        self._params = [Parameter(name, 1.0, i) for i in range(length)]
+        self._params = [Parameter(name, 1.0, i, length) for i in range(length)]
 
     def __getitem__(self, i: int) -> Parameter:
         if isinstance(i, bool) or not isinstance(i, int) or not -self.length <= i < self.length:
@@ -157,14 +193,7 @@ def resolve_param(
             if isinstance(raw, torch.Tensor)
             else torch.as_tensor(raw, dtype=dtype, device=device)
         )
-        if value.index is not None:
-            if tensor.dim() == 0 or tensor.shape[-1] <= value.index:
-                raise arg_error(
-                    f"params['{value.name}']",
-                    f"a parameter vector needs shape (K,) or (B, K) with K > {value.index}, "
-                    f"got {tuple(tensor.shape)}",
-                )
-            tensor = tensor[..., value.index]
+        tensor = value.select(tensor, f"params['{value.name}']")
         return tensor * value.scale if value.scale != 1.0 else tensor
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)

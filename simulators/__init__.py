@@ -1,10 +1,13 @@
 """qsem.simulators: the torch engine, measurements, state similarity, backends and the bridge.
 
-The Aer and PennyLane backends import their (heavy) packages, so they are not
-imported here: use ``qsem.simulators.aer.AerBackend`` and
-``qsem.simulators.pennylane_backend.PennyLaneBackend``, or ``backend="aer"`` /
-``backend="pennylane"`` in the bridge.
+``AerBackend`` and ``PennyLaneBackend`` are imported lazily: ``from qsem.simulators
+import AerBackend`` loads :mod:`qsem.simulators.aer` on first use, and importing
+``qsem.simulators`` imports neither Qiskit nor PennyLane. Constructing one without
+its package raises :class:`~qsem.circuits.errors.MissingDependencyError` naming the
+extra to install (``qsem[aer]``, ``qsem[pennylane]``).
 """
+
+from typing import Any
 
 from .backend import Backend, TorchBackend
 from .bridge import QuantumLayer, expval_bridge, make_backend, probs_bridge
@@ -25,8 +28,10 @@ from .similarity import (
 from .state import State, check_density_matrix
 
 __all__ = [
+    "AerBackend",
     "Backend",
     "OverlapEstimate",
+    "PennyLaneBackend",
     "QuantumLayer",
     "State",
     "SwapTestEstimate",
@@ -55,3 +60,16 @@ __all__ = [
     "state_bytes",
     "swap_test_estimate",
 ]  # fmt: skip
+
+_LAZY = {"AerBackend": ".aer", "PennyLaneBackend": ".pennylane_backend"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the Aer and PennyLane backends on first use (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

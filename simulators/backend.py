@@ -23,6 +23,7 @@ import torch
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
+from qsem.circuits.parameters import Parameter
 
 from .engine import TorchSimulator
 from .measure import expval as _expval
@@ -39,13 +40,22 @@ def check_names(names: Any) -> list[str]:
 
 def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.Tensor:
     """Validate a value matrix ``(N, P)`` (N >= 1, real, finite) against ``names`` and the
-    circuit's parameters."""
+    circuit's parameters.
+
+    A scalar parameter takes one column; a ``ParameterVector`` of length ``K`` named in
+    ``names`` takes ``K`` consecutive columns (its elements in order), so ``P`` is the sum
+    of these widths.
+    """
     if not isinstance(values, torch.Tensor):
         raise arg_error(
             "values", f"expected a tensor (N, P), got {type(values).__name__}", QsemTypeError
         )
-    if values.dim() != 2 or values.shape[1] != len(names):
-        raise arg_error("values", f"expected shape (N, {len(names)}), got {tuple(values.shape)}")
+    lengths = circuit.parameter_lengths
+    width = sum(lengths.get(n) or 1 for n in names)
+    if values.dim() != 2 or values.shape[1] != width:
+        vectors = {n: lengths[n] for n in names if lengths.get(n)}
+        extra = f" (parameter vectors take one column per element: {vectors})" if vectors else ""
+        raise arg_error("values", f"expected shape (N, {width}), got {tuple(values.shape)}{extra}")
     if values.shape[0] < 1:
         raise arg_error("values", "needs at least one row, got shape (0, ...)")
     if values.is_complex() or not bool(torch.isfinite(values).all()):
@@ -53,13 +63,37 @@ def check_values(values: Any, names: Sequence[str], circuit: Circuit) -> torch.T
     missing = [p for p in circuit.parameters if p not in names]
     if missing:
         raise arg_error("names", f"no column for the circuit's parameter(s) {missing}")
-    lengths = circuit.parameter_lengths
-    vectors = [n for n in names if lengths.get(n) is not None]
-    if vectors:
-        raise arg_error(
-            "names", f"backends take scalar parameters; {vectors} are parameter vectors"
-        )
     return values
+
+
+def check_job(circuit: Circuit, values: Any, names: Any) -> tuple[Circuit, torch.Tensor, list[str]]:
+    """Check ``values``/``names`` and give every ``ParameterVector`` element its own scalar
+    column: ``w`` of length ``K`` becomes the scalars ``w[0] .. w[K-1]`` (in the circuit
+    and in ``names``), so a backend only ever sees scalar parameters."""
+    names = check_names(names)
+    values = check_values(values, names, circuit)
+    lengths = circuit.parameter_lengths
+    if not any(lengths.get(n) for n in names):
+        return circuit, values, names
+    flat: list[str] = []
+    for n in names:
+        k = lengths.get(n)
+        flat += [f"{n}[{i}]" for i in range(k)] if k else [n]
+    ops = []
+    for op in circuit.ops:
+        if any(isinstance(p, Parameter) and p.index is not None for p in op.params):
+            op = op.with_params(
+                [
+                    Parameter(f"{p.name}[{p.index}]", p.scale)
+                    if isinstance(p, Parameter) and p.index is not None
+                    else p
+                    for p in op.params
+                ]
+            )
+        ops.append(op)
+    out = Circuit(circuit.dims)
+    out.ops = ops  # the same operations, checked when the circuit was built
+    return out, values, flat
 
 
 def check_observables(circuit: Circuit, observables: Any) -> list[Observable]:
@@ -126,7 +160,7 @@ class TorchBackend(Backend):
         self.device = device
 
     def _run(self, circuit: Circuit, values: torch.Tensor, names: Sequence[str]) -> Any:
-        check_values(values, names, circuit)
+        circuit, values, names = check_job(circuit, values, names)
         mode = self.mode or ("density_matrix" if circuit.has_channels else "statevector")
         sim = TorchSimulator(mode, dtype=self.dtype, device=self.device)
         binds = {n: values[:, j] for j, n in enumerate(names) if n in circuit.parameters}

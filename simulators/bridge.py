@@ -25,7 +25,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,8 +138,7 @@ def theta_matrix(
                     float(raw) if not isinstance(raw, (list, tuple)) else raw, dtype=torch.float64
                 )
             )
-            if col.source.index is not None:
-                t = t[..., col.source.index]
+            t = col.source.select(t, f"params['{col.source.name}']")
             if col.source.scale != 1.0:
                 t = t * col.source.scale
         if t.dim() > 1:
@@ -338,9 +337,22 @@ class QuantumLayer(torch.nn.Module):
     ``circuit`` has a symbolic input (``input_name``: a ``ParameterVector`` bound by
     ``x`` of shape ``(B, n)``, or a scalar bound by ``(B,)``) and trainable weights
     (``weight_shapes``: name -> number of elements; ``ParameterVector`` of that length,
-    or 0 for a scalar), initialised uniformly in ``[0, 2π)`` from ``seed``. The output
-    is ``<O_k>`` for ``observables`` or, with ``probs_wires``, the marginal
-    probabilities on those wires.
+    or 0 for a scalar). The output is ``<O_k>`` for ``observables`` or, with
+    ``probs_wires``, the marginal probabilities on those wires.
+
+    Conventions of PennyLane's ``TorchLayer``:
+
+    * the output has the dtype of the input ``x`` (the simulation itself runs in
+      double precision; weights are float64 parameters), so the layer sits between
+      float32 ``nn.Linear`` layers;
+    * weights start uniform in ``[0, 2π)``, drawn from ``generator`` if given, else
+      from a generator seeded by ``seed`` if given, else from torch's global generator
+      (so ``torch.manual_seed`` fixes them);
+    * ``init_method`` replaces that draw: a function applied in place to every weight
+      tensor (e.g. ``torch.nn.init.normal_``), or a mapping weight name -> such a
+      function or a tensor of the weight's shape.
+
+    ``seed`` also seeds shot sampling (``shots``).
 
     >>> import torch
     >>> from qsem.circuits import Circuit, ParameterVector, RY, CNOT, PauliString
@@ -363,8 +375,10 @@ class QuantumLayer(torch.nn.Module):
         probs_wires: Sequence[int] | None = None,
         backend: str | Backend = "torch",
         shots: int | None = None,
-        seed: int | None = 0,
+        seed: int | None = None,
         diff_method: str = "best",
+        init_method: Callable[[torch.Tensor], Any] | Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
         **backend_options: Any,
     ) -> None:
         super().__init__()
@@ -382,7 +396,15 @@ class QuantumLayer(torch.nn.Module):
                 "input_name",
                 f"the circuit has no parameter named {input_name!r}; it has {sorted(lengths)}",
             )
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise arg_error(
+                "generator",
+                f"expected a torch.Generator, got {type(generator).__name__}",
+                QsemTypeError,
+            )
+        gen = generator
+        if gen is None and seed is not None:
+            gen = torch.Generator().manual_seed(seed)
         self.weights = torch.nn.ParameterDict()
         for name, size in (weight_shapes or {}).items():
             if name not in lengths:
@@ -399,9 +421,7 @@ class QuantumLayer(torch.nn.Module):
                     f"{name!r} needs {expected or 'a scalar (0)'} element(s), got {size!r}",
                 )
             shape = (size,) if size else ()
-            self.weights[name] = torch.nn.Parameter(
-                2 * math.pi * torch.rand(shape, generator=gen, dtype=torch.float64)
-            )
+            self.weights[name] = torch.nn.Parameter(_init_weight(name, shape, gen, init_method))
         unbound = [n for n in lengths if n != input_name and n not in (weight_shapes or {})]
         if unbound:
             raise arg_error(
@@ -427,18 +447,46 @@ class QuantumLayer(torch.nn.Module):
         backprop = self.diff_method == "backprop" or (
             self.diff_method == "best" and self.shots is None
         )
-        if isinstance(self.backend, TorchBackend) and backprop:
-            kind = "expval" if self.observables is not None else "probs"
-            return _torch_direct(
-                kind,
-                self.circuit,
-                params,
-                self.observables or [],
-                self.probs_wires or [],
-                self.backend,
-            )
         kind = "expval" if self.observables is not None else "probs"
-        return _bridge(
-            kind, self.circuit, params, self.observables or [], self.probs_wires or [],
-            self.backend, self.shots, self.seed, "parameter-shift", self._expanded, {},
-        )  # fmt: skip
+        if isinstance(self.backend, TorchBackend) and backprop:
+            out = _torch_direct(
+                kind, self.circuit, params, self.observables or [], self.probs_wires or [],
+                self.backend,
+            )  # fmt: skip
+        else:
+            out = _bridge(
+                kind, self.circuit, params, self.observables or [], self.probs_wires or [],
+                self.backend, self.shots, self.seed, "parameter-shift", self._expanded, {},
+            )  # fmt: skip
+        # TorchLayer's convention: the output has the input's (floating) dtype
+        return out.to(x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else out
+
+
+def _init_weight(
+    name: str, shape: tuple[int, ...], gen: torch.Generator | None, init_method: Any
+) -> torch.Tensor:
+    """A weight's initial value: ``init_method`` (function or per-name mapping) or
+    uniform in ``[0, 2π)`` from ``gen`` (torch's global generator when None)."""
+    method = init_method
+    if isinstance(init_method, Mapping):
+        if name not in init_method:
+            raise arg_error("init_method", f"no entry for weight {name!r}")
+        method = init_method[name]
+    if method is None:
+        return 2 * math.pi * torch.rand(shape, generator=gen, dtype=torch.float64)
+    if isinstance(method, torch.Tensor):
+        if tuple(method.shape) != shape:
+            raise arg_error(
+                "init_method",
+                f"weight {name!r} needs shape {shape}, got {tuple(method.shape)}",
+            )
+        return method.detach().to(torch.float64).clone()
+    if not callable(method):
+        raise arg_error(
+            "init_method",
+            f"expected a function, a tensor or a mapping of them, got {type(method).__name__}",
+            QsemTypeError,
+        )
+    t = torch.empty(shape, dtype=torch.float64)
+    out = method(t)
+    return (out if isinstance(out, torch.Tensor) else t).detach().to(torch.float64)

@@ -102,11 +102,11 @@ def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | N
                 )
             batched = value.dim() == 1
         else:
-            if value.dim() not in (1, 2) or value.shape[-1] < k:
+            if value.dim() not in (1, 2) or value.shape[-1] != k:
                 raise arg_error(
                     where,
-                    f"parameter vector of length {k} needs shape ({k},) or (B, {k}), "
-                    f"got {tuple(value.shape)}",
+                    f"ParameterVector '{name}' has {k} elements: expected shape ({k},) or "
+                    f"(B, {k}), got {tuple(value.shape)}",
                 )
             batched = value.dim() == 2
         if batched:

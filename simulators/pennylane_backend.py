@@ -19,36 +19,12 @@ execution). A circuit without symbolic parameters runs once (exact) or ``N``
 times from one seeded device (shots). Wire ``w`` of the circuit is PennyLane
 wire ``w``; both put wire 0 first, so no reordering is needed.
 
-Operation map (PennyLane's own operations, so the comparison with the torch
-engine is an independent check of qsem's matrices):
-
-* qubits: ``RX RY RZ PhaseShift U3 X Y Z H S T CNOT CZ CRX CRY CRZ SWAP CSWAP
-  Toffoli`` by name; ``Controlled`` -> ``qml.ctrl`` with explicit
-  ``control_values`` (on ``default.mixed``, which cannot decompose broadcast
-  multi-controlled rotations, with two or more controls it enters as
-  ``QubitUnitary`` of ``qml.matrix`` of that ``qml.ctrl`` operation);
-  ``Unitary`` -> ``QubitUnitary``; ``Adjoint`` -> ``qml.adjoint``; qudit names on
-  d = 2 (``Shift``, ``Clock``, ``Fourier``, ``Add``) -> ``PauliX``, ``PauliZ``,
-  ``Hadamard``, ``CNOT``.
-* qutrits: ``TShift TClock TAdd TSWAP`` and ``TRX/TRY/TRZ`` (same ``subspace``
-  convention) by name; ``THadamard`` -> PennyLane's ``THadamard``, which is ``-i``
-  times qsem's Fourier matrix (a global phase; inside ``Controlled`` the matrix is
-  corrected by ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
-  ``ControlledQutritUnitary`` with the base's PennyLane matrix and the control
-  values as a ternary string.
-* channels: qubit ``Depolarizing(p)`` -> ``DepolarizingChannel(3p/4)``,
-  ``AmplitudeDamping``, ``BitFlip``, ``PhaseDamping`` -> the same names,
-  ``Kraus`` -> ``QubitChannel``; qutrit ``Depolarizing(p)`` ->
-  ``QutritDepolarizingChannel(8p/9)`` (PennyLane's Kraus operators give
-  ``ρ -> (1 - 9q/8) ρ + (9q/8) I/3``), ``AmplitudeDamping(γ1, γ2)`` ->
-  ``QutritAmplitudeDamping(γ1, 0, γ2)``, ``TritFlip`` -> ``TritFlip``, ``Kraus`` ->
-  ``QutritChannel``.
-* observables: ``PauliString`` -> products of ``PauliX/Y/Z``; qubit ``GellMann``
+Operations are built by :class:`qsem.circuits.pennylane_io.PennyLaneOps` (the
+operation map, shared with ``Circuit.to_pennylane``: PennyLane's own operations,
+so the comparison with the torch engine is an independent check of qsem's
+matrices). Observables: ``PauliString`` -> products of ``PauliX/Y/Z``; qubit ``GellMann``
   1, 2, 3 -> ``X, Y, Z``; qutrit ``GellMann`` -> ``qml.GellMann``; ``Hermitian`` ->
   ``Hermitian`` / ``THermitian``.
-
-A gate of another class (a user's own ``Gate`` subclass) enters as
-``QubitUnitary``/``QutritUnitary`` of qsem's matrix (broadcast over rows).
 
 Shots: expectation values are PennyLane's shot estimates (it rotates into each
 observable's eigenbasis); probabilities are histograms of ``qml.sample``
@@ -65,15 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from qsem.circuits import channels as CH
-from qsem.circuits import gates as G
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import MissingDependencyError, QsemTypeError, arg_error
 from qsem.circuits.observables import GellMann, Hermitian, Observable, PauliString
-from qsem.circuits.operations import Adjoint, Channel, Gate, normalize_wires
-from qsem.circuits.parameters import Parameter, resolve_param
+from qsem.circuits.operations import Channel, normalize_wires
+from qsem.circuits.pennylane_io import PennyLaneOps, require_pennylane
 
-from .backend import Backend, check_names, check_observables, check_shots, check_values
+from .backend import Backend, check_job, check_observables, check_shots
 
 __all__ = ["DEVICES", "PennyLaneBackend"]
 
@@ -88,15 +62,7 @@ DEVICES: dict[str, tuple[int, bool]] = {
 _LEGACY_GLOBAL_RNG = {"default.qutrit"}
 
 
-def _require_pennylane() -> Any:
-    try:
-        import pennylane as qml
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the PennyLane backend needs pennylane ({exc}); install it with "
-            "pip install 'qsem[pennylane]'"
-        ) from None
-    return qml
+_require_pennylane = require_pennylane
 
 
 class PennyLaneBackend(Backend):
@@ -147,8 +113,7 @@ class PennyLaneBackend(Backend):
             raise arg_error(
                 "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
             )
-        names = check_names(names)
-        values = check_values(values, names, circuit)
+        circuit, values, names = check_job(circuit, values, names)
         d = self.wire_dim
         if any(x != d for x in circuit.dims):
             kind = "qubit" if d == 2 else "qutrit"
@@ -183,138 +148,8 @@ class PennyLaneBackend(Backend):
         return circuit, values, names, check_shots(shots)
 
     # -- conversion -------------------------------------------------------------------
-    def _param(self, p: Any, cols: dict[str, np.ndarray]) -> Any:
-        if isinstance(p, Parameter):
-            return cols[p.name] * p.scale
-        return float(resolve_param(p, None, dtype=torch.float64, device="cpu"))
-
     def _ops(self, circuit: Circuit, cols: dict[str, np.ndarray]) -> list[Any]:
-        qml = self.qml
-        out: list[Any] = []
-        with qml.QueuingManager.stop_recording():
-            for op in circuit.ops:
-                if isinstance(op, Channel):
-                    out.append(self._channel(op, circuit, cols))
-                elif isinstance(op, G.Gate) and not isinstance(op, G.Identity):
-                    out.append(self._gate(op, circuit, cols))
-        return out
-
-    def _gate(self, op: Gate, circuit: Circuit, cols: dict[str, np.ndarray]) -> Any:
-        if self.wire_dim == 2:
-            return self._qubit_gate(op, circuit, cols)
-        return self._qutrit_gate(op, circuit, cols)
-
-    def _qubit_gate(self, op: Gate, circuit: Circuit, cols: dict[str, np.ndarray]) -> Any:
-        qml = self.qml
-        w = list(op.wires)
-        t = type(op)
-        par = [self._param(p, cols) for p in op.params]
-        rot = {G.RX: qml.RX, G.RY: qml.RY, G.RZ: qml.RZ, G.CRX: qml.CRX, G.CRY: qml.CRY,
-               G.CRZ: qml.CRZ, G.PhaseShift: qml.PhaseShift}  # fmt: skip
-        if t in rot:
-            return rot[t](par[0], wires=w)
-        if t is G.U3:
-            return qml.U3(*par, wires=w)
-        fixed = {G.X: qml.PauliX, G.Shift: qml.PauliX, G.Y: qml.PauliY, G.Z: qml.PauliZ,
-                 G.Clock: qml.PauliZ, G.H: qml.Hadamard, G.Fourier: qml.Hadamard, G.S: qml.S,
-                 G.T: qml.T, G.CNOT: qml.CNOT, G.Add: qml.CNOT, G.SWAP: qml.SWAP, G.CZ: qml.CZ,
-                 G.CSWAP: qml.CSWAP, G.Toffoli: qml.Toffoli}  # fmt: skip
-        if t in fixed:
-            return fixed[t](wires=w)
-        if isinstance(op, G._SubspaceRotation):  # subspace (0, 1) of a qubit
-            cls = {"x": qml.RX, "y": qml.RY, "z": qml.RZ}[op._pauli]
-            return cls(par[0], wires=w)
-        if isinstance(op, G.Unitary):
-            return qml.QubitUnitary(op.unitary.detach().cpu().numpy(), wires=w)
-        if isinstance(op, G.Controlled):
-            base = self._qubit_gate(op.base, circuit, cols)
-            ctrl = qml.ctrl(
-                base, control=list(op.control_wires), control_values=list(op.control_values)
-            )
-            if self.device == "default.mixed" and len(op.control_wires) > 1:
-                # default.mixed cannot decompose multi-controlled broadcast rotations:
-                # apply PennyLane's own (broadcast) matrix of the controlled operation
-                return qml.QubitUnitary(qml.matrix(ctrl, wire_order=w), wires=w)
-            return ctrl
-        if isinstance(op, Adjoint):
-            return qml.adjoint(self._qubit_gate(op.base, circuit, cols))
-        return qml.QubitUnitary(self._qsem_matrix(op, circuit, cols), wires=w)
-
-    def _qutrit_gate(self, op: Gate, circuit: Circuit, cols: dict[str, np.ndarray]) -> Any:
-        qml = self.qml
-        w = list(op.wires)
-        t = type(op)
-        if isinstance(op, G._SubspaceRotation):
-            cls = {"x": qml.TRX, "y": qml.TRY, "z": qml.TRZ}[op._pauli]
-            return cls(self._param(op.params[0], cols), wires=w, subspace=op.subspace)
-        fixed = {G.Shift: qml.TShift, G.Clock: qml.TClock, G.Fourier: qml.THadamard,
-                 G.Add: qml.TAdd, G.SWAP: qml.TSWAP}  # fmt: skip
-        if t in fixed:
-            return fixed[t](wires=w)
-        if isinstance(op, G.Unitary):
-            return qml.QutritUnitary(op.unitary.detach().cpu().numpy(), wires=w)
-        if isinstance(op, G.Controlled):
-            base = op.base
-            return qml.ControlledQutritUnitary(
-                self._qutrit_matrix(base, circuit, cols),
-                control_wires=list(op.control_wires),
-                wires=list(base.wires),
-                control_values="".join(str(v) for v in op.control_values),
-            )
-        if isinstance(op, Adjoint):
-            return qml.adjoint(self._qutrit_gate(op.base, circuit, cols))
-        return qml.QutritUnitary(self._qsem_matrix(op, circuit, cols), wires=w)
-
-    def _qutrit_matrix(self, op: Gate, circuit: Circuit, cols: dict[str, np.ndarray]) -> Any:
-        """The exact matrix of ``op`` from PennyLane's operations (the phase matters once
-        controlled: PennyLane's ``THadamard`` is ``-i`` times qsem's Fourier gate)."""
-        if type(op) is G.Fourier:
-            return 1j * self.qml.THadamard.compute_matrix()
-        if isinstance(op, Adjoint):
-            return np.conj(np.swapaxes(self._qutrit_matrix(op.base, circuit, cols), -1, -2))
-        return self.qml.matrix(self._qutrit_gate(op, circuit, cols), wire_order=list(op.wires))
-
-    def _qsem_matrix(self, op: Gate, circuit: Circuit, cols: dict[str, np.ndarray]) -> np.ndarray:
-        """qsem's own matrix of a gate PennyLane has no name for (broadcast over rows)."""
-        params = [torch.as_tensor(np.asarray(self._param(p, cols))) for p in op.params]
-        mat = op.matrix(params, circuit.wire_dims(op.wires), dtype=torch.complex128)
-        return mat.detach().cpu().numpy()
-
-    def _channel(self, op: Channel, circuit: Circuit, cols: dict[str, np.ndarray]) -> Any:
-        qml = self.qml
-        w = list(op.wires)
-        par = [self._param(p, cols) for p in op.params]
-        t = type(op)
-        if self.wire_dim == 2:
-            if t is CH.Depolarizing:
-                return qml.DepolarizingChannel(par[0] * 0.75, wires=w)
-            if t is CH.AmplitudeDamping:
-                return qml.AmplitudeDamping(par[0], wires=w)
-            if t is CH.BitFlip:
-                return qml.BitFlip(par[0], wires=w)
-            if t is CH.PhaseDamping:
-                return qml.PhaseDamping(par[0], wires=w)
-            make = qml.QubitChannel
-        else:
-            if t is CH.Depolarizing:
-                return qml.QutritDepolarizingChannel(par[0] * 8 / 9, wires=w)
-            if t is CH.AmplitudeDamping:
-                return qml.QutritAmplitudeDamping(par[0], 0.0, par[1], wires=w)
-            if t is CH.TritFlip:
-                return qml.TritFlip(*par, wires=w)
-            make = qml.QutritChannel
-        if any(isinstance(p, Parameter) for p in op.params):
-            raise arg_error(
-                "circuit",
-                f"{op.name} with symbolic parameters has no PennyLane channel on "
-                f"{self.device!r}; bind its parameters first",
-            )
-        if isinstance(op, CH.Kraus):
-            ks = op.operators.detach().cpu().numpy()
-        else:
-            params = [resolve_param(p, None, dtype=torch.float64, device="cpu") for p in op.params]
-            ks = op.kraus(params, circuit.wire_dims(w), dtype=torch.complex128).numpy()
-        return make(list(ks), wires=w)
+        return PennyLaneOps(self.qml, self.wire_dim, self.device).ops(circuit, cols)
 
     def _observable(self, o: Observable, circuit: Circuit) -> Any:
         qml = self.qml

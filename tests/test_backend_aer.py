@@ -621,7 +621,7 @@ def test_errors() -> None:
         AerBackend().probs(batched, torch.zeros(2, 0, dtype=torch.float64), [], [0])
     w = ParameterVector("w", 2)
     vec = Circuit.qubits(1).add(RY(w[0], wires=0))
-    with pytest.raises(QsemValueError, match="argument 'names'"):
+    with pytest.raises(QsemValueError, match=r"argument 'values'.*one column per element"):
         AerBackend().probs(vec, torch.zeros(2, 1, dtype=torch.float64), ["w"], [0])
     with pytest.raises(QsemValueError, match="argument 'values'"):
         AerBackend().probs(

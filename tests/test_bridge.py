@@ -188,7 +188,7 @@ def test_layer_backprop_and_shift_agree() -> None:
         TRX(w[4] * 0.5, wires=0), TRY(w[5], wires=0),
     )  # fmt: skip
     layers = [
-        QuantumLayer(c, probs_wires=[0], weight_shapes={"w": 6}, diff_method=m)
+        QuantumLayer(c, probs_wires=[0], weight_shapes={"w": 6}, diff_method=m, seed=0)
         for m in ("backprop", "parameter-shift")
     ]
     xin = torch.rand(4, 2, dtype=F64)

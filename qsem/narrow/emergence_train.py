@@ -231,7 +231,8 @@ class HybridCMSP(torch.nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        # float64 into the head: its output follows the input dtype
+        return self.head(self.trunk(x).to(torch.float64))
 
     def bindings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The circuit's parameter bindings for inputs ``x`` (rows = inputs), detached."""
