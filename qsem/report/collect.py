@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,9 @@ def tables_of(results: Mapping[str, Any]) -> list[Table]:
         if _flat_rows(value):
             out.append(_table(key, value))
         elif isinstance(value, dict):
-            out.extend(_table(f"{key}.{sub}", rows) for sub, rows in value.items() if _flat_rows(rows))
+            out.extend(
+                _table(f"{key}.{sub}", rows) for sub, rows in value.items() if _flat_rows(rows)
+            )
     return out
 
 
@@ -158,7 +161,7 @@ def _read(path: Path, problems: list[str]) -> Any:
         return None
 
 
-def load_run(run_dir: str | Path) -> RunData:
+def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     """Read a run directory; a path that is not one raises :class:`QsemError`."""
     path = Path(run_dir)
     if not path.is_dir():

@@ -63,12 +63,16 @@ def render_report(run: RunData) -> str:
         overview["command"] = " ".join(str(a) for a in info["command"])
     raw = [s for s in info.get("sessions", []) if isinstance(s, dict)]
     sessions = (
-        Table("sessions", list(_SESSION_COLUMNS), [[cell(s.get(c)) for c in _SESSION_COLUMNS] for s in raw])
+        Table(
+            "sessions",
+            list(_SESSION_COLUMNS),
+            [[cell(s.get(c)) for c in _SESSION_COLUMNS] for s in raw],
+        )
         if raw
         else None
     )
-    return _env().get_template("report.html.j2").render(
-        run=run, overview=overview, sessions=sessions
+    return (
+        _env().get_template("report.html.j2").render(run=run, overview=overview, sessions=sessions)
     )
 
 
@@ -129,7 +133,7 @@ def render_comparison(runs: Sequence[RunData]) -> str:
         captions.extend(f.name for f in r.figures if f.name not in captions)
     by_name: list[dict[str, Figure]] = [{f.name: f for f in r.figures} for r in runs]
     figure_rows: list[tuple[str, list[tuple[RunData, Figure | None]]]] = [
-        (Path(name).stem, [(r, figs.get(name)) for r, figs in zip(runs, by_name)])
+        (Path(name).stem, [(r, figs.get(name)) for r, figs in zip(runs, by_name, strict=True)])
         for name in captions
     ]
     context: dict[str, Any] = {
@@ -147,7 +151,9 @@ def write_comparison(
 ) -> Path:
     """Write one HTML file comparing the runs in ``run_dirs`` (at least two) to ``out``."""
     if len(run_dirs) < 2:
-        raise QsemError(f"argument 'DIR': compare needs at least two run directories, got {len(run_dirs)}")
+        raise QsemError(
+            f"argument 'DIR': compare needs at least two run directories, got {len(run_dirs)}"
+        )
     runs = [load_run(d) for d in run_dirs]
     names = [r.name for r in runs]
     for i, r in enumerate(runs):  # two runs called alike (a/run, b/run): tell them apart

@@ -246,7 +246,7 @@ def run_experiment(
         raise ConfigError("--resume and --restart exclude each other")
     explicit = config_file is not None or bool(overrides) or seed is not None
     if seed is not None:
-        check_seed(seed, "--seed")
+        check_seed(seed, "argument '--seed'")
     requested = layer_config(experiment.defaults, file=config_file, overrides=overrides, seed=seed)
     every = experiment.checkpoint_every if checkpoint_every is None else int(checkpoint_every)
     if every < 0:

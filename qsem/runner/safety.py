@@ -59,12 +59,10 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def check_seed(seed: Any, key: str = "seed") -> None:
-    """Refuse a seed outside ``0 <= seed < 2**32`` (or not an integer), naming ``key``."""
+def check_seed(seed: Any, what: str = "config key 'seed'") -> None:
+    """Refuse a seed outside ``0 <= seed < 2**32`` (or not an integer), naming ``what``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ConfigError(
-            f"config key '{key}': must be an integer with 0 <= seed < 2**32, got {seed!r}"
-        )
+        raise ConfigError(f"{what}: must be an integer with 0 <= seed < 2**32, got {seed!r}")
 
 
 def _device_keys(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
