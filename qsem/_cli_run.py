@@ -70,7 +70,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run", help="run an experiment into a run directory", description=RUN_DOC
     )
     add_arguments(run_parser)
-    run_parser.set_defaults(func=run)
 
 
 def name_in(args: Sequence[str]) -> str | None:

@@ -16,10 +16,15 @@ __all__ = [
     "add_list_parser",
     "add_report_parser",
     "add_show_parser",
+    "run_compare",
+    "run_completion",
+    "run_list",
+    "run_report",
+    "run_show",
 ]
 
 
-def _list(args: argparse.Namespace) -> int:
+def run_list(args: argparse.Namespace) -> int:
     from qsem.experiments import visible_experiments
 
     experiments = visible_experiments()
@@ -31,12 +36,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def add_list_parser(sub: argparse._SubParsersAction) -> None:
     """``qsem list``: the experiments with a one-line description."""
-    sub.add_parser("list", help="list the experiments with a one-line description").set_defaults(
-        func=_list
-    )
+    sub.add_parser("list", help="list the experiments with a one-line description")
 
 
-def _show(args: argparse.Namespace) -> int:
+def run_show(args: argparse.Namespace) -> int:
     from qsem.experiments import get_experiment
     from qsem.io import dumps_json
     from qsem.runner import experiment_config_dict
@@ -49,10 +52,9 @@ def add_show_parser(sub: argparse._SubParsersAction) -> None:
     """``qsem show NAME``: an experiment's default config as JSON."""
     show = sub.add_parser("show", help="print an experiment's default config as JSON")
     show.add_argument("name", metavar="NAME")
-    show.set_defaults(func=_show)
 
 
-def _report(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     from qsem.report import write_report
 
     for run_dir in args.dirs:
@@ -69,10 +71,9 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
         "from the files of the run directory; works on unfinished runs too.",
     )
     report.add_argument("dirs", nargs="+", metavar="DIR", help="run directory")
-    report.set_defaults(func=_report)
 
 
-def _compare(args: argparse.Namespace) -> int:
+def run_compare(args: argparse.Namespace) -> int:
     from qsem.report import write_comparison
 
     out = Path(args.out) if args.out else Path("comparison.html")
@@ -92,10 +93,9 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--out", metavar="FILE", help="the HTML file to write (default comparison.html)"
     )
-    compare.set_defaults(func=_compare)
 
 
-def _completion(args: argparse.Namespace) -> int:
+def run_completion(args: argparse.Namespace) -> int:
     import shtab
 
     from qsem.cli import build_parser
@@ -114,4 +114,3 @@ def add_completion_parser(sub: argparse._SubParsersAction) -> None:
         "zsh: 'qsem completion zsh > ~/.zfunc/_qsem' (with ~/.zfunc on fpath).",
     )
     completion.add_argument("shell", choices=["bash", "zsh"], help="the shell")
-    completion.set_defaults(func=_completion)

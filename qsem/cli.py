@@ -17,18 +17,20 @@ usage error (bad arguments, unknown experiment, bad config key or value), 130
 interrupted (Ctrl-C), 143 stopped by SIGTERM. Errors that users cause print one
 line, no traceback; a traceback means a bug.
 
-Subcommands live in a table (:data:`SUBCOMMANDS`): a module adds one with
-``add_parser(sub)`` (which calls ``parser.set_defaults(func=run)``) and
-``run(args) -> int``, and one line in the table.
+Subcommands live in a table (:data:`SUBCOMMANDS`): a module adds one with two
+functions, ``add_parser(sub)`` and ``run(args) -> int``, and one line
+``(module.add_parser, module.run)`` in the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from importlib import metadata
 from typing import NoReturn
 
@@ -39,16 +41,20 @@ from . import _cli_run, _cli_tools
 
 __all__ = ["SUBCOMMANDS", "build_parser", "build_run_parser", "main"]
 
+_AddParser = Callable[[argparse._SubParsersAction], None]
+_Run = Callable[[argparse.Namespace], int]
+
 PROG = "qsem"
 
-#: ``add_parser(sub)`` of every subcommand, in ``qsem --help`` order; each sets ``func``.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _cli_tools.add_list_parser,
-    _cli_tools.add_show_parser,
-    _cli_run.add_parser,
-    _cli_tools.add_report_parser,
-    _cli_tools.add_compare_parser,
-    _cli_tools.add_completion_parser,
+#: ``(add_parser, run)`` of every subcommand, in ``qsem --help`` order: ``add_parser(sub)``
+#: registers it on the subparsers action, ``run(args) -> int`` runs it (the exit code).
+SUBCOMMANDS: tuple[tuple[_AddParser, _Run], ...] = (
+    (_cli_tools.add_list_parser, _cli_tools.run_list),
+    (_cli_tools.add_show_parser, _cli_tools.run_show),
+    (_cli_run.add_parser, _cli_run.run),
+    (_cli_tools.add_report_parser, _cli_tools.run_report),
+    (_cli_tools.add_compare_parser, _cli_tools.run_compare),
+    (_cli_tools.add_completion_parser, _cli_tools.run_completion),
 )
 
 
@@ -76,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in SUBCOMMANDS:
+    for add, run in SUBCOMMANDS:
+        before = set(sub.choices)
         add(sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(func=run)
     for subparser in sub.choices.values():  # every subcommand takes --debug too
         if "--debug" not in subparser._option_string_actions:
             _add_debug(subparser)
@@ -108,7 +117,6 @@ def _os_error(exc: OSError) -> str:
     """``cannot write PATH: reason`` (with a hint for a full disk or a read-only place)."""
     import errno
 
-    path = exc.filename if exc.filename is not None else "a file"
     reason = exc.strerror or str(exc)
     hint = {
         errno.ENOSPC: " (the disk is full: free space or choose another --out)",
@@ -117,7 +125,7 @@ def _os_error(exc: OSError) -> str:
         errno.EACCES: " (no permission: choose another --out)",
         errno.EPERM: " (no permission: choose another --out)",
     }.get(exc.errno or 0, "")
-    return f"{path}: {reason}{hint}"
+    return f"{exc.filename}: {reason}{hint}" if exc.filename is not None else f"{reason}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
+    except BrokenPipeError:  # `qsem show demo | head`: the reader left; stop quietly
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ConfigError, QsemError, OSError) as exc:
         if debug:
             traceback.print_exc()
