@@ -107,7 +107,8 @@ def test_full_disk_is_one_line_and_the_run_is_marked_failed(tmp_path: Path) -> N
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, 12 * 1024))\n"
         "from qsem.cli import main\n"
-        f"sys.exit(main(['run', 'demo', 'epochs=3', '--checkpoint-every', '1', '--out', {str(out)!r}, '-q']))\n"
+        "sys.exit(main(['run', 'demo', 'epochs=3', '--checkpoint-every', '1', '-q',\n"
+        f"               '--out', {str(out)!r}]))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=False,
