@@ -302,3 +302,47 @@ def test_shell_completion(shell: str, capsys: pytest.CaptureFixture[str]) -> Non
         probe = script + '\nCOMP_WORDS=(qsem re); COMP_CWORD=1; _shtab_qsem; echo "${COMPREPLY[@]}"'
         done = subprocess.run([exe, "-c", probe], capture_output=True, text=True, check=False)
         assert done.stdout.split() == ["report"], done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------
+# progress bars
+# --------------------------------------------------------------------------
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal (a 100-column pseudo-terminal here) ``qsem run`` shows a tqdm bar."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    args = [sys.executable, "-m", "qsem.cli", "run", "demo", "epochs=30", "--out",
+            str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "demo: " in shown and "/30 [" in shown and "it/s" in shown, shown
+
+
+def test_quiet_disables_the_bar(tmp_path: Path) -> None:
+    from qsem.runner.context import MetricsLog, RunContext
+
+    for quiet in (False, True):
+        ctx = RunContext(experiment="x", out_dir=tmp_path, config={"seed": 0}, seed=0,
+                         metrics=MetricsLog(tmp_path / "m.jsonl"), quiet=quiet)  # fmt: skip
+        bar = ctx.progress(range(3))
+        assert list(bar) == [0, 1, 2]
+        assert bar.disable is (quiet or not sys.stderr.isatty())  # type: ignore[attr-defined]
