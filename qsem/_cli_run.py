@@ -122,20 +122,23 @@ def run(args: argparse.Namespace) -> int:
     """``qsem run``: 0 done, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM."""
     from qsem.experiments import get_experiment
     from qsem.report import REPORT_FILE
-    from qsem.runner import run_experiment
+    from qsem.runner import default_run_dir, run_experiment
     from qsem.runner.safety import Terminated
 
     experiment = get_experiment(args.name)
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     argv = getattr(args, "argv", None) or ["run", args.name]
+    out = args.out
+    if out is None and not (args.resume or args.restart):  # known now, for the resume hint
+        out = str(default_run_dir(experiment.name))
     try:
         result = run_experiment(
             experiment,
             config_file=args.config,
             overrides=args.overrides,
             seed=args.seed,
-            out=args.out,
+            out=out,
             resume=args.resume,
             restart=args.restart,
             quiet=args.quiet,
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             command=[PROG, *argv],
         )
     except KeyboardInterrupt as exc:
-        where = f" --out {args.out}" if args.out else " --out DIR"
+        where = f" --out {out}" if out else " --out DIR"
         why = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
         print(
             f"\n{PROG}: {why}; continue with: {PROG} run {args.name}{where} --resume",
@@ -159,9 +162,13 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"{args.name}: finished{resumed}; files in {result.out_dir}")
-    summary = _summary(result.results)
-    if summary:
-        print(f"{args.name}: {summary}")
+    lines = result.results.get("summary")
+    if isinstance(lines, list) and lines and all(isinstance(line, str) for line in lines):
+        print("\n".join(lines))  # the experiment's own headline lines
+    else:
+        summary = _summary(result.results)
+        if summary:
+            print(f"{args.name}: {summary}")
     report = result.out_dir / REPORT_FILE
     if report.exists():
         print(f"{args.name}: report {report}")

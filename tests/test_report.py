@@ -52,6 +52,7 @@ def _line_run(cfg: LineConfig, ctx: RunContext) -> dict[str, Any]:
         "n_points": cfg.steps,
         "points": rows,
         "by_kind": {"even": [r for r in rows if r["x"] % 2 == 0]},
+        "fit": {"slope": cfg.slope, "intercept": 0.0},
     }
 
 
@@ -71,6 +72,7 @@ def test_report_has_every_part(tmp_path: Path) -> None:
         assert f'<section id="{section}">' in html
     assert "the slope is 2.0" in html and "second headline line" in html
     assert "final_y" in html and "<h3>points</h3>" in html and "<h3>by_kind.even</h3>" in html
+    assert "<h3>fit</h3>" in html and "<td>intercept</td><td>0</td>" in html.replace("\n", "")
     assert (
         html.count('src="data:image/png;base64,') == 1 and "<figcaption>line</figcaption>" in html
     )

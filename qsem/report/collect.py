@@ -5,7 +5,7 @@ A run directory (see :mod:`qsem.runner.core`) is rendered generically:
 * summary — ``results["summary"]`` when it is a list of strings (the
   experiment's headline lines), then every top-level scalar of ``results.json``;
 * tables — every value of ``results.json`` that is a list of flat dicts (or a
-  dict of such lists, titled ``key.sub``);
+  dict of such lists, titled ``key.sub``), and every dict of scalars;
 * figures — every ``*.png`` in the run directory and in ``plots/``, captioned
   by its file stem;
 * config — ``config.json``, flattened to dotted keys;
@@ -125,11 +125,14 @@ def _table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def tables_of(results: Mapping[str, Any]) -> list[Table]:
-    """Every list of flat dicts in ``results`` (top level, or one dict level down)."""
+    """Every list of flat dicts in ``results`` (top level, or one dict level down), and
+    every top-level dict of scalars (as a key / value table)."""
     out: list[Table] = []
     for key, value in results.items():
         if _flat_rows(value):
             out.append(_table(key, value))
+        elif isinstance(value, dict) and value and all(_is_scalar(v) for v in value.values()):
+            out.append(Table(key, ["key", "value"], [[str(k), cell(v)] for k, v in value.items()]))
         elif isinstance(value, dict):
             out.extend(
                 _table(f"{key}.{sub}", rows) for sub, rows in value.items() if _flat_rows(rows)

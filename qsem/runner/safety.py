@@ -69,7 +69,7 @@ def _device_keys(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[
     for key, value in config.items():
         if isinstance(value, Mapping):
             yield from _device_keys(value, f"{prefix}{key}.")
-        elif key == "device" or key.endswith("_device"):
+        elif key == "device":
             yield f"{prefix}{key}", value
 
 
