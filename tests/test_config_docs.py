@@ -6,8 +6,11 @@ from __future__ import annotations
 import doctest
 from dataclasses import dataclass, field
 
+import pytest
+
 import qsem.runner.keydocs
-from qsem.runner.config import KeyDoc, describe_keys
+from qsem.experiments import EXPERIMENTS
+from qsem.runner.config import KeyDoc, defaults_dict, describe_keys
 
 
 @dataclass(frozen=True)
@@ -85,3 +88,20 @@ def test_describe_keys_on_a_dict_takes_meanings_from_helps() -> None:
 def test_keydocs_doctests() -> None:
     result = doctest.testmod(qsem.runner.keydocs, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def _flat(tree: dict[str, object], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for k, v in tree.items():
+        out.extend(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_every_experiment_key_has_a_meaning(name: str) -> None:
+    defaults = EXPERIMENTS[name].defaults
+    docs = describe_keys(defaults)
+    # every key a config file or override can set is described, once, in order
+    assert [d.key for d in docs] == _flat(defaults_dict(defaults))
+    missing = [d.key for d in docs if not d.help.strip()]
+    assert not missing, f"experiment {name!r}: config keys without a '#:' meaning: {missing}"

@@ -62,6 +62,7 @@ class SelfDistillConfig(KleeneConfig):
 
     label_fraction: float = 0.1
     epochs: int = 12
+    #: seeds, each training both arms (hard and distill); seeds are seed, seed+1, ...
     n_seeds: int = 5
     #: training queries in the fixed probe batch
     probe_size: int = 64
