@@ -28,7 +28,7 @@ from .store import HistoryStore
 __all__ = ["add_parser", "export", "run"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``history`` on the ``qsem`` sub-command parser ``sub``."""
     p = sub.add_parser("history", help="inspect a per-user history store (SQLite)",
                        description=__doc__.split("\n\n")[0] if __doc__ else None)  # fmt: skip

@@ -239,9 +239,8 @@ class HistoryStore:
             _check_header(self.path)
         try:
             self._conn = self._connect(busy_timeout_ms, synchronous)
+            self._check = bool(check)
             self.schema_version = self._open_schema(exists)
-            if check:
-                self._quick_check()
         except sqlite3.DatabaseError as exc:
             self._close_conn()
             raise HistoryStoreError(f"history store {self.path}: {exc}") from None
@@ -261,13 +260,17 @@ class HistoryStore:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                    timeout=busy_timeout_ms / 1e3)  # fmt: skip
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        if self.writable:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise HistoryStoreError(f"history store {self.path}: cannot switch to WAL ({mode})")
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+        self._synchronous = synchronous
         return conn
+
+    def _writer_pragmas(self) -> None:
+        """WAL, ``synchronous``, foreign keys: set only once the file is known to be ours."""
+        conn = self._db
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise HistoryStoreError(f"history store {self.path}: cannot switch to WAL ({mode})")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
 
     def _open_schema(self, exists: bool) -> int:
         conn = self._db
@@ -279,6 +282,7 @@ class HistoryStore:
                     f"history store {self.path}: an empty SQLite database that is not a qsem "
                     "history store; refusing to take it over"
                 )
+            self._writer_pragmas()
             return self._create()
         if app != APPLICATION_ID:
             raise HistoryStoreError(
@@ -296,9 +300,13 @@ class HistoryStore:
             )
         if version < 1:
             raise HistoryStoreError(f"history store {self.path}: invalid schema version {version}")
-        if version < SCHEMA_VERSION and self.writable:
-            self._migrate(version)
-            version = SCHEMA_VERSION
+        if self._check:
+            self._quick_check()
+        if self.writable:
+            self._writer_pragmas()
+            if version < SCHEMA_VERSION:
+                self._migrate(version)
+                version = SCHEMA_VERSION
         return version
 
     def _create(self) -> int:
@@ -356,6 +364,12 @@ class HistoryStore:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
             raise HistoryStoreError(f"history store {self.path}: {exc}") from None
+
+    def pragmas(self) -> dict[str, Any]:
+        """The connection's ``journal_mode``, ``synchronous`` (0 OFF, 1 NORMAL, 2 FULL,
+        3 EXTRA), ``busy_timeout`` (ms) and ``application_id``."""
+        return {k: self._query(f"PRAGMA {k}")[0][0]
+                for k in ("journal_mode", "synchronous", "busy_timeout", "application_id")}  # fmt: skip
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` rows (``["ok"]`` for an intact file)."""
