@@ -368,8 +368,8 @@ class HistoryStore:
     def pragmas(self) -> dict[str, Any]:
         """The connection's ``journal_mode``, ``synchronous`` (0 OFF, 1 NORMAL, 2 FULL,
         3 EXTRA), ``busy_timeout`` (ms) and ``application_id``."""
-        return {k: self._query(f"PRAGMA {k}")[0][0]
-                for k in ("journal_mode", "synchronous", "busy_timeout", "application_id")}  # fmt: skip
+        keys = ("journal_mode", "synchronous", "busy_timeout", "application_id")
+        return {k: self._query(f"PRAGMA {k}")[0][0] for k in keys}
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` rows (``["ok"]`` for an intact file)."""
