@@ -58,9 +58,13 @@ class PersonaliseConfig(KleeneConfig):
     """Config of ``qsem run personalise``: the Kleene keys of the shared model, the users,
     ``personal.*`` (the personal readings) and ``edge.*`` (the small model)."""
 
+    #: knowledge bases the shared model is trained on (open-world labels)
     n_train_kbs: int = 100
+    #: unseen knowledge bases whose queries the users label (and are tested on)
     n_test_kbs: int = 30
+    #: training epochs of the shared model
     epochs: int = 20
+    #: emergence slices of the shared model (the user's Π_edge weights mix them)
     n_slices: int = 2
     #: labels each simulated user gives (their personal readings learn from these only)
     labels_per_user: int = 50
@@ -68,7 +72,9 @@ class PersonaliseConfig(KleeneConfig):
     n_heldout: int = 0
     #: the world (open / closed) of the user whose model is narrowed for the edge
     edge_user: str = "closed"
+    #: how the personal readings are fitted (section)
     personal: PersonalConfig = field(default_factory=PersonalConfig)
+    #: how the edge model is narrowed and compressed (section)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
 
     def __post_init__(self) -> None:
