@@ -5,8 +5,7 @@ reading ``φ_t`` as a tensor, ``Δφ_t``, the user's label ``y_t`` if given, the
 query), the emergence events ``T^(u)`` of the user's detector, the learned
 sensitivity ``θ^(u)`` and named parameter tensors (the user's reading weights).
 
-Guarantees (each tested, see ``tests/test_edge_store.py`` and
-``tests/test_edge_crash.py``):
+Guarantees (each tested; the *Edge personalisation* documentation page says how):
 
 * WAL journal, ``busy_timeout``; one writer connection per process (a second
   writable :class:`HistoryStore` on the same file in one process is refused) and
