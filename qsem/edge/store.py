@@ -198,6 +198,7 @@ class HistoryStore:
     (default), ``"NORMAL"`` or ``"EXTRA"``; ``busy_timeout_ms``: how long a
     connection waits for a lock held by another one; ``check``: run
     ``PRAGMA quick_check`` on open (catches a corrupt file before it is used).
+    A store object belongs to the thread that opened it (give each reader thread its own).
     """
 
     def __init__(
