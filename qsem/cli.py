@@ -35,6 +35,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from qsem.circuits.errors import QsemError
+from qsem.edge import cli as edge_cli
 from qsem.runner.config import ConfigError
 
 from . import _cli_run, _cli_tools
@@ -55,6 +56,7 @@ SUBCOMMANDS: tuple[tuple[_AddParser, _Run], ...] = (
     (_cli_tools.add_report_parser, _cli_tools.run_report),
     (_cli_tools.add_compare_parser, _cli_tools.run_compare),
     (_cli_tools.add_completion_parser, _cli_tools.run_completion),
+    (edge_cli.add_parser, edge_cli.run),
 )
 
 

@@ -52,6 +52,16 @@ PAGES: dict[str, tuple[str, str]] = {
         "Emergence detectors, change-point baselines, the emergence potential and their "
         "scoring. Guide: [Emergence detection](../emergence.md).",
     ),
+    "edge": (
+        "qsem.edge",
+        "Per-user history in SQLite, personal readings and small models per user. "
+        "Guide: [Edge personalisation](../edge.md).",
+    ),
+    "report": (
+        "qsem.report",
+        "The self-contained report.html of a run and the comparison of runs. "
+        "Guide: [Reports and run safety](../reports.md).",
+    ),
     "narrow": (
         "qsem.narrow",
         "Narrowing: CMSP, MLP ensembles, pruning, the group lasso, distillation. "
