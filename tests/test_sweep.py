@@ -136,7 +136,8 @@ def test_summary_statistics_and_paired_tests(tmp_path: Path) -> None:
     acc = {"lr=0.1": [0.5, 0.6, 0.8], "lr=0.2": [0.7, 0.65, 0.9]}
     for t in trials:
         (tmp_path / t.run_dir).mkdir(parents=True)
-        res = {"acc": acc[t.label][t.seed], "epochs": 5, "ok": True, "note": "x"}
+        res = {"acc": acc[t.label][t.seed], "epochs": 5, "ok": True, "note": "x",
+               "nested": {"a": {"b": 10 * acc[t.label][t.seed]}}}  # fmt: skip
         (tmp_path / t.run_dir / "results.json").write_text(json.dumps(res))
     states = {t.key: ("done", None) for t in trials}
     states[trials[2].key] = ("failed", "RuntimeError: boom")  # lr=0.1, seed 2
@@ -153,6 +154,9 @@ def test_summary_statistics_and_paired_tests(tmp_path: Path) -> None:
     assert s["failures"] == [{"run_dir": "lr=0.1/seed-2", "seed": 2, "error": "RuntimeError: boom"}]
     assert s["trials"] == {"total": 6, "done": 5, "failed": 1, "pending": 0, "running": 0}
     assert "lr=0.1/seed-2: RuntimeError: boom" in format_table(s)
+    deep = summarise("demo", trials, states, tmp_path, ["nested.a.b", "acc"])
+    assert deep["metrics"] == ["nested.a.b", "acc"]
+    assert deep["table"][0]["mean"] == pytest.approx(10 * rows["lr=0.1"]["mean"])
     with pytest.raises(ConfigError, match="--metric 'nope'"):
         summarise("demo", trials, states, tmp_path, ["nope"])
 

@@ -26,7 +26,7 @@ _DOC = (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``sweep`` to the ``qsem`` subcommands."""
     p = sub.add_parser(
         "sweep", help="run an experiment over seeds and a config grid", description=_DOC

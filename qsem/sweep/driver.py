@@ -102,6 +102,10 @@ def _stored_spec(out_dir: Path, experiment: str) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 def _headline(outcome: TrialOutcome, metrics: Sequence[str] | None) -> str:
     names = list(metrics) if metrics else list(outcome.results)[:3]
     return ", ".join(f"{m}={outcome.results[m]:.4g}" for m in names if m in outcome.results)
@@ -119,7 +123,7 @@ def run_sweep(
     resume: bool = False,
     retry_failed: bool = False,
     metrics: Sequence[str] | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every (grid point, seed) of ``experiment`` into ``out`` and summarise them.
 
@@ -131,6 +135,7 @@ def run_sweep(
     """
     from qsem.experiments import get_experiment
 
+    echo = echo or _print
     exp = get_experiment(experiment)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -236,7 +241,7 @@ def _execute(
                     echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {exc}")
                     continue
                 finished += 1
-                times = {
+                times: dict[str, Any] = {
                     "start_time": outcome.start_time,
                     "end_time": outcome.end_time,
                     "wall_s": outcome.wall_s,

@@ -2,7 +2,9 @@
 
 Metrics are the numeric top-level scalars of each finished trial's
 ``results.json`` (booleans excluded) except those with one value in every
-trial (listed under ``constant``), or the ones chosen with ``--metric``. For
+trial (listed under ``constant``), or the ones chosen with ``--metric`` (a
+top-level name, or a dotted path into nested results such as
+``summary.iris.qutrit.accuracy.mean``). For
 each grid point and metric, over the seeds that finished:
 :func:`qsem.stats.seed_statistics` (n, mean, sample standard deviation, 95%
 percentile-bootstrap interval of the mean, seeded). For each pair of grid
@@ -28,7 +30,14 @@ from qsem.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, paired_tests, seed_stati
 
 from .spec import Trial
 
-__all__ = ["SUMMARY_FILE", "format_table", "numeric_scalars", "summarise", "write_summary"]
+__all__ = [
+    "SUMMARY_FILE",
+    "format_table",
+    "lookup",
+    "numeric_scalars",
+    "summarise",
+    "write_summary",
+]
 
 SUMMARY_FILE = "summary.json"
 PLOTS_DIR = "plots"
@@ -42,6 +51,19 @@ def numeric_scalars(results: Mapping[str, Any]) -> dict[str, float]:
         for k, v in results.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     }
+
+
+def lookup(results: Mapping[str, Any], path: str) -> float | None:
+    """The number at a dotted ``path`` into nested results (``summary.iris.qutrit.accuracy.mean``),
+    or None where there is no finite number there."""
+    node: Any = results
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(node):
+        return float(node)
+    return None
 
 
 def _point_name(trial: Trial) -> str:
@@ -66,7 +88,13 @@ def summarise(
             continue
         path = root / t.run_dir / RESULTS_FILE
         if path.exists():
-            values[name][t.seed] = numeric_scalars(read_json(path))
+            results = read_json(path)
+            flat = numeric_scalars(results)
+            for m in metrics or ():
+                v = lookup(results, m) if m not in flat else None
+                if v is not None:
+                    flat[m] = v
+            values[name][t.seed] = flat
     found = sorted({m for per_seed in values.values() for r in per_seed.values() for m in r})
     if metrics:
         unknown = [m for m in metrics if m not in found]
