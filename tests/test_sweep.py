@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from qsem.runner import ConfigError, run_experiment
 from qsem.stats import paired_tests, seed_statistics
 from qsem.sweep import (
     LEDGER_FILE,
+    MAX_ATTEMPTS,
+    InProcessExecutor,
     config_hash,
     format_table,
     make_trials,
@@ -256,3 +260,46 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path, capsys: 
     # a re-run skips the failed trial unless asked to retry it
     assert main(["sweep", "demo", "--out", str(out), "--resume", "--workers", "0"]) == 1
     assert "nothing to run" in capsys.readouterr().out
+
+
+class _DyingWorkers:
+    """An engine of the TrialExecutor interface whose worker process "dies"
+    (BrokenProcessPool, as a local pool reports it) on given trials a given number of times."""
+
+    capacity = 1
+    threads = 0
+
+    def __init__(self, deaths: dict[str, int]) -> None:
+        self.deaths = dict(deaths)
+        self.inner = InProcessExecutor()
+
+    def submit(self, spec: Any, root: str) -> Future[Any]:
+        if self.deaths.get(spec.run_dir, 0) > 0:
+            self.deaths[spec.run_dir] -= 1
+            fut: Future[Any] = Future()
+            fut.set_exception(BrokenProcessPool("a process in the pool was terminated abruptly"))
+            return fut
+        return self.inner.submit(spec, root)
+
+    def wait_any(self, futures: Any) -> list[Any]:
+        return list(futures)
+
+    def describe(self) -> str:
+        return "test engine"
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+
+def test_dead_worker_requeues_its_trial_then_gives_up(tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    engine = _DyingWorkers({"seed-0": 1, "seed-1": 99})
+    res = run_sweep("demo", out=out, seeds=[0, 1], fixed=["epochs=2"], executor=engine,
+                    echo=_quiet)  # fmt: skip
+    assert _states(out / LEDGER_FILE) == {"seed-0": "done", "seed-1": "failed"}
+    with sqlite3.connect(out / LEDGER_FILE) as con:
+        rows = dict(con.execute("SELECT run_dir, attempts FROM trials").fetchall())
+        (error,) = con.execute("SELECT error FROM trials WHERE state = 'failed'").fetchone()
+    assert rows == {"seed-0": 2, "seed-1": MAX_ATTEMPTS}
+    assert error == f"its worker process died {MAX_ATTEMPTS} times"
+    assert res.failed == 1 and (out / "seed-0" / "results.json").exists()

@@ -12,7 +12,7 @@ statistics across seeds go to ``summary.json`` and ``plots/``
 ([0, 1, 2, 3], {'lr': ['0.1', '0.2']})
 """
 
-from .driver import LEDGER_FILE, SweepResult, run_sweep
+from .driver import LEDGER_FILE, MAX_ATTEMPTS, SweepResult, run_sweep
 from .executors import (
     DaskExecutor,
     InProcessExecutor,
@@ -27,9 +27,9 @@ from .summary import SUMMARY_FILE, format_table, summarise
 from .trial import TrialOutcome, TrialSpec, run_trial, start_mode
 
 __all__ = [
-    "LEDGER_FILE", "SUMMARY_FILE", "DaskExecutor", "InProcessExecutor", "Ledger", "LedgerError",
-    "PoolExecutor", "SweepResult", "Trial", "TrialExecutor", "TrialOutcome", "TrialSpec",
-    "available_cores", "config_hash", "format_table", "grid_label", "make_executor",
+    "LEDGER_FILE", "MAX_ATTEMPTS", "SUMMARY_FILE", "DaskExecutor", "InProcessExecutor", "Ledger",
+    "LedgerError", "PoolExecutor", "SweepResult", "Trial", "TrialExecutor", "TrialOutcome",
+    "TrialSpec", "available_cores", "config_hash", "format_table", "grid_label", "make_executor",
     "make_trials", "parse_grid", "parse_seeds", "run_sweep", "run_trial", "start_mode",
     "summarise",
 ]  # fmt: skip

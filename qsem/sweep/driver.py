@@ -27,7 +27,13 @@ from typing import Any
 from qsem.circuits.errors import QsemError
 from qsem.runner import RESULTS_FILE, ConfigError
 
-from .executors import TrialExecutor, available_cores, make_executor
+from .executors import (
+    TrialExecutor,
+    available_cores,
+    cluster_size,
+    make_executor,
+    require_distributed,
+)
 from .ledger import Ledger, LedgerError
 from .spec import Trial, make_trials
 from .summary import format_table, summarise, write_summary
@@ -123,6 +129,7 @@ def run_sweep(
     resume: bool = False,
     retry_failed: bool = False,
     metrics: Sequence[str] | None = None,
+    executor: TrialExecutor | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every (grid point, seed) of ``experiment`` into ``out`` and summarise them.
@@ -130,8 +137,9 @@ def run_sweep(
     ``seeds`` / ``grid`` / ``fixed`` / ``metrics`` left ``None`` come from the
     sweep already in ``out`` (``resume=True`` requires one). ``workers``: local
     pool size (default: the cores; 0: in this process); ``cluster``: a Dask
-    scheduler address or ``local:N``. Failed trials are skipped on a re-run
-    unless ``retry_failed``.
+    scheduler address or ``local:N``; ``executor``: an engine of your own (see
+    :class:`~qsem.sweep.executors.TrialExecutor`; the driver closes it). Failed
+    trials are skipped on a re-run unless ``retry_failed``.
     """
     from qsem.experiments import get_experiment
 
@@ -151,6 +159,21 @@ def run_sweep(
     fixed = list(fixed) if fixed is not None else list(stored.get("fixed", []))
     metrics = list(metrics) if metrics else (stored.get("metrics") or None)
     trials = make_trials(exp, seeds, grid, fixed)  # every config is checked before anything runs
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    if cluster is not None:
+        if workers is not None:
+            raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
+        cluster_size(cluster)  # the address and Dask are checked before anything runs
+        require_distributed()
+
+    def start(queued: int) -> TrialExecutor:
+        if executor is not None:
+            return executor
+        if cluster is not None:
+            return make_executor(cluster=cluster)
+        n = available_cores() if workers is None else workers
+        return make_executor(min(n, queued))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(out_dir):
@@ -162,8 +185,9 @@ def run_sweep(
             ledger.set_meta("spec", json.dumps(spec))
             ledger.add(trials)
             interrupted = _execute(
-                ledger, trials, out_dir, experiment, workers, cluster, retry_failed, metrics, echo
-            )
+                ledger, trials, out_dir, experiment, retry_failed, metrics, echo,
+                start,
+            )  # fmt: skip
             states = {(r.config_hash, r.seed): (r.state, r.error) for r in ledger.rows()}
         finally:
             ledger.close()
@@ -183,11 +207,10 @@ def _execute(
     trials: Sequence[Trial],
     out_dir: Path,
     experiment: str,
-    workers: int | None,
-    cluster: str | None,
     retry_failed: bool,
     metrics: Sequence[str] | None,
     echo: Callable[[str], None],
+    start: Callable[[int], TrialExecutor],
 ) -> bool:
     """Run the trials that are not finished; returns True when interrupted."""
     reset = ledger.reset_interrupted()
@@ -206,9 +229,7 @@ def _execute(
     if not queue:
         echo(f"sweep {experiment}: all {len(trials)} trials are finished or failed; nothing to run")
         return False
-    if cluster is None:
-        workers = min(available_cores() if workers is None else workers, len(queue))
-    executor: TrialExecutor = make_executor(workers, cluster)
+    executor = start(len(queue))
     echo(
         f"sweep {experiment}: {len(trials)} trials, {done_before} finished before, "
         f"{len(queue)} to run on {executor.describe()}"
@@ -226,13 +247,11 @@ def _execute(
                     experiment, t.run_dir, t.overrides, t.seed, t.key, executor.threads
                 )
                 inflight[executor.submit(spec, str(out_dir))] = t
-            broken = False
             for fut in executor.wait_any(list(inflight)):
                 t = inflight.pop(fut)
                 try:
                     outcome: TrialOutcome = fut.result()
-                except BrokenProcessPool:
-                    broken = True
+                except BrokenProcessPool:  # its worker died: every trial of that pool comes here
                     _worker_died(ledger, t, queue, echo)
                     continue
                 except Exception as exc:  # the engine lost the task (e.g. Dask KilledWorker)
@@ -257,12 +276,6 @@ def _execute(
                 else:
                     ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
                     echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {outcome.error}")
-            if broken:  # every other trial of the dead pool is lost with it: queue them again
-                for t in inflight.values():
-                    _worker_died(ledger, t, queue, echo)
-                inflight.clear()
-                executor.close()
-                executor = make_executor(workers, cluster)
     except KeyboardInterrupt:
         for t in inflight.values():
             ledger.mark_pending(t.key)

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from qsem.circuits.errors import MissingDependencyError, QsemError
@@ -40,7 +41,9 @@ __all__ = [
     "PoolExecutor",
     "TrialExecutor",
     "available_cores",
+    "cluster_size",
     "make_executor",
+    "require_distributed",
 ]
 
 
@@ -115,20 +118,29 @@ def _init_pool_worker(threads: int, parent: int) -> None:  # pragma: no cover - 
 
 
 class PoolExecutor:
-    """A local pool of ``workers`` spawned processes."""
+    """A local pool of ``workers`` spawned processes. A pool broken by a worker's death
+    is replaced at the next submission (the driver re-queues the trials it lost)."""
 
     def __init__(self, workers: int) -> None:
         self.capacity = workers
         self.threads = max(1, available_cores() // workers)
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.capacity,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_pool_worker,
             initargs=(self.threads, os.getpid()),
         )
 
     def submit(self, spec: TrialSpec, root: str) -> Future[TrialOutcome]:
-        return self._pool.submit(run_trial, spec, root)
+        try:
+            return self._pool.submit(run_trial, spec, root)
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(run_trial, spec, root)
 
     def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]:
         done, _ = wait(futures, return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
@@ -141,7 +153,23 @@ class PoolExecutor:
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def _import_distributed() -> Any:
+def cluster_size(address: str) -> int | None:
+    """``N`` for ``local:N``, None for a scheduler address (``SCHEME://HOST:PORT``);
+    anything else raises ConfigError."""
+    if address.startswith("local:"):
+        text = address.removeprefix("local:")
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"--cluster {address!r}: write local:N with N >= 1 workers")
+        return int(text)
+    if "://" not in address:
+        raise ConfigError(
+            f"--cluster {address!r}: give a scheduler address (tcp://HOST:8786) or local:N"
+        )
+    return None
+
+
+def require_distributed() -> Any:
+    """The ``distributed`` module, or an error naming the extra that installs it."""
     try:
         import distributed
     except ImportError:
@@ -155,15 +183,12 @@ class DaskExecutor:
     """Trials as Dask tasks, on a scheduler (``tcp://...``) or a ``LocalCluster`` (``local:N``)."""
 
     def __init__(self, address: str) -> None:
-        distributed = _import_distributed()
+        distributed = require_distributed()
         self._distributed = distributed
         self._cluster: Any = None
         self.address = address
-        if address.startswith("local:"):
-            text = address.removeprefix("local:")
-            if not text.isdigit() or int(text) < 1:
-                raise ConfigError(f"--cluster {address!r}: write local:N with N >= 1 workers")
-            n = int(text)
+        n = cluster_size(address)
+        if n is not None:
             self.threads = max(1, available_cores() // n)
             self._cluster = distributed.LocalCluster(
                 n_workers=n,
@@ -175,10 +200,6 @@ class DaskExecutor:
             self._client = distributed.Client(self._cluster)
             self.capacity = n
         else:
-            if "://" not in address:
-                raise ConfigError(
-                    f"--cluster {address!r}: give a scheduler address (tcp://HOST:8786) or local:N"
-                )
             try:
                 self._client = distributed.Client(address, timeout="20s")
             except OSError as exc:
