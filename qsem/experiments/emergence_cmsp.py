@@ -246,7 +246,8 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
     done: dict[str, Any] = dict(state["done"]) if state else {}
     current = state["current"] if state else None
     step_base = 0
-    for tag, seeds in _phases(cfg):
+    phases = _phases(cfg)
+    for tag, seeds in ctx.progress(phases, total=len(phases), desc="emergence-cmsp phases"):
         n = cfg.steps if tag.startswith("mlp") else cfg.hybrid_steps
         if tag not in done:
             resume = current if current is not None and current["tag"] == tag else None

@@ -47,6 +47,7 @@ __all__ = [
 class KleeneConfig:
     """Config of ``qsem run kleene`` (override any key with ``key=value``)."""
 
+    #: the random seed (data, initialisation and batch order follow it)
     seed: int = 0
     # task
     n_train_kbs: int = 200

@@ -164,7 +164,9 @@ def train_condition(
         }
 
     step = start
-    for step in range(start + 1, steps + 1):
+    todo = range(start + 1, steps + 1)
+    bar = todo if ctx is None else ctx.progress(todo, total=steps, initial=start, desc=condition)
+    for step in bar:
         x, y = _ensemble_batch(cmsp, tasks, per_task, cfg.seeds, data_gen)
         loss = _loss_bits(model, x, y).sum()
         opt.zero_grad(set_to_none=True)

@@ -308,7 +308,7 @@ def summarise(cfg: DigitsConfig, per_seed: list[dict[str, Any]]) -> dict[str, An
 def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
     with torch_threads(cfg.threads):
         per_seed = []
-        for i in range(cfg.seeds):
+        for i in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc="narrow-digits seeds"):
             tick = time.perf_counter()
             r = one_seed(cfg, cfg.seed + i)
             r["seconds"] = round(time.perf_counter() - tick, 1)

@@ -285,7 +285,7 @@ def _run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
              "B": cmsp.sample(B, cfg.eval_samples, eval_gen),
              "score": cmsp.sample(A, cfg.score_samples, eval_gen)}  # fmt: skip
     per_width: dict[str, Any] = {}
-    for width in cfg.widths:
+    for width in ctx.progress(cfg.widths, total=len(cfg.widths), desc="narrow-pruning widths"):
         tick = time.perf_counter()
         net, info = train_broad(cfg, width, cmsp, evals, ctx)
         gen = make_generator(cfg.seed * 1000 + width + 2)

@@ -139,7 +139,8 @@ def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     rows: list[dict[str, Any]] = list(state["rows"]) if state is not None else []
     done = {r["profile"] for r in rows}
     step = len(rows) * cfg.epochs
-    for i, name in enumerate(cfg.profiles):
+    names = ctx.progress(cfg.profiles, total=len(cfg.profiles), desc="profiles")
+    for i, name in enumerate(names):
         if name in done:
             continue
         torch.manual_seed(cfg.seed * 1000 + i)

@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from types import FrameType
 
 from .spec import parse_grid, parse_seeds
 
@@ -66,16 +64,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run ``qsem sweep``; exit code 0 (all trials done), 1 (some failed), 130 (interrupted)."""
+    """Run ``qsem sweep``; exit code 0 (all trials done), 1 (some failed), 130 (interrupted),
+    143 (stopped by SIGTERM)."""
+    from qsem.runner.safety import sigterm_as_interrupt
+
     from .driver import run_sweep
 
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
+    with sigterm_as_interrupt():
         # with none of --seeds, --grid, key=value: the sweep stored in --out (for --resume)
         explicit = args.seeds is not None or args.grid is not None or bool(args.overrides)
         result = run_sweep(
@@ -90,10 +86,8 @@ def run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             metrics=args.metric,
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if result.interrupted:
         print(f"qsem sweep: continue with: qsem sweep {args.name} --out {args.out} --resume",
               file=sys.stderr)  # fmt: skip
-        return 130
+        return result.interrupted
     return 1 if result.failed else 0

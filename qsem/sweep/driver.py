@@ -53,7 +53,8 @@ class SweepResult:
 
     out_dir: Path
     summary: dict[str, Any]
-    interrupted: bool = False
+    #: 0, or the exit code of the interruption: 130 (Ctrl-C), 128 + N (signal N, e.g. SIGTERM)
+    interrupted: int = 0
 
     @property
     def failed(self) -> int:
@@ -211,8 +212,8 @@ def _execute(
     metrics: Sequence[str] | None,
     echo: Callable[[str], None],
     start: Callable[[int], TrialExecutor],
-) -> bool:
-    """Run the trials that are not finished; returns True when interrupted."""
+) -> int:
+    """Run the trials that are not finished; returns 0, or 130 / 128 + signal when stopped."""
     reset = ledger.reset_interrupted()
     if reset:
         echo(f"sweep {experiment}: {reset} interrupted trial(s) will run again")
@@ -228,7 +229,7 @@ def _execute(
     done_before = len(trials) - len(queue)
     if not queue:
         echo(f"sweep {experiment}: all {len(trials)} trials are finished or failed; nothing to run")
-        return False
+        return 0
     executor = start(len(queue))
     echo(
         f"sweep {experiment}: {len(trials)} trials, {done_before} finished before, "
@@ -237,7 +238,7 @@ def _execute(
     queue.reverse()  # pop() from the end keeps the listed order
     inflight: dict[Any, Trial] = {}
     finished = done_before
-    interrupted = False
+    interrupted = 0
     try:
         while queue or inflight:
             while queue and len(inflight) < executor.capacity:
@@ -276,11 +277,12 @@ def _execute(
                 else:
                     ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
                     echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {outcome.error}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI
         for t in inflight.values():
             ledger.mark_pending(t.key)
-        echo(f"\nsweep {experiment}: interrupted; run the same command again to continue")
-        interrupted = True
+        echo(f"\nsweep {experiment}: stopped; run the same command again to continue")
+        signum = getattr(exc, "signum", None)
+        interrupted = 128 + signum if isinstance(signum, int) else 130
     finally:
         executor.close(wait=not interrupted)
     return interrupted

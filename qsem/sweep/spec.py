@@ -26,6 +26,7 @@ from typing import Any
 
 from qsem.runner import ConfigError, Experiment
 from qsem.runner.config import build_config, layer_config
+from qsem.runner.safety import check_seed
 
 __all__ = [
     "Trial",
@@ -165,6 +166,8 @@ def make_trials(
     """
     if not seeds:
         raise ConfigError("--seeds: no seeds given")
+    for seed in seeds:
+        check_seed(seed, "--seeds")
     for item in fixed:
         try:
             build_config(experiment.defaults, layer_config(experiment.defaults, overrides=[item]))

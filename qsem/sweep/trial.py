@@ -8,8 +8,8 @@ directory holds, never from the ledger:
 * ``checkpoint.pt`` present -> resume from it (``resume=True``);
 * the directory absent or empty -> a fresh run;
 * a directory with a config but no checkpoint (killed or failed before its first
-  checkpoint) -> start over (``restart=True`` where the runner has it, else
-  ``resume=True``, which restarts there).
+  checkpoint) -> start over (``restart=True``: the runner moves the old files
+  into the run's ``archive/``).
 
 Before starting, the worker waits for the run directory's ``.lock`` (held by a
 worker of a driver that was killed and is still finishing), so a trial never
@@ -18,7 +18,6 @@ runs twice at the same time.
 
 from __future__ import annotations
 
-import inspect
 import os
 import platform
 import time
@@ -101,10 +100,6 @@ def _wait_for_lock(run_dir: Path, poll_s: float = 0.5) -> None:
             fh.close()
 
 
-def _runner_has_restart() -> bool:
-    return "restart" in inspect.signature(run_experiment).parameters
-
-
 def run_trial(spec: TrialSpec, root: str) -> TrialOutcome:
     """Run ``spec`` into ``root/spec.run_dir``; errors become a ``"failed"`` outcome.
 
@@ -132,7 +127,7 @@ def run_trial(spec: TrialSpec, root: str) -> TrialOutcome:
         if mode in ("complete", "resume"):
             kwargs["resume"] = True
         elif mode == "restart":
-            kwargs["restart" if _runner_has_restart() else "resume"] = True
+            kwargs["restart"] = True
         else:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
         with torch_threads(spec.threads):
