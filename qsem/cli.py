@@ -39,6 +39,7 @@ from qsem.edge import cli as edge_cli
 from qsem.runner.config import ConfigError
 
 from . import _cli_run, _cli_tools
+from .sweep import cli as sweep_cli
 
 __all__ = ["SUBCOMMANDS", "build_parser", "build_run_parser", "main"]
 
@@ -53,6 +54,7 @@ SUBCOMMANDS: tuple[tuple[_AddParser, _Run], ...] = (
     (_cli_tools.add_list_parser, _cli_tools.run_list),
     (_cli_tools.add_show_parser, _cli_tools.run_show),
     (_cli_run.add_parser, _cli_run.run),
+    (sweep_cli.add_parser, sweep_cli.run),
     (_cli_tools.add_report_parser, _cli_tools.run_report),
     (_cli_tools.add_compare_parser, _cli_tools.run_compare),
     (_cli_tools.add_completion_parser, _cli_tools.run_completion),

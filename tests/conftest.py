@@ -49,3 +49,10 @@ def rng() -> np.random.Generator:
 
 #: complex64 gradients against complex128 ones (autograd in single precision).
 GRAD_ATOL_F32 = 1e-4
+
+#: Percentile-bootstrap interval ends against an independent resampling (Monte Carlo
+#: error of 9999 resamples), as a fraction of the standard error of the mean.
+BOOTSTRAP_REL_TOL = 0.1
+#: Results of the same trial run by different sweep executors (same seed, one torch thread):
+#: exact in practice; this bounds float noise should a platform reorder reductions.
+SWEEP_ATOL = 1e-12

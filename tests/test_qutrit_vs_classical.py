@@ -51,19 +51,6 @@ def test_ece_perfectly_calibrated_and_worst_case() -> None:
     assert qvc.expected_calibration_error(p, np.ones(4, int)) == pytest.approx(1.0)
 
 
-def test_paired_tests_match_scipy_and_handle_ties() -> None:
-    from scipy import stats
-
-    a = [0.9, 0.8, 0.85, 0.7, 0.95, 0.6]
-    b = [0.7, 0.75, 0.8, 0.72, 0.8, 0.5]
-    t = qvc.paired_tests(a, b)
-    assert t["mean_diff"] == pytest.approx(np.mean(np.subtract(a, b)), abs=ATOL_F64)
-    assert t["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
-    assert t["ttest_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    same = qvc.paired_tests(a, a)
-    assert same == {"mean_diff": 0.0, "wilcoxon_p": 1.0, "ttest_p": 1.0}
-
-
 # --------------------------------------------------------------------------
 # heads: circuits against hand-written matrices, renormalisation, budgets
 # --------------------------------------------------------------------------

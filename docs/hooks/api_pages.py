@@ -72,6 +72,16 @@ PAGES: dict[str, tuple[str, str]] = {
         "Experiment configs, run directories, metrics, checkpoints and resume. Guides: "
         "[Runner](../runner.md), [Config reference](../config.md).",
     ),
+    "sweep": (
+        "qsem.sweep",
+        "Sweeps over seeds and grids: trials, executors, the ledger and the summary. "
+        "Guide: [Sweeps](../sweeps.md).",
+    ),
+    "stats": (
+        "qsem.stats",
+        "Statistics across seeds: means, bootstrap intervals and paired tests. "
+        "Guide: [Sweeps](../sweeps.md).",
+    ),
     "truth": (
         "qsem.truth",
         "Three-valued truth: Kleene's logic, its qutrit states, gates and circuits. "

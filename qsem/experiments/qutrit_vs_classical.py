@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +45,7 @@ from qsem.layers.heads import QutritTruthHead, TwoQubitHead
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator, probs
+from qsem.stats import paired_tests
 from qsem.tasks.three_class import (
     TASKS,
     ThreeClassData,
@@ -62,7 +62,6 @@ __all__ = [
     "QvCConfig",
     "expected_calibration_error",
     "matched_widths",
-    "paired_tests",
     "parameter_count",
     "run",
 ]
@@ -255,31 +254,6 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
     return float(ece)
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
-
-
-def paired_tests(a: list[float], b: list[float]) -> dict[str, float | None]:
-    """Paired over seeds: mean difference ``a - b``, Wilcoxon signed-rank and t-test p-values.
-
-    All-zero differences give p = 1 for both tests (no evidence of a difference).
-    """
-    from scipy import stats
-
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    out: dict[str, float | None] = {"mean_diff": float(d.mean()) if d.size else None}
-    if d.size < 2:
-        out.update(wilcoxon_p=None, ttest_p=None)
-    elif np.all(np.abs(d) < 1e-12):
-        out.update(wilcoxon_p=1.0, ttest_p=1.0)
-    else:
-        with warnings.catch_warnings():  # near-constant differences: scipy warns, p stays valid
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out["wilcoxon_p"] = _finite(stats.wilcoxon(a, b).pvalue)
-            out["ttest_p"] = _finite(stats.ttest_rel(a, b).pvalue)
-    return out
 
 
 # --------------------------------------------------------------------------

@@ -40,9 +40,9 @@ from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.checkpoint import get_rng_state, set_rng_state
 from qsem.runner.info import torch_threads
+from qsem.stats import paired_tests
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
-from .qutrit_vs_classical import paired_tests
 
 __all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run", "shot_agreement"]
 

@@ -1,0 +1,243 @@
+"""Where trials run: one small interface, three engines.
+
+:class:`TrialExecutor` — ``submit(spec, root)`` returns a future-like object
+(``done()``, ``result()``), ``wait_any(futures)`` blocks until at least one is
+done, ``close(wait)`` stops the engine; ``capacity`` is how many trials run at once.
+
+* :class:`InProcessExecutor` — in the driver's process, one trial after another
+  (``--workers 0``; for debugging);
+* :class:`PoolExecutor` — a local process pool (``spawn``), ``workers`` processes
+  with ``max(1, cores // workers)`` torch threads each;
+* :class:`DaskExecutor` — Dask distributed: a scheduler at ``tcp://HOST:PORT``
+  or a ``LocalCluster`` of ``N`` single-threaded worker processes (``local:N``).
+
+Another engine is one more class with these four members.
+
+>>> ex = make_executor(workers=0)
+>>> ex.capacity, ex.describe()
+(1, 'in this process')
+>>> ex.close()
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+from qsem.circuits.errors import MissingDependencyError, QsemError
+from qsem.runner import ConfigError
+
+from .trial import TrialOutcome, TrialSpec, run_trial
+
+__all__ = [
+    "DaskExecutor",
+    "InProcessExecutor",
+    "PoolExecutor",
+    "TrialExecutor",
+    "available_cores",
+    "cluster_size",
+    "make_executor",
+    "require_distributed",
+]
+
+
+class FutureLike(Protocol):
+    def done(self) -> bool: ...
+
+    def result(self) -> Any: ...
+
+
+class TrialExecutor(Protocol):
+    """The interface every engine implements."""
+
+    #: trials that run at the same time (the driver keeps this many submitted).
+    capacity: int
+    #: torch threads each trial gets (0: the worker's own setting).
+    threads: int
+
+    def submit(self, spec: TrialSpec, root: str) -> FutureLike: ...
+
+    def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]: ...
+
+    def describe(self) -> str: ...
+
+    def close(self, wait: bool = True) -> None: ...
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class InProcessExecutor:
+    """Runs each trial at submission, in the driver's process."""
+
+    capacity = 1
+    threads = 0
+
+    def submit(self, spec: TrialSpec, root: str) -> Future[TrialOutcome]:
+        fut: Future[TrialOutcome] = Future()
+        fut.set_result(run_trial(spec, root))
+        return fut
+
+    def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]:
+        return list(futures)
+
+    def describe(self) -> str:
+        return "in this process"
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+
+def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in pool workers
+    """Stop this worker when the driver dies: interrupt the trial (it stays resumable),
+    then exit if it does not stop within 10 s."""
+    import _thread
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    _thread.interrupt_main()
+    time.sleep(10.0)
+    os._exit(1)
+
+
+def _init_pool_worker(threads: int, parent: int) -> None:  # pragma: no cover - in workers
+    import torch
+
+    torch.set_num_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+class PoolExecutor:
+    """A local pool of ``workers`` spawned processes. A pool broken by a worker's death
+    is replaced at the next submission (the driver re-queues the trials it lost)."""
+
+    def __init__(self, workers: int) -> None:
+        self.capacity = workers
+        self.threads = max(1, available_cores() // workers)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.capacity,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_pool_worker,
+            initargs=(self.threads, os.getpid()),
+        )
+
+    def submit(self, spec: TrialSpec, root: str) -> Future[TrialOutcome]:
+        try:
+            return self._pool.submit(run_trial, spec, root)
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(run_trial, spec, root)
+
+    def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
+        return list(done)
+
+    def describe(self) -> str:
+        return f"local pool of {self.capacity} processes, {self.threads} torch thread(s) each"
+
+    def close(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def cluster_size(address: str) -> int | None:
+    """``N`` for ``local:N``, None for a scheduler address (``SCHEME://HOST:PORT``);
+    anything else raises ConfigError."""
+    if address.startswith("local:"):
+        text = address.removeprefix("local:")
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"--cluster {address!r}: write local:N with N >= 1 workers")
+        return int(text)
+    if "://" not in address:
+        raise ConfigError(
+            f"--cluster {address!r}: give a scheduler address (tcp://HOST:8786) or local:N"
+        )
+    return None
+
+
+def require_distributed() -> Any:
+    """The ``distributed`` module, or an error naming the extra that installs it."""
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            "--cluster needs Dask distributed: pip install 'qsem[dask]'"
+        ) from None
+    return distributed
+
+
+class DaskExecutor:
+    """Trials as Dask tasks, on a scheduler (``tcp://...``) or a ``LocalCluster`` (``local:N``)."""
+
+    def __init__(self, address: str) -> None:
+        distributed = require_distributed()
+        self._distributed = distributed
+        self._cluster: Any = None
+        self.address = address
+        n = cluster_size(address)
+        if n is not None:
+            self.threads = max(1, available_cores() // n)
+            self._cluster = distributed.LocalCluster(
+                n_workers=n,
+                processes=True,
+                threads_per_worker=1,
+                dashboard_address=None,
+                silence_logs=40,  # logging.ERROR
+            )
+            self._client = distributed.Client(self._cluster)
+            self.capacity = n
+        else:
+            try:
+                self._client = distributed.Client(address, timeout="20s")
+            except OSError as exc:
+                raise QsemError(
+                    f"--cluster {address}: no Dask scheduler answers there ({exc})"
+                ) from None
+            self.threads = 0  # the workers' own setting (OMP_NUM_THREADS on the worker)
+            nthreads = self._client.nthreads()
+            self.capacity = max(1, sum(nthreads.values()))
+
+    def submit(self, spec: TrialSpec, root: str) -> Any:
+        # pure=False: a re-submitted trial (after a failure) really runs again
+        return self._client.submit(run_trial, spec, root, pure=False)
+
+    def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]:
+        done, _ = self._distributed.wait(list(futures), return_when="FIRST_COMPLETED")
+        return list(done)
+
+    def describe(self) -> str:
+        where = "local Dask cluster" if self._cluster is not None else f"Dask at {self.address}"
+        return f"{where}, {self.capacity} worker thread(s)"
+
+    def close(self, wait: bool = True) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(workers: int | None = None, cluster: str | None = None) -> TrialExecutor:
+    """The engine for ``--workers`` / ``--cluster`` (default: a pool with one process per core)."""
+    if cluster is not None:
+        if workers is not None:
+            raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
+        return DaskExecutor(cluster)
+    if workers is None:
+        workers = available_cores()
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    if workers == 0:
+        return InProcessExecutor()
+    return PoolExecutor(workers)
