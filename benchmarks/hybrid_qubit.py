@@ -148,5 +148,8 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             qsem_c128_timing=st["qsem_c128"].as_dict(),
             agreement={"loss": float(la), "max_abs_dloss": dev_loss, "max_abs_dgrad": dev_grad},
             size={"n": n, "layers": layers, "batch": batch},
+            floor_bytes=harness.floor_bytes(
+                build_circuit(n, layers), "statevector", batch, torch.complex64, backward=True
+            ),
         )
     return rows

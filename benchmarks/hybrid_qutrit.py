@@ -182,6 +182,10 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
                 f"stays factored as |psi><psi|) vs {device} in {anchor_prec}; ratio_c128 compares "
                 "qsem complex128; the dense-evolution row beside this one is the same run."
             )
+        # the default density-matrix run keeps rho factored (a statevector's bytes)
+        floor_sv = harness.floor_bytes(
+            build_circuit(), "statevector", BATCH, torch.complex64, backward=True
+        )
         rows[name] = row(
             qsem=st["qsem"],
             anchor=anchor_desc,
@@ -192,6 +196,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             ratio_c128=st["anchor"].median / st["qsem_c128"].median,
             qsem_c128_timing=st["qsem_c128"].as_dict(),
             agreement=agreement,
+            floor_bytes=floor_sv,
         )
         if mode == "density_matrix":
             rows[f"{NAME}[{DENSE_LABEL}]"] = row(
@@ -205,5 +210,8 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
                     f"same rounds as the row above (same anchor timings). {common}"
                 ),
                 agreement=agreement,
+                floor_bytes=harness.floor_bytes(
+                    build_circuit(), "density_matrix", BATCH, torch.complex64, backward=True
+                ),
             )
     return rows

@@ -239,6 +239,19 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _floor(case: str) -> int:
+    """Bytes the case's run must move at least (see :func:`benchmarks.harness.floor_bytes`)."""
+    import torch
+
+    from .harness import floor_bytes
+
+    if case.startswith("dm12"):
+        return floor_bytes(
+            _qubit_circuit(12, 2), "density_matrix", 8, torch.complex64, backward=False
+        )
+    return floor_bytes(_qutrit_circuit(7, 3), "statevector", 256, torch.complex64, backward=False)
+
+
 def _mib(x: float) -> str:
     return f"{x / 2**20:.1f} MiB"
 
@@ -306,6 +319,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             "peak_over_baseline_bytes": s["peak_over_baseline_bytes"],
             "ratio_range": [s["ratio_min"], s["ratio_max"]],
             "qsem_timing": secs.as_dict(),
+            "floor_bytes": _floor(case),
             "runs": s["runs"],
             **extra,
         }

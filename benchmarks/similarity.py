@@ -43,9 +43,9 @@ import torch
 
 from qsem.circuits import CNOT, RY, RZ, Circuit, Parameter
 from qsem.simulators import TorchSimulator
-from qsem.simulators.similarity import overlap, swap_test_circuits
+from qsem.simulators.similarity import _swap_circuit, overlap, swap_test_circuits
 
-from .harness import AgreementError, Config, check_close, measure, row
+from .harness import AgreementError, Config, check_close, floor_bytes, measure, row
 
 NAME = "similarity"
 N_QUBITS, PAIRS, SHOTS = 4, 256, 4096
@@ -187,6 +187,13 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     }
     st = measure(units, reps, warm, cfg.log)
     anchor_name = f"qiskit-ml ComputeUncompute (Aer SamplerV2, {SHOTS} shots)"
+    # floors: the exact row runs the 4-qubit ansatz on both registers (complex128); the
+    # SWAP-test rows run the 9-qubit SWAP-test circuit on Aer (complex128) for every pair
+    floor_exact = floor_bytes(circ, "statevector", PAIRS, torch.complex128, backward=False, runs=2)
+    floor_swap = floor_bytes(
+        _swap_circuit(prep_a, prep_b, False), "statevector", PAIRS, torch.complex128,
+        backward=False,
+    )  # fmt: skip
     common = {
         "mae": mae,
         "swap_wilson95_coverage": coverage,
@@ -199,6 +206,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=">= 300",
+            floor_bytes=floor_exact,
             notes=(
                 f"{PAIRS} pairs of {N_QUBITS}-qubit states (RY,RZ per wire + CNOT chain): qsem "
                 "torch engine complex128, batched run per register + overlap (exact; MAE "
@@ -212,6 +220,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=">= 2",
+            floor_bytes=floor_swap,
             notes=(
                 f"qsem SWAP test (9 qubits) on AerBackend, {PAIRS} pairs in one job, {SHOTS} "
                 f"shots: MAE {mae['qsem_aer_swap']:.4f} (SE sqrt(1-F²)/64) vs ComputeUncompute "
@@ -228,6 +237,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=None,
+            floor_bytes=floor_swap,
             notes=(
                 "informative: the same SWAP test, Aer computes the exact ancilla probability of "
                 "all 256 pairs in one job (save_probabilities) and qsem draws the 4096 shots per "
