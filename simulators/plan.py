@@ -319,30 +319,33 @@ class PermutationStep(Step):
             self._cache[key] = (src, torch.argsort(src))
         return self._cache[key]
 
-    def flat_indices(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``P ρ P^T`` as one gather over the flat ``D * D`` entries (int32 indices)."""
-        key = "dm:" + str(device)
+    def flat_index(self, device: Any, inverse: bool = False) -> torch.Tensor:
+        """``P ρ P^T`` (or its inverse) as one gather over the flat ``D * D`` entries.
+
+        int32 indices, built in int32 (no int64 temporary); the inverse only when a
+        gradient needs it.
+        """
+        key = f"dm{'-inv' if inverse else ''}:{device}"
         if key not in self._cache:
             src, inv = self.indices(device)
+            s = (inv if inverse else src).to(torch.int32)
             d = len(self.src)
-            flat = (src[:, None] * d + src[None, :]).reshape(-1).to(torch.int32)
-            iflat = (inv[:, None] * d + inv[None, :]).reshape(-1).to(torch.int32)
-            self._cache[key] = (flat, iflat)
-        return self._cache[key]
+            self._cache[key] = ((s[:, None] * d + s[None, :]).reshape(-1), s)
+        return self._cache[key][0]
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        grad = torch.is_grad_enabled() and x.requires_grad
         if ctx.vector_like:
             src, inv = self.indices(ctx.device)
-            out = ctx.work.out(x, x.shape) if ctx.work is not None else None
-            if out is not None and not (torch.is_grad_enabled() and x.requires_grad):
-                return torch.index_select(x, 1, src, out=out)
+            if ctx.work is not None and not grad:
+                return torch.index_select(x, 1, src, out=ctx.work.out(x, x.shape))
             return kernels.gather(x, src, inv, 1)
         d = len(self.src)
         if d * d <= FLAT_DM_PERM_LIMIT:
-            flat, iflat = self.flat_indices(ctx.device)
-            if ctx.work is not None and not (torch.is_grad_enabled() and x.requires_grad):
+            flat = self.flat_index(ctx.device)
+            if ctx.work is not None and not grad:
                 return torch.index_select(x, 1, flat, out=ctx.work.out(x, x.shape))
-            return kernels.gather(x, flat, iflat, 1)
+            return kernels.gather(x, flat, self.flat_index(ctx.device, inverse=True), 1)
         src, inv = self.indices(ctx.device)
         rho = x.reshape(-1, d, d)
         rho = kernels.gather(kernels.gather(rho, src, inv, 1), src, inv, 2)
