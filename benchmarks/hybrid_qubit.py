@@ -35,7 +35,7 @@ from .harness import Config, check_close, measure, row
 
 NAME = "hybrid_qubit"
 #: (n wires, L layers, B batch, target ratio)
-SIZES: list[tuple[int, int, int, str | None]] = [(6, 3, 64, None), (10, 4, 128, ">= 8")]
+SIZES: list[tuple[int, int, int, str | None]] = [(6, 3, 64, None), (10, 4, 128, ">= 15")]
 LR = 0.01
 ATOL = 1e-4
 

@@ -124,13 +124,13 @@ loss_and_grad = partial(harness.loss_and_grad, loss_fn)
 
 VARIANTS = [
     # (row label, qsem mode, anchor device, anchor precision, target)
-    ("statevector vs default.qutrit", "statevector", "default.qutrit", "complex64", ">= 300"),
+    ("statevector vs default.qutrit", "statevector", "default.qutrit", "complex64", ">= 500"),
     (
         "density_matrix vs default.qutrit.mixed",
         "density_matrix",
         "default.qutrit.mixed",
         "complex128",
-        ">= 100",
+        ">= 300",
     ),
 ]
 DENSE_LABEL = "density_matrix dm_method=dense vs default.qutrit.mixed"
