@@ -22,8 +22,8 @@ matters: importing torch alone peaks above the small cases, so a plain ``ru_maxr
 would report the import peak. Where the reset is not possible the peak comes from a
 thread sampling ``/proc/self/statm`` every millisecond (the method is recorded per run);
 that sampled peak is also recorded as a cross-check.
-``ratio = (peak - baseline) / state bytes``; targets <= 1.5 (dm12), <= 2 (sv7). Each case runs ``repeats``
-times (fresh subprocess each); the row reports the median and the spread.
+``ratio = (peak - baseline) / state bytes``; targets <= 1.5 (dm12), <= 2 (sv7). Each case
+runs ``repeats`` times (fresh subprocess each); the row reports the median and the spread.
 """
 
 from __future__ import annotations
