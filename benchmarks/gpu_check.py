@@ -64,8 +64,15 @@ def _timed(
     return out, times
 
 
-def _workloads() -> dict[str, Callable[[str], Any]]:
-    """Each workload: ``device -> result tensor`` (on the CPU, float64)."""
+#: register sizes (qubits of the statevector, qutrits, qubits of the density matrix)
+SIZES = {"gpu": (22, 12, 12), "small": (6, 4, 4)}
+
+
+def _workloads(size: str = "gpu") -> dict[str, Callable[[str], Any]]:
+    """Each workload: ``device -> result tensor`` (on the CPU, float64).
+
+    ``size="small"``: the same work on small registers (a smoke test of this script).
+    """
     import torch
 
     from benchmarks.memory import _params, _qubit_circuit, _qutrit_circuit
@@ -78,18 +85,20 @@ def _workloads() -> dict[str, Callable[[str], Any]]:
             for k, v in params.items()
         }
 
+    nq, nt, nd = SIZES[size]
+
     def sv_qubit(device: str) -> Any:
-        c = _qubit_circuit(22, 2)
+        c = _qubit_circuit(nq, 2)
         p = on(_params(c, 8, 0), device, True)
         ev = expval(
-            TorchSimulator(device=device).run(c, p), [PauliString("Z", [i]) for i in range(22)]
+            TorchSimulator(device=device).run(c, p), [PauliString("Z", [i]) for i in range(nq)]
         )
         ev.sum().backward()
         grads = torch.stack([v.grad for v in p.values() if v.grad is not None])
         return torch.cat([ev.detach().reshape(-1), grads]).double().cpu()
 
     def sv_qutrit(device: str) -> Any:
-        c = _qutrit_circuit(12, 2)
+        c = _qutrit_circuit(nt, 2)
         p = on(_params(c, 8, 0), device, True)
         pr = probs(TorchSimulator(device=device).run(c, p), [0])
         (pr[:, 0] - pr[:, 2]).sum().backward()
@@ -97,11 +106,11 @@ def _workloads() -> dict[str, Callable[[str], Any]]:
         return torch.cat([pr.detach().reshape(-1), grads]).double().cpu()
 
     def dm_qubit(device: str) -> Any:
-        c = _qubit_circuit(12, 2)
+        c = _qubit_circuit(nd, 2)
         p = on(_params(c, 8, 0), device, False)
         sim = TorchSimulator("density_matrix", dm_method="dense", device=device)
         with torch.no_grad():
-            ev = expval(sim.run(c, p), [PauliString("Z", [i]) for i in range(12)])
+            ev = expval(sim.run(c, p), [PauliString("Z", [i]) for i in range(nd)])
         return ev.double().cpu()
 
     return {"sv_qubit": sv_qubit, "sv_qutrit": sv_qutrit, "dm_qubit": dm_qubit}

@@ -27,3 +27,15 @@ def test_gpu_check_without_cuda_reports_and_exits_zero(tmp_path: Path) -> None:
     assert report["cuda"] is False and report["ok"] is True
     assert report["aer_gpu"]["status"] == "not available"
     assert str(out) in proc.stdout
+
+
+def test_gpu_check_workloads_run_and_agree_with_themselves_on_cpu() -> None:
+    """The CUDA path's workloads, small, on the CPU twice: finite and deterministic."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_check import _workloads
+
+    for name, fn in _workloads("small").items():
+        a, b = fn("cpu"), fn("cpu")
+        assert a.dtype == torch.float64 and a.numel() > 0, name
+        assert bool(torch.isfinite(a).all()), name
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
