@@ -8,6 +8,7 @@
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    ruff format + ruff check --fix
 #   make bench     benchmarks/run_all.py
+#   make gpu-check CUDA tests + GPU-size workloads, CUDA vs CPU (benchmarks/gpu_check.py)
 #   make docs      mkdocs build --strict into site/
 #   make clean     caches and build output (keeps .venv and runs/)
 #   make distclean clean + remove .venv
@@ -26,7 +27,7 @@ PIP_FLAGS := --progress-bar off --disable-pip-version-check
 # extra arguments for pytest, e.g. `make test PYTEST_ARGS='-k swap -x'`
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test studies lint format bench docs clean distclean
+.PHONY: help venv run test studies lint format bench gpu-check docs clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -92,6 +93,12 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# No venv prerequisite: the GPU machine has no network, so nothing may be installed
+# there; the project's .venv is used when present, else the python3 on PATH.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) benchmarks/gpu_check.py
 
 docs: venv
 	$(PY) -m mkdocs build --strict --site-dir site

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .harness import Config, check_close, measure, row
+from .harness import Config, check_close, floor_bytes, measure, row
 from .hybrid_qubit import build_circuit, loss_and_grad, make_step
 
 NAME = "bridge_aer"
 N, LAYERS, BATCH = 6, 3, 64
-TARGET = ">= 100"
+TARGET = ">= 200"
 ATOL = 1e-4
 #: at most this many timed anchor steps (about 80 s each on a quiet machine)
 MAX_ANCHOR_REPEATS = 2
@@ -207,5 +207,14 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             aer_gpu=gpu_field,
             size={"n": N, "layers": LAYERS, "batch": BATCH},
             numpy=np.__version__,
+            # Aer statevector in complex128: the forward rows plus every shifted row
+            floor_bytes=floor_bytes(
+                build_circuit(N, LAYERS),
+                "statevector",
+                BATCH,
+                torch.complex128,
+                backward=False,
+                runs=1 + (N + LAYERS * N * 2) * 2,
+            ),
         )
     }

@@ -276,6 +276,54 @@ def fmt_s(x: float | None) -> str:
     return f"{x * 1e6:.0f} us"
 
 
+def copy_bandwidth(nbytes: int = 256 << 20, repeats: int = 5, device: Any = "cpu") -> float:
+    """This machine's copy bandwidth in bytes/s: ``2 * nbytes / t`` for the fastest of
+    ``repeats`` copies of an ``nbytes`` tensor into a preallocated one (read + write).
+
+    The reference for the ``× floor`` column: a step cannot be faster than moving its
+    bytes once at this rate.
+    """
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch: page faults are not bandwidth
+    best = min(time_once(lambda: dst.copy_(src)) for _ in range(repeats))
+    return 2 * nbytes / best
+
+
+def floor_bytes(
+    circuit: Any, mode: str, batch: int, dtype: torch.dtype, *, backward: bool, runs: int = 1
+) -> int:
+    """Bytes a simulation step must move at least: state bytes × transfers × ``runs``.
+
+    Every step of the circuit's execution plan (a fused layer of single-wire gates, a
+    permutation layer, a multi-wire gate, a channel) must read and write the whole state
+    once (2 transfers), and the read-out reads it once; a backward pass reads each
+    step's saved input and incoming gradient and writes its outgoing gradient (3 more
+    per step, 1 more for the read-out). ``mode`` is ``"statevector"`` (also a factored
+    density matrix of rank 1) or ``"density_matrix"`` (dense ``D × D``).
+    """
+    from qsem.simulators import state_bytes
+    from qsem.simulators.plan import compile_plan
+
+    steps = len(compile_plan(circuit, mode).steps)
+    transfers = 2 * steps + 1 + ((3 * steps + 1) if backward else 0)
+    return state_bytes(circuit.dims, mode, batch, dtype) * transfers * runs
+
+
+def add_floor(rows: Mapping[str, dict[str, Any]], bandwidth: float) -> None:
+    """Give every row with ``floor_bytes`` its ``floor_s`` and ``x_floor = qsem_s / floor_s``
+    (``x_floor_min`` from the fastest repeat)."""
+    for r in rows.values():
+        fb = r.get("floor_bytes")
+        if not fb:
+            continue
+        r["copy_bandwidth"] = bandwidth
+        r["floor_s"] = fb / bandwidth
+        r["x_floor"] = r["qsem_s"] / r["floor_s"]
+        tmin = r.get("qsem_timing", {}).get("min")
+        r["x_floor_min"] = tmin / r["floor_s"] if tmin else None
+
+
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -35,7 +35,7 @@ from .harness import Config, check_close, measure, row
 
 NAME = "hybrid_qubit"
 #: (n wires, L layers, B batch, target ratio)
-SIZES: list[tuple[int, int, int, str | None]] = [(6, 3, 64, None), (10, 4, 128, ">= 8")]
+SIZES: list[tuple[int, int, int, str | None]] = [(6, 3, 64, None), (10, 4, 128, ">= 15")]
 LR = 0.01
 ATOL = 1e-4
 
@@ -148,5 +148,8 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             qsem_c128_timing=st["qsem_c128"].as_dict(),
             agreement={"loss": float(la), "max_abs_dloss": dev_loss, "max_abs_dgrad": dev_grad},
             size={"n": n, "layers": layers, "batch": batch},
+            floor_bytes=harness.floor_bytes(
+                build_circuit(n, layers), "statevector", batch, torch.complex64, backward=True
+            ),
         )
     return rows

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "similarity", "bridge_aer")
+WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "dense_dm", "similarity", "bridge_aer")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -49,6 +49,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         "anchor median [IQR]",
         "ratio",
         "ratio(min)",
+        "x floor",
         "target",
         "met",
     ]
@@ -68,7 +69,19 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
         lo_hi = r.get("ratio_range")
         rmin = _fmt_ratio(r.get("ratio_min")) if lo_hi is None else f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}"
-        lines.append([name, q, anchor, a, _fmt_ratio(r["ratio"]), rmin, r["target"] or "-", met])
+        lines.append(
+            [
+                name,
+                q,
+                anchor,
+                a,
+                _fmt_ratio(r["ratio"]),
+                rmin,
+                fmt_floor(r),
+                r["target"] or "-",
+                met,
+            ]
+        )
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     out = [
         "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
@@ -76,6 +89,14 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     ]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     return "\n".join(out)
+
+
+def fmt_floor(r: dict[str, Any]) -> str:
+    """``× floor`` of a row: qsem's median time over the time to move its bytes once."""
+    x = r.get("x_floor")
+    if x is None:
+        return "-"
+    return f"{x:.3g}x" if x < 1000 else f"{x:.2g}x"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -90,11 +111,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{why}, Python "
         f"{m['python']}, torch {m['torch']}, PennyLane {m['pennylane']}, Qiskit {m['qiskit']}; "
         f"1/5/15-min load average {m['load_average_start']} at the start, "
-        f"{m.get('load_average_end')} at the end.",
+        f"{m.get('load_average_end')} at the end; copy bandwidth "
+        f"{(m.get('copy_bandwidth') or 0) / 1e9:.1f} GB/s (read + write).",
         "",
         "| row | qsem median (min, IQR) | anchor | anchor median (min, IQR) "
-        "| ratio | ratio(min) | target | met |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ratio | ratio(min) | × floor | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["workloads"].items():
         qt = r["qsem_timing"]
@@ -113,7 +135,7 @@ def markdown(results: dict[str, Any]) -> str:
         anchor = r["anchor"].split(" (")[0]
         out.append(
             f"| `{name}` | {q} | {anchor} | {a} | {_fmt_ratio(r['ratio'])} | {rmin} "
-            f"| {target} | {met} |"
+            f"| {fmt_floor(r)} | {target} | {met} |"
         )
     return "\n".join(out)
 
@@ -180,13 +202,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.harness import AgreementError, Config, load_average, machine_info
+    from benchmarks.harness import (
+        AgreementError,
+        Config,
+        add_floor,
+        copy_bandwidth,
+        load_average,
+        machine_info,
+    )
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*requires_grad.*")
     torch.set_num_threads(threads)
     machine = machine_info(torch.get_num_threads())
     machine["torch_threads_choice"] = why
+    machine["copy_bandwidth"] = copy_bandwidth()
     cfg = Config.make(
         quick=args.quick, threads=threads, seed=args.seed, log=lambda s: print(s, flush=True)
     )
@@ -200,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"qsem benchmarks on {machine['cpu']} ({machine['cores']} cores), torch threads "
-        f"{machine['torch_threads']} ({why}), load average {machine['load_average_start']}",
+        f"{machine['torch_threads']} ({why}), load average {machine['load_average_start']}, "
+        f"copy bandwidth {machine['copy_bandwidth'] / 1e9:.1f} GB/s",
         flush=True,
     )
 
@@ -220,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in new.values():
             r["measured_at"] = stamp
             r["quick"] = args.quick
+        add_floor(new, machine["copy_bandwidth"])
         rows.update(new)
         print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
     machine["load_average_end"] = load_average()
@@ -242,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     start, end = machine["load_average_start"], machine["load_average_end"]
-    print(f"\nload average (1, 5, 15 min) at start {start}, at end {end}")
+    bw = machine["copy_bandwidth"] / 1e9
+    print(
+        f"\nx floor: qsem median / (bytes the step must move / {bw:.1f} GB/s copy bandwidth "
+        "measured in this run)"
+    )
+    print(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     print(f"results written to {args.out}")
     if failed:
         print(f"qsem and the anchor disagree in: {', '.join(failed)}", file=sys.stderr)

@@ -43,9 +43,9 @@ import torch
 
 from qsem.circuits import CNOT, RY, RZ, Circuit, Parameter
 from qsem.simulators import TorchSimulator
-from qsem.simulators.similarity import overlap, swap_test_circuits
+from qsem.simulators.similarity import _swap_circuit, overlap, swap_test_circuits
 
-from .harness import AgreementError, Config, check_close, measure, row
+from .harness import AgreementError, Config, check_close, floor_bytes, measure, row
 
 NAME = "similarity"
 N_QUBITS, PAIRS, SHOTS = 4, 256, 4096
@@ -187,6 +187,46 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     }
     st = measure(units, reps, warm, cfg.log)
     anchor_name = f"qiskit-ml ComputeUncompute (Aer SamplerV2, {SHOTS} shots)"
+    # Equal error: the SWAP test's standard error is larger than ComputeUncompute's at
+    # equal shots, so give it the shots that make its mean standard error over these pairs
+    # equal to ComputeUncompute's at SHOTS (from the exact values: not tuned to a draw),
+    # then measure the error it reaches and the time it takes, against the same anchor.
+    shots_eq = math.ceil(SHOTS * float(se_swap.mean() / se_cu.mean()) ** 2)
+
+    def eq_default() -> Any:  # qsem's default estimator: Aer draws the shots
+        return swap_test_circuits(
+            prep_a, prep_b, backend=aer, values=values, names=names_a + names_b,
+            shots=shots_eq, seed=cfg.seed + 1,
+        )  # fmt: skip
+
+    def eq_sampled() -> Any:
+        return swap_test_circuits(
+            prep_a, prep_b, backend=aer, values=values, names=names_a + names_b,
+            shots=shots_eq, seed=cfg.seed + 1, sampling="exact",
+        )  # fmt: skip
+
+    mae["qsem_aer_swap_equal_error"] = float((eq_default().estimate - exact).abs().mean())
+    mae["qsem_aer_swap_sampled_equal_error"] = float((eq_sampled().estimate - exact).abs().mean())
+    cfg.log(
+        f"    equal error: {shots_eq} SWAP-test shots per pair; MAE default "
+        f"{mae['qsem_aer_swap_equal_error']:.4f}, sampled "
+        f"{mae['qsem_aer_swap_sampled_equal_error']:.4f}, ComputeUncompute "
+        f"{mae['anchor_compute_uncompute']:.4f}"
+    )
+    st_eq = measure(
+        {"eq_default": eq_default, "eq_sampled": eq_sampled, "anchor": anchor},
+        {"eq_default": 1, "eq_sampled": cfg.anchor_repeats, "anchor": min(2, cfg.anchor_repeats)},
+        {"eq_default": 0, "eq_sampled": 0, "anchor": 0},  # the MAE calls were the warm-ups
+        cfg.log,
+    )
+
+    # floors: the exact row runs the 4-qubit ansatz on both registers (complex128); the
+    # SWAP-test rows run the 9-qubit SWAP-test circuit on Aer (complex128) for every pair
+    floor_exact = floor_bytes(circ, "statevector", PAIRS, torch.complex128, backward=False, runs=2)
+    floor_swap = floor_bytes(
+        _swap_circuit(prep_a, prep_b, False), "statevector", PAIRS, torch.complex128,
+        backward=False,
+    )  # fmt: skip
     common = {
         "mae": mae,
         "swap_wilson95_coverage": coverage,
@@ -199,6 +239,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=">= 300",
+            floor_bytes=floor_exact,
             notes=(
                 f"{PAIRS} pairs of {N_QUBITS}-qubit states (RY,RZ per wire + CNOT chain): qsem "
                 "torch engine complex128, batched run per register + overlap (exact; MAE "
@@ -212,6 +253,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=">= 2",
+            floor_bytes=floor_swap,
             notes=(
                 f"qsem SWAP test (9 qubits) on AerBackend, {PAIRS} pairs in one job, {SHOTS} "
                 f"shots: MAE {mae['qsem_aer_swap']:.4f} (SE sqrt(1-F²)/64) vs ComputeUncompute "
@@ -223,11 +265,39 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
             ),
             **common,
         ),
+        f"{NAME}[equal_error]": row(
+            qsem=st_eq["eq_default"],
+            anchor=anchor_name,
+            anchor_stats=st_eq["anchor"],
+            target=">= 5",
+            floor_bytes=floor_swap,
+            notes=(
+                f"at equal error: qsem's SWAP test with its default estimator (Aer draws the "
+                f"shots) at {shots_eq} shots per pair — the shots at which its mean standard "
+                f"error over these {PAIRS} pairs equals ComputeUncompute's at {SHOTS} (computed "
+                "from the exact values) — reaches MAE "
+                f"{mae['qsem_aer_swap_equal_error']:.4f} against ComputeUncompute's "
+                f"{mae['anchor_compute_uncompute']:.4f}; one timed call (the MAE call was its "
+                "warm-up). With sampling='exact' (Aer computes the exact ancilla probabilities, "
+                f"qsem draws the {shots_eq} shots): MAE "
+                f"{mae['qsem_aer_swap_sampled_equal_error']:.4f} in "
+                f"{st_eq['eq_sampled'].median * 1e3:.1f} ms, "
+                f"{st_eq['anchor'].median / st_eq['eq_sampled'].median:.0f}x the anchor's speed "
+                "(not the default estimator, so not the row's ratio)."
+            ),
+            shots_equal_error=shots_eq,
+            equal_error_sampled={
+                "ratio": st_eq["anchor"].median / st_eq["eq_sampled"].median,
+                "qsem_timing": st_eq["eq_sampled"].as_dict(),
+            },
+            **common,
+        ),
         f"{NAME}[aer_swap_sampled]": row(
             qsem=st["qsem_aer_swap_sampled"],
             anchor=anchor_name,
             anchor_stats=st["anchor"],
             target=None,
+            floor_bytes=floor_swap,
             notes=(
                 "informative: the same SWAP test, Aer computes the exact ancilla probability of "
                 "all 256 pairs in one job (save_probabilities) and qsem draws the 4096 shots per "

@@ -25,6 +25,7 @@ from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.parameters import Parameter, check_param
 
+from .kernels import Workspace
 from .memory import check_fits
 from .plan import Context, Plan, compile_plan
 from .state import Mode, State, check_dtype, check_mode, initial_state
@@ -251,6 +252,8 @@ class TorchSimulator:
         if isinstance(initial_state, torch.Tensor):
             tensors.append(initial_state)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        if not needs_grad:
+            ctx.work = Workspace()
         x = run_plan(plan, x, ctx, allow_chunks=not needs_grad and not factored)
         batched = out_batch is not None
         if ctx.mode == "factored":

@@ -64,6 +64,79 @@ def apply_matrix(
     return y.permute(0, *[i + 1 for i in inverse]).reshape(b, -1)
 
 
+class Workspace:
+    """Reusable output buffers for steps that need no gradient (no allocation per step).
+
+    Two scratch tensors per ``(numel, dtype, device)``: a step writes into the one that
+    does not hold its input, so consecutive steps ping-pong between them. A fresh
+    large tensor costs a page fault per 4 KiB on first touch — about as much as a pass
+    over it — so the hot loop of a large no-grad simulation allocates nothing.
+
+    >>> w = Workspace(); a = torch.zeros(4); b = w.out(a, (2, 2)); b.shape
+    torch.Size([2, 2])
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[int, torch.dtype, str], list[torch.Tensor]] = {}
+
+    def out(self, avoid: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """A buffer of ``shape`` (``avoid``'s dtype and device) not sharing ``avoid``'s memory."""
+        numel = math.prod(shape)
+        key = (numel, avoid.dtype, str(avoid.device))
+        pool = self._bufs.setdefault(key, [])
+        held = avoid.untyped_storage().data_ptr()
+        for buf in pool:
+            if buf.untyped_storage().data_ptr() != held:
+                return buf.view(*shape)
+        buf = torch.empty(numel, dtype=avoid.dtype, device=avoid.device)
+        pool.append(buf)
+        return buf.view(*shape)
+
+
+def apply_kron_chain(
+    x: torch.Tensor,
+    segments: Sequence[tuple[int, torch.Tensor | None]],
+    work: Workspace | None = None,
+) -> torch.Tensor:
+    """Apply ``M_1 ⊗ M_2 ⊗ ... ⊗ M_k`` to ``x`` ``(B, N)`` whose axes split as ``d_1 ... d_k``.
+
+    ``segments`` lists ``(d_j, M_j)`` in axis order covering every axis
+    (``prod d_j = N``); ``M_j`` is ``(d_j, d_j)`` or ``(B|1, d_j, d_j)``, ``None`` for the
+    identity. Each segment is one GEMM that contracts the *leading* axis and writes it
+    last: ``y[b, r, i] = Σ_a x[b, a, r] M[i, a]`` — after all ``k`` segments the axes are
+    back in order, and no step ever copies a transposed operand (the transposed read is
+    the GEMM's own operand layout). Cost: ``k`` passes over the state, ``Σ d_j`` complex
+    multiply-adds per amplitude. A density matrix is the chain over ``dims + dims`` with
+    ``U``'s blocks on the rows and ``conj(U)``'s on the columns: ``U ρ U^†``.
+
+    >>> x = torch.arange(4.0).reshape(1, 4).to(torch.complex64)
+    >>> sx = torch.tensor([[0, 1], [1, 0]], dtype=torch.complex64)
+    >>> apply_kron_chain(x, [(2, sx), (2, None)]).real
+    tensor([[2., 3., 0., 1.]])
+    """
+    b, n = x.shape
+    use_out = work is not None and not (
+        torch.is_grad_enabled()
+        and (x.requires_grad or any(m is not None and m.requires_grad for _, m in segments))
+    )
+    for dk, mat in segments:
+        src = x.reshape(b, dk, n // dk).transpose(1, 2)  # (B, rest, dk), a view
+        out = work.out(x, (b, n // dk, dk)) if use_out and work is not None else None
+        if mat is None:
+            y = src.contiguous() if out is None else out.copy_(src)
+        else:
+            mt = mat.transpose(-1, -2)
+            if b == 1 and (mt.dim() == 2 or mt.shape[0] == 1):
+                m2 = mt if mt.dim() == 2 else mt[0]
+                y = (src[0] @ m2 if out is None else torch.mm(src[0], m2, out=out[0]))[None]
+                y = y if out is None else out
+            else:
+                mb = mt.expand(b, dk, dk) if mt.dim() == 2 or mt.shape[0] == 1 else mt
+                y = torch.bmm(src, mb) if out is None else torch.bmm(src, mb, out=out)
+        x = y.reshape(b, n)
+    return x
+
+
 class _Gather(torch.autograd.Function):
     """``x.index_select(dim, index)`` whose backward is the inverse gather (no scatter)."""
 

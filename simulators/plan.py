@@ -54,6 +54,8 @@ class Context:
     #: ``(B * rank,)`` (``None``: all 1).
     rank: int = 1
     weights: torch.Tensor | None = None
+    #: Output buffers reused from step to step (set when nothing needs a gradient).
+    work: kernels.Workspace | None = None
 
     @property
     def vector_like(self) -> bool:
@@ -227,14 +229,37 @@ class FusedStep(Step):
             mats = self._class_matrices(cls, ctx)
             for pos, w in enumerate(cls.wires):
                 per_wire[w] = mats[..., pos, :, :]
-        for block in self.blocks:
+        # Every wire in order: a block's Kronecker product, or an identity run (gap).
+        rows: list[tuple[int, torch.Tensor | None]] = []
+        start = {block[0]: block for block in self.blocks}
+        w = 0
+        n = len(ctx.dims)
+        while w < n:
+            block = start.get(w)
+            if block is None:
+                if rows and rows[-1][1] is None:
+                    rows[-1] = (rows[-1][0] * ctx.dims[w], None)
+                else:
+                    rows.append((ctx.dims[w], None))
+                w += 1
+                continue
             factors = [
-                per_wire[w] if w in per_wire
-                else torch.eye(ctx.dims[w], dtype=ctx.dtype, device=ctx.device)
-                for w in block
+                per_wire[v] if v in per_wire
+                else torch.eye(ctx.dims[v], dtype=ctx.dtype, device=ctx.device)
+                for v in block
             ]  # fmt: skip
-            x = ctx.apply_unitary(x, kernels.kron(factors), block)
-        return x
+            rows.append((math.prod(ctx.dims[v] for v in block), kernels.kron(factors)))
+            w = block[-1] + 1
+        if any(m is None for _, m in rows):
+            # a sparse layer: each block on its own wires (no pass over untouched wires)
+            for block, m in zip(self.blocks, [m for _, m in rows if m is not None], strict=True):
+                x = ctx.apply_unitary(x, m, block)
+            return x
+        if ctx.vector_like:
+            segments = [(dk, None if m is None else ctx.per_component(m)) for dk, m in rows]
+        else:  # U ρ U^†: U's blocks on the row axes, conj(U)'s on the column axes
+            segments = rows + [(dk, None if m is None else m.conj()) for dk, m in rows]
+        return kernels.apply_kron_chain(x, segments, ctx.work)
 
 
 def _fused_step(
@@ -275,6 +300,11 @@ def _fused_step(
     return FusedStep(blocks, classes)
 
 
+#: A density-matrix permutation gathers its ``D * D`` entries through one flat index
+#: (int32, 4 bytes an entry) up to this many entries; beyond it, rows then columns.
+FLAT_DM_PERM_LIMIT = 1 << 24
+
+
 @dataclass
 class PermutationStep(Step):
     """A composed basis permutation over the whole register: one gather."""
@@ -289,11 +319,34 @@ class PermutationStep(Step):
             self._cache[key] = (src, torch.argsort(src))
         return self._cache[key]
 
+    def flat_index(self, device: Any, inverse: bool = False) -> torch.Tensor:
+        """``P ρ P^T`` (or its inverse) as one gather over the flat ``D * D`` entries.
+
+        int32 indices, built in int32 (no int64 temporary); the inverse only when a
+        gradient needs it.
+        """
+        key = f"dm{'-inv' if inverse else ''}:{device}"
+        if key not in self._cache:
+            src, inv = self.indices(device)
+            s = (inv if inverse else src).to(torch.int32)
+            d = len(self.src)
+            self._cache[key] = ((s[:, None] * d + s[None, :]).reshape(-1), s)
+        return self._cache[key][0]
+
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        src, inv = self.indices(ctx.device)
+        grad = torch.is_grad_enabled() and x.requires_grad
         if ctx.vector_like:
+            src, inv = self.indices(ctx.device)
+            if ctx.work is not None and not grad:
+                return torch.index_select(x, 1, src, out=ctx.work.out(x, x.shape))
             return kernels.gather(x, src, inv, 1)
         d = len(self.src)
+        if d * d <= FLAT_DM_PERM_LIMIT:
+            flat = self.flat_index(ctx.device)
+            if ctx.work is not None and not grad:
+                return torch.index_select(x, 1, flat, out=ctx.work.out(x, x.shape))
+            return kernels.gather(x, flat, self.flat_index(ctx.device, inverse=True), 1)
+        src, inv = self.indices(ctx.device)
         rho = x.reshape(-1, d, d)
         rho = kernels.gather(kernels.gather(rho, src, inv, 1), src, inv, 2)
         return rho.reshape(rho.shape[0], -1)
@@ -417,7 +470,12 @@ def compile_plan(
     def flush_perm() -> None:
         nonlocal perm
         if perm is not None:
-            steps.append(PermutationStep(perm))
+            # the same permutation twice (a repeated entangling ring) shares one step,
+            # so its cached indices exist once
+            same = [
+                s for s in steps if isinstance(s, PermutationStep) and np.array_equal(s.src, perm)
+            ]
+            steps.append(same[0] if same else PermutationStep(perm))
             perm = None
 
     for i, op in enumerate(ops):
