@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,8 +38,8 @@ import torch
 from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.checkpoint import get_rng_state, set_rng_state
 from qsem.runner.info import torch_threads
+from qsem.runner.nested import NestedContext
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 from .qutrit_vs_classical import paired_tests
@@ -76,59 +76,8 @@ class SelfDistillConfig(KleeneConfig):
                 raise ConfigError(f"config key '{key}': must be >= {low}, got {getattr(self, key)}")
 
 
-class _ArmContext(RunContext):
-    """The run's context seen by one (seed, arm) training: tags, nested checkpoints.
-
-    ``restore`` returns the arm's state if the run's checkpoint was taken inside
-    this arm; ``checkpoint`` stores ``{"done": finished arms, "current": this
-    arm's state}`` in the run's checkpoint; ``log`` adds ``seed`` and ``arm``.
-    """
-
-    def __init__(
-        self,
-        parent: RunContext,
-        key: str,
-        tags: Mapping[str, Any],
-        current: Mapping[str, Any] | None,
-        done: list[dict[str, Any]],
-        offset: int,
-    ) -> None:
-        super().__init__(
-            experiment=parent.experiment, out_dir=parent.out_dir, config=parent._config,
-            seed=parent.seed, metrics=parent.metrics, checkpoint_every=parent.checkpoint_every,
-            quiet=parent.quiet,
-        )  # fmt: skip
-        self.parent, self.key, self.tags = parent, key, dict(tags)
-        self._current = current if current is not None and current["key"] == key else None
-        self.done, self.offset = done, offset
-
-    def restore(self) -> dict[str, Any] | None:
-        if self._current is None:
-            return None
-        set_rng_state(self._current["rng"])
-        state: dict[str, Any] = self._current["state"]
-        return state
-
-    def checkpoint(
-        self,
-        step: int,
-        state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-        *,
-        force: bool = False,
-    ) -> bool:
-        def wrapped() -> dict[str, Any]:
-            inner = state() if callable(state) else state
-            current = {"key": self.key, "state": dict(inner), "rng": get_rng_state()}
-            return {"done": self.done, "current": current}
-
-        return self.parent.checkpoint(self.offset + step, wrapped, force=force)
-
-    def log(self, step: int, **values: Any) -> None:
-        self.parent.log(step, **self.tags, **values)
-
-
 def train_arm(
-    cfg: SelfDistillConfig, seed: int, arm: str, ctx: _ArmContext, data: Any
+    cfg: SelfDistillConfig, seed: int, arm: str, ctx: NestedContext, data: Any
 ) -> dict[str, Any]:
     """Train one (seed, arm); its test accuracy, events and slices."""
     train, test = data
@@ -294,7 +243,7 @@ def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
         if (seed, arm) in finished:
             continue
         data = make_data(replace(cfg, seed=seed))
-        sub = _ArmContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
+        sub = NestedContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
                           offset=i * cfg.epochs)  # fmt: skip
         result = train_arm(cfg, seed, arm, sub, data)
         done.append(result)
