@@ -26,7 +26,7 @@ TINY = [
     "heads.n_seeds=2", "heads.epochs=20", "heads.kleene_train_kbs=4", "heads.kleene_test_kbs=2",
 ]  # fmt: skip
 #: wall-clock keys differ between two runs of the same config
-TIMING = {"train_seconds", "wall_seconds", "epoch_seconds", "seconds", "step_ms"}
+TIMING = {"train_seconds", "wall_seconds", "epoch_seconds", "seconds", "cpu_seconds", "step_ms"}
 
 
 def _strip(x: Any) -> Any:
@@ -95,7 +95,7 @@ def test_emergence_agreement_matches_a_hand_count() -> None:
         "events": {"frobenius": {"0": [20, 80], "1": [30]}, "quantum": {"0": [20, 90, 200],
                                                                         "1": []}},
     }  # fmt: skip
-    rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10)}
+    rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
     assert rows["quantum"]["events"] == 3
     assert rows["quantum"]["frobenius_found"] == pytest.approx(2 / 3)
     assert rows["quantum"]["near_frobenius"] == pytest.approx(2 / 3)
@@ -103,8 +103,12 @@ def test_emergence_agreement_matches_a_hand_count() -> None:
     assert rows["frobenius"]["frobenius_found"] == rows["frobenius"]["near_frobenius"] == 1.0
     # two probes away is outside the window
     distill["events"]["quantum"] = {"0": [40], "1": []}
-    rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10)}
+    rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
     assert rows["quantum"]["frobenius_found"] == 0.0
+    # the Aer detector is scored on the seeds it ran on only
+    distill["events"]["quantum_aer"] = {"0": [20, 80], "1": []}
+    rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
+    assert rows["quantum_aer"]["seeds"] == 1 and rows["quantum_aer"]["frobenius_found"] == 1.0
 
 
 @pytest.mark.parametrize(

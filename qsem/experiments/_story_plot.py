@@ -27,7 +27,9 @@ def _paired(ax: Any, sd: dict[str, Any]) -> None:
            title=f"a. self-distillation (paired t-test p = {ptxt})")  # fmt: skip
 
 
-def _events(ax: Any, records: list[dict[str, Any]], sd: dict[str, Any]) -> None:
+def _events(
+    ax: Any, records: list[dict[str, Any]], sd: dict[str, Any], thresholds: tuple[float, float]
+) -> None:
     """b: Δφ and the quantum distance of the first seed's self-distillation run, with events."""
     seed = sd["seeds"][0]
     mine = [r for r in records if r.get("seed") == seed and r.get("arm") == "distill"]
@@ -43,6 +45,9 @@ def _events(ax: Any, records: list[dict[str, Any]], sd: dict[str, Any]) -> None:
         pts = [(r["step"], r[key]) for r in probes if r.get(key) is not None]
         if pts:
             twin.plot(*zip(*pts, strict=True), color="#1b9e77", lw=1, ls=ls, label=label)
+    ax.axhline(thresholds[0], color="#d95f02", lw=0.8, ls="--", label="θ of the Δφ detector")
+    twin.axhline(thresholds[1], color="#1b9e77", lw=0.8, ls="--",
+                 label="θ of the quantum detector")  # fmt: skip
     twin.set_yscale("symlog", linthresh=1e-4)
     twin.set_ylabel("quantum distance")
     theta = sd["events"]
@@ -83,18 +88,19 @@ def plot_story(
     sd: dict[str, Any],
     records: list[dict[str, Any]],
     heads: dict[str, Any],
+    thresholds: tuple[float, float],
 ) -> Any:
     """The overview: a (paired accuracies), b (Δφ, quantum distance, events), c (heads).
 
     ``sd``: stage a's results; ``records``: stage a's metric records; ``heads``:
-    stage c's results.
+    stage c's results; ``thresholds``: θ of the Frobenius and of the quantum detector.
     """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(15, 4.8))
     grid = fig.add_gridspec(1, 4, width_ratios=[0.8, 2, 0.05, 0.9])
     _paired(fig.add_subplot(grid[0, 0]), sd)
-    _events(fig.add_subplot(grid[0, 1]), records, sd)
+    _events(fig.add_subplot(grid[0, 1]), records, sd, thresholds)
     _heads(fig.add_subplot(grid[0, 3]), heads)
     fig.suptitle("qsem run story: the hybrid φ → Ω model on three-valued Kleene queries",
                  fontsize=11)  # fmt: skip

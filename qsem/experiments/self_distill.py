@@ -21,21 +21,25 @@ seed and arm, the paired Wilcoxon signed-rank and t-test p-values on accuracy
 and on the test NLL, the events
 of every detector, the slices), ``metrics.jsonl`` (epoch records, every probe,
 every event; tagged by ``seed`` and ``arm``), ``emergence.png`` and
-``snapshots/seed-S/step-N.pt`` at each appended slice. Checkpoints after every
+``snapshots/seed-S/step-N.pt`` at each appended slice (with ``save_models``
+also ``models/seed-S-ARM.pt``, each trained model). Checkpoints after every
 epoch of every (seed, arm); ``--resume`` continues where it stopped.
 """
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
+from qsem.io import atomic_write_bytes
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.info import torch_threads
@@ -44,7 +48,10 @@ from qsem.runner.nested import NestedContext
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 from .qutrit_vs_classical import paired_tests
 
-__all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run", "shot_agreement"]
+__all__ = [
+    "EXPERIMENT", "SelfDistillConfig", "load_model", "model_file", "plot_emergence", "run",
+    "shot_agreement",
+]  # fmt: skip
 
 ARMS = ("hard", "distill")
 
@@ -67,6 +74,8 @@ class SelfDistillConfig(KleeneConfig):
     probe_size: int = 64
     #: seeds (the first ones) whose shot estimates also run on Aer (detector quantum_aer)
     aer_seeds: int = 1
+    #: write models/seed-S-ARM.pt (slice count and state_dict of each trained model)
+    save_models: bool = False
     distill: DistillConfig = field(default_factory=_default_distill)
 
     def __post_init__(self) -> None:
@@ -74,6 +83,22 @@ class SelfDistillConfig(KleeneConfig):
         for key, low in (("n_seeds", 1), ("probe_size", 1), ("aer_seeds", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f"config key '{key}': must be >= {low}, got {getattr(self, key)}")
+
+
+def model_file(seed: int, arm: str) -> str:
+    """Where ``save_models`` puts the model of (``seed``, ``arm``), inside the run directory."""
+    return f"models/seed-{seed}-{arm}.pt"
+
+
+def load_model(path: str | Path, cfg: SelfDistillConfig) -> SemanticModel:
+    """A model written by ``save_models`` (its slices grown to the stored count).
+
+    >>> model = load_model(run_dir / model_file(0, "distill"), cfg)  # doctest: +SKIP
+    """
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    model = SemanticModel(model_config(cfg, n_slices=int(stored["slices"])))
+    model.load_state_dict(stored["model"])
+    return model
 
 
 def train_arm(
@@ -97,6 +122,12 @@ def train_arm(
         )  # fmt: skip
     tick = time.perf_counter()
     seconds, steps = fit(scfg, model, train, test, ctx, loop=loop)
+    if cfg.save_models:
+        buf = io.BytesIO()
+        torch.save({"slices": model.emergence.n_slices, "model": model.state_dict()}, buf)
+        target = ctx.path(model_file(seed, arm))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, buf.getvalue())
     ev = evaluate(model, test)
     out: dict[str, Any] = {
         "seed": seed, "arm": arm, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],

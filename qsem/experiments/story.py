@@ -59,7 +59,7 @@ QUANTUM = ("quantum", "quantum_shots", "quantum_aer")
 
 
 def _distill_defaults() -> SelfDistillConfig:
-    return SelfDistillConfig(n_seeds=3)
+    return SelfDistillConfig(n_seeds=3, save_models=True)
 
 
 def _heads_defaults() -> QvCConfig:
@@ -115,35 +115,42 @@ STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], dict[str, Any]]], .
 )
 
 
-def emergence_agreement(distill: dict[str, Any], probe_every: int) -> list[dict[str, Any]]:
+def emergence_agreement(
+    distill: dict[str, Any], probe_every: int, aer_seeds: int
+) -> list[dict[str, Any]]:
     """Per detector: its events, and how they line up with the Frobenius (Δφ) detector's.
 
     With the Frobenius events of each seed as reference and a window of one probe
     either side, :func:`qsem.emergence.score_events` matches events one to one;
-    the matched pairs, pooled over seeds, give ``frobenius_found`` (pairs /
-    Frobenius events) and ``near_frobenius`` (pairs / this detector's events),
-    ``None`` when the denominator is 0.
+    the matched pairs, pooled over the seeds the detector ran on (``quantum_aer``:
+    the first ``aer_seeds``), give ``frobenius_found`` (pairs / Frobenius events)
+    and ``near_frobenius`` (pairs / this detector's events), ``None`` when the
+    denominator is 0.
     """
     steps = {str(r["seed"]): r["optimizer_steps"] for r in distill["per_run"]
              if r["arm"] == "distill"}  # fmt: skip
     reference = distill["events"]["frobenius"]
     rows = []
     for name, per_seed in distill["events"].items():
+        seeds = sorted(per_seed, key=int)
+        if name == "quantum_aer":
+            seeds = seeds[:aer_seeds]
         pairs = n_ref = n_ev = 0
-        for seed, events in per_seed.items():
-            ref = reference[seed]
+        for seed in seeds:
+            events, ref = per_seed[seed], reference[seed]
             n_ref, n_ev = n_ref + len(ref), n_ev + len(events)
             if ref and events:
                 s = score_events(events, ref, max(steps[seed], 1), max_lag=probe_every,
                                  before=probe_every)  # fmt: skip
                 pairs += round(s["recall"] * len(ref))
-        first = min(per_seed, key=int)
         rows.append({
             "detector": name,
+            "seeds": len(seeds),
             "events": n_ev,
             "frobenius_found": pairs / n_ref if n_ref else None,
             "near_frobenius": pairs / n_ev if n_ev else None,
-            f"steps_seed_{first}": " ".join(str(x) for x in per_seed[first]) or "none",
+            f"steps_seed_{seeds[0] if seeds else 0}":
+                " ".join(str(x) for x in per_seed[seeds[0]]) if seeds else "",
         })  # fmt: skip
     return rows
 
@@ -173,14 +180,14 @@ def _pm(s: dict[str, Any]) -> str:
 def distill_line(r: dict[str, Any], cfg: SelfDistillConfig) -> str:
     """Stage a's headline: accuracies of both arms, the paired difference and its verdict."""
     acc, paired = r["accuracy"], r["paired"]
-    lab = next(x for x in r["per_run"] if x["arm"] == "distill")
+    added = ", ".join(str(len(v)) for v in r["slices_appended"].values())
     n = len(r["seeds"])
     verdict = _verdict(paired, "a significant gain", "significantly worse")
     return (
         f"a. self-distillation at {cfg.label_fraction:.0%} labels, {n} seeds: test accuracy "
         f"{_pm(acc['distill'])} vs {_pm(acc['hard'])} with hard labels alone "
         f"(Δ {paired['mean_diff']:+.3f}, t-test p = {_p(paired['ttest_p'])}, Wilcoxon p = "
-        f"{_p(paired['wilcoxon_p'])}): {verdict}; {lab['slices']} slices in seed {lab['seed']}"
+        f"{_p(paired['wilcoxon_p'])}): {verdict}; slices appended per seed: {added}"
     )
 
 
@@ -257,21 +264,29 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
             continue
         ctx.echo(f"story: stage {name} ({i + 1} of {len(STAGES)})")
         sub = NestedContext(ctx, name, {"stage": name}, current, done, offset=i * STAGE_SPAN)
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         result = stage(cfg, sub)
-        done[name] = {"results": result, "seconds": round(time.perf_counter() - tick, 1)}
+        done[name] = {"results": result, "seconds": round(time.perf_counter() - tick, 1),
+                      "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
         ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True)
     sd, heads = done["self_distill"]["results"], done["heads"]["results"]
-    events = emergence_agreement(sd, cfg.self_distill.distill.probe_every)
+    events = emergence_agreement(
+        sd, cfg.self_distill.distill.probe_every, cfg.self_distill.aer_seeds
+    )
     summary = [distill_line(sd, cfg.self_distill), emergence_line(events, sd), heads_line(heads)]
     records = [r for r in ctx.records() if r.get("stage") == "self_distill"]
-    ctx.save_figure(plot_story(sd, records, heads), "story.png")
+    dcfg = cfg.self_distill.distill
+    thresholds = (dcfg.theta_frobenius, dcfg.theta_quantum)
+    ctx.save_figure(plot_story(sd, records, heads, thresholds), "story.png")
     return {
         "summary": summary,
         "distill_per_seed": distill_table(sd),
         "emergence_events": events,
         "head_comparison": heads_table(heads),
-        "stage_seconds": [{"stage": n, "seconds": done[n]["seconds"]} for n, _ in STAGES],
+        "stage_seconds": [
+            {"stage": n, "seconds": done[n]["seconds"], "cpu_seconds": done[n]["cpu_seconds"]}
+            for n, _ in STAGES
+        ],
         "stages": {n: done[n]["results"] for n, _ in STAGES},
     }
 
