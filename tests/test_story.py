@@ -5,11 +5,13 @@ run's claims are a slow test."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
 from qsem.experiments.story import STAGES, emergence_agreement
 from qsem.runner import ConfigError, RunContext, run_experiment
@@ -24,12 +26,17 @@ TINY = [
     "self_distill.distill.refractory=2", "self_distill.distill.theta_quantum=0.0",
     "self_distill.distill.shots=200", "self_distill.distill.aer_queries=2",
     "heads.n_seeds=2", "heads.epochs=20", "heads.kleene_train_kbs=4", "heads.kleene_test_kbs=2",
+    "labels_per_user=10", "personal.steps=20", "personal.steps_per_label=1",
+    "personal.probe_size=8", "edge.recovery_steps=5", "edge.latency_queries=20", "edge.hidden=4",
 ]  # fmt: skip
 #: wall-clock keys differ between two runs of the same config
-TIMING = {"train_seconds", "wall_seconds", "epoch_seconds", "seconds", "cpu_seconds", "step_ms"}
+TIMING = {"train_seconds", "wall_seconds", "epoch_seconds", "seconds", "cpu_seconds", "step_ms",
+          "latency_ms"}  # fmt: skip
 
 
 def _strip(x: Any) -> Any:
+    if isinstance(x, str):  # a summary line quoting latencies
+        return re.sub(r"[0-9.]+ vs [0-9.]+ ms", "(latencies)", x)
     if isinstance(x, dict):
         return {k: _strip(v) for k, v in x.items() if k not in TIMING}
     if isinstance(x, list):
@@ -58,7 +65,7 @@ def test_every_stage_writes_sane_outputs(tiny_run) -> None:
     out, res = tiny_run
     assert len(res["summary"]) == len(STAGES) + 1  # stage b is read from stage a's run
     assert all(isinstance(s, str) and s for s in res["summary"])
-    assert [s[:2] for s in res["summary"]] == ["a.", "b.", "c."]
+    assert [s[:2] for s in res["summary"]] == ["a.", "b.", "c.", "d.", "e."]
     assert set(res["stages"]) == {name for name, _ in STAGES}
     # a: both arms per seed, accuracies in [0, 1], the paired test present
     rows = res["distill_per_seed"]
@@ -78,6 +85,26 @@ def test_every_stage_writes_sane_outputs(tiny_run) -> None:
     heads = {r["head"]: r for r in res["head_comparison"]}
     assert set(heads) == {"softmax", "qutrit"}
     assert abs(heads["qutrit"]["parameters"] / heads["softmax"]["parameters"] - 1) < 0.02
+    # d: two users, ten labels each; accuracies in [0, 1]; the store holds both histories
+    users = {r["user"]: r for r in res["personalisation"]}
+    assert set(users) == {"open-world", "closed-world"}
+    assert all(r["labels"] == 10 for r in users.values())
+    for r in users.values():
+        for k in ("accuracy", "base_accuracy", "shared_accuracy"):
+            assert 0.0 <= r[k] <= 1.0
+    with HistoryStore(out / "history.sqlite") as store:
+        assert sorted(store.users()) == ["closed-world", "open-world"]
+        assert len(store.steps("closed-world")) == 10
+    # e: full / narrowed / compressed for the closed-world user; smaller, files on disk
+    edge = {r["model"]: r for r in res["edge_models"]}
+    assert list(edge) == ["full", "narrowed", "compressed"]
+    assert edge["narrowed"]["hidden"] == edge["compressed"]["hidden"] == 4
+    assert edge["compressed"]["slices"] == 1
+    assert edge["compressed"]["parameters"] < edge["narrowed"]["parameters"]
+    assert edge["narrowed"]["parameters"] < edge["full"]["parameters"]
+    assert all(r["latency_ms"] > 0 and 0 <= r["accuracy"] <= 1 for r in edge.values())
+    for name in edge:
+        assert (out / "edge" / f"edge-{name}.pt").stat().st_size == edge[name]["bytes"]
     assert [r["stage"] for r in res["stage_seconds"]] == [n for n, _ in STAGES]
     assert all(r["seconds"] >= 0 for r in res["stage_seconds"])
     for png in ("story.png", "emergence.png", "qutrit_vs_classical.png"):
@@ -115,7 +142,10 @@ def test_emergence_agreement_matches_a_hand_count() -> None:
     ("override", "key"),
     [("self_distill.seed=3", "self_distill.seed"), ("heads.seed=1", "heads.seed"),
      ("self_distill.distill.detectors=frobenius,l1", "self_distill.distill.detectors"),
-     ("bogus=1", "bogus"), ("heads.heads=softmax,cubit", "heads")],
+     ("bogus=1", "bogus"), ("heads.heads=softmax,cubit", "heads"),
+     ("self_distill.save_models=false", "self_distill.save_models"),
+     ("edge_user=both", "edge_user"), ("edge.hidden=64", "edge.hidden"),
+     ("labels_per_user=0", "labels_per_user")],
 )  # fmt: skip
 def test_bad_config_raises_config_error_naming_the_key(
     tmp_path: Path, override: str, key: str
@@ -126,38 +156,43 @@ def test_bad_config_raises_config_error_naming_the_key(
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize(
-    ("stage", "at_step"),
-    [("self_distill", 3), ("heads", 1)],
-    ids=["inside-self-distill", "inside-heads"],
-)
-def test_resume_continues_after_the_last_finished_stage(
-    tmp_path: Path, tiny_run, monkeypatch: pytest.MonkeyPatch, stage: str, at_step: int
-) -> None:
-    """Ctrl-C inside a stage; the resumed run keeps the finished stages (their records
-    are not logged twice) and ends exactly like the uninterrupted run."""
-    ref_out, ref = tiny_run
-    original = RunContext.log
-    calls = {"n": 0}
+def _interrupting(original: Any, stage: str, at_step: int, calls: dict[str, int]) -> Any:
+    """``RunContext.log`` that raises KeyboardInterrupt (Ctrl-C) at ``stage``'s step
+    ``at_step`` (second seed in stage a)."""
 
-    def interrupted_log(self: RunContext, step: int, **values: Any) -> None:
+    def log(self: RunContext, step: int, **values: Any) -> None:
         if values.get("stage") == stage and values.get("seed", 1) == 1 and step >= at_step:
             calls["n"] += 1
             raise KeyboardInterrupt
         original(self, step, **values)
 
+    return log
+
+
+def test_resume_continues_after_the_last_finished_stage(
+    tmp_path: Path, tiny_run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside stage a (second seed), then inside stage d, then inside stage e: each
+    resumed session keeps the finished stages (their records are not logged twice), a
+    stage cut short starts again, and the run ends exactly like the uninterrupted one."""
+    ref_out, ref = tiny_run
+    original = RunContext.log
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", interrupted_log)
-    with pytest.raises(KeyboardInterrupt):
-        _run(out)
-    monkeypatch.setattr(RunContext, "log", original)
-    info = json.loads((out / "run_info.json").read_text())
-    assert info["status"] == "interrupted" and not (out / "results.json").exists()
+    for stage, at_step in (("self_distill", 3), ("personalise", 2), ("edge", 0)):
+        calls = {"n": 0}
+        monkeypatch.setattr(RunContext, "log", _interrupting(original, stage, at_step, calls))
+        with pytest.raises(KeyboardInterrupt):
+            _run(out, resume=out.exists())
+        monkeypatch.setattr(RunContext, "log", original)
+        assert calls["n"] == 1
+        info = json.loads((out / "run_info.json").read_text())
+        assert info["status"] == "interrupted" and not (out / "results.json").exists()
     res = _run(out, resume=True)
-    assert calls["n"] == 1
     assert _strip(res) == _strip(ref)
     assert _lines(out) == _lines(ref_out)
     assert (out / "story.png").read_bytes()[:8] == PNG
+    info = json.loads((out / "run_info.json").read_text())
+    assert [x["status"] for x in info["sessions"]] == ["interrupted"] * 3 + ["completed"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The overview figure of ``qsem run story`` (``story.png``): one panel per stage."""
+"""The overview figure of ``qsem run story`` (``story.png``): one panel per stage (a–e)."""
 
 from __future__ import annotations
 
@@ -84,24 +84,67 @@ def _heads(ax: Any, heads: dict[str, Any]) -> None:
     ax.legend(fontsize=7, loc="lower left")
 
 
+def _personal(ax: Any, users: dict[str, Any]) -> None:
+    """d: each user's held-out accuracy: base model as it is, shared reading, personal reading."""
+    names = list(users["per_user_accuracy"])
+    bars = (("base model", users["base_accuracy"], "0.7"),
+            ("shared reading", users["shared_accuracy"], _HARD),
+            ("personal reading", users["per_user_accuracy"], _DISTILL))  # fmt: skip
+    width = 0.8 / len(bars)
+    for i, (label, values, colour) in enumerate(bars):
+        xs = [j + (i - 1) * width for j in range(len(names))]
+        ax.bar(xs, [values[n] for n in names], width, color=colour, label=label)
+    labels = sorted(set(users["labels_per_user"].values()))
+    ax.set(xticks=range(len(names)), xticklabels=[f"{n} user" for n in names], ylim=(0, 1.05),
+           ylabel="accuracy on the user's held-out labels",
+           title=f"d. two readings, {'/'.join(map(str, labels))} labels per user")  # fmt: skip
+    ax.legend(fontsize=7, loc="lower left")
+
+
+def _edge(ax: Any, edge: dict[str, Any]) -> None:
+    """e: parameters, bytes and latency of the narrowed / compressed models, relative to full."""
+    rows = {r["model"]: r for r in edge["rows"]}
+    full = rows["full"]
+    keys = (("parameters", "parameters"), ("bytes", "bytes on disk"),
+            ("latency_ms", "latency / query"))  # fmt: skip
+    names = list(rows)
+    width = 0.8 / len(names)
+    colours = {"full": "0.6", "narrowed": _HARD, "compressed": _DISTILL}
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(keys))]
+        ys = [rows[name][k] / full[k] for k, _ in keys]
+        ax.bar(xs, ys, width, color=colours.get(name, "0.4"),
+               label=f"{name}: accuracy {rows[name]['accuracy']:.3f}")  # fmt: skip
+    ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.25),
+           ylabel="relative to the full model",
+           title=f"e. edge model for the {edge['user']} user")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper right")
+
+
 def plot_story(
     sd: dict[str, Any],
     records: list[dict[str, Any]],
     heads: dict[str, Any],
+    users: dict[str, Any],
+    edge: dict[str, Any],
     thresholds: tuple[float, float],
 ) -> Any:
-    """The overview: a (paired accuracies), b (Δφ, quantum distance, events), c (heads).
+    """The overview, one panel per stage: a (paired accuracies), b (Δφ, quantum distance,
+    events), c (heads), d (personal readings), e (edge model).
 
-    ``sd``: stage a's results; ``records``: stage a's metric records; ``heads``:
-    stage c's results; ``thresholds``: θ of the Frobenius and of the quantum detector.
+    ``sd``, ``heads``, ``users``, ``edge``: the results of stages a, c, d, e;
+    ``records``: stage a's metric records; ``thresholds``: θ of the Frobenius and of
+    the quantum detector.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 4.8))
-    grid = fig.add_gridspec(1, 4, width_ratios=[0.8, 2, 0.05, 0.9])
+    fig = Figure(figsize=(15, 9))
+    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1, 1])
     _paired(fig.add_subplot(grid[0, 0]), sd)
-    _events(fig.add_subplot(grid[0, 1]), records, sd, thresholds)
-    _heads(fig.add_subplot(grid[0, 3]), heads)
+    _events(fig.add_subplot(grid[0, 1:]), records, sd, thresholds)
+    _heads(fig.add_subplot(grid[1, 0]), heads)
+    _personal(fig.add_subplot(grid[1, 1]), users)
+    _edge(fig.add_subplot(grid[1, 2]), edge)
     fig.suptitle("qsem run story: the hybrid φ → Ω model on three-valued Kleene queries",
                  fontsize=11)  # fmt: skip
     fig.tight_layout()

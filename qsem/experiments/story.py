@@ -19,13 +19,27 @@ b. **emergence events** of that loop (no extra training): the classical
 c. **qutrit vs softmax head** at matched parameter budgets on the Kleene
    features (:func:`qsem.experiments.qutrit_vs_classical.run`, config
    ``heads.*``);
+d. **personalisation**: stage a's self-distilled model (first seed, loaded from
+   ``models/``) read by two simulated users who label queries from unseen
+   knowledge bases differently — open world (unknown stays ``|U>``) and closed
+   world (unknown means ``|F>``) — from ``labels_per_user`` labels each
+   (:func:`qsem.edge.personalise_users`: per-user slice weights and readout
+   calibration; histories in ``history.sqlite``), against the base model as it is
+   and one shared reading fitted on both users' labels;
+e. **an edge model** for ``edge_user``: that user's reading (read back from the
+   history store) narrowed (attribution pruning of the composer, recovery by
+   distillation) and compressed (top slices, low-rank output layer) by
+   :func:`qsem.edge.edge_model`: parameters, bytes on disk, median single-thread
+   latency per query and accuracy, against the full model.
 
 Results: ``results["summary"]`` (the five headline lines, printed at the end),
 the tables ``distill_per_seed``, ``emergence_events``, ``head_comparison``,
-``stage_seconds`` (lists of flat dicts), each stage's full results in
-``stages[NAME]``, and the figures ``story.png`` (one panel per stage), ``emergence.png``
-and ``qutrit_vs_classical.png``. A checkpoint after every epoch of stage a and
-after every stage: ``--resume`` continues after the last finished stage.
+``personalisation``, ``disagreements``, ``edge_models``, ``stage_seconds``
+(lists of flat dicts), each stage's full results in ``stages[NAME]``, and the
+figures ``story.png`` (one panel per stage), ``emergence.png`` and
+``qutrit_vs_classical.png``. A checkpoint after every epoch of stage a and after
+every stage: ``--resume`` continues after the last finished stage (a stage cut
+short starts again).
 
 Significance: a difference is called significant when the paired t-test over
 seeds gives p < 0.05 (both the t-test and the Wilcoxon signed-rank p-values are
@@ -37,25 +51,49 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from qsem.edge import (
+    WORLDS,
+    EdgeConfig,
+    HistoryStore,
+    PersonalConfig,
+    PersonalReading,
+    UserData,
+    edge_model,
+    personalise_users,
+    simulate_users,
+)
 from qsem.emergence import score_events
+from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.runner.info import torch_threads
 from qsem.runner.nested import NestedContext
+from qsem.tasks.kleene import KleeneDataset
 
 from . import qutrit_vs_classical, self_distill
 from ._story_plot import plot_story
+from ._story_report import (
+    distill_line,
+    distill_table,
+    edge_line,
+    emergence_line,
+    heads_line,
+    heads_table,
+    personalise_line,
+    personalise_table,
+)
+from .kleene import make_data
 from .qutrit_vs_classical import QvCConfig
 from .self_distill import SelfDistillConfig
 
 __all__ = ["EXPERIMENT", "STAGES", "StoryConfig", "emergence_agreement", "run"]
 
-#: significance level of the verdicts printed in the summary (paired t-test over seeds)
-ALPHA = 0.05
 #: parent steps reserved for one stage (stage i's checkpoints are at i · STAGE_SPAN + step)
 STAGE_SPAN = 1_000_000
-#: the quantum detectors compared with the classical trigger in stage b
-QUANTUM = ("quantum", "quantum_shots", "quantum_aer")
+#: the users' history store (stage d writes it, stage e reads the edge user's reading from it)
+STORE = "history.sqlite"
 
 
 def _distill_defaults() -> SelfDistillConfig:
@@ -75,6 +113,14 @@ class StoryConfig:
     self_distill: SelfDistillConfig = field(default_factory=_distill_defaults)
     #: stage c: the config of ``qsem run qutrit-vs-classical`` (its seed follows ``seed``)
     heads: QvCConfig = field(default_factory=_heads_defaults)
+    #: stage d: labels each simulated user gives (one open-world, one closed-world user)
+    labels_per_user: int = 50
+    #: stage d: how each user's personal reading is fitted
+    personal: PersonalConfig = field(default_factory=PersonalConfig)
+    #: stage e: the user whose model is narrowed and compressed (open-world or closed-world)
+    edge_user: str = "closed-world"
+    #: stage e: how that user's edge model is narrowed and compressed
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
 
     def __post_init__(self) -> None:
         for key in ("self_distill", "heads"):
@@ -93,6 +139,23 @@ class StoryConfig:
                 "config key 'self_distill.distill.detectors': the story compares the quantum "
                 "detector with the classical one, so it must include 'frobenius'"
             )
+        if not self.self_distill.save_models:
+            raise ConfigError(
+                "config key 'self_distill.save_models': stages d and e personalise the model "
+                "of stage a, so it must be true"
+            )
+        if self.labels_per_user < 1:
+            raise ConfigError(
+                f"config key 'labels_per_user': must be >= 1, got {self.labels_per_user}"
+            )
+        users = [f"{w}-world" for w in WORLDS]
+        if self.edge_user not in users:
+            raise ConfigError(f"config key 'edge_user': one of {users}, got {self.edge_user!r}")
+        if self.edge.hidden > self.self_distill.hidden:
+            raise ConfigError(
+                f"config key 'edge.hidden': {self.edge.hidden} > the model's "
+                f"{self.self_distill.hidden} hidden neurons (self_distill.hidden)"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -108,10 +171,49 @@ def _heads(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
     return dict(qutrit_vs_classical.run(replace(cfg.heads, seed=cfg.seed), ctx))
 
 
-#: (name, what it does) of each stage, in order; the names key ``results``.
+def _model_and_users(
+    cfg: StoryConfig, ctx: RunContext
+) -> tuple[SemanticModel, KleeneDataset, list[UserData]]:
+    """Stage a's self-distilled model of the first seed, its training queries, and the users:
+    their labelled and held-out queries come from the knowledge bases it was tested on."""
+    sd = replace(cfg.self_distill, seed=cfg.seed)
+    model = self_distill.load_model(ctx.path(self_distill.model_file(cfg.seed, "distill")), sd)
+    train, test = make_data(sd)
+    return model, train, simulate_users(test, cfg.labels_per_user, cfg.seed)
+
+
+def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
+    model, _, users = _model_and_users(cfg, ctx)
+    store = ctx.path(STORE)
+    for part in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+        part.unlink(missing_ok=True)  # what an interrupted attempt at this stage left behind
+    with torch_threads(cfg.self_distill.threads), HistoryStore(store, writable=True) as history:
+        res = personalise_users(model, users, cfg.personal, store=history,
+                                log=lambda t, r: ctx.log(t, **r))  # fmt: skip
+    return res.as_dict()
+
+
+def _edge(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
+    model, train, users = _model_and_users(cfg, ctx)
+    user = next(u for u in users if u.name == cfg.edge_user)
+    reading = PersonalReading(model, cfg.personal.calibration_init)
+    with HistoryStore(ctx.path(STORE)) as history:  # the reading stage d fitted and stored
+        reading.load_personal_state(history.params(user.name))
+    with torch_threads(cfg.self_distill.threads):
+        table = edge_model(reading, user, train.tokens, cfg.edge, cfg.personal,
+                           ctx.path("edge"), seed=cfg.seed)  # fmt: skip
+    for i, row in enumerate(table.rows):
+        ctx.log(i, kind="edge_model", **row)
+    return {"user": user.name, "rows": table.rows, "svd_rel_error": table.svd_rel_error,
+            "kept_slices": table.kept_slices}  # fmt: skip
+
+
+#: (name, what it does) of each stage, in order; the names key ``results["stages"]``.
 STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], dict[str, Any]]], ...] = (
     ("self_distill", _distill),
     ("heads", _heads),
+    ("personalise", _personalise),
+    ("edge", _edge),
 )
 
 
@@ -156,100 +258,6 @@ def emergence_agreement(
 
 
 # --------------------------------------------------------------------------
-# headline lines and tables
-# --------------------------------------------------------------------------
-
-
-def _p(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2g}"
-
-
-def _verdict(test: dict[str, Any], better: str, worse: str) -> str:
-    """``better`` / ``worse`` when the paired t-test gives p < ALPHA, else 'no significant
-    difference'; the mean difference's sign picks between them."""
-    p = test.get("ttest_p")
-    if p is None or p >= ALPHA:
-        return "no significant difference"
-    return better if test["mean_diff"] > 0 else worse
-
-
-def _pm(s: dict[str, Any]) -> str:
-    return f"{s['mean']:.3f} ± {s['std']:.3f}"
-
-
-def distill_line(r: dict[str, Any], cfg: SelfDistillConfig) -> str:
-    """Stage a's headline: accuracies of both arms, the paired difference and its verdict."""
-    acc, paired = r["accuracy"], r["paired"]
-    added = ", ".join(str(len(v)) for v in r["slices_appended"].values())
-    n = len(r["seeds"])
-    verdict = _verdict(paired, "a significant gain", "significantly worse")
-    return (
-        f"a. self-distillation at {cfg.label_fraction:.0%} labels, {n} seeds: test accuracy "
-        f"{_pm(acc['distill'])} vs {_pm(acc['hard'])} with hard labels alone "
-        f"(Δ {paired['mean_diff']:+.3f}, t-test p = {_p(paired['ttest_p'])}, Wilcoxon p = "
-        f"{_p(paired['wilcoxon_p'])}): {verdict}; slices appended per seed: {added}"
-    )
-
-
-def emergence_line(rows: list[dict[str, Any]], r: dict[str, Any]) -> str:
-    """Stage b's headline: classical and quantum event counts, their agreement, shot coverage."""
-    by = {row["detector"]: row for row in rows}
-    fro, q = by["frobenius"], by["quantum"]
-    found = q["frobenius_found"]
-    agree = "n/a" if found is None else f"{found:.0%}"
-    shots = r.get("shot_agreement", {})
-    where = {"quantum_shots": "torch engine", "quantum_aer": "Aer"}
-    parts = [f"{v['coverage']:.0%} of {v['probes']} ({where.get(k, k)})"
-             for k, v in shots.items()]  # fmt: skip
-    extra = (
-        f"; shot intervals cover the exact distance at {', '.join(parts)} probes" if parts else ""
-    )
-    return (
-        f"b. emergence events: {fro['events']} by Frobenius on Δφ, {q['events']} by the "
-        f"quantum detector on Ω; {agree} of the Frobenius events have a quantum event within "
-        f"one probe{extra}"
-    )
-
-
-def heads_line(r: dict[str, Any]) -> str:
-    """Stage c's headline: accuracy and NLL of both heads at matched budgets, with verdicts."""
-    task = r["tasks"][0]
-    s, t = r["summary"][task], r["tests"][task]["qutrit_vs_softmax"]
-    acc = _verdict(t["accuracy"], "qutrit more accurate", "softmax more accurate")
-    nll = _verdict(t["nll"], "softmax lower", "qutrit lower")
-    return (
-        f"c. qutrit vs softmax head ({s['qutrit']['parameters']} vs {s['softmax']['parameters']} "
-        f"parameters, {r['n_seeds']} seeds, {task}): accuracy {_pm(s['qutrit']['accuracy'])} vs "
-        f"{_pm(s['softmax']['accuracy'])} ({acc}, t-test p = {_p(t['accuracy']['ttest_p'])}); "
-        f"NLL {_pm(s['qutrit']['nll'])} vs {_pm(s['softmax']['nll'])} ({nll}, "
-        f"p = {_p(t['nll']['ttest_p'])})"
-    )
-
-
-def distill_table(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per seed: both arms' test accuracy and NLL, the slices of the distill run."""
-    by = {(x["seed"], x["arm"]): x for x in r["per_run"]}
-    return [
-        {"seed": s, "hard_accuracy": by[s, "hard"]["test_accuracy"],
-         "distill_accuracy": by[s, "distill"]["test_accuracy"],
-         "hard_nll": by[s, "hard"]["test_nll"], "distill_nll": by[s, "distill"]["test_nll"],
-         "slices": by[s, "distill"]["slices"]}
-        for s in r["seeds"]
-    ]  # fmt: skip
-
-
-def heads_table(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per head: width, parameters, accuracy / NLL / ECE (mean ± std), step time."""
-    task = r["tasks"][0]
-    return [
-        {"head": h, "width": s["hidden"], "parameters": s["parameters"],
-         "accuracy": _pm(s["accuracy"]), "nll": _pm(s["nll"]), "ece": _pm(s["ece"]),
-         "step_ms": round(s["step_ms"]["mean"], 3)}
-        for h, s in r["summary"][task].items()
-    ]  # fmt: skip
-
-
-# --------------------------------------------------------------------------
 # the experiment
 # --------------------------------------------------------------------------
 
@@ -270,19 +278,24 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
                       "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
         ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True)
     sd, heads = done["self_distill"]["results"], done["heads"]["results"]
+    users, edge = done["personalise"]["results"], done["edge"]["results"]
     events = emergence_agreement(
         sd, cfg.self_distill.distill.probe_every, cfg.self_distill.aer_seeds
     )
-    summary = [distill_line(sd, cfg.self_distill), emergence_line(events, sd), heads_line(heads)]
+    summary = [distill_line(sd, cfg.self_distill), emergence_line(events, sd), heads_line(heads),
+               personalise_line(users), edge_line(edge)]  # fmt: skip
     records = [r for r in ctx.records() if r.get("stage") == "self_distill"]
     dcfg = cfg.self_distill.distill
     thresholds = (dcfg.theta_frobenius, dcfg.theta_quantum)
-    ctx.save_figure(plot_story(sd, records, heads, thresholds), "story.png")
+    ctx.save_figure(plot_story(sd, records, heads, users, edge, thresholds), "story.png")
     return {
         "summary": summary,
         "distill_per_seed": distill_table(sd),
         "emergence_events": events,
         "head_comparison": heads_table(heads),
+        "personalisation": personalise_table(users),
+        "disagreements": users["examples"],
+        "edge_models": edge["rows"],
         "stage_seconds": [
             {"stage": n, "seconds": done[n]["seconds"], "cpu_seconds": done[n]["cpu_seconds"]}
             for n, _ in STAGES
