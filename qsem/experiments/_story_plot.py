@@ -13,10 +13,14 @@ _HEADS = {"softmax": "#7570b3", "qutrit": "#1b9e77"}
 def _paired(ax: Any, sd: dict[str, Any]) -> None:
     """a: test accuracy per seed, hard labels only vs self-distillation."""
     acc = sd["accuracy"]
+    ends: dict[float, list[str]] = {}
     for s, a, b in zip(sd["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
                        strict=True):  # fmt: skip
         ax.plot([0, 1], [a, b], marker="o", color="0.45", lw=1)
-        ax.annotate(f"seed {s}", (1.04, b), fontsize=7, va="center")
+        ends.setdefault(round(b, 3), []).append(str(s))
+    for b, seeds in ends.items():
+        label = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+        ax.annotate(label, (1.04, b), fontsize=7, va="center")
     for x, arm, c in ((0, "hard", _HARD), (1, "distill", _DISTILL)):
         ax.errorbar(x, acc[arm]["mean"], yerr=acc[arm]["std"], fmt="s", color=c, ms=8,
                     capsize=4, zorder=3)  # fmt: skip
@@ -49,6 +53,7 @@ def _events(
     twin.axhline(thresholds[1], color="#1b9e77", lw=0.8, ls="--",
                  label="θ of the quantum detector")  # fmt: skip
     twin.set_yscale("symlog", linthresh=1e-4)
+    twin.set_ylim(bottom=0)
     twin.set_ylabel("quantum distance")
     theta = sd["events"]
     marks = (("frobenius", "#d95f02", 0.96, "v"), ("quantum", "#1b9e77", 0.90, "^"),
@@ -60,7 +65,7 @@ def _events(
                     label=f"{name} event" if i == 0 else None)  # fmt: skip
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower left")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper right", ncol=2)
 
 
 def _heads(ax: Any, heads: dict[str, Any]) -> None:
@@ -115,10 +120,10 @@ def _edge(ax: Any, edge: dict[str, Any]) -> None:
         ys = [rows[name][k] / full[k] for k, _ in keys]
         ax.bar(xs, ys, width, color=colours.get(name, "0.4"),
                label=f"{name}: accuracy {rows[name]['accuracy']:.3f}")  # fmt: skip
-    ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.25),
+    ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.5),
            ylabel="relative to the full model",
            title=f"e. edge model for the {edge['user']} user")  # fmt: skip
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
 
 
 def plot_story(
