@@ -21,6 +21,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from qsem.circuits.errors import QsemError
+from qsem.edge import cli as edge_cli
 from qsem.io import dumps_json
 from qsem.runner.config import ConfigError
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment into a run directory", description=_RUN_DOC)
     _add_run_arguments(run)
+    edge_cli.add_parser(sub)
     return parser
 
 
@@ -188,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "show":
             return _cmd_show(args.name)
+        if args.command == "history":
+            return edge_cli.run(args)
         return _cmd_run(args, args_list)
     except ConfigError as exc:  # a usage error: the arguments are wrong
         return _fail(str(exc), 2)

@@ -5,8 +5,7 @@ reading ``φ_t`` as a tensor, ``Δφ_t``, the user's label ``y_t`` if given, the
 query), the emergence events ``T^(u)`` of the user's detector, the learned
 sensitivity ``θ^(u)`` and named parameter tensors (the user's reading weights).
 
-Guarantees (each tested, see ``tests/test_edge_store.py`` and
-``tests/test_edge_crash.py``):
+Guarantees (each tested; the *Edge personalisation* documentation page says how):
 
 * WAL journal, ``busy_timeout``; one writer connection per process (a second
   writable :class:`HistoryStore` on the same file in one process is refused) and
@@ -239,9 +238,8 @@ class HistoryStore:
             _check_header(self.path)
         try:
             self._conn = self._connect(busy_timeout_ms, synchronous)
+            self._check = bool(check)
             self.schema_version = self._open_schema(exists)
-            if check:
-                self._quick_check()
         except sqlite3.DatabaseError as exc:
             self._close_conn()
             raise HistoryStoreError(f"history store {self.path}: {exc}") from None
@@ -261,13 +259,17 @@ class HistoryStore:
             conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                    timeout=busy_timeout_ms / 1e3)  # fmt: skip
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        if self.writable:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise HistoryStoreError(f"history store {self.path}: cannot switch to WAL ({mode})")
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+        self._synchronous = synchronous
         return conn
+
+    def _writer_pragmas(self) -> None:
+        """WAL, ``synchronous``, foreign keys: set only once the file is known to be ours."""
+        conn = self._db
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise HistoryStoreError(f"history store {self.path}: cannot switch to WAL ({mode})")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
 
     def _open_schema(self, exists: bool) -> int:
         conn = self._db
@@ -279,6 +281,7 @@ class HistoryStore:
                     f"history store {self.path}: an empty SQLite database that is not a qsem "
                     "history store; refusing to take it over"
                 )
+            self._writer_pragmas()
             return self._create()
         if app != APPLICATION_ID:
             raise HistoryStoreError(
@@ -296,9 +299,13 @@ class HistoryStore:
             )
         if version < 1:
             raise HistoryStoreError(f"history store {self.path}: invalid schema version {version}")
-        if version < SCHEMA_VERSION and self.writable:
-            self._migrate(version)
-            version = SCHEMA_VERSION
+        if self._check:
+            self._quick_check()
+        if self.writable:
+            self._writer_pragmas()
+            if version < SCHEMA_VERSION:
+                self._migrate(version)
+                version = SCHEMA_VERSION
         return version
 
     def _create(self) -> int:
@@ -356,6 +363,12 @@ class HistoryStore:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
             raise HistoryStoreError(f"history store {self.path}: {exc}") from None
+
+    def pragmas(self) -> dict[str, Any]:
+        """The connection's ``journal_mode``, ``synchronous`` (0 OFF, 1 NORMAL, 2 FULL,
+        3 EXTRA), ``busy_timeout`` (ms) and ``application_id``."""
+        keys = ("journal_mode", "synchronous", "busy_timeout", "application_id")
+        return {k: self._query(f"PRAGMA {k}")[0][0] for k in keys}
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` rows (``["ok"]`` for an intact file)."""
