@@ -2,7 +2,8 @@
 # no globally installed tool is used after the venv exists.
 #
 #   make run       install (if needed) and run the story (qsem run story) into runs/story-<timestamp>
-#   make test      default test suite (slow studies excluded)
+#   make test      default test suite: tests/, the examples/ notebooks (nbmake) and the
+#                  strict docs build (slow studies excluded)
 #   make studies   the slow-marked studies
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    ruff format + ruff check --fix
@@ -93,7 +94,7 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 docs: venv
-	$(BIN)/mkdocs build --strict --site-dir site
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # --- cleanup ------------------------------------------------------------------
 

@@ -3,31 +3,61 @@
 ::
 
     qsem list
-    qsem run NAME [--config FILE] [--out DIR] [--seed N] [--resume] [--quiet]
-                  [--checkpoint-every K] [key=value ...]
-    qsem show NAME            (the default config of an experiment, as JSON)
+    qsem show NAME                 (the default config of an experiment, as JSON)
+    qsem run NAME [--config FILE] [--out DIR] [--seed N] [--resume | --restart]
+                  [--quiet] [--checkpoint-every K] [key=value ...]
+    qsem run NAME --help           (also lists NAME's config keys: type, default, meaning)
+    qsem report DIR                (rebuild DIR/report.html)
+    qsem compare DIR DIR... [--out FILE]
+    qsem completion {bash,zsh}     (a shell completion script on stdout)
 
-Exit codes: 0 success, 1 failure, 2 usage error (bad arguments, unknown
-experiment, bad config key or value), 130 interrupted. Errors that users cause
-print one line, no traceback; a traceback means a bug.
+Every command takes ``--debug`` (a traceback instead of the one-line error).
+Exit codes: 0 success, 1 failure (also an unwritable file or a full disk), 2
+usage error (bad arguments, unknown experiment, bad config key or value), 130
+interrupted (Ctrl-C), 143 stopped by SIGTERM. Errors that users cause print one
+line, no traceback; a traceback means a bug.
+
+Subcommands live in a table (:data:`SUBCOMMANDS`): a module adds one with two
+functions, ``add_parser(sub)`` and ``run(args) -> int``, and one line
+``(module.add_parser, module.run)`` in the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import textwrap
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from importlib import metadata
 from typing import NoReturn
 
 from qsem.circuits.errors import QsemError
 from qsem.edge import cli as edge_cli
-from qsem.io import dumps_json
 from qsem.runner.config import ConfigError
 
-__all__ = ["build_parser", "build_run_parser", "main"]
+from . import _cli_run, _cli_tools
+
+__all__ = ["SUBCOMMANDS", "build_parser", "build_run_parser", "main"]
+
+_AddParser = Callable[[argparse._SubParsersAction], None]
+_Run = Callable[[argparse.Namespace], int]
 
 PROG = "qsem"
+
+#: ``(add_parser, run)`` of every subcommand, in ``qsem --help`` order: ``add_parser(sub)``
+#: registers it on the subparsers action, ``run(args) -> int`` runs it (the exit code).
+SUBCOMMANDS: tuple[tuple[_AddParser, _Run], ...] = (
+    (_cli_tools.add_list_parser, _cli_tools.run_list),
+    (_cli_tools.add_show_parser, _cli_tools.run_show),
+    (_cli_run.add_parser, _cli_run.run),
+    (_cli_tools.add_report_parser, _cli_tools.run_report),
+    (_cli_tools.add_compare_parser, _cli_tools.run_compare),
+    (_cli_tools.add_completion_parser, _cli_tools.run_completion),
+    (edge_cli.add_parser, edge_cli.run),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,59 +73,40 @@ def _version() -> str:
         return "unknown"
 
 
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole ``qsem`` parser (also what ``qsem completion`` describes)."""
     parser = _Parser(prog=PROG, description="qsem: quantum-hybrid semantic tensor experiments")
+    _add_debug(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    sub.add_parser("list", help="list the experiments with a one-line description")
-
-    show = sub.add_parser("show", help="print an experiment's default config as JSON")
-    show.add_argument("name", metavar="NAME")
-
-    run = sub.add_parser("run", help="run an experiment into a run directory", description=_RUN_DOC)
-    _add_run_arguments(run)
-    edge_cli.add_parser(sub)
+    for add, run in SUBCOMMANDS:
+        before = set(sub.choices)
+        add(sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(func=run)
+    for subparser in sub.choices.values():  # every subcommand takes --debug too
+        if "--debug" not in subparser._option_string_actions:
+            _add_debug(subparser)
     return parser
 
 
-_RUN_DOC = (
-    "Run an experiment. Config layers: defaults < --config FILE < key=value < --seed. "
-    "Files: config.json, run_info.json, metrics.jsonl, results.json, checkpoint.pt and "
-    "plots, in --out DIR (default runs/NAME-<timestamp>)."
-)
-
-
-def _add_run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("name", metavar="NAME", help="experiment name (see 'qsem list')")
-    run.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="config overrides; dots reach nested keys (optim.lr=0.01)",
+def build_run_parser(name: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``qsem run`` on its own (options and ``key=value`` may be intermixed);
+    with ``name`` its ``--help`` lists that experiment's config keys."""
+    run = _Parser(
+        prog=f"{PROG} run",
+        description=textwrap.fill(_cli_run.RUN_DOC, 79),
+        epilog=_cli_run.keys_epilog(name) if name else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--config", metavar="FILE", help="config file (.json or .toml)")
-    run.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-<timestamp>)")
-    run.add_argument("--seed", type=int, metavar="N", help="seed for Python, NumPy and torch")
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out DIR from its last checkpoint",
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=int,
-        metavar="K",
-        help="checkpoint every K steps (default: the experiment's; 0: only at the end)",
-    )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
-
-
-def build_run_parser() -> argparse.ArgumentParser:
-    """The parser of ``qsem run`` on its own: options and ``key=value`` may be intermixed."""
-    run = _Parser(prog=f"{PROG} run", description=_RUN_DOC)
-    _add_run_arguments(run)
+    _cli_run.add_arguments(run)
+    _add_debug(run)
+    run.set_defaults(func=_cli_run.run)
     return run
 
 
@@ -104,99 +115,52 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _cmd_list() -> int:
-    from qsem.experiments import visible_experiments
+def _os_error(exc: OSError) -> str:
+    """``cannot write PATH: reason`` (with a hint for a full disk or a read-only place)."""
+    import errno
 
-    experiments = visible_experiments()
-    width = max((len(e.name) for e in experiments), default=0)
-    for e in experiments:
-        print(f"{e.name:<{width}}  {e.description}")
-    return 0
-
-
-def _cmd_show(name: str) -> int:
-    from qsem.experiments import get_experiment
-    from qsem.runner import experiment_config_dict
-
-    print(dumps_json(experiment_config_dict(get_experiment(name))))
-    return 0
-
-
-def _summary(results: dict[str, object]) -> str:
-    parts = []
-    for key, value in results.items():
-        if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            parts.append(f"{key}={value}")
-    return ", ".join(parts[:8])
-
-
-def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from qsem.experiments import get_experiment
-    from qsem.runner import run_experiment
-
-    experiment = get_experiment(args.name)
-    if args.checkpoint_every is not None and args.checkpoint_every < 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    try:
-        result = run_experiment(
-            experiment,
-            config_file=args.config,
-            overrides=args.overrides,
-            seed=args.seed,
-            out=args.out,
-            resume=args.resume,
-            quiet=args.quiet,
-            checkpoint_every=args.checkpoint_every,
-            command=[PROG, *argv],
-        )
-    except KeyboardInterrupt:
-        where = f" --out {args.out}" if args.out else " --out DIR"
-        print(
-            f"\n{PROG}: interrupted; continue with: {PROG} run {args.name}{where} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    if result.already_complete:
-        print(f"{PROG}: the run in {result.out_dir} is already complete; nothing to resume")
-    else:
-        resumed = (
-            f" (resumed after step {result.resumed_from_step})"
-            if result.resumed_from_step is not None
-            else ""
-        )
-        print(f"{args.name}: finished{resumed}; files in {result.out_dir}")
-    summary = _summary(result.results)
-    if summary:
-        print(f"{args.name}: {summary}")
-    return 0
+    reason = exc.strerror or str(exc)
+    hint = {
+        errno.ENOSPC: " (the disk is full: free space or choose another --out)",
+        errno.EFBIG: " (the file size limit was reached: see 'ulimit -f')",
+        errno.EROFS: " (a read-only file system: choose another --out)",
+        errno.EACCES: " (no permission: choose another --out)",
+        errno.EPERM: " (no permission: choose another --out)",
+    }.get(exc.errno or 0, "")
+    return f"{exc.filename}: {reason}{hint}" if exc.filename is not None else f"{reason}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qsem`` script; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    head = [a for a in args_list if a != "--debug"]
     try:
-        if args_list[:1] == ["run"]:
+        if head[:1] == ["run"]:
             # argparse cannot intermix options and key=value positionals below a subcommand
-            args = build_run_parser().parse_intermixed_args(args_list[1:])
+            rest = args_list[args_list.index("run") + 1 :]
+            args = build_run_parser(_cli_run.name_in(rest)).parse_intermixed_args(rest)
             args.command = "run"
         else:
             args = build_parser().parse_args(args_list)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else 2
+    args.argv = args_list
     try:
-        if args.command == "list":
-            return _cmd_list()
-        if args.command == "show":
-            return _cmd_show(args.name)
-        if args.command == "history":
-            return edge_cli.run(args)
-        return _cmd_run(args, args_list)
-    except ConfigError as exc:  # a usage error: the arguments are wrong
-        return _fail(str(exc), 2)
-    except QsemError as exc:  # the run cannot go on: one clear line, no traceback
-        return _fail(str(exc), 1)
+        code: int = args.func(args)
+        return code
+    except BrokenPipeError:  # `qsem show demo | head`: the reader left; stop quietly
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (ConfigError, QsemError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, ConfigError):  # a usage error: the arguments are wrong
+            return _fail(str(exc), 2)
+        if isinstance(exc, OSError):  # unwritable, full, missing: name the path
+            return _fail(_os_error(exc), 1)
+        return _fail(str(exc), 1)  # the run cannot go on: one clear line, no traceback
 
 
 if __name__ == "__main__":  # pragma: no cover

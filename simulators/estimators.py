@@ -19,8 +19,8 @@ Near ``F ≈ 1`` (successive training states, ``1 − F ~ 1e-3``) compute–unco
 needs ``(1 + F) / F ≈ 2`` times fewer shots than the SWAP tests *at the same
 F* — more precisely ``F(1 − F)`` against ``(1 − F)(1 + F)`` — and it uses one
 register instead of two (plus an ancilla). It is the default
-(:data:`DEFAULT_METHOD`); ``benchmarks/estimators.py`` measures the shots each
-needs for a given RMS error (``docs/emergence.md``). It requires a circuit of
+(:data:`DEFAULT_METHOD`); the shots each needs for a given RMS error are measured
+on the "Emergence detection" page of the documentation. It requires a circuit of
 gates only (it runs the adjoint); the SWAP tests also take circuits with
 channels (mixed states, where they measure ``Tr(ρσ)``, not the Uhlmann fidelity).
 
@@ -64,8 +64,8 @@ __all__ = [
 
 #: The estimators of :func:`estimate_overlap`.
 OVERLAP_METHODS: tuple[str, ...] = ("compute_uncompute", "swap", "destructive")
-#: The one needing the fewest shots at equal error near ``F ≈ 1`` (measured in
-#: ``benchmarks/estimators.py``; ``F(1 − F)/N`` against ``(1 − F²)/N``).
+#: The one needing the fewest shots at equal error near ``F ≈ 1`` (measured; see the
+#: "Emergence detection" page of the documentation; ``F(1 − F)/N`` against ``(1 − F²)/N``).
 DEFAULT_METHOD = "compute_uncompute"
 
 

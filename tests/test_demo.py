@@ -182,7 +182,7 @@ def test_cli_demo_writes_every_file(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert {p.name for p in out.iterdir()} == {
         "config.json", "run_info.json", "metrics.jsonl", "results.json", "checkpoint.pt",
-        "training_curve.png", "qutrit_readout.png",
+        "training_curve.png", "qutrit_readout.png", "report.html",
     }  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config == {**defaults_dict(demo.DemoConfig()), "epochs": 5}

@@ -340,6 +340,10 @@ def test_wheel_contains_the_mapped_packages(tmp_path: Path) -> None:
     assert not missing, f"wheel is missing {missing}"
     assert "qsem/circuits/__init__.py" in names
     assert "qsem/simulators/__init__.py" in names
+    templates = {
+        f"qsem/report/templates/{p.name}" for p in (REPO / "qsem/report/templates").iterdir()
+    }
+    assert templates and templates <= names, f"wheel is missing {sorted(templates - names)}"
 
 
 def test_shipped_text_cites_no_file_users_do_not_have() -> None:

@@ -10,7 +10,7 @@
   :func:`append_slice` (a P slice without losing the optimiser's state).
 
 ``qsem run self-distill`` (:mod:`qsem.experiments.self_distill`) runs it on the
-Kleene task; see ``docs/distill.md``.
+Kleene task; see the "Self-distillation" page of the documentation.
 """
 
 from .losses import ema_update, self_distillation_loss, soft_target_loss, truth_log_probs

@@ -79,13 +79,15 @@ Forward = Callable[[torch.nn.Module, torch.Tensor], Mapping[str, Any]]
 class DistillConfig:
     """Settings of :class:`SelfDistiller` (validated: a bad value raises ConfigError naming it)."""
 
-    #: weights of the soft (τ²·KL) and hard (masked CE) terms
+    #: weight of the soft term τ²·KL(φ_τ^teacher ‖ φ_τ^student)
     w_soft: float = 1.0
+    #: weight of the hard (masked cross-entropy) term
     w_hard: float = 1.0
     #: τ: φ^(1/τ) renormalised on both sides of the KL
     temperature: float = 2.0
     #: "ema" (an EMA copy, decay ema_decay) or "previous" (the model at the previous step)
     teacher: str = "ema"
+    #: decay d of the EMA teacher, θ_T ← d·θ_T + (1 − d)·θ
     ema_decay: float = 0.99
     #: probe (and detector) period in optimiser steps
     probe_every: int = 10
@@ -94,26 +96,37 @@ class DistillConfig:
     detectors: tuple[str, ...] = ("frobenius", "adaptive", "l1", "quantum")
     #: detectors whose events append a slice (others are recorded only)
     trigger: tuple[str, ...] = ("frobenius",)
+    #: frobenius detector: fires when Δφ (Frobenius norm) exceeds this
     theta_frobenius: float = 0.5
+    #: adaptive detector: fires at median + k·(robust spread) of its window
     adaptive_k: float = 3.0
+    #: adaptive detector: trailing window, in probes
     adaptive_window: int = 10
+    #: adaptive detector: probes in the window before it may fire
     adaptive_min_history: int = 10
+    #: l1 detector: fires when the L1 norm of Δφ exceeds this
     theta_l1: float = 5.0
+    #: quantum detectors: fire when the distance 1 − F between successive Ω exceeds this
     theta_quantum: float = 1e-2
     #: shots per probe query of quantum_shots / quantum_aer (compute–uncompute estimate)
     shots: int = 1000
     #: probe queries the Aer estimate covers (the first ones; 0: all)
     aer_queries: int = 8
+    #: confidence level of the shot-estimate intervals
     confidence: float = 0.95
     #: no new slice (and no detector event) within this many steps of the last one
     refractory: int = 50
+    #: most P slices the emergence stack may grow to
     max_slices: int = 4
-    #: hard-label-only steps after each appended slice (0: none), on batches of this size
+    #: hard-label-only steps on the labelled queries after each appended slice (0: none)
     correction_steps: int = 0
+    #: queries per correction step
     correction_batch: int = 32
-    #: E_pot: trailing window (in probes), weights α1..α4, critical threshold Θ_epot
+    #: E_pot: trailing window, in probes
     epot_window: int = 20
+    #: E_pot weights α1..α4 of its four terms
     epot_alphas: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    #: E_pot critical threshold Θ_epot
     theta_epot: float = 2.0
     #: write snapshots/step-N.pt at each appended slice
     snapshots: bool = True

@@ -42,14 +42,23 @@ _DTYPES = {"complex64": torch.complex64, "complex128": torch.complex128}
 class DemoConfig:
     """Config of ``qsem run demo`` (override any key with ``key=value``)."""
 
+    #: the random seed (train/test split and initial weights follow it)
     seed: int = 0
+    #: full-batch Adam epochs
     epochs: int = 100
+    #: Adam learning rate
     lr: float = 0.1
+    #: trainable layers (TRY, TRZ on both subspaces of each qutrit, then a TAdd each way)
     layers: int = 2
+    #: encode the features again before every layer (data re-uploading)
     reupload: bool = False
+    #: fraction of the iris samples held out for testing (0.05 to 0.8)
     test_size: float = 0.3
+    #: standard deviation of the initial circuit weights (radians)
     init_scale: float = 0.5
+    #: complex dtype of the simulated state: complex64 or complex128
     dtype: str = "complex64"
+    #: torch device the simulation runs on (cpu, cuda, ...)
     device: str = "cpu"
     #: torch intra-op threads while training (0: leave torch's setting). The states
     #: are tiny (9 amplitudes per sample), so more threads only add overhead.

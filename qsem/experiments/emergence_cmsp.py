@@ -63,62 +63,98 @@ RULE = (
 class EmergenceCMSPConfig:
     """Config of ``qsem run emergence-cmsp`` (override any key with ``key=value``)."""
 
+    #: the first scored seed; the scored seeds are seed, seed+1, ...
     seed: int = 0
+    #: scored seeds of the MLP (trained together as one ensemble)
     seeds: int = 10
     #: tuning seeds: tune_offset, tune_offset + 1, ... (never scored)
     tune_seeds: int = 5
+    #: first tuning seed
     tune_offset: int = 100
+    #: control bits of a CMSP input (one per atom at least)
     n_control: int = 4
+    #: task bits of a CMSP input
     n_task: int = 32
+    #: atomic subtasks of CMSP
     n_atoms: int = 4
+    #: task bits per atom (an atom is the parity of its k bits)
     k: int = 3
+    #: hidden widths of the ReLU MLP
     widths: tuple[int, ...] = (128, 128)
+    #: Adam learning rate of the MLP
     lr: float = 2e-3
+    #: Adam epsilon
     adam_eps: float = 1e-5
+    #: samples of each task per training step
     per_task: int = 200
+    #: training steps of the MLP
     steps: int = 6000
+    #: samples of each task in the fixed evaluation set (ground truth)
     eval_per_task: int = 128
+    #: samples of each task in the fixed probe batch (detector signals)
     probe_per_task: int = 32
+    #: ground truth: a task's loss above this many bits is not yet learned
     high_bits: float = 0.9
+    #: ground truth: a task is learned once its loss is below this many bits
     low_bits: float = 0.1
     #: ground truth: the start is the onset of the drop, found with a running mean of this
     #: many steps against the plateau level (median loss over `plateau` steps); 0: the
     #: last step above high_bits
     onset: int = 51
+    #: steps before the crossing whose median loss is the plateau level
     plateau: int = 1000
     #: signal: "auto" (chosen on the tuning seeds) or one of literal, lagged, ema, ema_slow
     signal: str = "auto"
+    #: decay of the EMA signal ema
     ema_beta: float = 0.99
+    #: lag in steps of the lagged and ema signals (and of the lagged Ω pair)
     lag: int = 100
     #: the slow EMA signal ema_slow
     slow_beta: float = 0.995
+    #: lag in steps of the slow EMA signal ema_slow
     slow_lag: int = 200
     #: scoring window [start - before, start + max_lag] (composite drops last ~1000-1600 steps)
     max_lag: int = 1000
     #: transitions of one seed starting within merge_gap steps of an earlier one are merged
     merge_gap: int = 500
+    #: an event up to this many steps before a start still matches it
     before: int = 50
+    #: steps after an event in which a detector stays silent
     refractory: int = 500
+    #: E_pot forecast target: a transition starts within this many steps
     horizon: int = 200
     #: E_pot trailing windows tried on the tuning seeds (the best AUROC there is used)
     epot_windows: tuple[int, ...] = (50, 200, 500)
+    #: scored seeds of the hybrid (quantum last layer) model; 0: no hybrid
     hybrid_seeds: int = 3
+    #: tuning seeds of the hybrid model
     hybrid_tune_seeds: int = 1
+    #: training steps of the hybrid model
     hybrid_steps: int = 6000
+    #: samples of each task per hybrid training step
     hybrid_per_task: int = 100
+    #: samples of each task in the hybrid's probe batch
     hybrid_probe_per_task: int = 8
+    #: hidden widths of the hybrid's MLP trunk
     hybrid_widths: tuple[int, ...] = (128, 128)
+    #: Adam learning rate of the hybrid
     hybrid_lr: float = 2e-3
+    #: qubits of the hybrid's quantum layer (one angle each from the trunk)
     n_qubits: int = 4
+    #: trainable RY RZ layers (with a CNOT ring) of the hybrid's circuit
     q_layers: int = 2
     #: shots per probe input for the shot estimate of the overlap (0: no shot estimate)
     shots: int = 1000
     #: the shot estimate is taken every shot_every steps, of the pair (Ω_t, Ω_{t-lag})
     #: ("lagged") or (Ω_t, Ω_{t-1}) ("successive")
     shot_every: int = 20
+    #: the pair of the shot estimate: lagged or successive
     shot_pair: str = "lagged"
+    #: confidence level of the shot-estimate intervals
     confidence: float = 0.95
+    #: steps between two training log records
     log_every: int = 50
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -246,7 +282,8 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
     done: dict[str, Any] = dict(state["done"]) if state else {}
     current = state["current"] if state else None
     step_base = 0
-    for tag, seeds in _phases(cfg):
+    phases = _phases(cfg)
+    for tag, seeds in ctx.progress(phases, total=len(phases), desc="emergence-cmsp phases"):
         n = cfg.steps if tag.startswith("mlp") else cfg.hybrid_steps
         if tag not in done:
             resume = current if current is not None and current["tag"] == tag else None

@@ -47,35 +47,60 @@ __all__ = [
 class KleeneConfig:
     """Config of ``qsem run kleene`` (override any key with ``key=value``)."""
 
+    #: the random seed (data, initialisation and batch order follow it)
     seed: int = 0
     # task
+    #: generated knowledge bases the training queries come from
     n_train_kbs: int = 200
+    #: knowledge bases (never seen in training) the test queries come from
     n_test_kbs: int = 50
+    #: queries drawn per knowledge base (balanced over depth and label)
     queries_per_kb: int = 24
+    #: entities per knowledge base
     n_entities: int = 40
+    #: base (level-0) predicates per knowledge base: only they have facts
     base_predicates: int = 6
+    #: derived predicates on each level 1..max_depth (one rule each)
     derived_per_level: int = 4
+    #: smallest query depth (number of rule hops) drawn
     min_depth: int = 0
+    #: largest query depth (number of rule hops) drawn
     max_depth: int = 3
+    #: most side literals (on base predicates) in one rule body
     max_side: int = 2
     #: fraction of training queries whose label the user gave (the rest are masked)
     label_fraction: float = 1.0
     # model (defaults: profile AGI-B)
+    #: size of the truth axis S (3: T, F, U on a qutrit)
     s_dim: int = 3
+    #: size of the context axis C (qubits: ceil(log2 c_dim))
     c_dim: int = 2
+    #: size of the latent axis Z of Λ (qubits: ceil(log2 z_dim))
     z_dim: int = 2
+    #: P slices of the emergence stack Ψ at the start
     n_slices: int = 1
+    #: composer operators: full (order-dependent, O axis) or diagonal (order-free)
     operator: str = "full"
+    #: hidden neurons of the composer MLP that makes the operators
     hidden: int = 32
+    #: initial λ of the composition A ⊗' B = AB + λ[A, B]
     lam: float = 0.05
+    #: trainable layers of the Ω circuit
     q_layers: int = 1
+    #: depolarizing probability on every Ω wire after each layer (0: pure states)
     noise: float = 0.0
+    #: readout head: qutrit, softmax or two_qubit
     head: str = "qutrit"
+    #: where Ω runs: torch (the torch engine, autograd) or a backend name (aer, pennylane)
     backend: str = "torch"
     # training
+    #: passes over the training queries
     epochs: int = 40
+    #: queries per optimiser step
     batch_size: int = 128
+    #: Adam learning rate (cosine decay to lr/20)
     lr: float = 0.02
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:

@@ -37,27 +37,43 @@ PAPER = {"broad_converged": 27, "narrow_converged": 0, "seeds": 40,
 class CurriculumConfig:
     """Config of ``qsem run narrow-curriculum`` (override any key with ``key=value``)."""
 
+    #: the first seed; the seeds are seed, seed+1, ..., seed+seeds-1
     seed: int = 0
+    #: seeds per condition (trained together as one ensemble)
     seeds: int = 10
+    #: control bits of a CMSP input (one per atom at least)
     n_control: int = 4
+    #: task bits of a CMSP input
     n_task: int = 32
+    #: atomic subtasks of CMSP
     n_atoms: int = 4
+    #: task bits per atom (an atom is the parity of its k bits)
     k: int = 2
+    #: hidden widths of the ReLU MLP
     widths: tuple[int, ...] = (64, 64)
+    #: Adam learning rate
     lr: float = 1e-3
+    #: Adam epsilon
     adam_eps: float = 1e-5
     #: samples of each task per step in the broad condition (atoms + composite)
     broad_per_task: int = 50
     #: composite samples per step in the narrow condition (default: as many as broad uses)
     narrow_per_step: int = 250
+    #: training steps of the broad condition
     broad_steps: int = 8000
+    #: training steps of the narrow condition
     narrow_steps: int = 24000
+    #: steps between two evaluations of the composite loss
     eval_every: int = 250
+    #: composite samples in the fixed evaluation set
     eval_samples: int = 1000
+    #: a seed has converged once its composite loss is below this many bits
     threshold_bits: float = 0.1
     #: stop a condition once every seed has converged
     stop_when_converged: bool = True
+    #: torch device (cpu, cuda, ...)
     device: str = "cpu"
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -164,7 +180,9 @@ def train_condition(
         }
 
     step = start
-    for step in range(start + 1, steps + 1):
+    todo = range(start + 1, steps + 1)
+    bar = todo if ctx is None else ctx.progress(todo, total=steps, initial=start, desc=condition)
+    for step in bar:
         x, y = _ensemble_batch(cmsp, tasks, per_task, cfg.seeds, data_gen)
         loss = _loss_bits(model, x, y).sum()
         opt.zero_grad(set_to_none=True)

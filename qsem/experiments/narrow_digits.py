@@ -72,25 +72,41 @@ _MNIST = {
 class DigitsConfig:
     """Config of ``qsem run narrow-digits``."""
 
+    #: the first seed; the seeds are seed, seed+1, ..., seed+seeds-1
     seed: int = 0
+    #: seeds, each with its own split, teacher and students
     seeds: int = 3
     #: "" for scikit-learn's 8x8 digits; else a folder with the four MNIST IDX files
     mnist_dir: str = ""
+    #: fraction of the samples held out for testing (0.05 to 0.8)
     test_size: float = 0.3
+    #: hidden widths of the ten-digit MLP teacher
     teacher_widths: tuple[int, ...] = (128, 128)
+    #: training steps of the teacher (batches of 2·batch)
     teacher_steps: int = 3000
     #: total hidden neurons of the students / pruned nets (split evenly over the layers)
     sizes: tuple[int, ...] = (8, 16, 32, 64)
+    #: even-digit test accuracy a method must reach
     target_accuracy: float = 0.95
+    #: samples per training step
     batch: int = 32
+    #: Adam learning rate
     lr: float = 1e-3
+    #: most training steps per method and size
     max_steps: int = 3000
+    #: steps between two checks of the target
     eval_every: int = 10
+    #: distillation: weight α of the hard term in α·CE + (1-α)·T²·KL
     alpha: float = 0.1
+    #: distillation temperature T
     temperature: float = 20.0
+    #: strength of the neuron group lasso
     gl_lambda: float = 2e-3
+    #: samples scored for attribution pruning (|activation × gradient|)
     attribution_samples: int = 256
+    #: torch device (cpu, cuda, ...)
     device: str = "cpu"
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -308,7 +324,7 @@ def summarise(cfg: DigitsConfig, per_seed: list[dict[str, Any]]) -> dict[str, An
 def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
     with torch_threads(cfg.threads):
         per_seed = []
-        for i in range(cfg.seeds):
+        for i in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc="narrow-digits seeds"):
             tick = time.perf_counter()
             r = one_seed(cfg, cfg.seed + i)
             r["seconds"] = round(time.perf_counter() - tick, 1)

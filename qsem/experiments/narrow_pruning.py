@@ -54,33 +54,55 @@ PAPER = {
 class PruningConfig:
     """Config of ``qsem run narrow-pruning`` (paper: n_task=18, k=3, widths 32..2048)."""
 
+    #: the random seed (data, initialisation and masks follow it)
     seed: int = 0
+    #: control bits of a CMSP input (one per atom at least)
     n_control: int = 6
+    #: task bits of a CMSP input
     n_task: int = 12
+    #: atomic subtasks of CMSP
     n_atoms: int = 6
+    #: task bits per atom (an atom is the parity of its k bits)
     k: int = 2
+    #: hidden widths of the nets studied (one set of curves per width)
     widths: tuple[int, ...] = (64, 256)
     #: Linear layers per net (hidden layers = depth - 1)
     depth: int = 3
+    #: Adam learning rate
     lr: float = 1e-3
+    #: samples of each task per initial training step
     train_per_task: int = 64
+    #: most initial training steps
     train_steps: int = 8000
     #: stop initial training once both composites reach this accuracy
     train_target_accuracy: float = 0.995
+    #: steps between two evaluations during initial training
     eval_every: int = 250
+    #: samples per task in the fixed evaluation set
     eval_samples: int = 2000
     #: samples of {0,1,2} (apart from the evaluation set) for the ablation scores
     score_samples: int = 1000
+    #: fractions of hidden neurons pruned (one point of each curve per fraction)
     sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
+    #: Adam steps on composite A after pruning
     recovery_steps: int = 1000
+    #: samples per recovery step
     recovery_batch: int = 256
+    #: Adam steps retraining the recovered net on composite B
     offtarget_steps: int = 1000
+    #: samples per off-target step
     offtarget_batch: int = 256
+    #: strength of the neuron group lasso
     gl_lambda: float = 1e-3
+    #: extra training steps on A with the group lasso
     gl_steps: int = 4000
+    #: samples per group-lasso step
     gl_batch: int = 256
+    #: accuracy a pruned net must keep to count in the largest-sparsity summary
     accuracy_threshold: float = 0.98
+    #: torch device (cpu, cuda, ...)
     device: str = "cpu"
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -285,7 +307,7 @@ def _run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
              "B": cmsp.sample(B, cfg.eval_samples, eval_gen),
              "score": cmsp.sample(A, cfg.score_samples, eval_gen)}  # fmt: skip
     per_width: dict[str, Any] = {}
-    for width in cfg.widths:
+    for width in ctx.progress(cfg.widths, total=len(cfg.widths), desc="narrow-pruning widths"):
         tick = time.perf_counter()
         net, info = train_broad(cfg, width, cmsp, evals, ctx)
         gen = make_generator(cfg.seed * 1000 + width + 2)

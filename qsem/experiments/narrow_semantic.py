@@ -76,40 +76,66 @@ METHODS = ("scratch", "distill", "group_lasso", "attribution")
 class SemanticNarrowConfig:
     """Config of ``qsem run narrow-semantic`` (override any key with ``key=value``)."""
 
+    #: the first seed; the seeds are seed, seed+1, ..., seed+seeds-1
     seed: int = 0
+    #: seeds, each with its own data, teacher and narrow models
     seeds: int = 3
     # task: open-world Kleene queries (as in ``qsem run kleene``)
+    #: generated knowledge bases the training queries come from
     n_train_kbs: int = 200
+    #: knowledge bases (never seen in training) the test queries come from
     n_test_kbs: int = 50
+    #: queries drawn per knowledge base (balanced over depth and label)
     queries_per_kb: int = 24
+    #: entities per knowledge base
     n_entities: int = 40
+    #: base (level-0) predicates per knowledge base: only they have facts
     base_predicates: int = 6
+    #: derived predicates on each level 1..max_depth (one rule each)
     derived_per_level: int = 4
+    #: largest query depth (number of rule hops) drawn
     max_depth: int = 3
+    #: most side literals (on base predicates) in one rule body
     max_side: int = 2
     #: the sub-domain: queries of depth <= narrow_depth
     narrow_depth: int = 1
     # the broad teacher: the model of `qsem run kleene` (profile AGI-B, 32 hidden neurons)
+    #: hidden neurons of the teacher's composer MLP
     teacher_hidden: int = 32
+    #: training epochs of the broad teacher
     teacher_epochs: int = 40
+    #: queries per teacher training step
     teacher_batch: int = 128
+    #: Adam learning rate of the teacher
     teacher_lr: float = 0.02
     # narrowing
+    #: hidden-neuron counts h of the narrow models (each below teacher_hidden)
     sizes: tuple[int, ...] = (2, 4, 8)
+    #: sub-domain test accuracy a method must reach
     target_accuracy: float = 0.95
+    #: queries per narrowing step
     batch: int = 32
+    #: Adam learning rate while narrowing
     lr: float = 0.01
+    #: training steps per method and size (the same budget for all)
     max_steps: int = 1500
+    #: steps between two checks of the target
     eval_every: int = 25
+    #: distillation: weight α of the hard term in α·CE + (1-α)·T²·KL
     alpha: float = 0.1
+    #: distillation temperature T
     temperature: float = 20.0
+    #: strength of the neuron group lasso
     gl_lambda: float = 1e-3
+    #: training steps after pruning (group lasso and attribution)
     recovery_steps: int = 200
+    #: sub-domain queries scored for attribution pruning
     attribution_samples: int = 256
     #: largest drop of sub-domain train accuracy allowed when pruning circuit angles
     angle_tolerance: float = 0.005
     #: sub-domain training queries used to score and check angle pruning
     angle_samples: int = 512
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:

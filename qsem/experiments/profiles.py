@@ -37,16 +37,27 @@ __all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
 class ProfilesConfig:
     """Config of ``qsem run profiles`` (override any key with ``key=value``)."""
 
+    #: the random seed (data, initialisation and batch order follow it)
     seed: int = 0
+    #: model profiles to train, from AGI-A, AGI-B, AGI-C, AGI-D
     profiles: list[str] = field(default_factory=lambda: ["AGI-A", "AGI-B", "AGI-C", "AGI-D"])
+    #: generated knowledge bases the training queries come from
     n_train_kbs: int = 100
+    #: knowledge bases (never seen in training) the test queries come from
     n_test_kbs: int = 30
+    #: queries drawn per knowledge base (balanced over depth and label)
     queries_per_kb: int = 24
+    #: largest query depth (number of rule hops) drawn
     max_depth: int = 3
+    #: passes over the training queries (every profile)
     epochs: int = 15
+    #: queries per optimiser step
     batch_size: int = 128
+    #: Adam learning rate (cosine decay to lr/20)
     lr: float = 0.02
+    #: trainable layers of the Ω circuit
     q_layers: int = 1
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -139,7 +150,8 @@ def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     rows: list[dict[str, Any]] = list(state["rows"]) if state is not None else []
     done = {r["profile"] for r in rows}
     step = len(rows) * cfg.epochs
-    for i, name in enumerate(cfg.profiles):
+    names = ctx.progress(cfg.profiles, total=len(cfg.profiles), desc="profiles")
+    for i, name in enumerate(names):
         if name in done:
             continue
         torch.manual_seed(cfg.seed * 1000 + i)

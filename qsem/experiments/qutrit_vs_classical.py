@@ -77,20 +77,31 @@ _EPS = 1e-7
 class QvCConfig:
     """Config of ``qsem run qutrit-vs-classical`` (override any key with ``key=value``)."""
 
+    #: the first seed; the seeds are seed, seed+1, ..., seed+n_seeds-1
     seed: int = 0
+    #: seeds per task and head (the paired tests run over them)
     n_seeds: int = 10
     #: comma-separated subset of kleene, iris, wine, cmsp_undefined
     tasks: str = "kleene,iris,wine,cmsp_undefined"
     #: comma-separated subset of softmax, qutrit, two_qubit
     heads: str = "softmax,qutrit,two_qubit"
+    #: width of the softmax model's feature extractor (quantum models: matched count)
     hidden: int = 8
+    #: full-batch Adam epochs
     epochs: int = 150
+    #: Adam learning rate
     lr: float = 0.05
+    #: knowledge bases of the Kleene training queries
     kleene_train_kbs: int = 20
+    #: knowledge bases of the Kleene test queries
     kleene_test_kbs: int = 10
+    #: training samples of cmsp_undefined
     cmsp_n_train: int = 600
+    #: test samples of cmsp_undefined
     cmsp_n_test: int = 600
+    #: complex dtype of the simulated states: complex64 or complex128
     dtype: str = "complex64"
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:

@@ -69,6 +69,7 @@ class SelfDistillConfig(KleeneConfig):
 
     label_fraction: float = 0.1
     epochs: int = 12
+    #: seeds, each training both arms (hard and distill); seeds are seed, seed+1, ...
     n_seeds: int = 5
     #: training queries in the fixed probe batch
     probe_size: int = 64
@@ -270,7 +271,7 @@ def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
     finished = {(r["seed"], r["arm"]) for r in done}
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
     jobs = [(s, arm) for s in seeds for arm in ARMS]
-    for i, (seed, arm) in enumerate(jobs):
+    for i, (seed, arm) in enumerate(ctx.progress(jobs, total=len(jobs), desc="self-distill")):
         if (seed, arm) in finished:
             continue
         data = make_data(replace(cfg, seed=seed))

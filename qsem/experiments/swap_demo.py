@@ -52,16 +52,27 @@ __all__ = ["EXPERIMENT", "SwapDemoConfig", "build_circuit", "run"]
 class SwapDemoConfig:
     """Config of ``qsem run swap-demo`` (override any key with ``key=value``)."""
 
+    #: the random seed (target state, initial weights, shots follow it)
     seed: int = 0
+    #: wire dimensions of the register (2: qubit, 3: qutrit; product at most 64)
     dims: list[int] = field(default_factory=lambda: [2, 3])
+    #: trainable layers of the circuit
     layers: int = 2
+    #: depolarizing probability on every wire after each layer (>0: mixed states)
     noise: float = 0.05
+    #: Adam steps of the training run
     steps: int = 40
+    #: Adam learning rate
     lr: float = 0.08
+    #: compare the states stride steps apart, (ρ_{t-stride}, ρ_t)
     stride: int = 1
+    #: shot counts of the SWAP-test estimates
     shots: list[int] = field(default_factory=lambda: [64, 512, 4096])
+    #: confidence level of the intervals
     confidence: float = 0.95
+    #: interval method: wilson or clopper_pearson
     method: str = "wilson"
+    #: also run the SWAP tests on Qiskit Aer (when qiskit-aer is installed)
     aer: bool = True
 
     def __post_init__(self) -> None:

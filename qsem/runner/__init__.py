@@ -3,7 +3,8 @@
 >>> from qsem.runner import Experiment, run_experiment  # doctest: +SKIP
 >>> result = run_experiment(EXPERIMENT, overrides=["epochs=5"], out="runs/try")  # doctest: +SKIP
 
-See ``docs/runner.md`` for the command line (``qsem run``) and the files a run writes.
+See the "Runner" page of the documentation for the command line (``qsem run``) and
+the files a run writes; the "Config reference" page lists every experiment's keys.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint

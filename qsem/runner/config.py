@@ -42,13 +42,17 @@ from typing import Any, Union
 
 from qsem.circuits.errors import MissingDependencyError, QsemValueError
 
+from .keydocs import KeyDoc, describe_keys
+
 __all__ = [
     "ConfigError",
+    "KeyDoc",
     "Leaf",
     "build_config",
     "config_diff",
     "config_schema",
     "defaults_dict",
+    "describe_keys",
     "layer_config",
     "load_config_file",
     "parse_override",

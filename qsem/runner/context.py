@@ -84,6 +84,7 @@ class RunContext:
         checkpoint_every: int = 0,
         quiet: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self.experiment = experiment
         self.out_dir = out_dir
@@ -95,6 +96,7 @@ class RunContext:
         self._payload = resume_payload
         self._restored = resume_payload is None
         self.checkpoints_written = 0
+        self._on_checkpoint = on_checkpoint
 
     # -- files -------------------------------------------------------------
 
@@ -238,4 +240,6 @@ class RunContext:
             state=snapshot,
         )
         self.checkpoints_written += 1
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(step)
         return True

@@ -38,6 +38,7 @@ from .config import (
 )
 from .context import CHECKPOINT_FILE, METRICS_FILE, MetricsLog, RunContext
 from .info import environment_info, now_iso, package_versions, seed_everything
+from .safety import ARCHIVE_DIR, archive_run, check_devices, check_seed, sigterm_as_interrupt
 
 __all__ = ["Experiment", "RunDirError", "RunResult", "run_experiment"]
 
@@ -141,7 +142,7 @@ def _locked(out_dir: Path) -> Iterator[None]:
 
 
 def _contents(out_dir: Path) -> list[str]:
-    return sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_FILE)
+    return sorted(p.name for p in out_dir.iterdir() if p.name not in (LOCK_FILE, ARCHIVE_DIR))
 
 
 def _check_fresh_dir(out_dir: Path) -> None:
@@ -158,28 +159,48 @@ def _check_fresh_dir(out_dir: Path) -> None:
             )
 
 
-def _read_stored_config(out_dir: Path, defaults: Any) -> dict[str, Any]:
+def _read_stored_config(out_dir: Path, defaults: Any, holds: str) -> dict[str, Any]:
     path = out_dir / CONFIG_FILE
-    if not out_dir.is_dir():
-        raise RunDirError(f"nothing to resume: {out_dir} does not exist")
-    if not path.exists():
-        raise RunDirError(f"nothing to resume in {out_dir}: it has no {CONFIG_FILE}")
     stored = read_json(path)
     try:
         return validate_config(stored, config_schema(defaults), str(path))
     except ConfigError as exc:
-        raise RunDirError(f"cannot resume {out_dir}: {exc}") from None
+        raise RunDirError(f"cannot resume {out_dir}{holds}: {exc}") from None
 
 
 def _read_run_info(out_dir: Path) -> dict[str, Any]:
+    """The stored ``run_info.json``; missing or corrupt is refused, never replaced."""
     path = out_dir / RUN_INFO_FILE
+    fix = (
+        f"it holds the run's session history, so it is not replaced: restore it, or start "
+        f"over with --restart (the old files are kept in {out_dir / ARCHIVE_DIR})"
+    )
     if not path.exists():
-        return {}
+        raise RunDirError(f"cannot resume {out_dir}: it has no {RUN_INFO_FILE}; {fix}")
     try:
         info = read_json(path)
-    except QsemError:
-        return {}
-    return info if isinstance(info, dict) else {}
+    except QsemError as exc:
+        raise RunDirError(f"cannot resume {out_dir}: {exc}; {fix}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sessions", []), list):
+        raise RunDirError(f"cannot resume {out_dir}: {path} is not a run_info object; {fix}")
+    return info
+
+
+def _check_resumable(out_dir: Path, experiment: Experiment) -> dict[str, Any]:
+    """The stored run_info of a run of ``experiment`` in ``out_dir``, or a clear refusal."""
+    if not out_dir.is_dir():
+        raise RunDirError(f"nothing to resume: {out_dir} does not exist")
+    if not (out_dir / CONFIG_FILE).exists():
+        raise RunDirError(f"nothing to resume in {out_dir}: it has no {CONFIG_FILE}")
+    info = _read_run_info(out_dir)
+    holds = info.get("experiment")
+    if holds != experiment.name:
+        what = f"experiment {holds!r}" if isinstance(holds, str) else "an unnamed experiment"
+        raise RunDirError(
+            f"cannot resume {out_dir}: it holds a run of {what}, not {experiment.name!r}"
+            + (f"; continue it with: qsem run {holds} --out {out_dir} --resume" if holds else "")
+        )
+    return info
 
 
 def _read_metric_lines(path: Path) -> list[str]:
@@ -197,22 +218,35 @@ def run_experiment(
     seed: int | None = None,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    restart: bool = False,
     quiet: bool = False,
     checkpoint_every: int | None = None,
     command: Sequence[str] | None = None,
     runs_root: str | os.PathLike[str] = "runs",
+    report: bool = True,
 ) -> RunResult:
     """Run ``experiment`` into a run directory and return its results.
 
     Config layers: the experiment's defaults, ``config_file``, ``overrides``
     (``"key=value"``), ``seed``. Without ``resume`` the directory ``out``
     (default ``runs_root/NAME-<timestamp>``) must be new or empty. With
-    ``resume`` it must hold a run of the same experiment: its stored config is
-    used (if config inputs are given too, they must produce the same config),
-    metrics are cut back to the last checkpoint and the experiment continues
-    from it via ``ctx.restore()``. A finished run is left as it is.
+    ``resume`` it must hold a run of the same experiment with its
+    ``run_info.json`` and ``checkpoint.pt`` (else :class:`RunDirError`; nothing
+    is restarted behind the user's back): its stored config is used (if config
+    inputs are given too, they must produce the same config), metrics are cut
+    back to the checkpoint and the experiment continues from it via
+    ``ctx.restore()``. A finished run is left as it is. ``restart`` starts a
+    fresh run in ``out`` after moving whatever it held into
+    ``out/archive/<UTC time>/``. SIGTERM stops the run like Ctrl-C
+    (``KeyboardInterrupt``, status ``interrupted``, resumable). With ``report``
+    the run directory gets ``report.html`` at the end (finished, failed or
+    interrupted).
     """
+    if resume and restart:
+        raise ConfigError("--resume and --restart exclude each other")
     explicit = config_file is not None or bool(overrides) or seed is not None
+    if seed is not None:
+        check_seed(seed, "argument '--seed'")
     requested = layer_config(experiment.defaults, file=config_file, overrides=overrides, seed=seed)
     every = experiment.checkpoint_every if checkpoint_every is None else int(checkpoint_every)
     if every < 0:
@@ -223,13 +257,8 @@ def run_experiment(
         if out is None:
             raise RunDirError("--resume needs --out DIR: the directory of the run to continue")
         out_dir = Path(out)
-        stored = _read_stored_config(out_dir, experiment.defaults)
-        info = _read_run_info(out_dir)
-        if info.get("experiment", experiment.name) != experiment.name:
-            raise RunDirError(
-                f"cannot resume {out_dir}: it holds a run of experiment {info['experiment']!r}, "
-                f"not {experiment.name!r}"
-            )
+        info = _check_resumable(out_dir, experiment)
+        stored = _read_stored_config(out_dir, experiment.defaults, "")
         if explicit:
             diff = config_diff(stored, requested)
             if diff:
@@ -249,32 +278,30 @@ def run_experiment(
                 info=info,
             )
     else:
+        if restart and out is None:
+            raise RunDirError("--restart needs --out DIR: the directory of the run to start over")
         config = requested
         typed = build_config(experiment.defaults, config)  # its checks run before any file is made
         out_dir = Path(out) if out is not None else default_run_dir(experiment.name, runs_root)
-        _check_fresh_dir(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RunDirError(f"--out {out_dir} exists and is not a directory")
+        if not restart:
+            _check_fresh_dir(out_dir)
         info = {}
+    check_seed(config["seed"])
+    check_devices(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
-    with _locked(out_dir):
+    with _locked(out_dir), sigterm_as_interrupt():
         payload: dict[str, Any] | None = None
         metrics_path = out_dir / METRICS_FILE
+        archived: Path | None = None
         if resume:
-            ckpt = out_dir / CHECKPOINT_FILE
-            lines = _read_metric_lines(metrics_path)
-            if ckpt.exists():
-                payload = load_checkpoint(ckpt, experiment=experiment.name, config=config)
-                keep = int(payload["metrics_lines"])
-                if keep > len(lines):
-                    raise CheckpointError(
-                        f"checkpoint {ckpt} records {keep} metric lines but {metrics_path} has "
-                        f"only {len(lines)}; the run directory was modified"
-                    )
-                lines = lines[:keep]
-            else:
-                lines = []  # killed before its first checkpoint: start again
+            payload, lines = _resume_point(out_dir, experiment, config, info)
             write_jsonl(metrics_path, lines)
         else:
+            if restart:
+                archived = archive_run(out_dir, keep=(LOCK_FILE,))
             _check_fresh_dir(out_dir)  # again under the lock: another process may have started
             write_json(out_dir / CONFIG_FILE, config)
             lines = []
@@ -307,10 +334,17 @@ def run_experiment(
             "end_time": None,
             "wall_time_s": None,
             "checkpoint_every": every,
+            "last_checkpoint_step": info.get("last_checkpoint_step"),
             "sessions": sessions,
             "error": None,
         }
+        if archived is not None:
+            info["archived_run"] = str(archived.relative_to(out_dir))
         write_json(out_dir / RUN_INFO_FILE, info)
+
+        def checkpointed(step: int) -> None:
+            info["last_checkpoint_step"] = step
+            write_json(out_dir / RUN_INFO_FILE, info)
 
         metrics = MetricsLog(metrics_path, lines)
         ctx = RunContext(
@@ -322,6 +356,7 @@ def run_experiment(
             checkpoint_every=every,
             quiet=quiet,
             resume_payload=payload,
+            on_checkpoint=checkpointed,
         )
 
         def finish(status: str, error: str | None = None) -> None:
@@ -350,8 +385,13 @@ def run_experiment(
                 metrics.flush()
             with suppress(Exception):
                 finish(status, f"{type(exc).__name__}: {exc}")
+            if report:
+                with suppress(Exception):  # a partial report of what exists; never masks exc
+                    _write_report(out_dir)
             raise
         finish("completed")
+        if report:
+            _write_report(out_dir)
     return RunResult(
         out_dir=out_dir,
         results=read_json(out_dir / RESULTS_FILE),
@@ -359,6 +399,50 @@ def run_experiment(
         resumed_from_step=None if payload is None else int(payload["step"]),
         info=info,
     )
+
+
+def _resume_point(
+    out_dir: Path, experiment: Experiment, config: dict[str, Any], info: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The checkpoint to continue from and the metric lines it covers; no checkpoint is refused."""
+    ckpt = out_dir / CHECKPOINT_FILE
+    metrics_path = out_dir / METRICS_FILE
+    if not ckpt.exists():
+        recorded = info.get("last_checkpoint_step")
+        why = (
+            f"run_info.json records a checkpoint at step {recorded}, so the file was deleted "
+            "or moved: restore it"
+            if recorded is not None
+            else "no checkpoint was written before the run stopped (or it was deleted)"
+        )
+        raise RunDirError(
+            f"cannot resume {out_dir}: it has no {CHECKPOINT_FILE}; {why}, or start over with "
+            f"--restart (the old files are kept in {out_dir / ARCHIVE_DIR})"
+        )
+    lines = _read_metric_lines(metrics_path)
+    payload = load_checkpoint(ckpt, experiment=experiment.name, config=config)
+    keep = int(payload["metrics_lines"])
+    if keep > len(lines):
+        raise CheckpointError(
+            f"checkpoint {ckpt} records {keep} metric lines but {metrics_path} has "
+            f"only {len(lines)}; the run directory was modified"
+        )
+    return payload, lines[:keep]
+
+
+def _write_report(out_dir: Path) -> None:
+    """``report.html`` of the run; a failure to render is a warning, the run's files stay."""
+    from qsem.report import write_report
+
+    try:
+        write_report(out_dir)
+    except OSError:
+        raise  # a full disk or a read-only directory: the CLI names the path
+    except Exception as exc:  # a rendering bug must not turn a finished run into a failure
+        print(
+            f"qsem: warning: report.html not written: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
 
 
 def experiment_config_dict(experiment: Experiment) -> dict[str, Any]:

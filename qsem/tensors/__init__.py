@@ -50,7 +50,8 @@ The package's modules: :mod:`~qsem.tensors.base` (checks, the common base),
 One hierarchy: the layers of :mod:`qsem.layers` and :class:`qsem.models.SemanticModel`
 call these functions (``compose``/``fold`` in the composer, ``Lambda.project`` in the
 holographic reducer, ``omega_dims``/``Omega.from_state`` in the quantum layer,
-``pi_edge_born`` for the prediction distribution); see docs/tensors.md.
+``pi_edge_born`` for the prediction distribution); see the "Semantic tensors" page of
+the documentation.
 """
 
 from __future__ import annotations
