@@ -86,7 +86,6 @@ def test_tags_and_own_records(tmp_path: Path) -> None:
     res = run_experiment(make_parts(), out=out, quiet=True).results
     recs = read_jsonl(out / "metrics.jsonl")
     assert [(r["stage"], r.get("seed"), r["step"]) for r in recs] == (
-        [("a", None, s) for s in range(1, 5)]
-        + [("b", i, s) for i in (0, 1) for s in range(1, 5)]
+        [("a", None, s) for s in range(1, 5)] + [("b", i, s) for i in (0, 1) for s in range(1, 5)]
     )
     assert res["a"]["own_records"] == 4 and res["b"]["own_records"] == 8

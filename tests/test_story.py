@@ -126,7 +126,7 @@ def test_emergence_agreement_matches_a_hand_count() -> None:
     assert rows["quantum"]["events"] == 3
     assert rows["quantum"]["frobenius_found"] == pytest.approx(2 / 3)
     assert rows["quantum"]["near_frobenius"] == pytest.approx(2 / 3)
-    assert rows["quantum"]["steps_seed_0"] == "20 90 200"
+    assert rows["quantum"]["steps_first_seed"] == "20 90 200"
     assert rows["frobenius"]["frobenius_found"] == rows["frobenius"]["near_frobenius"] == 1.0
     # two probes away is outside the window
     distill["events"]["quantum"] = {"0": [40], "1": []}

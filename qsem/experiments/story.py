@@ -108,6 +108,7 @@ def _heads_defaults() -> QvCConfig:
 class StoryConfig:
     """Config of ``qsem run story``: one nested config per stage; every seed follows ``seed``."""
 
+    #: the random seed of every stage (the stages' own seed keys must stay 0)
     seed: int = 0
     #: stages a and b: the config of ``qsem run self-distill`` (its seed follows ``seed``)
     self_distill: SelfDistillConfig = field(default_factory=_distill_defaults)
@@ -227,7 +228,7 @@ def emergence_agreement(
     the matched pairs, pooled over the seeds the detector ran on (``quantum_aer``:
     the first ``aer_seeds``), give ``frobenius_found`` (pairs / Frobenius events)
     and ``near_frobenius`` (pairs / this detector's events), ``None`` when the
-    denominator is 0.
+    denominator is 0; ``steps_first_seed``: the steps of its events in the first seed.
     """
     steps = {str(r["seed"]): r["optimizer_steps"] for r in distill["per_run"]
              if r["arm"] == "distill"}  # fmt: skip
@@ -245,14 +246,14 @@ def emergence_agreement(
                 s = score_events(events, ref, max(steps[seed], 1), max_lag=probe_every,
                                  before=probe_every)  # fmt: skip
                 pairs += round(s["recall"] * len(ref))
+        listed = " ".join(str(x) for x in per_seed[seeds[0]]) if seeds else ""
         rows.append({
             "detector": name,
             "seeds": len(seeds),
             "events": n_ev,
             "frobenius_found": pairs / n_ref if n_ref else None,
             "near_frobenius": pairs / n_ev if n_ev else None,
-            f"steps_seed_{seeds[0] if seeds else 0}":
-                " ".join(str(x) for x in per_seed[seeds[0]]) if seeds else "",
+            "steps_first_seed": listed or "none",
         })  # fmt: skip
     return rows
 
