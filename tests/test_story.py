@@ -214,4 +214,17 @@ def test_default_run_claims(tmp_path: Path) -> None:
     t = res["stages"]["heads"]["tests"]["kleene"]["qutrit_vs_softmax"]
     assert t["accuracy"]["ttest_p"] >= 0.05
     assert t["nll"]["mean_diff"] < 0 and t["nll"]["ttest_p"] < 0.05
+    # d: 50 labels per user give each user >= 0.95 on their held-out labels; the model as it
+    # is fails the closed-world user on the disputed queries; a shared reading serves one
+    users = {r["user"]: r for r in res["personalisation"]}
+    assert all(r["labels"] == 50 and r["accuracy"] >= 0.95 for r in users.values())
+    assert users["closed-world"]["base_accuracy"] < 0.8
+    assert res["stages"]["personalise"]["shared_accuracy"]["disputed"] <= 0.6
+    # e: the compressed model keeps the user's accuracy with under half the parameters
+    edge = {r["model"]: r for r in res["edge_models"]}
+    assert edge["compressed"]["accuracy"] >= edge["full"]["accuracy"] - 0.01
+    assert edge["compressed"]["parameters"] < 0.5 * edge["full"]["parameters"]
+    assert edge["compressed"]["bytes"] < edge["full"]["bytes"]
+    # the run's CPU time (single-threaded, so about its wall time on an idle machine)
+    assert sum(r["cpu_seconds"] for r in res["stage_seconds"]) < 300
     assert (tmp_path / "run" / "story.png").exists()
