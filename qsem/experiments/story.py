@@ -32,6 +32,9 @@ e. **an edge model** for ``edge_user``: that user's reading (read back from the
    :func:`qsem.edge.edge_model`: parameters, bytes on disk, median single-thread
    latency per query and accuracy, against the full model.
 
+Stages d and e train with ``self_distill.threads`` torch threads (1: the run is
+single-threaded, so its CPU time is about its wall time on an idle machine).
+
 Results: ``results["summary"]`` (the five headline lines, printed at the end),
 the tables ``distill_per_seed``, ``emergence_events``, ``head_comparison``,
 ``personalisation``, ``disagreements``, ``edge_models``, ``stage_seconds``
