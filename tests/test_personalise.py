@@ -139,3 +139,28 @@ def test_history_cli_errors_are_one_line(
     bad.write_text("hello")
     assert main(["history", str(bad), "users"]) == 1
     assert "not an SQLite database" in capsys.readouterr().err
+
+
+def test_a_given_trained_model_is_personalised_not_trained(tmp_path: Path) -> None:
+    """``run(cfg, ctx, model=...)``: stage 1 skipped, the model's weights untouched."""
+    import torch
+
+    from qsem.experiments import personalise
+    from qsem.experiments.kleene import model_config
+    from qsem.models import SemanticModel
+    from qsem.runner import Experiment
+
+    defaults = personalise.PersonaliseConfig()
+    torch.manual_seed(5)
+    model = SemanticModel(model_config(defaults))  # TINY changes no model key
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    exp = Experiment(name="personalise-given", description="test", defaults=defaults,
+                     run=lambda c, ctx: personalise.run(c, ctx, model=model))  # fmt: skip
+    res = run_experiment(exp, overrides=TINY, out=tmp_path / "run", quiet=True).results
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert res["labels_per_user"] == {"open-world": 10, "closed-world": 10}
+    assert not [r for r in _metric_lines(tmp_path / "run") if "test_accuracy" in r]  # no fit
+
+
+def _metric_lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -1,6 +1,7 @@
 """Edge personalisation: per-user history, personal readings, a small model per user.
 
 * :mod:`~qsem.edge.store` — the history store ``H^(u)`` in SQLite (:class:`HistoryStore`);
+* :mod:`~qsem.edge.codec` — lossless tensors (dtype, shape, bytes) and record checksums;
 * :mod:`~qsem.edge.personal` — a user's reading of a trained model (slice weights,
   readout calibration, sensitivity ``θ^(u)``): :class:`PersonalReading`;
 * :mod:`~qsem.edge.scenario` — open- and closed-world users, :func:`personalise_users`;
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from .codec import decode_tensor, encode_tensor
 from .personal import (
     PersonalConfig,
     PersonalReading,
@@ -35,8 +37,6 @@ from .store import (
     HistoryStore,
     HistoryStoreError,
     StepRecord,
-    decode_tensor,
-    encode_tensor,
 )
 
 __all__ = [

@@ -35,7 +35,6 @@ Guarantees (each tested; the *Edge personalisation* documentation page says how)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -49,6 +48,9 @@ from typing import Any
 import numpy as np
 
 from qsem.circuits.errors import QsemError, QsemTypeError, arg_error
+
+from .codec import checksum as _checksum
+from .codec import decode_tensor, encode_tensor
 
 __all__ = [
     "APPLICATION_ID",
@@ -67,8 +69,6 @@ APPLICATION_ID = 0x71534548
 SCHEMA_VERSION = 2
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
-           "float64", "complex64", "complex128")  # fmt: skip
 _SYNC = ("FULL", "NORMAL", "EXTRA")
 
 #: the version-1 schema, frozen: a new file is created as v1 and migrated, so the
@@ -125,44 +125,6 @@ class EventRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_tensor(value: Any, name: str = "tensor") -> tuple[str, str, bytes]:
-    """``(dtype, shape as JSON, raw little-endian C-order bytes)`` of an array or torch tensor.
-
-    Lossless: :func:`decode_tensor` gives back the same bits.
-    """
-    if type(value).__module__.startswith("torch"):
-        import torch
-
-        if not isinstance(value, torch.Tensor):
-            raise arg_error(name, f"expected an array, got {type(value).__name__}", QsemTypeError)
-        if value.dtype == torch.bfloat16:
-            raise arg_error(name, "bfloat16 has no lossless NumPy dtype; convert it first")
-        value = value.detach().cpu().resolve_conj().resolve_neg().numpy()
-    arr = np.asarray(value)
-    dtype = arr.dtype.name
-    if dtype not in _DTYPES:
-        raise arg_error(name, f"dtype {dtype} is not storable; storable: {', '.join(_DTYPES)}")
-    data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    return dtype, json.dumps(list(arr.shape)), data
-
-
-def decode_tensor(dtype: str, shape: str, data: bytes) -> np.ndarray:
-    """The array :func:`encode_tensor` stored (a fresh, writable copy)."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}")
-    dims = tuple(int(d) for d in json.loads(shape))
-    arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
-    return arr.astype(np.dtype(dtype), copy=True).reshape(dims)
-
-
-def _checksum(*parts: Any) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else repr(p).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
 def _check_header(path: str) -> None:
     """Refuse a file that is not an intact SQLite database before SQLite opens it."""
     size = os.path.getsize(path)
@@ -198,6 +160,7 @@ class HistoryStore:
     (default), ``"NORMAL"`` or ``"EXTRA"``; ``busy_timeout_ms``: how long a
     connection waits for a lock held by another one; ``check``: run
     ``PRAGMA quick_check`` on open (catches a corrupt file before it is used).
+    A store object belongs to the thread that opened it (give each reader thread its own).
     """
 
     def __init__(

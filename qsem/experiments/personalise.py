@@ -95,9 +95,20 @@ class PersonaliseConfig(KleeneConfig):
                               f"{self.n_slices}")  # fmt: skip
 
 
-def run(cfg: PersonaliseConfig, ctx: RunContext) -> dict[str, Any]:
+def run(
+    cfg: PersonaliseConfig, ctx: RunContext, model: SemanticModel | None = None
+) -> dict[str, Any]:
+    """The experiment (see the module); its ``results.json`` dict.
+
+    ``model``: an already trained model (any :class:`~qsem.models.SemanticModel` on the
+    Kleene vocabulary with ``s_dim = 3``) to personalise instead of training one (stage 1
+    is skipped, its weights are not changed; ``edge.top_p`` must not exceed its slices).
+    Only ``ctx`` is used for files, logs and checkpoints, so a nested context works.
+
+    >>> # results = run(PersonaliseConfig(epochs=12), ctx, model=my_trained_model)
+    """
     with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
+        return _run(cfg, ctx, model)
 
 
 def _remove_store(path: str) -> None:
@@ -106,27 +117,31 @@ def _remove_store(path: str) -> None:
             os.remove(path + suffix)
 
 
-def _run(cfg: PersonaliseConfig, ctx: RunContext) -> dict[str, Any]:
+def _run(cfg: PersonaliseConfig, ctx: RunContext, given: SemanticModel | None) -> dict[str, Any]:
     tick = time.perf_counter()
     train, test = make_data(cfg)
     torch.manual_seed(cfg.seed)
-    model = SemanticModel(model_config(cfg))
+    model = SemanticModel(model_config(cfg)) if given is None else given
     state = ctx.restore()
     stage = state.get("stage") if state is not None else None
     done: dict[str, Any] = {}
-    if state is None or stage is None:
-        fit(cfg, model, train, test, ctx)
+    if state is not None and stage is not None:
+        done = dict(state["done"])
+        if given is None:
+            model.load_state_dict(state["model"])
+    else:
+        if given is None:
+            fit(cfg, model, train, test, ctx)
         done["base_test_accuracy"] = evaluate(model, test)["accuracy"]
         done["base_seconds"] = round(time.perf_counter() - tick, 2)
-    else:
-        done = dict(state["done"])
-        model.load_state_dict(state["model"])
+        done["base_slices"] = model.emergence.n_slices
     model.eval()
     step = cfg.epochs
     users = simulate_users(test, cfg.labels_per_user, cfg.seed, n_test=cfg.n_heldout or None)
 
     def snapshot(name: str) -> dict[str, Any]:
-        return {"stage": name, "model": model.state_dict(), "done": done}
+        weights = model.state_dict() if given is None else None  # a given model is not ours
+        return {"stage": name, "model": weights, "done": done}
 
     store_path = str(ctx.path(HISTORY_FILE))
     if stage in (None, "base"):
@@ -175,7 +190,7 @@ def _results(cfg: PersonaliseConfig, done: dict[str, Any], seconds: float) -> di
     rows = {r["model"]: r for r in done["edge_table"]}
     full, small = rows["full"], rows["compressed"]
     summary = [
-        f"shared model (open-world Kleene, {cfg.n_slices} slices): test accuracy "
+        f"shared model (open-world Kleene, {done['base_slices']} slices): test accuracy "
         f"{done['base_test_accuracy']:.3f} on unseen knowledge bases",
         "personalised, "
         + ", ".join(f"{k}: {v:.3f}" for k, v in acc.items())
