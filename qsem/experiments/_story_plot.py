@@ -108,7 +108,7 @@ def _personal(ax: Any, users: dict[str, Any]) -> None:
 
 def _edge(ax: Any, edge: dict[str, Any]) -> None:
     """e: parameters, bytes and latency of the narrowed / compressed models, relative to full."""
-    rows = {r["model"]: r for r in edge["rows"]}
+    rows = {r["model"]: r for r in edge["edge_table"]}
     full = rows["full"]
     keys = (("parameters", "parameters"), ("bytes", "bytes on disk"),
             ("latency_ms", "latency / query"))  # fmt: skip
@@ -122,7 +122,7 @@ def _edge(ax: Any, edge: dict[str, Any]) -> None:
                label=f"{name}: accuracy {rows[name]['accuracy']:.3f}")  # fmt: skip
     ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.5),
            ylabel="relative to the full model",
-           title=f"e. edge model for the {edge['user']} user")  # fmt: skip
+           title=f"e. edge model for the {edge['edge_user']} user")  # fmt: skip
     ax.legend(fontsize=7, loc="upper center", ncol=2)
 
 
@@ -131,13 +131,13 @@ def plot_story(
     records: list[dict[str, Any]],
     heads: dict[str, Any],
     users: dict[str, Any],
-    edge: dict[str, Any],
     thresholds: tuple[float, float],
 ) -> Any:
     """The overview, one panel per stage: a (paired accuracies), b (Δφ, quantum distance,
     events), c (heads), d (personal readings), e (edge model).
 
-    ``sd``, ``heads``, ``users``, ``edge``: the results of stages a, c, d, e;
+    ``sd``, ``heads``: the results of stages a and c; ``users``: those of stages d and e
+    (``qsem run personalise``);
     ``records``: stage a's metric records; ``thresholds``: θ of the Frobenius and of
     the quantum detector.
     """
@@ -149,7 +149,7 @@ def plot_story(
     _events(fig.add_subplot(grid[0, 1:]), records, sd, thresholds)
     _heads(fig.add_subplot(grid[1, 0]), heads)
     _personal(fig.add_subplot(grid[1, 1]), users)
-    _edge(fig.add_subplot(grid[1, 2]), edge)
+    _edge(fig.add_subplot(grid[1, 2]), users)
     fig.suptitle("qsem run story: the hybrid φ → Ω model on three-valued Kleene queries",
                  fontsize=11)  # fmt: skip
     fig.tight_layout()

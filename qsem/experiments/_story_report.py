@@ -131,10 +131,10 @@ def personalise_line(r: dict[str, Any]) -> str:
 
 def edge_line(r: dict[str, Any]) -> str:
     """Stage e's headline: the compressed model against the full one for the edge user."""
-    rows = {row["model"]: row for row in r["rows"]}
+    rows = {row["model"]: row for row in r["edge_table"]}
     full, small = rows["full"], rows["compressed"]
     return (
-        f"e. edge model for the {r['user']} user (narrowed to {small['hidden']} neurons, "
+        f"e. edge model for the {r['edge_user']} user (narrowed to {small['hidden']} neurons, "
         f"{small['slices']} slice, rank {small['rank']}): {small['parameters']} vs "
         f"{full['parameters']} parameters, {small['bytes'] / 1024:.1f} vs "
         f"{full['bytes'] / 1024:.1f} KiB, {small['latency_ms']:.2f} vs {full['latency_ms']:.2f} ms "

@@ -19,18 +19,18 @@ b. **emergence events** of that loop (no extra training): the classical
 c. **qutrit vs softmax head** at matched parameter budgets on the Kleene
    features (:func:`qsem.experiments.qutrit_vs_classical.run`, config
    ``heads.*``);
-d. **personalisation**: stage a's self-distilled model (first seed, loaded from
-   ``models/``) read by two simulated users who label queries from unseen
-   knowledge bases differently — open world (unknown stays ``|U>``) and closed
-   world (unknown means ``|F>``) — from ``labels_per_user`` labels each
-   (:func:`qsem.edge.personalise_users`: per-user slice weights and readout
-   calibration; histories in ``history.sqlite``), against the base model as it is
-   and one shared reading fitted on both users' labels;
-e. **an edge model** for ``edge_user``: that user's reading (read back from the
-   history store) narrowed (attribution pruning of the composer, recovery by
-   distillation) and compressed (top slices, low-rank output layer) by
-   :func:`qsem.edge.edge_model`: parameters, bytes on disk, median single-thread
-   latency per query and accuracy, against the full model.
+d. **personalisation** and e. **an edge model**, one stage: ``qsem run
+   personalise`` (:func:`qsem.experiments.personalise.run`) on stage a's
+   self-distilled model of the first seed (loaded from ``models/``, not changed):
+   two simulated users label queries of the knowledge bases it was tested on
+   differently — open world (unknown stays ``|U>``) and closed world (unknown
+   means ``|F>``), ``labels_per_user`` labels each; per-user readings (slice
+   weights and readout calibration; histories in ``history.sqlite``) against the
+   model as it is and one shared reading fitted on both users' labels; then the
+   ``edge_user``'s reading narrowed and compressed (:func:`qsem.edge.edge_model`):
+   parameters, bytes on disk, median single-thread latency per query and
+   accuracy, against the full model. That experiment's checkpoints (after the
+   personal readings, after the edge model) nest inside this run's.
 
 Stages d and e train with ``self_distill.threads`` torch threads (1: the run is
 single-threaded, so its CPU time is about its wall time on an idle machine).
@@ -39,10 +39,10 @@ Results: ``results["summary"]`` (the five headline lines, printed at the end),
 the tables ``distill_per_seed``, ``emergence_events``, ``head_comparison``,
 ``personalisation``, ``disagreements``, ``edge_models``, ``stage_seconds``
 (lists of flat dicts), each stage's full results in ``stages[NAME]``, and the
-figures ``story.png`` (one panel per stage), ``emergence.png`` and
-``qutrit_vs_classical.png``. A checkpoint after every epoch of stage a and after
-every stage: ``--resume`` continues after the last finished stage (a stage cut
-short starts again).
+figures ``story.png`` (one panel per stage), ``emergence.png``,
+``qutrit_vs_classical.png`` and ``personalise.png``. Checkpoints after every epoch
+of stage a, after every stage and inside stage d/e: ``--resume`` continues after
+the last of them (a stage cut short starts again from its last checkpoint).
 
 Significance: a difference is called significant when the paired t-test over
 seeds gives p < 0.05 (both the t-test and the Wilcoxon signed-rank p-values are
@@ -53,29 +53,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from qsem.edge import (
-    WORLDS,
-    EdgeConfig,
-    HistoryStore,
-    PersonalConfig,
-    PersonalReading,
-    UserData,
-    edge_model,
-    personalise_users,
-    simulate_users,
-)
+from qsem.edge import WORLDS, EdgeConfig, PersonalConfig
 from qsem.emergence import score_events
-from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.runner.nested import NestedContext
-from qsem.tasks.kleene import KleeneDataset
 
-from . import qutrit_vs_classical, self_distill
+from . import personalise, qutrit_vs_classical, self_distill
 from ._story_plot import plot_story
 from ._story_report import (
     distill_line,
@@ -87,7 +73,8 @@ from ._story_report import (
     personalise_line,
     personalise_table,
 )
-from .kleene import make_data
+from .kleene import KleeneConfig
+from .personalise import PersonaliseConfig
 from .qutrit_vs_classical import QvCConfig
 from .self_distill import SelfDistillConfig
 
@@ -95,8 +82,6 @@ __all__ = ["EXPERIMENT", "STAGES", "StoryConfig", "emergence_agreement", "run"]
 
 #: parent steps reserved for one stage (stage i's checkpoints are at i · STAGE_SPAN + step)
 STAGE_SPAN = 1_000_000
-#: the users' history store (stage d writes it, stage e reads the edge user's reading from it)
-STORE = "history.sqlite"
 
 
 def _distill_defaults() -> SelfDistillConfig:
@@ -121,8 +106,8 @@ class StoryConfig:
     labels_per_user: int = 50
     #: stage d: how each user's personal reading is fitted
     personal: PersonalConfig = field(default_factory=PersonalConfig)
-    #: stage e: the user whose model is narrowed and compressed (open-world or closed-world)
-    edge_user: str = "closed-world"
+    #: stage e: the world (open / closed) of the user whose model is narrowed and compressed
+    edge_user: str = "closed"
     #: stage e: how that user's edge model is narrowed and compressed
     edge: EdgeConfig = field(default_factory=EdgeConfig)
 
@@ -152,9 +137,8 @@ class StoryConfig:
             raise ConfigError(
                 f"config key 'labels_per_user': must be >= 1, got {self.labels_per_user}"
             )
-        users = [f"{w}-world" for w in WORLDS]
-        if self.edge_user not in users:
-            raise ConfigError(f"config key 'edge_user': one of {users}, got {self.edge_user!r}")
+        if self.edge_user not in WORLDS:
+            raise ConfigError(f"config key 'edge_user': one of {WORLDS}, got {self.edge_user!r}")
         if self.edge.hidden > self.self_distill.hidden:
             raise ConfigError(
                 f"config key 'edge.hidden': {self.edge.hidden} > the model's "
@@ -175,41 +159,17 @@ def _heads(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
     return dict(qutrit_vs_classical.run(replace(cfg.heads, seed=cfg.seed), ctx))
 
 
-def _model_and_users(
-    cfg: StoryConfig, ctx: RunContext
-) -> tuple[SemanticModel, KleeneDataset, list[UserData]]:
-    """Stage a's self-distilled model of the first seed, its training queries, and the users:
-    their labelled and held-out queries come from the knowledge bases it was tested on."""
+def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
+    """``qsem run personalise`` on stage a's self-distilled model of the first seed: its
+    users label queries of the knowledge bases that model was tested on."""
     sd = replace(cfg.self_distill, seed=cfg.seed)
     model = self_distill.load_model(ctx.path(self_distill.model_file(cfg.seed, "distill")), sd)
-    train, test = make_data(sd)
-    return model, train, simulate_users(test, cfg.labels_per_user, cfg.seed)
-
-
-def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    model, _, users = _model_and_users(cfg, ctx)
-    store = ctx.path(STORE)
-    for part in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
-        part.unlink(missing_ok=True)  # what an interrupted attempt at this stage left behind
-    with torch_threads(cfg.self_distill.threads), HistoryStore(store, writable=True) as history:
-        res = personalise_users(model, users, cfg.personal, store=history,
-                                log=lambda t, r: ctx.log(t, **r))  # fmt: skip
-    return res.as_dict()
-
-
-def _edge(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    model, train, users = _model_and_users(cfg, ctx)
-    user = next(u for u in users if u.name == cfg.edge_user)
-    reading = PersonalReading(model, cfg.personal.calibration_init)
-    with HistoryStore(ctx.path(STORE)) as history:  # the reading stage d fitted and stored
-        reading.load_personal_state(history.params(user.name))
-    with torch_threads(cfg.self_distill.threads):
-        table = edge_model(reading, user, train.tokens, cfg.edge, cfg.personal,
-                           ctx.path("edge"), seed=cfg.seed)  # fmt: skip
-    for i, row in enumerate(table.rows):
-        ctx.log(i, kind="edge_model", **row)
-    return {"user": user.name, "rows": table.rows, "svd_rel_error": table.svd_rel_error,
-            "kept_slices": table.kept_slices}  # fmt: skip
+    task = {f.name: getattr(sd, f.name) for f in fields(KleeneConfig)}
+    pcfg = PersonaliseConfig(
+        **{**task, "n_slices": model.emergence.n_slices}, labels_per_user=cfg.labels_per_user,
+        edge_user=cfg.edge_user, personal=cfg.personal, edge=cfg.edge,
+    )  # fmt: skip
+    return dict(personalise.run(pcfg, ctx, model=model))
 
 
 #: (name, what it does) of each stage, in order; the names key ``results["stages"]``.
@@ -217,7 +177,6 @@ STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], dict[str, Any]]], .
     ("self_distill", _distill),
     ("heads", _heads),
     ("personalise", _personalise),
-    ("edge", _edge),
 )
 
 
@@ -282,16 +241,16 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
                       "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
         ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True)
     sd, heads = done["self_distill"]["results"], done["heads"]["results"]
-    users, edge = done["personalise"]["results"], done["edge"]["results"]
+    users = done["personalise"]["results"]
     events = emergence_agreement(
         sd, cfg.self_distill.distill.probe_every, cfg.self_distill.aer_seeds
     )
     summary = [distill_line(sd, cfg.self_distill), emergence_line(events, sd), heads_line(heads),
-               personalise_line(users), edge_line(edge)]  # fmt: skip
+               personalise_line(users), edge_line(users)]  # fmt: skip
     records = [r for r in ctx.records() if r.get("stage") == "self_distill"]
     dcfg = cfg.self_distill.distill
     thresholds = (dcfg.theta_frobenius, dcfg.theta_quantum)
-    ctx.save_figure(plot_story(sd, records, heads, users, edge, thresholds), "story.png")
+    ctx.save_figure(plot_story(sd, records, heads, users, thresholds), "story.png")
     return {
         "summary": summary,
         "distill_per_seed": distill_table(sd),
@@ -299,7 +258,7 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
         "head_comparison": heads_table(heads),
         "personalisation": personalise_table(users),
         "disagreements": users["examples"],
-        "edge_models": edge["rows"],
+        "edge_models": users["edge_table"],
         "stage_seconds": [
             {"stage": n, "seconds": done[n]["seconds"], "cpu_seconds": done[n]["cpu_seconds"]}
             for n, _ in STAGES
