@@ -4,12 +4,14 @@ run's claims are a slow test."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_report import REPORT_SECTIONS, browser_problems  # the report's headless-Chromium check
 
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
@@ -111,6 +113,19 @@ def test_every_stage_writes_sane_outputs(tiny_run) -> None:
         assert (out / png).read_bytes()[:8] == PNG
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in recs} == {name for name, _ in STAGES}
+
+
+def test_report_has_the_summary_tables_and_figures(tiny_run) -> None:
+    """report.html shows the five lines, the story's tables and its figures; it renders in
+    headless Chromium (skipped, saying how to install it, where Chromium is missing)."""
+    out, res = tiny_run
+    page = (out / "report.html").read_text()
+    assert all(html.escape(line) in page for line in res["summary"])
+    for table in ("distill_per_seed", "emergence_events", "head_comparison", "personalisation",
+                  "disagreements", "edge_models", "stage_seconds"):  # fmt: skip
+        assert table in page
+    assert page.count("data:image/png;base64,") == 4  # story, emergence, heads, personalise
+    assert browser_problems(out / "report.html", REPORT_SECTIONS) == []
 
 
 def test_emergence_agreement_matches_a_hand_count() -> None:
@@ -229,3 +244,4 @@ def test_default_run_claims(tmp_path: Path) -> None:
     # the run's CPU time (single-threaded, so about its wall time on an idle machine)
     assert sum(r["cpu_seconds"] for r in res["stage_seconds"]) < 300
     assert (tmp_path / "run" / "story.png").exists()
+    assert browser_problems(tmp_path / "run" / "report.html", REPORT_SECTIONS) == []
