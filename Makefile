@@ -1,7 +1,7 @@
 # qsem developer entry points. Everything runs from the project's own .venv;
 # no globally installed tool is used after the venv exists.
 #
-#   make run       install (if needed) and run the demo into runs/demo
+#   make run       install (if needed) and run the story (qsem run story) into runs/story-<timestamp>
 #   make test      default test suite: tests/, the examples/ notebooks (nbmake) and the
 #                  strict docs build (slow studies excluded)
 #   make studies   the slow-marked studies
@@ -48,7 +48,7 @@ venv: $(STAMP)
 # --- run / test ---------------------------------------------------------------
 
 run: venv
-	$(BIN)/qsem run demo    # into a fresh runs/demo-YYYYmmdd-HHMMSS; nothing earlier is overwritten
+	$(BIN)/qsem run story    # into a fresh runs/story-YYYYmmdd-HHMMSS; nothing earlier is overwritten
 
 # pytest exit code 5 means "no tests collected": that is a failure, not a pass.
 test: venv

@@ -21,6 +21,7 @@ from . import (
     profiles,
     qutrit_vs_classical,
     self_distill,
+    story,
     swap_demo,
 )
 
@@ -39,6 +40,7 @@ _ALL: tuple[Experiment, ...] = (
     swap_demo.EXPERIMENT,
     qutrit_vs_classical.EXPERIMENT,
     self_distill.EXPERIMENT,
+    story.EXPERIMENT,
 )
 
 #: name -> experiment, for every registered experiment.

@@ -21,30 +21,37 @@ seed and arm, the paired Wilcoxon signed-rank and t-test p-values on accuracy
 and on the test NLL, the events
 of every detector, the slices), ``metrics.jsonl`` (epoch records, every probe,
 every event; tagged by ``seed`` and ``arm``), ``emergence.png`` and
-``snapshots/seed-S/step-N.pt`` at each appended slice. Checkpoints after every
+``snapshots/seed-S/step-N.pt`` at each appended slice (with ``save_models``
+also ``models/seed-S-ARM.pt``, each trained model). Checkpoints after every
 epoch of every (seed, arm); ``--resume`` continues where it stopped.
 """
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
+from qsem.io import atomic_write_bytes
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.checkpoint import get_rng_state, set_rng_state
 from qsem.runner.info import torch_threads
+from qsem.runner.nested import NestedContext
 from qsem.stats import paired_tests
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 
-__all__ = ["EXPERIMENT", "SelfDistillConfig", "plot_emergence", "run", "shot_agreement"]
+__all__ = [
+    "EXPERIMENT", "SelfDistillConfig", "load_model", "model_file", "plot_emergence", "run",
+    "shot_agreement",
+]  # fmt: skip
 
 ARMS = ("hard", "distill")
 
@@ -68,6 +75,8 @@ class SelfDistillConfig(KleeneConfig):
     probe_size: int = 64
     #: seeds (the first ones) whose shot estimates also run on Aer (detector quantum_aer)
     aer_seeds: int = 1
+    #: write models/seed-S-ARM.pt (slice count and state_dict of each trained model)
+    save_models: bool = False
     distill: DistillConfig = field(default_factory=_default_distill)
 
     def __post_init__(self) -> None:
@@ -77,59 +86,24 @@ class SelfDistillConfig(KleeneConfig):
                 raise ConfigError(f"config key '{key}': must be >= {low}, got {getattr(self, key)}")
 
 
-class _ArmContext(RunContext):
-    """The run's context seen by one (seed, arm) training: tags, nested checkpoints.
+def model_file(seed: int, arm: str) -> str:
+    """Where ``save_models`` puts the model of (``seed``, ``arm``), inside the run directory."""
+    return f"models/seed-{seed}-{arm}.pt"
 
-    ``restore`` returns the arm's state if the run's checkpoint was taken inside
-    this arm; ``checkpoint`` stores ``{"done": finished arms, "current": this
-    arm's state}`` in the run's checkpoint; ``log`` adds ``seed`` and ``arm``.
+
+def load_model(path: str | Path, cfg: SelfDistillConfig) -> SemanticModel:
+    """A model written by ``save_models`` (its slices grown to the stored count).
+
+    >>> model = load_model(run_dir / model_file(0, "distill"), cfg)  # doctest: +SKIP
     """
-
-    def __init__(
-        self,
-        parent: RunContext,
-        key: str,
-        tags: Mapping[str, Any],
-        current: Mapping[str, Any] | None,
-        done: list[dict[str, Any]],
-        offset: int,
-    ) -> None:
-        super().__init__(
-            experiment=parent.experiment, out_dir=parent.out_dir, config=parent._config,
-            seed=parent.seed, metrics=parent.metrics, checkpoint_every=parent.checkpoint_every,
-            quiet=parent.quiet,
-        )  # fmt: skip
-        self.parent, self.key, self.tags = parent, key, dict(tags)
-        self._current = current if current is not None and current["key"] == key else None
-        self.done, self.offset = done, offset
-
-    def restore(self) -> dict[str, Any] | None:
-        if self._current is None:
-            return None
-        set_rng_state(self._current["rng"])
-        state: dict[str, Any] = self._current["state"]
-        return state
-
-    def checkpoint(
-        self,
-        step: int,
-        state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-        *,
-        force: bool = False,
-    ) -> bool:
-        def wrapped() -> dict[str, Any]:
-            inner = state() if callable(state) else state
-            current = {"key": self.key, "state": dict(inner), "rng": get_rng_state()}
-            return {"done": self.done, "current": current}
-
-        return self.parent.checkpoint(self.offset + step, wrapped, force=force)
-
-    def log(self, step: int, **values: Any) -> None:
-        self.parent.log(step, **self.tags, **values)
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    model = SemanticModel(model_config(cfg, n_slices=int(stored["slices"])))
+    model.load_state_dict(stored["model"])
+    return model
 
 
 def train_arm(
-    cfg: SelfDistillConfig, seed: int, arm: str, ctx: _ArmContext, data: Any
+    cfg: SelfDistillConfig, seed: int, arm: str, ctx: NestedContext, data: Any
 ) -> dict[str, Any]:
     """Train one (seed, arm); its test accuracy, events and slices."""
     train, test = data
@@ -149,6 +123,12 @@ def train_arm(
         )  # fmt: skip
     tick = time.perf_counter()
     seconds, steps = fit(scfg, model, train, test, ctx, loop=loop)
+    if cfg.save_models:
+        buf = io.BytesIO()
+        torch.save({"slices": model.emergence.n_slices, "model": model.state_dict()}, buf)
+        target = ctx.path(model_file(seed, arm))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, buf.getvalue())
     ev = evaluate(model, test)
     out: dict[str, Any] = {
         "seed": seed, "arm": arm, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],
@@ -295,7 +275,7 @@ def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
         if (seed, arm) in finished:
             continue
         data = make_data(replace(cfg, seed=seed))
-        sub = _ArmContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
+        sub = NestedContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
                           offset=i * cfg.epochs)  # fmt: skip
         result = train_arm(cfg, seed, arm, sub, data)
         done.append(result)

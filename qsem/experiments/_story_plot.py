@@ -1,0 +1,156 @@
+"""The overview figure of ``qsem run story`` (``story.png``): one panel per stage (a–e)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["plot_story"]
+
+_HARD, _DISTILL = "#7570b3", "#1b9e77"
+_HEADS = {"softmax": "#7570b3", "qutrit": "#1b9e77"}
+
+
+def _paired(ax: Any, sd: dict[str, Any]) -> None:
+    """a: test accuracy per seed, hard labels only vs self-distillation."""
+    acc = sd["accuracy"]
+    ends: dict[float, list[str]] = {}
+    for s, a, b in zip(sd["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
+                       strict=True):  # fmt: skip
+        ax.plot([0, 1], [a, b], marker="o", color="0.45", lw=1)
+        ends.setdefault(round(b, 3), []).append(str(s))
+    for b, seeds in ends.items():
+        label = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+        ax.annotate(label, (1.04, b), fontsize=7, va="center")
+    for x, arm, c in ((0, "hard", _HARD), (1, "distill", _DISTILL)):
+        ax.errorbar(x, acc[arm]["mean"], yerr=acc[arm]["std"], fmt="s", color=c, ms=8,
+                    capsize=4, zorder=3)  # fmt: skip
+    p = sd["paired"]["ttest_p"]
+    ptxt = "n/a" if p is None else f"{p:.2g}"
+    ax.set(xticks=[0, 1], xticklabels=["hard labels\nonly", "self-\ndistillation"],
+           xlim=(-0.35, 1.45), ylabel="test accuracy (unseen KBs)",
+           title=f"a. self-distillation (paired t-test p = {ptxt})")  # fmt: skip
+
+
+def _events(
+    ax: Any, records: list[dict[str, Any]], sd: dict[str, Any], thresholds: tuple[float, float]
+) -> None:
+    """b: Δφ and the quantum distance of the first seed's self-distillation run, with events."""
+    seed = sd["seeds"][0]
+    mine = [r for r in records if r.get("seed") == seed and r.get("arm") == "distill"]
+    probes = [r for r in mine if r.get("kind") == "probe" and "dphi_fro" in r]
+    steps = [r["step"] for r in probes]
+    ax.plot(steps, [r["dphi_fro"] for r in probes], color="#d95f02", lw=1.2,
+            label="Δφ (Frobenius), classical")  # fmt: skip
+    ax.set(yscale="log", xlabel="optimiser step", ylabel="Δφ between probes",
+           title=f"b. emergence events, seed {seed}: classical (Δφ) and quantum (Ω)")  # fmt: skip
+    twin = ax.twinx()
+    for key, label, ls in (("q_distance", "1 − overlap of Ω (exact)", "-"),
+                           ("q_distance_shots", "1 − overlap of Ω (shots)", ":")):  # fmt: skip
+        pts = [(r["step"], r[key]) for r in probes if r.get(key) is not None]
+        if pts:
+            twin.plot(*zip(*pts, strict=True), color="#1b9e77", lw=1, ls=ls, label=label)
+    ax.axhline(thresholds[0], color="#d95f02", lw=0.8, ls="--", label="θ of the Δφ detector")
+    twin.axhline(thresholds[1], color="#1b9e77", lw=0.8, ls="--",
+                 label="θ of the quantum detector")  # fmt: skip
+    twin.set_yscale("symlog", linthresh=1e-4)
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("quantum distance")
+    theta = sd["events"]
+    marks = (("frobenius", "#d95f02", 0.96, "v"), ("quantum", "#1b9e77", 0.90, "^"),
+             ("quantum_shots", "#66a61e", 0.84, "^"))  # fmt: skip
+    for name, colour, y, m in marks:
+        for i, step in enumerate(theta.get(name, {}).get(str(seed), [])):
+            ax.plot(step, y, marker=m, color=colour, ms=8, ls="none",
+                    transform=ax.get_xaxis_transform(),
+                    label=f"{name} event" if i == 0 else None)  # fmt: skip
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper right", ncol=2)
+
+
+def _heads(ax: Any, heads: dict[str, Any]) -> None:
+    """c: accuracy and NLL of the two heads (mean ± std over seeds)."""
+    task = heads["tasks"][0]
+    s = heads["summary"][task]
+    names = list(s)
+    width = 0.8 / len(names)
+    twin = ax.twinx()
+    for i, h in enumerate(names):
+        off = (i - (len(names) - 1) / 2) * width
+        ax.bar(0 + off, s[h]["accuracy"]["mean"], width, yerr=s[h]["accuracy"]["std"],
+               capsize=3, color=_HEADS.get(h, "0.5"),
+               label=f"{h} ({s[h]['parameters']} params)")  # fmt: skip
+        twin.bar(1 + off, s[h]["nll"]["mean"], width, yerr=s[h]["nll"]["std"], capsize=3,
+                 color=_HEADS.get(h, "0.5"))  # fmt: skip
+    ax.set(xticks=[0, 1], xticklabels=["test accuracy", "test NLL (right axis)"],
+           ylim=(0, 1.05), ylabel="accuracy",
+           title=f"c. qutrit vs softmax head ({heads['n_seeds']} seeds)")  # fmt: skip
+    twin.set_ylabel("NLL")
+    ax.legend(fontsize=7, loc="lower left")
+
+
+def _personal(ax: Any, users: dict[str, Any]) -> None:
+    """d: each user's held-out accuracy: base model as it is, shared reading, personal reading."""
+    names = list(users["per_user_accuracy"])
+    bars = (("base model", users["base_accuracy"], "0.7"),
+            ("shared reading", users["shared_accuracy"], _HARD),
+            ("personal reading", users["per_user_accuracy"], _DISTILL))  # fmt: skip
+    width = 0.8 / len(bars)
+    for i, (label, values, colour) in enumerate(bars):
+        xs = [j + (i - 1) * width for j in range(len(names))]
+        ax.bar(xs, [values[n] for n in names], width, color=colour, label=label)
+    labels = sorted(set(users["labels_per_user"].values()))
+    ax.set(xticks=range(len(names)), xticklabels=[f"{n} user" for n in names], ylim=(0, 1.05),
+           ylabel="accuracy on the user's held-out labels",
+           title=f"d. two readings, {'/'.join(map(str, labels))} labels per user")  # fmt: skip
+    ax.legend(fontsize=7, loc="lower left")
+
+
+def _edge(ax: Any, edge: dict[str, Any]) -> None:
+    """e: parameters, bytes and latency of the narrowed / compressed models, relative to full."""
+    rows = {r["model"]: r for r in edge["edge_table"]}
+    full = rows["full"]
+    keys = (("parameters", "parameters"), ("bytes", "bytes on disk"),
+            ("latency_ms", "latency / query"))  # fmt: skip
+    names = list(rows)
+    width = 0.8 / len(names)
+    colours = {"full": "0.6", "narrowed": _HARD, "compressed": _DISTILL}
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(keys))]
+        ys = [rows[name][k] / full[k] for k, _ in keys]
+        ax.bar(xs, ys, width, color=colours.get(name, "0.4"),
+               label=f"{name}: accuracy {rows[name]['accuracy']:.3f}")  # fmt: skip
+    ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.5),
+           ylabel="relative to the full model",
+           title=f"e. edge model for the {edge['edge_user']} user")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
+
+
+def plot_story(
+    sd: dict[str, Any],
+    records: list[dict[str, Any]],
+    heads: dict[str, Any],
+    users: dict[str, Any],
+    thresholds: tuple[float, float],
+) -> Any:
+    """The overview, one panel per stage: a (paired accuracies), b (Δφ, quantum distance,
+    events), c (heads), d (personal readings), e (edge model).
+
+    ``sd``, ``heads``: the results of stages a and c; ``users``: those of stages d and e
+    (``qsem run personalise``);
+    ``records``: stage a's metric records; ``thresholds``: θ of the Frobenius and of
+    the quantum detector.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, 9))
+    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1, 1])
+    _paired(fig.add_subplot(grid[0, 0]), sd)
+    _events(fig.add_subplot(grid[0, 1:]), records, sd, thresholds)
+    _heads(fig.add_subplot(grid[1, 0]), heads)
+    _personal(fig.add_subplot(grid[1, 1]), users)
+    _edge(fig.add_subplot(grid[1, 2]), users)
+    fig.suptitle("qsem run story: the hybrid φ → Ω model on three-valued Kleene queries",
+                 fontsize=11)  # fmt: skip
+    fig.tight_layout()
+    return fig
