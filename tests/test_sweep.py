@@ -216,8 +216,8 @@ def test_dask_scheduler_address(tmp_path: Path, serial: Path, capsys: Any) -> No
     here (its one worker runs in this process; client and scheduler talk over TCP)."""
     distributed = pytest.importorskip("distributed")
     out = tmp_path / "sw"
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  protocol="tcp://", dashboard_address=None) as cluster:  # fmt: skip
+    local = {"n_workers": 1, "threads_per_worker": 1, "processes": False}
+    with distributed.LocalCluster(**local, protocol="tcp://", dashboard_address=None) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://")
         code = main(["sweep", "demo", "--seeds", "0", "--cluster", address, f"epochs={EPOCHS}",

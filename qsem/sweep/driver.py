@@ -141,7 +141,8 @@ def run_sweep(
     pool size (default: the cores; 0: in this process); ``cluster``: a Dask
     scheduler address or ``local:N``; ``checkpoint_every``: each trial's
     checkpoint period in steps (None: the stored sweep's, else the experiment's
-    own), so an interrupted trial resumes close to where it stopped; ``executor``: an engine of your own (see
+    own), so an interrupted trial resumes close to where it stopped;
+    ``executor``: an engine of your own (see
     :class:`~qsem.sweep.executors.TrialExecutor`; the driver closes it). Failed
     trials are skipped on a re-run unless ``retry_failed``.
     """
