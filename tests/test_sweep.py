@@ -151,6 +151,10 @@ def test_bad_grid_is_one_line_and_creates_nothing(tmp_path: Path, capsys: Any) -
     assert code == 2
     assert err.count("\n") == 1 and "layers=x" in err and "expected an integer" in err
     assert not out.exists()
+    code = main(["sweep", "demo", "--seeds", "0", "--checkpoint-every", "-1", "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == "qsem: error: --checkpoint-every must be >= 0, got -1\n"
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------
@@ -195,12 +199,14 @@ def test_dask_local_cluster_pool_and_serial_agree(
 ) -> None:
     """The same sweep on a two-worker LocalCluster (--cluster local:2), on a local pool of
     two processes and as serial runs: the same per-seed results and the same summary."""
-    pytest.importorskip("distributed")
+    want = _comparable(_reference_summary(serial, SEEDS))
+    _assert_same_results(pool.out_dir, serial, SEEDS)
+    assert _comparable(pool.summary) == want
+    pytest.importorskip("distributed")  # the pool is checked against serial runs without Dask
     res = run_sweep("demo", out=tmp_path / "dask", cluster="local:2", echo=_quiet, **SPEC)
     assert res.summary["trials"]["done"] == len(SEEDS) and not res.interrupted
-    want = _comparable(_reference_summary(serial, SEEDS))
+    _assert_same_results(res.out_dir, serial, SEEDS)
     for swept in (res, pool):
-        _assert_same_results(swept.out_dir, serial, SEEDS)
         assert _comparable(swept.summary) == want
         assert _comparable(read_json(swept.out_dir / "summary.json")) == want
         assert (swept.out_dir / "plots" / "test_accuracy.png").stat().st_size > 0
@@ -243,17 +249,15 @@ def test_missing_dask_is_one_line(tmp_path: Path) -> None:
         "sys.exit(main(sys.argv[1:]))\n"
     )
     out = tmp_path / "sw"
-    for cluster in ("local:2", "tcp://127.0.0.1:8786"):
-        done = subprocess.run(
-            [sys.executable, "-c", block, "sweep", "demo", "--seeds", "0", "--cluster", cluster,
-             "--out", str(out)],
-            capture_output=True, text=True, timeout=120,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
-        assert done.returncode == 1, done.stderr
-        assert done.stderr == "qsem: error: --cluster needs Dask distributed: " \
-            "pip install 'qsem[dask]'\n"  # fmt: skip
-        assert not out.exists()
+    done = subprocess.run(
+        [sys.executable, "-c", block, "sweep", "demo", "--seeds", "0", "--cluster", "local:2",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    want = "qsem: error: --cluster needs Dask distributed: pip install 'qsem[dask]'\n"
+    assert done.stderr == want
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------
