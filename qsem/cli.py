@@ -41,7 +41,7 @@ from qsem.runner.config import ConfigError
 from . import _cli_run, _cli_tools
 from .sweep import cli as sweep_cli
 
-__all__ = ["SUBCOMMANDS", "build_parser", "build_run_parser", "main"]
+__all__ = ["INTERMIXED", "SUBCOMMANDS", "build_parser", "build_run_parser", "main"]
 
 _AddParser = Callable[[argparse._SubParsersAction], None]
 _Run = Callable[[argparse.Namespace], int]
@@ -60,6 +60,10 @@ SUBCOMMANDS: tuple[tuple[_AddParser, _Run], ...] = (
     (_cli_tools.add_completion_parser, _cli_tools.run_completion),
     (edge_cli.add_parser, edge_cli.run),
 )
+
+#: subcommands whose options and positional ``key=value`` overrides may come in any order
+#: (``qsem run demo epochs=5 --seed 3 lr=0.1``); they must have no subcommands of their own.
+INTERMIXED = frozenset({"run", "sweep"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +116,15 @@ def build_run_parser(name: str | None = None) -> argparse.ArgumentParser:
     return run
 
 
+def _subcommand_parser(command: str, rest: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of one subcommand on its own (``qsem run``'s lists NAME's config keys)."""
+    if command == "run":
+        return build_run_parser(_cli_run.name_in(list(rest)))
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = sub.choices[command]
+    return parser
+
+
 def _fail(message: str, code: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
@@ -138,11 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     head = [a for a in args_list if a != "--debug"]
     try:
-        if head[:1] == ["run"]:
-            # argparse cannot intermix options and key=value positionals below a subcommand
-            rest = args_list[args_list.index("run") + 1 :]
-            args = build_run_parser(_cli_run.name_in(rest)).parse_intermixed_args(rest)
-            args.command = "run"
+        if head[:1] and head[0] in INTERMIXED:
+            # argparse cannot intermix options and key=value positionals below a subcommand,
+            # so these subcommands' own parsers read the arguments after their name
+            command = head[0]
+            rest = args_list[args_list.index(command) + 1 :]
+            args = _subcommand_parser(command, rest).parse_intermixed_args(rest)
+            args.command = command
         else:
             args = build_parser().parse_args(args_list)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)

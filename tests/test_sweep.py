@@ -31,6 +31,7 @@ from qsem.sweep import (
     LEDGER_FILE,
     MAX_ATTEMPTS,
     InProcessExecutor,
+    SweepResult,
     config_hash,
     format_table,
     make_trials,
@@ -40,11 +41,21 @@ from qsem.sweep import (
     summarise,
 )
 
-EPOCHS = 3
+#: epochs per trial: enough checkpoints (every CHECKPOINT_EVERY) for a trial to be stopped
+#: between two of them; a trial takes about a second on a loaded 2-core machine
+EPOCHS = 20
+CHECKPOINT_EVERY = 2
 LR = "0.05"
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)
 #: the results compared between executors (train_seconds is a timing)
 METRICS = ["test_accuracy", "test_nll", "train_accuracy", "train_nll"]
+#: run_sweep arguments of the sweep every executor runs
+SPEC: dict[str, Any] = {
+    "seeds": list(SEEDS),
+    "grid": {"lr": [LR]},
+    "fixed": [f"epochs={EPOCHS}"],
+    "metrics": METRICS,
+}
 
 
 def _quiet(_: str) -> None:
@@ -60,6 +71,20 @@ def serial(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_experiment(demo, overrides=[f"epochs={EPOCHS}", f"lr={LR}"], seed=seed,
                        out=root / f"lr={LR}" / f"seed-{seed}", quiet=True)  # fmt: skip
     return root
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> SweepResult:
+    """The sweep on a local pool of two processes."""
+    out = tmp_path_factory.mktemp("pool") / "sw"
+    res = run_sweep("demo", out=out, workers=2, echo=_quiet, **SPEC)
+    assert res.summary["trials"]["done"] == len(SEEDS) and not res.interrupted
+    return res
+
+
+def _sessions(run_dir: Path) -> list[dict[str, Any]]:
+    sessions: list[dict[str, Any]] = read_json(run_dir / "run_info.json")["sessions"]
+    return sessions
 
 
 def _reference_summary(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -126,6 +151,10 @@ def test_bad_grid_is_one_line_and_creates_nothing(tmp_path: Path, capsys: Any) -
     assert code == 2
     assert err.count("\n") == 1 and "layers=x" in err and "expected an integer" in err
     assert not out.exists()
+    code = main(["sweep", "demo", "--seeds", "0", "--checkpoint-every", "-1", "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == "qsem: error: --checkpoint-every must be >= 0, got -1\n"
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------
@@ -165,28 +194,70 @@ def test_summary_statistics_and_paired_tests(tmp_path: Path) -> None:
         summarise("demo", trials, states, tmp_path, ["nope"])
 
 
-def test_dask_local_cluster_matches_serial_runs(tmp_path: Path, serial: Path) -> None:
-    """Two seeds on a two-worker LocalCluster give the serial runs' results and summary
-    (the local pool is checked against the same serial runs in the kill test below)."""
-    pytest.importorskip("distributed")
-    seeds = (0, 1)
-    spec: dict[str, Any] = {
-        "seeds": list(seeds),
-        "grid": {"lr": [LR]},
-        "fixed": [f"epochs={EPOCHS}"],
-        "metrics": METRICS,
-        "echo": _quiet,
-    }
-    res = run_sweep("demo", out=tmp_path / "dask", cluster="local:2", **spec)
-    assert res.summary["trials"]["done"] == 2 and not res.interrupted
-    _assert_same_results(res.out_dir, serial, seeds)
-    want = _comparable(_reference_summary(serial, seeds))
-    assert _comparable(res.summary) == want
-    assert _comparable(read_json(res.out_dir / "summary.json")) == want
-    assert (res.out_dir / "plots" / "test_accuracy.png").stat().st_size > 0
+def test_dask_local_cluster_pool_and_serial_agree(
+    tmp_path: Path, serial: Path, pool: SweepResult
+) -> None:
+    """The same sweep on a two-worker LocalCluster (--cluster local:2), on a local pool of
+    two processes and as serial runs: the same per-seed results and the same summary."""
+    want = _comparable(_reference_summary(serial, SEEDS))
+    _assert_same_results(pool.out_dir, serial, SEEDS)
+    assert _comparable(pool.summary) == want
+    pytest.importorskip("distributed")  # the pool is checked against serial runs without Dask
+    res = run_sweep("demo", out=tmp_path / "dask", cluster="local:2", echo=_quiet, **SPEC)
+    assert res.summary["trials"]["done"] == len(SEEDS) and not res.interrupted
+    _assert_same_results(res.out_dir, serial, SEEDS)
+    for swept in (res, pool):
+        assert _comparable(swept.summary) == want
+        assert _comparable(read_json(swept.out_dir / "summary.json")) == want
+        assert (swept.out_dir / "plots" / "test_accuracy.png").stat().st_size > 0
+    _assert_same_results(res.out_dir, pool.out_dir, SEEDS)
     # the same sweep again (in this process) runs nothing and gives the same summary
-    again = run_sweep("demo", out=tmp_path / "dask", workers=0, **spec)
+    again = run_sweep("demo", out=tmp_path / "dask", workers=0, echo=_quiet, **SPEC)
     assert _comparable(again.summary) == want
+    assert all(len(_sessions(res.out_dir / f"lr={LR}" / f"seed-{s}")) == 1 for s in SEEDS)
+
+
+def test_dask_scheduler_address(tmp_path: Path, serial: Path, capsys: Any) -> None:
+    """--cluster tcp://HOST:PORT: a sweep submitted to the scheduler of a LocalCluster started
+    here (its one worker runs in this process; client and scheduler talk over TCP)."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "sw"
+    local = {"n_workers": 1, "threads_per_worker": 1, "processes": False}
+    with distributed.LocalCluster(**local, protocol="tcp://", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        code = main(["sweep", "demo", "--seeds", "0", "--cluster", address, f"epochs={EPOCHS}",
+                     "--grid", f"lr={LR}", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"1 to run on Dask at {address}, 1 worker thread(s)" in printed
+    _assert_same_results(out, serial, (0,))
+
+
+def test_missing_dask_is_one_line(tmp_path: Path) -> None:
+    """Without Dask installed, --cluster is refused in one line naming the extra, before
+    anything is made. The import is blocked in a child interpreter only (a meta-path finder
+    that raises for the dask packages), so this process keeps its Dask."""
+    block = (
+        "import sys\n"
+        "class NoDask:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('dask', 'distributed'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoDask())\n"
+        "from qsem.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "sw"
+    done = subprocess.run(
+        [sys.executable, "-c", block, "sweep", "demo", "--seeds", "0", "--cluster", "local:2",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    want = "qsem: error: --cluster needs Dask distributed: pip install 'qsem[dask]'\n"
+    assert done.stderr == want
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------
@@ -202,32 +273,68 @@ def _states(db: Path) -> dict[str, str]:
         return {}
 
 
-def test_killed_driver_resumes_to_the_same_summary(tmp_path: Path, serial: Path) -> None:
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_killed_worker_and_driver_resume_to_the_same_summary(tmp_path: Path, serial: Path) -> None:
+    """A sweep driver (a local pool of one process, checkpoints every 2 epochs) loses its
+    worker half-way through seed 0: the driver re-queues the trial, which RESUMES from its
+    checkpoint in a new worker. Then the driver itself is killed after seed 0 is done; its
+    orphaned worker stops by itself, and the same sweep run again finishes seed 1. Every
+    result and the summary equal the serial runs'; no trial completed twice."""
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "sw"
-    cmd = [sys.executable, "-m", "qsem", "sweep", "demo", f"epochs={EPOCHS}", "--seeds", "0-2",
-           "--grid", f"lr={LR}", "--workers", "1", "--out", str(out)]  # fmt: skip
+    seed0 = out / f"lr={LR}" / "seed-0"
+    # options and key=value overrides intermixed, as `qsem run` takes them
+    cmd = [sys.executable, "-m", "qsem", "sweep", "demo", "--seeds", "0-1", f"epochs={EPOCHS}",
+           "--grid", f"lr={LR}", "--workers", "1", "--checkpoint-every", str(CHECKPOINT_EVERY),
+           "--out", str(out)]  # fmt: skip
     for m in METRICS:
         cmd += ["--metric", m]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: set[int] = set()
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            workers |= {c.pid for c in psutil.Process(driver.pid).children(recursive=True)}
-            db = out / LEDGER_FILE
-            if db.exists() and "done" in _states(db).values():
-                break
+
+    def wait_for(what: str, ready: Any) -> None:
+        deadline = time.monotonic() + 120
+        while not ready():
+            workers.update(c.pid for c in psutil.Process(driver.pid).children(recursive=True))
             assert driver.poll() is None, driver.stderr.read().decode() if driver.stderr else ""
-            time.sleep(0.05)
-        else:
-            pytest.fail("no trial finished within 120 s")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: not within 120 s")
+            time.sleep(0.02)
+
+    killed_at = 0
+    try:
+        # 1. kill the pool worker while seed 0 has a checkpoint and >= 8 epochs to go
+        def seed0_midway() -> bool:
+            n = _lines(seed0 / "metrics.jsonl")
+            return (seed0 / "checkpoint.pt").exists() and CHECKPOINT_EVERY <= n <= EPOCHS - 8
+
+        wait_for("seed 0 half-way", seed0_midway)
+        (worker,) = [c for c in psutil.Process(driver.pid).children()
+                     if "spawn_main" in " ".join(c.cmdline())]  # fmt: skip
+        worker.kill()
+        killed_at = _lines(seed0 / "metrics.jsonl")
+        worker.wait(10)
+        assert not (seed0 / "results.json").exists()
+        # 2. kill the driver once seed 0 is done (again, in the new worker)
+        db = out / LEDGER_FILE
+        wait_for("seed 0 done", lambda: _states(db).get(f"lr={LR}/seed-0") == "done")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     states = _states(out / LEDGER_FILE)
-    assert "done" in states.values() and set(states.values()) != {"done"}, states
+    assert states[f"lr={LR}/seed-0"] == "done" and states[f"lr={LR}/seed-1"] != "done", states
+    with sqlite3.connect(out / LEDGER_FILE) as con:
+        (attempts,) = con.execute(
+            "SELECT attempts FROM trials WHERE run_dir = ?", (f"lr={LR}/seed-0",)
+        ).fetchone()
+    assert attempts == 2  # the killed worker's attempt and the resumed one
     # the orphaned pool workers stop by themselves (their trials stay resumable)
     _, alive = psutil.wait_procs([psutil.Process(p) for p in workers if psutil.pid_exists(p)],
                                     timeout=30)  # fmt: skip
@@ -235,18 +342,27 @@ def test_killed_driver_resumes_to_the_same_summary(tmp_path: Path, serial: Path)
 
     resumed = run_sweep("demo", out=out, resume=True, workers=0, echo=_quiet)
     assert set(_states(out / LEDGER_FILE).values()) == {"done"}
-    _assert_same_results(out, serial, SEEDS)  # the pool's trials and the resumed ones
+    _assert_same_results(out, serial, SEEDS)
     assert _comparable(resumed.summary) == _comparable(_reference_summary(serial, SEEDS))
-    for run_dir in states:  # every run finished once: a completed session, no second start
-        info = read_json(out / run_dir / "run_info.json")
-        assert [s["status"] for s in info["sessions"]][-1] == "completed"
-        assert sum(s["status"] == "completed" for s in info["sessions"]) == 1
+    # seed 0 resumed from a checkpoint taken before the kill, not from the start
+    first, *_, last = _sessions(seed0)
+    assert first["status"] == "running" and first["end_time"] is None  # killed with its worker
+    assert last["status"] == "completed"
+    step = last["resumed_from_step"]
+    assert step is not None and step % CHECKPOINT_EVERY == 0
+    assert CHECKPOINT_EVERY <= step <= killed_at
+    lines = (seed0 / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
+    assert steps == list(range(1, EPOCHS + 1))  # cut back to the checkpoint, no epoch twice
+    for seed in SEEDS:  # every run finished once: one completed session
+        sessions = _sessions(out / f"lr={LR}" / f"seed-{seed}")
+        assert sum(s["status"] == "completed" for s in sessions) == 1, sessions
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "sw"
-    code = main(["sweep", "demo", "epochs=2", "--seeds", "0", "--grid", "device=bogus,cpu",
-                 "--workers", "0", "--out", str(out)])  # fmt: skip
+    code = main(["sweep", "--out", str(out), "demo", "--seeds", "0", "epochs=2", "--workers", "0",
+                 "--grid", "device=bogus,cpu"])  # options and overrides in any order  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 1
     assert _states(out / LEDGER_FILE) == {"device=bogus/seed-0": "failed",

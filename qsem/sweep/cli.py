@@ -4,7 +4,11 @@
 
     qsem sweep NAME --seeds 0-9 [--grid key=v1,v2 ...] [key=value ...]
                [--workers N | --cluster tcp://HOST:8786 | --cluster local:N]
-               [--resume] [--retry-failed] [--metric NAME ...] --out DIR
+               [--checkpoint-every K] [--resume] [--retry-failed] [--metric NAME ...]
+               --out DIR
+
+Options and ``key=value`` overrides may come in any order, except that ``--grid``
+takes every ``key=v1,v2`` that follows it up to the next option.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Dask: a scheduler (tcp://HOST:8786) or local:N for a local cluster of N workers",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="K",
+        help="each trial checkpoints every K steps (default: the experiment's; 0: only at the "
+        "end), so an interrupted trial resumes from its last checkpoint",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue the sweep in --out (its stored settings)"
     )
     p.add_argument("--retry-failed", action="store_true", help="run failed trials again")
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             retry_failed=args.retry_failed,
             metrics=args.metric,
+            checkpoint_every=args.checkpoint_every,
         )
     if result.interrupted:
         print(f"qsem sweep: continue with: qsem sweep {args.name} --out {args.out} --resume",

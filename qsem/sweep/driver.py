@@ -130,6 +130,7 @@ def run_sweep(
     resume: bool = False,
     retry_failed: bool = False,
     metrics: Sequence[str] | None = None,
+    checkpoint_every: int | None = None,
     executor: TrialExecutor | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -138,7 +139,10 @@ def run_sweep(
     ``seeds`` / ``grid`` / ``fixed`` / ``metrics`` left ``None`` come from the
     sweep already in ``out`` (``resume=True`` requires one). ``workers``: local
     pool size (default: the cores; 0: in this process); ``cluster``: a Dask
-    scheduler address or ``local:N``; ``executor``: an engine of your own (see
+    scheduler address or ``local:N``; ``checkpoint_every``: each trial's
+    checkpoint period in steps (None: the stored sweep's, else the experiment's
+    own), so an interrupted trial resumes close to where it stopped;
+    ``executor``: an engine of your own (see
     :class:`~qsem.sweep.executors.TrialExecutor`; the driver closes it). Failed
     trials are skipped on a re-run unless ``retry_failed``.
     """
@@ -159,6 +163,10 @@ def run_sweep(
     grid = dict(grid) if grid is not None else dict(stored.get("grid", {}))
     fixed = list(fixed) if fixed is not None else list(stored.get("fixed", []))
     metrics = list(metrics) if metrics else (stored.get("metrics") or None)
+    if checkpoint_every is None:
+        checkpoint_every = stored.get("checkpoint_every")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     trials = make_trials(exp, seeds, grid, fixed)  # every config is checked before anything runs
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
@@ -182,12 +190,18 @@ def run_sweep(
         try:
             if ledger.meta("experiment", experiment) != experiment:
                 raise LedgerError(f"{out_dir} holds a sweep of another experiment")
-            spec = {"seeds": seeds, "grid": grid, "fixed": fixed, "metrics": metrics}
+            spec = {
+                "seeds": seeds,
+                "grid": grid,
+                "fixed": fixed,
+                "metrics": metrics,
+                "checkpoint_every": checkpoint_every,
+            }
             ledger.set_meta("spec", json.dumps(spec))
             ledger.add(trials)
             interrupted = _execute(
                 ledger, trials, out_dir, experiment, retry_failed, metrics, echo,
-                start,
+                start, checkpoint_every,
             )  # fmt: skip
             states = {(r.config_hash, r.seed): (r.state, r.error) for r in ledger.rows()}
         finally:
@@ -212,6 +226,7 @@ def _execute(
     metrics: Sequence[str] | None,
     echo: Callable[[str], None],
     start: Callable[[int], TrialExecutor],
+    checkpoint_every: int | None = None,
 ) -> int:
     """Run the trials that are not finished; returns 0, or 130 / 128 + signal when stopped."""
     reset = ledger.reset_interrupted()
@@ -245,8 +260,9 @@ def _execute(
                 t = queue.pop()
                 ledger.mark_running(t.key)
                 spec = TrialSpec(
-                    experiment, t.run_dir, t.overrides, t.seed, t.key, executor.threads
-                )
+                    experiment, t.run_dir, t.overrides, t.seed, t.key, executor.threads,
+                    checkpoint_every,
+                )  # fmt: skip
                 inflight[executor.submit(spec, str(out_dir))] = t
             for fut in executor.wait_any(list(inflight)):
                 t = inflight.pop(fut)

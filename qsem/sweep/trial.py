@@ -38,7 +38,8 @@ __all__ = ["TrialOutcome", "TrialSpec", "run_trial", "start_mode"]
 class TrialSpec:
     """What a worker needs to run one trial (plain data: it travels by pickle).
 
-    ``threads``: torch intra-op threads for the run (0: leave the worker's setting).
+    ``threads``: torch intra-op threads for the run (0: leave the worker's setting);
+    ``checkpoint_every``: the run's checkpoint period in steps (None: the experiment's).
     """
 
     experiment: str
@@ -47,6 +48,7 @@ class TrialSpec:
     seed: int
     key: tuple[str, int]
     threads: int = 0
+    checkpoint_every: int | None = None
 
 
 @dataclass
@@ -122,6 +124,7 @@ def run_trial(spec: TrialSpec, root: str) -> TrialOutcome:
             "seed": spec.seed,
             "out": run_dir,
             "quiet": True,
+            "checkpoint_every": spec.checkpoint_every,
             "command": ["qsem", "sweep", spec.experiment, *spec.overrides, f"--seed={spec.seed}"],
         }
         if mode in ("complete", "resume"):
