@@ -19,8 +19,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -190,3 +190,47 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise QsemError(f"{p}: line {number} is not a JSON object")
         out.append(obj)
     return out
+
+
+@contextmanager
+def exclusive_lock(
+    path: str | os.PathLike[str],
+    busy: str,
+    *,
+    error: type[QsemError] = QsemError,
+    remove: bool = False,
+) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``flock`` on the file ``path`` (created if missing).
+
+    Another process holding it makes this raise ``error(busy)`` at once. The lock
+    goes with the process (a killed holder leaves no stale lock, only the file);
+    ``remove=True`` deletes the file on release. POSIX only; elsewhere a no-op.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_path = Path(path)
+    with lock_path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise error(busy) from None
+        try:
+            yield
+        finally:
+            if remove:
+                lock_path.unlink(missing_ok=True)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def is_locked(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds :func:`exclusive_lock` on ``path`` now (False if no file)."""
+    if not Path(path).exists():
+        return False
+    try:
+        with exclusive_lock(path, "busy"):
+            return False
+    except QsemError:
+        return True

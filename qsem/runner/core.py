@@ -17,14 +17,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qsem.circuits.errors import QsemError
-from qsem.io import read_json, read_jsonl, write_json, write_jsonl
+from qsem.io import exclusive_lock, read_json, read_jsonl, write_json, write_jsonl
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import (
@@ -115,30 +115,14 @@ def default_run_dir(name: str, root: str | os.PathLike[str] = "runs") -> Path:
     return candidate
 
 
-@contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory (POSIX; elsewhere a no-op)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    lock_path = out_dir / LOCK_FILE
-    fh = lock_path.open("a")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise RunDirError(
-                f"run directory {out_dir} is in use by another qsem process"
-            ) from None
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    finally:
-        fh.close()
+def _locked(out_dir: Path) -> AbstractContextManager[None]:
+    """Hold an exclusive lock on the run directory (its ``.lock`` file, removed on release)."""
+    return exclusive_lock(
+        out_dir / LOCK_FILE,
+        f"run directory {out_dir} is in use by another qsem process",
+        error=RunDirError,
+        remove=True,
+    )
 
 
 def _contents(out_dir: Path) -> list[str]:

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qsem.circuits.errors import QsemError
+from qsem.io import exclusive_lock
 from qsem.runner import RESULTS_FILE, ConfigError
 
 from .executors import (
@@ -61,25 +62,11 @@ class SweepResult:
         return int(self.summary["trials"].get("failed", 0))
 
 
-@contextmanager
-def _sweep_lock(out_dir: Path) -> Iterator[None]:
-    """One driver per sweep directory (POSIX ``flock``; elsewhere a no-op)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with (out_dir / LOCK_FILE).open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise QsemError(
-                f"sweep directory {out_dir} is in use by another 'qsem sweep' driver"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _sweep_lock(out_dir: Path) -> AbstractContextManager[None]:
+    """One driver per sweep directory (``flock`` on ``DIR/.sweep.lock``)."""
+    return exclusive_lock(
+        out_dir / LOCK_FILE, f"sweep directory {out_dir} is in use by another 'qsem sweep' driver"
+    )
 
 
 def _stored_spec(out_dir: Path, experiment: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qsem.io import is_locked
 from qsem.runner import CHECKPOINT_FILE, CONFIG_FILE, RESULTS_FILE, run_experiment
 from qsem.runner.core import LOCK_FILE
 from qsem.runner.info import now_iso
@@ -80,26 +81,8 @@ def start_mode(run_dir: Path) -> str:
 
 def _wait_for_lock(run_dir: Path, poll_s: float = 0.5) -> None:
     """Block while another process holds the run directory's lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the runner's own check refuses instead
-        return
-    lock = run_dir / LOCK_FILE
-    while lock.exists():
-        try:
-            fh = lock.open("a")
-        except OSError:
-            return
-        try:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                time.sleep(poll_s)
-                continue
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            return
-        finally:
-            fh.close()
+    while is_locked(run_dir / LOCK_FILE):
+        time.sleep(poll_s)
 
 
 def run_trial(spec: TrialSpec, root: str) -> TrialOutcome:
