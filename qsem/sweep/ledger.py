@@ -173,15 +173,7 @@ class Ledger:
         wall_s: float | None = None,
         worker: str | None = None,
     ) -> None:
-        self._update(
-            key,
-            state="done",
-            start_time=start_time,
-            end_time=end_time or now_iso(),
-            wall_s=wall_s,
-            worker=worker,
-            error=None,
-        )
+        self._finish(key, "done", None, start_time, end_time, wall_s, worker)
 
     def mark_failed(
         self,
@@ -193,9 +185,21 @@ class Ledger:
         wall_s: float | None = None,
         worker: str | None = None,
     ) -> None:
+        self._finish(key, "failed", error, start_time, end_time, wall_s, worker)
+
+    def _finish(
+        self,
+        key: tuple[str, int],
+        state: str,
+        error: str | None,
+        start_time: str | None,
+        end_time: str | None,
+        wall_s: float | None,
+        worker: str | None,
+    ) -> None:
         self._update(
             key,
-            state="failed",
+            state=state,
             start_time=start_time,
             end_time=end_time or now_iso(),
             wall_s=wall_s,
