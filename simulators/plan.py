@@ -123,9 +123,9 @@ class Context:
                 else torch.as_tensor(raw, dtype=self.real_dtype, device=self.device)
             )
             idx = [v.index for v in values]
-            lo = idx[0]
-            if idx == list(range(lo, lo + len(idx))):
-                out = vec[..., lo : lo + len(idx)]
+            lo, step = idx[0], (idx[1] - idx[0] if len(idx) > 1 else 1)
+            if step > 0 and idx == list(range(lo, lo + step * len(idx), step)):
+                out = vec[..., lo : lo + step * len(idx) : step]  # a view (cheap backward)
             else:
                 out = vec[..., idx]
             out = out * first.scale if first.scale != 1.0 else out
@@ -232,8 +232,7 @@ class FusedStep(Step):
         per_wire: dict[int, torch.Tensor] = {}
         for cls in self.classes:
             mats = self._class_matrices(cls, ctx)
-            for pos, w in enumerate(cls.wires):
-                per_wire[w] = mats[..., pos, :, :]
+            per_wire.update(zip(cls.wires, mats.unbind(-3), strict=True))
         if ctx.basis is not None and ctx.vector_like and ctx.rank == 1:
             return _product_state(per_wire, ctx.basis, ctx, x.shape)
         # Every wire in order: a block's Kronecker product, or an identity run (gap).
