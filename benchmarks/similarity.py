@@ -222,7 +222,8 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
         )
 
     eq = eq_default()
-    bad = int(((eq.raw - exact).abs() > SIGMAS * se_cu * math.sqrt(SHOTS / shots_eq) + 1e-12).sum())
+    se_eq = overlap_variance(exact.clamp(0, 1), shots_eq, DEFAULT_METHOD).sqrt()
+    bad = int(((eq.raw - exact).abs() > SIGMAS * se_eq + 1e-12).sum())
     if bad:
         raise AgreementError(f"{NAME}: default estimator: {bad} of {PAIRS} pairs beyond 4 SE")
     mae["qsem_default_equal_error"] = float((eq.estimate - exact).abs().mean())
