@@ -247,6 +247,10 @@ class TorchSimulator:
             real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
             device=self.device,
         )
+        if start_mode != "density_matrix" and (
+            initial_state is None or isinstance(initial_state, (list, tuple))
+        ):
+            ctx.basis = (0,) * len(circuit.dims) if initial_state is None else tuple(initial_state)
         tensors = [v for v in (params or {}).values() if isinstance(v, torch.Tensor)]
         tensors += [p for op in circuit.ops for p in op.params if isinstance(p, torch.Tensor)]
         if isinstance(initial_state, torch.Tensor):
@@ -295,20 +299,32 @@ def run_plan(
     """
     nbytes = x.numel() * x.element_size()
     rows = int(x.shape[0])
+    basis = ctx.basis
     if not allow_chunks or nbytes <= min(MIN_CHUNKED_BYTES, CHUNK_BYTES) or rows == 1:
-        for step in plan.steps:
-            x = step.apply(x, ctx)
-        return x
+        return run_steps(plan, x, ctx, basis)
     chunk = max(1, min(rows * CHUNK_BYTES // nbytes, -(-rows // MIN_CHUNKS)))
     ctx.full_batch = int(x.shape[0])
     for start in range(0, x.shape[0], chunk):
         ctx.batch_slice = slice(start, start + chunk)
-        part = x[ctx.batch_slice]
-        for step in plan.steps:
-            part = step.apply(part, ctx)
+        part = run_steps(plan, x[ctx.batch_slice], ctx, basis)
         x[ctx.batch_slice] = part
         del part
     ctx.batch_slice = None
+    return x
+
+
+def run_steps(
+    plan: Plan, x: torch.Tensor, ctx: Context, basis: tuple[int, ...] | None
+) -> torch.Tensor:
+    """Every step of ``plan`` on ``x``; ``basis``: the levels when ``x`` is a basis state.
+
+    Only the first step sees ``ctx.basis`` (a fused first layer then builds its
+    product state directly instead of multiplying into ``x``).
+    """
+    for k, step in enumerate(plan.steps):
+        ctx.basis = basis if k == 0 else None
+        x = step.apply(x, ctx)
+    ctx.basis = None
     return x
 
 

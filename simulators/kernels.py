@@ -191,6 +191,23 @@ def kron(mats: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def kron_vectors(vecs: Sequence[torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
+    """``v_1 ⊗ v_2 ⊗ … ⊗ v_n`` (first most significant) as a contiguous ``shape`` tensor.
+
+    Each ``v_j`` is ``(d_j,)`` or batched ``(B, d_j)``; ``n - 1`` outer products, no
+    pass of a matrix over the state (a fused layer applied to a basis state).
+
+    >>> kron_vectors([torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0, 3.0])], (1, 6))
+    tensor([[0., 1., 3., 0., 2., 6.]])
+    """
+    out = vecs[0]
+    for v in vecs[1:]:
+        prod = out[..., :, None] * v[..., None, :]
+        out = prod.reshape(*prod.shape[:-2], -1)
+    out = torch.broadcast_to(out, tuple(shape))
+    return out if out.is_contiguous() else out.contiguous()
+
+
 def superoperator(kraus: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``S[i, j, a, c] = Σ_k w_k K_k[i, a] conj(K_k[j, c])`` from ``(..., r, D, D)``.
 

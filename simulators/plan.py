@@ -3,6 +3,8 @@
 * Runs of single-wire gates are fused: each wire's gates multiply into one
   matrix, and neighbouring wires are joined by Kronecker products into blocks of
   dimension at most ``max_block_dim``, applied as one batched matmul each.
+  A fused first layer on a basis state ``|l_1 … l_n>`` (the usual ``|0…0>``
+  start) builds the product state ``⊗_w U_w[:, l_w]`` instead: no matmul.
 * Parameter-free permutation gates (X, CNOT, SWAP, TShift, TAdd, CSWAP, ...) in a
   row compose into one index gather over the register (for registers up to
   ``full_perm_limit``; larger ones gather on the gate's own wires).
@@ -56,6 +58,9 @@ class Context:
     weights: torch.Tensor | None = None
     #: Output buffers reused from step to step (set when nothing needs a gradient).
     work: kernels.Workspace | None = None
+    #: Levels ``(l_1, ..., l_n)`` while the state is still the basis state
+    #: ``|l_1 ... l_n>`` (set for the first step only, see :func:`run_steps`).
+    basis: tuple[int, ...] | None = None
 
     @property
     def vector_like(self) -> bool:
@@ -118,9 +123,9 @@ class Context:
                 else torch.as_tensor(raw, dtype=self.real_dtype, device=self.device)
             )
             idx = [v.index for v in values]
-            lo = idx[0]
-            if idx == list(range(lo, lo + len(idx))):
-                out = vec[..., lo : lo + len(idx)]
+            lo, step = idx[0], (idx[1] - idx[0] if len(idx) > 1 else 1)
+            if step > 0 and idx == list(range(lo, lo + step * len(idx), step)):
+                out = vec[..., lo : lo + step * len(idx) : step]  # a view (cheap backward)
             else:
                 out = vec[..., idx]
             out = out * first.scale if first.scale != 1.0 else out
@@ -227,8 +232,9 @@ class FusedStep(Step):
         per_wire: dict[int, torch.Tensor] = {}
         for cls in self.classes:
             mats = self._class_matrices(cls, ctx)
-            for pos, w in enumerate(cls.wires):
-                per_wire[w] = mats[..., pos, :, :]
+            per_wire.update(zip(cls.wires, mats.unbind(-3), strict=True))
+        if ctx.basis is not None and ctx.vector_like and ctx.rank == 1:
+            return _product_state(per_wire, ctx.basis, ctx, x.shape)
         # Every wire in order: a block's Kronecker product, or an identity run (gap).
         rows: list[tuple[int, torch.Tensor | None]] = []
         start = {block[0]: block for block in self.blocks}
@@ -260,6 +266,19 @@ class FusedStep(Step):
         else:  # U ρ U^†: U's blocks on the row axes, conj(U)'s on the column axes
             segments = rows + [(dk, None if m is None else m.conj()) for dk, m in rows]
         return kernels.apply_kron_chain(x, segments, ctx.work)
+
+
+def _product_state(
+    per_wire: dict[int, torch.Tensor], basis: tuple[int, ...], ctx: Context, shape: torch.Size
+) -> torch.Tensor:
+    """``(⊗_w U_w) |l_1 … l_n> = ⊗_w U_w[:, l_w]``: a fused layer on a basis state."""
+    vecs = []
+    for w, d in enumerate(ctx.dims):
+        m = per_wire.get(w)
+        if m is None:  # a wire without gates keeps its basis vector
+            m = torch.eye(d, dtype=ctx.dtype, device=ctx.device)
+        vecs.append(m[..., :, basis[w]])
+    return kernels.kron_vectors(vecs, shape)
 
 
 def _fused_step(

@@ -138,3 +138,82 @@ def test_dense_density_matrix_gradient_matches_finite_difference() -> None:
     fd_b = (f(0.4, -1.1 + h) - f(0.4, -1.1 - h)) / (2 * h)
     assert a.grad is not None and b.grad is not None
     np.testing.assert_allclose([float(a.grad), float(b.grad)], [fd_a, fd_b], atol=1e-6)
+
+
+def _statevector_reference(c: Circuit, values: dict[str, float], levels: list[int]) -> np.ndarray:
+    """ψ gate by gate from the basis state ``|levels>`` (full-register numpy matrices)."""
+    circ = c.bind(values)
+    d, n = circ.dim, len(circ.dims)
+    psi = np.zeros(d, dtype=np.complex128)
+    psi[int(np.ravel_multi_index(levels, circ.dims))] = 1
+    for op in circ.ops:
+        wires = list(op.wires)
+        m = op.concrete_matrix(tuple(circ.dims[w] for w in wires)).numpy()
+        rest = [a for a in range(n) if a not in wires]
+        order = wires + rest
+        dr = int(np.prod([circ.dims[a] for a in rest])) if rest else 1
+        big = np.kron(m, np.eye(dr)).reshape([circ.dims[a] for a in order] * 2)
+        inv = np.argsort(order)
+        psi = big.transpose(list(inv) + [n + i for i in inv]).reshape(d, d) @ psi
+    return psi
+
+
+def _mixed_circuit() -> Circuit:
+    """Dims [2, 3, 2]; the first fused layer leaves wire 1 without gates."""
+    c = Circuit([2, 3, 2]).add(
+        RY(Parameter("a"), wires=0), RZ(0.3, wires=0), H(wires=2), RY(Parameter("b"), wires=2),
+        CNOT(wires=[0, 2]),
+        TRY(Parameter("b"), wires=1, subspace=(1, 2)), RY(0.9, wires=0),
+    )  # fmt: skip
+    return c
+
+
+@pytest.mark.parametrize("levels", [None, [1, 2, 0], [0, 1, 1]])
+@pytest.mark.parametrize("mode", ["statevector", "density_matrix"])
+def test_first_layer_on_a_basis_state(levels: list[int] | None, mode: str) -> None:
+    """A fused first layer on ``|l_1 … l_n>`` (built as a product state) vs the reference,
+    batched and unbatched, and vs the same run from the one-hot tensor (the matmul path)."""
+    c = _mixed_circuit()
+    a = torch.tensor([0.4, -1.3, 2.2], dtype=torch.float64)
+    sim = TorchSimulator(mode, dtype=torch.complex128)  # type: ignore[arg-type]
+    start = [0, 0, 0] if levels is None else levels
+    out = sim.run(c, {"a": a, "b": 0.7}, initial_state=levels)
+    one_hot = torch.zeros(c.dim, dtype=torch.complex128)
+    one_hot[int(np.ravel_multi_index(start, c.dims))] = 1
+    via_matmul = sim.run(c, {"a": a, "b": 0.7}, initial_state=one_hot)
+    for k in range(3):
+        psi = _statevector_reference(c, {"a": float(a[k]), "b": 0.7}, start)
+        if mode == "statevector":
+            got, other = out.vector[k].numpy(), via_matmul.vector[k].numpy()
+            np.testing.assert_allclose(got, psi, atol=ATOL_F64)
+        else:
+            got, other = out.density_matrix[k].numpy(), via_matmul.density_matrix[k].numpy()
+            np.testing.assert_allclose(got, np.outer(psi, psi.conj()), atol=ATOL_F64)
+        np.testing.assert_allclose(got, other, atol=ATOL_F64)
+    single = sim.run(c, {"a": 0.4, "b": 0.7}, initial_state=levels)
+    first = single.vector if mode == "statevector" else single.density_matrix
+    np.testing.assert_allclose(
+        first.numpy(),
+        (out.vector if mode == "statevector" else out.density_matrix)[0].numpy(),
+        atol=ATOL_F64,
+    )
+
+
+def test_first_layer_on_a_basis_state_gradient_matches_finite_difference() -> None:
+    c = _mixed_circuit()
+    levels = [1, 2, 0]
+    sim = TorchSimulator("statevector", dtype=torch.complex128)
+
+    def f(a: float, b: float) -> float:
+        psi = _statevector_reference(c, {"a": a, "b": b}, levels)
+        return float(abs(psi[3]) ** 2 + psi[7].imag)
+
+    a = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(-1.1, dtype=torch.float64, requires_grad=True)
+    psi = sim.run(c, {"a": a, "b": b}, initial_state=levels).vector
+    (psi[3].abs() ** 2 + psi[7].imag).backward()
+    h = 1e-6
+    fd_a = (f(0.4 + h, -1.1) - f(0.4 - h, -1.1)) / (2 * h)
+    fd_b = (f(0.4, -1.1 + h) - f(0.4, -1.1 - h)) / (2 * h)
+    assert a.grad is not None and b.grad is not None
+    np.testing.assert_allclose([float(a.grad), float(b.grad)], [fd_a, fd_b], atol=1e-6)
