@@ -26,6 +26,7 @@ from qsem.report import load_run, render_report, write_comparison, write_report
 from qsem.runner import Experiment, RunContext, run_experiment
 
 REPORT_SECTIONS = ("summary", "config", "figures", "tables", "run-info")
+REPORT_ORDER = ("summary", "figures", "tables", "config", "run-info")
 COMPARE_SECTIONS = ("runs", "config", "metrics", "figures")
 
 
@@ -80,6 +81,23 @@ def test_report_has_every_part(tmp_path: Path) -> None:
     # self-contained: no script, no stylesheet link, no remote URL
     assert "<script" not in html and "<link" not in html and "http://" not in html
     assert "https://" not in html
+
+
+def test_report_puts_what_was_found_before_the_config(tmp_path: Path) -> None:
+    # order: summary, figures, tables, config, run info; the experiment's own
+    # overview figure (named after it: line.png) comes before the others, which
+    # keep their path order (sorted, "a_detail" would otherwise come first)
+    out = _run(tmp_path)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1])
+    fig.savefig(out / "a_detail.png")
+    fig.savefig(out / "zz_detail.png")
+    plt.close(fig)
+    html = write_report(out).read_text(encoding="utf-8")
+    at = [html.index(f'<section id="{s}">') for s in REPORT_ORDER]
+    assert at == sorted(at)
+    captions = [c.split("<")[0] for c in html.split("<figcaption>")[1:]]
+    assert captions == [LINE.name, "a_detail", "zz_detail"]
 
 
 def test_report_of_a_failed_run_shows_what_exists(tmp_path: Path) -> None:

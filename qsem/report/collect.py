@@ -7,7 +7,8 @@ A run directory (see :mod:`qsem.runner.core`) is rendered generically:
 * tables — every value of ``results.json`` that is a list of flat dicts (or a
   dict of such lists, titled ``key.sub``), and every dict of scalars;
 * figures — every ``*.png`` in the run directory and in ``plots/``, captioned
-  by its file stem;
+  by its file stem; the one named after the experiment (its overview, e.g.
+  ``story.png``) first, the others by path;
 * config — ``config.json``, flattened to dotted keys;
 * run info — status, seeds, versions, machine and sessions from ``run_info.json``.
 
@@ -140,9 +141,11 @@ def tables_of(results: Mapping[str, Any]) -> list[Table]:
     return out
 
 
-def figures_of(run_dir: Path) -> list[Figure]:
-    """Every ``*.png`` of the run directory and ``plots/``, sorted by path."""
+def figures_of(run_dir: Path, overview: str | None = None) -> list[Figure]:
+    """Every ``*.png`` of the run directory and ``plots/``, sorted by path, with
+    ``<overview>.png`` (the experiment's own overview figure) first."""
     paths = sorted(run_dir.glob("*.png")) + sorted((run_dir / PLOTS_DIR).glob("*.png"))
+    paths.sort(key=lambda p: p.name != f"{overview}.png")  # stable: the rest keep their order
     return [
         Figure(
             caption=p.stem,
@@ -192,7 +195,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         k: v for k, v in run.results.items() if _is_scalar(v) and not isinstance(v, dict)
     }
     run.tables = tables_of(run.results)
-    run.figures = figures_of(path)
+    experiment = run.info.get("experiment")
+    run.figures = figures_of(path, experiment if isinstance(experiment, str) else None)
     if (path / METRICS_FILE).exists():
         try:
             records = read_jsonl(path / METRICS_FILE)
