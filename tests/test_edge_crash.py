@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qsem.edge import HistoryStore, StepRecord
+from qsem.edge import HistoryStore, HistoryStoreError, StepRecord
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -147,3 +148,36 @@ def test_concurrent_readers_never_see_half_a_transaction(tmp_path: Path) -> None
     _read_all(fd)
     assert not errors, errors[0]
     assert len(seen) > 20 and len(set(seen)) > 5  # reads overlapped many commits
+
+
+def test_a_checkpoint_killed_after_page_one_recovers_from_the_wal(tmp_path: Path) -> None:
+    """The state the crash loop once met: page 1 of a WAL checkpoint written (its
+    header already gives the new, larger size), the later pages not yet, the -wal
+    file intact. SQLite recovers it from the WAL; the store must not refuse it."""
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.append_steps(USER, [_record(s, 0, 1) for s in range(5)])
+    old = path.read_bytes()  # checkpointed on close: the small file
+    store = HistoryStore(path, writable=True)
+    store.append_steps(USER, [_record(s, 1, 1) for s in range(5, 400)])  # into the WAL
+    wal = Path(f"{path}-wal").read_bytes()
+    assert len(wal) > 0
+    con = sqlite3.connect(path)  # the full checkpoint the killed writer had begun
+    con.execute("PRAGMA wal_checkpoint(FULL)")
+    con.close()  # every connection closed: no shared-memory index outlives the files below
+    new = path.read_bytes()
+    store.close()
+    page = int.from_bytes(new[16:18], "big")
+    assert len(new) > len(old)
+    # the interrupted checkpoint: page 1 new, the rest as before, the WAL beside it
+    path.write_bytes(new[:page] + old[page:])
+    Path(f"{path}-wal").write_bytes(wal)
+    Path(f"{path}-shm").unlink(missing_ok=True)
+    with HistoryStore(path) as reader:
+        assert reader.integrity_check() == ["ok"]
+        assert [r.step for r in reader.steps(USER)] == list(range(400))
+    # without the WAL the same file is truncated, and refused
+    path.write_bytes(new[:page] + old[page:])
+    Path(f"{path}-wal").unlink()
+    with pytest.raises(HistoryStoreError, match="truncated"):
+        HistoryStore(path)

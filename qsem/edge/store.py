@@ -145,7 +145,12 @@ def _check_header(path: str) -> None:
         struct.unpack(">I", head[28:32])[0],
         struct.unpack(">I", head[92:96])[0],
     )
-    if pages and counter == valid_for and size < pages * page_size:
+    # A writer killed during a WAL checkpoint can leave page 1 (with the new size)
+    # written and later pages not yet: the -wal file still holds every frame and
+    # SQLite's recovery replays it, so the size check applies only without a WAL.
+    wal = f"{path}-wal"
+    wal_pending = os.path.exists(wal) and os.path.getsize(wal) > 0
+    if pages and counter == valid_for and size < pages * page_size and not wal_pending:
         raise HistoryStoreError(
             f"history store {path}: truncated ({size} bytes, its header says "
             f"{pages} pages of {page_size} bytes)"
