@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,3 +59,41 @@ BOOTSTRAP_REL_TOL = 0.1
 #: Results of the same trial run by different sweep executors (same seed, one torch thread):
 #: exact in practice; this bounds float noise should a platform reorder reductions.
 SWEEP_ATOL = 1e-12
+
+
+#: ``when(step, values)`` of :func:`interrupt_log`: the ``RunContext.log`` call to fail.
+LogCondition = Callable[[int, dict[str, Any]], bool]
+
+
+@pytest.fixture
+def interrupt_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., Any]:
+    """Interrupt a run from inside, at a chosen metrics record (the one home of this trick).
+
+    ``with interrupt_log(when, error=KeyboardInterrupt) as calls:`` makes
+    ``RunContext.log`` raise ``error`` the first time ``when(step, values)`` holds
+    (``calls["n"]`` counts the raises); on leaving the block ``log`` is itself again.
+    """
+    from qsem.runner import RunContext
+
+    @contextmanager
+    def arm(
+        when: LogCondition, error: type[BaseException] = KeyboardInterrupt
+    ) -> Iterator[dict[str, int]]:
+        original = RunContext.log
+        calls = {"n": 0}
+
+        def log(ctx: RunContext, step: int, **values: Any) -> None:
+            if calls["n"] == 0 and when(step, values):
+                calls["n"] += 1
+                raise error("interrupted by the test")
+            original(ctx, step, **values)
+
+        monkeypatch.setattr(RunContext, "log", log)
+        try:
+            yield calls
+        finally:
+            monkeypatch.setattr(RunContext, "log", original)
+
+    return arm

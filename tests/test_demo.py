@@ -14,7 +14,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ import torch
 from conftest import ATOL_F64, FD_ATOL, FD_STEP
 
 from qsem.experiments import demo
-from qsem.runner import ConfigError, RunContext, build_config, layer_config, run_experiment
+from qsem.runner import ConfigError, build_config, layer_config, run_experiment
 from qsem.runner.config import defaults_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,25 +214,16 @@ class Boom(RuntimeError):
     pass
 
 
-def test_demo_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_resume_equals_uninterrupted(tmp_path: Path, interrupt_log) -> None:
     overrides = ["epochs=8"]
     reference = run_experiment(
         demo.EXPERIMENT, overrides=overrides, out=tmp_path / "ref", checkpoint_every=3, quiet=True
     )
-    original_log = RunContext.log
-
-    def dying_log(self: RunContext, step: int, **values: Any) -> None:
-        if step == 7:
-            raise Boom("killed")
-        original_log(self, step, **values)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(Boom):
+    with interrupt_log(lambda step, v: step == 7, Boom), pytest.raises(Boom):
         run_experiment(
             demo.EXPERIMENT, overrides=overrides, out=out, checkpoint_every=3, quiet=True
         )
-    monkeypatch.setattr(RunContext, "log", original_log)
     assert not (out / "results.json").exists()
     resumed = run_experiment(demo.EXPERIMENT, out=out, resume=True, checkpoint_every=3, quiet=True)
     assert resumed.resumed_from_step == 6

@@ -6,6 +6,7 @@ hybrid) and asserts what it measured (docs/emergence.md, "Ground truth on CMSP")
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -19,7 +20,7 @@ from qsem.emergence import FixedThreshold
 from qsem.emergence.benchmark import Run, merge_starts, online_events, pooled_score, tune
 from qsem.experiments import emergence_cmsp, get_experiment
 from qsem.narrow.transitions import ProbeSignals, Transition, find_transition, transitions_of
-from qsem.runner import ConfigError, RunContext, run_experiment
+from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # fmt: off
@@ -183,23 +184,13 @@ class _Boom(Exception):
 
 
 @pytest.mark.parametrize("die_at", [3, 9])  # inside the scored MLP phase, inside the hybrid
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch, die_at):
+def test_resume_equals_uninterrupted(tmp_path, interrupt_log, die_at):
     exp = get_experiment("emergence-cmsp")
     ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True, checkpoint_every=5)
-    original = RunContext.log
-    calls = {"n": 0}
-
-    def dying_log(self: RunContext, step: int, **values: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 7 + die_at:  # 7 records in the tuning phase (steps 0, 5, ..., 30)
-            raise _Boom("killed")
-        original(self, step, **values)
-
+    record = itertools.count(1)  # 7 records in the tuning phase (steps 0, 5, ..., 30)
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(_Boom):
+    with interrupt_log(lambda step, v: next(record) == 7 + die_at, _Boom), pytest.raises(_Boom):
         run_experiment(exp, overrides=TINY, out=out, quiet=True, checkpoint_every=5)
-    monkeypatch.setattr(RunContext, "log", original)
     resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=5)
     assert resumed.resumed_from_step is not None and resumed.resumed_from_step > 0
 

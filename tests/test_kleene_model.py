@@ -14,7 +14,7 @@ import torch
 from qsem.circuits.errors import QsemTypeError, QsemValueError
 from qsem.experiments import kleene, profiles
 from qsem.models import PROFILES, ModelConfig, SemanticModel, hard_label_loss, profile_config
-from qsem.runner import ConfigError, RunContext, run_experiment
+from qsem.runner import ConfigError, run_experiment
 from qsem.tasks.kleene import VOCAB_SIZE, KleeneTaskConfig, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,22 +149,11 @@ class Boom(RuntimeError):
     pass
 
 
-def test_kleene_resume_equals_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kleene_resume_equals_uninterrupted(tmp_path: Path, interrupt_log) -> None:
     ref = run_experiment(kleene.EXPERIMENT, overrides=TINY, out=tmp_path / "ref", quiet=True)
-    original = RunContext.log
-
-    def dying_log(self: RunContext, step: int, **values: Any) -> None:
-        if step == 3:
-            raise Boom("killed")
-        original(self, step, **values)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(Boom):
+    with interrupt_log(lambda step, v: step == 3, Boom), pytest.raises(Boom):
         run_experiment(kleene.EXPERIMENT, overrides=TINY, out=out, quiet=True)
-    monkeypatch.setattr(RunContext, "log", original)
     resumed = run_experiment(kleene.EXPERIMENT, out=out, resume=True, quiet=True)
     assert resumed.resumed_from_step == 2
     timing = {"train_seconds", "data_seconds", "step_seconds", "epoch_seconds"}

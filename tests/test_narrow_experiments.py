@@ -11,6 +11,7 @@ the semantic model narrowed to depth <= 1, pruning < scratch at matched sizes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -59,8 +60,7 @@ class _Boom(Exception):
 
 
 @pytest.mark.parametrize("die_at", [6, 12])  # during broad, during narrow
-def test_curriculum_resumes_identically(tmp_path, monkeypatch, die_at):
-    from qsem.runner import RunContext
+def test_curriculum_resumes_identically(tmp_path, interrupt_log, die_at):
 
     exp = get_experiment("narrow-curriculum")
     overrides = ["seeds=2", "n_task=8", "k=2", "widths=8", "broad_steps=8", "narrow_steps=8",
@@ -68,20 +68,10 @@ def test_curriculum_resumes_identically(tmp_path, monkeypatch, die_at):
                  "stop_when_converged=false"]  # fmt: skip
     ref = run_experiment(exp, overrides=overrides, out=tmp_path / "ref", quiet=True,
                          checkpoint_every=4)  # fmt: skip
-    original = RunContext.log
-    calls = {"n": 0}
-
-    def dying_log(self, step, **values):
-        calls["n"] += 1
-        if calls["n"] == die_at // 2:
-            raise _Boom("killed")
-        original(self, step, **values)
-
+    record = itertools.count(1)
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(_Boom):
+    with interrupt_log(lambda step, v: next(record) == die_at // 2, _Boom), pytest.raises(_Boom):
         run_experiment(exp, overrides=overrides, out=out, quiet=True, checkpoint_every=4)
-    monkeypatch.setattr(RunContext, "log", original)
     resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=4)
     assert resumed.resumed_from_step is not None
     strip = ("seconds",)

@@ -13,7 +13,7 @@ import pytest
 from qsem.cli import main
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
-from qsem.runner import ConfigError, RunContext, run_experiment
+from qsem.runner import ConfigError, run_experiment
 
 TINY = [
     "n_train_kbs=8", "n_test_kbs=6", "queries_per_kb=8", "epochs=2", "batch_size=32",
@@ -57,26 +57,20 @@ def test_smoke_run_writes_results_history_and_plot(tiny_run) -> None:
         assert all(len(store.steps(u)) == 10 for u in store.users())
 
 
-def test_resume_equals_uninterrupted(tmp_path: Path, tiny_run, monkeypatch) -> None:
+def test_resume_equals_uninterrupted(tmp_path: Path, tiny_run, interrupt_log) -> None:
     """Killed in the middle of the personalisation stage; the resumed run ends identically."""
     _, ref = tiny_run
-    original = RunContext.log
-    calls = {"n": 0}
 
     class Boom(Exception):
         pass
 
-    def dying_log(self: RunContext, step: int, **values: Any) -> None:
-        if values.get("user") == "closed-world" and calls["n"] == 0:
-            calls["n"] += 1
-            raise Boom("killed")
-        original(self, step, **values)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(Boom):
+
+    def closed_world(step: int, v: dict[str, Any]) -> bool:
+        return v.get("user") == "closed-world"
+
+    with interrupt_log(closed_world, Boom) as calls, pytest.raises(Boom):
         run_experiment(get_experiment("personalise"), overrides=TINY, out=out, quiet=True)
-    monkeypatch.setattr(RunContext, "log", original)
     res = run_experiment(get_experiment("personalise"), out=out, resume=True, quiet=True)
     assert calls["n"] == 1 and res.resumed_from_step is not None
     assert _strip(res.results) == _strip(ref)

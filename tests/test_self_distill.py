@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from qsem.experiments import get_experiment
-from qsem.runner import ConfigError, RunContext, run_experiment
+from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -90,23 +90,16 @@ class Boom(RuntimeError):
     pass
 
 
-def test_resume_equals_uninterrupted(tmp_path: Path, tiny_run, monkeypatch) -> None:
+def test_resume_equals_uninterrupted(tmp_path: Path, tiny_run, interrupt_log) -> None:
     """Killed inside the second seed's distill arm; the resumed run ends identically."""
     ref_out, ref = tiny_run
-    original = RunContext.log
-    calls = {"n": 0}
-
-    def dying_log(self: RunContext, step: int, **values: Any) -> None:
-        if values.get("seed") == 1 and values.get("arm") == "distill" and step >= 4:
-            calls["n"] += 1
-            raise Boom("killed")
-        original(self, step, **values)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(Boom):
+
+    def inside(step: int, v: dict[str, Any]) -> bool:
+        return v.get("seed") == 1 and v.get("arm") == "distill" and step >= 4
+
+    with interrupt_log(inside, Boom) as calls, pytest.raises(Boom):
         run_experiment(get_experiment("self-distill"), overrides=TINY, out=out, quiet=True)
-    monkeypatch.setattr(RunContext, "log", original)
     res = run_experiment(get_experiment("self-distill"), out=out, resume=True, quiet=True)
     assert calls["n"] == 1 and res.resumed_from_step is not None
     assert _strip(res.results) == _strip(ref)

@@ -16,7 +16,7 @@ from test_report import REPORT_SECTIONS, browser_problems  # the report's headle
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
 from qsem.experiments.story import STAGES, emergence_agreement
-from qsem.runner import ConfigError, RunContext, run_experiment
+from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -171,35 +171,23 @@ def test_bad_config_raises_config_error_naming_the_key(
     assert not (tmp_path / "x").exists()
 
 
-def _interrupting(original: Any, stage: str, at_step: int, calls: dict[str, int]) -> Any:
-    """``RunContext.log`` that raises KeyboardInterrupt (Ctrl-C) at ``stage``'s step
-    ``at_step`` (second seed in stage a)."""
-
-    def log(self: RunContext, step: int, **values: Any) -> None:
-        if values.get("stage") == stage and values.get("seed", 1) == 1 and step >= at_step:
-            calls["n"] += 1
-            raise KeyboardInterrupt
-        original(self, step, **values)
-
-    return log
-
-
 def test_resume_continues_after_the_last_finished_stage(
-    tmp_path: Path, tiny_run, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_run, interrupt_log
 ) -> None:
     """Ctrl-C inside stage a (second seed), then inside stage d (the first user's labels):
     each resumed session keeps the finished stages (their records are not logged twice), a
     stage cut short continues from its last checkpoint, and the run ends exactly like the
     uninterrupted one."""
     ref_out, ref = tiny_run
-    original = RunContext.log
     out = tmp_path / "run"
     for stage, at_step in (("self_distill", 3), ("personalise", 6)):
-        calls = {"n": 0}
-        monkeypatch.setattr(RunContext, "log", _interrupting(original, stage, at_step, calls))
-        with pytest.raises(KeyboardInterrupt):
+
+        def inside(step: int, v: dict[str, Any], stage: str = stage, at: int = at_step) -> bool:
+            # Ctrl-C at the stage's step ``at`` (the second seed in stage a)
+            return v.get("stage") == stage and v.get("seed", 1) == 1 and step >= at
+
+        with interrupt_log(inside) as calls, pytest.raises(KeyboardInterrupt):
             _run(out, resume=out.exists())
-        monkeypatch.setattr(RunContext, "log", original)
         assert calls["n"] == 1
         info = json.loads((out / "run_info.json").read_text())
         assert info["status"] == "interrupted" and not (out / "results.json").exists()

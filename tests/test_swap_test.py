@@ -730,34 +730,24 @@ def test_swap_demo_on_aer(tmp_path: Path) -> None:
     assert np.all(np.abs(raw - res["exact_overlap"]) <= SHOT_SIGMAS * sd)
 
 
-def test_swap_demo_resume_equals_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_swap_demo_resume_equals_uninterrupted(tmp_path: Path, interrupt_log) -> None:
     from qsem.experiments import swap_demo
-    from qsem.runner import RunContext, run_experiment
+    from qsem.runner import run_experiment
 
     overrides = ["steps=5", "shots=64", "aer=false"]
     ref = run_experiment(
         swap_demo.EXPERIMENT, overrides=overrides, out=tmp_path / "ref", checkpoint_every=2,
         quiet=True,
     )  # fmt: skip
-    original_log = RunContext.log
 
     class Boom(RuntimeError):
         pass
 
-    def dying_log(self: RunContext, step: int, **values: object) -> None:
-        if step == 4:
-            raise Boom("killed")
-        original_log(self, step, **values)
-
     out = tmp_path / "run"
-    monkeypatch.setattr(RunContext, "log", dying_log)
-    with pytest.raises(Boom):
+    with interrupt_log(lambda step, v: step == 4, Boom), pytest.raises(Boom):
         run_experiment(
             swap_demo.EXPERIMENT, overrides=overrides, out=out, checkpoint_every=2, quiet=True
         )
-    monkeypatch.setattr(RunContext, "log", original_log)
     resumed = run_experiment(
         swap_demo.EXPERIMENT, out=out, resume=True, checkpoint_every=2, quiet=True
     )
