@@ -3,6 +3,12 @@
 Imports go one way: ``qsem.circuits`` <- ``qsem.simulators`` <- the rest of ``qsem``.
 """
 
+# The folder name is not an import name: ``import circuits`` would load a second copy.
+if __name__ != "qsem.circuits":
+    raise ImportError(
+        f"import qsem.circuits, not {__name__}; circuits/ is installed as qsem.circuits"
+    )
+
 from . import channels, gates, observables, templates
 from .channels import AmplitudeDamping, BitFlip, Depolarizing, Kraus, PhaseDamping, TritFlip
 from .circuit import Circuit

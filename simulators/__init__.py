@@ -7,6 +7,12 @@ its package raises :class:`~qsem.circuits.errors.MissingDependencyError` naming 
 extra to install (``qsem[aer]``, ``qsem[pennylane]``).
 """
 
+# The folder name is not an import name: ``import simulators`` would load a second copy.
+if __name__ != "qsem.simulators":
+    raise ImportError(
+        f"import qsem.simulators, not {__name__}; simulators/ is installed as qsem.simulators"
+    )
+
 from typing import Any
 
 from .backend import Backend, TorchBackend

@@ -15,7 +15,6 @@ import pytest
 import torch
 from conftest import ATOL_F64
 
-import simulators.engine as engine_mod
 from qsem.circuits import (
     CNOT,
     CRX,
@@ -40,7 +39,16 @@ from qsem.circuits import (
     Unitary,
 )
 from qsem.simulators import TorchSimulator, probs
-from qsem.simulators.plan import FusedStep, LocalPermutationStep, PermutationStep, compile_plan
+from qsem.simulators.engine import MIN_CHUNKED_BYTES, MIN_CHUNKS
+from qsem.simulators.plan import (
+    Context,
+    FusedStep,
+    LocalPermutationStep,
+    PermutationStep,
+    Plan,
+    Step,
+    compile_plan,
+)
 
 
 def embed(mat: np.ndarray, wires: list[int], dims: tuple[int, ...]) -> np.ndarray:
@@ -113,6 +121,7 @@ def test_cached_plan_uses_each_circuits_own_values() -> None:
     b = Circuit.qubits(2).add(RY(1.2, wires=0), CNOT(wires=[0, 1]))
     pa, pb = probs(sim.run(a)), probs(sim.run(b))
     assert len(sim._plans) == 1
+    assert sim.plan(a) is sim.plan(b)  # one compiled plan serves both
     assert torch.allclose(
         pa, torch.tensor([math.cos(0.15) ** 2, 0, 0, math.sin(0.15) ** 2], dtype=torch.float64)
     )
@@ -165,12 +174,14 @@ def test_local_permutation_path_for_large_registers() -> None:
     assert any(isinstance(s, LocalPermutationStep) for s in plan.steps)
     sim = TorchSimulator(dtype=torch.complex128)
     sim._plans[(c.structure_key(), "statevector", sim.max_block_dim)] = plan
+    assert sim.plan(c) is plan  # the run below uses the local-permutation plan
     sv = sim.run(c).vector.numpy()
     np.testing.assert_allclose(np.outer(sv, sv.conj()), reference_rho(c), atol=ATOL_F64)
     sim_dm = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
-    sim_dm._plans[(c.structure_key(), "density_matrix", sim_dm.max_block_dim)] = compile_plan(
-        c, "density_matrix", full_perm_limit=4
-    )
+    plan_dm = compile_plan(c, "density_matrix", full_perm_limit=4)
+    assert any(isinstance(s, LocalPermutationStep) for s in plan_dm.steps)
+    sim_dm._plans[(c.structure_key(), "density_matrix", sim_dm.max_block_dim)] = plan_dm
+    assert sim_dm.plan(c) is plan_dm
     np.testing.assert_allclose(
         sim_dm.run(c).density_matrix.numpy(), reference_rho(c), atol=ATOL_F64
     )
@@ -263,8 +274,33 @@ def test_amplitude_damping_gradient_at_zero_is_the_closed_form(dm_method: str) -
     torch.testing.assert_close(d1, torch.stack([-before[1], before[2]]), atol=ATOL_F64, rtol=0)
 
 
-def test_chunked_no_grad_run_equals_plain_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without autograd a large dense batch runs chunk by chunk, in place, with the same result."""
+class BatchSpy(Step):
+    """A plan step that records the batch rows of every state it is applied to."""
+
+    def __init__(self, inner: Step, rows: list[int]) -> None:
+        self.inner, self.rows = inner, rows
+
+    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        self.rows.append(int(x.shape[0]))
+        return self.inner.apply(x, ctx)
+
+
+def spy_on_passes(plan: Plan) -> list[int]:
+    """Wrap the first step of ``plan`` (as cached by ``TorchSimulator.plan``); the list
+    returned gets one entry (the rows of the batch) per pass over the plan."""
+    rows: list[int] = []
+    plan.steps[0] = BatchSpy(plan.steps[0], rows)
+    return rows
+
+
+def rows_above_chunk_threshold(row_bytes: int) -> int:
+    """Smallest batch whose state is over the engine's chunking threshold."""
+    return MIN_CHUNKED_BYTES // row_bytes + 1
+
+
+def test_chunked_no_grad_run_equals_plain_run() -> None:
+    """Without autograd a large dense batch runs chunk by chunk, in place, with the same
+    result as the one-pass run that autograd forces (a spy counts the passes)."""
     w = ParameterVector("w", 3)
     c = Circuit.qubits(3).add(
         RY(w[0], wires=0),
@@ -273,14 +309,17 @@ def test_chunked_no_grad_run_equals_plain_run(monkeypatch: pytest.MonkeyPatch) -
         Depolarizing(0.1, wires=2),
         RZ(w[2], wires=2),
     )
-    vals = torch.rand(5, 3, dtype=torch.float64)
+    rows = rows_above_chunk_threshold(64 * 16)  # ρ of 3 qubits in complex128
+    vals = torch.rand(rows, 3, dtype=torch.float64)
     sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
-    plain = sim.run(c, {"w": vals}).density_matrix
-    monkeypatch.setattr(engine_mod, "CHUNK_BYTES", 1)
-    with torch.no_grad():
-        chunked = sim.run(c, {"w": vals}).density_matrix
+    passes = spy_on_passes(sim.plan(c))
+    plain = sim.run(c, {"w": vals.clone().requires_grad_()}).density_matrix.detach()
+    assert passes == [rows]
+    passes.clear()
+    chunked = sim.run(c, {"w": vals}).density_matrix
+    assert len(passes) >= MIN_CHUNKS and sum(passes) == rows and max(passes) < rows
     torch.testing.assert_close(chunked, plain, atol=ATOL_F64, rtol=0)
-    for i in range(5):
+    for i in (0, 1, rows // 2, rows - 1):
         np.testing.assert_allclose(
             plain[i].numpy(), reference_rho(c, {"w": vals[i]}), atol=ATOL_F64
         )
@@ -315,15 +354,17 @@ def test_whole_register_purity_and_entropy_of_a_factored_state_match_dense() -> 
     assert auto._tensor is None  # the dense ρ was never built
 
 
-def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result() -> None:
     w = ParameterVector("w", 2)
     c = Circuit.qutrits(3).add(TRY(w[0], wires=0), TAdd(wires=[0, 1]), TRX(w[1], wires=2))
-    vals = torch.rand(40, 2, dtype=torch.float64)
+    rows = rows_above_chunk_threshold(27 * 16)  # 3 qutrits in complex128
+    vals = torch.rand(rows, 2, dtype=torch.float64)
     sim = TorchSimulator(dtype=torch.complex128)
-    plain = sim.run(c, {"w": vals}).vector
-    monkeypatch.setattr(engine_mod, "MIN_CHUNKED_BYTES", 1)
+    passes = spy_on_passes(sim.plan(c))
+    plain = sim.run(c, {"w": vals.clone().requires_grad_()}).vector.detach()
+    assert passes == [rows]
+    passes.clear()
     with torch.no_grad():
         chunked = sim.run(c, {"w": vals}).vector
+    assert len(passes) >= MIN_CHUNKS and sum(passes) == rows and max(passes) < rows
     torch.testing.assert_close(chunked, plain, atol=ATOL_F64, rtol=0)

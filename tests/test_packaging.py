@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -353,3 +356,144 @@ def test_shipped_text_cites_no_file_users_do_not_have() -> None:
              if p.suffix in (".py", ".md")]  # fmt: skip
     cited = [str(p.relative_to(REPO)) for p in files if "DESIGN.md" in p.read_text()]
     assert files and cited == []
+
+
+# --------------------------------------------------------------------------
+# no second copy: the folder names are never import names
+# --------------------------------------------------------------------------
+
+#: Where user-facing and test code lives outside the package: every import there must
+#: name ``qsem.circuits`` / ``qsem.simulators``, never the folders.
+SCANNED = ("tests", "benchmarks", "examples", "docs")
+
+_FENCE = re.compile(r"^(\s*)(```|~~~)[^\n]*\n(.*?)^\1\2\s*$", re.S | re.M)
+_FOLDER_IMPORT = re.compile(
+    r"^\s*(?:>>>\s*|\.\.\.\s*)?(?:from\s+(?:circuits|simulators)(?:\.\w+)*\s+import\b"
+    r"|import\s+(?:[\w.]+\s*(?:as\s+\w+\s*)?,\s*)*(?:circuits|simulators)\b(?!-))",
+    re.M,
+)
+
+
+def code_chunks(path: Path) -> list[str]:
+    """The code in ``path``: a .py file whole, a notebook's code cells, a Markdown
+    file's fenced blocks (doctest prompts stripped)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        return [text]
+    if path.suffix == ".ipynb":
+        cells = json.loads(text)["cells"]
+        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return [textwrap.dedent(m.group(3)) for m in _FENCE.finditer(text)]
+
+
+def folder_imports(code: str) -> list[str]:
+    """Imports in ``code`` that name the folders ``circuits`` / ``simulators``."""
+    found = [m.group(0).strip() for m in _FOLDER_IMPORT.finditer(code)]
+    if found:
+        return found
+    plain = "\n".join(
+        re.sub(r"^\s*(>>>|\.\.\.) ?", "", line)
+        for line in code.splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    )
+    try:
+        names = imported_modules(plain, "qsem")
+    except SyntaxError:  # shell or output blocks: the regular expression above covers them
+        return []
+    return [n for _, n in names if n.split(".")[0] in FOLDER_NAMES]
+
+
+def scanned_files() -> list[Path]:
+    out = []
+    for top in SCANNED:
+        for suffix in ("*.py", "*.ipynb", "*.md"):
+            out += [p for p in (REPO / top).rglob(suffix) if ".ipynb_checkpoints" not in p.parts]
+    return sorted([*out, REPO / "README.md"])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import simulators.engine as engine_mod",
+        "import circuits",
+        "from circuits.gates import H",
+        "from simulators import TorchSimulator",
+        "import numpy as np, simulators",
+        ">>> from circuits import Circuit",
+        "def f():\n    import simulators.plan\n",
+        "import importlib\nimportlib.import_module('simulators.engine')",
+        "x = 1 +\nimport circuits",  # not Python as a whole: still found
+    ],
+)
+def test_folder_import_scanner_flags(code: str) -> None:
+    assert folder_imports(code)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import qsem.simulators.engine as engine_mod",
+        "from qsem.circuits import Circuit",
+        "from qsem import circuits, simulators",
+        "pip install qsem[aer]\nls circuits/ simulators/",
+        "# circuits and simulators are installed under qsem",
+        "import my_circuits",
+    ],
+)
+def test_folder_import_scanner_accepts(code: str) -> None:
+    assert folder_imports(code) == []
+
+
+def test_code_chunks_reads_notebook_cells_and_markdown_fences(tmp_path: Path) -> None:
+    nb = tmp_path / "a.ipynb"
+    nb.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": ["import circuits"]},
+        {"cell_type": "code", "source": ["%matplotlib inline\n", "import simulators\n"]},
+    ]}))  # fmt: skip
+    md = tmp_path / "a.md"
+    md.write_text("text import circuits\n\n```python\nfrom circuits import H\n```\n")
+    assert [folder_imports(c) for c in code_chunks(nb)] == [["import simulators"]]
+    assert [folder_imports(c) for c in code_chunks(md)] == [["from circuits import"]]
+
+
+def test_no_code_imports_the_folders_by_name() -> None:
+    """tests/, benchmarks/, examples/ (notebook code cells too), docs/ code blocks and the
+    README import only ``qsem.*``: a folder name would load a second copy of the code."""
+    files = scanned_files()
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".md" for p in files)
+    bad = [
+        f"{p.relative_to(REPO)}: {hit}"
+        for p in files
+        if p.resolve() != Path(__file__).resolve()
+        for chunk in code_chunks(p)
+        for hit in folder_imports(chunk)
+    ]
+    assert bad == [], "import qsem.circuits / qsem.simulators instead:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("statement", "qsem_name"),
+    [
+        ("import circuits", "qsem.circuits"),
+        ("import circuits.gates", "qsem.circuits"),
+        ("from circuits.errors import QsemError", "qsem.circuits"),
+        ("import simulators", "qsem.simulators"),
+        ("import simulators.engine", "qsem.simulators"),
+        ("from simulators.plan import compile_plan", "qsem.simulators"),
+    ],
+)
+def test_importing_a_folder_name_fails_at_once(statement: str, qsem_name: str) -> None:
+    """With the repository root on ``sys.path`` (as when running from a checkout), the
+    folder name raises one ImportError line naming the real import name."""
+    code = (
+        f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+        f"try:\n    {statement}\nexcept ImportError as e:\n    print(type(e).__name__, e)\n"
+        "else:\n    print('imported')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('circuits', 'simulators')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    first, loaded = proc.stdout.splitlines()
+    assert first.startswith("ImportError import " + qsem_name + ",")
+    assert loaded == "[]"  # nothing of the second copy stays loaded
