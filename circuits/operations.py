@@ -17,31 +17,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from qsem.checks import check_wires
+
 from .errors import DimensionError, QsemTypeError, arg_error
 from .parameters import Parameter, ParamLike, check_param
 
 
 def normalize_wires(wires: object, name: str = "wires") -> tuple[int, ...]:
-    """Return wires as a tuple of distinct non-negative ints."""
-    if isinstance(wires, np.ndarray) and wires.ndim == 1:
-        wires = wires.tolist()
-    if isinstance(wires, (int, np.integer)) and not isinstance(wires, bool):
-        out: tuple[int, ...] = (int(wires),)
-    elif isinstance(wires, Sequence) and not isinstance(wires, str):
-        if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in wires):
-            raise arg_error(name, f"wires must be integers, got {list(wires)!r}", QsemTypeError)
-        out = tuple(int(w) for w in wires)
-        if not out:
-            raise arg_error(name, "expected at least one wire, got an empty sequence")
-    else:
-        raise arg_error(
-            name, f"expected an int or a sequence of ints, got {wires!r}", QsemTypeError
-        )
-    if any(w < 0 for w in out):
-        raise arg_error(name, f"wires must be non-negative, got {list(out)}")
-    if len(set(out)) != len(out):
-        raise arg_error(name, f"wires must be distinct, got {list(out)}")
-    return out
+    """Return wires as a tuple of distinct non-negative ints (:func:`qsem.checks.check_wires`)."""
+    return check_wires(name, wires)
 
 
 def as_numeric_tensor(value: Any, name: str) -> torch.Tensor:

@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from qsem.circuits.errors import QsemError
+from qsem.errors import QsemError
 
 __all__ = [
     "atomic_write",
@@ -113,7 +113,7 @@ def jsonable(value: Any) -> Any:
     Tensors and NumPy values of size 1 become Python numbers, larger ones lists;
     tuples become lists, paths strings; non-finite floats become ``None`` (strict
     JSON has no NaN / Infinity). Anything else that JSON cannot hold raises
-    :class:`~qsem.circuits.errors.QsemError` naming where it sits.
+    :class:`~qsem.errors.QsemError` naming where it sits.
     """
     return _jsonable(value, "value")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_shots as _check_shots
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
@@ -108,11 +109,8 @@ def check_observables(circuit: Circuit, observables: Any) -> list[Observable]:
 
 
 def check_shots(shots: object) -> int | None:
-    if shots is None:
-        return None
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise arg_error("shots", f"must be None (exact) or a positive integer, got {shots!r}")
-    return shots
+    """The backends' ``shots``: ``None`` (exact) or a positive integer."""
+    return _check_shots("shots", shots, allow_none=True)
 
 
 class Backend(ABC):

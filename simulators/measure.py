@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from qsem.checks import check_seed, check_shots, check_wires
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
-from qsem.circuits.operations import normalize_wires
 
 from . import kernels
 from .state import State
@@ -39,13 +39,7 @@ def _check_state(state: object) -> State:
 def _wires(state: State, wires: object, name: str = "wires") -> list[int]:
     if wires is None:
         return list(range(len(state.dims)))
-    w = list(normalize_wires(wires, name))
-    bad = [x for x in w if x >= len(state.dims)]
-    if bad:
-        raise arg_error(
-            name, f"wire(s) {bad} out of range for a register of {len(state.dims)} wires"
-        )
-    return w
+    return list(check_wires(name, wires, n_wires=len(state.dims)))
 
 
 def _abs2(t: torch.Tensor) -> torch.Tensor:
@@ -151,13 +145,8 @@ def sample(
     Seeded by ``seed`` (or a ``generator``) so results are reproducible.
     """
     state = _check_state(state)
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)):
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}", QsemTypeError)
-    if shots < 1:
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}")
-    shots = int(shots)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise arg_error("seed", f"must be an integer or None, got {seed!r}", QsemTypeError)
+    shots = check_shots("shots", shots)
+    seed = check_seed("seed", seed, allow_none=True)
     w = _wires(state, wires)
     p = kernels.marginal_probs(_full_probs(state), state.dims, w).detach()
     p = p.clamp(min=0).to(torch.float64)

@@ -23,11 +23,13 @@ historical name; ``mapping="swap"`` is the default).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
+from qsem.checks import check_seed as _check_seed
+from qsem.checks import check_shots as _check_shots
 from qsem.circuits.errors import QsemTypeError, arg_error
 
 __all__ = [
@@ -67,17 +69,13 @@ def check_method(method: object) -> str:
 
 
 def check_shots(shots: object) -> int:
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)):
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}", QsemTypeError)
-    if shots < 1:
-        raise arg_error("shots", f"must be a positive integer, got {shots!r}")
-    return int(shots)
+    """A shot estimate's ``shots``: a positive integer."""
+    return cast(int, _check_shots("shots", shots))
 
 
 def check_seed(seed: object) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise arg_error("seed", f"must be an integer or None, got {seed!r}", QsemTypeError)
-    return None if seed is None else int(seed)
+    """A shot estimate's ``seed``: ``0 <= seed < 2**32``, or ``None``."""
+    return _check_seed("seed", seed, allow_none=True)
 
 
 def _check_mapping(mapping: object) -> str:

@@ -26,7 +26,7 @@ from qsem.circuits import (
     PauliString,
     TAdd,
 )
-from qsem.circuits.errors import QsemValueError
+from qsem.circuits.errors import QsemTypeError, QsemValueError
 from qsem.simulators.backend import TorchBackend
 from qsem.simulators.bridge import QuantumLayer, expand, expval_bridge, make_backend, probs_bridge
 
@@ -216,17 +216,17 @@ def test_channel_parameters_need_the_torch_backend_for_gradients() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "match", "error"),
     [
-        ({"backend": "cirq"}, "argument 'backend'"),
-        ({"diff_method": "adjoint"}, "argument 'diff_method'"),
-        ({"shots": 0}, "argument 'shots'"),
-        ({"shots": 1.5}, "argument 'shots'"),
+        ({"backend": "cirq"}, "argument 'backend'", QsemValueError),
+        ({"diff_method": "adjoint"}, "argument 'diff_method'", QsemValueError),
+        ({"shots": 0}, "argument 'shots'", QsemValueError),
+        ({"shots": 1.5}, "argument 'shots'", QsemTypeError),  # the one shots rule: a type error
     ],
 )
-def test_bad_bridge_arguments(kwargs: dict[str, object], match: str) -> None:
+def test_bad_bridge_arguments(kwargs: dict[str, object], match: str, error: type) -> None:
     c = Circuit.qubits(1).add(RY(Parameter("a"), wires=0))
-    with pytest.raises(QsemValueError, match=match):
+    with pytest.raises(error, match=match):
         expval_bridge(c, {"a": 0.1}, PauliString("Z", wires=[0]), **kwargs)  # type: ignore[arg-type]
 
 

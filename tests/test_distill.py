@@ -24,10 +24,12 @@ from qsem.distill import (
     append_slice,
     ema_update,
     make_detectors,
+    output_distribution,
     self_distillation_loss,
     soft_target_loss,
 )
 from qsem.emergence import EmergencePotential
+from qsem.errors import QsemValueError
 from qsem.layers import EmergenceStack
 from qsem.runner import ConfigError
 from qsem.simulators import TorchSimulator
@@ -145,7 +147,7 @@ def test_probe_dphi_and_epot_on_a_hand_made_sequence() -> None:
     seq = [_phi(PHI_S, PHI_T), _phi(PHI_S2, PHI_T), _phi(PHI_S2, PHI_T2)]
     recs, events = [], []
     for step, phi in enumerate(seq, start=1):
-        rec, ev = probe.observe(10 * step, {"phi": phi})
+        rec, ev = probe.observe(10 * step, {"phi_out": phi})
         recs.append(rec)
         events += ev
     assert recs[0] == {}  # nothing to compare with yet
@@ -177,13 +179,13 @@ def test_probe_quantum_distance_and_bures_angle_closed_forms() -> None:
     zero = torch.tensor([[[1, 0, 0]]], dtype=c128)  # (N=1, 1, D=3)
     plus = torch.tensor([[[1, 1, 0]]], dtype=c128) / math.sqrt(2)
     mixed = torch.diag(torch.tensor([0.5, 0.5, 0.0], dtype=c128))[None]
-    probe.observe(1, {"phi": phi, "omega": zero})
-    rec, events = probe.observe(2, {"phi": phi, "omega": plus})
+    probe.observe(1, {"phi_out": phi, "omega": zero})
+    rec, events = probe.observe(2, {"phi_out": phi, "omega": plus})
     assert rec["q_distance"] == pytest.approx(0.5, abs=ATOL_F64)  # 1 - |<0|+>|^2
     assert rec["bures"] == pytest.approx(math.pi / 4, abs=ATOL_F64)  # arccos sqrt(1/2)
     assert rec["epot_theta"] == pytest.approx(0.25 * math.pi / 4, abs=ATOL_F64)
     assert [(name, e.value) for name, e in events] == [("quantum", pytest.approx(0.5))]
-    rec, _ = probe.observe(3, {"phi": phi, "omega": mixed})
+    rec, _ = probe.observe(3, {"phi_out": phi, "omega": mixed})
     # Tr(ρσ) = <+|ρ|+> = 1/2; purities 1 and 1/2: normalised overlap (1/2)/sqrt(1/2)
     assert rec["q_distance"] == pytest.approx(1 - 0.5 / math.sqrt(0.5), abs=ATOL_F64)
     # pure |+>: F = <+|ρ|+> = 1/2 as well
@@ -195,16 +197,16 @@ def test_probe_nci_is_the_mean_over_queries() -> None:
     a = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
     b = a.T.clone()
     ops = torch.stack([torch.stack([a, b]), torch.stack([a, a])])  # (N=2, L=2, 2, 2)
-    rec, _ = probe.observe(1, {"phi": _phi(PHI_S, PHI_S), "ops": ops})
+    rec, _ = probe.observe(1, {"phi_out": _phi(PHI_S, PHI_S), "ops": ops})
     # ‖[A, Aᵀ]‖_F = ‖diag(1, -1)‖_F = √2, ‖A‖_F = 1: NCI = √2 for query 0, 0 for query 1
     assert rec["nci_avg"] == pytest.approx(math.sqrt(2) / 2, abs=ATOL_F64)
     # a padded third position (the identity) counts only without the mask
     eye = torch.eye(2, dtype=torch.float64)
     ops = torch.stack([a, b, eye])[None]  # (1, 3, 2, 2): pairs (A, Aᵀ) -> √2, (Aᵀ, I) -> 0
-    rec, _ = _probe().observe(1, {"phi": _phi(PHI_S), "ops": ops})
+    rec, _ = _probe().observe(1, {"phi_out": _phi(PHI_S), "ops": ops})
     assert rec["nci_avg"] == pytest.approx(math.sqrt(2) / 2, abs=ATOL_F64)
     mask = torch.tensor([[True, True, False]])
-    rec, _ = _probe().observe(1, {"phi": _phi(PHI_S), "ops": ops, "mask": mask})
+    rec, _ = _probe().observe(1, {"phi_out": _phi(PHI_S), "ops": ops, "mask": mask})
     assert rec["nci_avg"] == pytest.approx(math.sqrt(2), abs=ATOL_F64)
 
 
@@ -219,7 +221,7 @@ def test_probe_shot_estimate_covers_the_exact_distance() -> None:
                            shot_backends={"quantum_shots": (None, None)})  # fmt: skip
     rec: dict[str, Any] = {}
     for step, th in enumerate(thetas):
-        out = {"phi": _phi(*[PHI_S] * 4), "omega": sim.run(circuit, {"t": th}),
+        out = {"phi_out": _phi(*[PHI_S] * 4), "omega": sim.run(circuit, {"t": th}),
                "omega_params": {"t": th}, "circuit": circuit}  # fmt: skip
         rec, _ = probe.observe(step, out)
     exact = 1 - math.cos(0.1) ** 2
@@ -246,7 +248,7 @@ class Tiny(torch.nn.Module):
         r = torch.softmax(self.emb(tokens[:, -1:]), -1).unflatten(-1, (3, 2))
         phi = self.emergence.mix(self.emergence(r))
         omega = phi.flatten(1).clamp_min(0).sqrt().to(torch.complex128)[:, None, :]
-        return {"phi": phi, "omega": omega}
+        return {"phi_out": phi, "omega": omega}
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,6 +284,27 @@ def _steps(loop: SelfDistiller, start: int, stop: int) -> None:
     for i in range(start, stop):
         j = 6 * (i % 4)
         loop.step(tokens[j : j + 6], labels[j : j + 6])
+
+
+def test_former_phi_key_of_a_forward_still_works_with_a_deprecation_warning() -> None:
+    """``phi_out`` names the distilled distribution (as in ``SemanticModel.intermediates``);
+    a forward that still returns ``phi`` trains the same, with a DeprecationWarning."""
+
+    def old_forward(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Any]:
+        out = model(tokens)
+        return {"phi": out["phi_out"], "omega": out["omega"]}
+
+    new_records: list[Any] = []
+    _, _, new = _loop(new_records)
+    _steps(new, 0, 6)
+    old_records: list[Any] = []
+    _, _, old = _loop(old_records)
+    old.forward = old_forward
+    with pytest.warns(DeprecationWarning, match="'phi' is now named 'phi_out'"):
+        _steps(old, 0, 6)
+    assert old_records == new_records and new_records
+    with pytest.raises(QsemValueError, match="argument 'out'"):
+        output_distribution({"logits": torch.zeros(1)})
 
 
 def test_append_slice_keeps_adam_state() -> None:

@@ -1,19 +1,16 @@
-"""Packaging and layering checks.
+"""Packaging checks (the layering of imports is tests/test_layering.py).
 
-* Imports go one way only: ``qsem.circuits`` <- ``qsem.simulators`` <- the rest
-  of ``qsem`` (DESIGN.md section 1). Checked statically with ``ast`` so that a
-  violation anywhere in a file (inside a function, under ``TYPE_CHECKING``,
-  through ``importlib.import_module("...")``) is caught, not only at import time.
 * The folders ``circuits/`` and ``simulators/`` are installed as
   ``qsem.circuits`` and ``qsem.simulators`` through ``[tool.setuptools]
   package-dir``; the import names must resolve to those folders, and every
   package folder must be listed in ``pyproject.toml`` so that a regular
   (non-editable) install ships it.
+* No second copy: the folder names are never import names. Importing ``circuits`` or
+  ``simulators`` fails at once, and no test, benchmark, example or docs page does.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import re
@@ -26,241 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_layering import FOLDER_NAMES, FOLDERS, imported_modules
 
 REPO = Path(__file__).resolve().parents[1]
-
-# folder -> (import name of the folder, qsem modules that folder may import)
-LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "circuits": ("qsem.circuits", ("qsem.circuits",)),
-    "simulators": ("qsem.simulators", ("qsem.circuits", "qsem.simulators")),
-    "qsem": ("qsem", ("qsem",)),
-}
-
-# Top-level names that exist only as repository folders. Importing them by
-# their folder name would load a second copy of the code (or fail once
-# installed); always go through ``qsem.circuits`` / ``qsem.simulators``.
-FOLDER_NAMES = ("circuits", "simulators")
-
-_DYNAMIC_IMPORTERS = {"import_module", "__import__"}
-
-
-# --------------------------------------------------------------------------
-# the checker
-# --------------------------------------------------------------------------
-
-
-def _resolve_relative(package: str, level: int, module: str | None) -> str | None:
-    """Absolute name of ``from <level dots><module> import ...`` inside ``package``.
-
-    Returns None when the relative import climbs above the top-level package.
-    """
-    parts = package.split(".")
-    if level - 1 >= len(parts):
-        return None
-    base = parts[: len(parts) - (level - 1)]
-    if module:
-        base.append(module)
-    return ".".join(base)
-
-
-def imported_modules(source: str, package: str, filename: str = "<src>") -> list[tuple[int, str]]:
-    """All modules that ``source`` imports, as (line, absolute dotted name).
-
-    ``package`` is the package the source lives in (for a module ``a/b/c.py``
-    installed as ``qsem.circuits.b.c`` it is ``qsem.circuits.b``; for an
-    ``__init__.py`` it is the package itself); relative imports are resolved
-    against it. ``from X import name`` reports ``X.name`` (``name`` may be a
-    submodule), so ``from qsem import simulators`` reports ``qsem.simulators``.
-    """
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source, filename=filename)):
-        if isinstance(node, ast.Import):
-            found.extend((node.lineno, alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = _resolve_relative(package, node.level, node.module)
-                if base is None:
-                    found.append((node.lineno, "." * node.level + (node.module or "")))
-                    continue
-            else:
-                base = node.module or ""
-            for alias in node.names:
-                found.append((node.lineno, base if alias.name == "*" else f"{base}.{alias.name}"))
-        elif isinstance(node, ast.Call):
-            func = node.func
-            name = (
-                func.attr
-                if isinstance(func, ast.Attribute)
-                else func.id
-                if isinstance(func, ast.Name)
-                else None
-            )
-            if (
-                name in _DYNAMIC_IMPORTERS
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-                and not node.args[0].value.startswith(".")
-            ):
-                found.append((node.lineno, node.args[0].value))
-    return found
-
-
-def _within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
-def layer_violations(
-    source: str, package: str, allowed: tuple[str, ...], filename: str = "<src>"
-) -> list[str]:
-    """Messages for each import in ``source`` that breaks the layering rule.
-
-    Any ``qsem`` module may be imported only if it lies under one of ``allowed``
-    (``import qsem`` itself is the top-level package and is never under
-    ``qsem.circuits``); the bare folder names ``circuits`` / ``simulators`` are
-    never allowed; a relative import above the top-level package is an error.
-    """
-    bad: list[str] = []
-    for line, name in imported_modules(source, package, filename):
-        if name.startswith("."):
-            bad.append(f"{filename}:{line}: relative import {name!r} leaves the package")
-        elif _within(name, "qsem"):
-            if not any(_within(name, prefix) for prefix in allowed):
-                bad.append(
-                    f"{filename}:{line}: imports {name!r}; only {', '.join(allowed)} allowed here"
-                )
-        elif name.split(".")[0] in FOLDER_NAMES:
-            top = name.split(".")[0]
-            bad.append(f"{filename}:{line}: imports folder name {name!r}; use 'qsem.{top}'")
-    return bad
 
 
 def package_of(path: Path, folder: Path, import_name: str) -> str:
     """Package that the file ``path`` (inside ``folder``) belongs to once installed."""
     rel = path.relative_to(folder).parent.parts
     return ".".join((import_name, *rel))
-
-
-def check_folder(folder: Path, import_name: str, allowed: tuple[str, ...]) -> tuple[int, list[str]]:
-    """Check every .py file under ``folder``; return (files checked, violations)."""
-    files = sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
-    bad: list[str] = []
-    for path in files:
-        source = path.read_text(encoding="utf-8")
-        package = package_of(path, folder, import_name)
-        shown = str(path.relative_to(folder.parent))
-        bad.extend(layer_violations(source, package, allowed, shown))
-    return len(files), bad
-
-
-# --------------------------------------------------------------------------
-# the checker itself on synthetic sources
-# --------------------------------------------------------------------------
-
-CIRCUITS_ALLOWED = LAYERS["circuits"][1]
-SIMULATORS_ALLOWED = LAYERS["simulators"][1]
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        "import qsem.simulators",
-        "import qsem.simulators.engine as eng",
-        "from qsem.simulators import run",
-        "from qsem.simulators.torch_engine import simulate",
-        "from qsem import simulators",
-        "from qsem import tensors",
-        "import qsem",
-        "from qsem.experiments import cli",
-        "from .. import simulators",
-        "from ..simulators import engine",
-        "from ... import anything",
-        "import simulators",
-        "from circuits.gates import H",
-        "def f():\n    from qsem.simulators import run\n    return run",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from qsem.truth import Truth",
-        "import importlib\nmod = importlib.import_module('qsem.simulators')",
-        "mod = __import__('qsem.tensors')",
-    ],
-)
-def test_checker_flags_violation_in_circuits(source: str) -> None:
-    assert layer_violations(source, "qsem.circuits", CIRCUITS_ALLOWED)
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        "import numpy as np\nimport torch",
-        "from __future__ import annotations",
-        "from . import gates",
-        "from .gates import H, CNOT",
-        "from .. import gates",  # qsem.circuits.gates, from qsem.circuits.templates
-        "import qsem.circuits",
-        "import qsem.circuits.gates as g",
-        "from qsem.circuits import Circuit",
-        "from qsem.circuits.gates import *",
-        "import importlib\nmod = importlib.import_module('.gates', __package__)",
-        "import circuitsx\nimport my_simulators",
-    ],
-)
-def test_checker_accepts_allowed_in_circuits(source: str) -> None:
-    assert layer_violations(source, "qsem.circuits.templates", CIRCUITS_ALLOWED) == []
-
-
-def test_checker_simulators_layer() -> None:
-    ok = (
-        "from qsem.circuits import Circuit\n"
-        "from qsem.simulators.engine import run\n"
-        "from . import aer"
-    )
-    assert layer_violations(ok, "qsem.simulators", SIMULATORS_ALLOWED) == []
-    for bad in (
-        "from qsem.tensors import Omega",
-        "from qsem import truth",
-        "import qsem.experiments",
-        "import qsem",
-        "from .. import emergence",
-        "import circuits",
-    ):
-        assert layer_violations(bad, "qsem.simulators", SIMULATORS_ALLOWED), bad
-
-
-def test_checker_resolves_relative_imports() -> None:
-    src = "from . import a\nfrom .b import c\nfrom .. import d\nfrom ..e.f import g"
-    assert imported_modules(src, "qsem.circuits.templates") == [
-        (1, "qsem.circuits.templates.a"),
-        (2, "qsem.circuits.templates.b.c"),
-        (3, "qsem.circuits.d"),
-        (4, "qsem.circuits.e.f.g"),
-    ]
-
-
-def test_check_folder_fails_on_violating_tree(tmp_path: Path) -> None:
-    folder = tmp_path / "circuits"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "__init__.py").write_text("from .gates import H\n")
-    (folder / "gates.py").write_text("import torch\n")
-    (folder / "templates" / "__init__.py").write_text("")
-    (folder / "templates" / "swap.py").write_text(
-        "from ..gates import H\nfrom ... import simulators\n"
-    )
-    n, bad = check_folder(folder, "qsem.circuits", CIRCUITS_ALLOWED)
-    assert n == 4
-    assert len(bad) == 1
-    assert "swap.py:2" in bad[0] and "qsem.simulators" in bad[0]
-
-
-# --------------------------------------------------------------------------
-# the real tree
-# --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("folder", sorted(LAYERS))
-def test_import_direction(folder: str) -> None:
-    import_name, allowed = LAYERS[folder]
-    n, bad = check_folder(REPO / folder, import_name, allowed)
-    assert n > 0, f"no .py files found under {folder}/ (expected at least __init__.py)"
-    assert not bad, "import direction violated:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize(
@@ -287,7 +58,7 @@ def _pyproject() -> dict[str, Any]:
 def _package_folders() -> dict[str, Path]:
     """Import name -> folder for every package folder in the tree."""
     found: dict[str, Path] = {}
-    for folder, (import_name, _) in LAYERS.items():
+    for folder, import_name in FOLDERS.items():
         root = REPO / folder
         for init in sorted(root.rglob("__init__.py")):
             if "__pycache__" in init.parts:
@@ -322,7 +93,7 @@ def test_wheel_contains_the_mapped_packages(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in LAYERS:
+    for folder in FOLDERS:
         shutil.copytree(REPO / folder, src / folder, ignore=ignore)
     out = tmp_path / "dist"
     proc = subprocess.run(

@@ -14,7 +14,14 @@ Kleene task; see the "Self-distillation" page of the documentation.
 """
 
 from .losses import ema_update, self_distillation_loss, soft_target_loss, truth_log_probs
-from .probe import EPOT_TERMS, SHOT_KEYS, SIGNALS, EmergenceProbe, state_tensor
+from .probe import (
+    EPOT_TERMS,
+    SHOT_KEYS,
+    SIGNALS,
+    EmergenceProbe,
+    output_distribution,
+    state_tensor,
+)
 from .trainer import (
     DistillConfig,
     Forward,
@@ -26,9 +33,21 @@ from .trainer import (
 )
 
 __all__ = [
-    "EPOT_TERMS", "SHOT_KEYS", "SIGNALS", "DistillConfig", "EmergenceProbe", "Forward",
+    "EPOT_TERMS",
+    "SHOT_KEYS",
+    "SIGNALS",
+    "DistillConfig",
+    "EmergenceProbe",
+    "Forward",
     "SelfDistiller",
-    "append_slice", "default_forward", "ema_update", "make_detectors",
-    "self_distillation_loss", "semantic_outputs", "soft_target_loss", "state_tensor",
+    "append_slice",
+    "default_forward",
+    "ema_update",
+    "make_detectors",
+    "output_distribution",
+    "self_distillation_loss",
+    "semantic_outputs",
+    "soft_target_loss",
+    "state_tensor",
     "truth_log_probs",
 ]  # fmt: skip

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.checks import check_real
+from qsem.circuits.errors import arg_error
 from qsem.models import hard_label_loss
 
 __all__ = [
@@ -44,15 +45,6 @@ __all__ = [
 
 #: φ is clamped to this before its logarithm is taken.
 LOG_EPS = 1e-12
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise arg_error(name, f"expected a positive number, got {value!r}", QsemTypeError)
-    v = float(value)
-    if not (v > 0 and v < float("inf")):
-        raise arg_error(name, f"must be a positive finite number, got {value!r}")
-    return v
 
 
 def _check_phi(phi: Any, name: str) -> torch.Tensor:
@@ -75,7 +67,7 @@ def soft_target_loss(
     >>> round(float(soft_target_loss(s, t, 1.0)), 6)  # KL((0.269, 0.731) ‖ (0.5, 0.5))
     0.110944
     """
-    tau = _check_positive("temperature", temperature)
+    tau = check_real("temperature", temperature, minimum=0, strict=True)
     if not isinstance(student_logits, torch.Tensor) or student_logits.dim() != 2:
         raise arg_error("student_logits", "expected a (rows, classes) tensor")
     if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.shape != student_logits.shape:

@@ -32,6 +32,7 @@ event or ``None``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "SHOT_KEYS",
     "SIGNALS",
     "EmergenceProbe",
+    "output_distribution",
     "state_tensor",
 ]
 
@@ -59,7 +61,7 @@ SIGNALS: dict[str, str] = {
     "frobenius": "dphi_fro",
     "adaptive": "dphi_fro",
     "bocpd": "dphi_fro",
-    "l1": "phi",
+    "l1": "phi_out",
     "quantum": "q_distance",
     "quantum_shots": "estimate_quantum_shots",
     "quantum_aer": "estimate_quantum_aer",
@@ -67,6 +69,27 @@ SIGNALS: dict[str, str] = {
 
 #: shot-estimate kind -> the record key of its distance ``1 − F̂``.
 SHOT_KEYS: dict[str, str] = {"quantum_shots": "q_distance_shots", "quantum_aer": "q_distance_aer"}
+
+
+def output_distribution(out: Mapping[str, Any]) -> torch.Tensor:
+    """The distribution the loop distils, ``out["phi_out"]``: φ_out = Π_edge(Ω), the same
+    key and meaning as in :meth:`qsem.models.SemanticModel.intermediates` (whose
+    ``"phi"`` is the encoder's φ).
+
+    A mapping with the former key ``"phi"`` (and no ``"phi_out"``) is still read, with a
+    :class:`DeprecationWarning`.
+    """
+    if "phi_out" in out:
+        return out["phi_out"]
+    if "phi" in out:
+        warnings.warn(
+            "a distillation forward's 'phi' is now named 'phi_out' (the model's output "
+            "distribution, as in SemanticModel.intermediates); 'phi' is deprecated",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return out["phi"]
+    raise arg_error("out", f"expected a mapping with 'phi_out', got keys {sorted(out)}")
 
 
 def _rows(params: Mapping[str, torch.Tensor], n_rows: int, keep: int | None) -> dict[str, Any]:
@@ -142,9 +165,9 @@ class EmergenceProbe:
         self, step: int, out: Mapping[str, Any]
     ) -> tuple[dict[str, Any], list[tuple[str, Event]]]:
         """Metrics of this probe against the previous one, and the events it raised."""
-        phi = out["phi"].detach().to(torch.float64)
+        phi = output_distribution(out).detach().to(torch.float64)
         rec: dict[str, Any] = {}
-        signals: dict[str, Any] = {"phi": phi}
+        signals: dict[str, Any] = {"phi_out": phi}
         if out.get("ops") is not None:
             rec["nci_avg"] = float(nci_avg(out["ops"].detach(), out.get("mask")).mean())
         state = state_tensor(out["omega"]) if out.get("omega") is not None else None

@@ -2,7 +2,8 @@
 
 :class:`SelfDistiller` trains any model that yields φ (a distribution over
 ``S × C`` per position). A *forward* function maps ``(model, tokens)`` to a
-mapping with at least ``"phi"`` ``(B, L, S, C)`` and optionally ``"omega"`` (a
+mapping with at least ``"phi_out"`` ``(B, L, S, C)`` (the model's output distribution:
+``phi_out`` of :meth:`qsem.models.SemanticModel.intermediates`) and optionally ``"omega"`` (a
 state the similarity functions accept), ``"omega_params"`` and ``"circuit"``
 (Ω's circuit and its bindings, for shot estimates) and ``"ops"`` (the Φ
 operators, for NCI). The default forward reads
@@ -45,6 +46,7 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 from qsem.emergence import (
     BOCPD,
@@ -55,12 +57,12 @@ from qsem.emergence import (
     L1Detector,
     QuantumDetector,
 )
+from qsem.errors import ConfigError
 from qsem.io import atomic_write_bytes
 from qsem.layers import EmergenceStack
-from qsem.runner import ConfigError
 
 from .losses import ema_update, self_distillation_loss
-from .probe import SIGNALS, EmergenceProbe
+from .probe import SIGNALS, EmergenceProbe, output_distribution
 
 __all__ = [
     "DistillConfig",
@@ -150,11 +152,9 @@ class DistillConfig:
             raise bad("confidence", f"must lie in [0.5, 1), got {self.confidence}")
         for key in ("probe_every", "adaptive_window", "adaptive_min_history", "max_slices",
                     "correction_batch", "epot_window"):  # fmt: skip
-            if getattr(self, key) < 1:
-                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+            check_int(key, getattr(self, key), 1, config=True)
         for key in ("shots", "refractory", "correction_steps", "aer_queries"):
-            if getattr(self, key) < 0:
-                raise bad(key, f"must be >= 0, got {getattr(self, key)}")
+            check_int(key, getattr(self, key), 0, config=True)
         if self.adaptive_min_history > self.adaptive_window:
             raise bad("adaptive_min_history", "must be <= adaptive_window")
         for name in self.detectors:
@@ -238,16 +238,16 @@ def append_slice(stack: EmergenceStack, optimizer: torch.optim.Optimizer | None 
 
 
 def semantic_outputs(model: torch.nn.Module, tokens: torch.Tensor) -> dict[str, Any]:
-    """The loop's view of :class:`~qsem.models.SemanticModel`: φ = Π_edge(Ω) ``(B, 1, S, C)``.
+    """The loop's view of :class:`~qsem.models.SemanticModel`: φ_out = Π_edge(Ω) ``(B, 1, S, C)``.
 
-    ``phi`` is ``phi_out`` of the intermediates (the prediction distribution the
-    loop distils), ``omega`` the Ω state, ``omega_params`` and ``circuit`` Ω's
-    circuit bindings, ``ops`` the Φ operators and ``mask`` the real (non-padding)
-    positions.
+    ``phi_out`` is ``phi_out`` of the intermediates (the prediction distribution the
+    loop distils; their ``phi`` is the encoder's φ, which the loop does not read),
+    ``omega`` the Ω state, ``omega_params`` and ``circuit`` Ω's circuit bindings,
+    ``ops`` the Φ operators and ``mask`` the real (non-padding) positions.
     """
     inter = model.intermediates(tokens)  # type: ignore[operator]
     return {
-        "phi": inter["phi_out"],
+        "phi_out": inter["phi_out"],
         "omega": inter["omega"],
         "omega_params": inter["omega_params"],
         "circuit": model.omega.circuit,  # type: ignore[union-attr]
@@ -261,7 +261,7 @@ def default_forward(model: torch.nn.Module, tokens: torch.Tensor) -> Mapping[str
     if hasattr(model, "intermediates"):
         return semantic_outputs(model, tokens)
     out = model(tokens)
-    return out if isinstance(out, Mapping) else {"phi": out}
+    return out if isinstance(out, Mapping) else {"phi_out": out}
 
 
 @dataclass
@@ -279,7 +279,7 @@ class SelfDistiller:
         model: the student (trained in place).
         cfg: a :class:`DistillConfig`.
         probe_tokens: the fixed probe batch.
-        forward: ``(model, tokens) -> {"phi": ..., ...}`` (default :func:`default_forward`).
+        forward: ``(model, tokens) -> {"phi_out": ..., ...}`` (default :func:`default_forward`).
         optimizer: the optimiser of ``model`` (or later, :meth:`bind`).
         correction: ``(tokens, labels)`` of the labelled examples, for correction bursts.
         log: ``log(step, record)``, called for every probe and every event
@@ -382,11 +382,11 @@ class SelfDistiller:
         """One optimiser step on a batch (labels ``-1`` = absent); probes when due. The loss."""
         cfg = self.cfg
         self.model.train()
-        phi = self.forward(self.model, tokens)["phi"]
+        phi = output_distribution(self.forward(self.model, tokens))
         teacher_phi = None
         if cfg.w_soft > 0:
             with torch.no_grad():
-                teacher_phi = self.forward(self.teacher, tokens)["phi"]
+                teacher_phi = output_distribution(self.forward(self.teacher, tokens))
         loss, self.last_parts = self_distillation_loss(
             phi, teacher_phi, labels, temperature=cfg.temperature, w_soft=cfg.w_soft,
             w_hard=cfg.w_hard,
@@ -458,7 +458,7 @@ class SelfDistiller:
         for _ in range(self.cfg.correction_steps):
             pick = torch.randint(len(labelled), (self.cfg.correction_batch,), generator=self.gen)
             idx = labelled[pick]
-            phi = self.forward(self.model, tokens[idx])["phi"]
+            phi = output_distribution(self.forward(self.model, tokens[idx]))
             loss, _ = self_distillation_loss(phi, None, labels[idx], w_soft=0.0, w_hard=1.0)
             self._update(loss)
             self.c.correction_steps += 1

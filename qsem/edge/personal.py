@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from qsem.checks import check_int, check_real
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.emergence import L1Detector
 from qsem.emergence.detectors import MAD_SCALE
 from qsem.models import SemanticModel, hard_label_loss
-from qsem.runner import ConfigError
 
 from .store import EventRecord, HistoryStore, StepRecord
 
@@ -79,16 +79,12 @@ class PersonalConfig:
     probe_size: int = 32
 
     def __post_init__(self) -> None:
-        for key in ("steps", "steps_per_label", "probe_size"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key != "steps" else 0):
-                raise ConfigError(f"config key '{key}': must be a positive integer, got {v!r}")
-        for key in ("lr", "calibration_init", "theta_k"):
-            v = getattr(self, key)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"config key '{key}': must be a finite number >= 0, got {v!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")
+        check_int("steps", self.steps, 0, config=True)
+        for key in ("steps_per_label", "probe_size"):
+            check_int(key, getattr(self, key), 1, config=True)
+        for key in ("calibration_init", "theta_k"):
+            check_real(key, getattr(self, key), minimum=0, config=True)
+        check_real("lr", self.lr, minimum=0, strict=True, config=True)
 
 
 class _Chain(torch.nn.Module):

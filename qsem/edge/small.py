@@ -28,7 +28,6 @@ model's (``answer_tv_to_full``).
 from __future__ import annotations
 
 import copy
-import math
 import os
 import statistics
 import time
@@ -38,12 +37,14 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_int, check_real
 from qsem.distill.losses import soft_target_loss
+from qsem.errors import ConfigError
 from qsem.models import SemanticModel
 from qsem.narrow import attribution_scores, keep_masks, prune_neurons, train_steps
-from qsem.runner import ConfigError
-from qsem.runner.info import torch_threads
+from qsem.narrow.mlp import composer_group
 from qsem.tensors import truncated_svd
+from qsem.threads import torch_threads
 
 from .personal import PersonalConfig, PersonalReading, UserData, fit_reading, reading_accuracy
 
@@ -73,21 +74,10 @@ class EdgeConfig:
 
     def __post_init__(self) -> None:
         for key in ("hidden", "batch", "top_p", "rank", "latency_queries"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"config key '{key}': must be a positive integer, got {v!r}")
-        if (
-            isinstance(self.recovery_steps, bool)
-            or not isinstance(self.recovery_steps, int)
-            or (self.recovery_steps < 0)
-        ):
-            raise ConfigError(
-                f"config key 'recovery_steps': must be an integer >= 0, got {self.recovery_steps!r}"
-            )
+            check_int(key, getattr(self, key), 1, config=True)
+        check_int("recovery_steps", self.recovery_steps, 0, config=True)
         for key in ("recovery_lr", "temperature"):
-            v = getattr(self, key)
-            if not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"config key '{key}': must be a finite number > 0, got {v!r}")
+            check_real(key, getattr(self, key), minimum=0, strict=True, config=True)
 
 
 @dataclass
@@ -202,8 +192,6 @@ def edge_model(
     ``unlabelled``: query tokens for the recovery distillation (no labels used);
     ``workdir``: where the three saved models go (their size is the bytes column).
     """
-    from qsem.experiments.narrow_semantic import composer_group  # late: experiments import us
-
     base = full.base
     if cfg.hidden > base.cfg.hidden:
         raise ConfigError(f"config key 'hidden': {cfg.hidden} > the model's {base.cfg.hidden}")

@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from qsem.circuits.errors import QsemError, QsemTypeError, arg_error
+from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.errors import HistoryStoreError
 
 from .codec import checksum as _checksum
 from .codec import decode_tensor, encode_tensor
@@ -98,10 +99,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 #: real paths of the stores open for writing in this process (one writer per process).
 _WRITERS: set[str] = set()
-
-
-class HistoryStoreError(QsemError):
-    """A history store file cannot be used (foreign, truncated, corrupt, newer schema)."""
 
 
 @dataclass(frozen=True)

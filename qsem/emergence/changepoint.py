@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
+from qsem.checks import check_int, check_real
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-from .detectors import MAD_SCALE, Detector, check_int, check_real
+from .detectors import MAD_SCALE, Detector
 
 __all__ = ["BOCPD", "offline_changepoints"]
 

@@ -33,7 +33,6 @@ complete).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qsem.checks import check_int, check_real
 from qsem.circuits.errors import QsemTypeError, arg_error
 
 __all__ = [
@@ -82,45 +82,6 @@ class Event:
             "low": self.low,
             "high": self.high,
         }
-
-
-# ----------------------------------------------------------------------------------
-# argument checks
-# ----------------------------------------------------------------------------------
-
-
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an int (not a bool), at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise arg_error(name, f"expected an integer, got {value!r}", QsemTypeError)
-    if minimum is not None and value < minimum:
-        raise arg_error(name, f"must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_real(
-    name: str, value: Any, *, minimum: float | None = None, strict: bool = False
-) -> float:
-    """``value`` as a finite float (a number, or a one-element tensor / array).
-
-    ``minimum``: the lower bound (excluded when ``strict``).
-    """
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        if value.size == 0 if isinstance(value, np.ndarray) else value.numel() != 1:
-            raise arg_error(name, f"expected one number, got shape {tuple(value.shape)}")
-        if isinstance(value, torch.Tensor) and value.is_complex():
-            raise arg_error(name, "expected a real number, got a complex tensor", QsemTypeError)
-        value = value.item() if isinstance(value, torch.Tensor) else value.reshape(-1)[0]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise arg_error(name, f"expected a real number, got {value!r}", QsemTypeError)
-    v = float(value)
-    if not math.isfinite(v):
-        raise arg_error(name, f"must be finite, got {value!r}")
-    if minimum is not None and (v <= minimum if strict else v < minimum):
-        raise arg_error(name, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
-    return v
 
 
 # ----------------------------------------------------------------------------------

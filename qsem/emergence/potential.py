@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from qsem.checks import check_int, check_real
 from qsem.circuits.errors import QsemTypeError, arg_error
-
-from .detectors import check_int, check_real
 
 __all__ = ["EmergencePotential"]
 

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-from .detectors import Event, check_int
+from .detectors import Event
 
 __all__ = ["epot_auroc", "score_events"]
 

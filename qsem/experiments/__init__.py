@@ -7,7 +7,8 @@ in ``_ALL``. Names starting with ``_`` are runnable but hidden from ``qsem list`
 
 from __future__ import annotations
 
-from qsem.runner import ConfigError, Experiment
+from qsem.errors import UnknownExperimentError
+from qsem.runner import Experiment
 
 from . import (
     demo,
@@ -47,10 +48,6 @@ _ALL: tuple[Experiment, ...] = (
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _ALL}
 if len(EXPERIMENTS) != len(_ALL):  # pragma: no cover - a registration mistake
     raise RuntimeError("two registered experiments share a name")
-
-
-class UnknownExperimentError(ConfigError):
-    """``qsem run NAME`` with a NAME that is not registered."""
 
 
 def visible_experiments() -> list[Experiment]:

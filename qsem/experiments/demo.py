@@ -26,8 +26,8 @@ import torch
 
 from qsem.circuits import TRY, TRZ, Circuit, Parameter, TAdd
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator, probs
+from qsem.threads import torch_threads
 
 __all__ = ["EXPERIMENT", "DemoConfig", "QutritClassifier", "build_circuit", "run"]
 

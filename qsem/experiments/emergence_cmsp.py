@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from qsem.checks import check_real
 from qsem.emergence.benchmark import Run, merge_starts, tune
 from qsem.narrow.cmsp import CMSP
 from qsem.narrow.emergence_train import SIGNALS, train_hybrid, train_mlp
-from qsem.narrow.train import torch_threads
 from qsem.narrow.transitions import transitions_of
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.threads import torch_threads
 
 from ._emergence_cmsp_detectors import (
     epot_series,
@@ -206,9 +207,7 @@ class EmergenceCMSPConfig:
             if not w or any(x < 1 for x in w):
                 raise ConfigError(f"config key '{key}': positive widths needed, got {w}")
         for key in ("lr", "adam_eps", "hybrid_lr"):
-            v = getattr(self, key)
-            if not (v > 0 and math.isfinite(v)):
-                raise ConfigError(f"config key '{key}': must be a positive number, got {v}")
+            check_real(key, getattr(self, key), minimum=0, strict=True, config=True)
         if not 0 < self.low_bits < self.high_bits:
             raise ConfigError(
                 f"config key 'low_bits': need 0 < low_bits < high_bits, got "

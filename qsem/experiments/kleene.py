@@ -24,8 +24,8 @@ import torch
 
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
+from qsem.threads import torch_threads
 
 if TYPE_CHECKING:
     from qsem.distill import SelfDistiller

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from qsem.narrow.cmsp import CMSP, make_generator
 from qsem.narrow.mlp import EnsembleMLP
-from qsem.narrow.train import torch_threads
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.threads import torch_threads
 
 __all__ = ["EXPERIMENT", "CurriculumConfig", "run", "train_condition"]
 

@@ -36,7 +36,6 @@ samples to target (``results.json``, ``table.md``, ``pareto.png``,
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -46,10 +45,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from qsem.checks import check_int, check_probability, check_real
 from qsem.models import SemanticModel, hard_label_loss
 from qsem.narrow import (
     Masker,
-    NeuronGroup,
     angle_ablation_scores,
     attribution_scores,
     distillation_loss,
@@ -61,9 +60,10 @@ from qsem.narrow import (
     train_until,
 )
 from qsem.narrow.compare import plot_samples_pareto, samples_table, summarise_samples
+from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.tasks.kleene import KleeneDataset
+from qsem.threads import torch_threads
 
 from .kleene import adam_cosine, make_data, model_config, task_config, train_epoch
 
@@ -141,11 +141,9 @@ class SemanticNarrowConfig:
     def __post_init__(self) -> None:
         for key in ("seeds", "teacher_hidden", "teacher_epochs", "teacher_batch", "batch",
                     "eval_every", "attribution_samples", "angle_samples"):  # fmt: skip
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+            check_int(key, getattr(self, key), 1, config=True)
         for key in ("max_steps", "recovery_steps", "threads"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
+            check_int(key, getattr(self, key), 0, config=True)
         if not 0 <= self.narrow_depth < self.max_depth:
             raise ConfigError(
                 f"config key 'narrow_depth': must lie in [0, max_depth) = [0, {self.max_depth}) "
@@ -158,27 +156,17 @@ class SemanticNarrowConfig:
             )
         if not 0 < self.target_accuracy <= 1:
             raise ConfigError("config key 'target_accuracy': must lie in (0, 1]")
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"config key 'alpha': must lie in [0, 1], got {self.alpha}")
+        check_probability("alpha", self.alpha, config=True)
         if not 0 <= self.angle_tolerance < 1:
             raise ConfigError("config key 'angle_tolerance': must lie in [0, 1)")
         for key in ("temperature", "lr", "teacher_lr"):
-            v = getattr(self, key)
-            if not (v > 0 and math.isfinite(v)):
-                raise ConfigError(f"config key '{key}': must be a positive number, got {v}")
-        if not (self.gl_lambda >= 0 and math.isfinite(self.gl_lambda)):
-            raise ConfigError(f"config key 'gl_lambda': must be >= 0, got {self.gl_lambda}")
+            check_real(key, getattr(self, key), minimum=0, strict=True, config=True)
+        check_real("gl_lambda", self.gl_lambda, minimum=0, config=True)
         try:
             task_config(self)
             model_config(self, hidden=self.teacher_hidden)
         except ValueError as exc:  # QsemValueError names the argument = the config key
             raise ConfigError(f"config: {exc}") from None
-
-
-def composer_group(model: SemanticModel) -> NeuronGroup:
-    """The composer MLP's hidden layer as a neuron group (the model's unit of size)."""
-    net = model.composer.net
-    return NeuronGroup("composer", net[0], net[2])  # type: ignore[arg-type]
 
 
 def split_domain(data: KleeneDataset, narrow_depth: int) -> tuple[KleeneDataset, KleeneDataset]:

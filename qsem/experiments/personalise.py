@@ -43,7 +43,7 @@ from qsem.edge import (
 )
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
+from qsem.threads import torch_threads
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from qsem.checks import check_int, check_real
 from qsem.circuits import CNOT, RY, RZ, TRY, TRZ, Circuit, Parameter
 from qsem.layers.heads import QutritTruthHead, TwoQubitHead
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator, probs
 from qsem.stats import paired_tests
 from qsem.tasks.three_class import (
@@ -54,6 +54,7 @@ from qsem.tasks.three_class import (
     load_kleene,
     load_wine,
 )
+from qsem.threads import torch_threads
 
 __all__ = [
     "EXPERIMENT",
@@ -106,12 +107,9 @@ class QvCConfig:
     def __post_init__(self) -> None:
         for key in ("n_seeds", "hidden", "epochs", "kleene_train_kbs", "kleene_test_kbs",
                     "cmsp_n_train", "cmsp_n_test"):  # fmt: skip
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"config key 'lr': must be a positive finite number, got {self.lr}")
-        if self.threads < 0:
-            raise ConfigError(f"config key 'threads': must be >= 0, got {self.threads}")
+            check_int(key, getattr(self, key), 1, config=True)
+        check_real("lr", self.lr, minimum=0, strict=True, config=True)
+        check_int("threads", self.threads, 0, config=True)
         if self.dtype not in _DTYPES:
             raise ConfigError(
                 f"config key 'dtype': expected one of {sorted(_DTYPES)}, got {self.dtype!r}"

@@ -38,13 +38,14 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_int
 from qsem.distill import SHOT_KEYS, DistillConfig, SelfDistiller
 from qsem.io import atomic_write_bytes
 from qsem.models import SemanticModel
-from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
+from qsem.runner import Experiment, RunContext
 from qsem.runner.nested import NestedContext
 from qsem.stats import paired_tests
+from qsem.threads import torch_threads
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 
@@ -82,8 +83,7 @@ class SelfDistillConfig(KleeneConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for key, low in (("n_seeds", 1), ("probe_size", 1), ("aer_seeds", 0)):
-            if getattr(self, key) < low:
-                raise ConfigError(f"config key '{key}': must be >= {low}, got {getattr(self, key)}")
+            check_int(key, getattr(self, key), low, config=True)
 
 
 def model_file(seed: int, arm: str) -> str:

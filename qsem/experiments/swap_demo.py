@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qsem.checks import check_int, check_probability, check_real, check_shots
 from qsem.circuits import Add, Circuit, Depolarizing, Parameter, SubspaceRY, SubspaceRZ
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.simulators import TorchSimulator
@@ -82,16 +83,15 @@ class SwapDemoConfig:
             )
         if self.layers < 1:
             raise ConfigError(f"config key 'layers': must be >= 1, got {self.layers}")
-        if not 0 <= self.noise <= 1:
-            raise ConfigError(f"config key 'noise': must lie in [0, 1], got {self.noise}")
-        if self.steps < 1:
-            raise ConfigError(f"config key 'steps': must be >= 1, got {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"config key 'lr': must be a positive finite number, got {self.lr}")
+        check_probability("noise", self.noise, config=True)
+        check_int("steps", self.steps, 1, config=True)
+        check_real("lr", self.lr, minimum=0, strict=True, config=True)
         if not 1 <= self.stride <= self.steps:
             raise ConfigError(f"config key 'stride': must lie in 1..steps, got {self.stride}")
-        if not self.shots or any(s < 1 for s in self.shots):
-            raise ConfigError(f"config key 'shots': positive shot counts, got {self.shots}")
+        if not self.shots:
+            raise ConfigError("config key 'shots': at least one shot count is needed")
+        for s in self.shots:
+            check_shots("shots", s, config=True)
         if not 0 < self.confidence < 1:
             raise ConfigError(f"config key 'confidence': must lie in (0, 1), got {self.confidence}")
         if self.method not in METHODS:

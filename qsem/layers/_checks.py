@@ -27,9 +27,3 @@ def check_mask(mask: object, shape: tuple[int, int], name: str = "mask") -> torc
     if mask.dtype != torch.bool:
         raise arg_error(name, f"expected a bool tensor, got {mask.dtype}", QsemTypeError)
     return mask
-
-
-def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise arg_error(name, f"must be an integer >= {minimum}, got {value!r}")
-    return value

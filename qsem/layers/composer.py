@@ -6,10 +6,11 @@ import math
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 from qsem.tensors import compose, fold
 
-from ._checks import check_mask, check_positive_int, check_tensor
+from ._checks import check_mask, check_tensor
 
 
 class NonCommutativeComposer(torch.nn.Module):
@@ -51,8 +52,8 @@ class NonCommutativeComposer(torch.nn.Module):
         identity_bias: float = 2.0,
     ) -> None:
         super().__init__()
-        self.s_dim = check_positive_int(s_dim, "s_dim")
-        self.c_dim = check_positive_int(c_dim, "c_dim")
+        self.s_dim = check_int("s_dim", s_dim, 1)
+        self.c_dim = check_int("c_dim", c_dim, 1)
         if mode not in ("full", "diagonal"):
             raise arg_error("mode", f"expected 'full' or 'diagonal', got {mode!r}")
         self.mode = mode
@@ -60,7 +61,7 @@ class NonCommutativeComposer(torch.nn.Module):
         self.dim = d
         out = d * d if mode == "full" else d
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(d, check_positive_int(hidden, "hidden")),
+            torch.nn.Linear(d, check_int("hidden", hidden, 1)),
             torch.nn.Tanh(),
             torch.nn.Linear(hidden, out),
         )

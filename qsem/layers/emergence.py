@@ -6,10 +6,11 @@ import math
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 from qsem.tensors import Lambda
 
-from ._checks import check_positive_int, check_tensor
+from ._checks import check_tensor
 
 
 class EmergenceStack(torch.nn.Module):
@@ -33,9 +34,9 @@ class EmergenceStack(torch.nn.Module):
 
     def __init__(self, s_dim: int = 3, c_dim: int = 2, n_slices: int = 1, init: float = 4.0):
         super().__init__()
-        self.s_dim = check_positive_int(s_dim, "s_dim")
-        self.c_dim = check_positive_int(c_dim, "c_dim")
-        check_positive_int(n_slices, "n_slices")
+        self.s_dim = check_int("s_dim", s_dim, 1)
+        self.c_dim = check_int("c_dim", c_dim, 1)
+        check_int("n_slices", n_slices, 1)
         d = self.s_dim * self.c_dim
         self.dim = d
         self.slice_logits = torch.nn.ParameterList(

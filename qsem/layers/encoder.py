@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
-
-from ._checks import check_positive_int
 
 
 class SemanticEncoder(torch.nn.Module):
@@ -32,10 +31,10 @@ class SemanticEncoder(torch.nn.Module):
         init_scale: float = 3.0,
     ) -> None:
         super().__init__()
-        self.vocab_size = check_positive_int(vocab_size, "vocab_size")
-        self.s_dim = check_positive_int(s_dim, "s_dim")
-        self.c_dim = check_positive_int(c_dim, "c_dim")
-        self.n_items = check_positive_int(vocab_size if n_items is None else n_items, "n_items")
+        self.vocab_size = check_int("vocab_size", vocab_size, 1)
+        self.s_dim = check_int("s_dim", s_dim, 1)
+        self.c_dim = check_int("c_dim", c_dim, 1)
+        self.n_items = check_int("n_items", vocab_size if n_items is None else n_items, 1)
         self.logits = torch.nn.Parameter(init_scale * torch.randn(self.vocab_size, self.n_items))
         self.item_logits = torch.nn.Parameter(
             init_scale * torch.randn(self.n_items, self.s_dim * self.c_dim)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 from qsem.tensors import Lambda
 
-from ._checks import check_positive_int, check_tensor
+from ._checks import check_tensor
 
 
 class HolographicReducer(torch.nn.Module):
@@ -27,9 +28,9 @@ class HolographicReducer(torch.nn.Module):
 
     def __init__(self, s_dim: int = 3, c_dim: int = 2, z_dim: int = 2) -> None:
         super().__init__()
-        self.s_dim = check_positive_int(s_dim, "s_dim")
-        self.c_dim = check_positive_int(c_dim, "c_dim")
-        self.z_dim = check_positive_int(z_dim, "z_dim")
+        self.s_dim = check_int("s_dim", s_dim, 1)
+        self.c_dim = check_int("c_dim", c_dim, 1)
+        self.z_dim = check_int("z_dim", z_dim, 1)
         self.router = torch.nn.Linear(self.s_dim * self.c_dim, self.z_dim)
 
     def components(self, psi: torch.Tensor) -> tuple[Lambda, torch.Tensor]:

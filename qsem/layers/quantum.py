@@ -7,12 +7,13 @@ import math
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits import CRY, RY, RZ, TRY, TRZ, Circuit, Controlled, Depolarizing, Parameter
 from qsem.circuits.errors import arg_error
 from qsem.simulators import State, TorchSimulator, probs, probs_bridge
 from qsem.tensors import Omega, omega_dims
 
-from ._checks import check_positive_int, check_tensor
+from ._checks import check_tensor
 
 
 def register_sizes(s_dim: int, c_dim: int, z_dim: int) -> tuple[int, int, int]:
@@ -108,11 +109,11 @@ class QuantumSemanticLayer(torch.nn.Module):
         bridge: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.s_dim = check_positive_int(s_dim, "s_dim")
-        self.c_dim = check_positive_int(c_dim, "c_dim")
-        self.z_dim = check_positive_int(z_dim, "z_dim")
-        self.layers = check_positive_int(layers, "layers", minimum=0)
+        self.in_features = check_int("in_features", in_features, 1)
+        self.s_dim = check_int("s_dim", s_dim, 1)
+        self.c_dim = check_int("c_dim", c_dim, 1)
+        self.z_dim = check_int("z_dim", z_dim, 1)
+        self.layers = check_int("layers", layers, 0)
         if not (0.0 <= float(noise) <= 1.0):
             raise arg_error("noise", f"must lie in [0, 1], got {noise}")
         self.noise = float(noise)

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 
-from ._checks import check_int
 from .mlp import NeuronGroup, neuron_groups
 
 __all__ = ["ablation_scores", "ablation_scores_exact"]

@@ -24,9 +24,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
-
-from ._checks import check_int
 
 __all__ = ["CMSP", "make_generator"]
 

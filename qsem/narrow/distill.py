@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from qsem.checks import check_probability
 from qsem.circuits.errors import arg_error
 from qsem.distill.losses import soft_target_loss
-
-from ._checks import check_fraction
 
 __all__ = ["distillation_loss"]
 
@@ -27,7 +26,7 @@ def distillation_loss(
     gradients keep their size as ``T`` grows.
     Teacher logits may cover more classes than the student only if you slice them first.
     """
-    a = check_fraction("alpha", alpha)
+    a = check_probability("alpha", alpha)
     soft = soft_target_loss(student_logits, teacher_logits, temperature)  # checks both, and T
     if not isinstance(targets, torch.Tensor) or targets.shape != student_logits.shape[:1]:
         raise arg_error("targets", f"expected shape ({student_logits.shape[0]},) of class indices")

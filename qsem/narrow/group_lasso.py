@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_nonnegative
+from qsem.checks import check_real
+
 from .mlp import NeuronGroup, neuron_groups
 
 __all__ = ["group_lasso_penalty", "neuron_norms"]
@@ -26,6 +27,6 @@ def group_lasso_penalty(
 
     At a zero group the gradient is 0 (torch's subgradient of the norm).
     """
-    lam = check_nonnegative("lam", lam)
+    lam = check_real("lam", lam, minimum=0)
     groups = neuron_groups(model) if groups is None else groups
     return lam * sum((neuron_norms(g).sum() for g in groups), torch.zeros(()))

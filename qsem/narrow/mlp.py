@@ -13,15 +13,25 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-from ._checks import check_int
+if TYPE_CHECKING:
+    from qsem.models import SemanticModel
 
-__all__ = ["EnsembleMLP", "NeuronGroup", "build_mlp", "count_hidden", "neuron_groups"]
+__all__ = [
+    "EnsembleMLP",
+    "NeuronGroup",
+    "build_mlp",
+    "composer_group",
+    "count_hidden",
+    "neuron_groups",
+]
 
 
 def build_mlp(
@@ -89,6 +99,13 @@ def neuron_groups(model: nn.Module) -> list[NeuronGroup]:
     if not groups:
         raise arg_error("model", "has no hidden layer (two chained nn.Linear layers)")
     return groups
+
+
+def composer_group(model: SemanticModel) -> NeuronGroup:
+    """The composer MLP's hidden layer of a :class:`~qsem.models.SemanticModel` as a
+    neuron group (the model's unit of size, for pruning and narrowing)."""
+    net = model.composer.net
+    return NeuronGroup("composer", net[0], net[2])  # type: ignore[arg-type]
 
 
 def count_hidden(model: nn.Module, masks: dict[str, torch.Tensor] | None = None) -> int:

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qsem.checks import check_probability
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-from ._checks import check_fraction
 from .mlp import NeuronGroup, neuron_groups
 
 __all__ = [
@@ -97,7 +97,7 @@ def keep_masks(
     ``scope="global"`` ranks all neurons together; ``"layer"`` prunes ``fraction``
     of each group. Ties are broken by position (stable sort).
     """
-    s = check_fraction("fraction", fraction)
+    s = check_probability("fraction", fraction)
     if scope not in ("global", "layer"):
         raise arg_error("scope", f"expected 'global' or 'layer', got {scope!r}")
     if not scores:

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qsem.runner.info import torch_threads
-
-from ._checks import check_int, check_positive
+from qsem.checks import check_int, check_real
+from qsem.threads import torch_threads
 
 __all__ = ["accuracy", "evaluate", "torch_threads", "train_steps", "train_until"]
 
@@ -74,8 +73,8 @@ def train_steps(
     Returns the optimiser (reuse it to continue).
     """
     check_int("steps", steps, 0)
-    check_positive("lr", lr)
-    check_positive("eps", eps)
+    check_real("lr", lr, minimum=0, strict=True)
+    check_real("eps", eps, minimum=0, strict=True)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
     fn = loss_fn or F.cross_entropy
 
@@ -112,7 +111,7 @@ def train_until(
     """
     check_int("steps", steps, 0)
     check_int("eval_every", eval_every, 1)
-    check_positive("lr", lr)
+    check_real("lr", lr, minimum=0, strict=True)
     hit: int | None = 0 if reached(0) else None
     if hit is not None and stop:
         return hit

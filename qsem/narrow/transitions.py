@@ -36,9 +36,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
-
-from ._checks import check_int
 
 __all__ = ["ProbeSignals", "SignalBank", "Transition", "find_transition", "transitions_of"]
 

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qsem.circuits.errors import QsemError, QsemTypeError
+from qsem.circuits.errors import QsemTypeError
+from qsem.errors import CheckpointError
 from qsem.io import atomic_write_bytes
 
 __all__ = [
@@ -43,10 +44,6 @@ __all__ = [
 
 FORMAT = "qsem-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(QsemError):
-    """A checkpoint is corrupt, foreign, or belongs to another run."""
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:

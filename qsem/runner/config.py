@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from qsem.circuits.errors import MissingDependencyError, QsemValueError
+from qsem.circuits.errors import MissingDependencyError
+from qsem.errors import ConfigError
 
 from .keydocs import KeyDoc, describe_keys
 
@@ -58,10 +59,6 @@ __all__ = [
     "parse_override",
     "validate_config",
 ]
-
-
-class ConfigError(QsemValueError):
-    """A configuration key is unknown or has a value of the wrong type."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qsem.circuits.errors import QsemError
+from qsem.errors import RunDirError
 from qsem.io import exclusive_lock, read_json, read_jsonl, write_json, write_jsonl
 
 from .checkpoint import CheckpointError, load_checkpoint
@@ -48,10 +49,6 @@ RUN_INFO_FILE = "run_info.json"
 LOCK_FILE = ".lock"
 
 _NAME = re.compile(r"^_?[a-z][a-z0-9_-]*$")
-
-
-class RunDirError(QsemError):
-    """The run directory cannot be used: it holds another run, or nothing to resume."""
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,21 @@ import os
 import platform
 import random
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["environment_info", "now_iso", "package_versions", "seed_everything"]
+from qsem.threads import torch_threads
+
+__all__ = [
+    "environment_info",
+    "now_iso",
+    "package_versions",
+    "seed_everything",
+    "torch_threads",
+]
 
 #: Distributions whose versions every run records (``None`` where not installed).
 RECORDED_PACKAGES = (
@@ -82,15 +88,3 @@ def environment_info() -> dict[str, Any]:
 def now_iso() -> str:
     """The current local time with its UTC offset, ISO 8601, to the second."""
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch threads inside the block (0: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

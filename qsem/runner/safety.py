@@ -17,7 +17,7 @@ user's mistake:
 >>> check_seed(-1)
 Traceback (most recent call last):
 ...
-qsem.runner.config.ConfigError: config key 'seed': must be an integer with 0 <= seed < 2**32, got -1
+qsem.errors.ConfigError: config key 'seed': must be an integer with 0 <= seed < 2**32, got -1
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .config import ConfigError
+from qsem.checks import SEED_LIMIT, seed_problem
+from qsem.errors import ConfigError
 
 __all__ = [
     "ARCHIVE_DIR",
@@ -43,9 +44,6 @@ __all__ = [
     "check_seed",
     "sigterm_as_interrupt",
 ]
-
-#: Seeds must satisfy ``0 <= seed < SEED_LIMIT`` (the range NumPy's global generator takes).
-SEED_LIMIT = 2**32
 
 #: Folder of a run directory where ``--restart`` keeps the earlier run's files.
 ARCHIVE_DIR = "archive"
@@ -61,8 +59,9 @@ class Terminated(KeyboardInterrupt):
 
 def check_seed(seed: Any, what: str = "config key 'seed'") -> None:
     """Refuse a seed outside ``0 <= seed < 2**32`` (or not an integer), naming ``what``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ConfigError(f"{what}: must be an integer with 0 <= seed < 2**32, got {seed!r}")
+    problem = seed_problem(seed)
+    if problem is not None:
+        raise ConfigError(f"{what}: {problem}")
 
 
 def _device_keys(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

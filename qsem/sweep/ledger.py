@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qsem.circuits.errors import QsemError
+from qsem.errors import LedgerError
 from qsem.runner.info import now_iso
 
 from .spec import Trial
@@ -52,10 +52,6 @@ CREATE TABLE IF NOT EXISTS trials (
     PRIMARY KEY (config_hash, seed)
 );
 """
-
-
-class LedgerError(QsemError):
-    """The ledger file is not a sweep ledger, or disagrees with the sweep asked for."""
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def run_trial(spec: TrialSpec, root: str) -> TrialOutcome:
     interrupted and resumable.
     """
     from qsem.experiments import get_experiment
-    from qsem.runner.info import torch_threads
+    from qsem.threads import torch_threads
 
     run_dir = Path(root) / spec.run_dir
     worker = f"{platform.node()}:{os.getpid()}"

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from qsem.checks import check_int, check_probability
 from qsem.circuits.errors import QsemValueError, arg_error
 from qsem.truth import Truth, kleene_and, kleene_not
 
@@ -190,8 +191,7 @@ class KleeneTaskConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_entities", "base_predicates", "derived_per_level", "queries_per_kb"):
-            if int(getattr(self, name)) < 1:
-                raise arg_error(name, f"must be >= 1, got {getattr(self, name)}")
+            check_int(name, getattr(self, name), 1)
         if not 0 <= self.min_depth <= self.max_depth:
             raise arg_error(
                 "min_depth",
@@ -204,9 +204,7 @@ class KleeneTaskConfig:
         if self.plants_per_entity < 0:
             raise arg_error("plants_per_entity", f"must be >= 0, got {self.plants_per_entity}")
         for name in ("p_absent", "plant_fraction", "p_match"):
-            v = float(getattr(self, name))
-            if not 0.0 <= v <= 1.0:
-                raise arg_error(name, f"must lie in [0, 1], got {v}")
+            check_probability(name, getattr(self, name))
 
 
 # -----------------------------------------------------------------------------

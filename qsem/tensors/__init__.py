@@ -44,7 +44,7 @@ then a weighted mean over B and P.
 The package's modules: :mod:`~qsem.tensors.base` (checks, the common base),
 :mod:`~qsem.tensors.phi` (φ), :mod:`~qsem.tensors.ops` (Φ: ⊗', fold, NCI),
 :mod:`~qsem.tensors.psi` (Ψ), :mod:`~qsem.tensors.lam` (Λ, proj_{Z→S,C}),
-:mod:`~qsem.tensors.omega` (Ω and its wire layout), :mod:`~qsem.tensors.edge`
+:mod:`~qsem.tensors.omega` (Ω and its wire layout), :mod:`~qsem.tensors.projection`
 (Π_edge, exact and compressed). Import the names from ``qsem.tensors``.
 
 One hierarchy: the layers of :mod:`qsem.layers` and :class:`qsem.models.SemanticModel`
@@ -57,7 +57,11 @@ the documentation.
 from __future__ import annotations
 
 from .base import NORM_ATOL
-from .edge import (
+from .lam import Lambda
+from .omega import Omega, omega_dims
+from .ops import PhiOps, commutator, compose, fold, nci, nci_avg
+from .phi import Phi, semantic_embedding
+from .projection import (
     Compression,
     EdgeCompression,
     pi_edge,
@@ -66,10 +70,6 @@ from .edge import (
     top_slices,
     truncated_svd,
 )
-from .lam import Lambda
-from .omega import Omega, omega_dims
-from .ops import PhiOps, commutator, compose, fold, nci, nci_avg
-from .phi import Phi, semantic_embedding
 from .psi import Psi
 
 __all__ = [

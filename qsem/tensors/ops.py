@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_int
 from qsem.circuits.errors import (
     QsemTypeError,
     arg_error,
@@ -153,9 +154,7 @@ class PhiOps(_Typed):
         m = _square(matrices, "matrices")
         if m.dim() not in (3, 4):
             raise arg_error("matrices", f"expected (L, D, D) or (B, L, D, D), got {tuple(m.shape)}")
-        for n, v in (("s", s), ("c", c)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise arg_error(n, f"must be a positive integer, got {v!r}")
+        s, c = check_int("s", s, 1), check_int("c", c, 1)
         _size_check(m.shape[-1] == s * c, "matrices", f"D = {m.shape[-1]} != s·c = {s * c}")
         return cls(m.reshape(*m.shape[:-2], s, c, s * c), check=check)
 
