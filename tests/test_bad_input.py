@@ -1,7 +1,7 @@
 """Bad input (DESIGN.md §11): every public entry point of the circuit IR and the torch
 engine fails with a qsem error whose message starts with ``argument '<name>': ``.
 
-Each case asserts the exact error class (``circuits/errors.py``), the argument the
+Each case asserts the exact error class (``qsem/errors.py``), the argument the
 message names, and fragments a notebook user needs to fix the call (the expected form,
 the value got, the tolerance where one applies). The last sections check that valid
 edge values (p = 0, p = d²/(d²-1), γ = 1, ...) keep working, against closed forms.

@@ -26,9 +26,9 @@ from qsem.edge import (
 )
 from qsem.edge.small import _keep_slices, _low_rank_output
 from qsem.experiments.kleene import KleeneConfig, adam_cosine, make_data, model_config, train_epoch
-from qsem.experiments.narrow_semantic import composer_group
 from qsem.models import SemanticModel
 from qsem.narrow import prune_neurons
+from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError
 from qsem.tasks.kleene import KleeneDataset
 
