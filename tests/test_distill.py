@@ -18,6 +18,7 @@ from conftest import ATOL_F64, SHOT_SIGMAS
 
 from qsem.circuits import TRY, Circuit, Parameter
 from qsem.distill import (
+    SHOT_KEYS,
     DistillConfig,
     EmergenceProbe,
     SelfDistiller,
@@ -432,3 +433,21 @@ def test_loop_argument_errors() -> None:
     loop = SelfDistiller(model, DistillConfig(), probe_tokens=torch.zeros(1, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="'optimizer'"):
         loop.step(torch.zeros(2, 1, dtype=torch.long), torch.tensor([0, -1]))
+
+
+def test_detector_names_are_the_registry_names() -> None:
+    """A detector's name in a config, in the probe's signal table and in the registry is
+    one name: the built detector's ``Detector.name`` (``quantum_<source>``: the quantum
+    detector fed that source's shot estimate)."""
+    from qsem.distill import SIGNALS
+    from qsem.emergence import DETECTORS
+
+    cfg = DistillConfig(detectors=tuple(SIGNALS), trigger=())
+    built = make_detectors(cfg)
+    assert set(built) == set(SIGNALS)
+    for name, (kind, det) in built.items():
+        assert kind == name
+        base = name if name in DETECTORS else name.split("_")[0]
+        assert type(det) is DETECTORS[base] and det.name == base, name
+        assert name == base or name in SHOT_KEYS
+    assert "frobenius" in DistillConfig().detectors and "fixed" not in SIGNALS

@@ -52,7 +52,7 @@ def test_fixed_threshold_fires_at_the_step():
     x = [0.0] * 10 + [1.0] + [0.0] * 5
     events = run(FixedThreshold(0.5), x)
     assert [e.step for e in events] == [10]
-    assert events[0] == Event(10, 1.0, "fixed")
+    assert events[0] == Event(10, 1.0, "frobenius")
 
 
 def test_refractory_suppresses_the_next_steps():
@@ -424,5 +424,23 @@ def test_steps_must_increase_and_state_of_another_detector():
 def test_detector_registry():
     from qsem.emergence import DETECTORS
 
-    assert set(DETECTORS) == {"fixed", "adaptive", "l1", "quantum", "zero", "bocpd"}
+    assert set(DETECTORS) == {"frobenius", "adaptive", "l1", "quantum", "zero", "bocpd"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
+
+
+def test_former_name_fixed_still_finds_and_restores_the_frobenius_detector():
+    """FixedThreshold was registered as "fixed": the name still finds the class (with a
+    DeprecationWarning) and a checkpoint state saved under it still loads."""
+    from qsem.emergence import DETECTORS
+
+    with pytest.warns(DeprecationWarning, match="'fixed' is deprecated: use 'frobenius'"):
+        assert DETECTORS["fixed"] is FixedThreshold
+    with pytest.raises(KeyError):
+        DETECTORS["psychic"]
+    old = FixedThreshold(0.5, refractory=3)
+    old.update(4, 0.9)
+    state = {**old.state_dict(), "name": "fixed"}
+    new = FixedThreshold(0.5, refractory=3)
+    new.load_state_dict(state)
+    assert new.update(5, 0.9) is None  # the refractory period carried over
+    assert new.update(10, 0.9) == Event(10, 0.9, "frobenius")

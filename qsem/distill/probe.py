@@ -56,7 +56,9 @@ __all__ = [
 #: the four weighted terms of E_pot in a probe record: α1·E_norm, α2·θ, α3·NCI_avg, α4·V_T.
 EPOT_TERMS = ("epot_e_norm", "epot_theta", "epot_nci", "epot_v_t")
 
-#: detector kind -> the probe signal it is fed.
+#: detector name -> the probe signal it is fed. The names are those of
+#: :data:`qsem.emergence.DETECTORS` (``Detector.name``); ``quantum_shots`` and
+#: ``quantum_aer`` are the ``quantum`` detector fed a shot estimate.
 SIGNALS: dict[str, str] = {
     "frobenius": "dphi_fro",
     "adaptive": "dphi_fro",

@@ -174,8 +174,8 @@ class DistillConfig:
 def make_detectors(cfg: DistillConfig) -> dict[str, tuple[str, Detector]]:
     """name -> (kind, detector) for ``cfg.detectors`` (names are the kinds)."""
     r = cfg.refractory
-    build: dict[str, Callable[[], Detector]] = {
-        "frobenius": lambda: FixedThreshold(cfg.theta_frobenius, refractory=r),
+    build: dict[str, Callable[[], Detector]] = {  # the names of qsem.emergence.DETECTORS
+        FixedThreshold.name: lambda: FixedThreshold(cfg.theta_frobenius, refractory=r),
         "adaptive": lambda: AdaptiveThreshold(
             k=cfg.adaptive_k,
             window=cfg.adaptive_window,

@@ -16,6 +16,8 @@ The quantum estimators of the overlap between successive states live in
 
 from __future__ import annotations
 
+import warnings
+
 from .changepoint import BOCPD, offline_changepoints
 from .detectors import (
     AdaptiveThreshold,
@@ -29,11 +31,28 @@ from .detectors import (
 from .potential import EmergencePotential
 from .scoring import epot_auroc, score_events
 
-#: Online detectors by name (``Detector.name``), e.g. for a run's configuration.
-DETECTORS: dict[str, type[Detector]] = {
-    cls.name: cls
+
+class _Registry(dict[str, type[Detector]]):
+    """Name -> detector class; a former name still finds its class, with a warning."""
+
+    def __missing__(self, key: str) -> type[Detector]:
+        for cls in self.values():
+            if key in cls.former_names:
+                warnings.warn(
+                    f"detector name {key!r} is deprecated: use {cls.name!r}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                return cls
+        raise KeyError(key)
+
+
+#: Online detectors by name (``Detector.name``): the names run configurations use
+#: (``distill.detectors``) and events carry.
+DETECTORS: dict[str, type[Detector]] = _Registry(
+    (cls.name, cls)
     for cls in (FixedThreshold, AdaptiveThreshold, L1Detector, QuantumDetector, ZeroDetector, BOCPD)
-}
+)
 
 __all__ = [
     "BOCPD",

@@ -99,6 +99,8 @@ class Detector(ABC):
     """
 
     name: str = "detector"
+    #: names this detector had before (their checkpoint states still load)
+    former_names: tuple[str, ...] = ()
 
     def __init__(self, *, refractory: int = 0) -> None:
         self.refractory = check_int("refractory", refractory, 0)
@@ -138,7 +140,7 @@ class Detector(ABC):
         """Restore a :meth:`state_dict` of a detector of the same kind."""
         if not isinstance(d, dict):
             raise arg_error("d", f"expected a dict, got {type(d).__name__}", QsemTypeError)
-        if d.get("name") != self.name:
+        if d.get("name") != self.name and d.get("name") not in self.former_names:
             raise arg_error("d", f"a state of {d.get('name')!r}, this detector is {self.name!r}")
         self._last_step = d["last_step"]
         self._last_event = d["last_event"]
@@ -173,11 +175,16 @@ class ZeroDetector(Detector):
 class FixedThreshold(Detector):
     """Fires when the scalar signal exceeds ``theta``: ``value > θ``.
 
+    Fed ``Δφ = ‖φ_t − φ_{t−1}‖_F`` this is the Frobenius detector, the default one, and
+    its name (in :data:`qsem.emergence.DETECTORS`, in run configs and in event records)
+    is ``"frobenius"``; the former name ``"fixed"`` is still read from checkpoints.
+
     >>> FixedThreshold(0.1).update(0, 0.3).value
     0.3
     """
 
-    name = "fixed"
+    name = "frobenius"
+    former_names = ("fixed",)
 
     def __init__(self, theta: float, *, refractory: int = 0) -> None:
         super().__init__(refractory=refractory)
