@@ -191,6 +191,161 @@ def _read_metric_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@dataclass
+class _Start:
+    """Where a run starts: its directory, config (plain and typed) and stored run_info."""
+
+    out_dir: Path
+    config: dict[str, Any]
+    typed: Any
+    info: dict[str, Any]
+
+
+def _resume_start(
+    experiment: Experiment, out: Any, requested: dict[str, Any], explicit: bool
+) -> _Start | RunResult:
+    """The stored run to continue (or, when it has finished, its result)."""
+    if out is None:
+        raise RunDirError("--resume needs --out DIR: the directory of the run to continue")
+    out_dir = Path(out)
+    info = _check_resumable(out_dir, experiment)
+    stored = _read_stored_config(out_dir, experiment.defaults, "")
+    if explicit:
+        diff = config_diff(stored, requested)
+        if diff:
+            raise RunDirError(
+                f"cannot resume {out_dir}: the requested config differs from its "
+                f"{CONFIG_FILE} ({'; '.join(diff)}); resume without config options to "
+                "continue with the stored config, or start a new run with another --out"
+            )
+    typed = build_config(experiment.defaults, stored)
+    if (out_dir / RESULTS_FILE).exists():
+        results = read_json(out_dir / RESULTS_FILE)
+        return RunResult(out_dir, results, stored, already_complete=True, info=info)
+    return _Start(out_dir, stored, typed, info)
+
+
+def _fresh_start(
+    experiment: Experiment, out: Any, requested: dict[str, Any], restart: bool, runs_root: Any
+) -> _Start:
+    """A new run directory (or, with ``restart``, one whose files will be archived)."""
+    if restart and out is None:
+        raise RunDirError("--restart needs --out DIR: the directory of the run to start over")
+    typed = build_config(experiment.defaults, requested)  # its checks run before any file is made
+    out_dir = Path(out) if out is not None else default_run_dir(experiment.name, runs_root)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--out {out_dir} exists and is not a directory")
+    if not restart:
+        _check_fresh_dir(out_dir)
+    return _Start(out_dir, requested, typed, {})
+
+
+class _RunInfo:
+    """``run_info.json`` of the session being run: written at the start, at each
+    checkpoint and at the end (``finish``)."""
+
+    def __init__(
+        self, experiment: Experiment, start: _Start, cmd: list[str], every: int,
+        payload: Mapping[str, Any] | None, archived: Path | None,
+    ) -> None:  # fmt: skip
+        config, old = start.config, start.info
+        self.path = start.out_dir / RUN_INFO_FILE
+        seeds = seed_everything(int(config["seed"]))
+        self.start = time.time()
+        self.session: dict[str, Any] = {
+            "start_time": now_iso(),
+            "end_time": None,
+            "wall_time_s": None,
+            "status": "running",
+            "resumed_from_step": None if payload is None else int(payload["step"]),
+            "command": cmd,
+        }
+        sessions = [s for s in old.get("sessions", []) if isinstance(s, dict)]
+        sessions.append(self.session)
+        self.previous_wall = sum(float(s.get("wall_time_s") or 0.0) for s in sessions[:-1])
+        self.info: dict[str, Any] = {
+            "experiment": experiment.name,
+            "description": experiment.description,
+            "status": "running",
+            "command": cmd,
+            "cwd": os.getcwd(),
+            "out_dir": str(start.out_dir.resolve()),
+            "seed": int(config["seed"]),
+            "seeds": seeds,
+            "versions": package_versions(),
+            "platform": environment_info(),
+            "start_time": old.get("start_time") or self.session["start_time"],
+            "end_time": None,
+            "wall_time_s": None,
+            "checkpoint_every": every,
+            "last_checkpoint_step": old.get("last_checkpoint_step"),
+            "sessions": sessions,
+            "error": None,
+        }
+        if archived is not None:
+            self.info["archived_run"] = str(archived.relative_to(start.out_dir))
+        write_json(self.path, self.info)
+
+    def checkpointed(self, step: int) -> None:
+        self.info["last_checkpoint_step"] = step
+        write_json(self.path, self.info)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        wall = time.time() - self.start
+        self.session.update(end_time=now_iso(), wall_time_s=round(wall, 3), status=status)
+        self.info.update(
+            status=status,
+            end_time=self.session["end_time"],
+            wall_time_s=round(self.previous_wall + wall, 3),
+            error=error,
+        )
+        write_json(self.path, self.info)
+
+
+def _open_run_dir(
+    start: _Start, experiment: Experiment, resume: bool, restart: bool
+) -> tuple[dict[str, Any] | None, list[str], Path | None]:
+    """Under the lock: (checkpoint payload, metric lines kept, archive folder)."""
+    out_dir = start.out_dir
+    if resume:
+        payload, lines = _resume_point(out_dir, experiment, start.config, start.info)
+        write_jsonl(out_dir / METRICS_FILE, lines)
+        return payload, lines, None
+    archived = archive_run(out_dir, keep=(LOCK_FILE,)) if restart else None
+    _check_fresh_dir(out_dir)  # again under the lock: another process may have started
+    write_json(out_dir / CONFIG_FILE, start.config)
+    return None, [], archived
+
+
+def _execute(
+    experiment: Experiment, typed: Any, ctx: RunContext, run_info: _RunInfo, report: bool
+) -> None:
+    """Run the experiment; results.json, run_info.json's status and report.html."""
+    out_dir = ctx.out_dir
+    try:
+        results = experiment.run(typed, ctx)
+        if not isinstance(results, Mapping):
+            raise TypeError(
+                f"experiment {experiment.name!r} returned {type(results).__name__}, "
+                "expected a dict of results"
+            )
+        ctx.metrics.flush()
+        write_json(out_dir / RESULTS_FILE, dict(results))
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        with suppress(Exception):  # keep what was logged; the original error wins
+            ctx.metrics.flush()
+        with suppress(Exception):
+            run_info.finish(status, f"{type(exc).__name__}: {exc}")
+        if report:
+            with suppress(Exception):  # a partial report of what exists; never masks exc
+                _write_report(out_dir)
+        raise
+    run_info.finish("completed")
+    if report:
+        _write_report(out_dir)
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -233,152 +388,38 @@ def run_experiment(
     if every < 0:
         raise ConfigError(f"argument 'checkpoint_every': must be >= 0, got {every}")
     cmd = list(command) if command is not None else [sys.executable, *sys.argv]
-
     if resume:
-        if out is None:
-            raise RunDirError("--resume needs --out DIR: the directory of the run to continue")
-        out_dir = Path(out)
-        info = _check_resumable(out_dir, experiment)
-        stored = _read_stored_config(out_dir, experiment.defaults, "")
-        if explicit:
-            diff = config_diff(stored, requested)
-            if diff:
-                raise RunDirError(
-                    f"cannot resume {out_dir}: the requested config differs from its "
-                    f"{CONFIG_FILE} ({'; '.join(diff)}); resume without config options to "
-                    "continue with the stored config, or start a new run with another --out"
-                )
-        config = stored
-        typed = build_config(experiment.defaults, config)
-        if (out_dir / RESULTS_FILE).exists():
-            return RunResult(
-                out_dir=out_dir,
-                results=read_json(out_dir / RESULTS_FILE),
-                config=config,
-                already_complete=True,
-                info=info,
-            )
+        start = _resume_start(experiment, out, requested, explicit)
+        if isinstance(start, RunResult):
+            return start
     else:
-        if restart and out is None:
-            raise RunDirError("--restart needs --out DIR: the directory of the run to start over")
-        config = requested
-        typed = build_config(experiment.defaults, config)  # its checks run before any file is made
-        out_dir = Path(out) if out is not None else default_run_dir(experiment.name, runs_root)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise RunDirError(f"--out {out_dir} exists and is not a directory")
-        if not restart:
-            _check_fresh_dir(out_dir)
-        info = {}
+        start = _fresh_start(experiment, out, requested, restart, runs_root)
+    config, out_dir = start.config, start.out_dir
     check_seed(config["seed"])
     check_devices(config)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with _locked(out_dir), sigterm_as_interrupt():
-        payload: dict[str, Any] | None = None
-        metrics_path = out_dir / METRICS_FILE
-        archived: Path | None = None
-        if resume:
-            payload, lines = _resume_point(out_dir, experiment, config, info)
-            write_jsonl(metrics_path, lines)
-        else:
-            if restart:
-                archived = archive_run(out_dir, keep=(LOCK_FILE,))
-            _check_fresh_dir(out_dir)  # again under the lock: another process may have started
-            write_json(out_dir / CONFIG_FILE, config)
-            lines = []
-
-        seeds = seed_everything(int(config["seed"]))
-        start = time.time()
-        session: dict[str, Any] = {
-            "start_time": now_iso(),
-            "end_time": None,
-            "wall_time_s": None,
-            "status": "running",
-            "resumed_from_step": None if payload is None else int(payload["step"]),
-            "command": cmd,
-        }
-        sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
-        sessions.append(session)
-        previous_wall = sum(float(s.get("wall_time_s") or 0.0) for s in sessions[:-1])
-        info = {
-            "experiment": experiment.name,
-            "description": experiment.description,
-            "status": "running",
-            "command": cmd,
-            "cwd": os.getcwd(),
-            "out_dir": str(out_dir.resolve()),
-            "seed": int(config["seed"]),
-            "seeds": seeds,
-            "versions": package_versions(),
-            "platform": environment_info(),
-            "start_time": info.get("start_time") or session["start_time"],
-            "end_time": None,
-            "wall_time_s": None,
-            "checkpoint_every": every,
-            "last_checkpoint_step": info.get("last_checkpoint_step"),
-            "sessions": sessions,
-            "error": None,
-        }
-        if archived is not None:
-            info["archived_run"] = str(archived.relative_to(out_dir))
-        write_json(out_dir / RUN_INFO_FILE, info)
-
-        def checkpointed(step: int) -> None:
-            info["last_checkpoint_step"] = step
-            write_json(out_dir / RUN_INFO_FILE, info)
-
-        metrics = MetricsLog(metrics_path, lines)
+        payload, lines, archived = _open_run_dir(start, experiment, resume, restart)
+        run_info = _RunInfo(experiment, start, cmd, every, payload, archived)
         ctx = RunContext(
             experiment=experiment.name,
             out_dir=out_dir,
             config=config,
             seed=int(config["seed"]),
-            metrics=metrics,
+            metrics=MetricsLog(out_dir / METRICS_FILE, lines),
             checkpoint_every=every,
             quiet=quiet,
             resume_payload=payload,
-            on_checkpoint=checkpointed,
+            on_checkpoint=run_info.checkpointed,
         )
-
-        def finish(status: str, error: str | None = None) -> None:
-            wall = time.time() - start
-            session.update(end_time=now_iso(), wall_time_s=round(wall, 3), status=status)
-            info.update(
-                status=status,
-                end_time=session["end_time"],
-                wall_time_s=round(previous_wall + wall, 3),
-                error=error,
-            )
-            write_json(out_dir / RUN_INFO_FILE, info)
-
-        try:
-            results = experiment.run(typed, ctx)
-            if not isinstance(results, Mapping):
-                raise TypeError(
-                    f"experiment {experiment.name!r} returned {type(results).__name__}, "
-                    "expected a dict of results"
-                )
-            metrics.flush()
-            write_json(out_dir / RESULTS_FILE, dict(results))
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            with suppress(Exception):  # keep what was logged; the original error wins
-                metrics.flush()
-            with suppress(Exception):
-                finish(status, f"{type(exc).__name__}: {exc}")
-            if report:
-                with suppress(Exception):  # a partial report of what exists; never masks exc
-                    _write_report(out_dir)
-            raise
-        finish("completed")
-        if report:
-            _write_report(out_dir)
+        _execute(experiment, start.typed, ctx, run_info, report)
     return RunResult(
         out_dir=out_dir,
         results=read_json(out_dir / RESULTS_FILE),
         config=config,
         resumed_from_step=None if payload is None else int(payload["step"]),
-        info=info,
+        info=run_info.info,
     )
 
 
