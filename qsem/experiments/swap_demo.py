@@ -198,17 +198,36 @@ def _summary(est: Any, exact: torch.Tensor) -> dict[str, Any]:
     return d
 
 
-def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
-    """Train, store the weights of every step, then compare states exactly and by SWAP test."""
-    dims = list(cfg.dims)
-    circuit, names = build_circuit(dims, cfg.layers, cfg.noise)
-    mode = "density_matrix" if cfg.noise > 0 else "statevector"
-    sim = TorchSimulator(mode, dtype=torch.complex128)
-    d = math.prod(dims)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    target = torch.randn(d, dtype=torch.complex128, generator=gen)
-    target = target / torch.linalg.vector_norm(target)
-    weights = torch.nn.Parameter(0.3 * torch.randn(len(names), dtype=torch.float64, generator=gen))
+@dataclass
+class _Model:
+    """The trainable circuit, its simulator and the target state of the training."""
+
+    circuit: Circuit
+    names: list[str]
+    sim: TorchSimulator
+    target: torch.Tensor
+
+    def states(self, ws: torch.Tensor) -> Any:
+        return self.sim.run(self.circuit, {n: ws[..., k] for k, n in enumerate(self.names)})
+
+    def loss(self, ws: torch.Tensor) -> torch.Tensor:
+        return 1 - overlap(self.target, self.states(ws), check=False)
+
+
+@dataclass
+class _Training:
+    """The weights of every step (``history[t]``: after step ``t``), losses and time."""
+
+    history: list[torch.Tensor]
+    losses: list[float]
+    train_seconds: float
+    final_loss: float
+
+
+def _train(cfg: SwapDemoConfig, ctx: RunContext, model: _Model, w0: torch.Tensor) -> _Training:
+    """Adam on ``1 - <target|ρ|target>``; logs the exact similarity of the pair
+    (t - stride, t) each step; checkpoints and resumes."""
+    weights = torch.nn.Parameter(w0)
     optimizer = torch.optim.Adam([weights], lr=cfg.lr)
     history: list[torch.Tensor] = [weights.detach().clone()]
     losses: list[float] = []
@@ -224,12 +243,6 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
         start = int(state["step"])
         ctx.echo(f"swap-demo: resuming after step {start} of {cfg.steps}")
 
-    def states_of(ws: torch.Tensor) -> Any:
-        return sim.run(circuit, {n: ws[..., k] for k, n in enumerate(names)})
-
-    def loss_fn() -> torch.Tensor:
-        return 1 - overlap(target, states_of(weights), check=False)
-
     def snapshot() -> dict[str, Any]:
         return {
             "weights": weights.detach().clone(),
@@ -244,7 +257,7 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
     for step in ctx.progress(range(start + 1, cfg.steps + 1), total=cfg.steps, initial=start):
         tick = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
+        loss = model.loss(weights)
         loss.backward()
         optimizer.step()
         train_seconds += time.perf_counter() - tick
@@ -253,21 +266,80 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
         record: dict[str, Any] = {"loss": losses[-1]}
         if step >= cfg.stride:
             with torch.no_grad():
-                pair = states_of(torch.stack([history[step - cfg.stride], history[step]]))
+                pair = model.states(torch.stack([history[step - cfg.stride], history[step]]))
                 rho = pair.density_matrix
                 record["exact_overlap"] = float(overlap(rho[0], rho[1]))
                 record["fidelity"] = float(fidelity(rho[0], rho[1]))
         ctx.log(step, **record)
-        ctx.checkpoint(
-            step,
-            snapshot,
-            force=step == cfg.steps,
+        ctx.checkpoint(step, snapshot, force=step == cfg.steps)
+    with torch.no_grad():
+        final_loss = float(model.loss(weights))
+    return _Training(history, losses, train_seconds, final_loss)
+
+
+def _aer_estimates(
+    cfg: SwapDemoConfig, ctx: RunContext, w_all: torch.Tensor, t_idx: list[int],
+    exact: torch.Tensor, estimates: dict[str, Any], timings: dict[str, Any],
+) -> str:  # fmt: skip
+    """The same pairs' SWAP tests on Aer (into ``estimates`` / ``timings``); a note."""
+    if not cfg.aer:
+        return "not requested (aer=false)"
+    if not _have_aer():
+        note = "not run: qiskit-aer (or qsem.simulators.aer) is not installed"
+        ctx.echo(f"swap-demo: {note}")
+        return note
+    from qsem.simulators.aer import AerBackend
+
+    dims = list(cfg.dims)
+    backend = AerBackend()
+    prep_a, names_a = build_circuit(dims, cfg.layers, cfg.noise, prefix="a")
+    prep_b, names_b = build_circuit(dims, cfg.layers, cfg.noise, prefix="b")
+    values = torch.cat([w_all[[t - cfg.stride for t in t_idx]], w_all[t_idx]], dim=1)
+    estimates["aer"], timings["aer"] = {}, {}
+    for j, n in enumerate(cfg.shots):
+        tick = time.perf_counter()
+        est = swap_test_circuits(
+            prep_a, prep_b, backend=backend, values=values, names=names_a + names_b,
+            shots=n, seed=cfg.seed * 1000 + j, confidence=cfg.confidence, method=cfg.method,
+        )  # fmt: skip
+        timings["aer"][str(n)] = time.perf_counter() - tick
+        estimates["aer"][str(n)] = _summary(est, exact)
+    return f"AerBackend(method={backend.method!r}, device={backend.device!r})"
+
+
+def _echo_summary(ctx: RunContext, estimates: dict[str, Any]) -> dict[str, Any]:
+    """Per backend and shot count: mean absolute error, coverage, half-width (echoed)."""
+    summary = {
+        b: {
+            n: {k: e[k] for k in ("mean_abs_error", "coverage", "mean_halfwidth")}
+            for n, e in per.items()
+        }
+        for b, per in estimates.items()
+    }
+    for b, per in summary.items():
+        text = ", ".join(
+            f"{n} shots: MAE {v['mean_abs_error']:.3f}, coverage {v['coverage']:.2f}"
+            for n, v in per.items()
         )
+        ctx.echo(f"swap-demo [{b}] {text}")
+    return summary
+
+
+def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
+    """Train, store the weights of every step, then compare states exactly and by SWAP test."""
+    dims = list(cfg.dims)
+    circuit, names = build_circuit(dims, cfg.layers, cfg.noise)
+    mode = "density_matrix" if cfg.noise > 0 else "statevector"
+    gen = torch.Generator().manual_seed(cfg.seed)
+    target = torch.randn(math.prod(dims), dtype=torch.complex128, generator=gen)
+    model = _Model(circuit, names, TorchSimulator(mode, dtype=torch.complex128),
+                   target / torch.linalg.vector_norm(target))  # fmt: skip
+    w0 = 0.3 * torch.randn(len(names), dtype=torch.float64, generator=gen)
+    tr = _train(cfg, ctx, model, w0)
 
     with torch.no_grad():
-        final_loss = float(loss_fn())
-        w_all = torch.stack(history)  # (steps + 1, P)
-        rho_all = states_of(w_all).density_matrix  # (steps + 1, D, D)
+        w_all = torch.stack(tr.history)  # (steps + 1, P)
+        rho_all = model.states(w_all).density_matrix  # (steps + 1, D, D)
         t_idx = list(range(cfg.stride, cfg.steps + 1))
         rho_a, rho_b = rho_all[[t - cfg.stride for t in t_idx]], rho_all[t_idx]
         exact = overlap(rho_a, rho_b)
@@ -284,61 +356,27 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
         )  # fmt: skip
         timings["torch"][str(n)] = time.perf_counter() - tick
         estimates["torch"][str(n)] = _summary(est, exact)
-
-    aer_note = "not requested (aer=false)"
-    if cfg.aer and not _have_aer():
-        aer_note = "not run: qiskit-aer (or qsem.simulators.aer) is not installed"
-        ctx.echo(f"swap-demo: {aer_note}")
-    elif cfg.aer:
-        from qsem.simulators.aer import AerBackend
-
-        backend = AerBackend()
-        prep_a, names_a = build_circuit(dims, cfg.layers, cfg.noise, prefix="a")
-        prep_b, names_b = build_circuit(dims, cfg.layers, cfg.noise, prefix="b")
-        values = torch.cat([w_all[[t - cfg.stride for t in t_idx]], w_all[t_idx]], dim=1)
-        estimates["aer"], timings["aer"] = {}, {}
-        for j, n in enumerate(cfg.shots):
-            tick = time.perf_counter()
-            est = swap_test_circuits(
-                prep_a, prep_b, backend=backend, values=values, names=names_a + names_b,
-                shots=n, seed=cfg.seed * 1000 + j, confidence=cfg.confidence, method=cfg.method,
-            )  # fmt: skip
-            timings["aer"][str(n)] = time.perf_counter() - tick
-            estimates["aer"][str(n)] = _summary(est, exact)
-        aer_note = f"AerBackend(method={backend.method!r}, device={backend.device!r})"
+    aer_note = _aer_estimates(cfg, ctx, w_all, t_idx, exact, estimates, timings)
 
     fig = plot_estimates(
-        t_idx, exact.tolist(), fid.tolist(), estimates, list(cfg.shots), losses, cfg.confidence
+        t_idx, exact.tolist(), fid.tolist(), estimates, list(cfg.shots), tr.losses, cfg.confidence
     )
     ctx.save_figure(fig, "swap_estimates.png")
-    summary = {
-        b: {
-            n: {k: e[k] for k in ("mean_abs_error", "coverage", "mean_halfwidth")}
-            for n, e in per.items()
-        }
-        for b, per in estimates.items()
-    }
-    for b, per in summary.items():
-        text = ", ".join(
-            f"{n} shots: MAE {v['mean_abs_error']:.3f}, coverage {v['coverage']:.2f}"
-            for n, v in per.items()
-        )
-        ctx.echo(f"swap-demo [{b}] {text}")
     return {
         "dims": dims,
         "mixed": cfg.noise > 0,
         "steps": cfg.steps,
         "stride": cfg.stride,
         "pairs": len(t_idx),
-        "initial_loss": losses[0] if losses else final_loss,
-        "final_loss": final_loss,
-        "train_seconds": round(train_seconds, 4),
+        "initial_loss": tr.losses[0] if tr.losses else tr.final_loss,
+        "final_loss": tr.final_loss,
+        "train_seconds": round(tr.train_seconds, 4),
         "pair_steps": t_idx,
         "exact_overlap": exact.tolist(),
         "fidelity": fid.tolist(),
         "normalized_overlap": norm.tolist(),
         "max_fidelity_minus_overlap": float((fid - exact).max()),
-        "summary": summary,
+        "summary": _echo_summary(ctx, estimates),
         "estimates": estimates,
         "estimate_seconds": timings,
         "aer": aer_note,
