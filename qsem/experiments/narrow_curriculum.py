@@ -113,6 +113,54 @@ def _loss_bits(model: EnsembleMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return ce.view(y.shape).mean(dim=1) / LN2
 
 
+def _condition(
+    cfg: CurriculumConfig, cmsp: CMSP, condition: str
+) -> tuple[list[tuple[int, ...]], int, int, int]:
+    """(tasks, samples per task per step, steps, data-seed offset) of ``condition``."""
+    if condition == "broad":
+        return cmsp.tasks, cfg.broad_per_task, cfg.broad_steps, 0
+    if condition == "narrow":
+        return [tuple(range(cfg.n_atoms))], cfg.narrow_per_step, cfg.narrow_steps, 1_000_003
+    raise ValueError(f"argument 'condition': 'broad' or 'narrow', got {condition!r}")
+
+
+@dataclass
+class _Curves:
+    """The composite-loss curve of every member and the step each one converged at."""
+
+    converged: list[int | None]
+    curve_steps: list[int]
+    curves: list[list[float]]
+    last: torch.Tensor
+
+    def add(self, step: int, losses: torch.Tensor, threshold_bits: float) -> None:
+        self.last = losses
+        self.curve_steps.append(step)
+        self.curves.append([round(float(v), 5) for v in losses])
+        for i, v in enumerate(losses.tolist()):
+            if self.converged[i] is None and v < threshold_bits:
+                self.converged[i] = step
+
+    @property
+    def n_converged(self) -> int:
+        return sum(c is not None for c in self.converged)
+
+
+def _restore(
+    resume: dict[str, Any], model: EnsembleMLP, opt: torch.optim.Optimizer,
+    data_gen: torch.Generator, log: _Curves,
+) -> tuple[_Curves, int, float]:  # fmt: skip
+    """Load a checkpointed condition into ``model``, ``opt`` and ``data_gen``; its curves,
+    step and seconds so far."""
+    model.load_state_dict(resume["model"])
+    opt.load_state_dict(resume["optimizer"])
+    data_gen.set_state(resume["data_gen"].to(data_gen.get_state().device))
+    curves = [list(c) for c in resume["curves"]]
+    last = torch.tensor(curves[-1]) if curves else log.last
+    log = _Curves(list(resume["converged"]), list(resume["curve_steps"]), curves, last)
+    return log, int(resume["step"]), float(resume["seconds"])
+
+
 def train_condition(
     cfg: CurriculumConfig,
     condition: str,
@@ -131,53 +179,32 @@ def train_condition(
     """
     device = torch.device(cfg.device)
     cmsp = CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k)
-    composite = tuple(range(cfg.n_atoms))
-    if condition == "broad":
-        tasks, per_task, steps = cmsp.tasks, cfg.broad_per_task, cfg.broad_steps
-    elif condition == "narrow":
-        tasks, per_task, steps = [composite], cfg.narrow_per_step, cfg.narrow_steps
-    else:
-        raise ValueError(f"argument 'condition': 'broad' or 'narrow', got {condition!r}")
-    offset = 0 if condition == "broad" else 1_000_003
+    tasks, per_task, steps, offset = _condition(cfg, cmsp, condition)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     init_gens = [make_generator(s) for s in seeds]
     model = EnsembleMLP(cmsp.input_dim, cfg.widths, 2, init_gens).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     data_gen = make_generator(cfg.seed + offset, device)
     eval_gen = make_generator(cfg.seed + 7_777_777, device)
-    x_ev, y_ev = _ensemble_batch(cmsp, [composite], cfg.eval_samples, cfg.seeds, eval_gen)
-    converged: list[int | None] = [None] * cfg.seeds
-    curve_steps: list[int] = []
-    curves: list[list[float]] = []
+    composite = [tuple(range(cfg.n_atoms))]
+    x_ev, y_ev = _ensemble_batch(cmsp, composite, cfg.eval_samples, cfg.seeds, eval_gen)
+    log = _Curves([None] * cfg.seeds, [], [], torch.full((cfg.seeds,), 1.0))
     tick = time.perf_counter()
-    last = torch.full((cfg.seeds,), 1.0)
     start, seconds = 0, 0.0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        data_gen.set_state(resume["data_gen"].to(data_gen.get_state().device))
-        converged = list(resume["converged"])
-        curve_steps, curves = list(resume["curve_steps"]), [list(c) for c in resume["curves"]]
-        start, seconds = int(resume["step"]), float(resume["seconds"])
-        if curves:
-            last = torch.tensor(curves[-1])
+        log, start, seconds = _restore(resume, model, opt, data_gen, log)
     base = 0 if condition == "broad" else cfg.broad_steps
 
     def snapshot() -> dict[str, Any]:
         return {
             "done": dict(done or {}),
             "current": {
-                "condition": condition,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "data_gen": data_gen.get_state(),
-                "converged": converged,
-                "curve_steps": curve_steps,
-                "curves": curves,
-                "seconds": seconds + time.perf_counter() - tick,
+                "condition": condition, "step": step, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
+                "converged": log.converged, "curve_steps": log.curve_steps,
+                "curves": log.curves, "seconds": seconds + time.perf_counter() - tick,
             },
-        }
+        }  # fmt: skip
 
     step = start
     todo = range(start + 1, steps + 1)
@@ -190,16 +217,11 @@ def train_condition(
         opt.step()
         if step % cfg.eval_every == 0 or step == steps:
             with torch.no_grad():
-                last = _loss_bits(model, x_ev, y_ev).cpu()
-            curve_steps.append(step)
-            curves.append([round(float(v), 5) for v in last])
-            for i, v in enumerate(last.tolist()):
-                if converged[i] is None and v < cfg.threshold_bits:
-                    converged[i] = step
+                log.add(step, _loss_bits(model, x_ev, y_ev).cpu(), cfg.threshold_bits)
             if ctx is not None:
-                ctx.log(step, condition=condition, composite_loss_bits=last.tolist(),
-                        converged=sum(c is not None for c in converged))  # fmt: skip
-            if cfg.stop_when_converged and all(c is not None for c in converged):
+                ctx.log(step, condition=condition, composite_loss_bits=log.last.tolist(),
+                        converged=log.n_converged)  # fmt: skip
+            if cfg.stop_when_converged and log.n_converged == cfg.seeds:
                 break
             if ctx is not None:
                 ctx.checkpoint(base + step, snapshot)
@@ -208,11 +230,11 @@ def train_condition(
         "seeds": seeds,
         "steps_run": step,
         "samples_per_step": per_task * len(tasks),
-        "convergence_steps": converged,
-        "converged": sum(c is not None for c in converged),
-        "final_composite_loss_bits": [round(float(v), 5) for v in last],
-        "curve_steps": curve_steps,
-        "curves": curves,
+        "convergence_steps": log.converged,
+        "converged": log.n_converged,
+        "final_composite_loss_bits": [round(float(v), 5) for v in log.last],
+        "curve_steps": log.curve_steps,
+        "curves": log.curves,
         "seconds": round(seconds + time.perf_counter() - tick, 2),
     }
 
