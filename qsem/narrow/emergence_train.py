@@ -274,6 +274,49 @@ def _estimate_mean_overlap(
     return float(pooled.estimate), float(pooled.low), float(pooled.high)
 
 
+def _hybrid_series(cfg: Any, n_t: int) -> dict[str, torch.Tensor]:
+    """The zeroed series of a hybrid run (see :func:`train_hybrid`)."""
+    n = cfg.hybrid_steps
+    return {
+        "losses": torch.zeros(n + 1, n_t),
+        "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
+        **{
+            k: torch.zeros(n + 1, dtype=torch.float64)
+            for k in (*SIGNALS, "q_exact", "q_lagged", "bures")
+        },
+    }
+
+
+def _record_quantum(
+    cfg: Any, series: dict[str, torch.Tensor], step: int, circuit: Circuit,
+    held: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]],
+    now: tuple[torch.Tensor, dict[str, torch.Tensor]], seed: int,
+) -> None:  # fmt: skip
+    """The quantum series of ``step`` (see :func:`train_hybrid`) from the state ``now``
+    (Ω_t and its bindings) and the ``held`` ones (the last ``lag``, oldest first), which
+    then take ``now`` in."""
+    states, binds = held
+    psi, new = now
+    if states:
+        # (B, 1, D): a batch of statevectors, never read as one (D, D) density matrix
+        f_prev = overlap(states[-1][:, None], psi[:, None], check=False).clamp(0, 1)
+        f_lag = overlap(states[0][:, None], psi[:, None], check=False).clamp(0, 1)
+        series["q_exact"][step] = (1 - f_prev).mean()
+        series["q_lagged"][step] = (1 - f_lag).mean()
+        series["bures"][step] = bures_angle(states[-1][:, None], psi[:, None], check=False).mean()
+        if cfg.shots > 0 and step % cfg.shot_every == 0:
+            old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
+            f = _estimate_mean_overlap(
+                circuit, old, new, cfg.shots, seed * 1_000_003 + step, cfg.confidence
+            )
+            series["q_shots"][step // cfg.shot_every] = torch.tensor(f)
+    states.append(psi)
+    binds.append(new)
+    if len(states) > cfg.lag:
+        states.pop(0)
+        binds.pop(0)
+
+
 def train_hybrid(
     cfg: Any,
     seed: int,
@@ -304,15 +347,7 @@ def train_hybrid(
     x_pr, _ = ensemble_batch(cmsp, cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
     sig = _signals(cfg)
-    n = cfg.hybrid_steps
-    series: dict[str, torch.Tensor] = {
-        "losses": torch.zeros(n + 1, n_t),
-        "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
-        **{
-            k: torch.zeros(n + 1, dtype=torch.float64)
-            for k in (*SIGNALS, "q_exact", "q_lagged", "bures")
-        },
-    }
+    series = _hybrid_series(cfg, n_t)
     states: list[torch.Tensor] = []
     binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
     run = _Run(tag, model, opt, data_gen, sig, series)
@@ -329,26 +364,7 @@ def train_hybrid(
             psi = simulate(model.circuit, new, dtype=torch.complex128).vector
         for k, v in out.items():
             series[k][step] = v[0]
-        if states:
-            # (B, 1, D): a batch of statevectors, never read as one (D, D) density matrix
-            f_prev = overlap(states[-1][:, None], psi[:, None], check=False).clamp(0, 1)
-            f_lag = overlap(states[0][:, None], psi[:, None], check=False).clamp(0, 1)
-            series["q_exact"][step] = (1 - f_prev).mean()
-            series["q_lagged"][step] = (1 - f_lag).mean()
-            series["bures"][step] = bures_angle(
-                states[-1][:, None], psi[:, None], check=False
-            ).mean()
-            if cfg.shots > 0 and step % cfg.shot_every == 0:
-                old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
-                f = _estimate_mean_overlap(
-                    model.circuit, old, new, cfg.shots, seed * 1_000_003 + step, cfg.confidence
-                )
-                series["q_shots"][step // cfg.shot_every] = torch.tensor(f)
-        states.append(psi)
-        binds.append(new)
-        if len(states) > cfg.lag:
-            states.pop(0)
-            binds.pop(0)
+        _record_quantum(cfg, series, step, model.circuit, (states, binds), (psi, new), seed)
         if log is not None and step % cfg.log_every == 0:
             log(
                 step,
