@@ -46,22 +46,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from qsem.circuits.circuit import Circuit
-from qsem.circuits.errors import DimensionError, InvalidStateError, QsemTypeError, arg_error
+from qsem.circuits.errors import DimensionError, arg_error
 from qsem.circuits.templates import (
     destructive_swap_signs,
     destructive_swap_test,
     swap_test,
-    swap_test_registers,
 )
-from qsem.circuits.tolerances import STATE_ATOL, atol_for
 
+from ._similarity_inputs import _as_input, _broadcast_shapes, _dm, _expect, _Input, _pair
 from .engine import TorchSimulator
 from .measure import probs as _probs
 from .measure import sample as _sample
@@ -70,8 +68,13 @@ from .shot_estimates import check_confidence as _check_confidence
 from .shot_estimates import check_method as _check_method
 from .shot_estimates import check_seed as _check_seed
 from .shot_estimates import check_shots as _check_shots
-from .shot_estimates import counts_estimate as _estimate
-from .state import State, check_density_matrix
+from .state import State
+from .swap_circuits import (
+    SAMPLING,
+    destructive_swap_test_circuits,
+    swap_test_circuits,
+)
+from .swap_circuits import backend_job as backend_job  # re-exported (estimators)
 
 __all__ = [
     "METHODS",
@@ -93,144 +96,6 @@ __all__ = [
     "swap_test_estimate",
     "swap_test_probability",
 ]
-
-#: Who draws the shots in :func:`swap_test_circuits`: the backend, or qsem from exact values.
-SAMPLING: tuple[str, ...] = ("backend", "exact")
-
-
-# ----------------------------------------------------------------------------------
-# input handling
-# ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Input:
-    tensor: torch.Tensor
-    is_matrix: bool
-    dims: tuple[int, ...] | None  # wire dims when known (from a State)
-
-    @property
-    def dim(self) -> int:
-        return int(self.tensor.shape[-1])
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self.tensor.shape[:-2] if self.is_matrix else self.tensor.shape[:-1]
-
-
-def _as_input(x: Any, name: str, check: bool) -> _Input:
-    """Read a State, tensor, array or object with ``to_state()`` (e.g. ``qsem.tensors.Omega``)
-    as a statevector or density-matrix (batch)."""
-    if not isinstance(x, (State, torch.Tensor, np.ndarray)) and callable(
-        getattr(x, "to_state", None)
-    ):
-        state = x.to_state()
-        if not isinstance(state, State):
-            raise arg_error(
-                name,
-                f"{type(x).__name__}.to_state() returned {type(state).__name__}, not a State",
-                QsemTypeError,
-            )
-        x = state
-    if isinstance(x, State):
-        if x.mode == "statevector":
-            return _Input(x.vector, False, x.dims)
-        return _Input(x.density_matrix, True, x.dims)
-    if isinstance(x, np.ndarray):
-        x = torch.as_tensor(x)
-    if not isinstance(x, torch.Tensor):
-        raise arg_error(
-            name,
-            f"expected a statevector or density-matrix tensor, a State or an object with "
-            f"to_state(), got {type(x).__name__}",
-            QsemTypeError,
-        )
-    if x.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        x = x.to(torch.complex64)
-    elif x.dtype == torch.float64:
-        x = x.to(torch.complex128)
-    elif not x.is_complex():
-        raise arg_error(
-            name, f"expected a floating-point or complex tensor, got dtype {x.dtype}", QsemTypeError
-        )
-    if x.dim() == 0 or x.shape[-1] == 0:
-        raise arg_error(name, f"expected shape (..., D) or (..., D, D), got {tuple(x.shape)}")
-    if not bool(torch.isfinite(torch.view_as_real(x.detach())).all()):
-        raise arg_error(name, "contains NaN or inf")
-    is_matrix = x.dim() >= 2 and x.shape[-1] == x.shape[-2]
-    if is_matrix:
-        if check:
-            try:
-                check_density_matrix(x, name)
-            except InvalidStateError as exc:
-                hint = ""
-                if x.dim() == 2:
-                    hint = (
-                        f" (a ({x.shape[0]}, {x.shape[1]}) tensor is read as a density matrix; "
-                        "for a batch of statevectors pass a State or shape (B, 1, D))"
-                    )
-                raise InvalidStateError(f"{exc}{hint}") from None
-    elif check:
-        norms = torch.linalg.vector_norm(x.detach(), dim=-1)
-        tol = 10 * atol_for(STATE_ATOL, x.dtype)
-        bad = (norms - 1).abs() > tol
-        if bool(bad.any()):
-            worst = float(norms.flatten()[(norms - 1).abs().flatten().argmax()])
-            raise InvalidStateError(
-                f"argument '{name}': statevector not normalised, norm {worst:.6g} "
-                f"(tolerance {tol:g})"
-            )
-    return _Input(x, is_matrix, None)
-
-
-def _broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
-    """Broadcast shapes like torch (``torch.broadcast_shapes`` imports sympy: ~2 s)."""
-    ndim = max(len(s) for s in shapes)
-    out = [1] * ndim
-    for s in shapes:
-        for i, n in enumerate(s, start=ndim - len(s)):
-            if n != 1:
-                if out[i] not in (1, n):
-                    raise ValueError(f"shapes {[tuple(x) for x in shapes]} do not broadcast")
-                out[i] = n
-    return tuple(out)
-
-
-def _pair(a: Any, b: Any, check: bool) -> tuple[_Input, _Input]:
-    ia, ib = _as_input(a, "a", check), _as_input(b, "b", check)
-    if ia.dim != ib.dim:
-        raise DimensionError(
-            f"argument 'b': dimension {ib.dim} does not match dimension {ia.dim} of 'a'"
-        )
-    if ia.dims is not None and ib.dims is not None and ia.dims != ib.dims:
-        raise DimensionError(
-            f"argument 'b': wire dims {list(ib.dims)} do not match {list(ia.dims)} of 'a'"
-        )
-    try:
-        _broadcast_shapes(ia.batch_shape, ib.batch_shape)
-    except ValueError:
-        raise arg_error(
-            "b",
-            f"batch shape {tuple(ib.batch_shape)} does not broadcast with "
-            f"{tuple(ia.batch_shape)} of 'a'",
-        ) from None
-    dtype = torch.promote_types(ia.tensor.dtype, ib.tensor.dtype)
-    if ia.tensor.device != ib.tensor.device:
-        raise arg_error("b", f"on device {ib.tensor.device}, 'a' is on {ia.tensor.device}")
-    return (
-        _Input(ia.tensor.to(dtype), ia.is_matrix, ia.dims),
-        _Input(ib.tensor.to(dtype), ib.is_matrix, ib.dims),
-    )
-
-
-def _expect(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``<v|m|v>`` (real part), broadcasting leading axes."""
-    return (v.conj()[..., None, :] @ m @ v[..., :, None])[..., 0, 0].real
-
-
-def _dm(x: _Input) -> torch.Tensor:
-    t = x.tensor
-    return t if x.is_matrix else t[..., :, None] * t.conj()[..., None, :]
 
 
 # ----------------------------------------------------------------------------------
@@ -556,134 +421,3 @@ def destructive_swap_test_estimate(
     plus = (signs[idx] > 0).sum(-1)
     plus = plus.reshape(batch) if len(batch) else plus.reshape(())
     return estimate_from_counts(plus, n, confidence=confidence, method=method)
-
-
-def _swap_circuit(prep_a: Any, prep_b: Any, destructive: bool) -> Circuit:
-    """The (destructive) SWAP-test circuit of two preparation circuits (types checked)."""
-    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
-        if not isinstance(prep, Circuit):
-            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
-    if not destructive:
-        return swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
-    if prep_a.dims != prep_b.dims:
-        raise DimensionError(
-            f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
-            "of 'prep_a'"
-        )
-    return destructive_swap_test(list(prep_a.dims), prep_a=prep_a, prep_b=prep_b)
-
-
-def backend_job(
-    circuit: Circuit,
-    backend: Any,
-    values: torch.Tensor | None,
-    names: Sequence[str] | None,
-    shots: int | None,
-    seed: int | None,
-    confidence: float,
-    method: str,
-    sampling: str,
-) -> tuple[Any, torch.Tensor, list[str], int | None, int | None]:
-    """Checked arguments of one overlap job of ``circuit`` on a backend (the SWAP tests'
-    and compute–uncompute's): ``(backend, values, names, shots, seed)``."""
-    from .backend import Backend, TorchBackend
-
-    if backend is None:
-        backend = TorchBackend()
-    if not isinstance(backend, Backend):
-        raise arg_error(
-            "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
-        )
-    names = list(circuit.parameters if names is None else names)
-    if values is None:
-        if names:
-            raise arg_error("values", f"the circuits have parameters {names}; pass their values")
-        values = torch.zeros(1, 0, dtype=torch.float64)
-    n_shots = None if shots is None else _check_shots(shots)
-    seed = _check_seed(seed)
-    if n_shots is not None:
-        _check_confidence(confidence)
-        _check_method(method)
-    if sampling not in SAMPLING:
-        raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
-    return backend, values, names, n_shots, seed
-
-
-def swap_test_circuits(
-    prep_a: Circuit,
-    prep_b: Circuit,
-    *,
-    backend: Any = None,
-    values: torch.Tensor | None = None,
-    names: Sequence[str] | None = None,
-    shots: int | None = None,
-    seed: int | None = None,
-    confidence: float = 0.95,
-    method: str = "wilson",
-    sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
-    """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
-
-    ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
-    parameters (distinct names unless shared on purpose) take the columns ``names``
-    (default: the circuit's parameters in order of appearance) of ``values``
-    ``(N, P)``: the ``N`` pairs run as one backend job. ``backend``: a
-    :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
-    complex128; e.g. ``AerBackend()``). ``shots=None`` returns the exact
-    ``Tr(ρσ) = 2 P0 - 1`` as a float64 tensor ``(N,)``; an integer returns a
-    :class:`SwapTestEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
-    per pair, seeded by ``seed``.
-
-    ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
-    circuit ``shots`` times). ``sampling="exact"``: the backend computes the exact
-    ancilla probability (one job, as with ``shots=None``) and qsem draws the
-    ``Binomial(shots, P0)`` count per pair with a torch generator seeded by ``seed`` —
-    the same distribution as measuring a simulator's final state ``shots`` times (what
-    Aer's measurement sampling does, without its per-shot cost), but not a model of
-    hardware or of mid-circuit measurement.
-    """
-    circuit = _swap_circuit(prep_a, prep_b, destructive=False)
-    backend, values, names, n_shots, seed = backend_job(
-        circuit, backend, values, names, shots, seed, confidence, method, sampling
-    )
-    anc = swap_test_registers(list(prep_a.dims))[0]
-    exact = n_shots is None or sampling == "exact"
-    p = backend.probs(circuit, values, names, [anc], shots=None if exact else n_shots, seed=seed)
-    p0 = p[:, 0].to(torch.float64)
-    if n_shots is None:
-        return 2 * p0 - 1
-    return _estimate(p0, n_shots, seed, sampling, confidence, method)
-
-
-def destructive_swap_test_circuits(
-    prep_a: Circuit,
-    prep_b: Circuit,
-    *,
-    backend: Any = None,
-    values: torch.Tensor | None = None,
-    names: Sequence[str] | None = None,
-    shots: int | None = None,
-    seed: int | None = None,
-    confidence: float = 0.95,
-    method: str = "wilson",
-    sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
-    """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
-
-    The backend returns the joint outcome distribution of all ``2n`` wires;
-    ``Tr(ρσ) = Σ_k P(k) s_k`` exactly, or from the count of outcomes with SWAP
-    eigenvalue ``s = +1`` with shots.
-    """
-    circuit = _swap_circuit(prep_a, prep_b, destructive=True)
-    backend, values, names, n_shots, seed = backend_job(
-        circuit, backend, values, names, shots, seed, confidence, method, sampling
-    )
-    wires = list(range(circuit.num_wires))
-    exact = n_shots is None or sampling == "exact"
-    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
-    p = p.to(torch.float64)
-    signs = destructive_swap_signs(list(prep_a.dims), device=p.device)
-    if n_shots is None:
-        return p @ signs
-    p_plus = (p * (signs > 0)).sum(-1)
-    return _estimate(p_plus, n_shots, seed, sampling, confidence, method)

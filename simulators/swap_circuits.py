@@ -1,0 +1,167 @@
+"""SWAP tests of two preparation circuits on a backend: one job for every pair.
+
+:func:`swap_test_circuits` and :func:`destructive_swap_test_circuits` build the
+(destructive) SWAP-test circuit of two preparation circuits and run it for a batch of
+parameter rows on any :class:`~qsem.simulators.backend.Backend` (Aer included), with the
+shots drawn by the backend or by qsem from exact probabilities (``sampling``). They are
+importable from :mod:`qsem.simulators.similarity` as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qsem.circuits.circuit import Circuit
+from qsem.circuits.errors import DimensionError, QsemTypeError, arg_error
+from qsem.circuits.templates import (
+    destructive_swap_signs,
+    destructive_swap_test,
+    swap_test,
+    swap_test_registers,
+)
+
+from .shot_estimates import SwapTestEstimate
+from .shot_estimates import check_confidence as _check_confidence
+from .shot_estimates import check_method as _check_method
+from .shot_estimates import check_seed as _check_seed
+from .shot_estimates import check_shots as _check_shots
+from .shot_estimates import counts_estimate as _estimate
+
+__all__ = ["SAMPLING", "backend_job", "destructive_swap_test_circuits", "swap_test_circuits"]
+
+#: Who draws the shots in :func:`swap_test_circuits`: the backend, or qsem from exact values.
+SAMPLING: tuple[str, ...] = ("backend", "exact")
+
+
+def _swap_circuit(prep_a: Any, prep_b: Any, destructive: bool) -> Circuit:
+    """The (destructive) SWAP-test circuit of two preparation circuits (types checked)."""
+    for name, prep in (("prep_a", prep_a), ("prep_b", prep_b)):
+        if not isinstance(prep, Circuit):
+            raise arg_error(name, f"expected a Circuit, got {type(prep).__name__}", QsemTypeError)
+    if not destructive:
+        return swap_test(list(prep_a.dims), list(prep_b.dims), prep_a=prep_a, prep_b=prep_b)
+    if prep_a.dims != prep_b.dims:
+        raise DimensionError(
+            f"argument 'prep_b': dims {list(prep_b.dims)} differ from {list(prep_a.dims)} "
+            "of 'prep_a'"
+        )
+    return destructive_swap_test(list(prep_a.dims), prep_a=prep_a, prep_b=prep_b)
+
+
+def backend_job(
+    circuit: Circuit,
+    backend: Any,
+    values: torch.Tensor | None,
+    names: Sequence[str] | None,
+    shots: int | None,
+    seed: int | None,
+    confidence: float,
+    method: str,
+    sampling: str,
+) -> tuple[Any, torch.Tensor, list[str], int | None, int | None]:
+    """Checked arguments of one overlap job of ``circuit`` on a backend (the SWAP tests'
+    and compute–uncompute's): ``(backend, values, names, shots, seed)``."""
+    from .backend import Backend, TorchBackend
+
+    if backend is None:
+        backend = TorchBackend()
+    if not isinstance(backend, Backend):
+        raise arg_error(
+            "backend", f"expected a Backend instance, got {type(backend).__name__}", QsemTypeError
+        )
+    names = list(circuit.parameters if names is None else names)
+    if values is None:
+        if names:
+            raise arg_error("values", f"the circuits have parameters {names}; pass their values")
+        values = torch.zeros(1, 0, dtype=torch.float64)
+    n_shots = None if shots is None else _check_shots(shots)
+    seed = _check_seed(seed)
+    if n_shots is not None:
+        _check_confidence(confidence)
+        _check_method(method)
+    if sampling not in SAMPLING:
+        raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
+    return backend, values, names, n_shots, seed
+
+
+def swap_test_circuits(
+    prep_a: Circuit,
+    prep_b: Circuit,
+    *,
+    backend: Any = None,
+    values: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    shots: int | None = None,
+    seed: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    sampling: str = "backend",
+) -> torch.Tensor | SwapTestEstimate:
+    """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
+
+    ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
+    parameters (distinct names unless shared on purpose) take the columns ``names``
+    (default: the circuit's parameters in order of appearance) of ``values``
+    ``(N, P)``: the ``N`` pairs run as one backend job. ``backend``: a
+    :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
+    complex128; e.g. ``AerBackend()``). ``shots=None`` returns the exact
+    ``Tr(ρσ) = 2 P0 - 1`` as a float64 tensor ``(N,)``; an integer returns a
+    :class:`SwapTestEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
+    per pair, seeded by ``seed``.
+
+    ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
+    circuit ``shots`` times). ``sampling="exact"``: the backend computes the exact
+    ancilla probability (one job, as with ``shots=None``) and qsem draws the
+    ``Binomial(shots, P0)`` count per pair with a torch generator seeded by ``seed`` —
+    the same distribution as measuring a simulator's final state ``shots`` times (what
+    Aer's measurement sampling does, without its per-shot cost), but not a model of
+    hardware or of mid-circuit measurement.
+    """
+    circuit = _swap_circuit(prep_a, prep_b, destructive=False)
+    backend, values, names, n_shots, seed = backend_job(
+        circuit, backend, values, names, shots, seed, confidence, method, sampling
+    )
+    anc = swap_test_registers(list(prep_a.dims))[0]
+    exact = n_shots is None or sampling == "exact"
+    p = backend.probs(circuit, values, names, [anc], shots=None if exact else n_shots, seed=seed)
+    p0 = p[:, 0].to(torch.float64)
+    if n_shots is None:
+        return 2 * p0 - 1
+    return _estimate(p0, n_shots, seed, sampling, confidence, method)
+
+
+def destructive_swap_test_circuits(
+    prep_a: Circuit,
+    prep_b: Circuit,
+    *,
+    backend: Any = None,
+    values: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    shots: int | None = None,
+    seed: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+    sampling: str = "backend",
+) -> torch.Tensor | SwapTestEstimate:
+    """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
+
+    The backend returns the joint outcome distribution of all ``2n`` wires;
+    ``Tr(ρσ) = Σ_k P(k) s_k`` exactly, or from the count of outcomes with SWAP
+    eigenvalue ``s = +1`` with shots.
+    """
+    circuit = _swap_circuit(prep_a, prep_b, destructive=True)
+    backend, values, names, n_shots, seed = backend_job(
+        circuit, backend, values, names, shots, seed, confidence, method, sampling
+    )
+    wires = list(range(circuit.num_wires))
+    exact = n_shots is None or sampling == "exact"
+    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
+    p = p.to(torch.float64)
+    signs = destructive_swap_signs(list(prep_a.dims), device=p.device)
+    if n_shots is None:
+        return p @ signs
+    p_plus = (p * (signs > 0)).sum(-1)
+    return _estimate(p_plus, n_shots, seed, sampling, confidence, method)
