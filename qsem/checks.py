@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, overload
 
 import numpy as np
 import torch
@@ -135,6 +135,12 @@ def check_probability(name: str, value: Any, *, closed: bool = True, config: boo
     return v
 
 
+@overload
+def check_shots(
+    name: str, value: Any, *, allow_none: Literal[False] = False, config: bool = False
+) -> int: ...
+@overload
+def check_shots(name: str, value: Any, *, allow_none: bool, config: bool = False) -> int | None: ...
 def check_shots(
     name: str, value: Any, *, allow_none: bool = False, config: bool = False
 ) -> int | None:
@@ -160,6 +166,12 @@ def seed_problem(value: Any, *, allow_none: bool = False) -> str | None:
     return None
 
 
+@overload
+def check_seed(
+    name: str, value: Any, *, allow_none: Literal[False] = False, config: bool = False
+) -> int: ...
+@overload
+def check_seed(name: str, value: Any, *, allow_none: bool, config: bool = False) -> int | None: ...
 def check_seed(
     name: str, value: Any, *, allow_none: bool = False, config: bool = False
 ) -> int | None:

@@ -23,7 +23,7 @@ historical name; ``mapping="swap"`` is the default).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def check_method(method: object) -> str:
 
 def check_shots(shots: object) -> int:
     """A shot estimate's ``shots``: a positive integer."""
-    return cast(int, _check_shots("shots", shots))
+    return _check_shots("shots", shots)
 
 
 def check_seed(seed: object) -> int | None:
