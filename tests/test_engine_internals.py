@@ -9,6 +9,7 @@ each gate embedded as a full-register matrix built here with numpy, one at a tim
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -274,23 +275,35 @@ def test_amplitude_damping_gradient_at_zero_is_the_closed_form(dm_method: str) -
     torch.testing.assert_close(d1, torch.stack([-before[1], before[2]]), atol=ATOL_F64, rtol=0)
 
 
-class BatchSpy(Step):
-    """A plan step that records the batch rows of every state it is applied to."""
+@dataclass(frozen=True)
+class Pass:
+    """What a plan step saw on one application: the batch rows of the state, the basis
+    levels the engine handed it (a first step on a basis state) and whether it got the
+    no-grad workspace (reused buffers)."""
 
-    def __init__(self, inner: Step, rows: list[int]) -> None:
-        self.inner, self.rows = inner, rows
+    rows: int
+    basis: tuple[int, ...] | None
+    workspace: bool
+
+
+class StepSpy(Step):
+    """A plan step that records a :class:`Pass` each time it is applied, then applies
+    the step it wraps."""
+
+    def __init__(self, inner: Step, passes: list[Pass]) -> None:
+        self.inner, self.passes = inner, passes
 
     def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        self.rows.append(int(x.shape[0]))
+        self.passes.append(Pass(int(x.shape[0]), ctx.basis, ctx.work is not None))
         return self.inner.apply(x, ctx)
 
 
-def spy_on_passes(plan: Plan) -> list[int]:
+def spy_on_passes(plan: Plan) -> list[Pass]:
     """Wrap the first step of ``plan`` (as cached by ``TorchSimulator.plan``); the list
-    returned gets one entry (the rows of the batch) per pass over the plan."""
-    rows: list[int] = []
-    plan.steps[0] = BatchSpy(plan.steps[0], rows)
-    return rows
+    returned gets one :class:`Pass` per pass over the plan."""
+    passes: list[Pass] = []
+    plan.steps[0] = StepSpy(plan.steps[0], passes)
+    return passes
 
 
 def rows_above_chunk_threshold(row_bytes: int) -> int:
@@ -314,10 +327,11 @@ def test_chunked_no_grad_run_equals_plain_run() -> None:
     sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
     passes = spy_on_passes(sim.plan(c))
     plain = sim.run(c, {"w": vals.clone().requires_grad_()}).density_matrix.detach()
-    assert passes == [rows]
+    assert [p.rows for p in passes] == [rows]
     passes.clear()
     chunked = sim.run(c, {"w": vals}).density_matrix
-    assert len(passes) >= MIN_CHUNKS and sum(passes) == rows and max(passes) < rows
+    chunks = [p.rows for p in passes]
+    assert len(chunks) >= MIN_CHUNKS and sum(chunks) == rows and max(chunks) < rows
     torch.testing.assert_close(chunked, plain, atol=ATOL_F64, rtol=0)
     for i in (0, 1, rows // 2, rows - 1):
         np.testing.assert_allclose(
@@ -362,9 +376,10 @@ def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result() -> Non
     sim = TorchSimulator(dtype=torch.complex128)
     passes = spy_on_passes(sim.plan(c))
     plain = sim.run(c, {"w": vals.clone().requires_grad_()}).vector.detach()
-    assert passes == [rows]
+    assert [p.rows for p in passes] == [rows]
     passes.clear()
     with torch.no_grad():
         chunked = sim.run(c, {"w": vals}).vector
-    assert len(passes) >= MIN_CHUNKS and sum(passes) == rows and max(passes) < rows
+    chunks = [p.rows for p in passes]
+    assert len(chunks) >= MIN_CHUNKS and sum(chunks) == rows and max(chunks) < rows
     torch.testing.assert_close(chunked, plain, atol=ATOL_F64, rtol=0)

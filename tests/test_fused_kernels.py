@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64
+from test_engine_internals import spy_on_passes
 
 from qsem.circuits import CNOT, RY, RZ, TRY, Circuit, H, Parameter, TAdd
 from qsem.simulators import TorchSimulator
 from qsem.simulators.kernels import Workspace, apply_kron_chain
-from qsem.simulators.plan import compile_plan
+from qsem.simulators.plan import FusedStep, compile_plan
 
 
 def _unitary(d: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,9 +107,14 @@ def test_dense_density_matrix_batched_no_grad(n: int, dims: int) -> None:
     xs = torch.linspace(0.1, 2.9, 3, dtype=torch.float64)
     params = {f"x{i}": xs + 0.2 * i for i in range(n)}
     sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
+    passes = spy_on_passes(sim.plan(c))
     with torch.no_grad():
         first = sim.run(c, params).density_matrix
         second = sim.run(c, params).density_matrix  # a second run must not overwrite the first
+    assert [p.workspace for p in passes] == [True, True]  # the reused-buffer path ran
+    passes.clear()
+    sim.run(c, {k: v.clone().requires_grad_() for k, v in params.items()})
+    assert [p.workspace for p in passes] == [False]  # autograd: no shared buffers
     for b in range(3):
         ref = _reference(c, {k: float(v[b]) for k, v in params.items()})
         np.testing.assert_allclose(first[b].numpy(), ref, atol=ATOL_F64)
@@ -177,10 +183,14 @@ def test_first_layer_on_a_basis_state(levels: list[int] | None, mode: str) -> No
     a = torch.tensor([0.4, -1.3, 2.2], dtype=torch.float64)
     sim = TorchSimulator(mode, dtype=torch.complex128)  # type: ignore[arg-type]
     start = [0, 0, 0] if levels is None else levels
+    assert isinstance(sim.plan(c).steps[0], FusedStep)
+    passes = spy_on_passes(sim.plan(c))
     out = sim.run(c, {"a": a, "b": 0.7}, initial_state=levels)
     one_hot = torch.zeros(c.dim, dtype=torch.complex128)
     one_hot[int(np.ravel_multi_index(start, c.dims))] = 1
     via_matmul = sim.run(c, {"a": a, "b": 0.7}, initial_state=one_hot)
+    # the fused first layer got the levels (product-state path), then the tensor (matmul)
+    assert [p.basis for p in passes] == [tuple(start), None]
     for k in range(3):
         psi = _statevector_reference(c, {"a": float(a[k]), "b": 0.7}, start)
         if mode == "statevector":
