@@ -43,7 +43,14 @@ from .errors import MissingDependencyError, QsemTypeError, QsemValueError, arg_e
 from .operations import Gate, Operation
 from .parameters import Parameter, ParamLike
 
-__all__ = ["QISKIT_GATES", "from_qasm3", "from_qiskit", "to_qasm3"]
+__all__ = [
+    "DERIVED_PREFIX",
+    "QISKIT_GATES",
+    "from_qasm3",
+    "from_qiskit",
+    "import_qiskit",
+    "to_qasm3",
+]
 
 #: Qiskit gate name -> qsem gate class (constructed as ``cls(*params, wires=...)``, wires
 #: in qsem order: for controlled names the controls first, as in Qiskit's qargs).
@@ -68,11 +75,28 @@ def _require_qiskit() -> Any:
     return qiskit
 
 
-class _Params:
-    """Qiskit parameters -> qsem parameters (one qsem object per Qiskit parameter)."""
+#: Name prefix of the parameters :func:`import_qiskit` makes for expressions (``expressions=True``).
+DERIVED_PREFIX = "__qsem_expr_"
 
-    def __init__(self) -> None:
+
+class _Params:
+    """Qiskit parameters -> qsem parameters (one qsem object per Qiskit parameter).
+
+    ``derived``: where to keep expressions qsem cannot hold (non-linear, several
+    parameters, an offset); each becomes a fresh qsem ``Parameter`` named
+    ``DERIVED_PREFIX + k``. ``None`` refuses them (the gate then needs binding).
+    """
+
+    def __init__(self, derived: dict[str, Any] | None = None) -> None:
         self.cache: dict[Any, Parameter] = {}
+        self.derived = derived
+
+    def _derive(self, value: Any) -> Parameter | None:
+        if self.derived is None:
+            return None
+        name = f"{DERIVED_PREFIX}{len(self.derived)}"
+        self.derived[name] = value
+        return Parameter(name)
 
     def symbol(self, q: Any) -> Parameter:
         p = self.cache.get(q)
@@ -97,15 +121,15 @@ class _Params:
         if not free:
             return float(value.numeric())
         if len(free) != 1:
-            return None
+            return self._derive(value)
         (q,) = free
         try:
             scale = float(value.gradient(q))
             offset = complex(value.assign(q, 0.0).numeric())
         except (TypeError, ValueError, RuntimeError):
-            return None
+            return self._derive(value)
         if abs(offset) > 0.0:
-            return None
+            return self._derive(value)
         sym = self.symbol(q)
         return sym if scale == 1.0 else sym * scale
 
@@ -155,6 +179,19 @@ def from_qiskit(qc: Any) -> Circuit:
     instruction for measurements, classical control, and unbound gates without a
     qsem counterpart (bind them with ``qc.assign_parameters`` first).
     """
+    return import_qiskit(qc)[0]
+
+
+def import_qiskit(qc: Any, *, expressions: bool = False) -> tuple[Circuit, dict[str, Any]]:
+    """:func:`from_qiskit` with options: ``(circuit, derived)``.
+
+    ``expressions=True`` keeps gate parameters that are expressions qsem's
+    ``Parameter`` cannot hold (``2(π - x₀)(π - x₁)`` of ``zz_feature_map``, ``θ + φ``,
+    ``θ + 1``) symbolic: each becomes a parameter named ``DERIVED_PREFIX + k`` and
+    ``derived`` maps that name to the Qiskit ``ParameterExpression`` whose value it
+    must be bound to (the Qiskit primitives of :mod:`qsem.simulators` evaluate them
+    per row). With ``expressions=False`` (``from_qiskit``) ``derived`` is empty.
+    """
     qiskit = _require_qiskit()
     from qiskit.quantum_info import Operator
 
@@ -164,7 +201,8 @@ def from_qiskit(qc: Any) -> Circuit:
         )
     if qc.num_qubits == 0:
         raise arg_error("qc", "the circuit has no qubits")
-    params = _Params()
+    derived: dict[str, Any] = {}
+    params = _Params(derived if expressions else None)
     out = Circuit.qubits(qc.num_qubits)
     for k, inst in enumerate(qc.data):
         op = inst.operation
@@ -198,7 +236,7 @@ def from_qiskit(qc: Any) -> Circuit:
         phi = float(phase)
         if phi != 0.0:
             out.add(G.Unitary(cmath.exp(1j * phi) * np.eye(2), wires=[0]))
-    return out
+    return out, derived
 
 
 def to_qasm3(circuit: Circuit) -> str:

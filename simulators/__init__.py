@@ -1,6 +1,8 @@
 """qsem.simulators: the torch engine, measurements, state similarity, backends and the bridge.
 
-``AerBackend`` and ``PennyLaneBackend`` are imported lazily: ``from qsem.simulators
+``AerBackend``, ``PennyLaneBackend`` and the Qiskit primitives ``EstimatorV2`` and
+``SamplerV2`` (:mod:`qsem.simulators.qiskit_primitives`,
+:mod:`qsem.simulators.qiskit_sampler`) are imported lazily: ``from qsem.simulators
 import AerBackend`` loads :mod:`qsem.simulators.aer` on first use, and importing
 ``qsem.simulators`` imports neither Qiskit nor PennyLane. Constructing one without
 its package raises :class:`~qsem.circuits.errors.MissingDependencyError` naming the
@@ -30,9 +32,11 @@ from .state import State, check_density_matrix
 __all__ = [
     "AerBackend",
     "Backend",
+    "EstimatorV2",
     "OverlapEstimate",
     "PennyLaneBackend",
     "QuantumLayer",
+    "SamplerV2",
     "State",
     "SwapTestEstimate",
     "TorchBackend",
@@ -61,7 +65,12 @@ __all__ = [
     "swap_test_estimate",
 ]  # fmt: skip
 
-_LAZY = {"AerBackend": ".aer", "PennyLaneBackend": ".pennylane_backend"}
+_LAZY = {
+    "AerBackend": ".aer",
+    "PennyLaneBackend": ".pennylane_backend",
+    "EstimatorV2": ".qiskit_primitives",
+    "SamplerV2": ".qiskit_sampler",
+}
 
 
 def __getattr__(name: str) -> Any:
