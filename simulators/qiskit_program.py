@@ -113,7 +113,8 @@ class Program:
             elif vec is None and p.name in used:
                 prog.scalars[p.name] = j
         for name, expr in derived.items():
-            prog.derived[name] = _evaluator(expr, columns)
+            if name in used:  # a gate that fell back to a decomposition left some unused
+                prog.derived[name] = _evaluator(expr, columns)
         return prog
 
     def bindings(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
