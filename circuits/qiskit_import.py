@@ -173,16 +173,21 @@ def _convert_gate(op: Any, wires: list[int], params: _Params, where: str) -> Gat
 
 
 def from_qiskit(qc: Any) -> Circuit:
-    """The qsem circuit (all wires qubits) of a Qiskit ``QuantumCircuit``.
+    """The qsem circuit of a Qiskit ``QuantumCircuit``.
 
-    See the module docstring for the gate map. Raises a one-line error naming the
-    instruction for measurements, classical control, and unbound gates without a
-    qsem counterpart (bind them with ``qc.assign_parameters`` first).
+    A circuit exported by :func:`~qsem.circuits.qiskit_export.to_qiskit` from a circuit
+    with qudit wires comes back as that circuit (dimensions, gates, parameters: see
+    :mod:`qsem.circuits.qiskit_qudits`); any other circuit imports as qubits, with the
+    gate map of the module docstring. Raises a one-line error naming the instruction
+    for measurements, classical control, and unbound gates without a qsem counterpart
+    (bind them with ``qc.assign_parameters`` first).
     """
     return import_qiskit(qc)[0]
 
 
-def import_qiskit(qc: Any, *, expressions: bool = False) -> tuple[Circuit, dict[str, Any]]:
+def import_qiskit(
+    qc: Any, *, expressions: bool = False, qudits: bool = True
+) -> tuple[Circuit, dict[str, Any]]:
     """:func:`from_qiskit` with options: ``(circuit, derived)``.
 
     ``expressions=True`` keeps gate parameters that are expressions qsem's
@@ -191,6 +196,8 @@ def import_qiskit(qc: Any, *, expressions: bool = False) -> tuple[Circuit, dict[
     ``derived`` maps that name to the Qiskit ``ParameterExpression`` whose value it
     must be bound to (the Qiskit primitives of :mod:`qsem.simulators` evaluate them
     per row). With ``expressions=False`` (``from_qiskit``) ``derived`` is empty.
+    ``qudits=False`` ignores a qudit record: the circuit imports as the qubits Qiskit
+    simulates.
     """
     qiskit = _require_qiskit()
     from qiskit.quantum_info import Operator
@@ -201,6 +208,12 @@ def import_qiskit(qc: Any, *, expressions: bool = False) -> tuple[Circuit, dict[
         )
     if qc.num_qubits == 0:
         raise arg_error("qc", "the circuit has no qubits")
+    if qudits:
+        from .qiskit_qudits import restore
+
+        restored = restore(qc)
+        if restored is not None:
+            return restored, {}
     derived: dict[str, Any] = {}
     params = _Params(derived if expressions else None)
     out = Circuit.qubits(qc.num_qubits)
@@ -240,33 +253,43 @@ def import_qiskit(qc: Any, *, expressions: bool = False) -> tuple[Circuit, dict[
 
 
 def to_qasm3(circuit: Circuit) -> str:
-    """OpenQASM 3 text of a qubit circuit, through ``qiskit.qasm3.dumps``.
+    """OpenQASM 3 text of a circuit without channels, through ``qiskit.qasm3.dumps``.
 
-    Qudit wires and channels have no OpenQASM 3 form: they are refused.
+    Qudit wires are written in the qubit encoding of :func:`to_qiskit
+    <qsem.circuits.qiskit_export.to_qiskit>`, with the record of which qubits encode
+    which wire in a ``pragma qsem.qudits {...}`` line after the header
+    (:mod:`qsem.circuits.qiskit_qudits`), so :func:`from_qasm3` restores them.
+    Channels have no OpenQASM 3 form: they are refused.
     """
     from .qiskit_export import to_qiskit
+    from .qiskit_qudits import pragma
 
     _require_qiskit()
     from qiskit import qasm3
 
-    if any(d != 2 for d in circuit.dims):
-        raise arg_error(
-            "circuit", f"OpenQASM 3 export needs qubit wires, got dims {list(circuit.dims)}"
-        )
     if circuit.has_channels:
         raise arg_error("circuit", "OpenQASM 3 has no noise channels; remove them first")
     qc, _ = to_qiskit(circuit)
-    return str(qasm3.dumps(qc))
+    text = str(qasm3.dumps(qc))
+    meta = (qc.metadata or {}).get("qsem")
+    if meta is None:
+        return text
+    head, _, rest = text.partition("\n")  # "OPENQASM 3.0;" first
+    return f"{head}\n{pragma(meta)}\n{rest}"
 
 
 def from_qasm3(text: str) -> Circuit:
-    """A qubit circuit from OpenQASM 3 text, through ``qiskit.qasm3.loads`` (which needs
-    ``qiskit_qasm3_import``, part of the ``qsem[aer]`` extra)."""
+    """A circuit from OpenQASM 3 text, through ``qiskit.qasm3.loads`` (which needs
+    ``qiskit_qasm3_import``, part of the ``qsem[aer]`` extra): qubits, or the qudit
+    circuit recorded in a ``pragma qsem.qudits`` line (see :func:`to_qasm3`)."""
+    from .qiskit_qudits import split_pragma
+
     _require_qiskit()
     from qiskit import qasm3
 
     if not isinstance(text, str):
         raise arg_error("text", f"expected OpenQASM 3 text, got {type(text).__name__}")
+    text, meta = split_pragma(text)
     load: Callable[[str], Any] = qasm3.loads
     try:
         qc = load(text)
@@ -281,4 +304,6 @@ def from_qasm3(text: str) -> Circuit:
             ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QsemValueError(f"argument 'text': not valid OpenQASM 3: {first}") from None
+    if meta is not None:
+        qc.metadata = {**(qc.metadata or {}), "qsem": meta}
     return from_qiskit(qc)

@@ -93,14 +93,14 @@ class Program:
         """Import ``qc``; a parametrised gate without qsem counterpart is first
         transpiled to :data:`FALLBACK_BASIS` (exact: gates are only decomposed)."""
         try:
-            circuit, derived = import_qiskit(qc, expressions=True)
+            circuit, derived = import_qiskit(qc, expressions=True, qudits=False)
         except QsemValueError as exc:
             if "no qsem counterpart" not in str(exc):
                 raise
             from qiskit import transpile
 
             flat = transpile(qc, basis_gates=FALLBACK_BASIS, optimization_level=0)
-            circuit, derived = import_qiskit(flat, expressions=True)
+            circuit, derived = import_qiskit(flat, expressions=True, qudits=False)
         params = list(qc.parameters)
         columns = {p.name: j for j, p in enumerate(params)}
         prog = cls(circuit, len(params))
