@@ -19,7 +19,6 @@ from .measure import counts, entropy, expval, probs, purity, reduced_density_mat
 from .memory import available_memory, check_fits, state_bytes
 from .shot_estimates import OverlapEstimate
 from .similarity import (
-    SwapTestEstimate,
     bures_angle,
     destructive_swap_test_estimate,
     fidelity,
@@ -38,7 +37,6 @@ __all__ = [
     "QuantumLayer",
     "SamplerV2",
     "State",
-    "SwapTestEstimate",
     "TorchBackend",
     "TorchSimulator",
     "available_memory",
@@ -74,11 +72,15 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import the Aer and PennyLane backends on first use (PEP 562)."""
+    """Import the Aer and PennyLane backends and the Qiskit primitives on first use
+    (PEP 562); ``SwapTestEstimate``, the former name of ``OverlapEstimate``, with a
+    DeprecationWarning."""
     if name in _LAZY:
         import importlib
 
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .shot_estimates import deprecated_alias
+
+    return deprecated_alias(__name__, name)

@@ -65,7 +65,7 @@ from qsem.circuits.tolerances import STATE_ATOL, atol_for
 from .engine import TorchSimulator
 from .measure import probs as _probs
 from .measure import sample as _sample
-from .shot_estimates import METHODS, SwapTestEstimate, binomial_interval, estimate_from_counts
+from .shot_estimates import METHODS, OverlapEstimate, binomial_interval, estimate_from_counts
 from .shot_estimates import check_confidence as _check_confidence
 from .shot_estimates import check_method as _check_method
 from .shot_estimates import check_seed as _check_seed
@@ -76,7 +76,7 @@ from .state import State, check_density_matrix
 __all__ = [
     "METHODS",
     "SAMPLING",
-    "SwapTestEstimate",
+    "OverlapEstimate",
     "binomial_interval",
     "bures_angle",
     "destructive_swap_test_circuits",
@@ -502,7 +502,7 @@ def swap_test_estimate(
     dims: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
     check: bool = True,
-) -> SwapTestEstimate:
+) -> OverlapEstimate:
     """Estimate ``Tr(ρσ)`` with the SWAP test on the torch engine from ``shots`` outcomes.
 
     Runs :func:`~qsem.circuits.templates.swap_test` with the registers prepared in
@@ -534,7 +534,7 @@ def destructive_swap_test_estimate(
     dims: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
     check: bool = True,
-) -> SwapTestEstimate:
+) -> OverlapEstimate:
     """Estimate ``Tr(ρσ)`` with the destructive SWAP test on the torch engine.
 
     Draws ``shots`` joint outcomes of all ``2n`` wires; the outcomes with SWAP
@@ -621,7 +621,7 @@ def swap_test_circuits(
     confidence: float = 0.95,
     method: str = "wilson",
     sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
+) -> torch.Tensor | OverlapEstimate:
     """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
 
     ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
@@ -631,7 +631,7 @@ def swap_test_circuits(
     :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
     complex128; e.g. ``AerBackend()``). ``shots=None`` returns the exact
     ``Tr(ρσ) = 2 P0 - 1`` as a float64 tensor ``(N,)``; an integer returns a
-    :class:`SwapTestEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
+    :class:`OverlapEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
     per pair, seeded by ``seed``.
 
     ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
@@ -667,7 +667,7 @@ def destructive_swap_test_circuits(
     confidence: float = 0.95,
     method: str = "wilson",
     sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
+) -> torch.Tensor | OverlapEstimate:
     """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
 
     The backend returns the joint outcome distribution of all ``2n`` wires;
@@ -687,3 +687,10 @@ def destructive_swap_test_circuits(
         return p @ signs
     p_plus = (p * (signs > 0)).sum(-1)
     return _estimate(p_plus, n_shots, seed, sampling, confidence, method)
+
+
+def __getattr__(name: str) -> Any:
+    """``SwapTestEstimate``: the former name of :class:`OverlapEstimate` (deprecated)."""
+    from .shot_estimates import deprecated_alias
+
+    return deprecated_alias(__name__, name)
