@@ -388,3 +388,41 @@ def test_sampler_qnn_and_gradient_match_aer() -> None:
     sigma = 1 / math.sqrt(shots)  # >= the std of a probability estimate
     np.testing.assert_allclose(out["qsem"][0], out["aer"][0], atol=5 * math.sqrt(2) * sigma)
     np.testing.assert_allclose(out["qsem"][1], out["aer"][1], atol=5 * 2 * sigma)
+
+
+def test_qiskit_ml_variational_algorithms_run_unchanged() -> None:
+    """VQC (SamplerQNN on qsem's SamplerV2, seeded) and VQR (EstimatorQNN on EstimatorV2)
+    fit with COBYLA: both objectives fall, and the trained VQR circuit gives Aer's values."""
+    algos = pytest.importorskip("qiskit_machine_learning.algorithms")
+    from qiskit.circuit.library import real_amplitudes, zz_feature_map
+    from qiskit_machine_learning.optimizers import COBYLA
+
+    rng = np.random.default_rng(42)
+    x = rng.uniform(-1, 1, (20, 2))
+    fits: dict[str, list[float]] = {"vqc": [], "vqr": []}
+    vqc = algos.VQC(
+        feature_map=zz_feature_map(2),
+        ansatz=real_amplitudes(2, reps=1),
+        optimizer=COBYLA(maxiter=25),
+        sampler=SamplerV2(seed=1, default_shots=2048),
+        callback=lambda w, f: fits["vqc"].append(f),
+    )
+    vqc.fit(x, (x.sum(1) >= 0).astype(int))
+    vqr = algos.VQR(
+        feature_map=zz_feature_map(2),
+        ansatz=real_amplitudes(2, reps=1),
+        optimizer=COBYLA(maxiter=25),
+        estimator=EstimatorV2(),
+        callback=lambda w, f: fits["vqr"].append(f),
+    )
+    vqr.fit(x, np.sin(x[:, 0]))
+    for name, hist in fits.items():
+        assert min(hist) < hist[0], name
+    # the trained model's circuit at its weights: exact values equal Aer's (VQR's QNN adds
+    # Gaussian noise of its default precision 1/64, so compare the primitives at precision 0)
+    qnn = vqr.neural_network
+    rows = np.hstack([x, np.tile(vqr.weights, (len(x), 1))])
+    pub = (qnn.circuit, qnn.observables[0], rows)
+    ours = EstimatorV2().run([pub], precision=0.0).result()[0].data.evs
+    ref = AerEstimator().run([pub], precision=0.0).result()[0].data.evs
+    np.testing.assert_allclose(ours, ref, atol=ATOL_PRIMITIVES, rtol=0)
