@@ -129,12 +129,13 @@ class _Item:
 def _check_precision(precision: Any, where: str) -> float:
     if isinstance(precision, bool) or not isinstance(precision, Real):
         raise arg_error(where, f"must be a real number >= 0, got {precision!r}", QsemTypeError)
-    if not precision >= 0 or not np.isfinite(precision):
+    value = float(precision)
+    if not value >= 0 or not np.isfinite(value):
         raise arg_error(where, f"must be a finite number >= 0, got {precision!r}")
-    return float(precision)
+    return value
 
 
-class EstimatorV2(BaseEstimatorV2):  # type: ignore[misc]
+class EstimatorV2(BaseEstimatorV2):
     """Qiskit ``BaseEstimatorV2`` on qsem's torch engine (see the module docstring).
 
     Args:

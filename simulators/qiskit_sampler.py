@@ -108,7 +108,7 @@ def _bit_array(outcomes: np.ndarray, m: int, positions: tuple[int, ...]) -> BitA
     return BitArray(np.packbits(bits, axis=-1), num_bits)
 
 
-class SamplerV2(BaseSamplerV2):  # type: ignore[misc]
+class SamplerV2(BaseSamplerV2):
     """Qiskit ``BaseSamplerV2`` on qsem's torch engine (see the module docstring).
 
     Args:

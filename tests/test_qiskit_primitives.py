@@ -426,3 +426,17 @@ def test_qiskit_ml_variational_algorithms_run_unchanged() -> None:
     ours = EstimatorV2().run([pub], precision=0.0).result()[0].data.evs
     ref = AerEstimator().run([pub], precision=0.0).result()[0].data.evs
     np.testing.assert_allclose(ours, ref, atol=ATOL_PRIMITIVES, rtol=0)
+
+
+def test_interop_page_primitives_example_runs() -> None:
+    """The Qiskit-primitives example of docs/interop.md runs as written."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("qiskit_machine_learning")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "SamplerV2" in b]
+    ns: dict[str, object] = {}
+    exec(compile(code, "docs/interop.md", "exec"), ns)
+    assert ns["res"][0].data.evs.shape == (2, 5)  # type: ignore[index]
+    assert sum(ns["counts"].get_counts(0).values()) == 1000  # type: ignore[attr-defined]

@@ -108,3 +108,16 @@ def test_qasm3_pragma_is_documented_form() -> None:
     meta = json.loads(lines[1][len("pragma qsem.qudits ") :])
     assert meta["dims"] == [3] and meta["qubits"] == [[1, 0]]
     assert Circuit.from_qasm3("\n".join(lines)).parameters == ["t"]
+
+
+def test_interop_page_qudit_example_runs() -> None:
+    """The qudit round-trip example of docs/interop.md runs as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    (code,) = [b for b in blocks if "assign_parameters([0.3])" in b]
+    ns: dict[str, object] = {}
+    exec(compile(code, "docs/interop.md", "exec"), ns)
+    assert ns["bound"].ops[0].params == (0.3,)  # type: ignore[attr-defined]
