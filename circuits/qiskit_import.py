@@ -257,12 +257,12 @@ def to_qasm3(circuit: Circuit) -> str:
 
     Qudit wires are written in the qubit encoding of :func:`to_qiskit
     <qsem.circuits.qiskit_export.to_qiskit>`, with the record of which qubits encode
-    which wire in a ``pragma qsem.qudits {...}`` line after the header
+    which wire in an ``@qsem.qudits {...}`` annotation on the qubit declaration
     (:mod:`qsem.circuits.qiskit_qudits`), so :func:`from_qasm3` restores them.
     Channels have no OpenQASM 3 form: they are refused.
     """
     from .qiskit_export import to_qiskit
-    from .qiskit_qudits import pragma
+    from .qiskit_qudits import annotate
 
     _require_qiskit()
     from qiskit import qasm3
@@ -274,22 +274,21 @@ def to_qasm3(circuit: Circuit) -> str:
     meta = (qc.metadata or {}).get("qsem")
     if meta is None:
         return text
-    head, _, rest = text.partition("\n")  # "OPENQASM 3.0;" first
-    return f"{head}\n{pragma(meta)}\n{rest}"
+    return annotate(text, meta)
 
 
 def from_qasm3(text: str) -> Circuit:
     """A circuit from OpenQASM 3 text, through ``qiskit.qasm3.loads`` (which needs
     ``qiskit_qasm3_import``, part of the ``qsem[aer]`` extra): qubits, or the qudit
-    circuit recorded in a ``pragma qsem.qudits`` line (see :func:`to_qasm3`)."""
-    from .qiskit_qudits import split_pragma
+    circuit recorded in an ``@qsem.qudits`` annotation (see :func:`to_qasm3`)."""
+    from .qiskit_qudits import split_annotation
 
     _require_qiskit()
     from qiskit import qasm3
 
     if not isinstance(text, str):
         raise arg_error("text", f"expected OpenQASM 3 text, got {type(text).__name__}")
-    text, meta = split_pragma(text)
+    text, meta = split_annotation(text)
     load: Callable[[str], Any] = qasm3.loads
     try:
         qc = load(text)

@@ -25,10 +25,11 @@ The record describes the circuit as exported. If the instructions no longer add
 up (a gate appended, the circuit transpiled), :func:`restore` warns and the
 circuit imports as qubits.
 
-OpenQASM 3 has no metadata; :func:`pragma` writes the same record as one
-``pragma qsem.qudits {...}`` line after the header (``pragma`` lines are kept by
-OpenQASM 3 and ignored by tools that do not know them) and :func:`split_pragma`
-reads it back.
+OpenQASM 3 has no metadata; :func:`annotate` writes the same record as an
+annotation, one ``@qsem.qudits {...}`` line on the qubit declaration
+(OpenQASM 3 keeps annotations with their statement, and tools that do not know
+one ignore it: Qiskit's importer does; it refuses ``pragma`` lines), and
+:func:`split_annotation` reads it back.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from .circuit import Circuit
 from .errors import arg_error
 from .operations import Operation
 
-__all__ = ["FORMAT", "PRAGMA", "VERSION", "pragma", "record", "restore", "split_pragma"]
+__all__ = ["ANNOTATION", "FORMAT", "VERSION", "annotate", "record", "restore", "split_annotation"]
 
 FORMAT = "qsem.qudits"
 VERSION = 1
-PRAGMA = "pragma qsem.qudits "
+ANNOTATION = "@qsem.qudits "
 
 
 def _symbolic_entries(d: Any) -> list[dict[str, Any]]:
@@ -182,21 +183,26 @@ def restore(qc: Any) -> Circuit | None:
     return out
 
 
-def pragma(meta: dict[str, Any]) -> str:
-    """The one-line OpenQASM 3 pragma holding ``meta``."""
-    return PRAGMA + json.dumps(meta, separators=(",", ":"), allow_nan=False)
+def annotate(text: str, meta: dict[str, Any]) -> str:
+    """OpenQASM 3 ``text`` with ``meta`` as an ``@qsem.qudits`` annotation on its qubit
+    declaration (the first ``qubit`` statement)."""
+    line = ANNOTATION + json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    lines = text.splitlines()
+    at = next((k for k, s in enumerate(lines) if s.lstrip().startswith("qubit")), None)
+    if at is None:
+        raise arg_error("circuit", "the OpenQASM 3 text declares no qubits")
+    return "\n".join([*lines[:at], line, *lines[at:]]) + "\n"
 
 
-def split_pragma(text: str) -> tuple[str, dict[str, Any] | None]:
-    """``(text without the qsem pragma, its record or None)``."""
+def split_annotation(text: str) -> tuple[str, dict[str, Any] | None]:
+    """``(text without the qsem.qudits annotation, its record or None)``."""
     lines = text.splitlines()
     for k, line in enumerate(lines):
-        if line.startswith(PRAGMA):
+        if line.lstrip().startswith(ANNOTATION):
             try:
-                meta = json.loads(line[len(PRAGMA) :])
+                meta = json.loads(line.lstrip()[len(ANNOTATION) :])
             except json.JSONDecodeError as exc:
-                raise arg_error(
-                    "text", f"line {k + 1}: malformed qsem.qudits pragma ({exc})"
-                ) from None
+                why = f"line {k + 1}: malformed @qsem.qudits annotation ({exc})"
+                raise arg_error("text", why) from None
             return "\n".join(lines[:k] + lines[k + 1 :]), meta
     return text, None

@@ -99,15 +99,21 @@ def test_plain_qiskit_circuits_and_changed_records_import_as_qubits() -> None:
     assert c.dims == (2, 2, 2)
 
 
-def test_qasm3_pragma_is_documented_form() -> None:
-    """The encoding rides in one `pragma qsem.qudits {json}` line after the header."""
+def test_qasm3_annotation_is_the_documented_form() -> None:
+    """The encoding rides in one `@qsem.qudits {json}` annotation on the qubit declaration,
+    which Qiskit's own importer accepts (and ignores: it gives the encoded qubits)."""
+    from qiskit import qasm3
+
     c = Circuit([3]).add(TRY(Parameter("t"), wires=0, subspace=(0, 1)))
-    lines = c.to_qasm3().splitlines()
-    assert lines[0].startswith("OPENQASM 3")
-    assert lines[1].startswith("pragma qsem.qudits {")
-    meta = json.loads(lines[1][len("pragma qsem.qudits ") :])
+    text = c.to_qasm3()
+    lines = text.splitlines()
+    (k,) = [i for i, line in enumerate(lines) if line.startswith("@qsem.qudits {")]
+    assert lines[0].startswith("OPENQASM 3") and lines[k + 1].startswith("qubit[2]")
+    meta = json.loads(lines[k][len("@qsem.qudits ") :])
     assert meta["dims"] == [3] and meta["qubits"] == [[1, 0]]
-    assert Circuit.from_qasm3("\n".join(lines)).parameters == ["t"]
+    assert Circuit.from_qasm3(text).parameters == ["t"]
+    assert qasm3.loads(text).num_qubits == 2
+    assert Circuit.from_qasm3(text.replace(lines[k] + "\n", "")).dims == (2, 2)
 
 
 def test_interop_page_qudit_example_runs() -> None:
