@@ -204,31 +204,42 @@ def _parity(index: torch.Tensor, mask: int, n: int) -> torch.Tensor:
     return out
 
 
+def _masks(label: str, n: int) -> tuple[int, int, int]:
+    """``(x mask, z mask, number of Y)`` of a Qiskit Pauli label on ``n`` qubits."""
+    if len(label) != n:
+        raise arg_error("observables", f"label {label!r} does not act on {n} qubits")
+    xm = zm = ny = 0
+    for pos, ch in enumerate(label):
+        q = n - 1 - pos
+        if ch in "XY":
+            xm |= 1 << q
+        if ch in "ZY":
+            zm |= 1 << q
+        ny += ch == "Y"
+    return xm, zm, ny
+
+
 def pauli_expvals(state: State, labels: list[str]) -> np.ndarray:
     """``(L, B)`` float64: ``<P>`` of each Qiskit Pauli label on each row of a batched state
-    (qubit registers; see the module docstring for the formula)."""
+    (qubit registers; see the module docstring for the formula). Labels of ``I``/``Z``
+    only (``x = 0``) are read from the probabilities in one product."""
     n = len(state.dims)
     dim = 1 << n
     dm = state.mode == "density_matrix"
     x = state.tensor.reshape(-1, dim, dim) if dm else state.tensor.reshape(-1, dim)
+    real = x.real.dtype
     k = torch.arange(dim, device=x.device)
     out = np.empty((len(labels), x.shape[0]))
-    for i, label in enumerate(labels):
-        if len(label) != n:
-            raise arg_error("observables", f"label {label!r} does not act on {n} qubits")
-        xm = zm = ny = 0
-        for pos, ch in enumerate(label):
-            q = n - 1 - pos
-            if ch in "XY":
-                xm |= 1 << q
-            if ch in "ZY":
-                zm |= 1 << q
-            ny += ch == "Y"
-        sign = (1 - 2 * _parity(k, zm, n)).to(x.real.dtype)
-        if dm:
-            terms = x[:, k, k ^ xm]
-        else:
-            terms = x[:, k ^ xm].conj() * x
-        val = (terms * sign).sum(-1) * (1j**ny)
-        out[i] = val.real.cpu().numpy()
+    masks = [_masks(label, n) for label in labels]
+    diagonal = [i for i, (xm, _, _) in enumerate(masks) if xm == 0]
+    if diagonal:
+        probs = torch.diagonal(x, dim1=-2, dim2=-1).real if dm else x.real**2 + x.imag**2
+        signs = torch.stack([1 - 2 * _parity(k, masks[i][1], n) for i in diagonal], -1)
+        out[diagonal] = (probs @ signs.to(real)).T.cpu().numpy()
+    for i, (xm, zm, ny) in enumerate(masks):
+        if xm == 0:
+            continue
+        sign = (1 - 2 * _parity(k, zm, n)).to(real)
+        terms = x[:, k, k ^ xm] if dm else x[:, k ^ xm].conj() * x
+        out[i] = ((terms * sign).sum(-1) * (1j**ny)).real.cpu().numpy()
     return out
