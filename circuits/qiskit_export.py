@@ -56,6 +56,10 @@ the exported circuit acts on ``Σ_w ceil(log2 d_w)`` qubits.
   (``method=None`` picks it); ``method="statevector"`` samples trajectories and
   is accepted with ``shots`` only.
 
+A circuit with a qudit wire records its encoding and operations in
+``qc.metadata["qsem"]`` (:mod:`qsem.circuits.qiskit_qudits`), from which
+:func:`~qsem.circuits.qiskit_import.from_qiskit` restores the qudit circuit.
+
 Symbolic parameters become Qiskit ``Parameter``\\ s; the elements of a qsem
 ``ParameterVector`` become the elements of a Qiskit ``ParameterVector`` of the same
 name and length (each element its own parameter).

@@ -20,6 +20,10 @@ inverse of :func:`qsem.circuits.qiskit_export.to_qiskit`), so
   :class:`~qsem.circuits.Kraus` channels; ``barrier`` and ``delay`` are skipped;
   measurements, resets and classical control are refused.
 * A numeric ``qc.global_phase`` is kept as a phase ``e^{iφ}·I`` on wire 0.
+* A circuit that :func:`~qsem.circuits.qiskit_export.to_qiskit` exported from a
+  circuit with qudit wires carries a record in ``qc.metadata["qsem"]``
+  (:mod:`qsem.circuits.qiskit_qudits`): it imports as that qudit circuit, not
+  as qubits (``to_qasm3``/``from_qasm3`` carry the record in an annotation).
 
 >>> from qiskit import QuantumCircuit
 >>> qc = QuantumCircuit(2)
