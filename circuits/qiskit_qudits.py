@@ -30,6 +30,11 @@ annotation, one ``@qsem.qudits {...}`` line on the qubit declaration
 (OpenQASM 3 keeps annotations with their statement, and tools that do not know
 one ignore it: Qiskit's importer does; it refuses ``pragma`` lines), and
 :func:`split_annotation` reads it back.
+
+>>> from qsem.circuits import Circuit, TRY, Parameter
+>>> qc = Circuit([3]).add(TRY(Parameter("t"), wires=0, subspace=(1, 2))).to_qiskit()
+>>> qc.metadata["qsem"]["qubits"], restore(qc).ops
+([[1, 0]], [SubspaceRY(t, subspace=(1, 2), wires=[0])])
 """
 
 from __future__ import annotations

@@ -121,3 +121,20 @@ def test_overlap_estimate_has_one_name() -> None:
         with pytest.warns(DeprecationWarning, match="SwapTestEstimate is deprecated"):
             alias = mod.SwapTestEstimate
         assert alias is OverlapEstimate
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "qsem.circuits.observables",
+        "qsem.circuits.qiskit_qudits",
+        "qsem.simulators.pennylane_backend",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+
+    pytest.importorskip("pennylane")
+    pytest.importorskip("qiskit")
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -440,3 +440,12 @@ def test_interop_page_primitives_example_runs() -> None:
     exec(compile(code, "docs/interop.md", "exec"), ns)
     assert ns["res"][0].data.evs.shape == (2, 5)  # type: ignore[index]
     assert sum(ns["counts"].get_counts(0).values()) == 1000  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("module", ["qiskit_primitives", "qiskit_sampler", "qiskit_program"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"qsem.simulators.{module}"))
+    assert result.attempted > 0 and result.failed == 0
