@@ -84,7 +84,9 @@ def qiskit_circuit() -> tuple[Any, list[Any], list[Any]]:
     return qc, list(x), list(w)
 
 
-def anchor_layer(weights: torch.Tensor) -> tuple[nn.Module, str]:
+def anchor_layer(weights: torch.Tensor, estimator: Any = None) -> tuple[nn.Module, str]:
+    """``TorchConnector(EstimatorQNN)`` of the circuit on ``estimator`` (default: Aer's
+    ``EstimatorV2``, exact)."""
     from qiskit.quantum_info import SparsePauliOp
     from qiskit_aer.primitives import EstimatorV2
     from qiskit_machine_learning.connectors import TorchConnector
@@ -96,7 +98,8 @@ def anchor_layer(weights: torch.Tensor) -> tuple[nn.Module, str]:
     observables = [
         SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], num_qubits=N) for i in range(N)
     ]
-    estimator = EstimatorV2(options={"default_precision": 0.0})
+    if estimator is None:
+        estimator = EstimatorV2(options={"default_precision": 0.0})
     qnn = EstimatorQNN(
         circuit=qc,
         observables=observables,

@@ -297,21 +297,24 @@ class Circuit:
 
     @classmethod
     def from_qiskit(cls, qc: Any) -> Circuit:
-        """A qubit circuit from a ``qiskit.QuantumCircuit``
+        """The circuit of a ``qiskit.QuantumCircuit``: qubits, or the qudit circuit
+        ``to_qiskit`` recorded in its metadata
         (:func:`qsem.circuits.qiskit_import.from_qiskit`)."""
         from .qiskit_import import from_qiskit
 
         return from_qiskit(qc)
 
     def to_qasm3(self) -> str:
-        """OpenQASM 3 text of a qubit circuit (through ``qiskit.qasm3``)."""
+        """OpenQASM 3 text of a circuit without channels (through ``qiskit.qasm3``; qudit
+        wires in the qubit encoding, recorded in an ``@qsem.qudits`` annotation)."""
         from .qiskit_import import to_qasm3
 
         return to_qasm3(self)
 
     @classmethod
     def from_qasm3(cls, text: str) -> Circuit:
-        """A qubit circuit from OpenQASM 3 text (through ``qiskit.qasm3``)."""
+        """A circuit from OpenQASM 3 text (through ``qiskit.qasm3``): qubits, or the qudit
+        circuit of an ``@qsem.qudits`` annotation."""
         from .qiskit_import import from_qasm3
 
         return from_qasm3(text)

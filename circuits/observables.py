@@ -10,6 +10,7 @@ tensor([ 1., -1., -1.,  1.], dtype=torch.float64)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,9 +127,48 @@ def gell_mann_matrices(d: int) -> np.ndarray:
 
 
 class GellMann(Observable):
-    """Generalised Gell-Mann matrix ``index`` (1-based, 1..d²-1) on one qudit wire."""
+    r"""Generalised Gell-Mann matrix ``index`` (1-based) on one qudit wire, times ``coeff``.
 
-    def __init__(self, index: int, wires: object, coeff: float = 1.0) -> None:
+    ``GellMann(index, wires=w)``: the dimension ``d`` is the wire's, and ``index`` runs
+    over ``1 .. d² - 1`` in the order of :func:`gell_mann_matrices` (``d = 3``: λ1..λ8,
+    PennyLane's ``qml.GellMann(wires=w, index=index)``; ``d = 2``: X, Y, Z). The index
+    is checked against the wire's dimension when the observable meets a circuit; give
+    ``dim=d`` to check it at construction as well (and that the wire has dimension d).
+
+    ``wires`` is keyword-only: PennyLane's ``qml.GellMann(w, i)`` puts the wire first,
+    qsem's old ``GellMann(i, w)`` the index, so a positional second argument is read
+    the old way (index, wires) with a ``DeprecationWarning``.
+
+    >>> GellMann(8, wires=0, dim=3).local_matrix((3,)).real.round(3).diagonal()
+    array([ 0.577,  0.577, -1.155])
+    >>> try:
+    ...     GellMann(9, wires=0, dim=3)
+    ... except ValueError as e:
+    ...     print(e)
+    argument 'index': a wire of dimension 3 has Gell-Mann matrices 1..8, got 9
+    """
+
+    def __init__(
+        self,
+        index: int,
+        *args: Any,
+        wires: object = None,
+        coeff: float = 1.0,
+        dim: int | None = None,
+    ) -> None:
+        if args:
+            if len(args) > 2 or wires is not None:
+                raise arg_error("wires", "give wires by keyword: GellMann(index, wires=...)")
+            warnings.warn(
+                "GellMann(index, wires[, coeff]) with positional wires is deprecated; write "
+                "GellMann(index, wires=..., coeff=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            wires = args[0]
+            coeff = args[1] if len(args) > 1 else coeff
+        if wires is None:
+            raise arg_error("wires", "GellMann needs wires=: GellMann(index, wires=...)")
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or index < 1:
             raise arg_error("index", f"must be an integer >= 1, got {index!r}")
         self.index = int(index)
@@ -136,21 +176,37 @@ class GellMann(Observable):
         if len(self.wires) != 1:
             raise arg_error("wires", f"GellMann acts on one wire, got {list(self.wires)}")
         self.coeff = _check_coeff(coeff)
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 2):
+            raise arg_error("dim", f"must be an integer >= 2, got {dim!r}")
+        self.dim = dim
+        if dim is not None:
+            self._check_index(dim)
+
+    def _check_index(self, d: int) -> None:
+        if self.index > d * d - 1:
+            raise arg_error(
+                "index",
+                f"a wire of dimension {d} has Gell-Mann matrices 1..{d * d - 1}, got {self.index}",
+                DimensionError,
+            )
 
     def check_dims(self, dims: tuple[int, ...]) -> None:
         d = dims[0]
-        if self.index > d * d - 1:
+        if self.dim is not None and d != self.dim:
             raise DimensionError(
-                f"argument 'index': a wire of dimension {d} has Gell-Mann matrices 1..{d * d - 1}, "
-                f"got {self.index}"
+                f"argument 'dim': GellMann was built for dimension {self.dim}, wire "
+                f"{self.wires[0]} has dimension {d}"
             )
+        self._check_index(d)
 
     def local_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
         self.check_dims(dims)
         return self.coeff * gell_mann_matrices(dims[0])[self.index - 1]
 
     def __repr__(self) -> str:
-        return f"GellMann({self.index}, wires={list(self.wires)})"
+        c = "" if self.coeff == 1.0 else f"{self.coeff:g}*"
+        d = "" if self.dim is None else f", dim={self.dim}"
+        return f"{c}GellMann({self.index}, wires={list(self.wires)}{d})"
 
 
 class Hermitian(Observable):

@@ -56,6 +56,10 @@ the exported circuit acts on ``Σ_w ceil(log2 d_w)`` qubits.
   (``method=None`` picks it); ``method="statevector"`` samples trajectories and
   is accepted with ``shots`` only.
 
+A circuit with a qudit wire records its encoding and operations in
+``qc.metadata["qsem"]`` (:mod:`qsem.circuits.qiskit_qudits`), from which
+:func:`~qsem.circuits.qiskit_import.from_qiskit` restores the qudit circuit.
+
 Symbolic parameters become Qiskit ``Parameter``\\ s; the elements of a qsem
 ``ParameterVector`` become the elements of a Qiskit ``ParameterVector`` of the same
 name and length (each element its own parameter).
@@ -389,7 +393,9 @@ def to_qiskit(circuit: Circuit) -> tuple[Any, dict[str, Any]]:
     Qubit wire ``w`` of an ``n``-wire qubit circuit is Qiskit qubit ``n - 1 - w`` (Qiskit is
     little-endian), so ``Statevector(qc)`` equals qsem's state vector index for index.
     Channels become ``kraus`` instructions. A symbolic channel, or a symbolic gate of a
-    user's own class, cannot be exported: bind it first.
+    user's own class, cannot be exported: bind it first. A circuit with qudit wires
+    records its encoding in ``qc.metadata["qsem"]`` (:mod:`qsem.circuits.qiskit_qudits`),
+    from which :func:`~qsem.circuits.qiskit_import.from_qiskit` restores it.
     """
     if not isinstance(circuit, Circuit):
         raise arg_error(
@@ -405,11 +411,18 @@ def to_qiskit(circuit: Circuit) -> tuple[Any, dict[str, Any]]:
                 "takes one value per gate (use symbolic Parameters)",
             )
     conv = _Converter(circuit)
+    spans = []
     try:
         for op in circuit.ops:
+            start = len(conv.qc.data)
             conv.add(op)
+            spans.append((op, start, len(conv.qc.data)))
     except _Unsupported as exc:
         raise arg_error(
             "circuit", f"{exc} has symbolic parameters Qiskit cannot hold; bind them first"
         ) from None
+    if any(d != 2 for d in circuit.dims):  # which qubits encode which qudit (qiskit_qudits)
+        from .qiskit_qudits import record
+
+        conv.qc.metadata = {"qsem": record(circuit, conv.qc, spans, conv.params)}
     return conv.qc, dict(conv.params)

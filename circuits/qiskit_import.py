@@ -20,6 +20,10 @@ inverse of :func:`qsem.circuits.qiskit_export.to_qiskit`), so
   :class:`~qsem.circuits.Kraus` channels; ``barrier`` and ``delay`` are skipped;
   measurements, resets and classical control are refused.
 * A numeric ``qc.global_phase`` is kept as a phase ``e^{iφ}·I`` on wire 0.
+* A circuit that :func:`~qsem.circuits.qiskit_export.to_qiskit` exported from a
+  circuit with qudit wires carries a record in ``qc.metadata["qsem"]``
+  (:mod:`qsem.circuits.qiskit_qudits`): it imports as that qudit circuit, not
+  as qubits (``to_qasm3``/``from_qasm3`` carry the record in an annotation).
 
 >>> from qiskit import QuantumCircuit
 >>> qc = QuantumCircuit(2)
@@ -43,7 +47,14 @@ from .errors import MissingDependencyError, QsemTypeError, QsemValueError, arg_e
 from .operations import Gate, Operation
 from .parameters import Parameter, ParamLike
 
-__all__ = ["QISKIT_GATES", "from_qasm3", "from_qiskit", "to_qasm3"]
+__all__ = [
+    "DERIVED_PREFIX",
+    "QISKIT_GATES",
+    "from_qasm3",
+    "from_qiskit",
+    "import_qiskit",
+    "to_qasm3",
+]
 
 #: Qiskit gate name -> qsem gate class (constructed as ``cls(*params, wires=...)``, wires
 #: in qsem order: for controlled names the controls first, as in Qiskit's qargs).
@@ -68,11 +79,28 @@ def _require_qiskit() -> Any:
     return qiskit
 
 
-class _Params:
-    """Qiskit parameters -> qsem parameters (one qsem object per Qiskit parameter)."""
+#: Name prefix of the parameters :func:`import_qiskit` makes for expressions (``expressions=True``).
+DERIVED_PREFIX = "__qsem_expr_"
 
-    def __init__(self) -> None:
+
+class _Params:
+    """Qiskit parameters -> qsem parameters (one qsem object per Qiskit parameter).
+
+    ``derived``: where to keep expressions qsem cannot hold (non-linear, several
+    parameters, an offset); each becomes a fresh qsem ``Parameter`` named
+    ``DERIVED_PREFIX + k``. ``None`` refuses them (the gate then needs binding).
+    """
+
+    def __init__(self, derived: dict[str, Any] | None = None) -> None:
         self.cache: dict[Any, Parameter] = {}
+        self.derived = derived
+
+    def _derive(self, value: Any) -> Parameter | None:
+        if self.derived is None:
+            return None
+        name = f"{DERIVED_PREFIX}{len(self.derived)}"
+        self.derived[name] = value
+        return Parameter(name)
 
     def symbol(self, q: Any) -> Parameter:
         p = self.cache.get(q)
@@ -97,15 +125,15 @@ class _Params:
         if not free:
             return float(value.numeric())
         if len(free) != 1:
-            return None
+            return self._derive(value)
         (q,) = free
         try:
             scale = float(value.gradient(q))
             offset = complex(value.assign(q, 0.0).numeric())
         except (TypeError, ValueError, RuntimeError):
-            return None
+            return self._derive(value)
         if abs(offset) > 0.0:
-            return None
+            return self._derive(value)
         sym = self.symbol(q)
         return sym if scale == 1.0 else sym * scale
 
@@ -149,11 +177,31 @@ def _convert_gate(op: Any, wires: list[int], params: _Params, where: str) -> Gat
 
 
 def from_qiskit(qc: Any) -> Circuit:
-    """The qsem circuit (all wires qubits) of a Qiskit ``QuantumCircuit``.
+    """The qsem circuit of a Qiskit ``QuantumCircuit``.
 
-    See the module docstring for the gate map. Raises a one-line error naming the
-    instruction for measurements, classical control, and unbound gates without a
-    qsem counterpart (bind them with ``qc.assign_parameters`` first).
+    A circuit exported by :func:`~qsem.circuits.qiskit_export.to_qiskit` from a circuit
+    with qudit wires comes back as that circuit (dimensions, gates, parameters: see
+    :mod:`qsem.circuits.qiskit_qudits`); any other circuit imports as qubits, with the
+    gate map of the module docstring. Raises a one-line error naming the instruction
+    for measurements, classical control, and unbound gates without a qsem counterpart
+    (bind them with ``qc.assign_parameters`` first).
+    """
+    return import_qiskit(qc)[0]
+
+
+def import_qiskit(
+    qc: Any, *, expressions: bool = False, qudits: bool = True
+) -> tuple[Circuit, dict[str, Any]]:
+    """:func:`from_qiskit` with options: ``(circuit, derived)``.
+
+    ``expressions=True`` keeps gate parameters that are expressions qsem's
+    ``Parameter`` cannot hold (``2(π - x₀)(π - x₁)`` of ``zz_feature_map``, ``θ + φ``,
+    ``θ + 1``) symbolic: each becomes a parameter named ``DERIVED_PREFIX + k`` and
+    ``derived`` maps that name to the Qiskit ``ParameterExpression`` whose value it
+    must be bound to (the Qiskit primitives of :mod:`qsem.simulators` evaluate them
+    per row). With ``expressions=False`` (``from_qiskit``) ``derived`` is empty.
+    ``qudits=False`` ignores a qudit record: the circuit imports as the qubits Qiskit
+    simulates.
     """
     qiskit = _require_qiskit()
     from qiskit.quantum_info import Operator
@@ -164,7 +212,14 @@ def from_qiskit(qc: Any) -> Circuit:
         )
     if qc.num_qubits == 0:
         raise arg_error("qc", "the circuit has no qubits")
-    params = _Params()
+    if qudits:
+        from .qiskit_qudits import restore
+
+        restored = restore(qc)
+        if restored is not None:
+            return restored, {}
+    derived: dict[str, Any] = {}
+    params = _Params(derived if expressions else None)
     out = Circuit.qubits(qc.num_qubits)
     for k, inst in enumerate(qc.data):
         op = inst.operation
@@ -198,37 +253,46 @@ def from_qiskit(qc: Any) -> Circuit:
         phi = float(phase)
         if phi != 0.0:
             out.add(G.Unitary(cmath.exp(1j * phi) * np.eye(2), wires=[0]))
-    return out
+    return out, derived
 
 
 def to_qasm3(circuit: Circuit) -> str:
-    """OpenQASM 3 text of a qubit circuit, through ``qiskit.qasm3.dumps``.
+    """OpenQASM 3 text of a circuit without channels, through ``qiskit.qasm3.dumps``.
 
-    Qudit wires and channels have no OpenQASM 3 form: they are refused.
+    Qudit wires are written in the qubit encoding of :func:`to_qiskit
+    <qsem.circuits.qiskit_export.to_qiskit>`, with the record of which qubits encode
+    which wire in an ``@qsem.qudits {...}`` annotation on the qubit declaration
+    (:mod:`qsem.circuits.qiskit_qudits`), so :func:`from_qasm3` restores them.
+    Channels have no OpenQASM 3 form: they are refused.
     """
     from .qiskit_export import to_qiskit
+    from .qiskit_qudits import annotate
 
     _require_qiskit()
     from qiskit import qasm3
 
-    if any(d != 2 for d in circuit.dims):
-        raise arg_error(
-            "circuit", f"OpenQASM 3 export needs qubit wires, got dims {list(circuit.dims)}"
-        )
     if circuit.has_channels:
         raise arg_error("circuit", "OpenQASM 3 has no noise channels; remove them first")
     qc, _ = to_qiskit(circuit)
-    return str(qasm3.dumps(qc))
+    text = str(qasm3.dumps(qc))
+    meta = (qc.metadata or {}).get("qsem")
+    if meta is None:
+        return text
+    return annotate(text, meta)
 
 
 def from_qasm3(text: str) -> Circuit:
-    """A qubit circuit from OpenQASM 3 text, through ``qiskit.qasm3.loads`` (which needs
-    ``qiskit_qasm3_import``, part of the ``qsem[aer]`` extra)."""
+    """A circuit from OpenQASM 3 text, through ``qiskit.qasm3.loads`` (which needs
+    ``qiskit_qasm3_import``, part of the ``qsem[aer]`` extra): qubits, or the qudit
+    circuit recorded in an ``@qsem.qudits`` annotation (see :func:`to_qasm3`)."""
+    from .qiskit_qudits import split_annotation
+
     _require_qiskit()
     from qiskit import qasm3
 
     if not isinstance(text, str):
         raise arg_error("text", f"expected OpenQASM 3 text, got {type(text).__name__}")
+    text, meta = split_annotation(text)
     load: Callable[[str], Any] = qasm3.loads
     try:
         qc = load(text)
@@ -243,4 +307,6 @@ def from_qasm3(text: str) -> Circuit:
             ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QsemValueError(f"argument 'text': not valid OpenQASM 3: {first}") from None
+    if meta is not None:
+        qc.metadata = {**(qc.metadata or {}), "qsem": meta}
     return from_qiskit(qc)

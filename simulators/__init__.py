@@ -1,6 +1,8 @@
 """qsem.simulators: the torch engine, measurements, state similarity, backends and the bridge.
 
-``AerBackend`` and ``PennyLaneBackend`` are imported lazily: ``from qsem.simulators
+``AerBackend``, ``PennyLaneBackend`` and the Qiskit primitives ``EstimatorV2`` and
+``SamplerV2`` (:mod:`qsem.simulators.qiskit_primitives`,
+:mod:`qsem.simulators.qiskit_sampler`) are imported lazily: ``from qsem.simulators
 import AerBackend`` loads :mod:`qsem.simulators.aer` on first use, and importing
 ``qsem.simulators`` imports neither Qiskit nor PennyLane. Constructing one without
 its package raises :class:`~qsem.circuits.errors.MissingDependencyError` naming the
@@ -23,7 +25,6 @@ from .measure import counts, entropy, expval, probs, purity, reduced_density_mat
 from .memory import available_memory, check_fits, state_bytes
 from .shot_estimates import OverlapEstimate
 from .similarity import (
-    SwapTestEstimate,
     bures_angle,
     destructive_swap_test_estimate,
     fidelity,
@@ -36,11 +37,12 @@ from .state import State, check_density_matrix
 __all__ = [
     "AerBackend",
     "Backend",
+    "EstimatorV2",
     "OverlapEstimate",
     "PennyLaneBackend",
     "QuantumLayer",
+    "SamplerV2",
     "State",
-    "SwapTestEstimate",
     "TorchBackend",
     "TorchSimulator",
     "available_memory",
@@ -67,15 +69,24 @@ __all__ = [
     "swap_test_estimate",
 ]  # fmt: skip
 
-_LAZY = {"AerBackend": ".aer", "PennyLaneBackend": ".pennylane_backend"}
+_LAZY = {
+    "AerBackend": ".aer",
+    "PennyLaneBackend": ".pennylane_backend",
+    "EstimatorV2": ".qiskit_primitives",
+    "SamplerV2": ".qiskit_sampler",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the Aer and PennyLane backends on first use (PEP 562)."""
+    """Import the Aer and PennyLane backends and the Qiskit primitives on first use
+    (PEP 562); ``SwapTestEstimate``, the former name of ``OverlapEstimate``, with a
+    DeprecationWarning."""
     if name in _LAZY:
         import importlib
 
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .shot_estimates import deprecated_alias
+
+    return deprecated_alias(__name__, name)

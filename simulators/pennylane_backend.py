@@ -69,20 +69,26 @@ class PennyLaneBackend(Backend):
     """PennyLane devices behind the backend contract.
 
     Args:
-        device: one of ``default.qubit``, ``default.mixed``, ``lightning.qubit``
-            (qubit circuits; channels only on ``default.mixed``), ``default.qutrit``,
-            ``default.qutrit.mixed`` (qutrit circuits; channels only on the mixed one).
-            Mixed qubit/qutrit circuits have no PennyLane device.
+        device: ``None`` (default) picks the device for each circuit by itself:
+            ``default.qubit`` for qubit circuits, ``default.mixed`` for qubit circuits
+            with channels, ``default.qutrit`` for qutrit circuits, ``default.qutrit.mixed``
+            for qutrit circuits with channels. Or one of those or ``lightning.qubit``,
+            used for every circuit. Mixed qubit/qutrit circuits (and other dimensions)
+            have no PennyLane device: use the ``torch`` or ``aer`` backend.
         **device_options: passed to ``qml.device`` (not ``wires``, ``shots``, ``seed``).
 
     See the module docstring for the operation map and how rows are batched.
+
+    >>> from qsem.circuits import Circuit, TShift
+    >>> PennyLaneBackend().device_for(Circuit.qutrits(1).add(TShift(wires=0)))
+    'default.qutrit'
     """
 
     name = "pennylane"
 
-    def __init__(self, device: str = "default.qubit", **device_options: Any) -> None:
+    def __init__(self, device: str | None = None, **device_options: Any) -> None:
         qml = _require_pennylane()
-        if not isinstance(device, str) or device not in DEVICES:
+        if device is not None and (not isinstance(device, str) or device not in DEVICES):
             raise arg_error(
                 "device", f"unknown PennyLane device {device!r}; expected one of {list(DEVICES)}"
             )
@@ -99,42 +105,59 @@ class PennyLaneBackend(Backend):
             raise arg_error("device_options", f"{sorted(bad)} are set per call by the backend")
         self.qml = qml
         self.device = device
-        self.wire_dim, self.channels = DEVICES[device]
         self.device_options = dict(device_options)
 
     def __repr__(self) -> str:
-        return f"PennyLaneBackend(device={self.device!r})"
+        return f"PennyLaneBackend(device={self.device or 'auto'!r})"
+
+    def device_for(self, circuit: Circuit) -> str:
+        """The device that runs ``circuit``: the one given, or the one picked for it."""
+        if self.device is not None:
+            return self.device
+        dims = sorted(set(circuit.dims))
+        if dims == [2]:
+            return "default.mixed" if circuit.has_channels else "default.qubit"
+        if dims == [3]:
+            return "default.qutrit.mixed" if circuit.has_channels else "default.qutrit"
+        what = "mixed qubit/qutrit circuits" if dims == [2, 3] else f"wire dimensions {dims}"
+        raise arg_error(
+            "circuit",
+            f"PennyLane has no device for {what}; run it with backend='torch' (or 'aer')",
+        )
 
     # -- validation -------------------------------------------------------------------
     def _check(
         self, circuit: Any, values: Any, names: Any, shots: Any
-    ) -> tuple[Circuit, torch.Tensor, list[str], int | None]:
+    ) -> tuple[Circuit, torch.Tensor, list[str], int | None, str]:
         if not isinstance(circuit, Circuit):
             raise arg_error(
                 "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
             )
         circuit, values, names = check_job(circuit, values, names)
-        d = self.wire_dim
+        device = self.device_for(circuit)
+        d, channels = DEVICES[device]
         if any(x != d for x in circuit.dims):
             kind = "qubit" if d == 2 else "qutrit"
+            mixed = len(set(circuit.dims)) > 1
+            fix = (
+                " (mixed qubit/qutrit circuits have no PennyLane device: use the torch "
+                "or Aer backend)"
+                if mixed
+                else "; leave device unset and PennyLaneBackend() picks "
+                + ("default.qutrit(.mixed)" if 3 in circuit.dims else "default.qubit")
+            )
             raise arg_error(
                 "circuit",
-                f"device {self.device!r} simulates {kind}s (every wire of dimension {d}); the "
-                f"circuit has wire dimensions {list(circuit.dims)}"
-                + (
-                    " (mixed qubit/qutrit circuits have no PennyLane device: use the torch "
-                    "or Aer backend)"
-                    if len(set(circuit.dims)) > 1
-                    else ""
-                ),
+                f"device {device!r} simulates {kind}s (every wire of dimension {d}); the "
+                f"circuit has wire dimensions {list(circuit.dims)}{fix}",
             )
         for op in circuit.ops:
-            if isinstance(op, Channel) and not self.channels:
-                mixed = "default.mixed" if d == 2 else "default.qutrit.mixed"
+            if isinstance(op, Channel) and not channels:
+                mixed_dev = "default.mixed" if d == 2 else "default.qutrit.mixed"
                 raise arg_error(
                     "circuit",
-                    f"{op.name} on wires {list(op.wires)} is a channel; device {self.device!r} "
-                    f"simulates pure states only (use device='{mixed}')",
+                    f"{op.name} on wires {list(op.wires)} is a channel; device {device!r} "
+                    f"simulates pure states only (use device='{mixed_dev}', or leave it unset)",
                 )
             if any(isinstance(p, torch.Tensor) and p.dim() > 0 for p in op.params) or (
                 op.batch_size() is not None
@@ -145,13 +168,13 @@ class PennyLaneBackend(Backend):
                     "backends take one value per operation: batch through symbolic Parameters "
                     "and `values`",
                 )
-        return circuit, values, names, check_shots(shots)
+        return circuit, values, names, check_shots(shots), device
 
     # -- conversion -------------------------------------------------------------------
-    def _ops(self, circuit: Circuit, cols: dict[str, np.ndarray]) -> list[Any]:
-        return PennyLaneOps(self.qml, self.wire_dim, self.device).ops(circuit, cols)
+    def _ops(self, circuit: Circuit, cols: dict[str, np.ndarray], device: str) -> list[Any]:
+        return PennyLaneOps(self.qml, DEVICES[device][0], device).ops(circuit, cols)
 
-    def _observable(self, o: Observable, circuit: Circuit) -> Any:
+    def _observable(self, o: Observable, circuit: Circuit, wire_dim: int) -> Any:
         qml = self.qml
         dims = circuit.wire_dims(o.wires)
         w = list(o.wires)
@@ -162,13 +185,13 @@ class PennyLaneBackend(Backend):
                 prod = factors[0] if len(factors) == 1 else qml.prod(*factors)
                 return prod if o.coeff == 1.0 else qml.s_prod(o.coeff, prod)
             if isinstance(o, GellMann):
-                if self.wire_dim == 3:
+                if wire_dim == 3:
                     base = qml.GellMann(wires=w, index=o.index)
                 else:
                     base = [qml.PauliX, qml.PauliY, qml.PauliZ][o.index - 1](wires=w)
                 return base if o.coeff == 1.0 else qml.s_prod(o.coeff, base)
             mat = o.hmatrix if isinstance(o, Hermitian) else o.local_matrix(dims)
-            if self.wire_dim == 3:
+            if wire_dim == 3:
                 return qml.THermitian(mat, wires=w)
             return qml.Hermitian(mat, wires=w)
 
@@ -181,6 +204,7 @@ class PennyLaneBackend(Backend):
         shots: int | None,
         seed: int | None,
         measure: Any,
+        device: str,
     ) -> list[Any]:
         """Run the QNode; returns one result per row (each a list of measurement results)."""
         qml = self.qml
@@ -191,12 +215,12 @@ class PennyLaneBackend(Backend):
         cols = {
             p: (vals[:, col[p]].copy() if n > 1 else vals[0, col[p]]) for p in circuit.parameters
         }
-        ops = self._ops(circuit, cols)
+        ops = self._ops(circuit, cols, device)
         kwargs = dict(self.device_options)
-        legacy = self.device in _LEGACY_GLOBAL_RNG
+        legacy = device in _LEGACY_GLOBAL_RNG
         if seed is not None and not legacy:
             kwargs["seed"] = int(seed)
-        dev = qml.device(self.device, wires=circuit.num_wires, **kwargs)
+        dev = qml.device(device, wires=circuit.num_wires, **kwargs)
 
         def qfunc() -> Any:
             for op in ops:
@@ -222,18 +246,18 @@ class PennyLaneBackend(Backend):
 
     # -- contract -----------------------------------------------------------------------
     def expval(self, circuit, values, names, observables, *, shots=None, seed=None):
-        circuit, values, names, shots = self._check(circuit, values, names, shots)
+        circuit, values, names, shots, device = self._check(circuit, values, names, shots)
         obs = check_observables(circuit, observables)
-        pl_obs = [self._observable(o, circuit) for o in obs]
+        pl_obs = [self._observable(o, circuit, DEVICES[device][0]) for o in obs]
 
         def measure() -> Any:
             return [self.qml.expval(o) for o in pl_obs]
 
-        rows = self._run(circuit, values, names, shots, seed, measure)
+        rows = self._run(circuit, values, names, shots, seed, measure, device)
         return torch.tensor(np.array([[float(m) for m in r] for r in rows]), dtype=torch.float64)
 
     def probs(self, circuit, values, names, wires, *, shots=None, seed=None):
-        circuit, values, names, shots = self._check(circuit, values, names, shots)
+        circuit, values, names, shots, device = self._check(circuit, values, names, shots)
         w = list(normalize_wires(wires, "wires"))
         bad = [x for x in w if x >= circuit.num_wires]
         if bad:
@@ -241,9 +265,13 @@ class PennyLaneBackend(Backend):
         dims = circuit.wire_dims(w)
         size = math.prod(dims)
         if shots is None:
-            rows = self._run(circuit, values, names, None, None, lambda: [self.qml.probs(wires=w)])
+            rows = self._run(
+                circuit, values, names, None, None, lambda: [self.qml.probs(wires=w)], device
+            )
             return torch.from_numpy(np.stack([np.asarray(r[0], dtype=np.float64) for r in rows]))
-        rows = self._run(circuit, values, names, shots, seed, lambda: [self.qml.sample(wires=w)])
+        rows = self._run(
+            circuit, values, names, shots, seed, lambda: [self.qml.sample(wires=w)], device
+        )
         out = np.zeros((len(rows), size))
         for i, r in enumerate(rows):
             s = np.asarray(r[0]).reshape(shots, len(w)).astype(np.int64)

@@ -12,8 +12,8 @@ affine function of the overlap ``F = Tr(ρσ)``:
 
 :func:`binomial_interval` gives a Wilson or Clopper–Pearson interval for ``p``;
 :class:`OverlapEstimate` carries the estimate of ``F`` and that interval mapped
-to ``F`` (and clipped to ``[0, 1]``). ``SwapTestEstimate`` is the same class (its
-historical name; ``mapping="swap"`` is the default).
+to ``F`` (and clipped to ``[0, 1]``). It is the one name of the estimate type:
+``SwapTestEstimate`` (its former name) still imports, with a ``DeprecationWarning``.
 
 >>> est = estimate_from_counts(990, 1000, mapping="direct")
 >>> round(float(est.estimate), 3), bool(est.low < 0.99 < est.high)
@@ -36,7 +36,6 @@ __all__ = [
     "MAPPINGS",
     "METHODS",
     "OverlapEstimate",
-    "SwapTestEstimate",
     "binomial_interval",
     "check_confidence",
     "check_method",
@@ -196,8 +195,27 @@ class OverlapEstimate:
         }
 
 
-#: The SWAP-test name of :class:`OverlapEstimate` (``mapping="swap"``).
-SwapTestEstimate = OverlapEstimate
+#: Former names of :class:`OverlapEstimate`, importable with a DeprecationWarning.
+DEPRECATED_NAMES = {"SwapTestEstimate": "OverlapEstimate"}
+
+
+def deprecated_alias(module: str, name: str) -> Any:
+    """``OverlapEstimate`` for a former name (with a ``DeprecationWarning``), for the
+    PEP 562 ``__getattr__`` of the modules that exported it."""
+    if name not in DEPRECATED_NAMES:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(
+        f"{name} is deprecated; it is the same class as {DEPRECATED_NAMES[name]}, use that",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return OverlapEstimate
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(__name__, name)
 
 
 def estimate_from_counts(

@@ -63,7 +63,7 @@ from ._similarity_inputs import _as_input, _broadcast_shapes, _dm, _expect, _Inp
 from .engine import TorchSimulator
 from .measure import probs as _probs
 from .measure import sample as _sample
-from .shot_estimates import METHODS, SwapTestEstimate, binomial_interval, estimate_from_counts
+from .shot_estimates import METHODS, OverlapEstimate, binomial_interval, estimate_from_counts
 from .shot_estimates import check_confidence as _check_confidence
 from .shot_estimates import check_method as _check_method
 from .shot_estimates import check_seed as _check_seed
@@ -79,7 +79,7 @@ from .swap_circuits import backend_job as backend_job  # re-exported (estimators
 __all__ = [
     "METHODS",
     "SAMPLING",
-    "SwapTestEstimate",
+    "OverlapEstimate",
     "binomial_interval",
     "bures_angle",
     "destructive_swap_test_circuits",
@@ -367,7 +367,7 @@ def swap_test_estimate(
     dims: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
     check: bool = True,
-) -> SwapTestEstimate:
+) -> OverlapEstimate:
     """Estimate ``Tr(ρσ)`` with the SWAP test on the torch engine from ``shots`` outcomes.
 
     Runs :func:`~qsem.circuits.templates.swap_test` with the registers prepared in
@@ -399,7 +399,7 @@ def destructive_swap_test_estimate(
     dims: Sequence[int] | None = None,
     dtype: torch.dtype | None = None,
     check: bool = True,
-) -> SwapTestEstimate:
+) -> OverlapEstimate:
     """Estimate ``Tr(ρσ)`` with the destructive SWAP test on the torch engine.
 
     Draws ``shots`` joint outcomes of all ``2n`` wires; the outcomes with SWAP
@@ -421,3 +421,10 @@ def destructive_swap_test_estimate(
     plus = (signs[idx] > 0).sum(-1)
     plus = plus.reshape(batch) if len(batch) else plus.reshape(())
     return estimate_from_counts(plus, n, confidence=confidence, method=method)
+
+
+def __getattr__(name: str) -> Any:
+    """``SwapTestEstimate``: the former name of :class:`OverlapEstimate` (deprecated)."""
+    from .shot_estimates import deprecated_alias
+
+    return deprecated_alias(__name__, name)

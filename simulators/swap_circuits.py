@@ -23,7 +23,7 @@ from qsem.circuits.templates import (
     swap_test_registers,
 )
 
-from .shot_estimates import SwapTestEstimate
+from .shot_estimates import OverlapEstimate
 from .shot_estimates import check_confidence as _check_confidence
 from .shot_estimates import check_method as _check_method
 from .shot_estimates import check_seed as _check_seed
@@ -99,7 +99,7 @@ def swap_test_circuits(
     confidence: float = 0.95,
     method: str = "wilson",
     sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
+) -> torch.Tensor | OverlapEstimate:
     """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
 
     ``prep_a`` and ``prep_b`` act on the same register dims; their symbolic
@@ -109,7 +109,7 @@ def swap_test_circuits(
     :class:`~qsem.simulators.backend.Backend` (default: the torch engine in
     complex128; e.g. ``AerBackend()``). ``shots=None`` returns the exact
     ``Tr(ρσ) = 2 P0 - 1`` as a float64 tensor ``(N,)``; an integer returns a
-    :class:`SwapTestEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
+    :class:`OverlapEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
     per pair, seeded by ``seed``.
 
     ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
@@ -145,7 +145,7 @@ def destructive_swap_test_circuits(
     confidence: float = 0.95,
     method: str = "wilson",
     sampling: str = "backend",
-) -> torch.Tensor | SwapTestEstimate:
+) -> torch.Tensor | OverlapEstimate:
     """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
 
     The backend returns the joint outcome distribution of all ``2n`` wires;

@@ -26,6 +26,10 @@ FD_ATOL = 1e-6
 ATOL_PROPERTY = 1e-9
 #: Shot estimates must lie within this many standard errors of the exact value.
 SHOT_SIGMAS = 4.0
+#: qsem's Qiskit primitives against Aer's / Qiskit's exact ones (complex128).
+ATOL_PRIMITIVES = 1e-10
+#: Smallest chi-square p-value accepted over a seeded family of ~500 goodness-of-fit tests.
+SAMPLE_P_MIN = 1e-5
 
 settings.register_profile(
     "qsem",

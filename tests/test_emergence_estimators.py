@@ -41,7 +41,6 @@ from qsem.simulators.estimators import (
 )
 from qsem.simulators.shot_estimates import (
     OverlapEstimate,
-    SwapTestEstimate,
     binomial_interval,
     estimate_from_counts,
 )
@@ -201,7 +200,7 @@ def test_direct_mapping_interval_is_the_binomial_interval():
     assert float(est.low) == float(low) and float(est.high) == float(high)
     assert float(est.std_error) == pytest.approx(math.sqrt(0.97 * 0.03 / 1000))
     swap = estimate_from_counts(985, 1000)
-    assert SwapTestEstimate is OverlapEstimate and swap.mapping == "swap"
+    assert isinstance(swap, OverlapEstimate) and swap.mapping == "swap"
     assert float(swap.raw) == pytest.approx(0.97) and float(swap.low) == pytest.approx(
         2 * float(binomial_interval(985, 1000)[0]) - 1
     )

@@ -47,7 +47,7 @@ from qsem.circuits.templates import (
 from qsem.simulators import TorchSimulator, probs, sample, simulate
 from qsem.simulators.backend import TorchBackend
 from qsem.simulators.similarity import (
-    SwapTestEstimate,
+    OverlapEstimate,
     binomial_interval,
     bures_angle,
     destructive_swap_test_circuits,
@@ -266,7 +266,7 @@ def test_swap_test_circuits_on_torch_backend() -> None:
     est = swap_test_circuits(
         prep_a, prep_b, backend=TorchBackend(), values=vals, names=["a", "b"], shots=4000, seed=3
     )
-    assert isinstance(est, SwapTestEstimate)
+    assert isinstance(est, OverlapEstimate)
     sigma = np.sqrt(1 - np.asarray(ref) ** 2) / np.sqrt(4000)  # sd of 2 p0 - 1
     assert np.all(np.abs(est.raw.numpy() - ref) <= SHOT_SIGMAS * sigma + 1e-12)
     assert bool(est.contains(torch.tensor(ref)).all())
@@ -657,7 +657,7 @@ def test_swap_test_on_backends(case: str, backend: str) -> None:
         np.testing.assert_allclose(exact.numpy(), ref, atol=ATOL_BACKENDS)
         shots = 4096
         est = fn(prep_a, prep_b, backend=be, values=values, names=names, shots=shots, seed=5)
-        assert isinstance(est, SwapTestEstimate)
+        assert isinstance(est, OverlapEstimate)
         sd = np.sqrt(np.clip(1 - ref**2, 0, None) / shots)
         assert np.all(np.abs(est.raw.numpy() - ref) <= SHOT_SIGMAS * sd + 1e-12), (fn, est)
         assert est.estimate.shape == (4,)
@@ -786,7 +786,7 @@ def test_docs_examples_run() -> None:
     assert float(overlap(rho, rho)) == pytest.approx(0.5)
     assert float(fidelity(rho, rho)) == pytest.approx(1.0)
     est = ns["est"]
-    assert isinstance(est, SwapTestEstimate) and est.estimate.shape == (2,)
+    assert isinstance(est, OverlapEstimate) and est.estimate.shape == (2,)
 
 
 # ---------------------------------------------------------------------------------

@@ -323,8 +323,8 @@ class QuantumDetector(Detector):
 
     ``update(step, est)``: ``est`` is an overlap estimate with ``.estimate``,
     ``.low`` and ``.high`` on ``F`` (e.g.
-    :func:`qsem.simulators.estimators.estimate_overlap` with ``shots``, a
-    ``SwapTestEstimate``), one element; the distance interval is
+    :func:`qsem.simulators.estimators.estimate_overlap` with ``shots``, an
+    ``OverlapEstimate``), one element; the distance interval is
     ``[1 − high, 1 − low]`` and the detector fires only when its lower bound
     clears the threshold, ``1 − high > θ`` — shot noise alone then raises an
     alarm with probability at most ``(1 − confidence) / 2`` per step. The event's
