@@ -296,30 +296,32 @@ class HistoryStore:
         return int(n), int(labels)
 
     def steps(self, user: str) -> list[StepRecord]:
-        """The user's step records by step, each checked against its checksum."""
+        """The user's step records by step, each checked against its checksum, and their
+        number and row ids against the table itself (a damaged index cannot hide one)."""
         with self._reading():
             self._known(user)
             rows = self._query(
-                "SELECT user, step, phi_dtype, phi_shape, phi, dphi, label, query, checksum "
-                "FROM steps WHERE user = ? ORDER BY step",
+                "SELECT id, user, step, phi_dtype, phi_shape, phi, dphi, label, query, checksum"
+                " FROM steps WHERE user = ? ORDER BY step",
                 (user,),
             )
             n = self._counts(user)[0]
+        distinct = len({r[0] for r in rows})
+        if n != len(rows) or distinct != n:
+            raise fail(
+                self.path,
+                f"corrupt: user {user!r} has {n} steps in the table but {distinct} in its "
+                "index (run PRAGMA integrity_check)",
+            )
         out = []
-        for user_, step, dtype, shape, data, dphi, label, query, digest in rows:
+        for _, user_, step, dtype, shape, data, dphi, label, query, digest in rows:
             if _checksum(user_, step, dtype, shape, data, dphi, label, query) != digest:
                 raise fail(self.path, f"step {step} of user {user!r} fails its checksum")
             try:
-                out.append(StepRecord(step, decode_tensor(dtype, shape, data), decode_real(dphi),
-                                      label, query))  # fmt: skip
+                phi = decode_tensor(dtype, shape, data)
+                out.append(StepRecord(step, phi, decode_real(dphi), label, query))
             except (ValueError, TypeError) as exc:
                 raise self._bad(f"step {step} of user {user!r}", exc) from None
-        if n != len(out):
-            raise fail(
-                self.path,
-                f"corrupt: user {user!r} has {n} steps in the table but {len(out)} in its "
-                "index (run PRAGMA integrity_check)",
-            )
         return out
 
     def events(self, user: str) -> list[EventRecord]:
