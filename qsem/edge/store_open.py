@@ -259,15 +259,31 @@ def _recognise(path: str, writable: bool, busy_timeout_ms: int, check: bool) -> 
 # -- opening ---------------------------------------------------------------------------
 
 
+def _to_wal(conn: sqlite3.Connection, path: str, busy_timeout_ms: int) -> None:
+    """Switch a rollback-journal file (an old or copied store) to WAL. SQLite does not call
+    its busy handler for this switch (it fails at once while another connection holds a
+    lock), so wait here, up to ``busy_timeout_ms``, as for any other lock."""
+    deadline = time.monotonic() + busy_timeout_ms / 1e3
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+    if str(mode).lower() != "wal":
+        raise fail(path, f"cannot switch to WAL ({mode})")
+
+
 def _writer(path: str, synchronous: str, busy_timeout_ms: int, check: bool) -> Opened:
     """The read-write connection: validated (``check``: with ``integrity_check``, where no
-    probe did it) before the first write, WAL, then :func:`_upgrade`."""
+    probe did it) before the first write, WAL, then :func:`upgrade`."""
     conn = _connect(path, busy_timeout_ms, mode="rw")
     try:
         validate(conn, path, check)
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise fail(path, f"cannot switch to WAL ({mode})")
+        _to_wal(conn, path, busy_timeout_ms)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         return Opened(conn, upgrade(conn, path), "read-write")

@@ -144,7 +144,11 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
 def upgrade(conn: sqlite3.Connection, path: str) -> int:
     """Migrate to :data:`SCHEMA_VERSION` and give an old store its random id, in ONE
     ``BEGIN IMMEDIATE`` transaction that reads the version itself: concurrent openers
-    of an old file wait for each other, and only the first migrates it."""
+    of an old file wait for each other, and only the first migrates it. A current store
+    takes no lock (so opening a writer does not wait for another process's transaction)."""
+    current = read_version(conn, path) == SCHEMA_VERSION
+    if current and conn.execute("PRAGMA user_version").fetchone()[0] != 0:
+        return SCHEMA_VERSION
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = read_version(conn, path)
