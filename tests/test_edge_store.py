@@ -327,7 +327,7 @@ def test_special_reals_round_trip_bit_exact(tmp_path: Path, field: str) -> None:
 def test_a_value_that_is_not_real_is_refused_naming_the_field(tmp_path: Path, bad: object) -> None:
     with HistoryStore(tmp_path / "h.sqlite", writable=True) as store:
         with pytest.raises(QsemTypeError, match=r"argument 'records\[1\]\.dphi'"):
-            store.append_steps("u", [StepRecord(0, np.zeros(2)), StepRecord(1, np.zeros(2), bad)])
+            store.append_steps("u", [StepRecord(0, np.zeros(2)), StepRecord(1, np.zeros(2), bad)])  # type: ignore[arg-type]
         with pytest.raises(QsemTypeError, match=r"argument 'events\[0\]\.value'"):
             store.append_events("u", [EventRecord(0, bad, "l1")])  # type: ignore[arg-type]
         with pytest.raises(QsemTypeError, match="argument 'theta'"):

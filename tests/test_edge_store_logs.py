@@ -11,7 +11,9 @@ unprivileged user (uid 65534) when the suite runs as root, since root ignores mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qsem.cli import main  # imported here: an unprivileged child cannot read every module
 from qsem.edge import HistoryStore, HistoryStoreError, StepRecord
 from qsem.edge.store_files import hot_journal, wal_frames
 
@@ -300,6 +303,14 @@ def test_a_refused_file_gets_no_wal_or_shm_beside_it(tmp_path: Path, kind: str) 
         assert sorted(os.listdir(tmp_path)) == ["bad.sqlite"] and _sha(path) == before
 
 
+def _cli(*argv: str) -> str:
+    """``qsem ARGV`` in this process: the exit code and what it printed on stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(argv))
+    return f"{code} {err.getvalue()}"
+
+
 def test_permission_denied_is_one_line(shared_dir: Path) -> None:
     path = shared_dir / "h.sqlite"
     _store(path)
@@ -308,3 +319,6 @@ def test_permission_denied_is_one_line(shared_dir: Path) -> None:
     assert out.startswith("HistoryStoreError: ") and str(path) in out
     assert "Permission denied" in out and "\n" not in out
     assert stat.S_IMODE(path.stat().st_mode) == 0
+    out = _as_user(lambda: _cli("history", str(path), "users"))
+    assert out.startswith(f"1 qsem: error: history store {path}: ") and out.count("\n") == 1
+    assert "Permission denied" in out and "--out" not in out  # no option that is not there

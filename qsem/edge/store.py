@@ -5,24 +5,30 @@ reading ``φ_t`` as a tensor, ``Δφ_t``, the user's label ``y_t`` if given, the
 query), the emergence events ``T^(u)`` of the user's detector, the learned
 sensitivity ``θ^(u)`` and named parameter tensors (the user's reading weights).
 
-Guarantees (each tested; the *Edge personalisation* documentation page says how):
+Guarantees (each tested; the *Edge personalisation* documentation page says how, and
+what SQLite itself cannot protect against):
 
-* WAL journal, ``busy_timeout``; one writer connection per process (a second
-  writable :class:`HistoryStore` on the same file in one process is refused) and
-  any number of concurrent readers (read-only connections); every append is one
-  transaction, so readers see a record whole or not at all;
+* WAL journal, ``busy_timeout`` (30 s by default); one writer connection per process
+  (a second writable :class:`HistoryStore` on the same file in one process is
+  refused) and any number of concurrent readers; every append is one transaction,
+  so readers see a record whole or not at all;
 * ``synchronous=FULL`` by default: a commit that returned is on disk, even through
   a power loss. ``NORMAL`` (in WAL mode) skips the sync at each commit: the last
   transactions before a power loss or OS crash may be lost, the file is never
   corrupted; a killed process loses nothing in either mode;
-* a ``schema_version`` table and migrations (v1 -> v2 adds ``θ^(u)`` and the
-  parameter table); a writer migrates an older file in one transaction, a reader
-  reads it as it is;
-* tensors stored losslessly: dtype, shape and the raw little-endian bytes
-  (bit-exact round trip), each record with a checksum verified on read;
-* a foreign file, an empty, truncated or corrupt database or a newer schema is
-  refused with a :class:`HistoryStoreError` naming the path — never a crash or a
-  silent reset.
+* creation is atomic (built beside the path, synced, linked into place): a killed or
+  failing creator leaves no file or a complete one, and concurrent creators all
+  succeed; a writer migrates an older file in one ``BEGIN IMMEDIATE`` transaction
+  (concurrent migrators wait), a reader reads it as it is;
+* a file is recognised before SQLite may change it (:mod:`~qsem.edge.store_open`):
+  a ``-wal`` or hot ``-journal`` that is not the store's is refused, every byte left
+  as it was; a read-only place is read ``immutable`` where nobody can write it, or
+  from a private recovered copy, or refused saying why;
+* tensors and reals stored losslessly (``-0.0`` and NaN payloads included), each
+  record with a checksum verified on read; a damaged index cannot hide a record;
+* every failure is one :class:`HistoryStoreError` line naming the path and the cause
+  (foreign, empty, truncated, corrupt or newer files, full disks, locks held too
+  long, no permission) — never a crash or a silent reset.
 
 >>> import tempfile, os, numpy as np
 >>> path = os.path.join(tempfile.mkdtemp(), "h.sqlite")

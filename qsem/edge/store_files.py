@@ -215,7 +215,9 @@ def wal_frames(path: str) -> WalInfo:
                 or wal_checksum(hdr[:24], big) != (c1, c2)
             ):
                 return none
-            s, committed, page1, pending, n = (c1, c2), 0, [], [], 0
+            s, committed, n = (c1, c2), 0, 0
+            page1: list[tuple[int, int]] = []
+            pending: list[tuple[int, int]] = []
             while True:
                 fhdr = fh.read(24)
                 page = fh.read(pgsz)
