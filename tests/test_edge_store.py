@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import struct
@@ -333,6 +334,24 @@ def test_a_value_that_is_not_real_is_refused_naming_the_field(tmp_path: Path, ba
         with pytest.raises(QsemTypeError, match="argument 'theta'"):
             store.set_theta("u", bad)  # type: ignore[arg-type]
         assert store.users() == []  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("field", "record"),
+    [
+        ("records[0].label", StepRecord(0, np.zeros(2), label=1.5)),  # type: ignore[arg-type]
+        ("records[0].label", StepRecord(0, np.zeros(2), label=float("nan"))),  # type: ignore[arg-type]
+        ("records[0].step", StepRecord("3", np.zeros(2))),  # type: ignore[arg-type]
+        ("records[0].query", StepRecord(0, np.zeros(2), query=5)),  # type: ignore[arg-type]
+    ],
+)
+def test_a_bad_step_field_is_refused_naming_it(
+    tmp_path: Path, field: str, record: StepRecord
+) -> None:
+    with HistoryStore(tmp_path / "h.sqlite", writable=True) as store:
+        with pytest.raises(QsemTypeError, match=re.escape(f"argument '{field}'")):
+            store.append_steps("u", [record])
+        assert store.users() == []
 
 
 def _damage_index_entry(path: Path, step: int, how: str) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import sqlite3
 import time
@@ -226,8 +227,11 @@ class HistoryStore:
                                 QsemTypeError)  # fmt: skip
             dtype, shape, data = encode_tensor(r.phi, f"records[{i}].phi")
             dphi = encode_real(r.dphi, f"records[{i}].dphi")
-            label = None if r.label is None else int(r.label)
-            step = int(r.step)
+            label = None if r.label is None else _integer(r.label, f"records[{i}].label")
+            step = _integer(r.step, f"records[{i}].step")
+            if r.query is not None and not isinstance(r.query, str):
+                raise arg_error(f"records[{i}].query", f"expected a str or None, got "
+                                f"{type(r.query).__name__}", QsemTypeError)  # fmt: skip
             digest = _checksum(user, step, dtype, shape, data, dphi, label, r.query)
             rows.append((user, step, dtype, shape, data, dphi, label, r.query, digest))
         with self._transaction() as conn:
@@ -255,8 +259,8 @@ class HistoryStore:
                 detector = json.dumps({"name": e.detector, **e.extra}, sort_keys=True)
             except (TypeError, ValueError) as exc:
                 raise arg_error(f"events[{i}].extra", f"not JSON-serialisable ({exc})") from None
-            rows.append((user, int(e.step), value, detector,
-                         _checksum(user, int(e.step), value, detector)))  # fmt: skip
+            step = _integer(e.step, f"events[{i}].step")
+            rows.append((user, step, value, detector, _checksum(user, step, value, detector)))
         with self._transaction() as conn:
             self._ensure_user(conn, user)
             conn.executemany("INSERT INTO events (user, step, value, detector, checksum) "
@@ -422,6 +426,13 @@ class _Txn:
         self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise db_error(self.path, exc, self.busy_timeout_ms) from None
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` as an int; anything that is not an integer (1.5, NaN, "3") is refused."""
+    if not isinstance(value, numbers.Integral):
+        raise arg_error(name, f"expected an integer, got {value!r}", QsemTypeError)
+    return int(value)
 
 
 def _real(x: float | None) -> float:
