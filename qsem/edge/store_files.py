@@ -408,6 +408,4 @@ def db_error(
         hint = f"{name}: the file, its directory or the file system is read-only"
     elif name.startswith("SQLITE_CANTOPEN"):
         hint = "the file or its directory cannot be opened (missing, or no permission)"
-    elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        hint = "the file is corrupt"
     return fail(path, f"{msg} ({hint})" if hint else msg)

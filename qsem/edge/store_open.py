@@ -303,12 +303,16 @@ def _reader(path: str, busy_timeout_ms: int, check: bool) -> Opened:
 
 def _place(path: str, writable: bool) -> None:
     """Refuse to create or write a store where that cannot work, before SQLite tries."""
+    if path == ":memory:":  # SQLite's name for a database in memory, not a file
+        raise fail(path, "cannot switch to WAL (memory)")
     folder = os.path.dirname(os.path.abspath(path))
     exists = os.path.exists(path)
     if exists and not os.path.isfile(path):
         raise fail(path, "not a file")
     if not exists and not writable:
         raise fail(path, "no such file")
+    if writable and not os.path.isdir(folder):
+        raise fail(path, f"cannot create it: no such folder {folder}")
     if writable and not os.access(folder, os.W_OK):
         raise fail(
             path,
