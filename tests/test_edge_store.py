@@ -273,6 +273,8 @@ def test_missing_file_and_bad_arguments(tmp_path: Path) -> None:
         HistoryStore(tmp_path / "nope.sqlite")
     with pytest.raises(HistoryStoreError, match="not a file"):
         HistoryStore(tmp_path, writable=True)
+    with pytest.raises(HistoryStoreError, match=f"no such folder {tmp_path / 'nope'}$"):
+        HistoryStore(tmp_path / "nope" / "h.sqlite", writable=True)
     with pytest.raises(QsemValueError, match="argument 'synchronous'"):
         HistoryStore(tmp_path / "h.sqlite", writable=True, synchronous="OFF")
     with HistoryStore(tmp_path / "h.sqlite", writable=True) as store:

@@ -41,6 +41,11 @@ import numpy as np
 
 from qsem.circuits.errors import QsemError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "APPLICATION_ID",
     "Header",
@@ -293,8 +298,8 @@ def hot_journal(path: str, main_path: str) -> JournalInfo | None:
 def _locked(path: str, offset: int) -> bool:
     """Whether another process holds a POSIX lock on byte ``offset`` of ``path``
     (``F_GETLK``; Linux and macOS layouts of ``struct flock``; elsewhere: assume so)."""
-    import fcntl
-
+    if fcntl is None:  # pragma: no cover - not a POSIX system
+        return True
     if sys.platform.startswith("linux"):
         fmt, args = "hhqqi", (fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
     elif sys.platform == "darwin":
