@@ -114,6 +114,12 @@ def _check_logs(path: str, header: Header, wal: Any, journal: Any) -> None:
     empty = header.app_id == 0 and header.pages <= 1  # an empty database: nothing to lose
     if wal is not None and wal.committed:
         name = f"{path}-wal"
+        if not (mine or empty):
+            raise fail(
+                path,
+                f"a foreign SQLite database (application_id {header.app_id:#x}, a qsem "
+                f"history store has {APPLICATION_ID:#x})",
+            )
         if wal.page_size != header.page_size and not empty:
             raise fail(
                 path,
@@ -124,11 +130,7 @@ def _check_logs(path: str, header: Header, wal: Any, journal: Any) -> None:
         ids = {sid for _, sid in wal.page1 if sid} | (
             {header.store_id} if header.store_id else set()
         )
-        if (
-            any(app != APPLICATION_ID for app, _ in wal.page1)
-            or len(ids) > 1
-            or not (mine or empty)
-        ):
+        if any(app != APPLICATION_ID for app, _ in wal.page1) or len(ids) > 1:
             raise fail(
                 path,
                 f"{name} holds pages of another database or another qsem store;"
