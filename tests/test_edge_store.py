@@ -486,3 +486,40 @@ def test_an_invalid_schema_version_is_one_line(
     capsys.readouterr()
     assert main(["history", str(path), "users"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_export_keeps_every_value_in_standard_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``qsem history ... export/show``: NaN and infinities as strings, complex numbers as
+    [real, imag], -0.0 kept; standard JSON (no bare NaN a strict parser refuses)."""
+    from qsem.cli import main
+
+    def strict(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    path = tmp_path / "h.sqlite"
+    phi = np.array([1 + 2j, complex(np.nan, -0.0)], np.complex128)
+    with HistoryStore(path, writable=True) as store:
+        store.append_steps("u", [StepRecord(0, phi, dphi=float("nan")),
+                                 StepRecord(1, np.array([np.inf, -0.0]), dphi=-0.0)])  # fmt: skip
+        store.append_events("u", [EventRecord(0, float("-inf"), "l1", {"theta": float("nan")})])
+        store.set_theta("u", float("nan"))
+        store.set_param("u", "w", np.array([np.nan]))
+    capsys.readouterr()
+    assert main(["history", str(path), "export", "u", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out, parse_constant=strict)
+    first, second = doc["steps"]
+    assert first["dphi"] == "NaN" and first["phi"][0] == [1.0, 2.0]
+    assert first["phi"][1][0] == "NaN" and str(first["phi"][1][1]) == "-0.0"
+    assert str(second["dphi"]) == "-0.0" and second["phi"][0] == "Infinity"
+    assert str(second["phi"][1]) == "-0.0"
+    assert doc["events"] == [{"step": 0, "value": "-Infinity", "detector": "l1", "theta": "NaN"}]
+    assert doc["summary"]["theta"] == "NaN" and doc["params"] == {"w": ["NaN"]}
+    assert main(["history", str(path), "show", "u"]) == 0
+    assert json.loads(capsys.readouterr().out, parse_constant=strict)["summary"]["theta"] == "NaN"
+    assert main(["history", str(path), "export", "u", "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].startswith("0,nan,") and rows[2].startswith("1,-0.0,")
+    assert json.loads(rows[1].split(",", 7)[7].strip('"').replace('""', '"'),
+                      parse_constant=strict) == [[1.0, 2.0], ["NaN", -0.0]]  # fmt: skip
