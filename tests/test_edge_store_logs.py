@@ -322,3 +322,43 @@ def test_permission_denied_is_one_line(shared_dir: Path) -> None:
     out = _as_user(lambda: _cli("history", str(path), "users"))
     assert out.startswith(f"1 qsem: error: history store {path}: ") and out.count("\n") == 1
     assert "Permission denied" in out and "--out" not in out  # no option that is not there
+
+
+_RO_MOUNT = """
+import sys
+from qsem.edge import HistoryStore, HistoryStoreError
+path = sys.argv[1]
+with HistoryStore(path) as store:
+    print(store.access, len(store.steps("u")))
+try:
+    HistoryStore(path, writable=True)
+except HistoryStoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_store_on_a_read_only_mount_is_read_immutable(tmp_path: Path) -> None:
+    """A bind mount remounted read-only in a user and mount namespace (``unshare -rm``;
+    skipped where that is not allowed): even root cannot write there, so the store is
+    read ``immutable`` and a writer is refused in one line."""
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -rm (user and mount namespaces)")
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    path = folder / "h.sqlite"
+    _store(path)
+    script = tmp_path / "ro.py"
+    script.write_text(_RO_MOUNT)
+    cmd = (f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
+           f"exec {sys.executable} {script} {path}")  # fmt: skip
+    done = subprocess.run([unshare, "-rm", "sh", "-c", cmd], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    read, refused = done.stdout.splitlines()
+    assert read == "immutable 40"
+    assert refused.startswith(f"history store {path}: cannot open it for writing")
+    assert sorted(os.listdir(folder)) == ["h.sqlite"]
