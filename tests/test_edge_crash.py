@@ -238,12 +238,17 @@ def test_a_store_killed_while_being_created_is_never_left_unopenable(tmp_path: P
     states: dict[str, int] = {}
     for round_ in range(CREATION_KILLS):
         path = tmp_path / f"h{round_}.sqlite"
+        started_r, started_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - killed
             try:
+                os.write(started_w, b"x")  # the random moment counts from here
                 HistoryStore(path, writable=True, check=False).close()
             finally:
                 os._exit(0)
+        os.close(started_w)
+        assert os.read(started_r, 1) == b"x"
+        os.close(started_r)
         time.sleep(rng.uniform(0.0, 1.3 * window))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
