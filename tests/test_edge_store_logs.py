@@ -167,9 +167,10 @@ def test_a_hot_journal_of_the_store_is_read_by_readers_and_rolled_back_by_a_writ
     _kill_in_transaction(path, "DELETE FROM steps WHERE step >= 10")
     assert hot_journal(f"{path}-journal", str(path)) is not None
     before = _sha(path)
-    with HistoryStore(path) as reader:  # reads a private, rolled-back copy
-        assert reader.access == "snapshot"
+    with HistoryStore(path) as reader, HistoryStore(path) as second:  # a private, rolled-back copy
+        assert reader.access == second.access == "snapshot"
         assert [r.step for r in reader.steps("u")] == list(range(40))
+        assert [r.step for r in second.steps("u")] == list(range(40))
     assert _sha(path) == before and Path(f"{path}-journal").exists()  # a reader wrote nothing
     with HistoryStore(path, writable=True) as store:  # the writer rolls it back in place
         assert [r.step for r in store.steps("u")] == list(range(40))
@@ -217,8 +218,11 @@ def shared_dir() -> Iterator[Path]:
 
 
 def _read(path: Path) -> Callable[[], str]:
+    """Two stores reading ``path`` at once in one process: how they read, and what."""
+
     def body() -> str:
-        with HistoryStore(path) as store:
+        with HistoryStore(path) as store, HistoryStore(path) as second:
+            assert second.access == store.access
             return f"{store.access} {len(store.steps('u'))}"
 
     return body

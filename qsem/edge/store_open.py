@@ -49,8 +49,10 @@ from .store_files import (
 from .store_schema import clean_stale, create, upgrade, validate
 
 _LOCK = threading.RLock()
-#: real path -> number of HistoryStore objects open on it in this process.
+#: real path -> number of connections of this process that hold SQLite's locks on it
+#: ("read-write", "read-only"; not "immutable", which takes none, nor "snapshot").
 _OPEN: dict[str, int] = {}
+_LOCKING = ("read-write", "read-only")
 #: real paths open for writing in this process (one writer per process).
 _WRITERS: set[str] = set()
 
@@ -360,7 +362,8 @@ def open_store(
                 opened = _reader(path, busy_timeout_ms, check and not probe)
         except (sqlite3.Error, OSError) as exc:
             raise db_error(path, exc, busy_timeout_ms) from None
-        _OPEN[key] = _OPEN.get(key, 0) + 1
+        if opened.access in _LOCKING:
+            _OPEN[key] = _OPEN.get(key, 0) + 1
         if writable:
             _WRITERS.add(key)
         return opened
@@ -373,7 +376,7 @@ def release(path: str, writable: bool, opened: Opened) -> None:
         opened.conn.close()
         if opened.snapshot:
             shutil.rmtree(opened.snapshot, ignore_errors=True)
-        count = _OPEN.get(key, 0) - 1
+        count = _OPEN.get(key, 0) - (opened.access in _LOCKING)
         if count > 0:
             _OPEN[key] = count
         else:
