@@ -326,6 +326,37 @@ def test_special_reals_round_trip_bit_exact(tmp_path: Path, field: str) -> None:
         assert [_f64(x) for x in back] == [_f64(v) for v in REALS]  # type: ignore[arg-type]
 
 
+def test_records_the_previous_version_could_not_read_back_are_read(tmp_path: Path) -> None:
+    """The previous version wrote Δφ = -0.0 as 0.0 and NaN as NULL, and an event value
+    -0.0 as 0.0, each under a checksum over the value given: those records failed their
+    checksum (all of the user's steps unreadable). The checksum says which value it was."""
+    path = tmp_path / "h.sqlite"
+    _valid(path)
+    data, shape = bytes(16), json.dumps([2])
+    con = sqlite3.connect(path)
+    for step, stored, given in [(40, 0.0, -0.0), (41, None, float("nan")), (42, 0.0, 0.0)]:
+        digest = _digest("u", step, "float64", shape, data, given, None, None)
+        con.execute(_STEP_SQL, ("u", step, "float64", shape, data, stored, None, None, digest))
+    con.execute(
+        _EVENT_SQL, ("u", 7, 0.0, '{"name": "l1"}', _digest("u", 7, -0.0, '{"name": "l1"}'))
+    )
+    con.commit()
+    con.close()
+    with HistoryStore(path) as store:
+        records = store.steps("u")
+        assert [_f64(r.dphi) for r in records[40:]] == [_f64(-0.0), _f64(float("nan")), _f64(0.0)]  # type: ignore[arg-type]
+        assert _f64(store.events("u")[0].value) == _f64(-0.0)
+    con = sqlite3.connect(path)  # a value the checksum does not vouch for still fails
+    con.execute("UPDATE steps SET dphi = NULL WHERE step = 42")
+    con.commit()
+    con.close()
+    with (
+        HistoryStore(path) as store,
+        pytest.raises(HistoryStoreError, match=r"step 42 .* checksum"),
+    ):
+        store.steps("u")
+
+
 @pytest.mark.parametrize("bad", ["0.5", 1j, [0.5]])
 def test_a_value_that_is_not_real_is_refused_naming_the_field(tmp_path: Path, bad: object) -> None:
     with HistoryStore(tmp_path / "h.sqlite", writable=True) as store:

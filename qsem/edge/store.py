@@ -324,8 +324,9 @@ class HistoryStore:
                 "index (run PRAGMA integrity_check)",
             )
         out = []
-        for _, user_, step, dtype, shape, data, dphi, label, query, digest in rows:
-            if _checksum(user_, step, dtype, shape, data, dphi, label, query) != digest:
+        for _, user_, step, dtype, shape, data, stored, label, query, digest in rows:
+            dphi = _exact(stored, digest, user_, step, dtype, shape, data, _REAL, label, query)
+            if dphi is _FAILED:
                 raise fail(self.path, f"step {step} of user {user!r} fails its checksum")
             try:
                 phi = decode_tensor(dtype, shape, data)
@@ -338,11 +339,12 @@ class HistoryStore:
         """The user's emergence events in insertion order (checksums checked)."""
         self._known(user)
         out = []
-        for step, value, detector, digest in self._query(
+        for step, stored, detector, digest in self._query(
             "SELECT step, value, detector, checksum FROM events WHERE user = ? ORDER BY id",
             (user,),
         ):
-            if _checksum(user, step, value, detector) != digest:
+            value = _exact(stored, digest, user, step, _REAL, detector)
+            if value is _FAILED:
                 raise fail(self.path, f"event at step {step} of {user!r} fails its checksum")
             try:
                 info = json.loads(detector)
@@ -426,6 +428,27 @@ class _Txn:
         self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise db_error(self.path, exc, self.busy_timeout_ms) from None
+
+
+_FAILED, _REAL = object(), object()
+
+
+def _exact(stored: Any, digest: str, *parts: Any) -> Any:
+    """The stored real of a record whose checksum over ``parts`` (the real at ``_REAL``)
+    is ``digest``, else ``_FAILED``.
+
+    Stores written before reals were kept exactly hold ``-0.0`` as ``0.0`` and NaN as
+    NULL, under a checksum over the value as it was given: the checksum tells which it
+    was, so such a record reads back (NaN without its payload) instead of failing."""
+    readings = [stored]
+    if stored is None:
+        readings.append(float("nan"))
+    elif isinstance(stored, (int, float)) and stored == 0:
+        readings.append(-0.0)
+    for value in readings:
+        if _checksum(*(value if p is _REAL else p for p in parts)) == digest:
+            return value
+    return _FAILED
 
 
 def _integer(value: Any, name: str) -> int:
