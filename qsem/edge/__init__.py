@@ -1,6 +1,9 @@
 """Edge personalisation: per-user history, personal readings, a small model per user.
 
 * :mod:`~qsem.edge.store` — the history store ``H^(u)`` in SQLite (:class:`HistoryStore`);
+  :mod:`~qsem.edge.store_open` recognises a store file (and its logs) before SQLite may
+  change it, with :mod:`~qsem.edge.store_files` (bytes, locks, errors) and
+  :mod:`~qsem.edge.store_schema` (schema, migrations, atomic creation);
 * :mod:`~qsem.edge.codec` — lossless tensors (dtype, shape, bytes) and record checksums;
 * :mod:`~qsem.edge.personal` — a user's reading of a trained model (slice weights,
   readout calibration, sensitivity ``θ^(u)``): :class:`PersonalReading`;

@@ -3,9 +3,12 @@
 * ``users``: one line per user (steps, labels, events, θ^(u));
 * ``show USER``: the user's summary, events and parameters (JSON);
 * ``export USER --format csv|json``: every step record (step, Δφ, label, query, φ
-  as a nested list) and event, to stdout or ``--out FILE``.
+  as a nested list) and event, to stdout or ``--out FILE``. JSON is standard JSON
+  that loses nothing: NaN and infinities as the strings ``"NaN"``, ``"Infinity"``,
+  ``"-Infinity"``, complex numbers as ``[real, imag]``, ``-0.0`` as ``-0.0``.
 
-The store is opened read-only; a bad path or an unknown user is one line on stderr
+The store is opened read-only (and checked with ``PRAGMA integrity_check``); a bad
+path, a damaged store or record, or an unknown user is one line on stderr
 (:class:`qsem.edge.HistoryStoreError`, exit 1).
 
 >>> # qsem history runs/personalise-.../history.sqlite users
@@ -45,20 +48,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _jsonable(x: Any) -> Any:
+    """``x`` in standard JSON, losing nothing: a non-finite float as the string ``"NaN"``,
+    ``"Infinity"`` or ``"-Infinity"``, a complex number as ``[real, imag]``, through lists
+    and dicts (``-0.0`` stays ``-0.0``)."""
     if isinstance(x, float) and not math.isfinite(x):
-        return None
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    if isinstance(x, complex):
+        return [_jsonable(x.real), _jsonable(x.imag)]
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
     return x
+
+
+def _dumps(x: Any, indent: int | None = None) -> str:
+    return json.dumps(_jsonable(x), indent=indent, allow_nan=False)
 
 
 def export(store: HistoryStore, user: str, fmt: str) -> str:
     """The user's steps and events as ``csv`` (one row per step, events as a column) or
-    ``json`` (``{"user", "summary", "steps", "events", "params"}``)."""
+    ``json`` (``{"user", "summary", "steps", "events", "params"}``), in standard JSON:
+    NaN and infinities as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, a
+    complex number as ``[real, imag]``."""
     steps = store.steps(user)
     events = store.events(user)
     if fmt == "json":
-        return json.dumps({
+        return _dumps({
             "user": user, "summary": store.summary(user),
-            "steps": [{"step": r.step, "dphi": _jsonable(r.dphi), "label": r.label,
+            "steps": [{"step": r.step, "dphi": r.dphi, "label": r.label,
                        "query": r.query, "phi_dtype": r.phi.dtype.name,
                        "phi_shape": list(r.phi.shape), "phi": r.phi.tolist()} for r in steps],
             "events": [{"step": e.step, "value": e.value, "detector": e.detector, **e.extra}
@@ -73,7 +91,7 @@ def export(store: HistoryStore, user: str, fmt: str) -> str:
         w.writerow([r.step, "" if r.dphi is None else repr(r.dphi),
                     "" if r.label is None else r.label, int(r.step in fired), r.query or "",
                     r.phi.dtype.name, "x".join(map(str, r.phi.shape)),
-                    json.dumps(r.phi.reshape(-1).tolist())])  # fmt: skip
+                    _dumps(r.phi.reshape(-1).tolist())])  # fmt: skip
     return buf.getvalue()
 
 
@@ -97,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                    "events": [{"step": e.step, "value": e.value, "detector": e.detector,
                                **e.extra} for e in store.events(args.user)],
                    "params": {k: v.tolist() for k, v in params.items()}}  # fmt: skip
-            print(json.dumps(out, indent=1))
+            print(_dumps(out, indent=1))
             return 0
         text = export(store, args.user, args.fmt)
     if args.out:

@@ -2,24 +2,32 @@
 
 A tensor is stored as ``(dtype name, shape as JSON, raw little-endian C-order bytes)``:
 :func:`decode_tensor` gives back the same bits (NaN payloads and ``-0.0`` included).
+A real number (``Δφ``, an event's value, ``θ``) goes into a ``REAL`` column, which
+keeps every float except two: it stores ``-0.0`` as ``0.0`` and NaN as NULL. Those
+two are stored as their 8 IEEE-754 bytes (:func:`encode_real`), and a checksum is
+taken over what is stored, so every value reads back with the bits it was written with.
 
 >>> import numpy as np
 >>> a = np.array([[1.5, -0.0], [np.nan, 2.0]], dtype=np.float32)
 >>> decode_tensor(*encode_tensor(a)).tobytes() == a.tobytes()
 True
+>>> decode_real(encode_real(-0.0)), encode_real(0.5)
+(-0.0, 0.5)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import struct
 from typing import Any
 
 import numpy as np
 
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-__all__ = ["DTYPES", "checksum", "decode_tensor", "encode_tensor"]
+__all__ = ["DTYPES", "checksum", "decode_real", "decode_tensor", "encode_real", "encode_tensor"]
 
 #: the dtypes a store keeps (bfloat16 has no lossless NumPy dtype and is refused).
 DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32",
@@ -54,6 +62,39 @@ def decode_tensor(dtype: str, shape: str, data: bytes) -> np.ndarray:
     dims = tuple(int(d) for d in json.loads(shape))
     arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
     return arr.astype(np.dtype(dtype), copy=True).reshape(dims)
+
+
+def encode_real(value: Any, name: str = "value") -> float | bytes | None:
+    """``value`` as a store keeps it exactly: None, a float, or for ``-0.0`` and NaN (any
+    payload), which a ``REAL`` column would turn into ``0.0`` and NULL, the 8 bytes of
+    the IEEE-754 double, little-endian. Anything that is not a real number is refused
+    naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, bool, complex)):
+        raise arg_error(name, f"expected a real number or None, got {type(value).__name__}",
+                        QsemTypeError)  # fmt: skip
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise arg_error(name, f"expected a real number or None, got {type(value).__name__}",
+                        QsemTypeError) from None  # fmt: skip
+    if math.isnan(x) or (x == 0.0 and math.copysign(1.0, x) < 0):
+        return struct.pack("<d", x)
+    return x
+
+
+def decode_real(stored: Any) -> float | None:
+    """The number :func:`encode_real` stored (``ValueError`` for anything else)."""
+    if stored is None:
+        return None
+    if isinstance(stored, bytes):
+        if len(stored) != 8:
+            raise ValueError(f"a stored real number has {len(stored)} bytes, not 8")
+        return float(struct.unpack("<d", stored)[0])
+    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
+        return float(stored)
+    raise ValueError(f"not a stored real number: {type(stored).__name__}")
 
 
 def checksum(*parts: Any) -> str:

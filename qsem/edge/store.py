@@ -5,24 +5,30 @@ reading ``φ_t`` as a tensor, ``Δφ_t``, the user's label ``y_t`` if given, the
 query), the emergence events ``T^(u)`` of the user's detector, the learned
 sensitivity ``θ^(u)`` and named parameter tensors (the user's reading weights).
 
-Guarantees (each tested; the *Edge personalisation* documentation page says how):
+Guarantees (each tested; the *Edge personalisation* documentation page says how, and
+what SQLite itself cannot protect against):
 
-* WAL journal, ``busy_timeout``; one writer connection per process (a second
-  writable :class:`HistoryStore` on the same file in one process is refused) and
-  any number of concurrent readers (read-only connections); every append is one
-  transaction, so readers see a record whole or not at all;
+* WAL journal, ``busy_timeout`` (30 s by default); one writer connection per process
+  (a second writable :class:`HistoryStore` on the same file in one process is
+  refused) and any number of concurrent readers; every append is one transaction,
+  so readers see a record whole or not at all;
 * ``synchronous=FULL`` by default: a commit that returned is on disk, even through
   a power loss. ``NORMAL`` (in WAL mode) skips the sync at each commit: the last
   transactions before a power loss or OS crash may be lost, the file is never
   corrupted; a killed process loses nothing in either mode;
-* a ``schema_version`` table and migrations (v1 -> v2 adds ``θ^(u)`` and the
-  parameter table); a writer migrates an older file in one transaction, a reader
-  reads it as it is;
-* tensors stored losslessly: dtype, shape and the raw little-endian bytes
-  (bit-exact round trip), each record with a checksum verified on read;
-* a foreign file, an empty, truncated or corrupt database or a newer schema is
-  refused with a :class:`HistoryStoreError` naming the path — never a crash or a
-  silent reset.
+* creation is atomic (built beside the path, synced, linked into place): a killed or
+  failing creator leaves no file or a complete one, and concurrent creators all
+  succeed; a writer migrates an older file in one ``BEGIN IMMEDIATE`` transaction
+  (concurrent migrators wait), a reader reads it as it is;
+* a file is recognised before SQLite may change it (:mod:`~qsem.edge.store_open`):
+  a ``-wal`` or hot ``-journal`` that is not the store's is refused, every byte left
+  as it was; a read-only place is read ``immutable`` where nobody can write it, or
+  from a private recovered copy, or refused saying why;
+* tensors and reals stored losslessly (``-0.0`` and NaN payloads included), each
+  record with a checksum verified on read; a damaged index cannot hide a record;
+* every failure is one :class:`HistoryStoreError` line naming the path and the cause
+  (foreign, empty, truncated, corrupt or newer files, full disks, locks held too
+  long, no permission) — never a crash or a silent reset.
 
 >>> import tempfile, os, numpy as np
 >>> path = os.path.join(tempfile.mkdtemp(), "h.sqlite")
@@ -35,26 +41,29 @@ Guarantees (each tested; the *Edge personalisation* documentation page says how)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import numbers
 import os
 import sqlite3
-import struct
 import time
-import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from qsem.circuits.errors import QsemTypeError, arg_error
-from qsem.errors import HistoryStoreError
 
 from .codec import checksum as _checksum
-from .codec import decode_tensor, encode_tensor
+from .codec import decode_real, decode_tensor, encode_real, encode_tensor
+from .store_files import APPLICATION_ID, HistoryStoreError, db_error, fail
+from .store_open import Opened, open_store, release
+from .store_schema import SCHEMA_VERSION
 
 __all__ = [
     "APPLICATION_ID",
+    "DEFAULT_BUSY_TIMEOUT_MS",
     "SCHEMA_VERSION",
     "EventRecord",
     "HistoryStore",
@@ -64,41 +73,10 @@ __all__ = [
     "encode_tensor",
 ]
 
-#: ``PRAGMA application_id`` of a qsem history store (``b"qSEH"``): tells our files from others.
-APPLICATION_ID = 0x71534548
-#: the schema version this code writes (and the newest it reads).
-SCHEMA_VERSION = 2
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SYNC = ("FULL", "NORMAL", "EXTRA")
-
-#: the version-1 schema, frozen: a new file is created as v1 and migrated, so the
-#: migration path runs on every new file.
-_SCHEMA_V1 = (
-    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    "INSERT INTO schema_version VALUES (1)",
-    "CREATE TABLE users (user TEXT PRIMARY KEY, created REAL NOT NULL)",
-    "CREATE TABLE steps (id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(user),"
-    " step INTEGER NOT NULL, phi_dtype TEXT NOT NULL, phi_shape TEXT NOT NULL,"
-    " phi BLOB NOT NULL, dphi REAL, label INTEGER, query TEXT, checksum TEXT NOT NULL,"
-    " UNIQUE (user, step))",
-    "CREATE TABLE events (id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(user),"
-    " step INTEGER NOT NULL, value REAL NOT NULL, detector TEXT NOT NULL,"
-    " checksum TEXT NOT NULL)",
-)
-#: ``_MIGRATIONS[v]``: the statements taking a version-``v`` file to ``v + 1``.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE users ADD COLUMN theta REAL",
-        "CREATE TABLE params (user TEXT NOT NULL REFERENCES users(user), name TEXT NOT NULL,"
-        " dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,"
-        " checksum TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (user, name))",
-        "UPDATE schema_version SET version = 2",
-    ),
-}
-
-#: real paths of the stores open for writing in this process (one writer per process).
-_WRITERS: set[str] = set()
+#: how long a connection waits for a lock another one holds before it gives up (30 s:
+#: a writer's checkpoint of a large log on a slow card can hold it for seconds).
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -122,46 +100,18 @@ class EventRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_header(path: str) -> None:
-    """Refuse a file that is not an intact SQLite database before SQLite opens it."""
-    size = os.path.getsize(path)
-    if size == 0:
-        raise HistoryStoreError(f"history store {path}: empty file, not a qsem history store")
-    with open(path, "rb") as fh:
-        head = fh.read(100)
-    if not head.startswith(_SQLITE_MAGIC):
-        raise HistoryStoreError(
-            f"history store {path}: not an SQLite database (a foreign file), refusing to use it"
-        )
-    if len(head) < 100:
-        raise HistoryStoreError(f"history store {path}: truncated ({size} bytes, no full header)")
-    page_size = struct.unpack(">H", head[16:18])[0]
-    page_size = 65536 if page_size == 1 else page_size
-    counter, pages, valid_for = (
-        struct.unpack(">I", head[24:28])[0],
-        struct.unpack(">I", head[28:32])[0],
-        struct.unpack(">I", head[92:96])[0],
-    )
-    # A writer killed during a WAL checkpoint can leave page 1 (with the new size)
-    # written and later pages not yet: the -wal file still holds every frame and
-    # SQLite's recovery replays it, so the size check applies only without a WAL.
-    wal = f"{path}-wal"
-    wal_pending = os.path.exists(wal) and os.path.getsize(wal) > 0
-    if pages and counter == valid_for and size < pages * page_size and not wal_pending:
-        raise HistoryStoreError(
-            f"history store {path}: truncated ({size} bytes, its header says "
-            f"{pages} pages of {page_size} bytes)"
-        )
-
-
 class HistoryStore:
     """A history store file, opened read-only (default) or as this process's writer.
 
-    ``writable=True`` creates the file if it does not exist, migrates an older schema
-    and takes the process's writer slot for that file; ``synchronous``: ``"FULL"``
-    (default), ``"NORMAL"`` or ``"EXTRA"``; ``busy_timeout_ms``: how long a
-    connection waits for a lock held by another one; ``check``: run
-    ``PRAGMA quick_check`` on open (catches a corrupt file before it is used).
+    ``writable=True`` creates the file if it does not exist (atomically), migrates an
+    older schema and takes the process's writer slot for that file; ``synchronous``:
+    ``"FULL"`` (default), ``"NORMAL"`` or ``"EXTRA"``; ``busy_timeout_ms``: how long a
+    connection waits for a lock held by another one (default 30 s); ``check``: run
+    ``PRAGMA integrity_check`` on open (catches a corrupt file, a damaged index
+    included, before it is used). ``access`` says how the file is read:
+    ``"read-write"``, ``"read-only"``, ``"immutable"`` (a place nobody can write) or
+    ``"snapshot"`` (a private, recovered copy: after a kill left a hot journal, or a log
+    to replay in a folder this user cannot write).
     A store object belongs to the thread that opened it (give each reader thread its own).
     """
 
@@ -171,7 +121,7 @@ class HistoryStore:
         *,
         writable: bool = False,
         synchronous: str = "FULL",
-        busy_timeout_ms: int = 5000,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         check: bool = True,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -187,135 +137,31 @@ class HistoryStore:
             raise arg_error("busy_timeout_ms", f"expected an int >= 0, got {busy_timeout_ms!r}")
         self.path = os.fspath(path)
         self.writable = bool(writable)
-        self._key = os.path.realpath(self.path)
-        self._conn: sqlite3.Connection | None = None
-        exists = os.path.exists(self.path)
-        if exists and not os.path.isfile(self.path):
-            raise HistoryStoreError(f"history store {self.path}: not a file")
-        if not exists and not self.writable:
-            raise HistoryStoreError(f"history store {self.path}: no such file")
-        if self.writable and self._key in _WRITERS:
-            raise HistoryStoreError(
-                f"history store {self.path}: already open for writing in this process "
-                "(one writer per process: share that HistoryStore)"
-            )
-        if exists:
-            _check_header(self.path)
-        try:
-            self._conn = self._connect(busy_timeout_ms, synchronous)
-            self._check = bool(check)
-            self.schema_version = self._open_schema(exists)
-        except sqlite3.DatabaseError as exc:
-            self._close_conn()
-            raise HistoryStoreError(f"history store {self.path}: {exc}") from None
-        except BaseException:
-            self._close_conn()
-            raise
-        if self.writable:
-            _WRITERS.add(self._key)
-
-    # -- opening ----------------------------------------------------------------
-
-    def _connect(self, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connection:
-        if self.writable:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1e3)
-        else:
-            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                   timeout=busy_timeout_ms / 1e3)  # fmt: skip
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        self._synchronous = synchronous
-        return conn
-
-    def _writer_pragmas(self) -> None:
-        """WAL, ``synchronous``, foreign keys: set only once the file is known to be ours."""
-        conn = self._db
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise HistoryStoreError(f"history store {self.path}: cannot switch to WAL ({mode})")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-
-    def _open_schema(self, exists: bool) -> int:
-        conn = self._db
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        if not tables and app == 0 and self.writable:
-            if exists:
-                raise HistoryStoreError(
-                    f"history store {self.path}: an empty SQLite database that is not a qsem "
-                    "history store; refusing to take it over"
-                )
-            self._writer_pragmas()
-            return self._create()
-        if app != APPLICATION_ID:
-            raise HistoryStoreError(
-                f"history store {self.path}: a foreign SQLite database (application_id "
-                f"{app:#x}, a qsem history store has {APPLICATION_ID:#x})"
-            )
-        if "schema_version" not in tables:
-            raise HistoryStoreError(f"history store {self.path}: no schema_version table")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise HistoryStoreError(
-                f"history store {self.path}: schema version {version} is newer than this qsem "
-                f"knows ({SCHEMA_VERSION}); upgrade qsem to read it"
-            )
-        if version < 1:
-            raise HistoryStoreError(f"history store {self.path}: invalid schema version {version}")
-        if self._check:
-            self._quick_check()
-        if self.writable:
-            self._writer_pragmas()
-            if version < SCHEMA_VERSION:
-                self._migrate(version)
-                version = SCHEMA_VERSION
-        return version
-
-    def _create(self) -> int:
-        with self._transaction() as conn:
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            for stmt in _SCHEMA_V1:
-                conn.execute(stmt)
-        self._migrate(1)
-        return SCHEMA_VERSION
-
-    def _migrate(self, version: int) -> None:
-        """Apply the migrations from ``version`` to :data:`SCHEMA_VERSION` in one transaction."""
-        with self._transaction() as conn:
-            for v in range(version, SCHEMA_VERSION):
-                for stmt in _MIGRATIONS[v]:
-                    conn.execute(stmt)
-
-    def _quick_check(self) -> None:
-        rows = [r[0] for r in self._db.execute("PRAGMA quick_check")]
-        if rows != ["ok"]:
-            raise HistoryStoreError(f"history store {self.path}: corrupt ({'; '.join(rows[:3])})")
+        self.busy_timeout_ms = busy_timeout_ms
+        self._opened: Opened | None = None
+        self._opened = open_store(self.path, self.writable, synchronous, busy_timeout_ms,
+                                  bool(check))  # fmt: skip
+        self.schema_version = self._opened.version
+        self.access = self._opened.access
 
     # -- plumbing -----------------------------------------------------------------
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise HistoryStoreError(f"history store {self.path}: closed")
-        return self._conn
+        if self._opened is None:
+            raise fail(self.path, "closed")
+        return self._opened.conn
 
     def _transaction(self) -> _Txn:
         if not self.writable:
-            raise HistoryStoreError(f"history store {self.path}: opened read-only")
-        return _Txn(self._db, self.path)
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            raise fail(self.path, "opened read-only")
+        return _Txn(self._db, self.path, self.busy_timeout_ms)
 
     def close(self) -> None:
         """Close the connection (and free this process's writer slot)."""
-        self._close_conn()
-        if self.writable:
-            _WRITERS.discard(self._key)
+        if self._opened is not None:
+            opened, self._opened = self._opened, None
+            release(self.path, self.writable, opened)
 
     def __enter__(self) -> HistoryStore:
         return self
@@ -327,7 +173,24 @@ class HistoryStore:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise HistoryStoreError(f"history store {self.path}: {exc}") from None
+            raise db_error(self.path, exc, self.busy_timeout_ms) from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """One read transaction: the queries inside see one snapshot of the file."""
+        conn = self._db
+        if conn.in_transaction:
+            yield
+            return
+        self._query("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                self._query("COMMIT")
+
+    def _bad(self, what: str, exc: Exception) -> HistoryStoreError:
+        return fail(self.path, f"{what} is damaged ({type(exc).__name__}: {exc})")
 
     def pragmas(self) -> dict[str, Any]:
         """The connection's ``journal_mode``, ``synchronous`` (0 OFF, 1 NORMAL, 2 FULL,
@@ -352,30 +215,25 @@ class HistoryStore:
             self._ensure_user(conn, user)
 
     def append_steps(self, user: str, records: Iterable[StepRecord]) -> None:
-        """Append step records of ``user`` in ONE transaction (all or none are stored)."""
+        """Append step records of ``user`` in ONE transaction (all or none are stored).
+
+        ``dphi`` is kept exactly (``-0.0`` and NaN included); a value that is not a real
+        number is refused naming ``records[i].dphi``."""
         _check_user(user)
         rows = []
-        for r in records:
+        for i, r in enumerate(records):
             if not isinstance(r, StepRecord):
                 raise arg_error("records", f"expected StepRecord, got {type(r).__name__}",
                                 QsemTypeError)  # fmt: skip
-            dtype, shape, data = encode_tensor(r.phi, "phi")
-            dphi = None if r.dphi is None else float(r.dphi)
-            label = None if r.label is None else int(r.label)
-            step = int(r.step)
-            rows.append(
-                (
-                    user,
-                    step,
-                    dtype,
-                    shape,
-                    data,
-                    dphi,
-                    label,
-                    r.query,
-                    _checksum(user, step, dtype, shape, data, dphi, label, r.query),
-                )
-            )
+            dtype, shape, data = encode_tensor(r.phi, f"records[{i}].phi")
+            dphi = encode_real(r.dphi, f"records[{i}].dphi")
+            label = None if r.label is None else _integer(r.label, f"records[{i}].label")
+            step = _integer(r.step, f"records[{i}].step")
+            if r.query is not None and not isinstance(r.query, str):
+                raise arg_error(f"records[{i}].query", f"expected a str or None, got "
+                                f"{type(r.query).__name__}", QsemTypeError)  # fmt: skip
+            digest = _checksum(user, step, dtype, shape, data, dphi, label, r.query)
+            rows.append((user, step, dtype, shape, data, dphi, label, r.query, digest))
         with self._transaction() as conn:
             self._ensure_user(conn, user)
             conn.executemany(
@@ -385,24 +243,36 @@ class HistoryStore:
             )
 
     def append_events(self, user: str, events: Iterable[EventRecord]) -> None:
-        """Append emergence events of ``user`` in one transaction."""
+        """Append emergence events of ``user`` in one transaction (values kept exactly)."""
         _check_user(user)
         rows = []
-        for e in events:
-            detector = json.dumps({"name": e.detector, **e.extra}, sort_keys=True)
-            rows.append((user, int(e.step), float(e.value), detector,
-                         _checksum(user, int(e.step), float(e.value), detector)))  # fmt: skip
+        for i, e in enumerate(events):
+            if not isinstance(e, EventRecord):
+                raise arg_error("events", f"expected EventRecord, got {type(e).__name__}",
+                                QsemTypeError)  # fmt: skip
+            value = encode_real(e.value, f"events[{i}].value")
+            if value is None:
+                raise arg_error(f"events[{i}].value", "expected a real number, got None")
+            if "name" in e.extra:
+                raise arg_error(f"events[{i}].extra", "the key 'name' is the detector's")
+            try:
+                detector = json.dumps({"name": e.detector, **e.extra}, sort_keys=True)
+            except (TypeError, ValueError) as exc:
+                raise arg_error(f"events[{i}].extra", f"not JSON-serialisable ({exc})") from None
+            step = _integer(e.step, f"events[{i}].step")
+            rows.append((user, step, value, detector, _checksum(user, step, value, detector)))
         with self._transaction() as conn:
             self._ensure_user(conn, user)
             conn.executemany("INSERT INTO events (user, step, value, detector, checksum) "
                              "VALUES (?, ?, ?, ?, ?)", rows)  # fmt: skip
 
     def set_theta(self, user: str, theta: float) -> None:
-        """Store the user's emergence sensitivity ``θ^(u)``."""
+        """Store the user's emergence sensitivity ``θ^(u)`` (exactly: ``-0.0``, NaN)."""
         _check_user(user)
+        value = encode_real(theta, "theta")
         with self._transaction() as conn:
             self._ensure_user(conn, user)
-            conn.execute("UPDATE users SET theta = ? WHERE user = ?", (float(theta), user))
+            conn.execute("UPDATE users SET theta = ? WHERE user = ?", (value, user))
 
     def set_param(self, user: str, name: str, value: Any) -> None:
         """Store (or replace) the user's parameter tensor ``name``."""
@@ -416,48 +286,74 @@ class HistoryStore:
                          " updated) VALUES (?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
 
     # -- reading ------------------------------------------------------------------
+    # The small tables are read NOT INDEXED (from the table itself); the steps through
+    # their index, with the count cross-checked against the table: a damaged index
+    # cannot hide a record.
 
     def users(self) -> list[str]:
         """Every user, by name."""
-        return [r[0] for r in self._query("SELECT user FROM users ORDER BY user")]
+        return [r[0] for r in self._query("SELECT user FROM users NOT INDEXED ORDER BY user")]
 
     def _known(self, user: str) -> None:
         _check_user(user)
-        if not self._query("SELECT 1 FROM users WHERE user = ?", (user,)):
+        if not self._query("SELECT 1 FROM users NOT INDEXED WHERE user = ?", (user,)):
             known = ", ".join(self.users()) or "(none)"
-            raise HistoryStoreError(f"history store {self.path}: no user {user!r}; users: {known}")
+            raise fail(self.path, f"no user {user!r}; users: {known}")
+
+    def _counts(self, user: str) -> tuple[int, int]:
+        n, labels = self._query("SELECT COUNT(*), COUNT(label) FROM steps NOT INDEXED "
+                                "WHERE user = ?", (user,))[0]  # fmt: skip
+        return int(n), int(labels)
 
     def steps(self, user: str) -> list[StepRecord]:
-        """The user's step records by step, each checked against its checksum."""
-        self._known(user)
+        """The user's step records by step, each checked against its checksum, and their
+        number and row ids against the table itself (a damaged index cannot hide one)."""
+        with self._reading():
+            self._known(user)
+            rows = self._query(
+                "SELECT id, user, step, phi_dtype, phi_shape, phi, dphi, label, query, checksum"
+                " FROM steps WHERE user = ? ORDER BY step",
+                (user,),
+            )
+            n = self._counts(user)[0]
+        distinct = len({r[0] for r in rows})
+        if n != len(rows) or distinct != n:
+            raise fail(
+                self.path,
+                f"corrupt: user {user!r} has {n} steps in the table but {distinct} in its "
+                "index (run PRAGMA integrity_check)",
+            )
         out = []
-        for user_, step, dtype, shape, data, dphi, label, query, digest in self._query(
-            "SELECT user, step, phi_dtype, phi_shape, phi, dphi, label, query, checksum "
-            "FROM steps WHERE user = ? ORDER BY step",
-            (user,),
-        ):
-            if _checksum(user_, step, dtype, shape, data, dphi, label, query) != digest:
-                raise HistoryStoreError(
-                    f"history store {self.path}: step {step} of user {user!r} fails its checksum"
-                )
-            out.append(StepRecord(step, decode_tensor(dtype, shape, data), dphi, label, query))
+        for _, user_, step, dtype, shape, data, stored, label, query, digest in rows:
+            dphi = _exact(stored, digest, user_, step, dtype, shape, data, _REAL, label, query)
+            if dphi is _FAILED:
+                raise fail(self.path, f"step {step} of user {user!r} fails its checksum")
+            try:
+                phi = decode_tensor(dtype, shape, data)
+                out.append(StepRecord(step, phi, decode_real(dphi), label, query))
+            except (ValueError, TypeError) as exc:
+                raise self._bad(f"step {step} of user {user!r}", exc) from None
         return out
 
     def events(self, user: str) -> list[EventRecord]:
         """The user's emergence events in insertion order (checksums checked)."""
         self._known(user)
         out = []
-        for step, value, detector, digest in self._query(
+        for step, stored, detector, digest in self._query(
             "SELECT step, value, detector, checksum FROM events WHERE user = ? ORDER BY id",
             (user,),
         ):
-            if _checksum(user, step, value, detector) != digest:
-                raise HistoryStoreError(
-                    f"history store {self.path}: event at step {step} of {user!r} fails its "
-                    "checksum"
-                )
-            info = json.loads(detector)
-            out.append(EventRecord(step, value, info.pop("name"), info))
+            value = _exact(stored, digest, user, step, _REAL, detector)
+            if value is _FAILED:
+                raise fail(self.path, f"event at step {step} of {user!r} fails its checksum")
+            try:
+                info = json.loads(detector)
+                name = info.pop("name")
+                if not isinstance(name, str):
+                    raise TypeError(f"detector name {name!r} is not a string")
+                out.append(EventRecord(step, _real(decode_real(value)), name, info))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise self._bad(f"event at step {step} of {user!r}", exc) from None
         return out
 
     def theta(self, user: str) -> float | None:
@@ -465,8 +361,11 @@ class HistoryStore:
         self._known(user)
         if self.schema_version < 2:
             return None
-        row = self._query("SELECT theta FROM users WHERE user = ?", (user,))
-        return None if row[0][0] is None else float(row[0][0])
+        row = self._query("SELECT theta FROM users NOT INDEXED WHERE user = ?", (user,))
+        try:
+            return decode_real(row[0][0])
+        except ValueError as exc:
+            raise self._bad(f"theta of {user!r}", exc) from None
 
     def params(self, user: str) -> dict[str, np.ndarray]:
         """The user's parameter tensors by name (empty for a version-1 file)."""
@@ -475,46 +374,94 @@ class HistoryStore:
             return {}
         out = {}
         for name, dtype, shape, data, digest in self._query(
-            "SELECT name, dtype, shape, data, checksum FROM params WHERE user = ? ORDER BY name",
+            "SELECT name, dtype, shape, data, checksum FROM params NOT INDEXED WHERE user = ? "
+            "ORDER BY name",
             (user,),
         ):
             if _checksum(user, name, dtype, shape, data) != digest:
-                raise HistoryStoreError(
-                    f"history store {self.path}: parameter {name!r} of {user!r} fails its checksum"
-                )
-            out[name] = decode_tensor(dtype, shape, data)
+                raise fail(self.path, f"parameter {name!r} of {user!r} fails its checksum")
+            try:
+                out[name] = decode_tensor(dtype, shape, data)
+            except (ValueError, TypeError) as exc:
+                raise self._bad(f"parameter {name!r} of {user!r}", exc) from None
         return out
 
     def summary(self, user: str) -> dict[str, Any]:
         """Counts of the user's records, θ^(u), parameter names."""
-        self._known(user)
-        n_steps, n_labels = self._query(
-            "SELECT COUNT(*), COUNT(label) FROM steps WHERE user = ?", (user,)
-        )[0]
-        n_events = self._query("SELECT COUNT(*) FROM events WHERE user = ?", (user,))[0][0]
-        return {"user": user, "steps": n_steps, "labels": n_labels, "events": n_events,
-                "theta": self.theta(user), "params": sorted(self.params(user))}  # fmt: skip
+        with self._reading():
+            self._known(user)
+            n_steps, n_labels = self._counts(user)
+            n_events = self._query("SELECT COUNT(*) FROM events WHERE user = ?", (user,))[0][0]
+            return {"user": user, "steps": n_steps, "labels": n_labels, "events": n_events,
+                    "theta": self.theta(user), "params": sorted(self.params(user))}  # fmt: skip
 
 
 class _Txn:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any failure ``ROLLBACK`` (if SQLite has not
+    rolled back already) and one :class:`HistoryStoreError` naming the first cause."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self.conn, self.path = conn, path
+    def __init__(self, conn: sqlite3.Connection, path: str, busy_timeout_ms: int) -> None:
+        self.conn, self.path, self.busy_timeout_ms = conn, path, busy_timeout_ms
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc, self.busy_timeout_ms) from None
         return self.conn
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:  # SQLite rolls back by itself after some errors
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the first error is the one to report
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-            return
-        self.conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.IntegrityError):
-            raise HistoryStoreError(f"history store {self.path}: {exc}") from None
-        if isinstance(exc, sqlite3.DatabaseError):
-            raise HistoryStoreError(f"history store {self.path}: {exc}") from None
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                self._rollback()
+                raise db_error(self.path, err, self.busy_timeout_ms) from None
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise db_error(self.path, exc, self.busy_timeout_ms) from None
+
+
+_FAILED, _REAL = object(), object()
+
+
+def _exact(stored: Any, digest: str, *parts: Any) -> Any:
+    """The stored real of a record whose checksum over ``parts`` (the real at ``_REAL``)
+    is ``digest``, else ``_FAILED``.
+
+    Stores written before reals were kept exactly hold ``-0.0`` as ``0.0`` and NaN as
+    NULL, under a checksum over the value as it was given: the checksum tells which it
+    was, so such a record reads back (NaN without its payload) instead of failing."""
+    readings = [stored]
+    if stored is None:
+        readings.append(float("nan"))
+    elif isinstance(stored, (int, float)) and stored == 0:
+        readings.append(-0.0)
+    for value in readings:
+        if _checksum(*(value if p is _REAL else p for p in parts)) == digest:
+            return value
+    return _FAILED
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` as an int; anything that is not an integer (1.5, NaN, "3") is refused."""
+    if not isinstance(value, numbers.Integral):
+        raise arg_error(name, f"expected an integer, got {value!r}", QsemTypeError)
+    return int(value)
+
+
+def _real(x: float | None) -> float:
+    if x is None:
+        raise TypeError("an event value is NULL")
+    return x
 
 
 def _check_user(user: Any) -> None:
