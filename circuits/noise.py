@@ -121,7 +121,12 @@ class ReadoutError:
 
 
 def _keys(gates: GateKey | Iterable[GateKey]) -> list[GateKey]:
-    items = [gates] if isinstance(gates, (str, type)) else list(gates)  # type: ignore[arg-type]
+    if isinstance(gates, (str, type)):
+        items: list[Any] = [gates]
+    elif isinstance(gates, Iterable):
+        items = list(gates)
+    else:
+        items = [gates]
     if not items:
         raise arg_error("gates", "name at least one gate (a qsem gate class or a Qiskit name)")
     for g in items:

@@ -74,7 +74,10 @@ def error_channel(error: Any, where: str) -> Kraus:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QsemValueError(f"argument 'noise_model': cannot convert {where}: {first}") from None
     k = int(error.num_qubits)
-    return Kraus(np.stack(ops), wires=list(range(k))[::-1], atol=1e-10)
+    try:
+        return Kraus(np.stack(ops), wires=list(range(k))[::-1], atol=1e-10)
+    except QsemValueError as exc:
+        raise QsemValueError(f"argument 'noise_model': cannot convert {where}: {exc}") from None
 
 
 def from_aer(noise_model: Any) -> NoiseModel:

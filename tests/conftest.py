@@ -26,6 +26,12 @@ FD_ATOL = 1e-6
 ATOL_PROPERTY = 1e-9
 #: Shot estimates must lie within this many standard errors of the exact value.
 SHOT_SIGMAS = 4.0
+#: qsem's noisy density matrices / probabilities against Qiskit Aer's (complex128).
+ATOL_NOISE_AER = 1e-10
+#: ... against Aer simulating a model as given: Aer drops mixture terms of probability < 1e-10.
+ATOL_AER_TRUNCATION = 1e-8
+#: Sampled counts against exact probabilities: a chi-square test must not reject at this level.
+CHI2_ALPHA = 1e-3
 
 settings.register_profile(
     "qsem",
