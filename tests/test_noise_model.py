@@ -423,3 +423,26 @@ def test_gradient_through_noisy_circuit_and_readout(manila) -> None:
     fd = (f(t.detach() + FD_STEP) - f(t.detach() - FD_STEP)) / (2 * FD_STEP)
     assert torch.allclose(jac, fd, atol=FD_ATOL)
     assert float(jac.abs().max()) > 1e-2
+
+
+def test_correlated_readout_from_qiskit_keeps_qiskit_bit_order() -> None:
+    """A 2-qubit Aer ReadoutError on qubits (0, 2): rows little-endian (qubit 0 lowest).
+
+    qsem applies it whenever both wires are measured (Aer only on a two-qubit measure
+    instruction, which Qiskit circuits never hold); reference: NumPy in Qiskit's order.
+    """
+    corr = np.array(
+        [[0.7, 0.1, 0.1, 0.1], [0.0, 0.9, 0.0, 0.1], [0.2, 0.0, 0.8, 0.0], [0.0, 0.0, 0.3, 0.7]]
+    )
+    anm = AerNoiseModel()
+    anm.add_readout_error(ReadoutError(corr), [0, 2])
+    nm = NoiseModel.from_qiskit(anm)
+    qc = QuantumCircuit(3)
+    qc.ry(0.8, 0)
+    qc.ry(1.9, 2)
+    qc.cx(2, 1)
+    p = np.real(np.diag(DensityMatrix(qc).data)).reshape(2, 2, 2)  # axes: qubits 2, 1, 0
+    # Qiskit's index over (q0, q2) is b0 + 2 b2: a (b2, b0) matrix reshaped (2, 2, 2, 2)
+    ref = np.einsum("cbd,cdxy->xby", p, corr.reshape(2, 2, 2, 2))
+    got = probs(simulate(nm.apply(qc), dtype=torch.complex128), readout=nm).numpy()
+    assert np.abs(got - ref.reshape(-1)).max() < ATOL_F64
