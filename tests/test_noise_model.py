@@ -446,3 +446,39 @@ def test_correlated_readout_from_qiskit_keeps_qiskit_bit_order() -> None:
     ref = np.einsum("cbd,cdxy->xby", p, corr.reshape(2, 2, 2, 2))
     got = probs(simulate(nm.apply(qc), dtype=torch.complex128), readout=nm).numpy()
     assert np.abs(got - ref.reshape(-1)).max() < ATOL_F64
+
+
+# ---------------------------------------------------------------------------------------------
+# the study: many random circuits on several device snapshots (slow)
+# ---------------------------------------------------------------------------------------------
+#: Four snapshots: 5-qubit line (cx, rz, sx, x), 7-qubit H (cx, rz, sx, x), 5-qubit T with
+#: the u1/u2/u3 basis, and 5 qubits with fractional rx/rzz gates.
+SNAPSHOTS = ("FakeManilaV2", "FakeLagosV2", "FakeBurlingtonV2", "FakeFractionalBackend")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SNAPSHOTS)
+def test_random_transpiled_circuits_match_aer(name: str) -> None:
+    """15 random circuits per snapshot (seeds 100..114, 60 in all): density matrices and
+    recorded probabilities to 1e-10 against Aer; every third also sampled (20000 shots,
+    Aer seed = circuit seed) and chi-square tested."""
+    import qiskit_ibm_runtime.fake_provider as fake
+
+    backend = getattr(fake, name)()
+    anm = AerNoiseModel.from_backend(backend)
+    nm = NoiseModel.from_backend(backend)
+    worst = 0.0
+    for seed in range(100, 115):
+        rng = np.random.default_rng(seed)
+        width = int(rng.integers(2, 6))
+        qc = random_circuit(width, int(rng.integers(2, 6)), max_operands=2, seed=seed)
+        tq = transpile(qc, backend, seed_transpiler=seed, optimization_level=1)
+        rho = qsem_rho(nm.apply(tq))
+        worst = max(worst, float(np.abs(rho - aer_dm(tq, anm)).max()))
+        tq.measure_all()
+        state = simulate(nm.apply(tq), mode="density_matrix", dtype=torch.complex128)
+        got = probs(state, readout=nm).numpy()
+        worst = max(worst, float(np.abs(got - recorded_reference(tq, anm)).max()))
+        if seed % 3 == 0:
+            assert chi2_pvalue(aer_counts(tq, anm, 20000, seed=seed), got) > CHI2_ALPHA, seed
+    assert worst < ATOL_NOISE_AER, worst
