@@ -26,7 +26,7 @@ import torch
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.noise import NoiseModel, ReadoutError
 
-__all__ = ["apply_readout", "readout_errors"]
+__all__ = ["apply_readout", "marginal_readout", "readout_errors"]
 
 
 def readout_errors(readout: Any, dims: Sequence[int]) -> list[ReadoutError]:
@@ -79,3 +79,22 @@ def apply_readout(
         y = (y.reshape(-1, m.shape[0]) @ m).reshape(shape)
         x = y.permute(torch.argsort(torch.tensor(order)).tolist())
     return x.reshape(p.shape[0], -1)
+
+
+def marginal_readout(errors: Sequence[ReadoutError], wires: Sequence[int]) -> list[ReadoutError]:
+    """The readout errors of the measured ``wires``, renumbered to their positions there.
+
+    A confusion spanning measured and unmeasured wires is refused (its marginal is not
+    a confusion of the measured wires alone).
+    """
+    pos = {w: i for i, w in enumerate(wires)}
+    out = []
+    for e in errors:
+        inside = [w in pos for w in e.wires]
+        if all(inside):
+            out.append(e.on([pos[w] for w in e.wires]))
+        elif any(inside):
+            raise arg_error(
+                "readout", f"{e!r} spans measured wires {list(wires)} and unmeasured ones"
+            )
+    return out
