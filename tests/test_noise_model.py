@@ -482,3 +482,41 @@ def test_random_transpiled_circuits_match_aer(name: str) -> None:
         if seed % 3 == 0:
             assert chi2_pvalue(aer_counts(tq, anm, 20000, seed=seed), got) > CHI2_ALPHA, seed
     assert worst < ATOL_NOISE_AER, worst
+
+
+# ---------------------------------------------------------------------------------------------
+# QuantumLayer with readout, and the noisy-training experiment
+# ---------------------------------------------------------------------------------------------
+def test_quantum_layer_readout_equals_confused_probabilities() -> None:
+    from qsem.circuits import ParameterVector
+    from qsem.simulators import QuantumLayer
+
+    x, w = ParameterVector("x", 2), ParameterVector("w", 2)
+    c = Circuit.qubits(2).add(RY(x[0], wires=0), RY(x[1], wires=1), CNOT(wires=[0, 1]))
+    c.add(RY(w[0], wires=0), RY(w[1], wires=1))
+    nm = NoiseModel().add_readout_error([[0.9, 0.1], [0.3, 0.7]])
+    layer = QuantumLayer(c, probs_wires=[1], weight_shapes={"w": 2}, readout=nm, seed=3)
+    plain = QuantumLayer(c, probs_wires=[1], weight_shapes={"w": 2}, seed=3)
+    xs = torch.rand(4, 2, dtype=torch.float64)
+    m = nm.default_readout.matrix
+    assert torch.allclose(layer(xs), plain(xs) @ m, atol=ATOL_F64)
+    with pytest.raises(QsemValueError, match="argument 'readout'"):
+        QuantumLayer(c, [PauliString("Z", wires=[0])], weight_shapes={"w": 2}, readout=nm)
+
+
+def test_noisy_training_smoke(tmp_path) -> None:
+    import json
+
+    from qsem.experiments import noisy_training as nt
+    from qsem.runner import run_experiment
+
+    tiny = ["n_seeds=2", "qubits=2", "layers=1", "n_train=16", "n_test=16", "epochs=2",
+            "shots=256"]  # fmt: skip
+    run_experiment(nt.EXPERIMENT, overrides=tiny, out=tmp_path / "run", quiet=True)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["seeds"] == [0, 1] and res["noisy_circuit_channels"] > 0
+    for r in res["per_seed"]:
+        for m in nt.MODELS:
+            assert 0.0 <= r[m]["aer_accuracy"] <= 1.0
+    assert set(res["tests_noise_aware_minus_noiseless"]) == {"aer_accuracy", "aer_nll"}
+    assert "| seed |" in (tmp_path / "run" / "noisy_training.md").read_text()

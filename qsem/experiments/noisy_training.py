@@ -59,11 +59,13 @@ class NoisyTrainingConfig:
     qubits: int = 3
     #: trainable layers (rz, sx, rz, sx on every qubit, then a cx chain)
     layers: int = 2
-    #: training / test points of the two-moons task
+    #: training points of the two-moons task (one full batch)
     n_train: int = 64
+    #: held-out points, evaluated on Aer
     n_test: int = 200
-    #: full-batch Adam epochs and learning rate
+    #: full-batch Adam epochs
     epochs: int = 40
+    #: Adam learning rate
     lr: float = 0.05
     #: Aer shots per test point
     shots: int = 2000
