@@ -143,7 +143,8 @@ def transmon_qutrit(
         t1: ``(T1_1, T1_2)``, lifetimes of ``|1>`` (decay to ``|0>``) and ``|2>`` (decay to
             ``|1>``), in the unit of the gate times (µs by convention); ``inf``: none.
         t_phi: pure-dephasing time of the ``|0>,|1>`` coherence (``|j>,|k>``: ``T_φ/(j-k)²``).
-        t_1q, t_2q: durations of one- and two-wire gates.
+        t_1q: duration of a one-wire gate.
+        t_2q: duration of a two-wire gate.
         p_leak: probability that a two-wire gate moves ``|1>`` to ``|2>`` on each wire.
         readout: 3×3 confusion ``P(record j | level i)``, or ``None``.
     """
