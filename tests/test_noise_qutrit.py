@@ -125,3 +125,46 @@ def test_bad_input() -> None:
         NoiseModel.transmon_qutrit(t1=(1.0,))
     with pytest.raises(QsemValueError, match="argument 'p_leak'"):
         NoiseModel.transmon_qutrit(p_leak=2.0)
+
+
+def test_noise_strength_scales_gate_times_and_readout() -> None:
+    from qsem.circuits.noise_qutrit import DEFAULT_READOUT
+    from qsem.experiments.qutrit_noise import noise_at
+
+    m = np.asarray(DEFAULT_READOUT)
+    for s in (0.0, 1.0, 2.5):
+        nm = noise_at(s, 0.5)
+        assert nm.t_1q == pytest.approx(0.5 * s)
+        assert np.allclose(nm.default_readout.matrix.numpy(), np.eye(3) + s * (m - np.eye(3)))
+    assert [op.name for op in noise_at(0.0, 0.5).apply(Circuit.qutrits(1)).ops] == []
+
+
+def test_noisy_qutrit_head_reads_through_noise_and_confusion() -> None:
+    from qsem.experiments.qutrit_noise import NoisyQutritHead, noise_at
+
+    torch.manual_seed(0)
+    nm = noise_at(2.0, 0.5)
+    head = NoisyQutritHead(4, 3, nm)
+    x = torch.rand(5, 4, dtype=torch.float32)
+    a = head.to_head(head.extractor(x)).double()
+    params = {f"a{i}": a[:, i] for i in range(4)}
+    params.update({f"w{i}": head.weights[i].double() for i in range(2)})
+    from qsem.experiments.qutrit_vs_classical import qutrit_circuit
+
+    st = simulate(nm.apply(qutrit_circuit()), params, mode="density_matrix", dtype=torch.complex128)
+    ref = probs(st, readout=nm)
+    assert torch.allclose(head.born(x).double(), ref, atol=1e-6)  # float32 input and output
+
+
+def test_qutrit_noise_smoke(tmp_path) -> None:
+    import json
+
+    from qsem.experiments import qutrit_noise as qn
+    from qsem.runner import run_experiment
+
+    tiny = ["n_seeds=2", "epochs=2", "strengths=[0, 2]", "kleene_train_kbs=2", "kleene_test_kbs=2"]
+    run_experiment(qn.EXPERIMENT, overrides=tiny, out=tmp_path / "run", quiet=True)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(res["summary"]) == {"softmax", "qutrit@0", "qutrit@2"}
+    assert set(res["tests_qutrit_minus_softmax"]) == {"qutrit@0", "qutrit@2"}
+    assert "| qutrit@2 |" in (tmp_path / "run" / "qutrit_noise.md").read_text()
