@@ -236,7 +236,13 @@ def apply_to_qiskit(model: NoiseModel, qc: Any) -> Circuit:
             sub = qc.copy_empty_like()
             sub.global_phase = 0.0
             sub.append(inst)
-            ops = list(from_qiskit(sub).ops)
+            try:
+                ops = list(from_qiskit(sub).ops)
+            except QsemValueError as exc:  # name the instruction of `qc`, not of `sub`
+                msg = str(exc).replace(
+                    "argument 'qc': instruction 0", f"argument 'circuit': {where}"
+                )
+                raise QsemValueError(msg) from None
         keys: list[Any] = [name] + [type(o) for o in ops[:1] if len(ops) == 1]
         chans = model.error_for(keys, model._index(wires, n))
         out.add(*ops, *(model.place(c, wires) for c in chans))

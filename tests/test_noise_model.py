@@ -520,3 +520,13 @@ def test_noisy_training_smoke(tmp_path) -> None:
             assert 0.0 <= r[m]["aer_accuracy"] <= 1.0
     assert set(res["tests_noise_aware_minus_noiseless"]) == {"aer_accuracy", "aer_nll"}
     assert "| seed |" in (tmp_path / "run" / "noisy_training.md").read_text()
+
+
+def test_unconvertible_instruction_is_named_in_one_line() -> None:
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.initialize([0, 1], 1)
+    with pytest.raises(
+        QsemValueError, match=r"^argument 'circuit': instruction 1 \('initialize'\)"
+    ):
+        NoiseModel().apply(qc)
