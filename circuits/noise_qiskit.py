@@ -240,7 +240,7 @@ def apply_to_qiskit(model: NoiseModel, qc: Any) -> Circuit:
                 ops = list(from_qiskit(sub).ops)
             except QsemValueError as exc:  # name the instruction of `qc`, not of `sub`
                 msg = str(exc).replace(
-                    "argument 'qc': instruction 0", f"argument 'circuit': {where}"
+                    "argument 'qc': instruction 0", f"argument 'circuit': instruction {k}"
                 )
                 raise QsemValueError(msg) from None
         keys: list[Any] = [name] + [type(o) for o in ops[:1] if len(ops) == 1]
