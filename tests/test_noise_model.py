@@ -527,6 +527,6 @@ def test_unconvertible_instruction_is_named_in_one_line() -> None:
     qc.h(0)
     qc.initialize([0, 1], 1)
     with pytest.raises(
-        QsemValueError, match=r"^argument 'circuit': instruction 1 \('initialize'\)"
+        QsemValueError, match=r"^argument 'circuit': instruction 1 \('initialize'\) is not"
     ):
         NoiseModel().apply(qc)
