@@ -36,6 +36,7 @@ WORKLOADS = (
     "similarity",
     "bridge_aer",
     "estimator_qnn",
+    "noisy_backend",
 )
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .gates import *  # noqa: F403
 from .gates import __all__ as _gate_names
+from .noise import NoiseModel, ReadoutError
 from .observables import GellMann, Hermitian, Observable, PauliString, gell_mann_matrices
 from .operations import Channel, Gate, Operation
 from .parameters import Parameter, ParameterVector
@@ -34,9 +35,10 @@ __all__ = [
     *_gate_names,
     "AmplitudeDamping", "BitFlip", "Channel", "Circuit", "Depolarizing", "DimensionError",
     "Gate", "GellMann", "Hermitian", "InvalidStateError", "Kraus", "MemoryLimitError",
-    "MissingDependencyError", "NotCPTPError", "NotUnitaryError", "Observable", "Operation",
+    "MissingDependencyError", "NoiseModel", "NotCPTPError", "NotUnitaryError", "Observable",
+    "Operation",
     "Parameter", "ParameterVector", "PauliString", "PhaseDamping", "QsemError", "QsemTypeError",
-    "QsemValueError",
+    "QsemValueError", "ReadoutError",
     "TritFlip", "channels", "destructive_swap_test", "gates", "gell_mann_matrices", "observables",
     "swap_test", "templates",
 ]  # fmt: skip

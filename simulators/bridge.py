@@ -352,7 +352,10 @@ class QuantumLayer(torch.nn.Module):
       tensor (e.g. ``torch.nn.init.normal_``), or a mapping weight name -> such a
       function or a tensor of the weight's shape.
 
-    ``seed`` also seeds shot sampling (``shots``).
+    ``seed`` also seeds shot sampling (``shots``). ``readout`` (with ``probs_wires``; a
+    :class:`~qsem.circuits.NoiseModel` or :class:`~qsem.circuits.noise.ReadoutError` list)
+    maps the probabilities through the readout confusion of those wires
+    (:mod:`qsem.simulators.readout`), on every backend.
 
     >>> import torch
     >>> from qsem.circuits import Circuit, ParameterVector, RY, CNOT, PauliString
@@ -379,11 +382,20 @@ class QuantumLayer(torch.nn.Module):
         diff_method: str = "best",
         init_method: Callable[[torch.Tensor], Any] | Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
+        readout: Any = None,
         **backend_options: Any,
     ) -> None:
         super().__init__()
         if (observables is None) == (probs_wires is None):
             raise arg_error("observables", "give either observables or probs_wires (one of them)")
+        self._readout: list[Any] = []
+        if readout is not None:
+            from .readout import marginal_readout, readout_errors
+
+            if probs_wires is None:
+                raise arg_error("readout", "applies to probs_wires outputs; give probs_wires")
+            errs = readout_errors(readout, circuit.dims)
+            self._readout = marginal_readout(errs, list(probs_wires))
         self.circuit = circuit
         self.observables = (
             None if observables is None else as_observables(observables, "observables")
@@ -458,6 +470,12 @@ class QuantumLayer(torch.nn.Module):
                 kind, self.circuit, params, self.observables or [], self.probs_wires or [],
                 self.backend, self.shots, self.seed, "parameter-shift", self._expanded, {},
             )  # fmt: skip
+        if self._readout:
+            from .readout import apply_readout
+
+            dims = [self.circuit.dims[w] for w in self.probs_wires or []]
+            flat = out.reshape(-1, out.shape[-1])
+            out = apply_readout(flat, dims, self._readout).reshape(out.shape)
         # TorchLayer's convention: the output has the input's (floating) dtype
         return out.to(x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else out
 

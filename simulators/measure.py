@@ -57,11 +57,28 @@ def _full_probs(state: State) -> torch.Tensor:
     return torch.diagonal(t, dim1=-2, dim2=-1).real
 
 
-def probs(state: State, wires: Sequence[int] | int | None = None) -> torch.Tensor:
-    """Born probabilities, marginal on ``wires`` (in the given order): ``(B, prod dims)``."""
+def _recorded_probs(state: State, readout: Any) -> torch.Tensor:
+    """Full-register probabilities ``(B, D)``, through the readout confusion if given."""
+    full = _full_probs(state)
+    if readout is None:
+        return full
+    from .readout import apply_readout, readout_errors
+
+    return apply_readout(full, state.dims, readout_errors(readout, state.dims))
+
+
+def probs(
+    state: State, wires: Sequence[int] | int | None = None, *, readout: Any = None
+) -> torch.Tensor:
+    r"""Born probabilities, marginal on ``wires`` (in the given order): ``(B, prod dims)``.
+
+    ``readout``: a :class:`~qsem.circuits.noise.NoiseModel` or
+    :class:`~qsem.circuits.noise.ReadoutError`\ (s): the recorded probabilities
+    ``p · (⊗ M)`` instead (:mod:`qsem.simulators.readout`).
+    """
     state = _check_state(state)
     w = _wires(state, wires)
-    return state.unbatch(kernels.marginal_probs(_full_probs(state), state.dims, w))
+    return state.unbatch(kernels.marginal_probs(_recorded_probs(state, readout), state.dims, w))
 
 
 def reduced_density_matrix(state: State, wires: Sequence[int] | int) -> torch.Tensor:
@@ -84,12 +101,16 @@ def _rdm(state: State, w: list[int]) -> torch.Tensor:
     return kernels.reduced_density_matrix_dm(state.tensor, state.dims, w)
 
 
-def expval(state: State, observables: Observable | Sequence[Observable]) -> torch.Tensor:
+def expval(
+    state: State, observables: Observable | Sequence[Observable], *, readout: Any = None
+) -> torch.Tensor:
     """Expectation values: ``(B,)`` for one observable, ``(B, K)`` for a list of K.
 
     Diagonal observables (Z strings, diagonal Gell-Mann matrices) are read from the
     probabilities together, as one product with their full-register diagonals;
-    the others from reduced density matrices on their wires.
+    the others from reduced density matrices on their wires. ``readout`` (see
+    :func:`probs`) reads diagonal observables from the recorded probabilities; it
+    refuses non-diagonal ones (they are not measured in the computational basis).
     """
     state = _check_state(state)
     single = isinstance(observables, Observable)
@@ -105,12 +126,18 @@ def expval(state: State, observables: Observable | Sequence[Observable]) -> torc
         diag = o.diagonal(dims)
         if diag is not None:
             diagonals[k] = _full_diagonal(diag.numpy(), state.dims, w)
+        elif readout is not None:
+            raise arg_error(
+                "readout",
+                f"applies to computational-basis measurements; {o!r} is not diagonal "
+                "(rotate into its eigenbasis in the circuit)",
+            )
     out: list[torch.Tensor | None] = [None] * len(obs)
     if diagonals:
         table = torch.as_tensor(
             np.stack(list(diagonals.values()), -1), dtype=real, device=src.device
         )
-        values = _full_probs(state) @ table  # (B, number of diagonal observables)
+        values = _recorded_probs(state, readout) @ table  # (B, number of diagonal observables)
         for j, k in enumerate(diagonals):
             out[k] = values[:, j]
     for k, o in enumerate(obs):
@@ -139,16 +166,18 @@ def sample(
     *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    readout: Any = None,
 ) -> torch.Tensor:
     """Draw ``shots`` basis outcomes: ``(B, shots, len(wires))`` integer levels per wire.
 
-    Seeded by ``seed`` (or a ``generator``) so results are reproducible.
+    Seeded by ``seed`` (or a ``generator``) so results are reproducible; ``readout``
+    (see :func:`probs`) samples the recorded outcomes.
     """
     state = _check_state(state)
     shots = check_shots("shots", shots)
     seed = check_seed("seed", seed, allow_none=True)
     w = _wires(state, wires)
-    p = kernels.marginal_probs(_full_probs(state), state.dims, w).detach()
+    p = kernels.marginal_probs(_recorded_probs(state, readout), state.dims, w).detach()
     p = p.clamp(min=0).to(torch.float64)
     if generator is None:
         generator = torch.Generator(device=p.device)

@@ -30,6 +30,12 @@ SHOT_SIGMAS = 4.0
 ATOL_PRIMITIVES = 1e-10
 #: Smallest chi-square p-value accepted over a seeded family of ~500 goodness-of-fit tests.
 SAMPLE_P_MIN = 1e-5
+#: qsem's noisy density matrices / probabilities against Qiskit Aer's (complex128).
+ATOL_NOISE_AER = 1e-10
+#: ... against Aer simulating a model as given: Aer drops mixture terms of probability < 1e-10.
+ATOL_AER_TRUNCATION = 1e-8
+#: Sampled counts against exact probabilities: a chi-square test must not reject at this level.
+CHI2_ALPHA = 1e-3
 
 settings.register_profile(
     "qsem",

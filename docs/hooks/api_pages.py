@@ -125,7 +125,7 @@ def render(package: str, summary: str) -> str:
             continue
         out += [f"## `{name}`", "", f"::: {name}", "    options:", "      heading_level: 3"]
         out += ["      members:"]
-        out += [f"        - {n}" for n in own]
+        out += [f'        - "{n}"' for n in own]  # quoted: YAML reads ON, NO, ... as bools
         out.append("")
     return "\n".join(out)
 

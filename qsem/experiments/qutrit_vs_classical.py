@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,11 +271,22 @@ def _load(cfg: QvCConfig, task: str, seed: int) -> ThreeClassData:
 
 
 def train_one(
-    cfg: QvCConfig, data: ThreeClassData, head: str, hidden: int, init_seed: int
+    cfg: Any,
+    data: ThreeClassData,
+    head: str,
+    hidden: int,
+    init_seed: int,
+    make_model: Callable[[], torch.nn.Module] | None = None,
 ) -> dict[str, Any]:
-    """Train one model full batch; metrics on the test split."""
+    """Train one model full batch; metrics on the test split.
+
+    ``cfg`` needs ``epochs``, ``lr`` and ``dtype``; ``make_model`` (called after seeding
+    with ``init_seed``) builds another model than ``HeadModel(head, ...)``.
+    """
     torch.manual_seed(init_seed)
-    model = HeadModel(head, data.n_features, hidden, cfg.dtype)
+    model = (
+        HeadModel(head, data.n_features, hidden, cfg.dtype) if make_model is None else make_model()
+    )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = data.x_train, data.y_train
     tick = time.perf_counter()
