@@ -54,6 +54,14 @@ def _info(out: Path) -> dict:
     return json.loads((out / "run_info.json").read_text())
 
 
+def _recorded_step(out: Path) -> int | None:
+    """The checkpoint step run_info.json records (None: none yet, or not readable yet)."""
+    try:
+        return _info(out).get("last_checkpoint_step")
+    except (OSError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------
 # a read-only --out, a full disk, a missing CUDA
 # --------------------------------------------------------------------------
@@ -159,7 +167,9 @@ def test_sigterm_is_an_interruption_that_resumes(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not (out / "checkpoint.pt").exists():
+        # a checkpoint is complete once run_info.json records it (the file comes first: a
+        # signal between the two would leave a checkpoint that run_info does not name yet)
+        while not (out / "checkpoint.pt").exists() or _recorded_step(out) is None:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.02)
