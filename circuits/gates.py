@@ -10,8 +10,10 @@ projector on the support of ``G``) the matrix is
 Qudit gates act on any dimension ``d`` (qutrits are ``d = 3``):
 ``Shift |j> = |j+1 mod d>``, ``Clock |j> = ω^j |j>`` with ``ω = e^{2πi/d}``,
 ``Fourier |j> = d^{-1/2} Σ_k ω^{jk} |k>``, ``Add |a, b> = |a, a+b mod d_b>``.
-The qutrit names (``TShift``, ``TClock``, ``THadamard``, ``TAdd``,
-``TSWAP``, ``TRX``, ``TRY``, ``TRZ``) are these same classes.
+The qutrit names (``TShift``, ``TClock``, ``TAdd``, ``TSWAP``, ``TRX``, ``TRY``,
+``TRZ``) are these same classes. ``THadamard`` is PennyLane's qutrit Hadamard
+(its own class, with PennyLane's matrix ``-i`` times ``Fourier`` and its optional
+two-level ``subspace``), so that a PennyLane qutrit circuit round-trips exactly.
 
 >>> import torch
 >>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round()
@@ -425,9 +427,9 @@ class Z(Clock):
 
 
 class Fourier(_FixedGate):
-    """Qudit Fourier gate ``|j> -> d^{-1/2} Σ_k ω^{jk} |k>`` (any d; ``THadamard``).
+    """Qudit Fourier gate ``|j> -> d^{-1/2} Σ_k ω^{jk} |k>`` (any d).
 
-    On qubits it equals ``H``. PennyLane's ``THadamard`` is this matrix times ``-i``.
+    On qubits it equals ``H``. :class:`THadamard` (PennyLane's) is this matrix times ``-i``.
     """
 
     symbol = "F"
@@ -436,6 +438,52 @@ class Fourier(_FixedGate):
         d = dims[0]
         j = np.arange(d)
         return np.exp(2j * np.pi * np.outer(j, j) / d) / np.sqrt(d)
+
+
+class THadamard(_FixedGate):
+    """PennyLane's qutrit Hadamard, with PennyLane's matrix and arguments.
+
+    Without ``subspace`` it is ``-i F`` (``F`` the qutrit :class:`Fourier` gate):
+    ``THadamard |j> = (-i/√3) Σ_k ω^{jk} |k>``, ``ω = e^{2πi/3}``. With
+    ``subspace=(j, k)`` it is the qubit Hadamard on levels ``j, k`` and the identity on
+    the third level. Qutrit wires only.
+
+    >>> import torch
+    >>> m = THadamard(wires=0).concrete_matrix((3,))
+    >>> bool(torch.allclose(m, -1j * Fourier(wires=0).concrete_matrix((3,))))
+    True
+    """
+
+    wire_dims = (3,)
+    symbol = "TH"
+
+    def __init__(self, wires: object, subspace: Sequence[int] | None = None) -> None:
+        super().__init__(wires=wires)
+        if subspace is not None:
+            sub = tuple(subspace) if isinstance(subspace, Sequence) else ()
+            ok = len(sub) == 2 and all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sub
+            )
+            if not ok or sub[0] == sub[1] or min(sub) < 0 or max(sub) > 2:
+                raise arg_error(
+                    "subspace", f"must be None or two distinct levels of 0, 1, 2, got {subspace!r}"
+                )
+            subspace = (int(min(sub)), int(max(sub)))
+        self.subspace = subspace
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"subspace": self.subspace}
+
+    def _np_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        if self.subspace is None:
+            return -1j * Fourier._np_matrix(self, dims)
+        j, k = self.subspace
+        mat = np.eye(3, dtype=np.complex128)
+        mat[np.ix_([j, k], [j, k])] = np.array([[1, 1], [1, -1]]) / np.sqrt(2)
+        return mat
+
+    def adjoint(self) -> Gate:
+        return self if self.subspace is not None else Adjoint(self)
 
 
 class H(Fourier):
@@ -519,7 +567,7 @@ class CNOT(Add):
         return self
 
 
-TShift, TClock, THadamard, TAdd, TSWAP = Shift, Clock, Fourier, Add, SWAP
+TShift, TClock, TAdd, TSWAP = Shift, Clock, Add, SWAP
 
 
 class Unitary(Gate):

@@ -17,9 +17,10 @@ engine is an independent check of qsem's matrices):
   d = 2 (``Shift``, ``Clock``, ``Fourier``, ``Add``) -> ``PauliX``, ``PauliZ``,
   ``Hadamard``, ``CNOT``.
 * qutrits: ``TShift TClock TAdd TSWAP`` and ``TRX/TRY/TRZ`` (same ``subspace``
-  convention) by name; ``THadamard`` -> PennyLane's ``THadamard``, which is ``-i``
-  times qsem's Fourier matrix (a global phase; inside ``Controlled`` the matrix is
-  corrected by ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
+  convention) by name; qsem's ``THadamard`` (PennyLane's matrix and ``subspace``) ->
+  ``THadamard``; qsem's ``Fourier`` -> ``THadamard`` too, which is ``-i`` times the
+  Fourier matrix (a global phase; inside ``Controlled`` the matrix is corrected by
+  ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
   ``ControlledQutritUnitary`` with the base's PennyLane matrix and the control
   values as a ternary string.
 * channels: qubit ``Depolarizing(p)`` -> ``DepolarizingChannel(3p/4)``,
@@ -33,11 +34,12 @@ engine is an independent check of qsem's matrices):
 A gate of another class (a user's own ``Gate`` subclass) enters as
 ``QubitUnitary``/``QutritUnitary`` of qsem's matrix (broadcast over rows).
 
-Import (:func:`from_pennylane`) inverts this map through :data:`PENNYLANE_GATES`
-(PennyLane name -> qsem gate class); any other operation enters as
-:class:`~qsem.circuits.gates.Unitary` of ``qml.matrix(op)`` (``THadamard`` too, so
-its phase is PennyLane's), any channel as :class:`~qsem.circuits.Kraus` of its
-Kraus matrices. A tape holding a qutrit operation gives a qutrit circuit.
+Import (:func:`from_pennylane`, :func:`pennylane_op`) inverts this map: named gates
+through :data:`PENNYLANE_GATES`, every PennyLane qutrit operation to its named qsem
+gate (``THadamard`` -> ``THadamard``, exactly), named channels to qsem's channels,
+any other channel to :class:`~qsem.circuits.Kraus`, any other operation with a
+matrix to :class:`~qsem.circuits.gates.Unitary`. Wire dimensions come from the
+operations on each wire (:func:`tape_wire_dims`): qubit, qutrit or mixed circuits.
 
 >>> import pennylane as qml
 >>> from qsem.circuits import Circuit, RY, CNOT
@@ -59,11 +61,20 @@ import torch
 from . import channels as CH
 from . import gates as G
 from .circuit import Circuit
-from .errors import MissingDependencyError, QsemTypeError, arg_error
-from .operations import Adjoint, Channel, Gate
+from .errors import DimensionError, MissingDependencyError, QsemTypeError, arg_error
+from .operations import Adjoint, Channel, Gate, Operation
 from .parameters import Parameter, resolve_param
 
-__all__ = ["PENNYLANE_GATES", "PennyLaneOps", "from_pennylane", "require_pennylane", "to_pennylane"]
+__all__ = [
+    "PENNYLANE_GATES",
+    "PennyLaneOps",
+    "add_pennylane_ops",
+    "from_pennylane",
+    "pennylane_op",
+    "require_pennylane",
+    "tape_wire_dims",
+    "to_pennylane",
+]
 
 
 def require_pennylane() -> Any:
@@ -160,6 +171,8 @@ class PennyLaneOps:
         if isinstance(op, G._SubspaceRotation):
             cls = {"x": qml.TRX, "y": qml.TRY, "z": qml.TRZ}[op._pauli]
             return cls(self._param(op.params[0], cols), wires=w, subspace=op.subspace)
+        if t is G.THadamard:
+            return qml.THadamard(wires=w, subspace=op.subspace)
         fixed = {G.Shift: qml.TShift, G.Clock: qml.TClock, G.Fourier: qml.THadamard,
                  G.Add: qml.TAdd, G.SWAP: qml.TSWAP}  # fmt: skip
         if t in fixed:
@@ -276,13 +289,29 @@ PENNYLANE_GATES: dict[str, type[Gate]] = {
     "RX": G.RX, "RY": G.RY, "RZ": G.RZ, "PhaseShift": G.PhaseShift, "U3": G.U3,
     "PauliX": G.X, "PauliY": G.Y, "PauliZ": G.Z, "Hadamard": G.H, "S": G.S, "T": G.T,
     "CNOT": G.CNOT, "CZ": G.CZ, "CRX": G.CRX, "CRY": G.CRY, "CRZ": G.CRZ, "SWAP": G.SWAP,
-    "CSWAP": G.CSWAP, "Toffoli": G.Toffoli, "Identity": G.Identity,
+    "CSWAP": G.CSWAP, "Toffoli": G.Toffoli,
     "TShift": G.Shift, "TClock": G.Clock, "TAdd": G.Add, "TSWAP": G.SWAP,
 }  # fmt: skip
 _SUBSPACE = {"TRX": G.SubspaceRX, "TRY": G.SubspaceRY, "TRZ": G.SubspaceRZ}
-_QUTRIT_ONLY = {"TShift", "TClock", "TAdd", "TSWAP", "THadamard", "TRX", "TRY", "TRZ",
-                "QutritUnitary", "ControlledQutritUnitary", "QutritChannel",
-                "QutritDepolarizingChannel", "QutritAmplitudeDamping", "TritFlip"}  # fmt: skip
+#: PennyLane operations and observables that act on qutrit wires (everything else that
+#: names wires acts on qubits, except the dimension-neutral ones below).
+QUTRIT_NAMES = frozenset({
+    "TShift", "TClock", "TAdd", "TSWAP", "THadamard", "TRX", "TRY", "TRZ", "QutritUnitary",
+    "ControlledQutritUnitary", "QutritBasisState", "QutritChannel", "QutritDepolarizingChannel",
+    "QutritAmplitudeDamping", "TritFlip", "GellMann", "THermitian",
+})  # fmt: skip
+NEUTRAL_NAMES = frozenset({"Identity", "Barrier", "Snapshot", "GlobalPhase"})
+#: state preparations the device turns into its initial state when they come first
+STATE_PREPS = frozenset({"StatePrep", "BasisState", "QutritBasisState"})
+#: channels with a qsem class of their own: PennyLane name -> parameter map
+_QUBIT_CHANNELS: dict[str, Callable[[list[Any], list[int]], Channel]] = {
+    "DepolarizingChannel": lambda p, w: CH.Depolarizing(p[0] * (4.0 / 3.0), wires=w),
+    "AmplitudeDamping": lambda p, w: CH.AmplitudeDamping(p[0], wires=w),
+    "PhaseDamping": lambda p, w: CH.PhaseDamping(p[0], wires=w),
+    "BitFlip": lambda p, w: CH.BitFlip(p[0], wires=w),
+    "QutritDepolarizingChannel": lambda p, w: CH.Depolarizing(p[0] * (9.0 / 8.0), wires=w),
+    "TritFlip": lambda p, w: CH.TritFlip(*p, wires=w),
+}
 
 
 def _value(p: Any) -> Any:
@@ -293,12 +322,145 @@ def _value(p: Any) -> Any:
     return float(arr) if arr.ndim == 0 else torch.as_tensor(arr, dtype=torch.float64)
 
 
+def _matrix_value(m: Any) -> Any:
+    """A matrix parameter (torch kept for gradients; anything else as complex128 NumPy)."""
+    return m if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.complex128)
+
+
+def _op_dim(op: Any) -> int | None:
+    """The wire dimension an operation or observable implies (``None``: neutral)."""
+    name = op.name
+    if name in NEUTRAL_NAMES:
+        return None
+    return 3 if name in QUTRIT_NAMES else 2
+
+
+def _observables_of(obs: Any) -> list[Any]:
+    """The leaf observables of a (possibly composite) PennyLane observable."""
+    if obs is None:
+        return []
+    if hasattr(obs, "operands"):
+        return [leaf for o in obs.operands for leaf in _observables_of(o)]
+    if hasattr(obs, "base") and obs.name in ("SProd", "Adjoint", "Pow"):
+        return _observables_of(obs.base)
+    return [obs]
+
+
+def tape_wire_dims(tape: Any, labels: list[Any] | None = None) -> list[int]:
+    """Wire dimensions of a PennyLane tape, from the operations and observables on each wire.
+
+    Qutrit operations/observables (``TShift`` ... ``GellMann``, ``THermitian``) make a wire
+    a qutrit, every other operation naming the wire makes it a qubit, ``Identity`` and
+    friends are neutral. A wire nothing names takes the tape's dimension when all named
+    wires agree (a qutrit tape measuring an idle wire), else 2. A wire used both ways is
+    refused in one line naming the two operations.
+    """
+    labels = list(tape.wires) if labels is None else labels
+    index = {w: i for i, w in enumerate(labels)}
+    dims: list[int | None] = [None] * len(labels)
+    first: list[str] = [""] * len(labels)
+    leaves = list(tape.operations)
+    for m in tape.measurements:
+        leaves += _observables_of(m.obs)
+    for op in leaves:
+        d = _op_dim(op)
+        if d is None:
+            continue
+        for w in op.wires:
+            i = index[w]
+            if dims[i] is None:
+                dims[i], first[i] = d, op.name
+            elif dims[i] != d:
+                kind = {2: "qubit", 3: "qutrit"}
+                raise DimensionError(
+                    f"argument 'tape': wire {w!r} is a {kind[dims[i]]} for {first[i]} but a "  # type: ignore[index]
+                    f"{kind[d]} for {op.name}; a wire has one dimension"
+                )
+    named = {d for d in dims if d is not None}
+    fill = named.pop() if len(named) == 1 else 2
+    return [fill if d is None else d for d in dims]
+
+
+def pennylane_op(
+    op: Any, wires: list[int], dims: tuple[int, ...]
+) -> Operation | list[Operation] | None:
+    """The qsem operation of one PennyLane operation on qsem ``wires`` of ``dims``.
+
+    A list for ``BasisState``/``QutritBasisState`` (shifts from ``|0>``); ``None`` for
+    operations with no effect on the state (``Identity``,
+    ``Barrier``, ``Snapshot``; ``GlobalPhase`` is the caller's). Raises a one-line
+    :class:`~qsem.circuits.errors.QsemValueError` naming an operation qsem cannot run.
+    """
+    name = op.name
+    cls = PENNYLANE_GATES.get(name)
+    if cls is not None:
+        return cls(*[_value(p) for p in op.parameters], wires=wires)
+    if name in _SUBSPACE:
+        sub = tuple(op.hyperparameters["subspace"])
+        return _SUBSPACE[name](_value(op.parameters[0]), wires=wires, subspace=sub)
+    if name == "THadamard":
+        sub = op.hyperparameters.get("subspace")
+        return G.THadamard(wires=wires, subspace=None if sub is None else tuple(sub))
+    if name in ("QubitUnitary", "QutritUnitary"):
+        return G.Unitary(_matrix_value(op.parameters[0]), wires=wires)
+    if name == "ControlledQutritUnitary":
+        n_ctrl = len(op.hyperparameters["control_wires"])
+        values = [int(v) for v in op.hyperparameters["control_values"]]
+        base = G.Unitary(_matrix_value(op.parameters[0]), wires=wires[n_ctrl:])
+        return G.Controlled(base, wires[:n_ctrl], values)
+    if name in ("BasisState", "QutritBasisState"):  # from |0...0>: a shift per wire
+        levels = np.asarray(op.parameters[0]).reshape(-1).astype(int)
+        shifts = [G.Shift(wires=[w]) for w, k in zip(wires, levels, strict=True) for _ in range(k)]
+        return shifts
+    if name in NEUTRAL_NAMES - {"GlobalPhase"}:
+        return None
+    if name in _QUBIT_CHANNELS:
+        return _QUBIT_CHANNELS[name]([_value(p) for p in op.parameters], wires)
+    if name == "QutritAmplitudeDamping" and _is_zero(op.parameters[1]):
+        g10, _, g21 = (_value(p) for p in op.parameters)
+        return CH.AmplitudeDamping(g10, g21, wires=wires)
+    qml = require_pennylane()
+    if isinstance(op, qml.operation.Channel):
+        ks = op.kraus_matrices()
+        stacked = torch.stack(list(ks)) if isinstance(ks[0], torch.Tensor) else np.asarray(ks)
+        return CH.Kraus(_matrix_value(stacked), wires=wires)
+    if op.has_matrix and len(op.wires) == len(wires):
+        return G.Unitary(_matrix_value(qml.matrix(op, wire_order=list(op.wires))), wires=wires)
+    raise arg_error("tape", f"qsem cannot run the operation {name} on wires {list(op.wires)}")
+
+
+def _is_zero(p: Any) -> bool:
+    return not isinstance(p, torch.Tensor) and float(np.asarray(p)) == 0.0
+
+
+def add_pennylane_ops(circuit: Circuit, ops: Any, labels: list[Any]) -> Circuit:
+    """Append the qsem form of PennyLane ``ops`` (wire labels ``labels``) to ``circuit``."""
+    index = {w: i for i, w in enumerate(labels)}
+    for op in ops:
+        wires = [index[w] for w in op.wires]
+        new = pennylane_op(op, wires, circuit.wire_dims(wires))
+        if isinstance(new, list):
+            circuit.add(*new)
+        elif new is not None:
+            circuit.add(new)
+    return circuit
+
+
 def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:
     """The qsem circuit of a PennyLane tape (or quantum script), or of a quantum function
     called with ``args``/``kwargs``.
 
-    Wires are numbered in the tape's wire order. Parameters arrive as numbers (torch
-    tensors stay tensors, so gradients flow). Measurements are dropped.
+    Wires are numbered in the tape's wire order, with the dimensions of
+    :func:`tape_wire_dims` (qubit, qutrit or both). Parameters arrive as numbers (torch
+    tensors stay tensors, so gradients flow). Every PennyLane qutrit operation becomes
+    its named qsem gate (``THadamard`` -> :class:`~qsem.circuits.gates.THadamard`, the same
+    matrix; ``QutritUnitary`` -> ``Unitary``; ``ControlledQutritUnitary`` ->
+    ``Controlled(Unitary)``), channels their qsem channel (``DepolarizingChannel(p)`` ->
+    ``Depolarizing(4p/3)``, ``QutritDepolarizingChannel(p)`` -> ``Depolarizing(9p/8)``,
+    ``QutritAmplitudeDamping(γ10, 0, γ21)`` -> ``AmplitudeDamping(γ10, γ21)``, others
+    ``Kraus``); ``BasisState``/``QutritBasisState`` become shifts (a preparation from
+    ``|0...0>``). Any other operation with a matrix enters as ``Unitary``. Measurements
+    are dropped.
     """
     qml = require_pennylane()
     tape = tape_or_qfunc
@@ -313,26 +475,4 @@ def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:
     labels = list(tape.wires)
     if not labels:
         raise arg_error("tape_or_qfunc", "the tape has no wires")
-    index = {w: i for i, w in enumerate(labels)}
-    d = 3 if any(op.name in _QUTRIT_ONLY for op in tape.operations) else 2
-    out = Circuit([d] * len(labels))
-    for k, op in enumerate(tape.operations):
-        wires = [index[w] for w in op.wires]
-        cls = PENNYLANE_GATES.get(op.name)
-        if cls is not None:
-            out.add(cls(*[_value(p) for p in op.parameters], wires=wires))
-        elif op.name in _SUBSPACE:
-            sub = tuple(op.hyperparameters["subspace"])
-            out.add(_SUBSPACE[op.name](_value(op.parameters[0]), wires=wires, subspace=sub))
-        elif isinstance(op, qml.operation.Channel):
-            ks = np.asarray(op.kraus_matrices(), dtype=np.complex128)
-            out.add(CH.Kraus(ks, wires=wires))
-        else:
-            try:
-                mat = qml.matrix(op, wire_order=list(op.wires))
-            except Exception as exc:  # PennyLane raises several types for "no matrix"
-                raise arg_error(
-                    "tape_or_qfunc", f"operation {k} ({op.name}) has no matrix: {exc}"
-                ) from None
-            out.add(G.Unitary(np.asarray(mat, dtype=np.complex128), wires=wires))
-    return out
+    return add_pennylane_ops(Circuit(tape_wire_dims(tape, labels)), tape.operations, labels)
