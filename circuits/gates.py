@@ -10,10 +10,13 @@ projector on the support of ``G``) the matrix is
 Qudit gates act on any dimension ``d`` (qutrits are ``d = 3``):
 ``Shift |j> = |j+1 mod d>``, ``Clock |j> = ω^j |j>`` with ``ω = e^{2πi/d}``,
 ``Fourier |j> = d^{-1/2} Σ_k ω^{jk} |k>``, ``Add |a, b> = |a, a+b mod d_b>``.
-The qutrit names (``TShift``, ``TClock``, ``TAdd``, ``TSWAP``, ``TRX``, ``TRY``,
-``TRZ``) are these same classes. ``THadamard`` is PennyLane's qutrit Hadamard
-(its own class, with PennyLane's matrix ``-i`` times ``Fourier`` and its optional
-two-level ``subspace``), so that a PennyLane qutrit circuit round-trips exactly.
+The qutrit names (``TShift``, ``TClock``, ``THadamard``, ``TAdd``,
+``TSWAP``, ``TRX``, ``TRY``, ``TRZ``) are these same classes. PennyLane's
+``qml.THadamard`` is ``-i`` times qsem's ``THadamard``/``Fourier`` (a global phase) and
+takes an optional two-level ``subspace``: :class:`PennyLaneTHadamard` is that gate,
+PennyLane's matrix under PennyLane's arguments, so a PennyLane qutrit circuit
+round-trips exactly (``from_pennylane`` maps ``qml.THadamard`` to it and
+``to_pennylane`` maps it back).
 
 >>> import torch
 >>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round()
@@ -60,6 +63,7 @@ __all__ = [
     "Fourier",
     "H",
     "Identity",
+    "PennyLaneTHadamard",
     "PhaseShift",
     "S",
     "Shift",
@@ -427,9 +431,10 @@ class Z(Clock):
 
 
 class Fourier(_FixedGate):
-    """Qudit Fourier gate ``|j> -> d^{-1/2} Σ_k ω^{jk} |k>`` (any d).
+    """Qudit Fourier gate ``|j> -> d^{-1/2} Σ_k ω^{jk} |k>`` (any d; ``THadamard``).
 
-    On qubits it equals ``H``. :class:`THadamard` (PennyLane's) is this matrix times ``-i``.
+    On qubits it equals ``H``. PennyLane's ``THadamard`` (:class:`PennyLaneTHadamard`)
+    is this matrix times ``-i``.
     """
 
     symbol = "F"
@@ -440,8 +445,8 @@ class Fourier(_FixedGate):
         return np.exp(2j * np.pi * np.outer(j, j) / d) / np.sqrt(d)
 
 
-class THadamard(_FixedGate):
-    """PennyLane's qutrit Hadamard, with PennyLane's matrix and arguments.
+class PennyLaneTHadamard(_FixedGate):
+    """PennyLane's qutrit Hadamard ``qml.THadamard``, with PennyLane's matrix and arguments.
 
     Without ``subspace`` it is ``-i F`` (``F`` the qutrit :class:`Fourier` gate):
     ``THadamard |j> = (-i/√3) Σ_k ω^{jk} |k>``, ``ω = e^{2πi/3}``. With
@@ -449,7 +454,7 @@ class THadamard(_FixedGate):
     the third level. Qutrit wires only.
 
     >>> import torch
-    >>> m = THadamard(wires=0).concrete_matrix((3,))
+    >>> m = PennyLaneTHadamard(wires=0).concrete_matrix((3,))
     >>> bool(torch.allclose(m, -1j * Fourier(wires=0).concrete_matrix((3,))))
     True
     """
@@ -567,7 +572,7 @@ class CNOT(Add):
         return self
 
 
-TShift, TClock, TAdd, TSWAP = Shift, Clock, Add, SWAP
+TShift, TClock, THadamard, TAdd, TSWAP = Shift, Clock, Fourier, Add, SWAP
 
 
 class Unitary(Gate):

@@ -17,9 +17,9 @@ engine is an independent check of qsem's matrices):
   d = 2 (``Shift``, ``Clock``, ``Fourier``, ``Add``) -> ``PauliX``, ``PauliZ``,
   ``Hadamard``, ``CNOT``.
 * qutrits: ``TShift TClock TAdd TSWAP`` and ``TRX/TRY/TRZ`` (same ``subspace``
-  convention) by name; qsem's ``THadamard`` (PennyLane's matrix and ``subspace``) ->
-  ``THadamard``; qsem's ``Fourier`` -> ``THadamard`` too, which is ``-i`` times the
-  Fourier matrix (a global phase; inside ``Controlled`` the matrix is corrected by
+  convention) by name; ``PennyLaneTHadamard`` (PennyLane's matrix and ``subspace``)
+  -> ``THadamard``; qsem's ``THadamard`` (= ``Fourier``) -> ``THadamard`` too, which
+  is ``-i`` times the Fourier matrix (a global phase; inside ``Controlled`` the matrix is corrected by
   ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
   ``ControlledQutritUnitary`` with the base's PennyLane matrix and the control
   values as a ternary string.
@@ -36,7 +36,7 @@ A gate of another class (a user's own ``Gate`` subclass) enters as
 
 Import (:func:`from_pennylane`, :func:`pennylane_op`) inverts this map: named gates
 through :data:`PENNYLANE_GATES`, every PennyLane qutrit operation to its named qsem
-gate (``THadamard`` -> ``THadamard``, exactly), named channels to qsem's channels,
+gate (``THadamard`` -> ``PennyLaneTHadamard``, PennyLane's matrix exactly), named channels to qsem's channels,
 any other channel to :class:`~qsem.circuits.Kraus`, any other operation with a
 matrix to :class:`~qsem.circuits.gates.Unitary`. Wire dimensions come from the
 operations on each wire (:func:`tape_wire_dims`): qubit, qutrit or mixed circuits.
@@ -171,7 +171,7 @@ class PennyLaneOps:
         if isinstance(op, G._SubspaceRotation):
             cls = {"x": qml.TRX, "y": qml.TRY, "z": qml.TRZ}[op._pauli]
             return cls(self._param(op.params[0], cols), wires=w, subspace=op.subspace)
-        if t is G.THadamard:
+        if t is G.PennyLaneTHadamard:
             return qml.THadamard(wires=w, subspace=op.subspace)
         fixed = {G.Shift: qml.TShift, G.Clock: qml.TClock, G.Fourier: qml.THadamard,
                  G.Add: qml.TAdd, G.SWAP: qml.TSWAP}  # fmt: skip
@@ -329,10 +329,11 @@ def _matrix_value(m: Any) -> Any:
 
 def _op_dim(op: Any) -> int | None:
     """The wire dimension an operation or observable implies (``None``: neutral)."""
-    name = op.name
-    if name in NEUTRAL_NAMES:
+    while op.name.startswith(("Adjoint(", "Pow(")):  # an adjoint or power acts as its base
+        op = op.base
+    if op.name in NEUTRAL_NAMES:
         return None
-    return 3 if name in QUTRIT_NAMES else 2
+    return 3 if op.name in QUTRIT_NAMES else 2
 
 
 def _observables_of(obs: Any) -> list[Any]:
@@ -392,6 +393,10 @@ def pennylane_op(
     :class:`~qsem.circuits.errors.QsemValueError` naming an operation qsem cannot run.
     """
     name = op.name
+    if name.startswith("Adjoint("):
+        base = pennylane_op(op.base, wires, dims)
+        if isinstance(base, Gate):
+            return base.adjoint()
     cls = PENNYLANE_GATES.get(name)
     if cls is not None:
         return cls(*[_value(p) for p in op.parameters], wires=wires)
@@ -400,7 +405,7 @@ def pennylane_op(
         return _SUBSPACE[name](_value(op.parameters[0]), wires=wires, subspace=sub)
     if name == "THadamard":
         sub = op.hyperparameters.get("subspace")
-        return G.THadamard(wires=wires, subspace=None if sub is None else tuple(sub))
+        return G.PennyLaneTHadamard(wires=wires, subspace=None if sub is None else tuple(sub))
     if name in ("QubitUnitary", "QutritUnitary"):
         return G.Unitary(_matrix_value(op.parameters[0]), wires=wires)
     if name == "ControlledQutritUnitary":

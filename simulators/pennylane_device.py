@@ -233,7 +233,9 @@ class QsemDevice(Device):
         return per_shot[0] if len(per_shot) == 1 else tuple(per_shot)
 
     # -- device derivatives ----------------------------------------------------------------
-    def compute_derivatives(self, circuits: Any, execution_config: ExecutionConfig | None = None) -> Any:
+    def compute_derivatives(
+        self, circuits: Any, execution_config: ExecutionConfig | None = None
+    ) -> Any:
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
         jacs = tuple(self._jacobian(t, execution_config) for t in batch)
@@ -250,7 +252,9 @@ class QsemDevice(Device):
         """Jacobian of the tape's results w.r.t. its trainable parameters, by autograd."""
         method = (config or ExecutionConfig()).device_options.get("method", self._method)
         params = tape.get_parameters(trainable_only=True)
-        leaves = [torch.tensor(np.asarray(p), dtype=torch.float64, requires_grad=True) for p in params]
+        leaves = [
+            torch.tensor(np.asarray(p), dtype=torch.float64, requires_grad=True) for p in params
+        ]
         new = tape.bind_new_parameters(leaves, list(tape.trainable_params))
         res = self._run(new, method)
         outs = [res] if len(tape.measurements) == 1 else list(res)
@@ -258,8 +262,7 @@ class QsemDevice(Device):
         for out in outs:
             flat = out.reshape(-1)
             rows = [
-                torch.autograd.grad(v, leaves, retain_graph=True, allow_unused=True)
-                for v in flat
+                torch.autograd.grad(v, leaves, retain_graph=True, allow_unused=True) for v in flat
             ]
             per_param = []
             for k, leaf in enumerate(leaves):

@@ -50,7 +50,11 @@ def observable_terms(obs: Any, index: dict[Any, int], dims: tuple[int, ...]) -> 
     if name in ("Sum", "LinearCombination"):
         if name == "LinearCombination":
             coeffs, ops = obs.terms()
-            return [(c * cc, o) for c, op in zip(coeffs, ops) for cc, o in observable_terms(op, index, dims)]
+            return [
+                (c * cc, o)
+                for c, op in zip(coeffs, ops)
+                for cc, o in observable_terms(op, index, dims)
+            ]
         return [t for op in obs.operands for t in observable_terms(op, index, dims)]
     if name == "SProd":
         return [(obs.scalar * c, o) for c, o in observable_terms(obs.base, index, dims)]
@@ -144,7 +148,9 @@ def _batched(state: State) -> State:
 def _var(state: State, obs: Any, index: dict[Any, int]) -> torch.Tensor:
     mat = observable_matrix(obs, index, state.dims)
     wires = [index[w] for w in obs.wires]
-    both = M.expval(_batched(state), [Hermitian(mat, wires=wires), Hermitian(mat @ mat, wires=wires)])
+    both = M.expval(
+        _batched(state), [Hermitian(mat, wires=wires), Hermitian(mat @ mat, wires=wires)]
+    )
     return state.unbatch(both[:, 1] - both[:, 0] ** 2)
 
 
@@ -194,7 +200,9 @@ def _eigen_samples(
     return torch.from_numpy(evals)[idx]
 
 
-def _basis_samples(state: State, wires: list[int], shots: int, gen: torch.Generator) -> torch.Tensor:
+def _basis_samples(
+    state: State, wires: list[int], shots: int, gen: torch.Generator
+) -> torch.Tensor:
     return M.sample(_batched(state), shots, wires, generator=gen)  # (B, shots, k)
 
 
