@@ -410,7 +410,8 @@ def pennylane_op(
         return G.Unitary(_matrix_value(op.parameters[0]), wires=wires)
     if name == "ControlledQutritUnitary":
         n_ctrl = len(op.hyperparameters["control_wires"])
-        values = [int(v) for v in op.hyperparameters["control_values"]]
+        given = op.hyperparameters["control_values"]  # PennyLane default: all 2s
+        values = [int(v) for v in given] if given is not None else [2] * n_ctrl
         base = G.Unitary(_matrix_value(op.parameters[0]), wires=wires[n_ctrl:])
         return G.Controlled(base, wires[:n_ctrl], values)
     if name in ("BasisState", "QutritBasisState"):  # from |0...0>: a shift per wire

@@ -256,8 +256,14 @@ class QsemDevice(Device):
             torch.tensor(np.asarray(p), dtype=torch.float64, requires_grad=True) for p in params
         ]
         new = tape.bind_new_parameters(leaves, list(tape.trainable_params))
-        res = self._run(new, method)
-        outs = [res] if len(tape.measurements) == 1 else list(res)
+        with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
+            res = self._run(new, method)
+            outs = [res] if len(tape.measurements) == 1 else list(res)
+            return self._jacobian_of(outs, leaves)
+
+    @staticmethod
+    def _jacobian_of(outs: list[torch.Tensor], leaves: list[torch.Tensor]) -> Any:
+        """PennyLane's Jacobian layout: [measurement][parameter], singletons dropped."""
         jac = []
         for out in outs:
             flat = out.reshape(-1)
