@@ -19,8 +19,8 @@ engine is an independent check of qsem's matrices):
 * qutrits: ``TShift TClock TAdd TSWAP`` and ``TRX/TRY/TRZ`` (same ``subspace``
   convention) by name; ``PennyLaneTHadamard`` (PennyLane's matrix and ``subspace``)
   -> ``THadamard``; qsem's ``THadamard`` (= ``Fourier``) -> ``THadamard`` too, which
-  is ``-i`` times the Fourier matrix (a global phase; inside ``Controlled`` the matrix is corrected by
-  ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
+  is ``-i`` times the Fourier matrix (a global phase; inside ``Controlled`` the
+  matrix is corrected by ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
   ``ControlledQutritUnitary`` with the base's PennyLane matrix and the control
   values as a ternary string.
 * channels: qubit ``Depolarizing(p)`` -> ``DepolarizingChannel(3p/4)``,
@@ -36,10 +36,11 @@ A gate of another class (a user's own ``Gate`` subclass) enters as
 
 Import (:func:`from_pennylane`, :func:`pennylane_op`) inverts this map: named gates
 through :data:`PENNYLANE_GATES`, every PennyLane qutrit operation to its named qsem
-gate (``THadamard`` -> ``PennyLaneTHadamard``, PennyLane's matrix exactly), named channels to qsem's channels,
-any other channel to :class:`~qsem.circuits.Kraus`, any other operation with a
-matrix to :class:`~qsem.circuits.gates.Unitary`. Wire dimensions come from the
-operations on each wire (:func:`tape_wire_dims`): qubit, qutrit or mixed circuits.
+gate (``THadamard`` -> ``PennyLaneTHadamard``, PennyLane's matrix exactly), named
+channels to qsem's channels, any other channel to :class:`~qsem.circuits.Kraus`, any
+other operation with a matrix to :class:`~qsem.circuits.gates.Unitary`. Wire
+dimensions come from the operations on each wire (:func:`tape_wire_dims`): qubit,
+qutrit or mixed circuits.
 
 >>> import pennylane as qml
 >>> from qsem.circuits import Circuit, RY, CNOT
@@ -171,7 +172,7 @@ class PennyLaneOps:
         if isinstance(op, G._SubspaceRotation):
             cls = {"x": qml.TRX, "y": qml.TRY, "z": qml.TRZ}[op._pauli]
             return cls(self._param(op.params[0], cols), wires=w, subspace=op.subspace)
-        if t is G.PennyLaneTHadamard:
+        if isinstance(op, G.PennyLaneTHadamard):
             return qml.THadamard(wires=w, subspace=op.subspace)
         fixed = {G.Shift: qml.TShift, G.Clock: qml.TClock, G.Fourier: qml.THadamard,
                  G.Add: qml.TAdd, G.SWAP: qml.TSWAP}  # fmt: skip
@@ -416,7 +417,9 @@ def pennylane_op(
         return G.Controlled(base, wires[:n_ctrl], values)
     if name in ("BasisState", "QutritBasisState"):  # from |0...0>: a shift per wire
         levels = np.asarray(op.parameters[0]).reshape(-1).astype(int)
-        shifts = [G.Shift(wires=[w]) for w, k in zip(wires, levels, strict=True) for _ in range(k)]
+        shifts: list[Operation] = [
+            G.Shift(wires=[w]) for w, k in zip(wires, levels, strict=True) for _ in range(k)
+        ]
         return shifts
     if name in NEUTRAL_NAMES - {"GlobalPhase"}:
         return None

@@ -98,7 +98,8 @@ class QsemDevice(Device):
             ``"statevector"`` or ``"density_matrix"``.
 
     ``last_method`` holds the simulation method of the last tape run (also shown by
-    ``repr``); ``engine_calls`` counts engine runs (one per tape, broadcast included).
+    ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
+    engine runs (one per tape, broadcast included).
     """
 
     _device_options = ("method",)
@@ -221,6 +222,9 @@ class QsemDevice(Device):
         self.last_method = mode
         state = self.simulator(mode).run(circuit, initial_state=init)
         self.engine_calls += 1
+        if self.tracker.active:  # qml.Tracker(dev): the method of each simulation
+            self.tracker.update(simulations=1, method=mode, batch_size=tape.batch_size or 1)
+            self.tracker.record()
         torch_out = _uses_torch(tape)
         if not tape.shots:
             res = [measure_exact(mp, state, index, phase) for mp in tape.measurements]
@@ -315,7 +319,9 @@ def _split_preparation(
             batched = op.batch_size is not None
             pieces.append((wires, vec.reshape((vec.shape[0], -1) if batched else (-1,))))
         else:
-            for w, v in zip(wires, np.asarray(op.parameters[0]).reshape(-1).astype(int)):
+            for w, v in zip(
+                wires, np.asarray(op.parameters[0]).reshape(-1).astype(int), strict=True
+            ):
                 levels[w] = int(v)
         k += 1
     rest = list(ops[k:])

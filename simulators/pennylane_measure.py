@@ -52,7 +52,7 @@ def observable_terms(obs: Any, index: dict[Any, int], dims: tuple[int, ...]) -> 
             coeffs, ops = obs.terms()
             return [
                 (c * cc, o)
-                for c, op in zip(coeffs, ops)
+                for c, op in zip(coeffs, ops, strict=True)
                 for cc, o in observable_terms(op, index, dims)
             ]
         return [t for op in obs.operands for t in observable_terms(op, index, dims)]
@@ -122,8 +122,7 @@ def _expval(state: State, obs: Any, index: dict[Any, int]) -> torch.Tensor:
     real = torch.float64 if _cdtype(state) == torch.complex128 else torch.float32
     ones = torch.ones(state.batch_size, dtype=real)
     listed = [o for _, o in terms if o is not None]
-    vals = M.expval(State(state._tensor, state.dims, state.mode, True, factor=state.factor,
-                          weights=state.weights), listed) if listed else None  # fmt: skip
+    vals = M.expval(_batched(state), listed) if listed else None
     total: Any = 0.0
     j = 0
     for c, o in terms:
@@ -209,7 +208,9 @@ def _basis_samples(
 def _counts(values: np.ndarray, keys: list[Any] | None) -> dict[Any, int]:
     uniq, n = np.unique(values, return_counts=True)
     out = {k: 0 for k in keys} if keys is not None else {}
-    out.update({u.item() if hasattr(u, "item") else u: int(c) for u, c in zip(uniq, n)})
+    out.update(
+        {u.item() if hasattr(u, "item") else u: int(c) for u, c in zip(uniq, n, strict=True)}
+    )
     return out
 
 

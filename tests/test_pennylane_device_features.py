@@ -177,8 +177,11 @@ def test_broadcasting_is_one_engine_call(kind: str) -> None:
     ours, theirs = _pair(kind, measure, MIXED_REF[kind])  # mixed refs broadcast natively
     xs = np.linspace(0.1, 2.9, 7)
     before = ours.device.engine_calls
-    got = ours(xs)
+    with qml.Tracker(ours.device) as tracker:
+        got = ours(xs)
     assert ours.device.engine_calls == before + 1  # 7 rows, one engine run
+    assert tracker.history["batch_size"] == [7]
+    assert tracker.history["method"] == ["density_matrix" if "noisy" in kind else "statevector"]
     assert np.asarray(got[0]).shape == (7,)
     for a, b in zip(got, theirs(xs), strict=True):
         _close(a, b)
@@ -416,7 +419,7 @@ def test_a_wire_used_as_qubit_and_qutrit_is_refused_in_one_line() -> None:
         qml.RX(0.2, 0)
         return qml.probs(wires=0)
 
-    with pytest.raises(DimensionError, match="TShift.*RX") as info:
+    with pytest.raises(DimensionError, match=r"TShift.*RX") as info:
         f()
     assert "\n" not in str(info.value)
 
