@@ -28,7 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "dense_dm", "similarity", "bridge_aer")
+WORKLOADS = (
+    "hybrid_qubit",
+    "hybrid_qutrit",
+    "memory",
+    "dense_dm",
+    "similarity",
+    "bridge_aer",
+    "pennylane_device",
+)
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
