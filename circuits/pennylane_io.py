@@ -53,7 +53,7 @@ qutrit or mixed circuits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ from . import gates as G
 from .circuit import Circuit
 from .errors import DimensionError, MissingDependencyError, QsemTypeError, arg_error
 from .operations import Adjoint, Channel, Gate, Operation
-from .parameters import Parameter, resolve_param
+from .parameters import Parameter, ParameterVector, resolve_param
 
 __all__ = [
     "PENNYLANE_GATES",
@@ -453,6 +453,59 @@ def add_pennylane_ops(circuit: Circuit, ops: Any, labels: list[Any]) -> Circuit:
         elif new is not None:
             circuit.add(new)
     return circuit
+
+
+#: operations whose parameters may stay symbolic (scalar angles of named gates)
+_SYMBOLIC = frozenset(PENNYLANE_GATES) | frozenset(_SUBSPACE) | {"THadamard"}
+
+
+def symbolic_key(ops: Any) -> tuple[Any, ...] | None:
+    """A hashable structure key of ``ops`` when every operation is a named gate with scalar
+    angles (then one symbolic circuit serves every call with this structure), else ``None``."""
+    key = []
+    for op in ops:
+        if op.name not in _SYMBOLIC:
+            return None
+        sub = op.hyperparameters.get("subspace")
+        key.append((op.name, tuple(op.wires), None if sub is None else tuple(sub), len(op.data)))
+    return tuple(key)
+
+
+def symbolic_circuit(ops: Any, labels: list[Any], dims: Sequence[int]) -> Circuit:
+    """The circuit of ``ops`` (all accepted by :func:`symbolic_key`) with its angles as the
+    entries of one :class:`~qsem.circuits.parameters.ParameterVector` ``"p"`` in tape order.
+    Bind them with :func:`angle_values`."""
+    index = {w: i for i, w in enumerate(labels)}
+    n = sum(len(op.data) for op in ops)
+    p = ParameterVector("p", max(n, 1))
+    out = Circuit(list(dims))
+    k = 0
+    for op in ops:
+        wires = [index[w] for w in op.wires]
+        angles = [p[k + j] for j in range(len(op.data))]
+        k += len(op.data)
+        if op.name in _SUBSPACE:
+            sub = tuple(op.hyperparameters["subspace"])
+            out.add(_SUBSPACE[op.name](angles[0], wires=wires, subspace=sub))
+        elif op.name == "THadamard":
+            sub = op.hyperparameters.get("subspace")
+            out.add(G.PennyLaneTHadamard(wires=wires, subspace=None if sub is None else sub))
+        else:
+            out.add(PENNYLANE_GATES[op.name](*angles, wires=wires))
+    return out
+
+
+def angle_values(ops: Any) -> torch.Tensor:
+    """The angles of ``ops`` as one float64 tensor ``(K,)`` or ``(B, K)`` (broadcast rows;
+    torch tensors keep their gradients)."""
+    vals = [torch.as_tensor(v, dtype=torch.float64) for op in ops for v in op.data]
+    if not vals:
+        return torch.zeros(1, dtype=torch.float64)
+    sizes = {int(v.shape[0]) for v in vals if v.dim() == 1}
+    if not sizes:
+        return torch.stack(vals)
+    b = sizes.pop()
+    return torch.stack([v.expand(b) if v.dim() == 0 else v for v in vals], -1)
 
 
 def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:

@@ -58,11 +58,14 @@ from qsem.circuits.pennylane_io import (
     QUTRIT_NAMES,
     STATE_PREPS,
     add_pennylane_ops,
+    angle_values,
+    symbolic_circuit,
+    symbolic_key,
     tape_wire_dims,
 )
 
 from .engine import TorchSimulator
-from .pennylane_measure import measure_exact, measure_shots
+from .pennylane_measure import measure_all_exact, measure_shots
 
 __all__ = ["QsemDevice"]
 
@@ -130,6 +133,7 @@ class QsemDevice(Device):
         self.c_dtype = dtype
         self._method = method
         self._sims: dict[str, TorchSimulator] = {}
+        self._circuits: dict[Any, Circuit] = {}
         self.last_method: str | None = None
         self.engine_calls = 0
 
@@ -215,19 +219,19 @@ class QsemDevice(Device):
         index = {w: i for i, w in enumerate(labels)}
         dims = tape_wire_dims(tape, labels)
         ops, init, phase = _split_preparation(tape.operations, index, dims, self.c_dtype)
-        circuit = add_pennylane_ops(Circuit(dims), ops, labels)
+        circuit, params = self._circuit(ops, labels, dims)
         mode = method
         if mode == "auto":
             mode = "density_matrix" if circuit.has_channels else "statevector"
         self.last_method = mode
-        state = self.simulator(mode).run(circuit, initial_state=init)
+        state = self.simulator(mode).run(circuit, params, initial_state=init)
         self.engine_calls += 1
         if self.tracker.active:  # qml.Tracker(dev): the method of each simulation
             self.tracker.update(simulations=1, method=mode, batch_size=tape.batch_size or 1)
             self.tracker.record()
         torch_out = _uses_torch(tape)
         if not tape.shots:
-            res = [measure_exact(mp, state, index, phase) for mp in tape.measurements]
+            res = measure_all_exact(list(tape.measurements), state, index, phase)
             res = [r if torch_out else _to_numpy(r) for r in res]
             return res[0] if len(res) == 1 else tuple(res)
         per_shot = []
@@ -235,6 +239,27 @@ class QsemDevice(Device):
             vals = [measure_shots(mp, state, index, s, self._rng) for mp in tape.measurements]
             per_shot.append(vals[0] if len(vals) == 1 else tuple(vals))
         return per_shot[0] if len(per_shot) == 1 else tuple(per_shot)
+
+    def _circuit(
+        self, ops: list[Any], labels: list[Any], dims: list[int]
+    ) -> tuple[Circuit, dict[str, Any] | None]:
+        """The qsem circuit of ``ops`` and its parameter binding.
+
+        Tapes of named gates with scalar angles become one symbolic circuit per structure,
+        kept across calls (the engine's plan with it) and bound to this call's angles;
+        any other tape is converted operation by operation.
+        """
+        key = symbolic_key(ops)
+        if key is None:
+            return add_pennylane_ops(Circuit(dims), ops, labels), None
+        key = (key, tuple(dims), tuple(labels))
+        circuit = self._circuits.pop(key, None)
+        if circuit is None:
+            circuit = symbolic_circuit(ops, labels, dims)
+        self._circuits[key] = circuit  # most recent last
+        if len(self._circuits) > 64:
+            self._circuits.pop(next(iter(self._circuits)))
+        return circuit, ({"p": angle_values(ops)} if circuit.parameters else None)
 
     # -- device derivatives ----------------------------------------------------------------
     def compute_derivatives(
