@@ -461,29 +461,40 @@ _SYMBOLIC = frozenset(PENNYLANE_GATES) | frozenset(_SUBSPACE) | {"THadamard"}
 
 def symbolic_key(ops: Any) -> tuple[Any, ...] | None:
     """A hashable structure key of ``ops`` when every operation is a named gate with scalar
-    angles (then one symbolic circuit serves every call with this structure), else ``None``."""
+    angles (then one symbolic circuit serves every call with this structure), else ``None``.
+    Whether each angle is broadcast (a row per batch element) is part of the key."""
     key = []
     for op in ops:
         if op.name not in _SYMBOLIC:
             return None
         sub = op.hyperparameters.get("subspace")
-        key.append((op.name, tuple(op.wires), None if sub is None else tuple(sub), len(op.data)))
+        rows = tuple(_ndim(v) == 1 for v in op.data)
+        key.append((op.name, tuple(op.wires), None if sub is None else tuple(sub), rows))
     return tuple(key)
 
 
+def _ndim(v: Any) -> int:
+    return v.dim() if isinstance(v, torch.Tensor) else np.ndim(v)
+
+
 def symbolic_circuit(ops: Any, labels: list[Any], dims: Sequence[int]) -> Circuit:
-    """The circuit of ``ops`` (all accepted by :func:`symbolic_key`) with its angles as the
-    entries of one :class:`~qsem.circuits.parameters.ParameterVector` ``"p"`` in tape order.
-    Bind them with :func:`angle_values`."""
+    """The circuit of ``ops`` (all accepted by :func:`symbolic_key`) with its angles as
+    entries of two :class:`~qsem.circuits.parameters.ParameterVector` objects in tape order:
+    ``"a"`` the plain angles, ``"b"`` the broadcast ones (so only the gates that differ
+    per row are batched). Bind them with :func:`angle_values`."""
     index = {w: i for i, w in enumerate(labels)}
-    n = sum(len(op.data) for op in ops)
-    p = ParameterVector("p", max(n, 1))
+    flags = [_ndim(v) == 1 for op in ops for v in op.data]
+    a = ParameterVector("a", max(1, flags.count(False)))
+    b = ParameterVector("b", max(1, flags.count(True)))
     out = Circuit(list(dims))
-    k = 0
+    counts = [0, 0]
     for op in ops:
         wires = [index[w] for w in op.wires]
-        angles = [p[k + j] for j in range(len(op.data))]
-        k += len(op.data)
+        angles = []
+        for v in op.data:
+            row = _ndim(v) == 1
+            angles.append((b if row else a)[counts[row]])
+            counts[row] += 1
         if op.name in _SUBSPACE:
             sub = tuple(op.hyperparameters["subspace"])
             out.add(_SUBSPACE[op.name](angles[0], wires=wires, subspace=sub))
@@ -495,17 +506,21 @@ def symbolic_circuit(ops: Any, labels: list[Any], dims: Sequence[int]) -> Circui
     return out
 
 
-def angle_values(ops: Any) -> torch.Tensor:
-    """The angles of ``ops`` as one float64 tensor ``(K,)`` or ``(B, K)`` (broadcast rows;
-    torch tensors keep their gradients)."""
-    vals = [torch.as_tensor(v, dtype=torch.float64) for op in ops for v in op.data]
-    if not vals:
-        return torch.zeros(1, dtype=torch.float64)
-    sizes = {int(v.shape[0]) for v in vals if v.dim() == 1}
-    if not sizes:
-        return torch.stack(vals)
-    b = sizes.pop()
-    return torch.stack([v.expand(b) if v.dim() == 0 else v for v in vals], -1)
+def angle_values(ops: Any) -> dict[str, torch.Tensor]:
+    """The bindings of :func:`symbolic_circuit`'s parameters for ``ops``: ``"a"`` (K,) and
+    ``"b"`` (B, K') as float64 tensors (torch tensors keep their gradients)."""
+    plain: list[torch.Tensor] = []
+    rows: list[torch.Tensor] = []
+    for op in ops:
+        for v in op.data:
+            t = torch.as_tensor(v, dtype=torch.float64)
+            (rows if t.dim() == 1 else plain).append(t)
+    out = {}
+    if plain:
+        out["a"] = torch.stack(plain)
+    if rows:
+        out["b"] = torch.stack(rows, -1)
+    return out
 
 
 def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:

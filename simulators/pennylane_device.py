@@ -259,7 +259,7 @@ class QsemDevice(Device):
         self._circuits[key] = circuit  # most recent last
         if len(self._circuits) > 64:
             self._circuits.pop(next(iter(self._circuits)))
-        return circuit, ({"p": angle_values(ops)} if circuit.parameters else None)
+        return circuit, (angle_values(ops) if circuit.parameters else None)
 
     # -- device derivatives ----------------------------------------------------------------
     def compute_derivatives(
