@@ -474,18 +474,18 @@ class PennyLaneTHadamard(_FixedGate):
                     "subspace", f"must be None or two distinct levels of 0, 1, 2, got {subspace!r}"
                 )
             subspace = (int(min(sub)), int(max(sub)))
-        self.subspace = subspace
+        self.subspace: tuple[int, int] | None = subspace
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"subspace": self.subspace}
 
     def _np_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
         if self.subspace is None:
-            j = np.arange(3)
-            return -1j * np.exp(2j * np.pi * np.outer(j, j) / 3) / np.sqrt(3)
-        j, k = self.subspace
+            levels = np.arange(3)
+            return -1j * np.exp(2j * np.pi * np.outer(levels, levels) / 3) / np.sqrt(3)
+        pair = list(self.subspace)
         mat = np.eye(3, dtype=np.complex128)
-        mat[np.ix_([j, k], [j, k])] = np.array([[1, 1], [1, -1]]) / np.sqrt(2)
+        mat[np.ix_(pair, pair)] = np.array([[1, 1], [1, -1]]) / np.sqrt(2)
         return mat
 
     def adjoint(self) -> Gate:

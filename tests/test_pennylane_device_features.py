@@ -441,3 +441,59 @@ def test_backprop_refuses_an_interface_it_cannot_see() -> None:
 
     with pytest.raises(qml.exceptions.QuantumFunctionError, match="backprop"):
         qml.grad(f)(qml.numpy.array(0.1, requires_grad=True))
+
+
+# -- from_pennylane: every qutrit operation to its named qsem operation -----------------------
+def _qutrit_ops() -> list[tuple[Callable[[], Any], type]]:
+    from qsem.circuits import gates as G
+    from qsem.circuits import channels as CH
+
+    u = qml.matrix(qml.TRY(0.3, wires=0, subspace=(0, 2)))
+    k = qml.QutritAmplitudeDamping(0.1, 0.2, 0.3, wires=0).kraus_matrices()
+    return [
+        (lambda: qml.TShift(0), G.Shift),
+        (lambda: qml.TClock(0), G.Clock),
+        (lambda: qml.TAdd([0, 1]), G.Add),
+        (lambda: qml.TSWAP([0, 1]), G.SWAP),
+        (lambda: qml.TRX(0.4, 0, subspace=(1, 2)), G.SubspaceRX),
+        (lambda: qml.TRY(0.4, 0, subspace=(0, 2)), G.SubspaceRY),
+        (lambda: qml.TRZ(0.4, 0, subspace=(0, 1)), G.SubspaceRZ),
+        (lambda: qml.THadamard(0), G.PennyLaneTHadamard),
+        (lambda: qml.QutritUnitary(u, wires=0), G.Unitary),
+        (
+            lambda: qml.ControlledQutritUnitary(
+                u, control_wires=[0], wires=[1], control_values="1"
+            ),
+            G.Controlled,
+        ),
+        (lambda: qml.QutritDepolarizingChannel(0.2, 0), CH.Depolarizing),
+        (lambda: qml.QutritAmplitudeDamping(0.1, 0.0, 0.3, 0), CH.AmplitudeDamping),
+        (lambda: qml.QutritAmplitudeDamping(0.1, 0.2, 0.3, 0), CH.Kraus),
+        (lambda: qml.TritFlip(0.1, 0.2, 0.05, 0), CH.TritFlip),
+        (lambda: qml.QutritChannel(k, wires=0), CH.Kraus),
+    ]
+
+
+@pytest.mark.parametrize("k", range(15))
+def test_from_pennylane_maps_each_qutrit_operation_to_its_named_qsem_operation(k: int) -> None:
+    """The class is the named one, and the matrix (or Kraus map) is PennyLane's exactly."""
+    make, cls = _qutrit_ops()[k]
+
+    def qfunc() -> None:
+        qml.TShift(wires=1)  # both wires are qutrits
+        make()
+
+    c = Circuit.from_pennylane(qfunc)
+    op = c.ops[-1]
+    assert type(op) is cls
+    pl_op = qml.tape.make_qscript(make)().operations[0]
+    dims = c.wire_dims(op.wires)
+    if isinstance(pl_op, qml.operation.Channel):
+        ours = op.kraus([torch.as_tensor(p, dtype=torch.float64) for p in op.params], dims,
+                        dtype=torch.complex128)  # fmt: skip
+        # compare the channels through their Choi-like superoperator Σ K ⊗ K*
+        sup = sum(np.kron(m, m.conj()) for m in np.asarray(ours))
+        ref = sum(np.kron(m, m.conj()) for m in pl_op.kraus_matrices())
+        _close(sup, ref, 1e-12)
+    else:
+        _close(op.concrete_matrix(dims), qml.matrix(pl_op, wire_order=pl_op.wires), 1e-12)
