@@ -445,8 +445,8 @@ def test_backprop_refuses_an_interface_it_cannot_see() -> None:
 
 # -- from_pennylane: every qutrit operation to its named qsem operation -----------------------
 def _qutrit_ops() -> list[tuple[Callable[[], Any], type]]:
-    from qsem.circuits import gates as G
     from qsem.circuits import channels as CH
+    from qsem.circuits import gates as G
 
     u = qml.matrix(qml.TRY(0.3, wires=0, subspace=(0, 2)))
     k = qml.QutritAmplitudeDamping(0.1, 0.2, 0.3, wires=0).kraus_matrices()
