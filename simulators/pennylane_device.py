@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pennylane as qml
@@ -106,6 +106,8 @@ class QsemDevice(Device):
     """
 
     _device_options = ("method",)
+    #: device derivative methods: ``diff_method`` name -> method name on this class
+    DERIVATIVES: ClassVar[dict[str, str]] = {"device": "_jacobian"}
 
     @property
     def name(self) -> str:
@@ -149,9 +151,11 @@ class QsemDevice(Device):
     def supports_derivatives(
         self, execution_config: ExecutionConfig | None = None, circuit: Any = None
     ) -> bool:
-        """backprop (torch interface), device (autograd Jacobian), both analytic only.
+        """backprop (torch interface) and the device derivatives of
+        :attr:`DERIVATIVES`, analytic only.
 
-        Hook: a device adjoint method plugs in here and in :meth:`compute_derivatives`.
+        Hook: a device method (an adjoint method, say) is one more entry of
+        :attr:`DERIVATIVES`, ``name -> method(tape, config) -> Jacobian``.
         """
         if execution_config is None:
             return True
@@ -160,7 +164,8 @@ class QsemDevice(Device):
         method = execution_config.gradient_method
         if method == "backprop":  # autograd runs in torch: other ML interfaces cannot see it
             return _interface(execution_config.interface) in ("torch", "auto", "numpy", "None")
-        return method in ("best", "device") and execution_config.derivative_order == 1
+        known = method == "best" or method in self.DERIVATIVES
+        return known and execution_config.derivative_order == 1
 
     def setup_execution_config(
         self, config: ExecutionConfig | None = None, circuit: Any = None
@@ -265,9 +270,11 @@ class QsemDevice(Device):
     def compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = getattr(self, self.DERIVATIVES[str(config.gradient_method)])
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
-        jacs = tuple(self._jacobian(t, execution_config) for t in batch)
+        jacs = tuple(method(t, config) for t in batch)
         return jacs[0] if single else jacs
 
     def execute_and_compute_derivatives(
