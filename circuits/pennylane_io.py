@@ -337,6 +337,20 @@ def _op_dim(op: Any) -> int | None:
     return 3 if op.name in QUTRIT_NAMES else 2
 
 
+def is_controlled_op(op: Any) -> bool:
+    """A ``qml.ctrl`` operation (``C(...)``) whose base may act on qutrits."""
+    return op.name.startswith("C(") and hasattr(op, "base") and hasattr(op, "control_wires")
+
+
+def _wire_dims_of(op: Any) -> list[tuple[Any, int]]:
+    """``(wire label, dimension)`` pairs an operation implies (neutral wires left out):
+    ``qml.ctrl`` controls are qubits, its base says what its target wires are."""
+    if is_controlled_op(op):
+        return [(w, 2) for w in op.control_wires] + _wire_dims_of(op.base)
+    d = _op_dim(op)
+    return [] if d is None else [(w, d) for w in op.wires]
+
+
 def _observables_of(obs: Any) -> list[Any]:
     """The leaf observables of a (possibly composite) PennyLane observable."""
     if obs is None:
@@ -365,10 +379,7 @@ def tape_wire_dims(tape: Any, labels: list[Any] | None = None) -> list[int]:
     for m in tape.measurements:
         leaves += _observables_of(m.obs)
     for op in leaves:
-        d = _op_dim(op)
-        if d is None:
-            continue
-        for w in op.wires:
+        for w, d in _wire_dims_of(op):
             i = index[w]
             if dims[i] is None:
                 dims[i], first[i] = d, op.name
@@ -401,6 +412,12 @@ def pennylane_op(
     cls = PENNYLANE_GATES.get(name)
     if cls is not None:
         return cls(*[_value(p) for p in op.parameters], wires=wires)
+    if is_controlled_op(op):  # qml.ctrl(op, control=...): a qubit-controlled qsem gate
+        n_ctrl = len(op.control_wires)
+        base = pennylane_op(op.base, wires[n_ctrl:], dims[n_ctrl:])
+        if isinstance(base, Gate):
+            values = [int(bool(v)) for v in op.control_values]
+            return G.Controlled(base, wires[:n_ctrl], values)
     if name in _SUBSPACE:
         sub = tuple(op.hyperparameters["subspace"])
         return _SUBSPACE[name](_value(op.parameters[0]), wires=wires, subspace=sub)

@@ -59,6 +59,7 @@ from qsem.circuits.pennylane_io import (
     STATE_PREPS,
     add_pennylane_ops,
     angle_values,
+    is_controlled_op,
     symbolic_circuit,
     symbolic_key,
     tape_wire_dims,
@@ -82,6 +83,8 @@ def supported_operation(op: qml.operation.Operator) -> bool:
         return True
     if isinstance(op, qml.operation.Channel):
         return True
+    if is_controlled_op(op) and supported_operation(op.base):
+        return True  # qsem controls any gate, qutrit targets included
     return op.has_matrix and len(op.wires) <= 3 and op.name not in STATE_PREPS
 
 

@@ -497,3 +497,46 @@ def test_from_pennylane_maps_each_qutrit_operation_to_its_named_qsem_operation(k
         _close(sup, ref, 1e-12)
     else:
         _close(op.concrete_matrix(dims), qml.matrix(pl_op, wire_order=pl_op.wires), 1e-12)
+
+
+def test_qubit_controlled_qutrit_gates_with_noise() -> None:
+    """qml.ctrl(qutrit op, control=qubit) entangles a qubit with a qutrit (PennyLane's own
+    matrix of it is 5 x 5: no PennyLane device runs it), with channels on both kinds of
+    wire; against a NumPy density-matrix evolution written here."""
+
+    def qfunc(x: Any) -> Any:
+        qml.RY(x, 0)
+        qml.TRY(0.8, 1, subspace=(0, 2))
+        qml.ctrl(qml.TShift(1), control=0)
+        qml.ctrl(qml.TRX(0.5, 1, subspace=(1, 2)), control=0, control_values=[0])
+        qml.AmplitudeDamping(0.2, 0)
+        qml.TritFlip(0.1, 0.05, 0.2, 1)
+        return qml.density_matrix(wires=[0, 1]), qml.expval(qml.Z(0) @ qml.GellMann(1, 8))
+
+    dev = qml.device("qsem", wires=2)
+    rho, ev = qml.QNode(qfunc, dev)(0.6)
+    assert dev.last_method == "density_matrix"
+
+    def embed(m: np.ndarray, wire: int) -> np.ndarray:
+        return np.kron(m, np.eye(3)) if wire == 0 else np.kron(np.eye(2), m)
+
+    def ctrl(u: np.ndarray, value: int) -> np.ndarray:
+        p = np.diag([1.0, 0.0]) if value == 0 else np.diag([0.0, 1.0])
+        return np.kron(p, u) + np.kron(np.eye(2) - p, np.eye(3))
+
+    gates = [
+        embed(qml.matrix(qml.RY(0.6, 0)), 0),
+        embed(qml.matrix(qml.TRY(0.8, 0, subspace=(0, 2))), 1),
+        ctrl(qml.matrix(qml.TShift(0)), 1),
+        ctrl(qml.matrix(qml.TRX(0.5, 0, subspace=(1, 2))), 0),
+    ]
+    want = np.zeros((6, 6), complex)
+    want[0, 0] = 1
+    for g in gates:
+        want = g @ want @ g.conj().T
+    for ks, wire in ((qml.AmplitudeDamping(0.2, 0).kraus_matrices(), 0),
+                     (qml.TritFlip(0.1, 0.05, 0.2, 0).kraus_matrices(), 1)):  # fmt: skip
+        want = sum(embed(k, wire) @ want @ embed(k, wire).conj().T for k in ks)
+    _close(rho, want)
+    obs = np.kron(np.diag([1.0, -1.0]), qml.matrix(qml.GellMann(0, 8)))
+    _close(ev, np.trace(obs @ want).real)
