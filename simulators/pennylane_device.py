@@ -331,7 +331,9 @@ def _uses_torch(tape: Any) -> bool:
 
 
 def _to_numpy(r: Any) -> Any:
-    return r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
+    """NumPy results as PennyLane's devices give them (a NumPy scalar for 0-d values)."""
+    out = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
+    return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
 
 
 def _split_preparation(

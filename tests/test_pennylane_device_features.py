@@ -540,3 +540,22 @@ def test_qubit_controlled_qutrit_gates_with_noise() -> None:
     _close(rho, want)
     obs = np.kron(np.diag([1.0, -1.0]), qml.matrix(qml.GellMann(0, 8)))
     _close(ev, np.trace(obs @ want).real)
+
+
+@pytest.mark.parametrize("wires", [None, ["c", "a", "b"], ["a", "b", "c"]])
+def test_wire_labels_and_mid_circuit_measurements(wires: Any) -> None:
+    """Any wire labels, in any device order; qubit mid-circuit measurements are deferred."""
+
+    def qfunc(x: Any) -> Any:
+        qml.Hadamard("a")
+        qml.CNOT(["a", "b"])
+        qml.RX(x, "c")
+        m = qml.measure("a")
+        qml.cond(m, qml.RY)(0.4, "c")
+        return qml.probs(wires=["b", "c"]), qml.expval(qml.Z("c"))
+
+    ours = qml.QNode(qfunc, qml.device("qsem", wires=None if wires is None else [*wires, "m"]))
+    ref = qml.QNode(qfunc, qml.device("default.qubit"))
+    for a, b in zip(ours(0.3), ref(0.3), strict=True):
+        _close(a, b)
+    assert isinstance(ours(0.3)[1], np.floating)
