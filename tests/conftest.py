@@ -98,5 +98,6 @@ def interrupt_log(
 
     return arm
 
+
 #: qml.device("qsem") against PennyLane 0.45's devices, complex128 (issue 18).
 ATOL_PL_DEVICE = 1e-10
