@@ -5,9 +5,10 @@ a reference, in complex128, values and gradients to ``ATOL_PL_DEVICE`` (1e-10):
 
 * qubit -> ``default.qubit``; noisy qubit (channels) -> ``default.mixed``;
 * qutrit -> ``default.qutrit``; noisy qutrit -> ``default.qutrit.mixed``;
-* mixed qubit/qutrit (no PennyLane device runs it) -> a NumPy simulator written here
-  from PennyLane's own operation matrices (``qml.matrix``), gradients by central
-  finite differences.
+* mixed qubit/qutrit, with qubits controlling qutrit rotations through ``qml.ctrl``
+  (no PennyLane device runs it) -> a NumPy simulator written here from PennyLane's own
+  operation matrices (``qml.matrix``; the controlled ones assembled here), gradients by
+  central finite differences.
 
 Each circuit measures ``expval`` of a random observable (Pauli word / Hermitian / sum,
 or Gell-Mann / THermitian products), ``var`` and marginal ``probs``; the gradient is
@@ -78,6 +79,13 @@ class RandomCircuit:
         self.probs_wires = sorted(rng.choice(self.n, size=int(rng.integers(1, 3)), replace=False))
 
     def _add_gate(self, rng: np.random.Generator) -> None:
+        if self.kind == "mixed" and rng.random() < 0.3:  # a qubit controlling a qutrit gate
+            c = int(rng.choice([x for x in range(self.n) if self.dims[x] == 2]))
+            t = int(rng.choice([x for x in range(self.n) if self.dims[x] == 3]))
+            base = str(rng.choice(["TRX", "TRY", "TRZ"]))
+            extra = (base, SUBSPACES[int(rng.integers(3))], int(rng.integers(2)))
+            self.steps.append(("CtrlQutrit", [c, t], 1, extra))
+            return
         w = int(rng.integers(self.n))
         d = self.dims[w]
         others = [x for x in range(self.n) if self.dims[x] == d and x != w]
@@ -144,6 +152,9 @@ class RandomCircuit:
             k += np_
             if name in ("TRX", "TRY", "TRZ"):
                 getattr(qml, name)(*p, wires=wires, subspace=extra)
+            elif name == "CtrlQutrit":
+                base = getattr(qml, extra[0])(*p, wires=wires[1], subspace=extra[1])
+                qml.ctrl(base, control=wires[0], control_values=[extra[2]])
             elif name == "THadamard":
                 qml.THadamard(wires=wires, subspace=extra)
             elif name == "QutritUnitary":
@@ -216,7 +227,13 @@ class RandomCircuit:
         psi[(0,) * self.n] = 1
         for op in tape.operations:
             w = list(op.wires)
-            mat = np.asarray(qml.matrix(op, wire_order=w), dtype=np.complex128)
+            if op.name.startswith("C(T"):  # qubit-controlled qutrit gate: built here, since
+                # PennyLane's own matrix of it assumes qubits (5 x 5)
+                u = np.asarray(qml.matrix(op.base), dtype=np.complex128)
+                proj = np.diag([1.0, 0.0] if not op.control_values[0] else [0.0, 1.0])
+                mat = np.kron(proj, u) + np.kron(np.eye(2) - proj, np.eye(3))
+            else:
+                mat = np.asarray(qml.matrix(op, wire_order=w), dtype=np.complex128)
             psi = _apply(psi, mat, w, self.dims)
         obs_mat = self._obs_matrix()
         flat = psi.reshape(-1)
@@ -314,6 +331,6 @@ def test_random_circuits_cover_every_kind_of_operation() -> None:
                 "QubitChannel", "QutritDepolarizingChannel", "QutritAmplitudeDamping",
                 "TritFlip", "QutritChannel"}  # fmt: skip
     wanted = set(QUBIT_1 + QUBIT_2 + QUTRIT_1 + QUTRIT_2) | channels
-    wanted |= {"X", "Y", "Z", "Hermitian", "GellMann", "THermitian"}
+    wanted |= {"X", "Y", "Z", "Hermitian", "GellMann", "THermitian", "CtrlQutrit"}
     assert wanted <= seen, sorted(wanted - seen)
     assert len(CASES) >= 200
