@@ -8,10 +8,10 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
   operation), a channel, a state preparation at the start, or an operation with a
   matrix on at most three wires; anything left is refused in one line naming it.
 * **execute**: the tape becomes one qsem :class:`~qsem.circuits.Circuit`
-  (:func:`qsem.circuits.pennylane_io.add_pennylane_ops`, the one operation map);
+  (:func:`qsem.circuits.pennylane_import.add_pennylane_ops`, the one operation map);
   PennyLane wire labels map to qsem wires in the device's wire order (both put wire 0
   first). A wire's dimension comes from the operations on it (qubit ops 2, qutrit ops
-  3; :func:`~qsem.circuits.pennylane_io.tape_wire_dims`), so qubit, qutrit and
+  3; :func:`~qsem.circuits.pennylane_import.tape_wire_dims`), so qubit, qutrit and
   mixed qubit/qutrit circuits run. Statevector simulation unless the tape holds a
   channel (then density matrix; ``method=`` forces one). Broadcast parameters are
   qsem's batch axis: one engine call per tape, whatever the batch size.
@@ -53,7 +53,7 @@ from pennylane.transforms.core import CompilePipeline
 
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import arg_error
-from qsem.circuits.pennylane_io import (
+from qsem.circuits.pennylane_import import (
     PENNYLANE_GATES,
     QUTRIT_NAMES,
     STATE_PREPS,

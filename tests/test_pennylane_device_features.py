@@ -273,13 +273,13 @@ def test_torchlayer_trains_on_the_device() -> None:
     _close(losses[0], losses[1])
     _close(layers[0].weights.grad, layers[1].weights.grad)
     opt = torch.optim.Adam(layers[0].parameters(), lr=0.1)
-    start = float(losses[0])
+    start = float(losses[0].detach())
     for _ in range(10):
         opt.zero_grad()
         loss = ((layers[0](x) - y) ** 2).mean()
         loss.backward()
         opt.step()
-    assert float(loss) < start - 1e-3
+    assert float(loss.detach()) < start - 1e-3
 
 
 # -- shots -------------------------------------------------------------------------------------
