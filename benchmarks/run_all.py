@@ -37,6 +37,7 @@ WORKLOADS = (
     "bridge_aer",
     "estimator_qnn",
     "noisy_backend",
+    "pennylane_device",
 )
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 

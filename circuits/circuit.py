@@ -329,8 +329,8 @@ class Circuit:
     @classmethod
     def from_pennylane(cls, tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:
         """A circuit from a PennyLane tape, or a quantum function called with ``args``
-        (:func:`qsem.circuits.pennylane_io.from_pennylane`)."""
-        from .pennylane_io import from_pennylane
+        (:func:`qsem.circuits.pennylane_import.from_pennylane`)."""
+        from .pennylane_import import from_pennylane
 
         return from_pennylane(tape_or_qfunc, *args, **kwargs)
 

@@ -11,7 +11,12 @@ Qudit gates act on any dimension ``d`` (qutrits are ``d = 3``):
 ``Shift |j> = |j+1 mod d>``, ``Clock |j> = ω^j |j>`` with ``ω = e^{2πi/d}``,
 ``Fourier |j> = d^{-1/2} Σ_k ω^{jk} |k>``, ``Add |a, b> = |a, a+b mod d_b>``.
 The qutrit names (``TShift``, ``TClock``, ``THadamard``, ``TAdd``,
-``TSWAP``, ``TRX``, ``TRY``, ``TRZ``) are these same classes.
+``TSWAP``, ``TRX``, ``TRY``, ``TRZ``) are these same classes. PennyLane's
+``qml.THadamard`` is ``-i`` times qsem's ``THadamard``/``Fourier`` (a global phase) and
+takes an optional two-level ``subspace``: :class:`PennyLaneTHadamard` is that gate,
+PennyLane's matrix under PennyLane's arguments, so a PennyLane qutrit circuit
+round-trips exactly (``from_pennylane`` maps ``qml.THadamard`` to it and
+``to_pennylane`` maps it back).
 
 >>> import torch
 >>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round()
@@ -74,6 +79,7 @@ __all__ = [
     "Fourier",
     "H",
     "Identity",
+    "PennyLaneTHadamard",
     "PhaseShift",
     "S",
     "Shift",
@@ -193,7 +199,8 @@ class Z(Clock):
 class Fourier(_FixedGate):
     """Qudit Fourier gate ``|j> -> d^{-1/2} Σ_k ω^{jk} |k>`` (any d; ``THadamard``).
 
-    On qubits it equals ``H``. PennyLane's ``THadamard`` is this matrix times ``-i``.
+    On qubits it equals ``H``. PennyLane's ``THadamard`` (:class:`PennyLaneTHadamard`)
+    is this matrix times ``-i``.
     """
 
     symbol = "F"
@@ -202,6 +209,53 @@ class Fourier(_FixedGate):
         d = dims[0]
         j = np.arange(d)
         return np.exp(2j * np.pi * np.outer(j, j) / d) / np.sqrt(d)
+
+
+class PennyLaneTHadamard(_FixedGate):
+    """PennyLane's qutrit Hadamard ``qml.THadamard``, with PennyLane's matrix and arguments.
+
+    Without ``subspace`` it is ``-i F`` (``F`` the qutrit :class:`Fourier` gate):
+    ``THadamard |j> = (-i/√3) Σ_k ω^{jk} |k>``, ``ω = e^{2πi/3}``. With
+    ``subspace=(j, k)`` it is the qubit Hadamard on levels ``j, k`` and the identity on
+    the third level. Qutrit wires only.
+
+    >>> import torch
+    >>> m = PennyLaneTHadamard(wires=0).concrete_matrix((3,))
+    >>> bool(torch.allclose(m, -1j * Fourier(wires=0).concrete_matrix((3,))))
+    True
+    """
+
+    wire_dims = (3,)
+    symbol = "TH"
+
+    def __init__(self, wires: object, subspace: Sequence[int] | None = None) -> None:
+        super().__init__(wires=wires)
+        if subspace is not None:
+            sub = tuple(subspace) if isinstance(subspace, Sequence) else ()
+            ok = len(sub) == 2 and all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sub
+            )
+            if not ok or sub[0] == sub[1] or min(sub) < 0 or max(sub) > 2:
+                raise arg_error(
+                    "subspace", f"must be None or two distinct levels of 0, 1, 2, got {subspace!r}"
+                )
+            subspace = (int(min(sub)), int(max(sub)))
+        self.subspace: tuple[int, int] | None = subspace
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"subspace": self.subspace}
+
+    def _np_matrix(self, dims: tuple[int, ...]) -> np.ndarray:
+        if self.subspace is None:
+            levels = np.arange(3)
+            return -1j * np.exp(2j * np.pi * np.outer(levels, levels) / 3) / np.sqrt(3)
+        pair = list(self.subspace)
+        mat = np.eye(3, dtype=np.complex128)
+        mat[np.ix_(pair, pair)] = np.array([[1, 1], [1, -1]]) / np.sqrt(2)
+        return mat
+
+    def adjoint(self) -> Gate:
+        return self if self.subspace is not None else Adjoint(self)
 
 
 class H(Fourier):

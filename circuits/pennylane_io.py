@@ -1,6 +1,6 @@
-"""qsem circuits as PennyLane operations, and PennyLane tapes as qsem circuits.
+"""qsem circuits as PennyLane operations (the export direction of the PennyLane map).
 
-One home of the operation map used by :meth:`Circuit.to_pennylane
+One home of the export operation map used by :meth:`Circuit.to_pennylane
 <qsem.circuits.Circuit.to_pennylane>` and by the PennyLane backend
 (:mod:`qsem.simulators.pennylane_backend`). Wire ``w`` is PennyLane wire ``w``;
 both put wire 0 first (most significant), so no reordering is needed.
@@ -17,9 +17,10 @@ engine is an independent check of qsem's matrices):
   d = 2 (``Shift``, ``Clock``, ``Fourier``, ``Add``) -> ``PauliX``, ``PauliZ``,
   ``Hadamard``, ``CNOT``.
 * qutrits: ``TShift TClock TAdd TSWAP`` and ``TRX/TRY/TRZ`` (same ``subspace``
-  convention) by name; ``THadamard`` -> PennyLane's ``THadamard``, which is ``-i``
-  times qsem's Fourier matrix (a global phase; inside ``Controlled`` the matrix is
-  corrected by ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
+  convention) by name; ``PennyLaneTHadamard`` (PennyLane's matrix and ``subspace``)
+  -> ``THadamard``; qsem's ``THadamard`` (= ``Fourier``) -> ``THadamard`` too, which
+  is ``-i`` times the Fourier matrix (a global phase; inside ``Controlled`` the
+  matrix is corrected by ``i``); ``Unitary`` -> ``QutritUnitary``; ``Controlled`` ->
   ``ControlledQutritUnitary`` with the base's PennyLane matrix and the control
   values as a ternary string.
 * channels: qubit ``Depolarizing(p)`` -> ``DepolarizingChannel(3p/4)``,
@@ -33,11 +34,8 @@ engine is an independent check of qsem's matrices):
 A gate of another class (a user's own ``Gate`` subclass) enters as
 ``QubitUnitary``/``QutritUnitary`` of qsem's matrix (broadcast over rows).
 
-Import (:func:`from_pennylane`) inverts this map through :data:`PENNYLANE_GATES`
-(PennyLane name -> qsem gate class); any other operation enters as
-:class:`~qsem.circuits.gates.Unitary` of ``qml.matrix(op)`` (``THadamard`` too, so
-its phase is PennyLane's), any channel as :class:`~qsem.circuits.Kraus` of its
-Kraus matrices. A tape holding a qutrit operation gives a qutrit circuit.
+The import direction (``Circuit.from_pennylane``, the ``qsem`` PennyLane device) is
+:mod:`qsem.circuits.pennylane_import`.
 
 >>> import pennylane as qml
 >>> from qsem.circuits import Circuit, RY, CNOT
@@ -63,7 +61,7 @@ from .errors import MissingDependencyError, QsemTypeError, arg_error
 from .operations import Adjoint, Channel, Gate
 from .parameters import Parameter, resolve_param
 
-__all__ = ["PENNYLANE_GATES", "PennyLaneOps", "from_pennylane", "require_pennylane", "to_pennylane"]
+__all__ = ["PennyLaneOps", "require_pennylane", "to_pennylane"]
 
 
 def require_pennylane() -> Any:
@@ -160,6 +158,8 @@ class PennyLaneOps:
         if isinstance(op, G._SubspaceRotation):
             cls = {"x": qml.TRX, "y": qml.TRY, "z": qml.TRZ}[op._pauli]
             return cls(self._param(op.params[0], cols), wires=w, subspace=op.subspace)
+        if isinstance(op, G.PennyLaneTHadamard):
+            return qml.THadamard(wires=w, subspace=op.subspace)
         fixed = {G.Shift: qml.TShift, G.Clock: qml.TClock, G.Fourier: qml.THadamard,
                  G.Add: qml.TAdd, G.SWAP: qml.TSWAP}  # fmt: skip
         if t in fixed:
@@ -269,70 +269,3 @@ def to_pennylane(circuit: Circuit, measure: Callable[[], Any] | None = None) -> 
 
     qfunc.__name__ = "qsem_circuit"
     return qfunc
-
-
-#: PennyLane operation name -> qsem gate class (constructed as ``cls(*params, wires=...)``).
-PENNYLANE_GATES: dict[str, type[Gate]] = {
-    "RX": G.RX, "RY": G.RY, "RZ": G.RZ, "PhaseShift": G.PhaseShift, "U3": G.U3,
-    "PauliX": G.X, "PauliY": G.Y, "PauliZ": G.Z, "Hadamard": G.H, "S": G.S, "T": G.T,
-    "CNOT": G.CNOT, "CZ": G.CZ, "CRX": G.CRX, "CRY": G.CRY, "CRZ": G.CRZ, "SWAP": G.SWAP,
-    "CSWAP": G.CSWAP, "Toffoli": G.Toffoli, "Identity": G.Identity,
-    "TShift": G.Shift, "TClock": G.Clock, "TAdd": G.Add, "TSWAP": G.SWAP,
-}  # fmt: skip
-_SUBSPACE = {"TRX": G.SubspaceRX, "TRY": G.SubspaceRY, "TRZ": G.SubspaceRZ}
-_QUTRIT_ONLY = {"TShift", "TClock", "TAdd", "TSWAP", "THadamard", "TRX", "TRY", "TRZ",
-                "QutritUnitary", "ControlledQutritUnitary", "QutritChannel",
-                "QutritDepolarizingChannel", "QutritAmplitudeDamping", "TritFlip"}  # fmt: skip
-
-
-def _value(p: Any) -> Any:
-    """A PennyLane parameter as a qsem one: torch tensors kept (gradients), others float."""
-    if isinstance(p, torch.Tensor):
-        return p if p.dim() <= 1 else p.reshape(-1)
-    arr = np.asarray(p)
-    return float(arr) if arr.ndim == 0 else torch.as_tensor(arr, dtype=torch.float64)
-
-
-def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:
-    """The qsem circuit of a PennyLane tape (or quantum script), or of a quantum function
-    called with ``args``/``kwargs``.
-
-    Wires are numbered in the tape's wire order. Parameters arrive as numbers (torch
-    tensors stay tensors, so gradients flow). Measurements are dropped.
-    """
-    qml = require_pennylane()
-    tape = tape_or_qfunc
-    if not isinstance(tape, qml.tape.QuantumScript):
-        if not callable(tape):
-            raise arg_error(
-                "tape_or_qfunc",
-                f"expected a PennyLane tape or quantum function, got {type(tape).__name__}",
-                QsemTypeError,
-            )
-        tape = qml.tape.make_qscript(tape)(*args, **kwargs)
-    labels = list(tape.wires)
-    if not labels:
-        raise arg_error("tape_or_qfunc", "the tape has no wires")
-    index = {w: i for i, w in enumerate(labels)}
-    d = 3 if any(op.name in _QUTRIT_ONLY for op in tape.operations) else 2
-    out = Circuit([d] * len(labels))
-    for k, op in enumerate(tape.operations):
-        wires = [index[w] for w in op.wires]
-        cls = PENNYLANE_GATES.get(op.name)
-        if cls is not None:
-            out.add(cls(*[_value(p) for p in op.parameters], wires=wires))
-        elif op.name in _SUBSPACE:
-            sub = tuple(op.hyperparameters["subspace"])
-            out.add(_SUBSPACE[op.name](_value(op.parameters[0]), wires=wires, subspace=sub))
-        elif isinstance(op, qml.operation.Channel):
-            ks = np.asarray(op.kraus_matrices(), dtype=np.complex128)
-            out.add(CH.Kraus(ks, wires=wires))
-        else:
-            try:
-                mat = qml.matrix(op, wire_order=list(op.wires))
-            except Exception as exc:  # PennyLane raises several types for "no matrix"
-                raise arg_error(
-                    "tape_or_qfunc", f"operation {k} ({op.name}) has no matrix: {exc}"
-                ) from None
-            out.add(G.Unitary(np.asarray(mat, dtype=np.complex128), wires=wires))
-    return out

@@ -107,3 +107,7 @@ def interrupt_log(
             monkeypatch.setattr(RunContext, "log", original)
 
     return arm
+
+
+#: qml.device("qsem") against PennyLane 0.45's devices, complex128 (issue 18).
+ATOL_PL_DEVICE = 1e-10

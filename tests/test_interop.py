@@ -260,7 +260,15 @@ def test_random_circuits_use_named_gates() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["qiskit_export", "qiskit_import", "pennylane_io", "serialize", "draw", "draw_mpl"],
+    [
+        "qiskit_export",
+        "qiskit_import",
+        "pennylane_io",
+        "pennylane_import",
+        "serialize",
+        "draw",
+        "draw_mpl",
+    ],
 )
 def test_docstring_examples_run(module: str) -> None:
     import doctest

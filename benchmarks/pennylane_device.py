@@ -1,0 +1,170 @@
+"""pennylane_device: the same PennyLane QNode on ``qml.device("qsem")`` and on PennyLane's devices.
+
+The QNode is written once and given to both devices, wrapped in ``qml.qnn.TorchLayer``
+(interface torch); one timed unit = zero_grad + forward + backward + ``Adam.step``.
+
+* ``hybrid_qutrit`` (the model of :mod:`benchmarks.hybrid_qutrit`: 4 qutrits, ``TRY``
+  encoding, 3 layers of ``TRY`` on subspaces (0, 1), (1, 2) and a ``TAdd`` ring, Born
+  probabilities of qutrit 0, NLL loss, B = 64, broadcast): qsem's device with
+  ``diff_method="backprop"`` against ``default.qutrit`` (complex64 on both sides, as in
+  hybrid_qutrit) and against ``default.qutrit.mixed`` (complex128 on both sides, its
+  only precision). Target: >= 100x both.
+* ``hybrid_qubit`` n=10, L=4, B=128 (the model of :mod:`benchmarks.hybrid_qubit`:
+  ``RY`` encoding, ``RY``/``RZ`` layers, CNOT ring, ``<Z_i>`` on every wire, MSE): qsem's
+  device (backprop, complex128) against ``lightning.qubit`` with
+  ``diff_method="adjoint"`` (complex128). Target: >= 5x.
+
+Before timing, both sides compute the loss and the gradient for the same weights and
+must agree to 1e-4.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import harness, hybrid_qubit, hybrid_qutrit
+from .harness import Config, check_close, measure, row
+
+NAME = "pennylane_device"
+ATOL = 1e-4
+QUBIT_SIZE = (10, 4, 128)  # n, L, B
+
+
+def qutrit_layer(dev: Any, weights: torch.Tensor, diff_method: str = "backprop") -> nn.Module:
+    """hybrid_qutrit's classifier as a PennyLane QNode on ``dev`` (TorchLayer)."""
+    import pennylane as qml
+
+    n, layers = hybrid_qutrit.N, hybrid_qutrit.LAYERS
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
+    def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
+        for i in range(n):
+            qml.TRY(inputs[..., i], wires=i, subspace=(0, 1))
+        for l in range(layers):
+            for i in range(n):
+                qml.TRY(weights[l, i, 0], wires=i, subspace=(0, 1))
+                qml.TRY(weights[l, i, 1], wires=i, subspace=(1, 2))
+            for i in range(n):
+                qml.TAdd(wires=[i, (i + 1) % n])
+        return qml.probs(wires=0)
+
+    layer = qml.qnn.TorchLayer(qnode, {"weights": (layers, n, 2)})
+    with torch.no_grad():
+        layer.weights.copy_(weights)
+    return layer
+
+
+def qubit_layer(
+    dev: Any, n: int, layers: int, weights: torch.Tensor, diff_method: str
+) -> nn.Module:
+    """hybrid_qubit's layer as a PennyLane QNode on ``dev`` (TorchLayer)."""
+    import pennylane as qml
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
+    def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
+        for i in range(n):
+            qml.RY(inputs[..., i], wires=i)
+        for l in range(layers):
+            for i in range(n):
+                qml.RY(weights[l, i, 0], wires=i)
+                qml.RZ(weights[l, i, 1], wires=i)
+            for i in range(n):
+                qml.CNOT(wires=[i, (i + 1) % n])
+        return [qml.expval(qml.PauliZ(i)) for i in range(n)]
+
+    layer = qml.qnn.TorchLayer(qnode, {"weights": (layers, n, 2)})
+    with torch.no_grad():
+        layer.weights.copy_(weights)
+    return layer
+
+
+def _compare(
+    cfg: Config,
+    name: str,
+    loss_fn: Any,
+    ours: nn.Module,
+    anchor: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    slow: bool,
+) -> tuple[dict[str, harness.Stats], dict[str, float]]:
+    """Agreement check, then interleaved timing of one Adam step on each side."""
+    la, ga = harness.loss_and_grad(loss_fn, anchor, x, y)
+    lq, gq = harness.loss_and_grad(loss_fn, ours, x, y)
+    dloss = check_close(f"{name} loss", lq, la, ATOL)
+    dgrad = check_close(f"{name} gradient", gq, ga, ATOL)
+    cfg.log(f"    agreement: loss {float(la):.6f}, |dloss| {dloss:.1e}, |dgrad| {dgrad:.1e}")
+    step = partial(harness.adam_step, loss_fn, lr=hybrid_qutrit.LR)
+    units = {"qsem": step(ours, x, y), "anchor": step(anchor, x, y)}
+    reps = {"qsem": cfg.repeats, "anchor": cfg.slow_anchor_repeats if slow else cfg.anchor_repeats}
+    warm = {"qsem": cfg.warmup, "anchor": cfg.anchor_warmup}
+    st = measure(units, reps, warm, cfg.log)
+    return st, {"loss": float(la), "max_abs_dloss": dloss, "max_abs_dgrad": dgrad}
+
+
+def run(cfg: Config) -> dict[str, dict[str, Any]]:
+    import pennylane as qml
+
+    rows: dict[str, dict[str, Any]] = {}
+    g = torch.Generator().manual_seed(cfg.seed)
+    n, layers, batch = hybrid_qutrit.N, hybrid_qutrit.LAYERS, hybrid_qutrit.BATCH
+    x = torch.rand(batch, n, generator=g) * torch.pi
+    labels = torch.randint(0, 3, (batch,), generator=g)
+    w0 = torch.rand(layers, n, 2, generator=g) * 2 * torch.pi
+    for anchor_name, prec in (
+        ("default.qutrit", "complex64"),
+        ("default.qutrit.mixed", "complex128"),
+    ):
+        name = f"{NAME}[hybrid_qutrit qsem device vs {anchor_name}]"
+        cfg.log(f"  {name}: {n} qutrits, {layers} layers, B={batch}")
+        dtype = torch.complex64 if prec == "complex64" else torch.complex128
+        ours = qutrit_layer(qml.device("qsem", wires=n, c_dtype=dtype), w0)
+        if anchor_name == "default.qutrit":
+            import numpy as np
+
+            adev = qml.device(anchor_name, wires=n, c_dtype=np.complex64, r_dtype=np.float32)
+        else:
+            adev = qml.device(anchor_name, wires=n)
+        anchor = qutrit_layer(adev, w0)
+        st, agreement = _compare(cfg, name, hybrid_qutrit.loss_fn, ours, anchor, x, labels, True)
+        rows[name] = row(
+            qsem=st["qsem"],
+            anchor=f"pennylane {anchor_name} (TorchLayer, backprop, broadcasting, {prec})",
+            anchor_stats=st["anchor"],
+            target=">= 100",
+            notes=(
+                f"The hybrid_qutrit QNode (4 qutrits, 3 layers, B={batch}, one Adam step) on "
+                f'qml.device("qsem", c_dtype={prec}) with backprop vs the same QNode on '
+                f"{anchor_name} ({prec}); PennyLane's QNode/TorchLayer overhead is on both sides."
+            ),
+            agreement=agreement,
+        )
+    n, layers, batch = QUBIT_SIZE
+    name = f"{NAME}[hybrid_qubit n={n} qsem device vs lightning.qubit adjoint]"
+    cfg.log(f"  {name}: L={layers}, B={batch}")
+    g = torch.Generator().manual_seed(cfg.seed + n)
+    x = torch.rand(batch, n, generator=g) * torch.pi
+    y = torch.rand(batch, n, generator=g) * 2 - 1
+    w0 = torch.rand(layers, n, 2, generator=g) * 2 * torch.pi
+    ours = qubit_layer(qml.device("qsem", wires=n), n, layers, w0, "backprop")
+    anchor = qubit_layer(qml.device("lightning.qubit", wires=n), n, layers, w0, "adjoint")
+    st, agreement = _compare(cfg, name, hybrid_qubit.loss_fn, ours, anchor, x, y, True)
+    rows[name] = row(
+        qsem=st["qsem"],
+        anchor="pennylane lightning.qubit (TorchLayer, diff_method=adjoint, complex128)",
+        anchor_stats=st["anchor"],
+        target=">= 5",
+        notes=(
+            f"The hybrid_qubit QNode (n={n}, L={layers}, B={batch}, one Adam step) on "
+            'qml.device("qsem") (complex128, backprop, broadcast rows in one engine call) vs '
+            "the same QNode on lightning.qubit with adjoint differentiation (complex128; "
+            "PennyLane splits the broadcast batch into one tape per row for it)."
+        ),
+        agreement=agreement,
+        size={"n": n, "layers": layers, "batch": batch},
+    )
+    return rows
