@@ -9,6 +9,7 @@ extra to install (``qsem[aer]``, ``qsem[pennylane]``).
 
 from typing import Any
 
+from .adjoint import adjoint_expval, adjoint_jacobian
 from .backend import Backend, TorchBackend
 from .bridge import QuantumLayer, expval_bridge, make_backend, probs_bridge
 from .engine import TorchSimulator, simulate
@@ -37,6 +38,8 @@ __all__ = [
     "SwapTestEstimate",
     "TorchBackend",
     "TorchSimulator",
+    "adjoint_expval",
+    "adjoint_jacobian",
     "available_memory",
     "bures_angle",
     "check_density_matrix",

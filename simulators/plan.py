@@ -228,11 +228,31 @@ class FusedStep(Step):
         assert total is not None
         return total
 
-    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def wire_matrices(self, ctx: Context) -> dict[int, torch.Tensor]:
+        """Each fused wire's product of gates: ``{wire: (d, d) or (B, d, d)}``."""
         per_wire: dict[int, torch.Tensor] = {}
         for cls in self.classes:
             mats = self._class_matrices(cls, ctx)
             per_wire.update(zip(cls.wires, mats.unbind(-3), strict=True))
+        return per_wire
+
+    def block_matrices(
+        self, ctx: Context, per_wire: dict[int, torch.Tensor] | None = None
+    ) -> list[tuple[list[int], torch.Tensor]]:
+        """``(wires, ⊗ U_w)`` per Kronecker block (identity on a block wire without gates)."""
+        per_wire = self.wire_matrices(ctx) if per_wire is None else per_wire
+        out = []
+        for block in self.blocks:
+            factors = [
+                per_wire[v] if v in per_wire
+                else torch.eye(ctx.dims[v], dtype=ctx.dtype, device=ctx.device)
+                for v in block
+            ]  # fmt: skip
+            out.append((block, kernels.kron(factors)))
+        return out
+
+    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        per_wire = self.wire_matrices(ctx)
         if ctx.basis is not None and ctx.vector_like and ctx.rank == 1:
             return _product_state(per_wire, ctx.basis, ctx, x.shape)
         # Every wire in order: a block's Kronecker product, or an identity run (gap).
@@ -379,12 +399,20 @@ class LocalPermutationStep(Step):
     src: np.ndarray
     _cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
-    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        key = str(ctx.device)
+    def _indices(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
         if key not in self._cache:
-            src = torch.as_tensor(self.src, dtype=torch.long, device=ctx.device)
+            src = torch.as_tensor(self.src, dtype=torch.long, device=device)
             self._cache[key] = (src, torch.argsort(src))
-        src, inv = self._cache[key]
+        return self._cache[key]
+
+    def unapply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """The inverse permutation on a statevector (the adjoint sweep)."""
+        src, inv = self._indices(ctx.device)
+        return kernels.apply_permutation_local(x, inv, src, ctx.dims, self.wires)
+
+    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        src, inv = self._indices(ctx.device)
         if ctx.vector_like:
             return kernels.apply_permutation_local(x, src, inv, ctx.dims, self.wires)
         n = len(ctx.dims)

@@ -219,7 +219,8 @@ def test_channel_parameters_need_the_torch_backend_for_gradients() -> None:
     ("kwargs", "match"),
     [
         ({"backend": "cirq"}, "argument 'backend'"),
-        ({"diff_method": "adjoint"}, "argument 'diff_method'"),
+        ({"diff_method": "finite-diff"}, "argument 'diff_method'"),
+        ({"diff_method": "adjoint", "shots": 100}, "argument 'diff_method'"),
         ({"shots": 0}, "argument 'shots'"),
         ({"shots": 1.5}, "argument 'shots'"),
     ],
