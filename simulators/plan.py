@@ -480,18 +480,27 @@ class Plan:
 
 
 def _full_permutation(gate: Gate, dims: tuple[int, ...]) -> np.ndarray:
-    """Gather indices of ``gate``'s permutation over the whole register."""
+    """Gather indices of ``gate``'s permutation over the whole register.
+
+    Index arithmetic on the gate's own wires only: ``O(k D)`` for a ``k``-wire gate
+    (no ``(n, D)`` digit table).
+    """
     local = gate.permutation(tuple(dims[w] for w in gate.wires))
     assert local is not None
     n = len(dims)
-    digits = np.indices(dims).reshape(n, -1)  # (n, D)
-    wires = list(gate.wires)
-    local_dims = tuple(dims[w] for w in wires)
-    local_index = np.ravel_multi_index(tuple(digits[wires]), local_dims)
-    new_local = local[local_index]
-    new_digits = digits.copy()
-    new_digits[wires] = np.array(np.unravel_index(new_local, local_dims))
-    return np.asarray(np.ravel_multi_index(tuple(new_digits), dims))
+    strides = [math.prod(dims[w + 1 :]) for w in range(n)]
+    idx = np.arange(math.prod(dims), dtype=np.int64)
+    digits = [(idx // strides[w]) % dims[w] for w in gate.wires]
+    local_index = np.zeros_like(idx)
+    for w, dig in zip(gate.wires, digits, strict=True):
+        local_index = local_index * dims[w] + dig
+    new_local = np.asarray(local, dtype=np.int64)[local_index]
+    out = idx
+    for w, dig in zip(reversed(gate.wires), reversed(digits), strict=True):
+        new_digit = new_local % dims[w]
+        new_local //= dims[w]
+        out = out + (new_digit - dig) * strides[w]
+    return out
 
 
 def compile_plan(
