@@ -28,7 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORKLOADS = ("hybrid_qubit", "hybrid_qutrit", "memory", "dense_dm", "similarity", "bridge_aer")
+WORKLOADS = (
+    "hybrid_qubit",
+    "hybrid_qutrit",
+    "memory",
+    "dense_dm",
+    "similarity",
+    "bridge_aer",
+    "scale_qubit",
+    "scale_qutrit",
+)
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -60,6 +69,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         q = f"{fmt_s(r['qsem_s'])} [{fmt_s(qt.get('iqr'))}]"
         if at is not None:
             a = f"{fmt_s(r['anchor_s'])} [{fmt_s(at.get('iqr'))}]"
+        elif r.get("skipped"):
+            a = "not run (too slow here)"
         elif "peak_over_baseline_bytes" in r:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} / state {state:.1f} MiB"
@@ -125,6 +136,8 @@ def markdown(results: dict[str, Any]) -> str:
         if at is not None:
             a = f"{fmt_s(at['median'])} ({fmt_s(at['min'])}, {fmt_s(at['iqr'])})"
             rmin = _fmt_ratio(r.get("ratio_min"))
+        elif r.get("skipped"):
+            a, rmin = "not run (too slow here)", "-"
         else:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} MiB / state {state:.1f} MiB"

@@ -43,7 +43,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from qsem.circuits.circuit import Circuit
@@ -103,28 +102,35 @@ def local_outer(
 def apply_observables(
     psi: torch.Tensor, observables: Sequence[Observable], weights: torch.Tensor, dims: tuple
 ) -> torch.Tensor:
-    """``λ_b = Σ_k weights[b, k] O_k ψ_b`` for ``ψ`` ``(B, D)`` and ``weights`` ``(B, K)``."""
-    from .measure import _full_diagonal
+    """``λ_b = Σ_k weights[b, k] O_k ψ_b`` for ``ψ`` ``(B, D)`` and ``weights`` ``(B, K)``.
 
+    Diagonal observables add into one full-register diagonal (broadcast from each
+    observable's own wires), applied with one product; the others are applied on
+    their wires.
+    """
+    b = psi.shape[0]
     lam: torch.Tensor | None = None
-    diag_cols, diag_idx = [], []
+    diag: torch.Tensor | None = None
     for k, o in enumerate(observables):
         local = tuple(dims[w] for w in o.wires)
         d = o.diagonal(local)
-        if d is not None:
-            diag_cols.append(_full_diagonal(d.numpy(), dims, list(o.wires)))
-            diag_idx.append(k)
+        if d is None:
+            mat = o.matrix(local, dtype=psi.dtype, device=psi.device)
+            term = kernels.apply_matrix(psi, mat, dims, list(o.wires))
+            term = term * weights[:, k, None].to(psi.dtype)
+            lam = term if lam is None else lam + term
             continue
-        mat = o.matrix(local, dtype=psi.dtype, device=psi.device)
-        term = kernels.apply_matrix(psi, mat, dims, list(o.wires))
-        term = term * weights[:, k, None].to(psi.dtype)
-        lam = term if lam is None else lam + term
-    if diag_cols:
-        real = weights.dtype
-        table = torch.as_tensor(np.stack(diag_cols, -1), dtype=real, device=psi.device)
-        w = weights[:, diag_idx]  # (B, Kd)
-        diag = w @ table.T  # (B, D)
-        term = psi * diag.to(psi.dtype)
+        # the local diagonal as a (B, 1, .., d_w, .., 1) tensor in register axis order
+        t = d.to(dtype=weights.dtype, device=psi.device).reshape(local)
+        order = sorted(range(len(o.wires)), key=lambda i: o.wires[i])
+        t = t.permute(order)
+        shape = [dims[a] if a in o.wires else 1 for a in range(len(dims))]
+        term_d = weights[:, k].reshape(b, *([1] * len(dims))) * t.reshape(1, *shape)
+        if diag is None:
+            diag = torch.zeros((b, *dims), dtype=weights.dtype, device=psi.device)
+        diag += term_d
+    if diag is not None:
+        term = psi * diag.reshape(b, -1)
         lam = term if lam is None else lam + term
     assert lam is not None
     return lam
@@ -180,13 +186,17 @@ def backward_sweep(
                 out.append((s, 0, local_outer(lam, psi, ctx.dims, wires)))
             lam = _unapply(lam, u, ctx, wires)
         elif isinstance(step, FusedStep):
+            # U = ⊗_j U_j on disjoint wires: with ψ' = U^† ψ and λ' = U^† λ,
+            # <λ| ⊗_{i≠j} U_i ⊗ ∂U_j |ψ'> = <λ'| (U_j^† ∂U_j)_j |ψ'> = Σ ∂U_j ∘ (conj(U_j) M'_j)
+            # with M'_j = local_outer(λ', ψ') on block j: two chain passes undo the layer.
             blocks = step.block_matrices(ctx)
-            for j in range(len(blocks) - 1, -1, -1):
-                wires, u = blocks[j]
-                psi = _unapply(psi, u, ctx, wires)
-                if wanted[s]:
-                    out.append((s, j, local_outer(lam, psi, ctx.dims, wires)))
-                lam = _unapply(lam, u, ctx, wires)
+            inverse = [u.mH for _, u in blocks]
+            psi = step.apply_blocks(psi, ctx, inverse)
+            lam = step.apply_blocks(lam, ctx, inverse)
+            if wanted[s]:
+                for j, (wires, u) in enumerate(blocks):
+                    m = local_outer(lam, psi, ctx.dims, wires)
+                    out.append((s, j, u.conj() @ m))
         else:  # pragma: no cover - channels never reach a statevector plan
             raise arg_error("circuit", f"adjoint differentiation cannot undo {type(step).__name__}")
     return out

@@ -255,30 +255,30 @@ class FusedStep(Step):
         per_wire = self.wire_matrices(ctx)
         if ctx.basis is not None and ctx.vector_like and ctx.rank == 1:
             return _product_state(per_wire, ctx.basis, ctx, x.shape)
-        # Every wire in order: a block's Kronecker product, or an identity run (gap).
+        return self.apply_blocks(x, ctx, [m for _, m in self.block_matrices(ctx, per_wire)])
+
+    def apply_blocks(self, x: torch.Tensor, ctx: Context, mats: list[torch.Tensor]) -> torch.Tensor:
+        """Apply the blocks' matrices ``mats`` (one per block; the adjoint passes ``U^†``)."""
+        # Every wire in order: a block's matrix, or an identity run (gap).
         rows: list[tuple[int, torch.Tensor | None]] = []
-        start = {block[0]: block for block in self.blocks}
+        start = {block[0]: (block, m) for block, m in zip(self.blocks, mats, strict=True)}
         w = 0
         n = len(ctx.dims)
         while w < n:
-            block = start.get(w)
-            if block is None:
+            entry = start.get(w)
+            if entry is None:
                 if rows and rows[-1][1] is None:
                     rows[-1] = (rows[-1][0] * ctx.dims[w], None)
                 else:
                     rows.append((ctx.dims[w], None))
                 w += 1
                 continue
-            factors = [
-                per_wire[v] if v in per_wire
-                else torch.eye(ctx.dims[v], dtype=ctx.dtype, device=ctx.device)
-                for v in block
-            ]  # fmt: skip
-            rows.append((math.prod(ctx.dims[v] for v in block), kernels.kron(factors)))
+            block, m = entry
+            rows.append((math.prod(ctx.dims[v] for v in block), m))
             w = block[-1] + 1
         if any(m is None for _, m in rows):
             # a sparse layer: each block on its own wires (no pass over untouched wires)
-            for block, m in zip(self.blocks, [m for _, m in rows if m is not None], strict=True):
+            for block, m in zip(self.blocks, mats, strict=True):
                 x = ctx.apply_unitary(x, m, block)
             return x
         if ctx.vector_like:
