@@ -219,14 +219,17 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
                 cfg.log(f"    {name}: skipped (predicted {predicted[key]:.0f} s per call)")
                 rows[name] = _skipped(label, predicted[key], st["adjoint"], extra)
                 continue
-            fn = _aer(n, data, cfg.threads) if device == "aer" else _pennylane(n, data, device, kind)
+            if device == "aer":
+                fn = _aer(n, data, cfg.threads)
+            else:
+                fn = _pennylane(n, data, device, kind)
             out, first = _timed_once(fn)
             predicted[key] = 4 * first
             qfn = {"mse": units["adjoint"], "sum": units["adjoint_sum"], "fwd": units["forward"]}
             if kind == "fwd":
                 check_close(f"{name} <Z>", units["forward"](), out, ATOL)
             else:
-                e, g = qfn[kind]()
+                _, g = qfn[kind]()
                 check_close(f"{name} grad", g, out[1], ATOL)
             qs, ast = _compare(cfg, qfn[kind], fn, first)
             note = "one timed anchor call" if ast.n == 1 else f"{ast.n} anchor calls"
