@@ -69,8 +69,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         q = f"{fmt_s(r['qsem_s'])} [{fmt_s(qt.get('iqr'))}]"
         if at is not None:
             a = f"{fmt_s(r['anchor_s'])} [{fmt_s(at.get('iqr'))}]"
-        elif r.get("skipped"):
-            a = "not run (too slow here)"
+        elif r.get("skipped") or r.get("no_peer"):
+            a = "no peer" if r.get("no_peer") else "not run (too slow here)"
         elif "peak_over_baseline_bytes" in r:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} / state {state:.1f} MiB"
@@ -89,7 +89,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
                 _fmt_ratio(r["ratio"]),
                 rmin,
                 fmt_floor(r),
-                r["target"] or "-",
+                r["target"] or (f"x floor {r['floor_target']}" if r.get("floor_target") else "-"),
                 met,
             ]
         )
@@ -136,15 +136,16 @@ def markdown(results: dict[str, Any]) -> str:
         if at is not None:
             a = f"{fmt_s(at['median'])} ({fmt_s(at['min'])}, {fmt_s(at['iqr'])})"
             rmin = _fmt_ratio(r.get("ratio_min"))
-        elif r.get("skipped"):
-            a, rmin = "not run (too slow here)", "-"
+        elif r.get("skipped") or r.get("no_peer"):
+            a = "no peer" if r.get("no_peer") else "not run (too slow here)"
+            rmin = "-"
         else:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} MiB / state {state:.1f} MiB"
             lo, hi = r["ratio_range"]
             rmin = f"range {lo:.2f}-{hi:.2f}"
         met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
-        target = r["target"] or "-"
+        target = r["target"] or (f"× floor {r['floor_target']}" if r.get("floor_target") else "-")
         anchor = r["anchor"].split(" (")[0]
         out.append(
             f"| `{name}` | {q} | {anchor} | {a} | {_fmt_ratio(r['ratio'])} | {rmin} "
