@@ -295,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     print(f"results written to {args.out}")
+    if any(w.startswith("scale_") for w in selected):
+        from benchmarks.plot_scaling import plot
+
+        fig = plot(json.loads(args.out.read_text()), args.out.with_name("scaling.png"))
+        print(f"figure written to {fig}" if fig else "no scale rows: no figure")
     if failed:
         print(f"qsem and the anchor disagree in: {', '.join(failed)}", file=sys.stderr)
         return 2
