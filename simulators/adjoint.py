@@ -65,38 +65,39 @@ from .plan import (
 
 
 def local_outer(
-    lam: torch.Tensor, psi: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
+    mu: torch.Tensor, psi: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
 ) -> torch.Tensor:
-    """``M[b, a, c] = Σ_rest conj(λ[b, a, rest]) ψ[b, c, rest]`` on ``axes``: ``(B, Dk, Dk)``.
+    """``M[b, a, c] = Σ_rest μ[b, a, rest] ψ[b, c, rest]`` on ``axes``: ``(B, Dk, Dk)``.
 
-    ``a, c`` index the local space of ``axes`` (in the given order); ``λ, ψ`` are
-    ``(B, prod(shape))``.
+    ``μ = conj(λ)`` (the sweep carries ``conj(λ)``, so no GEMM operand is a conjugated
+    view, which batched GEMMs would copy); ``a, c`` index the local space of ``axes``
+    (in the given order); ``μ, ψ`` are ``(B, prod(shape))``.
 
-    >>> lam = torch.tensor([[1, 0, 0, 0]], dtype=torch.complex128)
+    >>> mu = torch.tensor([[1, 0, 0, 0]], dtype=torch.complex128)
     >>> psi = torch.tensor([[0, 0, 1, 0]], dtype=torch.complex128)
-    >>> local_outer(lam, psi, (2, 2), [0])[0].real
+    >>> local_outer(mu, psi, (2, 2), [0])[0].real
     tensor([[0., 1.],
             [0., 0.]], dtype=torch.float64)
     """
-    b = lam.shape[0]
+    b = mu.shape[0]
     n = len(shape)
     dk = math.prod(shape[a] for a in axes)
     a0 = axes[0]
     if list(axes) == list(range(a0, a0 + len(axes))):
         left = math.prod(shape[:a0])
         right = math.prod(shape[a0 + len(axes) :])
-        lv = lam.reshape(b, left, dk, right)
+        mv = mu.reshape(b, left, dk, right)
         pv = psi.reshape(b, left, dk, right)
         if right == 1:
-            return lv[..., 0].mH @ pv[..., 0]
+            return mv[..., 0].transpose(-1, -2) @ pv[..., 0]
         if left == 1:
-            return lv[:, 0].conj() @ pv[:, 0].transpose(-1, -2)
-        return (lv.conj() @ pv.transpose(-1, -2)).sum(1)
+            return mv[:, 0] @ pv[:, 0].transpose(-1, -2)
+        return (mv @ pv.transpose(-1, -2)).sum(1)
     rest = [a for a in range(n) if a not in axes]
     perm = [0, *[a + 1 for a in axes], *[a + 1 for a in rest]]
-    lv = lam.reshape(b, *shape).permute(perm).reshape(b, dk, -1)
+    mv = mu.reshape(b, *shape).permute(perm).reshape(b, dk, -1)
     pv = psi.reshape(b, *shape).permute(perm).reshape(b, dk, -1)
-    return lv.conj() @ pv.transpose(-1, -2)
+    return mv @ pv.transpose(-1, -2)
 
 
 def apply_observables(
@@ -104,13 +105,15 @@ def apply_observables(
 ) -> torch.Tensor:
     """``λ_b = Σ_k weights[b, k] O_k ψ_b`` for ``ψ`` ``(B, D)`` and ``weights`` ``(B, K)``.
 
-    Diagonal observables add into one full-register diagonal (broadcast from each
-    observable's own wires), applied with one product; the others are applied on
-    their wires.
+    Diagonal observables add into one full-register diagonal, applied with one
+    product: single-wire ones as per-wire vectors joined by outer sums (about two
+    passes over ``D`` in all), multi-wire ones broadcast from their wires; the others
+    are applied on their wires.
     """
-    b = psi.shape[0]
+    b, n = psi.shape[0], len(dims)
     lam: torch.Tensor | None = None
-    diag: torch.Tensor | None = None
+    per_wire: dict[int, torch.Tensor] = {}
+    multi: list[tuple[Observable, torch.Tensor, torch.Tensor]] = []
     for k, o in enumerate(observables):
         local = tuple(dims[w] for w in o.wires)
         d = o.diagonal(local)
@@ -120,17 +123,27 @@ def apply_observables(
             term = term * weights[:, k, None].to(psi.dtype)
             lam = term if lam is None else lam + term
             continue
-        # the local diagonal as a (B, 1, .., d_w, .., 1) tensor in register axis order
-        t = d.to(dtype=weights.dtype, device=psi.device).reshape(local)
+        v = weights[:, k, None] * d.to(dtype=weights.dtype, device=psi.device)  # (B, Dk)
+        if len(o.wires) == 1:
+            w = o.wires[0]
+            per_wire[w] = v if w not in per_wire else per_wire[w] + v
+        else:
+            multi.append((o, v, d))
+    diag: torch.Tensor | None = None
+    if per_wire:
+        diag = torch.zeros(b, 1, dtype=weights.dtype, device=psi.device)
+        for w in range(n):
+            vw = per_wire.get(w, torch.zeros(b, dims[w], dtype=weights.dtype, device=psi.device))
+            diag = (diag[:, :, None] + vw[:, None, :]).reshape(b, -1)
+    for o, v, _ in multi:
+        local = tuple(dims[w] for w in o.wires)
         order = sorted(range(len(o.wires)), key=lambda i: o.wires[i])
-        t = t.permute(order)
-        shape = [dims[a] if a in o.wires else 1 for a in range(len(dims))]
-        term_d = weights[:, k].reshape(b, *([1] * len(dims))) * t.reshape(1, *shape)
-        if diag is None:
-            diag = torch.zeros((b, *dims), dtype=weights.dtype, device=psi.device)
-        diag += term_d
+        t = v.reshape(b, *local).permute(0, *[i + 1 for i in order])
+        shape = [dims[a] if a in o.wires else 1 for a in range(n)]
+        full = t.reshape(b, *shape).expand(b, *dims).reshape(b, -1)
+        diag = full if diag is None else diag + full
     if diag is not None:
-        term = psi * diag.reshape(b, -1)
+        term = psi * diag
         lam = term if lam is None else lam + term
     assert lam is not None
     return lam
@@ -151,8 +164,13 @@ def _step_ops(step: FusedStep) -> list[int]:
     return [i for cls in step.classes for lvl in cls.levels for g in lvl.groups for i in g.ops]
 
 
-def _unapply(x: torch.Tensor, mat: torch.Tensor, ctx: Context, wires: list[int]) -> torch.Tensor:
-    return kernels.apply_matrix(x, ctx.per_component(mat.mH), ctx.dims, wires)
+def _apply(x: torch.Tensor, mat: torch.Tensor, ctx: Context, wires: list[int]) -> torch.Tensor:
+    return kernels.apply_matrix(x, mat, ctx.dims, wires)
+
+
+def _transpose(u: torch.Tensor) -> torch.Tensor:
+    """``U^T``: ``conj(U^† λ) = U^T conj(λ)`` undoes a gate on ``μ = conj(λ)``."""
+    return u.transpose(-1, -2)
 
 
 def backward_sweep(
@@ -165,37 +183,39 @@ def backward_sweep(
     """Walk the plan backwards; return ``(step, block, M)`` for the differentiable blocks.
 
     ``wanted[s]``: step ``s`` holds a parameter that needs a gradient. ``psi`` and
-    ``lam`` are consumed (the caller hands over the final state and ``O ψ``).
+    ``lam`` are consumed (the caller hands over the final state and ``O ψ``); the sweep
+    carries ``μ = conj(λ)`` (undone by ``U^T``), see :func:`local_outer`.
     """
     out: list[tuple[int, int, torch.Tensor]] = []
+    mu = lam.conj().resolve_conj()
+    del lam
     for s in range(len(plan.steps) - 1, -1, -1):
         step: Step = plan.steps[s]
         if isinstance(step, PermutationStep):
             _, inv = step.indices(ctx.device)
-            psi, lam = psi.index_select(1, inv), lam.index_select(1, inv)
+            psi, mu = psi.index_select(1, inv), mu.index_select(1, inv)
         elif isinstance(step, LocalPermutationStep):
             psi = step.unapply(psi, ctx)
-            lam = step.unapply(lam, ctx)
+            mu = step.unapply(mu, ctx)
         elif isinstance(step, GateStep):
             gate = ctx.ops[step.index]
             assert isinstance(gate, Gate)
             u = ctx.matrix(gate)
             wires = list(gate.wires)
-            psi = _unapply(psi, u, ctx, wires)
+            psi = _apply(psi, u.mH, ctx, wires)
             if wanted[s]:
-                out.append((s, 0, local_outer(lam, psi, ctx.dims, wires)))
-            lam = _unapply(lam, u, ctx, wires)
+                out.append((s, 0, local_outer(mu, psi, ctx.dims, wires)))
+            mu = _apply(mu, _transpose(u), ctx, wires)
         elif isinstance(step, FusedStep):
             # U = ⊗_j U_j on disjoint wires: with ψ' = U^† ψ and λ' = U^† λ,
             # <λ| ⊗_{i≠j} U_i ⊗ ∂U_j |ψ'> = <λ'| (U_j^† ∂U_j)_j |ψ'> = Σ ∂U_j ∘ (conj(U_j) M'_j)
-            # with M'_j = local_outer(λ', ψ') on block j: two chain passes undo the layer.
+            # with M'_j = local_outer(conj(λ'), ψ') on block j: two chain passes undo the layer.
             blocks = step.block_matrices(ctx)
-            inverse = [u.mH for _, u in blocks]
-            psi = step.apply_blocks(psi, ctx, inverse)
-            lam = step.apply_blocks(lam, ctx, inverse)
+            psi = step.apply_blocks(psi, ctx, [u.mH for _, u in blocks])
+            mu = step.apply_blocks(mu, ctx, [_transpose(u) for _, u in blocks])
             if wanted[s]:
                 for j, (wires, u) in enumerate(blocks):
-                    m = local_outer(lam, psi, ctx.dims, wires)
+                    m = local_outer(mu, psi, ctx.dims, wires)
                     out.append((s, j, u.conj() @ m))
         else:  # pragma: no cover - channels never reach a statevector plan
             raise arg_error("circuit", f"adjoint differentiation cannot undo {type(step).__name__}")

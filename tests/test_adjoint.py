@@ -135,6 +135,8 @@ def observables(dims: tuple[int, ...]) -> list[Any]:
     for i, d in enumerate(dims):
         out.append(PauliString("Z", wires=[i]) if d == 2 else GellMann(8, wires=[i]))
     out.append(GellMann(1, wires=[1]) if dims[1] == 3 else PauliString("X", wires=[1]))
+    zz = torch.tensor([1.0, -1.0, 0.5] * 3)[: dims[2] * dims[0]]  # a two-wire diagonal
+    out.append(Hermitian(torch.diag(zz).to(torch.complex128), wires=[2, 0]))
     h = torch.randn(dims[0] * dims[-1], dims[0] * dims[-1], dtype=torch.complex128)
     out.append(Hermitian(h + h.mH, wires=[len(dims) - 1, 0]))
     return out
@@ -232,7 +234,7 @@ def test_local_outer_against_dense_reference() -> None:
             t_l.permute(perm).reshape(2, dk, -1).conj(),
             t_p.permute(perm).reshape(2, dk, -1),
         )
-        torch.testing.assert_close(local_outer(lam, psi, dims, axes), ref)
+        torch.testing.assert_close(local_outer(lam.conj(), psi, dims, axes), ref)
 
 
 def _saved_bytes(fn: Any) -> int:
