@@ -255,7 +255,9 @@ def _bridge(
     if diff_method not in DIFF_METHODS:
         raise arg_error("diff_method", f"must be one of {list(DIFF_METHODS)}, got {diff_method!r}")
     be = make_backend(backend, **backend_options)
-    if diff_method == "adjoint":
+    if diff_method == "adjoint" or (
+        diff_method == "best" and prefers_adjoint(kind, circuit, be, shots)
+    ):
         return _torch_adjoint(kind, circuit, params, observables, be, shots)
     if diff_method == "backprop" or (
         diff_method == "best" and isinstance(be, TorchBackend) and shots is None
@@ -274,6 +276,25 @@ def _bridge(
 #: (``backprop``), the adjoint method (torch backend, statevector expectation values) and
 #: ``best`` (backprop on the torch backend without shots, else parameter shift).
 DIFF_METHODS = ("parameter-shift", "backprop", "adjoint", "best")
+
+
+#: ``diff_method="best"`` differentiates a pure-state circuit of at least this register
+#: dimension by the adjoint method (time at most that of autograd, memory of a few
+#: states instead of one per step); smaller ones by autograd.
+ADJOINT_MIN_DIM = 1 << 14
+
+
+def prefers_adjoint(kind: str, circuit: Circuit, be: Backend, shots: int | None) -> bool:
+    """Whether ``"best"`` picks the adjoint method: torch backend, statevector, exact
+    expectation values, a register of at least ``ADJOINT_MIN_DIM`` amplitudes."""
+    return (
+        kind == "expval"
+        and shots is None
+        and isinstance(be, TorchBackend)
+        and be.mode in (None, "statevector")
+        and not circuit.has_channels
+        and circuit.dim >= ADJOINT_MIN_DIM
+    )
 
 
 def _torch_adjoint(
@@ -384,9 +405,10 @@ class QuantumLayer(torch.nn.Module):
 
     ``seed`` also seeds shot sampling (``shots``).
 
-    ``diff_method``: ``"best"`` (default: autograd through the torch engine without
-    shots, else parameter shift), ``"backprop"``, ``"parameter-shift"`` or
-    ``"adjoint"`` (torch backend, expectation values of a pure-state circuit: the
+    ``diff_method``: ``"best"`` (default: on the torch engine without shots, the adjoint
+    method for expectation values of a pure-state register of at least 2^14 amplitudes,
+    else autograd; parameter shift on other backends or with shots), ``"backprop"``,
+    ``"parameter-shift"`` or ``"adjoint"`` (torch backend, expectation values of a pure-state circuit: the
     adjoint method, peak memory of a few states whatever the depth).
 
     >>> import torch
@@ -489,7 +511,10 @@ class QuantumLayer(torch.nn.Module):
             self.diff_method == "best" and self.shots is None
         )
         kind = "expval" if self.observables is not None else "probs"
-        if self.diff_method == "adjoint":
+        if self.diff_method == "adjoint" or (
+            self.diff_method == "best"
+            and prefers_adjoint(kind, self.circuit, self.backend, self.shots)
+        ):
             out = _torch_adjoint(kind, self.circuit, params, self.observables or [],
                                  self.backend, self.shots)  # fmt: skip
         elif isinstance(self.backend, TorchBackend) and backprop:

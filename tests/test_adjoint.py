@@ -311,3 +311,36 @@ def test_quantum_layer_adjoint_matches_backprop() -> None:
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
     with pytest.raises(QsemError, match="adjoint"):
         QuantumLayer(c, probs_wires=[0], weight_shapes={"w": 2 * n}, diff_method="adjoint")
+
+
+def test_best_picks_adjoint_on_large_pure_registers() -> None:
+    """``diff_method="best"`` takes the adjoint path at 2^14 amplitudes: autograd then
+    saves no state for backward (the saved-bytes counter), and gradients agree."""
+    from qsem.simulators import QuantumLayer
+    from qsem.simulators.bridge import ADJOINT_MIN_DIM
+
+    n = 14
+    assert 2**n >= ADJOINT_MIN_DIM > 2 ** (n - 1)
+    x, w = ParameterVector("x", n), ParameterVector("w", n)
+    c = Circuit.qubits(n)
+    for i in range(n):
+        c.add(RY(x[i], wires=i), RX(w[i], wires=i), CNOT(wires=[i, (i + 1) % n]))
+    obs = [PauliString("Z", wires=[i]) for i in range(n)]
+    best = QuantumLayer(c, obs, weight_shapes={"w": n}, seed=2)
+    ref = QuantumLayer(c, obs, weight_shapes={"w": n}, seed=2, diff_method="backprop")
+    xb = torch.rand(1, n, dtype=torch.float64)
+    saved = {"best": 0, "ref": 0}
+    grads_ = {}
+    for key, layer in (("best", best), ("ref", ref)):
+        y = None
+
+        def run(layer: Any = layer) -> None:
+            nonlocal y
+            y = layer(xb)
+
+        saved[key] = _saved_bytes(run)
+        assert y is not None
+        grads_[key] = torch.autograd.grad((y**2).sum(), [layer.weights["w"]])[0]
+    torch.testing.assert_close(grads_["best"], grads_["ref"], atol=1e-10, rtol=0)
+    state = 2**n * 16
+    assert saved["best"] <= state + 4096 < 4 * state < saved["ref"], saved
