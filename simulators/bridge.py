@@ -408,8 +408,8 @@ class QuantumLayer(torch.nn.Module):
     ``diff_method``: ``"best"`` (default: on the torch engine without shots, the adjoint
     method for expectation values of a pure-state register of at least 2^14 amplitudes,
     else autograd; parameter shift on other backends or with shots), ``"backprop"``,
-    ``"parameter-shift"`` or ``"adjoint"`` (torch backend, expectation values of a pure-state circuit: the
-    adjoint method, peak memory of a few states whatever the depth).
+    ``"parameter-shift"`` or ``"adjoint"`` (torch backend, expectation values of a
+    pure-state circuit: peak memory of a few states whatever the depth).
 
     >>> import torch
     >>> from qsem.circuits import Circuit, ParameterVector, RY, CNOT, PauliString
