@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(w.startswith("scale_") for w in selected):
         from benchmarks.plot_scaling import plot
 
-        fig = plot(json.loads(args.out.read_text()), args.out.with_name("scaling.png"))
+        png = "scaling.png" if args.out == DEFAULT_OUT else f"{args.out.stem}_scaling.png"
+        fig = plot(json.loads(args.out.read_text()), args.out.with_name(png))
         print(f"figure written to {fig}" if fig else "no scale rows: no figure")
     if failed:
         print(f"qsem and the anchor disagree in: {', '.join(failed)}", file=sys.stderr)
