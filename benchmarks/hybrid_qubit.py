@@ -162,7 +162,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
         )
         if n == LIGHTNING_N:
             key = f"{NAME}[n={n},lightning.qubit]"
-            rows[key] = _lightning_row(cfg, n, layers, batch, LIGHTNING_TARGET, x, y, w0, qsem64)
+            rows[key] = _lightning_row(cfg, n, layers, batch, LIGHTNING_TARGET, x, y, w0)
             cfg.log(f"    vs lightning.qubit: ratio {rows[key]['ratio']:.1f} ({LIGHTNING_TARGET})")
     return rows
 
@@ -181,9 +181,10 @@ def _lightning_row(
     x: torch.Tensor,
     y: torch.Tensor,
     w0: torch.Tensor,
-    qsem64: nn.Module,
 ) -> dict[str, Any]:
-    """qsem (autograd, complex64) against ``lightning.qubit`` adjoint on the same step."""
+    """qsem (autograd, complex64) against ``lightning.qubit`` adjoint on the same step
+    (fresh models from ``w0``: the other row's timed Adam steps moved its weights)."""
+    qsem64 = QsemLayer(n, layers, w0, torch.complex64)
     anchor = pennylane_layer(n, layers, w0, "lightning.qubit")
     la, ga = loss_and_grad(anchor, x, y)
     lq, gq = loss_and_grad(qsem64, x, y)
