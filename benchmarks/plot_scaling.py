@@ -54,7 +54,7 @@ def series(results: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
         if kind == "mse":
             add("qsem adjoint fwd+grad", d, r["qsem_s"], gates)
             add("qsem autograd fwd+grad", d, r.get("qsem_autograd_s"), gates)
-            add("floor fwd+grad", d, r.get("floor_s"), gates)
+        add("floor fwd+grad", d, r.get("floor_s"), gates)
         add(f"{anchor} ({kind})", d, r.get("anchor_s"), gates)
     return {k: sorted(v) for k, v in out.items()}
 
@@ -72,9 +72,10 @@ def plot(results: dict[str, Any], out: Path = DEFAULT_OUT) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for label, pts in sorted(data.items()):
         xs, ys = zip(*pts, strict=True)
-        style = "--" if label.startswith("floor") else "-"
+        floor = label.startswith("floor")
         marker = "s" if "qutrit" in label else "o"
-        ax.plot(xs, ys, style, marker=marker, label=label)
+        ax.plot(xs, ys, "--" if floor else "-", marker=marker, label=label,
+                color="black" if floor else None, alpha=0.6 if floor else 1.0)  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("register dimension D (amplitudes; D² entries for a density matrix)")
