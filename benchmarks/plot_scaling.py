@@ -1,7 +1,8 @@
 """``benchmarks/scaling.png``: time per gate against register size (scale rows).
 
-One point per ``scale_qubit`` / ``scale_qutrit`` row of a results file: qsem's median
-and each anchor's median divided by the number of gates in the circuit, against the
+One point per register size and curve (the median of the rows that time it) from the
+``scale_qubit`` / ``scale_qutrit`` rows of a results file: qsem's median and each
+anchor's median divided by the number of gates in the circuit, against the
 register dimension ``D`` (``2^n`` or ``3^n``); the memory-traffic floor per gate
 (``floor_s`` / gates) is drawn as a dashed line. Run by ``run_all.py`` after the scale
 rows, or by hand: ``python benchmarks/plot_scaling.py [results.json] [out.png]``.
@@ -10,6 +11,7 @@ rows, or by hand: ``python benchmarks/plot_scaling.py [results.json] [out.png]``
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,12 @@ def _gates(r: dict[str, Any]) -> int:
 
 def series(results: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
     """``{label: [(D, seconds per gate), ...]}`` from the scale rows of ``results``."""
-    out: dict[str, set[tuple[int, float]]] = {}
+    out: dict[str, dict[int, list[float]]] = {}
 
     def add(label: str, d: int, t: float | None, gates: int) -> None:
-        if t:
-            out.setdefault(label, set()).add((d, t / gates))
+        if t:  # one point per size: the median of the rows that time it (qsem is timed
+            # beside each anchor, so a size has several qsem medians)
+            out.setdefault(label, {}).setdefault(d, []).append(t / gates)
 
     for name, r in results.get("workloads", {}).items():
         if not name.startswith(("scale_qubit[", "scale_qutrit[")) or "size" not in r:
@@ -56,7 +59,7 @@ def series(results: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
             add("qsem autograd fwd+grad", d, r.get("qsem_autograd_s"), gates)
         add("floor fwd+grad", d, r.get("floor_s"), gates)
         add(f"{anchor} ({kind})", d, r.get("anchor_s"), gates)
-    return {k: sorted(v) for k, v in out.items()}
+    return {k: sorted((d, statistics.median(ts)) for d, ts in v.items()) for k, v in out.items()}
 
 
 def plot(results: dict[str, Any], out: Path = DEFAULT_OUT) -> Path | None:
