@@ -47,6 +47,7 @@ import torch
 
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
+from qsem.circuits.gates import Unitary
 from qsem.circuits.observables import Observable, as_observables
 from qsem.circuits.operations import Gate, Operation
 from qsem.circuits.parameters import Parameter
@@ -405,7 +406,7 @@ def _prepare(
             fixed[name] = value
     slots = []
     for i, op in enumerate(circuit.ops):
-        if getattr(op, "unitary", None) is not None and op.unitary.requires_grad:
+        if isinstance(op, Unitary) and op.unitary.requires_grad:
             raise arg_error(
                 "circuit",
                 f"adjoint differentiation does not differentiate the matrix of {op.name} on "

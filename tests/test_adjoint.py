@@ -48,6 +48,7 @@ from qsem.circuits import (
     TAdd,
     THadamard,
     TShift,
+    Unitary,
     X,
 )
 from qsem.circuits.errors import QsemError
@@ -282,6 +283,9 @@ def test_bad_input_is_one_line() -> None:
         adjoint_expval(c, {"t": torch.tensor(0.1)}, [PauliString("Z", wires=[0])])
     with pytest.raises(QsemError, match="circuit"):
         adjoint_expval("not a circuit", None, [PauliString("Z", wires=[0])])  # type: ignore[arg-type]
+    u = torch.eye(2, dtype=torch.complex128).requires_grad_()
+    with pytest.raises(QsemError, match="backprop"):
+        adjoint_expval(Circuit.qubits(1).add(Unitary(u, wires=0)), None, [PauliString("Z", [0])])
 
 
 def test_quantum_layer_adjoint_matches_backprop() -> None:
