@@ -17,6 +17,10 @@ without CUDA it reports "no CUDA", writes the JSON and exits 0. With CUDA it
      TAdd ring, forward + backward of the first qutrit's probabilities;
    * ``dm_qubit``: the dense 12-qubit density matrix of ``benchmarks.dense_dm``, batch 8,
      no grad, ``<Z_i>`` of every wire;
+   * ``scale_qubit`` / ``scale_qutrit``: the circuits of ``benchmarks.scale_qubit`` (26
+     qubits) and ``benchmarks.scale_qutrit`` (14 qutrits), B=1, forward + adjoint
+     gradient of the MSE over every ``<Z_i>`` / ``<λ_3>``; their rows add the bytes the
+     step must move, the effective GB/s and ``x_floor`` against the card's copy bandwidth;
 
 3. runs ``dm_qubit`` on Aer's GPU method (``AerSimulator(method="density_matrix",
    device="GPU", precision="single")``) where qiskit-aer-gpu reports a GPU, checked
@@ -66,6 +70,8 @@ def _timed(
 
 #: register sizes (qubits of the statevector, qutrits, qubits of the density matrix)
 SIZES = {"gpu": (22, 12, 12), "small": (6, 4, 4)}
+#: the scale rows (B=1, adjoint forward + gradient): qubits and qutrits
+SCALE_SIZES = {"gpu": (26, 14), "small": (6, 4)}
 
 
 def _workloads(size: str = "gpu") -> dict[str, Callable[[str], Any]]:
@@ -113,7 +119,59 @@ def _workloads(size: str = "gpu") -> dict[str, Callable[[str], Any]]:
             ev = expval(sim.run(c, p), [PauliString("Z", [i]) for i in range(nd)])
         return ev.double().cpu()
 
-    return {"sv_qubit": sv_qubit, "sv_qutrit": sv_qutrit, "dm_qubit": dm_qubit}
+    sq, st = SCALE_SIZES[size]
+
+    def scale(circuit: Any, obs: list[Any], device: str) -> Any:
+        from qsem.simulators import adjoint_expval
+
+        n = circuit.num_wires
+        x = torch.linspace(0.1, 3.0, n, device=device)
+        w = torch.linspace(-2.0, 2.0, circuit.parameter_lengths["w"])
+        w = w.to(device).requires_grad_()
+        e = adjoint_expval(circuit, {"x": x, "w": w}, obs, dtype=torch.complex64, device=device)
+        ((e.double() - 0.5) ** 2).mean().backward()
+        assert w.grad is not None
+        return torch.cat([e.detach().reshape(-1).double(), w.grad.double()]).cpu()
+
+    def scale_qubit(device: str) -> Any:
+        from benchmarks.scale_qubit import LAYERS, build_circuit
+
+        obs = [PauliString("Z", [i]) for i in range(sq)]
+        return scale(build_circuit(sq, LAYERS), obs, device)
+
+    def scale_qutrit(device: str) -> Any:
+        from benchmarks.scale_qutrit import LAYERS, build_circuit
+        from qsem.circuits import GellMann
+
+        obs = [GellMann(3, wires=[i]) for i in range(st)]
+        return scale(build_circuit(st, LAYERS), obs, device)
+
+    return {
+        "sv_qubit": sv_qubit,
+        "sv_qutrit": sv_qutrit,
+        "dm_qubit": dm_qubit,
+        "scale_qubit": scale_qubit,
+        "scale_qutrit": scale_qutrit,
+    }
+
+
+def _scale_bytes(name: str) -> int | None:
+    """Bytes the scale rows must move (``benchmarks.harness.floor_bytes``), for GB/s."""
+    import torch
+
+    from benchmarks.harness import floor_bytes
+
+    if name == "scale_qubit":
+        from benchmarks.scale_qubit import LAYERS, build_circuit
+
+        c = build_circuit(SCALE_SIZES["gpu"][0], LAYERS)
+    elif name == "scale_qutrit":
+        from benchmarks.scale_qutrit import LAYERS, build_circuit  # type: ignore[assignment]
+
+        c = build_circuit(SCALE_SIZES["gpu"][1], LAYERS)
+    else:
+        return None
+    return floor_bytes(c, "statevector", 1, torch.complex64, backward=True)
 
 
 def _aer_gpu(qsem_value: Any, repeats: int) -> dict[str, Any]:
@@ -239,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                 "max_abs_dev": dev,
                 "agree": agree,
             }
+            nbytes = _scale_bytes(name)
+            if nbytes:  # effective bandwidth of the step against the card's copy bandwidth
+                gbps = nbytes / min(cuda_t) / 1e9
+                results[name]["floor_bytes"] = nbytes
+                results[name]["effective_gb_s"] = gbps
+                results[name]["x_floor"] = report["cuda_copy_bandwidth"] / 1e9 / gbps
             print(
                 f"  {name}: CUDA {min(cuda_t):.3f} s, CPU {min(cpu_t):.3f} s, "
                 f"max |dev| {dev:.1e} ({'agree' if agree else 'DISAGREE'})",

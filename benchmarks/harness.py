@@ -322,6 +322,8 @@ def add_floor(rows: Mapping[str, dict[str, Any]], bandwidth: float) -> None:
         r["x_floor"] = r["qsem_s"] / r["floor_s"]
         tmin = r.get("qsem_timing", {}).get("min")
         r["x_floor_min"] = tmin / r["floor_s"] if tmin else None
+        if r.get("floor_target"):  # a row judged by its distance to the floor
+            r["met"] = target_met(r["x_floor"], r["floor_target"])
 
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -15,6 +15,10 @@ against random targets in [-1, 1]. One timed unit = zero_grad + forward + backwa
   ``default.qubit`` has no dtype option and simulates in complex128, so qsem is also
   timed in complex128 (``qsem_c128_s``, ``ratio_c128``: same precision as the anchor).
 
+At n=10 a second row, ``hybrid_qubit[n=10,lightning.qubit]``, times the same step
+against ``lightning.qubit`` with ``diff_method="adjoint"`` (TorchLayer, broadcasting: one
+circuit and one adjoint sweep per batch row), target ``>= 10``.
+
 Before timing, both sides compute the loss and the gradient for the same weights and
 must agree to 1e-4.
 """
@@ -70,12 +74,16 @@ class QsemLayer(nn.Module):
         return out.to(x.dtype)
 
 
-def pennylane_layer(n: int, layers: int, weights: torch.Tensor) -> nn.Module:
+def pennylane_layer(
+    n: int, layers: int, weights: torch.Tensor, device: str = "default.qubit"
+) -> nn.Module:
+    """``default.qubit`` with backprop, or ``lightning.qubit`` with the adjoint method."""
     import pennylane as qml
 
-    dev = qml.device("default.qubit", wires=n)
+    dev = qml.device(device, wires=n)
+    method = "adjoint" if device == "lightning.qubit" else "backprop"
 
-    @qml.qnode(dev, interface="torch", diff_method="backprop")
+    @qml.qnode(dev, interface="torch", diff_method=method)
     def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
         for i in range(n):
             qml.RY(inputs[..., i], wires=i)
@@ -152,4 +160,54 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
                 build_circuit(n, layers), "statevector", batch, torch.complex64, backward=True
             ),
         )
+        if n == LIGHTNING_N:
+            key = f"{NAME}[n={n},lightning.qubit]"
+            rows[key] = _lightning_row(cfg, n, layers, batch, LIGHTNING_TARGET, x, y, w0)
+            cfg.log(f"    vs lightning.qubit: ratio {rows[key]['ratio']:.1f} ({LIGHTNING_TARGET})")
     return rows
+
+
+#: The row against ``lightning.qubit`` (adjoint): the register size and its target.
+LIGHTNING_N = 10
+LIGHTNING_TARGET = ">= 10"
+
+
+def _lightning_row(
+    cfg: Config,
+    n: int,
+    layers: int,
+    batch: int,
+    target: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w0: torch.Tensor,
+) -> dict[str, Any]:
+    """qsem (autograd, complex64) against ``lightning.qubit`` adjoint on the same step
+    (fresh models from ``w0``: the other row's timed Adam steps moved its weights)."""
+    qsem64 = QsemLayer(n, layers, w0, torch.complex64)
+    anchor = pennylane_layer(n, layers, w0, "lightning.qubit")
+    la, ga = loss_and_grad(anchor, x, y)
+    lq, gq = loss_and_grad(qsem64, x, y)
+    dev = max(
+        check_close("lightning loss", lq, la, ATOL), check_close("lightning grad", gq, ga, ATOL)
+    )
+    st = measure(
+        {"qsem": make_step(qsem64, x, y), "anchor": make_step(anchor, x, y)},
+        {"qsem": cfg.repeats, "anchor": cfg.slow_anchor_repeats},
+        {"qsem": cfg.warmup, "anchor": 0},
+        cfg.log,
+    )
+    return row(
+        qsem=st["qsem"],
+        anchor="pennylane lightning.qubit (TorchLayer, adjoint, broadcasting)",
+        anchor_stats=st["anchor"],
+        target=target,
+        notes=(
+            f"n={n}, L={layers}, B={batch}; one Adam step. qsem complex64 autograd; lightning "
+            f"complex128 adjoint (one circuit per batch row). Agreement: max dev {dev:.1e}."
+        ),
+        size={"n": n, "layers": layers, "batch": batch},
+        floor_bytes=harness.floor_bytes(
+            build_circuit(n, layers), "statevector", batch, torch.complex64, backward=True
+        ),
+    )

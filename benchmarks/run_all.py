@@ -38,6 +38,8 @@ WORKLOADS = (
     "estimator_qnn",
     "noisy_backend",
     "pennylane_device",
+    "scale_qubit",
+    "scale_qutrit",
 )
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
@@ -70,6 +72,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         q = f"{fmt_s(r['qsem_s'])} [{fmt_s(qt.get('iqr'))}]"
         if at is not None:
             a = f"{fmt_s(r['anchor_s'])} [{fmt_s(at.get('iqr'))}]"
+        elif r.get("skipped") or r.get("no_peer"):
+            a = "no peer" if r.get("no_peer") else "not run (too slow here)"
         elif "peak_over_baseline_bytes" in r:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} / state {state:.1f} MiB"
@@ -88,7 +92,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
                 _fmt_ratio(r["ratio"]),
                 rmin,
                 fmt_floor(r),
-                r["target"] or "-",
+                r["target"] or (f"x floor {r['floor_target']}" if r.get("floor_target") else "-"),
                 met,
             ]
         )
@@ -135,13 +139,16 @@ def markdown(results: dict[str, Any]) -> str:
         if at is not None:
             a = f"{fmt_s(at['median'])} ({fmt_s(at['min'])}, {fmt_s(at['iqr'])})"
             rmin = _fmt_ratio(r.get("ratio_min"))
+        elif r.get("skipped") or r.get("no_peer"):
+            a = "no peer" if r.get("no_peer") else "not run (too slow here)"
+            rmin = "-"
         else:
             peak, state = r["peak_over_baseline_bytes"] / 2**20, r["state_bytes"] / 2**20
             a = f"peak {peak:.1f} MiB / state {state:.1f} MiB"
             lo, hi = r["ratio_range"]
             rmin = f"range {lo:.2f}-{hi:.2f}"
         met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
-        target = r["target"] or "-"
+        target = r["target"] or (f"× floor {r['floor_target']}" if r.get("floor_target") else "-")
         anchor = r["anchor"].split(" (")[0]
         out.append(
             f"| `{name}` | {q} | {anchor} | {a} | {_fmt_ratio(r['ratio'])} | {rmin} "
@@ -291,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     print(f"results written to {args.out}")
+    if any(w.startswith("scale_") for w in selected):
+        from benchmarks.plot_scaling import plot
+
+        png = "scaling.png" if args.out == DEFAULT_OUT else f"{args.out.stem}_scaling.png"
+        fig = plot(json.loads(args.out.read_text()), args.out.with_name(png))
+        print(f"figure written to {fig}" if fig else "no scale rows: no figure")
     if failed:
         print(f"qsem and the anchor disagree in: {', '.join(failed)}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ if __name__ != "qsem.simulators":
 
 from typing import Any
 
+from .adjoint import adjoint_expval, adjoint_jacobian
 from .backend import Backend, TorchBackend
 from .bridge import QuantumLayer, expval_bridge, make_backend, probs_bridge
 from .engine import TorchSimulator, simulate
@@ -45,6 +46,8 @@ __all__ = [
     "State",
     "TorchBackend",
     "TorchSimulator",
+    "adjoint_expval",
+    "adjoint_jacobian",
     "available_memory",
     "bures_angle",
     "check_density_matrix",

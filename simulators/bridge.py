@@ -252,11 +252,13 @@ def _bridge(
     backend_options: Mapping[str, Any],
 ) -> torch.Tensor:
     shots = check_shots(shots)
-    if diff_method not in ("parameter-shift", "backprop", "best"):
-        raise arg_error(
-            "diff_method", f"must be 'parameter-shift', 'backprop' or 'best', got {diff_method!r}"
-        )
+    if diff_method not in DIFF_METHODS:
+        raise arg_error("diff_method", f"must be one of {list(DIFF_METHODS)}, got {diff_method!r}")
     be = make_backend(backend, **backend_options)
+    if diff_method == "adjoint" or (
+        diff_method == "best" and prefers_adjoint(kind, circuit, be, shots)
+    ):
+        return _torch_adjoint(kind, circuit, params, observables, be, shots)
     if diff_method == "backprop" or (
         diff_method == "best" and isinstance(be, TorchBackend) and shots is None
     ):
@@ -268,6 +270,53 @@ def _bridge(
     job = _Job(be, expanded, kind, list(observables), list(wires), shots, seed, needed)
     out = ShiftFunction.apply(theta, job)
     return out if batched else out[0]
+
+
+#: ``diff_method`` values: parameter shift (any backend), autograd through the engine
+#: (``backprop``), the adjoint method (torch backend, statevector expectation values) and
+#: ``best`` (backprop on the torch backend without shots, else parameter shift).
+DIFF_METHODS = ("parameter-shift", "backprop", "adjoint", "best")
+
+
+#: ``diff_method="best"`` differentiates a pure-state circuit of at least this register
+#: dimension by the adjoint method (time at most that of autograd, memory of a few
+#: states instead of one per step); smaller ones by autograd.
+ADJOINT_MIN_DIM = 1 << 14
+
+
+def prefers_adjoint(kind: str, circuit: Circuit, be: Backend, shots: int | None) -> bool:
+    """Whether ``"best"`` picks the adjoint method: torch backend, statevector, exact
+    expectation values, a register of at least ``ADJOINT_MIN_DIM`` amplitudes."""
+    return (
+        kind == "expval"
+        and shots is None
+        and isinstance(be, TorchBackend)
+        and be.mode in (None, "statevector")
+        and not circuit.has_channels
+        and circuit.dim >= ADJOINT_MIN_DIM
+    )
+
+
+def _torch_adjoint(
+    kind: str,
+    circuit: Circuit,
+    params: Mapping[str, Any] | None,
+    observables: Sequence[Observable],
+    be: Backend,
+    shots: int | None,
+) -> torch.Tensor:
+    """Expectation values differentiated by :func:`qsem.simulators.adjoint_expval`."""
+    if not isinstance(be, TorchBackend) or kind != "expval" or shots is not None:
+        raise arg_error(
+            "diff_method",
+            "'adjoint' needs backend='torch', exact expectation values (observables, "
+            f"shots=None); got backend {be.name!r}, {kind}, shots={shots}",
+        )
+    from .adjoint import adjoint_expval
+
+    return adjoint_expval(circuit, params, observables, dtype=be.dtype, device=be.device).to(
+        torch.float64
+    )
 
 
 def _torch_direct(
@@ -302,7 +351,9 @@ def expval_bridge(
     """Expectation values ``(B, K)`` (or ``(K,)``) on ``backend``, differentiable by shifts.
 
     ``diff_method="backprop"`` (torch backend only) differentiates the engine by
-    autograd instead; ``"best"`` picks backprop where it can.
+    autograd instead, ``"adjoint"`` (torch backend, statevector) by the adjoint method
+    (:func:`qsem.simulators.adjoint_expval`: memory of a few states whatever the
+    depth); ``"best"`` picks backprop where it can.
     """
     obs = as_observables(observables, "observables")
     return _bridge(
@@ -356,6 +407,12 @@ class QuantumLayer(torch.nn.Module):
     :class:`~qsem.circuits.NoiseModel` or :class:`~qsem.circuits.noise.ReadoutError` list)
     maps the probabilities through the readout confusion of those wires
     (:mod:`qsem.simulators.readout`), on every backend.
+
+    ``diff_method``: ``"best"`` (default: on the torch engine without shots, the adjoint
+    method for expectation values of a pure-state register of at least 2^14 amplitudes,
+    else autograd; parameter shift on other backends or with shots), ``"backprop"``,
+    ``"parameter-shift"`` or ``"adjoint"`` (torch backend, expectation values of a
+    pure-state circuit: peak memory of a few states whatever the depth).
 
     >>> import torch
     >>> from qsem.circuits import Circuit, ParameterVector, RY, CNOT, PauliString
@@ -440,10 +497,16 @@ class QuantumLayer(torch.nn.Module):
                 "weight_shapes", f"no weights declared for circuit parameter(s) {unbound}"
             )
         self.backend = make_backend(backend, **backend_options)
-        if diff_method not in ("parameter-shift", "backprop", "best"):
+        if diff_method not in DIFF_METHODS:
+            raise arg_error(
+                "diff_method", f"must be one of {list(DIFF_METHODS)}, got {diff_method!r}"
+            )
+        if diff_method == "adjoint" and (
+            not isinstance(self.backend, TorchBackend) or observables is None or shots is not None
+        ):
             raise arg_error(
                 "diff_method",
-                f"must be 'parameter-shift', 'backprop' or 'best', got {diff_method!r}",
+                "'adjoint' needs backend='torch', observables (not probs_wires) and shots=None",
             )
         if diff_method == "backprop" and not isinstance(self.backend, TorchBackend):
             raise arg_error(
@@ -460,7 +523,13 @@ class QuantumLayer(torch.nn.Module):
             self.diff_method == "best" and self.shots is None
         )
         kind = "expval" if self.observables is not None else "probs"
-        if isinstance(self.backend, TorchBackend) and backprop:
+        if self.diff_method == "adjoint" or (
+            self.diff_method == "best"
+            and prefers_adjoint(kind, self.circuit, self.backend, self.shots)
+        ):
+            out = _torch_adjoint(kind, self.circuit, params, self.observables or [],
+                                 self.backend, self.shots)  # fmt: skip
+        elif isinstance(self.backend, TorchBackend) and backprop:
             out = _torch_direct(
                 kind, self.circuit, params, self.observables or [], self.probs_wires or [],
                 self.backend,

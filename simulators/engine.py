@@ -133,6 +133,18 @@ def batch_size_of(circuit: Circuit, params: Mapping[str, Any] | None) -> int | N
     return next(iter(sizes)) if sizes else None
 
 
+#: Plans kept in the process-wide cache shared by every :class:`TorchSimulator`.
+SHARED_PLANS = 32
+_SHARED: OrderedDict[Any, Plan] = OrderedDict()
+
+
+def _remember(cache: OrderedDict[Any, Plan], key: Any, plan: Plan, size: int) -> None:
+    cache[key] = plan
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
 class TorchSimulator:
     """Simulate circuits on torch tensors.
 
@@ -179,14 +191,20 @@ class TorchSimulator:
         return f"TorchSimulator(mode={self.mode!r}, dtype={self.dtype}, device={self.device})"
 
     def plan(self, circuit: Circuit) -> Plan:
-        """The cached execution plan of ``circuit``'s structure."""
+        """The cached execution plan of ``circuit``'s structure.
+
+        Plans are shared between simulators (a process-wide cache of the last
+        ``SHARED_PLANS`` structures), so a layer or backend that makes a fresh
+        simulator per call does not compile the plan again.
+        """
         key = (circuit.structure_key(), self.mode, self.max_block_dim)
         plan = self._plans.get(key)
         if plan is None:
-            plan = compile_plan(circuit, self.mode, max_block_dim=self.max_block_dim)
-            self._plans[key] = plan
-            if len(self._plans) > 128:
-                self._plans.popitem(last=False)
+            plan = _SHARED.get(key)
+            if plan is None:
+                plan = compile_plan(circuit, self.mode, max_block_dim=self.max_block_dim)
+            _remember(_SHARED, key, plan, SHARED_PLANS)
+            _remember(self._plans, key, plan, 128)
         else:
             self._plans.move_to_end(key)
         return plan

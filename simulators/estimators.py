@@ -51,7 +51,12 @@ from .shot_estimates import (
     check_shots,
     counts_estimate,
 )
-from .similarity import backend_job, destructive_swap_test_circuits, swap_test_circuits
+from .similarity import (
+    backend_job,
+    destructive_swap_test_circuits,
+    resolve_sampling,
+    swap_test_circuits,
+)
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -94,7 +99,7 @@ def compute_uncompute_circuits(
     seed: int | None = None,
     confidence: float = 0.95,
     method: str = "wilson",
-    sampling: str = "backend",
+    sampling: str = "auto",
 ) -> torch.Tensor | OverlapEstimate:
     """Compute–uncompute ``U_a`` then ``U_b^†`` on a :class:`Backend`, one job.
 
@@ -108,6 +113,7 @@ def compute_uncompute_circuits(
         circuit, backend, values, names, shots, seed, confidence, method, sampling
     )
     wires = list(range(circuit.num_wires))
+    sampling = resolve_sampling(sampling, backend, circuit)
     exact = n_shots is None or sampling == "exact"
     p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
     p0 = p[:, 0].to(torch.float64)
@@ -228,7 +234,7 @@ def estimate_overlap(
     backend: Any = None,
     confidence: float = 0.95,
     interval: str = "wilson",
-    sampling: str = "backend",
+    sampling: str = "auto",
 ) -> torch.Tensor | OverlapEstimate:
     """The overlap of ``circuit`` bound to ``params_a`` and to ``params_b``, exact or from shots.
 
@@ -241,9 +247,10 @@ def estimate_overlap(
     ``.estimate``, ``.low``, ``.high`` (``interval``: ``"wilson"`` or
     ``"clopper-pearson"`` at ``confidence``), seeded by ``seed``. ``backend``: a
     :class:`~qsem.simulators.backend.Backend` (default: the torch engine,
-    complex128; e.g. ``AerBackend()``). ``sampling``: ``"backend"`` (the backend
-    draws the shots) or ``"exact"`` (exact probabilities, then seeded
-    ``Binomial(shots, p)`` counts: the same distribution, without per-shot cost).
+    complex128; e.g. ``AerBackend()``). ``sampling``: ``"auto"`` (default: ``"exact"``
+    wherever the backend gives exact probabilities), ``"backend"`` (the backend draws the
+    shots) or ``"exact"`` (exact probabilities, then seeded ``Binomial(shots, p)``
+    counts: the same distribution, without per-shot cost).
     """
     if method not in OVERLAP_METHODS:
         raise arg_error("method", f"must be one of {list(OVERLAP_METHODS)}, got {method!r}")

@@ -101,6 +101,11 @@ def _rdm(state: State, w: list[int]) -> torch.Tensor:
     return kernels.reduced_density_matrix_dm(state.tensor, state.dims, w)
 
 
+#: Up to this register dimension the diagonal observables are read with one product
+#: ``probs @ table`` (``table`` ``(D, K)``); above it, from one marginal each.
+TABLE_DIM_LIMIT = 1 << 12
+
+
 def expval(
     state: State, observables: Observable | Sequence[Observable], *, readout: Any = None
 ) -> torch.Tensor:
@@ -118,14 +123,14 @@ def expval(
     # read the dtype from the factor when there is one: state.tensor would build dense ρ
     src = state.factor if state.factor is not None else state.tensor
     real = torch.float32 if src.dtype == torch.complex64 else torch.float64
-    diagonals: dict[int, np.ndarray] = {}
+    diagonals: dict[int, tuple[np.ndarray, tuple[int, ...], list[int]]] = {}
     for k, o in enumerate(obs):
         w = _wires(state, o.wires, "observables")
         dims = tuple(state.dims[x] for x in w)
         o.check_dims(dims)
         diag = o.diagonal(dims)
         if diag is not None:
-            diagonals[k] = _full_diagonal(diag.numpy(), state.dims, w)
+            diagonals[k] = (diag.numpy(), state.dims, w)
         elif readout is not None:
             raise arg_error(
                 "readout",
@@ -133,9 +138,20 @@ def expval(
                 "(rotate into its eigenbasis in the circuit)",
             )
     out: list[torch.Tensor | None] = [None] * len(obs)
-    if diagonals:
+    if diagonals and state.dim > TABLE_DIM_LIMIT:
+        # a large register: one marginal per observable (a (D, K) table would cost K·D)
+        full = _recorded_probs(state, readout)
+        for k in diagonals:
+            w = list(obs[k].wires)
+            local = obs[k].diagonal(tuple(state.dims[x] for x in w))
+            assert local is not None
+            marginal = kernels.marginal_probs(full, state.dims, w)
+            out[k] = marginal @ local.to(dtype=real, device=src.device)
+    elif diagonals:
         table = torch.as_tensor(
-            np.stack(list(diagonals.values()), -1), dtype=real, device=src.device
+            np.stack([_full_diagonal(*v) for v in diagonals.values()], -1),
+            dtype=real,
+            device=src.device,
         )
         values = _recorded_probs(state, readout) @ table  # (B, number of diagonal observables)
         for j, k in enumerate(diagonals):

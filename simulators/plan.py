@@ -228,37 +228,57 @@ class FusedStep(Step):
         assert total is not None
         return total
 
-    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def wire_matrices(self, ctx: Context) -> dict[int, torch.Tensor]:
+        """Each fused wire's product of gates: ``{wire: (d, d) or (B, d, d)}``."""
         per_wire: dict[int, torch.Tensor] = {}
         for cls in self.classes:
             mats = self._class_matrices(cls, ctx)
             per_wire.update(zip(cls.wires, mats.unbind(-3), strict=True))
+        return per_wire
+
+    def block_matrices(
+        self, ctx: Context, per_wire: dict[int, torch.Tensor] | None = None
+    ) -> list[tuple[list[int], torch.Tensor]]:
+        """``(wires, ⊗ U_w)`` per Kronecker block (identity on a block wire without gates)."""
+        per_wire = self.wire_matrices(ctx) if per_wire is None else per_wire
+        out = []
+        for block in self.blocks:
+            factors = [
+                per_wire[v] if v in per_wire
+                else torch.eye(ctx.dims[v], dtype=ctx.dtype, device=ctx.device)
+                for v in block
+            ]  # fmt: skip
+            out.append((block, kernels.kron(factors)))
+        return out
+
+    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        per_wire = self.wire_matrices(ctx)
         if ctx.basis is not None and ctx.vector_like and ctx.rank == 1:
             return _product_state(per_wire, ctx.basis, ctx, x.shape)
-        # Every wire in order: a block's Kronecker product, or an identity run (gap).
+        return self.apply_blocks(x, ctx, [m for _, m in self.block_matrices(ctx, per_wire)])
+
+    def apply_blocks(self, x: torch.Tensor, ctx: Context, mats: list[torch.Tensor]) -> torch.Tensor:
+        """Apply the blocks' matrices ``mats`` (one per block; the adjoint passes ``U^†``)."""
+        # Every wire in order: a block's matrix, or an identity run (gap).
         rows: list[tuple[int, torch.Tensor | None]] = []
-        start = {block[0]: block for block in self.blocks}
+        start = {block[0]: (block, m) for block, m in zip(self.blocks, mats, strict=True)}
         w = 0
         n = len(ctx.dims)
         while w < n:
-            block = start.get(w)
-            if block is None:
+            entry = start.get(w)
+            if entry is None:
                 if rows and rows[-1][1] is None:
                     rows[-1] = (rows[-1][0] * ctx.dims[w], None)
                 else:
                     rows.append((ctx.dims[w], None))
                 w += 1
                 continue
-            factors = [
-                per_wire[v] if v in per_wire
-                else torch.eye(ctx.dims[v], dtype=ctx.dtype, device=ctx.device)
-                for v in block
-            ]  # fmt: skip
-            rows.append((math.prod(ctx.dims[v] for v in block), kernels.kron(factors)))
+            block, m = entry
+            rows.append((math.prod(ctx.dims[v] for v in block), m))
             w = block[-1] + 1
         if any(m is None for _, m in rows):
             # a sparse layer: each block on its own wires (no pass over untouched wires)
-            for block, m in zip(self.blocks, [m for _, m in rows if m is not None], strict=True):
+            for block, m in zip(self.blocks, mats, strict=True):
                 x = ctx.apply_unitary(x, m, block)
             return x
         if ctx.vector_like:
@@ -379,12 +399,20 @@ class LocalPermutationStep(Step):
     src: np.ndarray
     _cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
-    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        key = str(ctx.device)
+    def _indices(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
         if key not in self._cache:
-            src = torch.as_tensor(self.src, dtype=torch.long, device=ctx.device)
+            src = torch.as_tensor(self.src, dtype=torch.long, device=device)
             self._cache[key] = (src, torch.argsort(src))
-        src, inv = self._cache[key]
+        return self._cache[key]
+
+    def unapply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """The inverse permutation on a statevector (the adjoint sweep)."""
+        src, inv = self._indices(ctx.device)
+        return kernels.apply_permutation_local(x, inv, src, ctx.dims, self.wires)
+
+    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        src, inv = self._indices(ctx.device)
         if ctx.vector_like:
             return kernels.apply_permutation_local(x, src, inv, ctx.dims, self.wires)
         n = len(ctx.dims)
@@ -452,18 +480,27 @@ class Plan:
 
 
 def _full_permutation(gate: Gate, dims: tuple[int, ...]) -> np.ndarray:
-    """Gather indices of ``gate``'s permutation over the whole register."""
+    """Gather indices of ``gate``'s permutation over the whole register.
+
+    Index arithmetic on the gate's own wires only: ``O(k D)`` for a ``k``-wire gate
+    (no ``(n, D)`` digit table).
+    """
     local = gate.permutation(tuple(dims[w] for w in gate.wires))
     assert local is not None
     n = len(dims)
-    digits = np.indices(dims).reshape(n, -1)  # (n, D)
-    wires = list(gate.wires)
-    local_dims = tuple(dims[w] for w in wires)
-    local_index = np.ravel_multi_index(tuple(digits[wires]), local_dims)
-    new_local = local[local_index]
-    new_digits = digits.copy()
-    new_digits[wires] = np.array(np.unravel_index(new_local, local_dims))
-    return np.asarray(np.ravel_multi_index(tuple(new_digits), dims))
+    strides = [math.prod(dims[w + 1 :]) for w in range(n)]
+    idx = np.arange(math.prod(dims), dtype=np.int64)
+    digits = [(idx // strides[w]) % dims[w] for w in gate.wires]
+    local_index = np.zeros_like(idx)
+    for w, dig in zip(gate.wires, digits, strict=True):
+        local_index = local_index * dims[w] + dig
+    new_local = np.asarray(local, dtype=np.int64)[local_index]
+    out = idx
+    for w, dig in zip(reversed(gate.wires), reversed(digits), strict=True):
+        new_digit = new_local % dims[w]
+        new_local //= dims[w]
+        out = out + (new_digit - dig) * strides[w]
+    return out
 
 
 def compile_plan(

@@ -72,6 +72,7 @@ from .state import State
 from .swap_circuits import (
     SAMPLING,
     destructive_swap_test_circuits,
+    resolve_sampling,
     swap_test_circuits,
 )
 from .swap_circuits import backend_job as backend_job  # re-exported (estimators)
@@ -92,6 +93,7 @@ __all__ = [
     "product_state",
     "psd_sqrt",
     "purity",
+    "resolve_sampling",
     "swap_test_circuits",
     "swap_test_estimate",
     "swap_test_probability",

@@ -30,10 +30,29 @@ from .shot_estimates import check_seed as _check_seed
 from .shot_estimates import check_shots as _check_shots
 from .shot_estimates import counts_estimate as _estimate
 
-__all__ = ["SAMPLING", "backend_job", "destructive_swap_test_circuits", "swap_test_circuits"]
+__all__ = [
+    "SAMPLING",
+    "backend_job",
+    "destructive_swap_test_circuits",
+    "resolve_sampling",
+    "swap_test_circuits",
+]
 
 #: Who draws the shots in :func:`swap_test_circuits`: the backend, or qsem from exact values.
-SAMPLING: tuple[str, ...] = ("backend", "exact")
+SAMPLING: tuple[str, ...] = ("auto", "backend", "exact")
+
+
+def resolve_sampling(sampling: str, backend: Any, circuit: Circuit) -> str:
+    """``"auto"`` (the default) -> ``"exact"``: a simulator draws the counts from the exact
+    probabilities (seeded ``Binomial(shots, p)``: the distribution of measuring its final
+    state ``shots`` times, without the per-shot cost), unless the backend cannot give exact
+    probabilities (Aer's ``method="statevector"`` on a circuit with channels samples noise
+    trajectories): then ``"backend"``. ``"backend"`` / ``"exact"`` are kept as given."""
+    if sampling != "auto":
+        return sampling
+    if getattr(backend, "method", None) == "statevector" and circuit.has_channels:
+        return "backend"
+    return "exact"
 
 
 def _swap_circuit(prep_a: Any, prep_b: Any, destructive: bool) -> Circuit:
@@ -98,7 +117,7 @@ def swap_test_circuits(
     seed: int | None = None,
     confidence: float = 0.95,
     method: str = "wilson",
-    sampling: str = "backend",
+    sampling: str = "auto",
 ) -> torch.Tensor | OverlapEstimate:
     """The SWAP test of two state-preparation circuits on a :class:`Backend`, one job.
 
@@ -112,8 +131,10 @@ def swap_test_circuits(
     :class:`OverlapEstimate` of shape ``(N,)`` from ``shots`` ancilla outcomes
     per pair, seeded by ``seed``.
 
-    ``sampling="backend"`` (default): the backend draws the shots (Aer measures the
-    circuit ``shots`` times). ``sampling="exact"``: the backend computes the exact
+    ``sampling="auto"`` (default): ``"exact"`` wherever the backend gives exact
+    probabilities (:func:`resolve_sampling`). ``sampling="backend"``: the backend draws
+    the shots (Aer measures the circuit ``shots`` times). ``sampling="exact"``: the
+    backend computes the exact
     ancilla probability (one job, as with ``shots=None``) and qsem draws the
     ``Binomial(shots, P0)`` count per pair with a torch generator seeded by ``seed`` —
     the same distribution as measuring a simulator's final state ``shots`` times (what
@@ -125,6 +146,7 @@ def swap_test_circuits(
         circuit, backend, values, names, shots, seed, confidence, method, sampling
     )
     anc = swap_test_registers(list(prep_a.dims))[0]
+    sampling = resolve_sampling(sampling, backend, circuit)
     exact = n_shots is None or sampling == "exact"
     p = backend.probs(circuit, values, names, [anc], shots=None if exact else n_shots, seed=seed)
     p0 = p[:, 0].to(torch.float64)
@@ -144,7 +166,7 @@ def destructive_swap_test_circuits(
     seed: int | None = None,
     confidence: float = 0.95,
     method: str = "wilson",
-    sampling: str = "backend",
+    sampling: str = "auto",
 ) -> torch.Tensor | OverlapEstimate:
     """:func:`swap_test_circuits` with the destructive SWAP test (no ancilla).
 
@@ -157,6 +179,7 @@ def destructive_swap_test_circuits(
         circuit, backend, values, names, shots, seed, confidence, method, sampling
     )
     wires = list(range(circuit.num_wires))
+    sampling = resolve_sampling(sampling, backend, circuit)
     exact = n_shots is None or sampling == "exact"
     p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
     p = p.to(torch.float64)

@@ -219,7 +219,8 @@ def test_channel_parameters_need_the_torch_backend_for_gradients() -> None:
     ("kwargs", "match", "error"),
     [
         ({"backend": "cirq"}, "argument 'backend'", QsemValueError),
-        ({"diff_method": "adjoint"}, "argument 'diff_method'", QsemValueError),
+        ({"diff_method": "finite-diff"}, "argument 'diff_method'", QsemValueError),
+        ({"diff_method": "adjoint", "shots": 100}, "argument 'diff_method'", QsemValueError),
         ({"shots": 0}, "argument 'shots'", QsemValueError),
         ({"shots": 1.5}, "argument 'shots'", QsemTypeError),  # the one shots rule: a type error
     ],
