@@ -111,3 +111,13 @@ def interrupt_log(
 
 #: qml.device("qsem") against PennyLane 0.45's devices, complex128 (issue 18).
 ATOL_PL_DEVICE = 1e-10
+
+
+@pytest.fixture
+def restore_plans() -> Iterator[list[tuple[Any, Any]]]:
+    """Plans whose first step a test replaced with a spy, put back after the test:
+    compiled plans are shared by every simulator in the process."""
+    saved: list[tuple[Any, Any]] = []
+    yield saved
+    for plan, step in reversed(saved):
+        plan.steps[0] = step

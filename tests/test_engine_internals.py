@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -298,10 +299,12 @@ class StepSpy(Step):
         return self.inner.apply(x, ctx)
 
 
-def spy_on_passes(plan: Plan) -> list[Pass]:
+def spy_on_passes(plan: Plan, restore: list[tuple[Any, Any]]) -> list[Pass]:
     """Wrap the first step of ``plan`` (as cached by ``TorchSimulator.plan``); the list
-    returned gets one :class:`Pass` per pass over the plan."""
+    returned gets one :class:`Pass` per pass over the plan. ``restore`` (the
+    ``restore_plans`` fixture) puts the step back after the test."""
     passes: list[Pass] = []
+    restore.append((plan, plan.steps[0]))
     plan.steps[0] = StepSpy(plan.steps[0], passes)
     return passes
 
@@ -311,7 +314,7 @@ def rows_above_chunk_threshold(row_bytes: int) -> int:
     return MIN_CHUNKED_BYTES // row_bytes + 1
 
 
-def test_chunked_no_grad_run_equals_plain_run() -> None:
+def test_chunked_no_grad_run_equals_plain_run(restore_plans: list[tuple[Any, Any]]) -> None:
     """Without autograd a large dense batch runs chunk by chunk, in place, with the same
     result as the one-pass run that autograd forces (a spy counts the passes)."""
     w = ParameterVector("w", 3)
@@ -325,7 +328,7 @@ def test_chunked_no_grad_run_equals_plain_run() -> None:
     rows = rows_above_chunk_threshold(64 * 16)  # ρ of 3 qubits in complex128
     vals = torch.rand(rows, 3, dtype=torch.float64)
     sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
-    passes = spy_on_passes(sim.plan(c))
+    passes = spy_on_passes(sim.plan(c), restore_plans)
     plain = sim.run(c, {"w": vals.clone().requires_grad_()}).density_matrix.detach()
     assert [p.rows for p in passes] == [rows]
     passes.clear()
@@ -368,13 +371,15 @@ def test_whole_register_purity_and_entropy_of_a_factored_state_match_dense() -> 
     assert auto._tensor is None  # the dense ρ was never built
 
 
-def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result() -> None:
+def test_no_grad_statevector_batches_run_in_chunks_with_the_same_result(
+    restore_plans: list[tuple[Any, Any]],
+) -> None:
     w = ParameterVector("w", 2)
     c = Circuit.qutrits(3).add(TRY(w[0], wires=0), TAdd(wires=[0, 1]), TRX(w[1], wires=2))
     rows = rows_above_chunk_threshold(27 * 16)  # 3 qutrits in complex128
     vals = torch.rand(rows, 2, dtype=torch.float64)
     sim = TorchSimulator(dtype=torch.complex128)
-    passes = spy_on_passes(sim.plan(c))
+    passes = spy_on_passes(sim.plan(c), restore_plans)
     plain = sim.run(c, {"w": vals.clone().requires_grad_()}).vector.detach()
     assert [p.rows for p in passes] == [rows]
     passes.clear()

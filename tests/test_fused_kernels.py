@@ -9,6 +9,8 @@ here gate by gate with numpy.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -101,13 +103,15 @@ def _reference(c: Circuit, values: dict[str, float]) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("n", "dims"), [(4, 2), (3, 3)])
-def test_dense_density_matrix_batched_no_grad(n: int, dims: int) -> None:
+def test_dense_density_matrix_batched_no_grad(
+    n: int, dims: int, restore_plans: list[tuple[Any, Any]]
+) -> None:
     """Dense ρ, batched encoding, no grad (buffers reused): each element vs the reference."""
     c = _ring(n, 2, dims)
     xs = torch.linspace(0.1, 2.9, 3, dtype=torch.float64)
     params = {f"x{i}": xs + 0.2 * i for i in range(n)}
     sim = TorchSimulator("density_matrix", dtype=torch.complex128, dm_method="dense")
-    passes = spy_on_passes(sim.plan(c))
+    passes = spy_on_passes(sim.plan(c), restore_plans)
     with torch.no_grad():
         first = sim.run(c, params).density_matrix
         second = sim.run(c, params).density_matrix  # a second run must not overwrite the first
@@ -176,7 +180,9 @@ def _mixed_circuit() -> Circuit:
 
 @pytest.mark.parametrize("levels", [None, [1, 2, 0], [0, 1, 1]])
 @pytest.mark.parametrize("mode", ["statevector", "density_matrix"])
-def test_first_layer_on_a_basis_state(levels: list[int] | None, mode: str) -> None:
+def test_first_layer_on_a_basis_state(
+    levels: list[int] | None, mode: str, restore_plans: list[tuple[Any, Any]]
+) -> None:
     """A fused first layer on ``|l_1 … l_n>`` (built as a product state) vs the reference,
     batched and unbatched, and vs the same run from the one-hot tensor (the matmul path)."""
     c = _mixed_circuit()
@@ -184,7 +190,7 @@ def test_first_layer_on_a_basis_state(levels: list[int] | None, mode: str) -> No
     sim = TorchSimulator(mode, dtype=torch.complex128)  # type: ignore[arg-type]
     start = [0, 0, 0] if levels is None else levels
     assert isinstance(sim.plan(c).steps[0], FusedStep)
-    passes = spy_on_passes(sim.plan(c))
+    passes = spy_on_passes(sim.plan(c), restore_plans)
     out = sim.run(c, {"a": a, "b": 0.7}, initial_state=levels)
     one_hot = torch.zeros(c.dim, dtype=torch.complex128)
     one_hot[int(np.ravel_multi_index(start, c.dims))] = 1
