@@ -153,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + exc.signum if isinstance(exc, Terminated) else 130
-    if result.already_complete:
+    if result.finish_completed:
+        what = ", ".join(result.finish_completed)
+        print(f"{args.name}: finished; the run had stopped while finishing ({what}), now "
+              f"complete; files in {result.out_dir}")  # fmt: skip
+    elif result.already_complete:
         print(f"{PROG}: the run in {result.out_dir} is already complete; nothing to resume")
     else:
         resumed = (

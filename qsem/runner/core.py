@@ -37,6 +37,7 @@ from .config import (
     validate_config,
 )
 from .context import CHECKPOINT_FILE, METRICS_FILE, MetricsLog, RunContext
+from .finish import complete_finish, stale_temp_files
 from .info import environment_info, now_iso, package_versions, seed_everything
 from .safety import ARCHIVE_DIR, archive_run, check_devices, check_seed, sigterm_as_interrupt
 
@@ -101,6 +102,8 @@ class RunResult:
     config: dict[str, Any]
     resumed_from_step: int | None = None
     already_complete: bool = False
+    #: what ``--resume`` repaired of a run killed while finishing (status, report, temp files)
+    finish_completed: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -219,7 +222,9 @@ def run_experiment(
     is restarted behind the user's back): its stored config is used (if config
     inputs are given too, they must produce the same config), metrics are cut
     back to the checkpoint and the experiment continues from it via
-    ``ctx.restore()``. A finished run is left as it is. ``restart`` starts a
+    ``ctx.restore()``. A finished run is left as it is; one killed after writing
+    ``results.json`` gets the rest of its finish (status, report; see
+    :mod:`qsem.runner.finish`). ``restart`` starts a
     fresh run in ``out`` after moving whatever it held into
     ``out/archive/<UTC time>/``. SIGTERM stops the run like Ctrl-C
     (``KeyboardInterrupt``, status ``interrupted``, resumable). With ``report``
@@ -253,12 +258,16 @@ def run_experiment(
                 )
         config = stored
         typed = build_config(experiment.defaults, config)
-        if (out_dir / RESULTS_FILE).exists():
+        if (out_dir / RESULTS_FILE).exists():  # finished, or killed while finishing
+            with _locked(out_dir):
+                info = _read_run_info(out_dir)  # again under the lock
+                repaired = complete_finish(out_dir, info, report=report, write_report=_write_report)
             return RunResult(
                 out_dir=out_dir,
                 results=read_json(out_dir / RESULTS_FILE),
                 config=config,
-                already_complete=True,
+                already_complete=not repaired,
+                finish_completed=repaired,
                 info=info,
             )
     else:
@@ -282,6 +291,8 @@ def run_experiment(
         archived: Path | None = None
         if resume:
             payload, lines = _resume_point(out_dir, experiment, config, info)
+            for tmp in stale_temp_files(out_dir):  # of writes a kill interrupted
+                tmp.unlink(missing_ok=True)
             write_jsonl(metrics_path, lines)
         else:
             if restart:
