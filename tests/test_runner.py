@@ -816,4 +816,4 @@ def test_python_dash_m_qsem(
 def test_console_script_entry_point() -> None:
     tomllib = pytest.importorskip("tomllib")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["qsem"] == "qsem.cli:main"
+    assert scripts["qsem"] == "qsem.__main__:entry"

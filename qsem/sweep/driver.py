@@ -29,8 +29,10 @@ from qsem.io import exclusive_lock
 from qsem.runner import RESULTS_FILE, ConfigError
 
 from .executors import (
+    CONNECT_TIMEOUT_S,
     TrialExecutor,
     available_cores,
+    check_scheduler,
     cluster_size,
     make_executor,
     require_distributed,
@@ -120,13 +122,15 @@ def run_sweep(
     checkpoint_every: int | None = None,
     executor: TrialExecutor | None = None,
     echo: Callable[[str], None] | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> SweepResult:
     """Run every (grid point, seed) of ``experiment`` into ``out`` and summarise them.
 
     ``seeds`` / ``grid`` / ``fixed`` / ``metrics`` left ``None`` come from the
     sweep already in ``out`` (``resume=True`` requires one). ``workers``: local
     pool size (default: the cores; 0: in this process); ``cluster``: a Dask
-    scheduler address or ``local:N``; ``checkpoint_every``: each trial's
+    scheduler address or ``local:N`` (``connect_timeout``: seconds to reach the
+    scheduler); ``checkpoint_every``: each trial's
     checkpoint period in steps (None: the stored sweep's, else the experiment's
     own), so an interrupted trial resumes close to where it stopped;
     ``executor``: an engine of your own (see
@@ -161,13 +165,16 @@ def run_sweep(
         if workers is not None:
             raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
         cluster_size(cluster)  # the address and Dask are checked before anything runs
+        if not connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be > 0 seconds, got {connect_timeout}")
+        check_scheduler(cluster, connect_timeout)
         require_distributed()
 
     def start(queued: int) -> TrialExecutor:
         if executor is not None:
             return executor
         if cluster is not None:
-            return make_executor(cluster=cluster)
+            return make_executor(cluster=cluster, connect_timeout=connect_timeout)
         n = available_cores() if workers is None else workers
         return make_executor(min(n, queued))
 
