@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + exc.signum if isinstance(exc, Terminated) else 130
+    if args.quiet:  # -q: no result lines either (the exit code says it finished)
+        return 0
     if result.finish_completed:
         what = ", ".join(result.finish_completed)
         print(f"{args.name}: finished; the run had stopped while finishing ({what}), now "

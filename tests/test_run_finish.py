@@ -27,7 +27,7 @@ ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "OMP_NUM_THREADS": "1",
 }
-ARGS = ["run", "demo", "epochs=2", "-q"]
+ARGS = ["run", "demo", "epochs=2"]
 
 #: SIGKILL this process just before the first audit event ``EVENT`` whose path argument
 #: ends with ``NAME`` once ``results.json`` exists (``NAME`` = results.json: before it exists).

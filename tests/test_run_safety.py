@@ -10,6 +10,7 @@ of training each).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -177,7 +178,7 @@ def test_sigterm_is_an_interruption_that_resumes(
     assert not (out / "results.json").exists()
     step = info["last_checkpoint_step"]
     assert step is not None and 1 <= step < 100
-    assert main(["run", "demo", "--out", str(out), "--resume", "-q"]) == 0
+    assert main(["run", "demo", "--out", str(out), "--resume"]) == 0
     assert f"resumed after step {step}" in capsys.readouterr().out
     info = _info(out)
     assert [s["status"] for s in info["sessions"]] == ["interrupted", "completed"]
@@ -345,4 +346,28 @@ def test_quiet_disables_the_bar(tmp_path: Path) -> None:
                          metrics=MetricsLog(tmp_path / "m.jsonl"), quiet=quiet)  # fmt: skip
         bar = ctx.progress(range(3))
         assert list(bar) == [0, 1, 2]
-        assert bar.disable is (quiet or not sys.stderr.isatty())  # type: ignore[attr-defined]
+        if quiet or sys.stderr.isatty():
+            assert bar.disable is quiet  # type: ignore[attr-defined]
+        else:  # a log file: a plain line every QSEM_PROGRESS_SECONDS instead of a bar
+            assert not hasattr(bar, "disable") and hasattr(bar, "set_postfix")
+
+
+def test_report_on_a_read_only_run_suggests_an_option_that_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qsem.cli import build_parser
+
+    run = tmp_path / "run"
+    assert _demo(run) == 0
+    capsys.readouterr()
+    (run / "report.html").unlink()
+    with read_only(run):
+        assert main(["report", str(run)]) == 1
+        line = _error_line(capsys)
+        suggested = [w.rstrip(")") for w in line.split() if w.startswith("--")]
+        report_parser = next(
+            a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+        ).choices["report"]
+        assert suggested and all(s in report_parser._option_string_actions for s in suggested)
+        assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert "<html" in (tmp_path / "r.html").read_text()

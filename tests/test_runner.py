@@ -724,7 +724,7 @@ def test_cli_run_resume_and_refusals(
     out = str(tmp_path / "run")
     assert main(["run", "counter", "steps=4", "--out", out, "--seed", "2", "-q"]) == 0
     captured = capsys.readouterr()
-    assert f"counter: finished; files in {out}" in captured.out
+    assert captured.out == "" and captured.err == ""  # -q: no result lines, no messages
     assert json.loads(Path(out, "config.json").read_text()) == {"seed": 2, "steps": 4, "scale": 1.0}
     # options and key=value in any order
     assert main(["run", "--quiet", "counter", "--out", out + "2", "steps=3", "scale=0.5"]) == 0
@@ -750,7 +750,7 @@ def test_cli_keyboard_interrupt_then_resume(
     assert main(["run", "counter", "--out", out, "-q"]) == 130
     assert f"qsem run counter --out {out} --resume" in capsys.readouterr().err
     monkeypatch.setitem(EXPERIMENTS, "counter", make_counter())
-    assert main(["run", "counter", "--out", out, "--resume", "-q"]) == 0
+    assert main(["run", "counter", "--out", out, "--resume"]) == 0
     assert "resumed after step 3" in capsys.readouterr().out
     assert steps_of(Path(out)) == list(range(1, 11))
 

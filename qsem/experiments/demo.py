@@ -36,6 +36,9 @@ CLASSES = ("setosa", "versicolor", "virginica")
 TRUTH = ("T", "F", "U")
 
 _DTYPES = {"complex64": torch.complex64, "complex128": torch.complex128}
+#: Most trainable layers: the circuit is built and simulated layer by layer, so a
+#: typo such as ``layers=1000000`` is refused instead of running silently for hours.
+MAX_LAYERS = 100
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,11 @@ class DemoConfig:
             raise ConfigError(f"config key 'epochs': must be >= 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"config key 'lr': must be a positive finite number, got {self.lr}")
-        if self.layers < 1:
-            raise ConfigError(f"config key 'layers': must be >= 1, got {self.layers}")
+        if not 1 <= self.layers <= MAX_LAYERS:
+            raise ConfigError(
+                f"config key 'layers': must lie in [1, {MAX_LAYERS}] (the circuit is built "
+                f"gate by gate before training), got {self.layers}"
+            )
         if not 0.05 <= self.test_size <= 0.8:
             raise ConfigError(
                 f"config key 'test_size': must lie in [0.05, 0.8], got {self.test_size}"
@@ -357,4 +363,18 @@ EXPERIMENT = Experiment(
     defaults=DemoConfig(),
     run=run,
     checkpoint_every=20,
+    results=(
+        "train_accuracy",
+        "test_accuracy",
+        "train_nll",
+        "test_nll",
+        "num_parameters",
+        "num_circuit_weights",
+        "epochs",
+        "n_train",
+        "n_test",
+        "train_seconds",
+        "class_to_level",
+        "test_confusion_matrix",
+    ),
 )

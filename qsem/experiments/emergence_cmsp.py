@@ -463,7 +463,7 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
 
 EXPERIMENT = Experiment(
     name="emergence-cmsp",
-    description="CMSP ground truth: emergence detectors (classical, quantum, baselines) scored",
+    description="emergence detectors (classical, quantum, baselines) vs CMSP's planted truth",
     defaults=EmergenceCMSPConfig(),
     run=run,
     checkpoint_every=1000,

@@ -70,6 +70,8 @@ class Experiment:
             :class:`~qsem.runner.context.RunContext`; ``results`` a dict of
             JSON-able values written to ``results.json``.
         checkpoint_every: default checkpoint period in steps (0: only forced ones).
+        results: the top-level names of ``results.json``, where declared (empty: not
+            declared), so that ``qsem sweep --metric`` is checked before any trial runs.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Experiment:
     defaults: Any
     run: Callable[[Any, RunContext], Mapping[str, Any]]
     checkpoint_every: int = 0
+    results: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from qsem.circuits.errors import QsemError
-from qsem.io import exclusive_lock
+from qsem.io import exclusive_lock, read_json
 from qsem.runner import RESULTS_FILE, ConfigError
 
 from .executors import (
@@ -144,6 +144,11 @@ def run_sweep(
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise QsemError(f"--out {out_dir} exists and is not a directory")
+    if resume and not (out_dir / LEDGER_FILE).is_file():
+        raise QsemError(
+            f"nothing to resume: --out {out_dir} holds no sweep (no {LEDGER_FILE}); start "
+            f"one with: qsem sweep {experiment} --seeds ... --out DIR"
+        )
     stored = _stored_spec(out_dir, experiment) if out_dir.is_dir() else None
     if resume and stored is None:
         raise QsemError(f"nothing to resume: {out_dir} holds no sweep ({LEDGER_FILE})")
@@ -159,6 +164,13 @@ def run_sweep(
     if checkpoint_every is not None and checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     trials = make_trials(exp, seeds, grid, fixed)  # every config is checked before anything runs
+    if metrics and exp.results:
+        unknown = [m for m in metrics if m.split(".")[0] not in exp.results]
+        if unknown:
+            raise ConfigError(
+                f"--metric {unknown[0]!r}: {experiment} has no such result; its results: "
+                + ", ".join(exp.results)
+            )
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     if cluster is not None:
@@ -248,6 +260,8 @@ def _execute(
     inflight: dict[Any, Trial] = {}
     finished = done_before
     interrupted = 0
+    checked = False
+    stopped = False
     try:
         while queue or inflight:
             while queue and len(inflight) < executor.capacity:
@@ -279,6 +293,9 @@ def _execute(
                 }
                 if outcome.status == "done":
                     ledger.mark_done(t.key, **times)
+                    if metrics and not checked:  # the first results show the metric names
+                        checked = True
+                        _check_metrics(metrics, out_dir / t.run_dir / RESULTS_FILE, experiment)
                     how = {"resume": " (resumed)", "complete": " (already complete)"}
                     echo(
                         f"[{finished}/{len(trials)}] done {t.run_dir} in {outcome.wall_s:.1f} s"
@@ -287,6 +304,11 @@ def _execute(
                 else:
                     ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
                     echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {outcome.error}")
+    except ConfigError:  # a --metric that the results do not have: stop, keep what ran
+        stopped = True
+        for t in inflight.values():
+            ledger.mark_pending(t.key)
+        raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI
         for t in inflight.values():
             ledger.mark_pending(t.key)
@@ -294,8 +316,22 @@ def _execute(
         signum = getattr(exc, "signum", None)
         interrupted = 128 + signum if isinstance(signum, int) else 130
     finally:
-        executor.close(wait=not interrupted)
+        executor.close(wait=not (interrupted or stopped))
     return interrupted
+
+
+def _check_metrics(metrics: Sequence[str], results_path: Path, experiment: str) -> None:
+    """Refuse a ``--metric`` that is no number in the first finished trial's results."""
+    from .summary import lookup, numeric_scalars
+
+    results = read_json(results_path)
+    for m in metrics:
+        if lookup(results, m) is None:
+            have = ", ".join(numeric_scalars(results)) or "no numeric results"
+            raise ConfigError(
+                f"--metric {m!r} is not a numeric result of {experiment} (its results: {have}); "
+                "the sweep stopped after its first trial"
+            )
 
 
 def _worker_died(ledger: Ledger, t: Trial, queue: list[Trial], echo: Callable[[str], None]) -> None:
