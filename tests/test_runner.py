@@ -650,7 +650,7 @@ def test_checkpoint_every_zero_writes_only_forced(tmp_path: Path) -> None:
         run_experiment(make_counter(fail_at=9), out=out, checkpoint_every=0, quiet=True)
     assert not (out / "checkpoint.pt").exists()
     # nothing to continue from: refused (never a silent start from step 1) ...
-    with pytest.raises(RunDirError, match="no checkpoint was written before the run stopped"):
+    with pytest.raises(RunDirError, match="stopped before its first checkpoint"):
         run_experiment(make_counter(), out=out, resume=True, quiet=True)
     # ... and started over only when asked to
     result = run_experiment(make_counter(), out=out, restart=True, quiet=True)

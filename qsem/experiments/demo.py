@@ -294,7 +294,7 @@ def _run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         train_seconds = float(state["train_seconds"])
         start_epoch = int(state["epoch"])
-        ctx.echo(f"demo: resuming after epoch {start_epoch} of {cfg.epochs}")
+        ctx.echo(f"{ctx.label}: resuming after epoch {start_epoch} of {cfg.epochs}")
 
     x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
 
@@ -329,7 +329,7 @@ def _run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(epoch, **record)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{record['loss']:.3f}", test_acc=f"{record['test_accuracy']:.3f}")
-        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs)
+        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
 
     with torch.no_grad():
         p_tr, p_te = model(x_tr), model(x_te)

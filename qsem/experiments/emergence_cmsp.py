@@ -289,8 +289,9 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
             resume = current if current is not None and current["tag"] == tag else None
             base = step_base
 
-            def checkpoint(step: int, snap: Any, base: int = base) -> None:
-                ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()})
+            def checkpoint(step: int, snap: Any, base: int = base, tag: str = tag) -> None:
+                ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()},
+                               where=f"phase {tag}, step {step}")  # fmt: skip
 
             if tag.startswith("mlp"):
                 done[tag] = train_mlp(
@@ -300,7 +301,8 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
                 done[tag] = train_hybrid(
                     cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
                 )
-            ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True)
+            ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True,
+                           where=f"phase {tag}")  # fmt: skip
         step_base += n
     return done
 

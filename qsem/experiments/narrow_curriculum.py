@@ -202,7 +202,7 @@ def train_condition(
             if cfg.stop_when_converged and all(c is not None for c in converged):
                 break
             if ctx is not None:
-                ctx.checkpoint(base + step, snapshot)
+                ctx.checkpoint(base + step, snapshot, where=f"{condition}, step {step}")
     return {
         "condition": condition,
         "seeds": seeds,

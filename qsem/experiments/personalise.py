@@ -160,7 +160,7 @@ def _run(cfg: PersonaliseConfig, ctx: RunContext, given: SemanticModel | None) -
                                "events": [e["step"] for e in f.events]}
                            for n, f in res.fits.items()}  # fmt: skip
         done["personal_seconds"] = round(time.perf_counter() - t0, 2)
-        ctx.echo("personalise: " + ", ".join(
+        ctx.echo(f"{ctx.label}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in res.per_user_accuracy.items()))  # fmt: skip
         ctx.checkpoint(step + 2, snapshot("personal"), force=True)
         stage = "personal"

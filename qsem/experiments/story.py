@@ -233,13 +233,14 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
     for i, (name, stage) in enumerate(STAGES):
         if name in done:
             continue
-        ctx.echo(f"story: stage {name} ({i + 1} of {len(STAGES)})")
+        ctx.echo(f"{ctx.label}: stage {name} ({i + 1} of {len(STAGES)})")
         sub = NestedContext(ctx, name, {"stage": name}, current, done, offset=i * STAGE_SPAN)
         tick, cpu = time.perf_counter(), time.process_time()
         result = stage(cfg, sub)
         done[name] = {"results": result, "seconds": round(time.perf_counter() - tick, 1),
                       "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
-        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True)
+        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True,
+                       where=f"stage {name} ({i + 1} of {len(STAGES)})")  # fmt: skip
     sd, heads = done["self_distill"]["results"], done["heads"]["results"]
     users = done["personalise"]["results"]
     events = emergence_agreement(

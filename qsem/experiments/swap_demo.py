@@ -222,7 +222,7 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
         losses = list(state["losses"])
         train_seconds = float(state["train_seconds"])
         start = int(state["step"])
-        ctx.echo(f"swap-demo: resuming after step {start} of {cfg.steps}")
+        ctx.echo(f"{ctx.label}: resuming after step {start} of {cfg.steps}")
 
     def states_of(ws: torch.Tensor) -> Any:
         return sim.run(circuit, {n: ws[..., k] for k, n in enumerate(names)})
@@ -288,7 +288,7 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
     aer_note = "not requested (aer=false)"
     if cfg.aer and not _have_aer():
         aer_note = "not run: qiskit-aer (or qsem.simulators.aer) is not installed"
-        ctx.echo(f"swap-demo: {aer_note}")
+        ctx.echo(f"{ctx.label}: {aer_note}")
     elif cfg.aer:
         from qsem.simulators.aer import AerBackend
 
@@ -323,7 +323,7 @@ def run(cfg: SwapDemoConfig, ctx: RunContext) -> dict[str, Any]:
             f"{n} shots: MAE {v['mean_abs_error']:.3f}, coverage {v['coverage']:.2f}"
             for n, v in per.items()
         )
-        ctx.echo(f"swap-demo [{b}] {text}")
+        ctx.echo(f"{ctx.label} [{b}] {text}")
     return {
         "dims": dims,
         "mixed": cfg.noise > 0,

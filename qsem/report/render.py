@@ -47,10 +47,10 @@ def _env() -> jinja2.Environment:
     return env
 
 
-_SESSION_COLUMNS = ("start_time", "end_time", "wall_time_s", "status", "resumed_from_step")
+_SESSION_COLUMNS = ("start_time", "end_time", "wall_time_s", "status", "resumed_from")
 _OVERVIEW_KEYS = (
     "experiment", "status", "seed", "start_time", "end_time", "wall_time_s",
-    "checkpoint_every", "last_checkpoint_step", "archived_run", "cwd", "out_dir",
+    "checkpoint_every", "last_checkpoint", "archived_run", "cwd", "out_dir",
 )  # fmt: skip
 
 

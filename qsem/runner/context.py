@@ -85,7 +85,7 @@ class RunContext:
         checkpoint_every: int = 0,
         quiet: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
-        on_checkpoint: Callable[[int], None] | None = None,
+        on_checkpoint: Callable[[int, str], None] | None = None,
     ) -> None:
         self.experiment = experiment
         self.out_dir = out_dir
@@ -150,6 +150,12 @@ class RunContext:
         """Every metric record of this run so far (earlier sessions of a resumed run included)."""
         return [json.loads(line) for line in self.metrics.lines]
 
+    @property
+    def label(self) -> str:
+        """How messages name this run: the experiment (a part adds its tags:
+        ``"story, stage heads"``)."""
+        return self.experiment
+
     def echo(self, message: str) -> None:
         """Print a message to stderr unless quiet."""
         if not self.quiet:
@@ -172,7 +178,7 @@ class RunContext:
         from tqdm.auto import tqdm
 
         terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        name = desc or self.experiment
+        name = desc or self.label
         if not self.quiet and not terminal:
             return _LogProgress(iterable, total, initial, name, progress_seconds())
         bar: Iterator[T] = tqdm(
@@ -223,8 +229,13 @@ class RunContext:
         state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
         *,
         force: bool = False,
+        where: str | None = None,
     ) -> bool:
         """Checkpoint after ``step`` completed steps, if due (or ``force``).
+
+        ``where`` says in the user's terms where the run is (default ``"step N"``;
+        a part of a run adds its own name, e.g. ``"stage heads, step 10"``); it is
+        recorded in ``run_info.json`` as ``last_checkpoint`` and shown on resume.
 
         ``state`` (or the zero-argument function returning it, called only when a
         checkpoint is written) holds tensors and plain data: model and optimiser
@@ -246,7 +257,7 @@ class RunContext:
         )
         self.checkpoints_written += 1
         if self._on_checkpoint is not None:
-            self._on_checkpoint(step)
+            self._on_checkpoint(step, where or f"step {step}")
         return True
 
 

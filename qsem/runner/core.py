@@ -105,6 +105,8 @@ class RunResult:
     config: dict[str, Any]
     resumed_from_step: int | None = None
     already_complete: bool = False
+    #: where the resumed run continued from, in the user's terms (``"stage heads, step 10"``)
+    resumed_from: str | None = None
     #: what ``--resume`` repaired of a run killed while finishing (status, report, temp files)
     finish_completed: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -312,6 +314,7 @@ def run_experiment(
             "wall_time_s": None,
             "status": "running",
             "resumed_from_step": None if payload is None else int(payload["step"]),
+            "resumed_from": None if payload is None else _where(info, payload),
             "command": cmd,
         }
         sessions = [s for s in info.get("sessions", []) if isinstance(s, dict)]
@@ -333,6 +336,7 @@ def run_experiment(
             "wall_time_s": None,
             "checkpoint_every": every,
             "last_checkpoint_step": info.get("last_checkpoint_step"),
+            "last_checkpoint": info.get("last_checkpoint"),
             "sessions": sessions,
             "error": None,
         }
@@ -340,8 +344,9 @@ def run_experiment(
             info["archived_run"] = str(archived.relative_to(out_dir))
         write_json(out_dir / RUN_INFO_FILE, info)
 
-        def checkpointed(step: int) -> None:
-            info["last_checkpoint_step"] = step
+        def checkpointed(step: int, where: str) -> None:
+            info["last_checkpoint_step"] = step  # the runner's own step count
+            info["last_checkpoint"] = where  # in the user's terms (a stage, an epoch)
             write_json(out_dir / RUN_INFO_FILE, info)
 
         metrics = MetricsLog(metrics_path, lines)
@@ -395,8 +400,18 @@ def run_experiment(
         results=read_json(out_dir / RESULTS_FILE),
         config=config,
         resumed_from_step=None if payload is None else int(payload["step"]),
+        resumed_from=session["resumed_from"],
         info=info,
     )
+
+
+def _where(info: Mapping[str, Any], payload: Mapping[str, Any]) -> str:
+    """The checkpoint a run resumes from, as ``run_info.json`` describes it."""
+    where = info.get("last_checkpoint")
+    recorded = info.get("last_checkpoint_step")
+    if isinstance(where, str) and recorded == payload["step"]:
+        return where
+    return f"step {int(payload['step'])}"
 
 
 def _resume_point(
@@ -407,15 +422,17 @@ def _resume_point(
     metrics_path = out_dir / METRICS_FILE
     if not ckpt.exists():
         recorded = info.get("last_checkpoint_step")
+        where = info.get("last_checkpoint") or f"step {recorded}"
         why = (
-            f"run_info.json records a checkpoint at step {recorded}, so the file was deleted "
-            "or moved: restore it"
+            f"{CHECKPOINT_FILE} is missing though {RUN_INFO_FILE} records one at {where}; "
+            "restore the file, or start over"
             if recorded is not None
-            else "no checkpoint was written before the run stopped (or it was deleted)"
+            else "the run stopped before its first checkpoint, so there is nothing to continue "
+            "from; start it over"
         )
         raise RunDirError(
-            f"cannot resume {out_dir}: it has no {CHECKPOINT_FILE}; {why}, or start over with "
-            f"--restart (the old files are kept in {out_dir / ARCHIVE_DIR})"
+            f"cannot resume {out_dir}: {why} with --restart and the same config options "
+            f"(its files move to {out_dir / ARCHIVE_DIR})"
         )
     lines = _read_metric_lines(metrics_path)
     payload = load_checkpoint(ckpt, experiment=experiment.name, config=config)
