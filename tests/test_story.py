@@ -17,6 +17,7 @@ from qsem.cli import main
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
 from qsem.experiments.story import STAGES, emergence_agreement
+from qsem.report.collect import load_run
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -127,6 +128,21 @@ def test_report_has_the_summary_tables_and_figures(tiny_run) -> None:
         assert table in page
     assert page.count("data:image/png;base64,") == 4  # story, emergence, heads, personalise
     assert browser_problems(out / "report.html", REPORT_SECTIONS) == []
+
+
+def test_every_table_column_is_documented(tiny_run) -> None:
+    """Each table of the report lists the meaning of each of its columns, and a summary of
+    headline lines is not followed by "(no scalar results)"."""
+    out, _ = tiny_run
+    run = load_run(out)
+    assert len(run.tables) >= 7
+    for table in run.tables:
+        missing = [c for c in table.documented if c not in table.docs]
+        assert not missing, f"table {table.title}: undocumented columns {missing}"
+    page = (out / "report.html").read_text()
+    assert page.count('<dl class="columns">') == len(run.tables)
+    assert "answer_tv_to_full</dt><dd>mean total-variation distance" in page
+    assert "(no scalar results)" not in page
 
 
 def test_emergence_agreement_matches_a_hand_count() -> None:

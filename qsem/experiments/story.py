@@ -58,12 +58,14 @@ from typing import Any
 
 from qsem.edge import WORLDS, EdgeConfig, PersonalConfig
 from qsem.emergence import score_events
+from qsem.report.collect import COLUMNS_KEY
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.nested import NestedContext
 
 from . import personalise, qutrit_vs_classical, self_distill
 from ._story_plot import plot_story
 from ._story_report import (
+    COLUMNS,
     distill_line,
     distill_table,
     edge_line,
@@ -265,6 +267,7 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
             for n, _ in STAGES
         ],
         "stages": {n: done[n]["results"] for n, _ in STAGES},
+        COLUMNS_KEY: COLUMNS,
     }
 
 
