@@ -97,3 +97,12 @@ def interrupt_log(
             monkeypatch.setattr(RunContext, "log", original)
 
     return arm
+
+#: The documented figures of the default story run (README, docs/story.md) on another
+#: machine, CPU or library build (float reductions in another order): accuracies, NLLs,
+#: their standard deviations and differences within STORY_ATOL_METRIC; shares in percent
+#: within STORY_ATOL_PERCENT points; counts within STORY_RTOL_COUNT (relative) or 2;
+#: p-values on the same side of 0.05 (the verdict); latencies and file sizes not compared.
+STORY_ATOL_METRIC = 0.03
+STORY_ATOL_PERCENT = 15.0
+STORY_RTOL_COUNT = 0.3
