@@ -25,10 +25,13 @@ ALPHA = 0.05
 
 def documented_lines(path: Path) -> list[str]:
     """The five summary lines (a. to e.) of the first fenced block that holds them."""
-    blocks, current = [], None
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
     for line in path.read_text().splitlines():
         if line.startswith("```"):
-            blocks, current = ([*blocks, current], None) if current is not None else (blocks, [])
+            if current is not None:
+                blocks.append(current)
+            current = None if current is not None else []
         elif current is not None:
             current.append(line)
     for block in blocks:
