@@ -98,6 +98,7 @@ def interrupt_log(
 
     return arm
 
+
 #: The documented figures of the default story run (README, docs/story.md) on another
 #: machine, CPU or library build (float reductions in another order): accuracies, NLLs,
 #: their standard deviations and differences within STORY_ATOL_METRIC; shares in percent
