@@ -1,7 +1,23 @@
-"""``python -m qsem`` runs the command line (same as the ``qsem`` script)."""
+"""``python -m qsem`` runs the command line (same as the ``qsem`` script, whose entry point
+is :func:`entry`).
+
+:func:`entry` imports :mod:`qsem.cli` (torch and the rest, a few seconds) inside its own
+``KeyboardInterrupt`` handler, so a Ctrl-C while the command starts ends it with
+``qsem: interrupted`` and exit code 130, not a traceback of the imports.
+"""
 
 import sys
 
-from qsem.cli import main
 
-sys.exit(main())
+def entry() -> int:
+    """The ``qsem`` console script: import the command line, run it, return the exit code."""
+    try:
+        from qsem.cli import main
+    except KeyboardInterrupt:
+        print("\nqsem: interrupted", file=sys.stderr)
+        return 130
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -8,9 +8,11 @@ dataclass fields), so the help cannot drift from the code.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from qsem.runner.config import ConfigError
 
@@ -118,6 +120,21 @@ def _summary(results: dict[str, object]) -> str:
     return ", ".join(parts[:8])
 
 
+def _go_on(args: argparse.Namespace, argv: Sequence[str], out: str | None) -> str:
+    """How to go on after an interruption: ``--resume`` from the checkpoint, or, stopped
+    before the first checkpoint, ``--restart`` with the same config options."""
+    from qsem.runner import CHECKPOINT_FILE
+
+    where = f" --out {out}" if out else " --out DIR"
+    if out is None or (Path(out) / CHECKPOINT_FILE).exists():
+        return f"continue with: {PROG} run {args.name}{where} --resume"
+    words = [a for a in argv if a not in ("--resume", "--restart")]
+    if not any(a == "--out" or a.startswith("--out=") for a in words):
+        words += ["--out", out]
+    command = shlex.join([PROG, *words, "--restart"])
+    return f"it stopped before its first checkpoint, so start it over with: {command}"
+
+
 def run(args: argparse.Namespace) -> int:
     """``qsem run``: 0 done, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM."""
     from qsem.experiments import get_experiment
@@ -146,21 +163,19 @@ def run(args: argparse.Namespace) -> int:
             command=[PROG, *argv],
         )
     except KeyboardInterrupt as exc:
-        where = f" --out {out}" if out else " --out DIR"
         why = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
-        print(
-            f"\n{PROG}: {why}; continue with: {PROG} run {args.name}{where} --resume",
-            file=sys.stderr,
-        )
+        print(f"\n{PROG}: {why}; {_go_on(args, argv, out)}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, Terminated) else 130
-    if result.already_complete:
+    if args.quiet:  # -q: no result lines either (the exit code says it finished)
+        return 0
+    if result.finish_completed:
+        what = ", ".join(result.finish_completed)
+        print(f"{args.name}: finished; the run had stopped while finishing ({what}), now "
+              f"complete; files in {result.out_dir}")  # fmt: skip
+    elif result.already_complete:
         print(f"{PROG}: the run in {result.out_dir} is already complete; nothing to resume")
     else:
-        resumed = (
-            f" (resumed after step {result.resumed_from_step})"
-            if result.resumed_from_step is not None
-            else ""
-        )
+        resumed = f" (resumed after {result.resumed_from})" if result.resumed_from else ""
         print(f"{args.name}: finished{resumed}; files in {result.out_dir}")
     lines = result.results.get("summary")
     if isinstance(lines, list) and lines and all(isinstance(line, str) for line in lines):

@@ -56,9 +56,12 @@ def add_show_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from qsem.report import write_report
+    from qsem.runner.config import ConfigError
 
+    if args.out is not None and len(args.dirs) != 1:
+        raise ConfigError("--out FILE takes one run directory (give one DIR)")
     for run_dir in args.dirs:
-        print(write_report(run_dir))
+        print(write_report(run_dir, args.out))
     return 0
 
 
@@ -71,11 +74,19 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
         "from the files of the run directory; works on unfinished runs too.",
     )
     report.add_argument("dirs", nargs="+", metavar="DIR", help="run directory")
+    report.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the report there instead of DIR/report.html (e.g. for a read-only DIR)",
+    )
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from qsem.report import write_comparison
+    from qsem.runner.config import ConfigError
 
+    if len(args.dirs) < 2:
+        raise ConfigError(f"compare needs two or more run directories, got {len(args.dirs)}")
     out = Path(args.out) if args.out else Path("comparison.html")
     print(write_comparison(args.dirs, out))
     return 0

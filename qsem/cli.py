@@ -146,8 +146,28 @@ def _os_error(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``qsem`` script; returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; returns the exit code (a Ctrl-C anywhere: 130, no traceback)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # outside a run (which says how to continue it)
+        signum = getattr(exc, "signum", None)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 128 + signum if isinstance(signum, int) else 130
+
+
+def _glue_values(args: list[str]) -> list[str]:
+    """``--seeds -1-2`` -> ``--seeds=-1-2``: argparse would take the value for an option."""
+    out: list[str] = []
+    for arg in args:
+        if out and out[-1] == "--seeds" and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"--seeds={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    args_list = _glue_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args_list
     head = [a for a in args_list if a != "--debug"]
     try:

@@ -27,12 +27,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "CONFIDENCE", "paired_tests", "seed_statistics"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "CONFIDENCE",
+    "MIN_INTERVAL_N",
+    "paired_tests",
+    "seed_statistics",
+]
 
 #: Confidence level of the bootstrap intervals.
 CONFIDENCE = 0.95
 #: Bootstrap resamples per interval.
 BOOTSTRAP_RESAMPLES = 9999
+#: Fewest values that get a bootstrap interval: with two, resampling gives only three
+#: distinct means (x1, x2 and their average), so a "95 %" interval would be the range.
+MIN_INTERVAL_N = 3
 
 
 def _finite(v: float) -> float | None:
@@ -73,8 +82,9 @@ def seed_statistics(
 ) -> dict[str, float | int | None]:
     """``n``, mean, sample standard deviation and a percentile-bootstrap interval of the mean.
 
-    ``std`` needs two values and the interval two distinct values; otherwise they
-    are ``None`` (one value) or collapse to the mean (all values equal). The
+    ``std`` needs two values and the interval :data:`MIN_INTERVAL_N` (3) values,
+    two of them distinct; otherwise they are ``None`` (too few values) or the
+    interval collapses to the mean (all values equal). The
     bootstrap draws from ``numpy.random.default_rng(seed)``, so the interval is
     reproducible.
 
@@ -93,6 +103,8 @@ def seed_statistics(
     if n == 1:
         return {"n": 1, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
     std = float(x.std(ddof=1))
+    if n < MIN_INTERVAL_N:
+        return {"n": n, "mean": mean, "std": std, "ci_low": None, "ci_high": None}
     if np.all(x == x[0]):
         low = high = mean
     else:

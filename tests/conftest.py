@@ -121,3 +121,11 @@ def restore_plans() -> Iterator[list[tuple[Any, Any]]]:
     yield saved
     for plan, step in reversed(saved):
         plan.steps[0] = step
+#: The documented figures of the default story run (README, docs/story.md) on another
+#: machine, CPU or library build (float reductions in another order): accuracies, NLLs,
+#: their standard deviations and differences within STORY_ATOL_METRIC; shares in percent
+#: within STORY_ATOL_PERCENT points; counts within STORY_RTOL_COUNT (relative) or 2;
+#: p-values on the same side of 0.05 (the verdict); latencies and file sizes not compared.
+STORY_ATOL_METRIC = 0.03
+STORY_ATOL_PERCENT = 15.0
+STORY_RTOL_COUNT = 0.3

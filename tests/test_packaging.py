@@ -268,3 +268,22 @@ def test_importing_a_folder_name_fails_at_once(statement: str, qsem_name: str) -
     first, loaded = proc.stdout.splitlines()
     assert first.startswith("ImportError import " + qsem_name + ",")
     assert loaded == "[]"  # nothing of the second copy stays loaded
+def test_notebook_front_end_is_installed_by_make_venv() -> None:
+    """README says to open the notebooks with JupyterLab from ``.venv``: the ``notebook``
+    extra (in ``all``, which ``make venv`` installs) brings it, pinned in constraints.txt,
+    and the documented ``jupyter lab`` runs from this interpreter's environment."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(r.startswith("jupyterlab") for r in extras["notebook"])
+    assert "notebook" in extras["all"][0]
+    pins = (REPO / "constraints.txt").read_text().splitlines()
+    assert any(line.startswith("jupyterlab==") for line in pins)
+    jupyter = Path(sys.executable).parent / "jupyter"
+    assert jupyter.exists(), "no jupyter in the venv: run `make venv` (the notebook extra)"
+    done = subprocess.run(
+        [str(jupyter), "lab", "--version"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip()[:1].isdigit(), done.stderr
+    assert ".venv/bin/jupyter lab examples/" in (REPO / "README.md").read_text()

@@ -143,8 +143,8 @@ def test_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "<td>steps</td>" not in html
     assert "<td>final_y</td><td>12</td><td>18</td>" in html.replace("\n", "")
     assert html.count('src="data:image/png;base64,') == 2
-    assert main(["compare", str(a)]) == 1
-    assert "at least two run directories" in capsys.readouterr().err
+    assert main(["compare", str(a)]) == 2  # a usage error
+    assert "two or more run directories" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ of training each).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -187,8 +188,8 @@ def test_sigterm_is_an_interruption_that_resumes(
     assert not (out / "results.json").exists()
     step = info["last_checkpoint_step"]
     assert step is not None and 1 <= step < 100
-    assert main(["run", "demo", "--out", str(out), "--resume", "-q"]) == 0
-    assert f"resumed after step {step}" in capsys.readouterr().out
+    assert main(["run", "demo", "--out", str(out), "--resume"]) == 0
+    assert f"resumed after epoch {step}" in capsys.readouterr().out
     info = _info(out)
     assert [s["status"] for s in info["sessions"]] == ["interrupted", "completed"]
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -220,7 +221,7 @@ def test_resume_without_checkpoint_is_refused(
     before = sorted(p.name for p in stopped.iterdir())
     assert main(["run", "demo", "--out", str(stopped), "--resume"]) == 1
     line = _error_line(capsys)
-    assert "it has no checkpoint.pt; run_info.json records a checkpoint at step 3" in line
+    assert "checkpoint.pt is missing though run_info.json records one at epoch 3" in line
     assert "--restart" in line
     assert sorted(p.name for p in stopped.iterdir()) == before  # nothing touched
 
@@ -355,4 +356,52 @@ def test_quiet_disables_the_bar(tmp_path: Path) -> None:
                          metrics=MetricsLog(tmp_path / "m.jsonl"), quiet=quiet)  # fmt: skip
         bar = ctx.progress(range(3))
         assert list(bar) == [0, 1, 2]
-        assert bar.disable is (quiet or not sys.stderr.isatty())  # type: ignore[attr-defined]
+        if quiet or sys.stderr.isatty():
+            assert bar.disable is quiet  # type: ignore[attr-defined]
+        else:  # a log file: a plain line every QSEM_PROGRESS_SECONDS instead of a bar
+            assert not hasattr(bar, "disable") and hasattr(bar, "set_postfix")
+
+
+def test_report_on_a_read_only_run_suggests_an_option_that_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qsem.cli import build_parser
+
+    run = tmp_path / "run"
+    assert _demo(run) == 0
+    capsys.readouterr()
+    (run / "report.html").unlink()
+    with read_only(run):
+        assert main(["report", str(run)]) == 1
+        line = _error_line(capsys)
+        suggested = [w.rstrip(")") for w in line.split() if w.startswith("--")]
+        report_parser = next(
+            a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+        ).choices["report"]
+        assert suggested and all(s in report_parser._option_string_actions for s in suggested)
+        assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert "<html" in (tmp_path / "r.html").read_text()
+
+
+def test_interrupted_before_the_first_checkpoint_says_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], interrupt_log
+) -> None:
+    """The hint printed after Ctrl-C is a command that works: ``--restart`` (with the same
+    config options) when no checkpoint exists yet; ``--resume`` says why it cannot."""
+    import shlex
+
+    out = tmp_path / "run"
+    with interrupt_log(lambda step, values: step == 2):  # the demo checkpoints every 20
+        assert main(["run", "demo", "epochs=30", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert not (out / "checkpoint.pt").exists() and "Traceback" not in err
+    hint = err.strip().splitlines()[-1]
+    assert "--resume" not in hint and hint.endswith("--restart"), hint
+    assert main(["run", "demo", "--out", str(out), "--resume"]) == 1
+    line = _error_line(capsys)
+    assert "stopped before its first checkpoint" in line and "--restart" in line, line
+    command = shlex.split(hint.split("start it over with: ", 1)[1])
+    assert command[:2] == ["qsem", "run"] and "epochs=30" in command
+    assert main(command[1:]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 30
+    assert _info(out)["status"] == "completed"

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from test_report import REPORT_SECTIONS, browser_problems  # the report's headless-Chromium check
 
+from qsem.cli import main
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
 from qsem.experiments.story import STAGES, emergence_agreement
+from qsem.report.collect import load_run
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -128,6 +130,21 @@ def test_report_has_the_summary_tables_and_figures(tiny_run) -> None:
     assert browser_problems(out / "report.html", REPORT_SECTIONS) == []
 
 
+def test_every_table_column_is_documented(tiny_run) -> None:
+    """Each table of the report lists the meaning of each of its columns, and a summary of
+    headline lines is not followed by "(no scalar results)"."""
+    out, _ = tiny_run
+    run = load_run(out)
+    assert len(run.tables) >= 7
+    for table in run.tables:
+        missing = [c for c in table.documented if c not in table.docs]
+        assert not missing, f"table {table.title}: undocumented columns {missing}"
+    page = (out / "report.html").read_text()
+    assert page.count('<dl class="columns">') == len(run.tables)
+    assert "answer_tv_to_full</dt><dd>mean total-variation distance" in page
+    assert "(no scalar results)" not in page
+
+
 def test_emergence_agreement_matches_a_hand_count() -> None:
     """Frobenius 20, 80 (seed 0), 30 (seed 1); quantum 20, 90, 200 (seed 0), none (seed 1):
     within one probe (10 steps) 20-20 and 80-90 pair up, so 2 of 3 Frobenius events are
@@ -172,7 +189,7 @@ def test_bad_config_raises_config_error_naming_the_key(
 
 
 def test_resume_continues_after_the_last_finished_stage(
-    tmp_path: Path, tiny_run, interrupt_log
+    tmp_path: Path, tiny_run, interrupt_log, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ctrl-C inside stage a (second seed), then inside stage d (the first user's labels):
     each resumed session keeps the finished stages (their records are not logged twice), a
@@ -191,7 +208,18 @@ def test_resume_continues_after_the_last_finished_stage(
         assert calls["n"] == 1
         info = json.loads((out / "run_info.json").read_text())
         assert info["status"] == "interrupted" and not (out / "results.json").exists()
-    res = _run(out, resume=True)
+        # where it stopped, in the user's terms: a stage and its own steps, no internal offset
+        assert info["last_checkpoint"].startswith("stage "), info["last_checkpoint"]
+        assert not re.search(r"\d{6}", info["last_checkpoint"]), info["last_checkpoint"]
+    capsys.readouterr()
+    assert main(["run", "story", "--out", str(out), "--resume"]) == 0
+    said = capsys.readouterr()
+    finished = next(x for x in said.out.splitlines() if "finished" in x)
+    assert finished.startswith("story: finished (resumed after stage personalise, "), finished
+    messages = [x for x in said.err.splitlines() if x.strip()]
+    assert messages and all(x.startswith("story") for x in messages), messages  # no "kleene:"
+    assert not re.search(r"\d{6}", finished + said.err)  # no internal step offsets
+    res = json.loads((out / "results.json").read_text())
     assert _strip(res) == _strip(ref)
     assert _lines(out) == _lines(ref_out)
     assert (out / "story.png").read_bytes()[:8] == PNG

@@ -116,7 +116,12 @@ def test_parse_seeds_and_grid() -> None:
     assert parse_seeds("0-1,7") == [0, 1, 7]
     assert parse_grid(["lr=0.01,0.02", "layers=1"]) == {"lr": ["0.01", "0.02"], "layers": ["1"]}
     assert parse_grid(["kbs=[1,2],[3]"]) == {"kbs": ["[1,2]", "[3]"]}
-    for bad, word in [("3-1", "empty"), ("a", "not a seed"), ("1,1", "twice"), ("-2", "not a")]:
+    for bad, word in [
+        ("3-1", "empty"),
+        ("a", "not a seed"),
+        ("1,1", "twice"),
+        ("-2", "integers >= 0"),
+    ]:
         with pytest.raises(ConfigError, match=word):
             parse_seeds(bad)
     for items, word in [(["lr"], "key=v1"), (["seed=1,2"], "--seeds"), (["lr=1,,2"], "empty"),

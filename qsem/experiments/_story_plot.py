@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plot_story"]
+from .personalise import plot_readings
+
+__all__ = ["plot_story", "proportion_error", "spread"]
 
 _HARD, _DISTILL = "#7570b3", "#1b9e77"
+
+
+def proportion_error(mean: float, std: float) -> list[list[float]]:
+    """``yerr`` of ``mean ± std`` for a proportion, clipped to [0, 1] (an accuracy never
+    leaves it): ``[[min(std, mean)], [min(std, 1 - mean)]]``."""
+    return [[max(0.0, min(std, mean))], [max(0.0, min(std, 1.0 - mean))]]
+
+
+def spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights near sorted ``ys``, at least ``gap`` apart (pushed up where crowded,
+    then the block shifted down by its mean push, so labels stay beside their points)."""
+    out: list[float] = []
+    for y in ys:
+        out.append(max(y, out[-1] + gap) if out else y)
+    shift = sum(o - y for o, y in zip(out, ys, strict=True)) / len(ys) if ys else 0.0
+    return [o - shift for o in out]
+
+
 _HEADS = {"softmax": "#7570b3", "qutrit": "#1b9e77"}
 
 
@@ -18,12 +38,16 @@ def _paired(ax: Any, sd: dict[str, Any]) -> None:
                        strict=True):  # fmt: skip
         ax.plot([0, 1], [a, b], marker="o", color="0.45", lw=1)
         ends.setdefault(round(b, 3), []).append(str(s))
-    for b, seeds in ends.items():
-        label = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
-        ax.annotate(label, (1.04, b), fontsize=7, va="center")
     for x, arm, c in ((0, "hard", _HARD), (1, "distill", _DISTILL)):
-        ax.errorbar(x, acc[arm]["mean"], yerr=acc[arm]["std"], fmt="s", color=c, ms=8,
-                    capsize=4, zorder=3)  # fmt: skip
+        ax.errorbar(x, acc[arm]["mean"], yerr=proportion_error(acc[arm]["mean"], acc[arm]["std"]),
+                    fmt="s", color=c, ms=8, capsize=4, zorder=3)  # fmt: skip
+    ax.set_ylim(top=1.0 + 0.02 * (1.0 - ax.get_ylim()[0]))
+    low, high = ax.get_ylim()
+    ys = spread(sorted(ends), 0.07 * (high - low))
+    for y, (b, seeds) in zip(ys, sorted(ends.items()), strict=True):
+        label = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+        ax.annotate(label, (1.0, b), xytext=(1.06, y), fontsize=7, va="center",
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})  # fmt: skip
     p = sd["paired"]["ttest_p"]
     ptxt = "n/a" if p is None else f"{p:.2g}"
     ax.set(xticks=[0, 1], xticklabels=["hard labels\nonly", "self-\ndistillation"],
@@ -77,7 +101,8 @@ def _heads(ax: Any, heads: dict[str, Any]) -> None:
     twin = ax.twinx()
     for i, h in enumerate(names):
         off = (i - (len(names) - 1) / 2) * width
-        ax.bar(0 + off, s[h]["accuracy"]["mean"], width, yerr=s[h]["accuracy"]["std"],
+        ax.bar(0 + off, s[h]["accuracy"]["mean"], width,
+               yerr=proportion_error(s[h]["accuracy"]["mean"], s[h]["accuracy"]["std"]),
                capsize=3, color=_HEADS.get(h, "0.5"),
                label=f"{h} ({s[h]['parameters']} params)")  # fmt: skip
         twin.bar(1 + off, s[h]["nll"]["mean"], width, yerr=s[h]["nll"]["std"], capsize=3,
@@ -90,20 +115,10 @@ def _heads(ax: Any, heads: dict[str, Any]) -> None:
 
 
 def _personal(ax: Any, users: dict[str, Any]) -> None:
-    """d: each user's held-out accuracy: base model as it is, shared reading, personal reading."""
-    names = list(users["per_user_accuracy"])
-    bars = (("base model", users["base_accuracy"], "0.7"),
-            ("shared reading", users["shared_accuracy"], _HARD),
-            ("personal reading", users["per_user_accuracy"], _DISTILL))  # fmt: skip
-    width = 0.8 / len(bars)
-    for i, (label, values, colour) in enumerate(bars):
-        xs = [j + (i - 1) * width for j in range(len(names))]
-        ax.bar(xs, [values[n] for n in names], width, color=colour, label=label)
+    """d: each user's held-out accuracy under each reading (the personalise figure's bars)."""
+    plot_readings(ax, users)
     labels = sorted(set(users["labels_per_user"].values()))
-    ax.set(xticks=range(len(names)), xticklabels=[f"{n} user" for n in names], ylim=(0, 1.05),
-           ylabel="accuracy on the user's held-out labels",
-           title=f"d. two readings, {'/'.join(map(str, labels))} labels per user")  # fmt: skip
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"d. two readings, {'/'.join(map(str, labels))} labels per user")
 
 
 def _edge(ax: Any, edge: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from .self_distill import SelfDistillConfig
 
 __all__ = [
-    "ALPHA", "distill_line", "distill_table", "edge_line", "emergence_line", "heads_line",
-    "heads_table", "personalise_line", "personalise_table",
+    "ALPHA", "COLUMNS", "distill_line", "distill_table", "edge_line", "emergence_line",
+    "heads_line", "heads_table", "personalise_line", "personalise_table",
 ]  # fmt: skip
 
 #: significance level of the verdicts printed in the summary (paired t-test over seeds)
@@ -38,16 +38,20 @@ def _pm(s: dict[str, Any]) -> str:
 
 
 def distill_line(r: dict[str, Any], cfg: SelfDistillConfig) -> str:
-    """Stage a's headline: accuracies of both arms, the paired difference and its verdict."""
+    """Stage a's headline: accuracies of both arms, the paired difference and its verdict;
+    the slices per seed come from :func:`distill_table` (one source for both)."""
     acc, paired = r["accuracy"], r["paired"]
-    added = ", ".join(str(len(v)) for v in r["slices_appended"].values())
+    rows = distill_table(r)
+    total = ", ".join(str(row["slices"]) for row in rows)
+    added = ", ".join(str(row["slices_appended"]) for row in rows)
     n = len(r["seeds"])
     verdict = _verdict(paired, "a significant gain", "significantly worse")
     return (
         f"a. self-distillation at {cfg.label_fraction:.0%} labels, {n} seeds: test accuracy "
         f"{_pm(acc['distill'])} vs {_pm(acc['hard'])} with hard labels alone "
         f"(Δ {paired['mean_diff']:+.3f}, t-test p = {_p(paired['ttest_p'])}, Wilcoxon p = "
-        f"{_p(paired['wilcoxon_p'])}): {verdict}; slices appended per seed: {added}"
+        f"{_p(paired['wilcoxon_p'])}): {verdict}; slices per seed: {total} ({added} of them "
+        "appended at emergence events)"
     )
 
 
@@ -93,7 +97,8 @@ def distill_table(r: dict[str, Any]) -> list[dict[str, Any]]:
         {"seed": s, "hard_accuracy": by[s, "hard"]["test_accuracy"],
          "distill_accuracy": by[s, "distill"]["test_accuracy"],
          "hard_nll": by[s, "hard"]["test_nll"], "distill_nll": by[s, "distill"]["test_nll"],
-         "slices": by[s, "distill"]["slices"]}
+         "slices": by[s, "distill"]["slices"],
+         "slices_appended": len(r["slices_appended"][str(s)])}
         for s in r["seeds"]
     ]  # fmt: skip
 
@@ -148,3 +153,77 @@ def personalise_table(r: dict[str, Any]) -> list[dict[str, Any]]:
     keys = ("user", "world", "labels", "accuracy", "base_accuracy", "shared_accuracy",
             "disputed_accuracy", "theta", "events")  # fmt: skip
     return [{k: u[k] for k in keys} for u in r["users"]]
+
+
+#: The meaning of every column of the story's tables (``results["columns"]``; the report
+#: lists it under each table).
+COLUMNS: dict[str, dict[str, str]] = {
+    "distill_per_seed": {
+        "seed": "the seed of both runs of this row",
+        "hard_accuracy": "test accuracy on unseen knowledge bases, trained on hard labels only",
+        "distill_accuracy": "test accuracy with self-distillation (same seed, same labels)",
+        "hard_nll": "test negative log-likelihood (nats per query), hard labels only",
+        "distill_nll": "test negative log-likelihood (nats per query), self-distillation",
+        "slices": "slices of the self-distilled model at the end (the initial one included)",
+        "slices_appended": "of those, the slices appended at emergence events",
+    },
+    "emergence_events": {
+        "detector": "frobenius: Δφ between probes (classical); quantum: 1 − overlap of the "
+        "Ω states (exact, torch shots, Aer shots)",
+        "seeds": "seeds the detector ran on",
+        "events": "events it raised, all those seeds together",
+        "frobenius_found": "share of the Frobenius events with an event of this detector within "
+        "one probe (recall against Frobenius)",
+        "near_frobenius": "share of this detector's events within one probe of a Frobenius "
+        "event (precision against Frobenius)",
+        "steps_first_seed": "optimiser steps of its events in the first seed",
+    },
+    "head_comparison": {
+        "head": "the output head: softmax over 3 classes, or a qutrit read out in |T>, |F>, |U>",
+        "width": "hidden width chosen to match the parameter budget",
+        "parameters": "trainable parameters of the whole model",
+        "accuracy": "test accuracy, mean ± standard deviation over seeds",
+        "nll": "test negative log-likelihood (nats per query), mean ± std over seeds",
+        "ece": "expected calibration error (10 confidence bins), mean ± std over seeds",
+        "step_ms": "mean wall time of one training step in milliseconds",
+    },
+    "personalisation": {
+        "user": "the simulated user",
+        "world": "how the user reads unknown facts: open world (U) or closed world (F)",
+        "labels": "labels the user gave",
+        "accuracy": "accuracy of the user's personal reading on their held-out labels",
+        "base_accuracy": "accuracy of the shared model as it is on those labels",
+        "shared_accuracy": "accuracy of one reading fitted to both users' labels",
+        "disputed_accuracy": "personal accuracy on the held-out queries the two worlds answer "
+        "differently",
+        "theta": "θ^(u): the event threshold of the user's Δφ stream (‖φ_t − φ_(t−1)‖₁ on "
+        "the probe queries, one value per label)",
+        "events": "events in that stream: labels at which Δφ crossed θ^(u)",
+    },
+    "disagreements": {
+        "query": "a held-out query on which the users disagree",
+        "open-world answer": "the answer (T, F or U) of the open-world user's personal reading",
+        "open-world label": "the open-world user's own label",
+        "closed-world answer": "the answer of the closed-world user's personal reading",
+        "closed-world label": "the closed-world user's own label",
+        "shared answer": "the one shared reading's answer",
+    },
+    "edge_models": {
+        "model": "full: the user's model; narrowed: fewer neurons; compressed: narrowed, top "
+        "slices only and a low-rank output layer",
+        "hidden": "neurons of the composer's hidden layer",
+        "slices": "slices of the emergence layer kept",
+        "rank": "rank of the truncated-SVD output layer (none: full rank)",
+        "parameters": "parameters, personal ones included",
+        "bytes": "bytes of the saved model and personal state",
+        "latency_ms": "median single-thread CPU time of one query, milliseconds",
+        "accuracy": "accuracy on the edge user's held-out labels",
+        "answer_tv_to_full": "mean total-variation distance of this model's answer distribution "
+        "to the full model's (0: the same answers, 1: disjoint)",
+    },
+    "stage_seconds": {
+        "stage": "the stage of the story",
+        "seconds": "wall time of the stage",
+        "cpu_seconds": "CPU time of the stage (all threads)",
+    },
+}

@@ -36,6 +36,9 @@ CLASSES = ("setosa", "versicolor", "virginica")
 TRUTH = ("T", "F", "U")
 
 _DTYPES = {"complex64": torch.complex64, "complex128": torch.complex128}
+#: Most trainable layers: the circuit is built and simulated layer by layer, so a
+#: typo such as ``layers=1000000`` is refused instead of running silently for hours.
+MAX_LAYERS = 100
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,11 @@ class DemoConfig:
             raise ConfigError(f"config key 'epochs': must be >= 1, got {self.epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"config key 'lr': must be a positive finite number, got {self.lr}")
-        if self.layers < 1:
-            raise ConfigError(f"config key 'layers': must be >= 1, got {self.layers}")
+        if not 1 <= self.layers <= MAX_LAYERS:
+            raise ConfigError(
+                f"config key 'layers': must lie in [1, {MAX_LAYERS}] (the circuit is built "
+                f"gate by gate before training), got {self.layers}"
+            )
         if not 0.05 <= self.test_size <= 0.8:
             raise ConfigError(
                 f"config key 'test_size': must lie in [0.05, 0.8], got {self.test_size}"
@@ -288,7 +294,7 @@ def _run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         train_seconds = float(state["train_seconds"])
         start_epoch = int(state["epoch"])
-        ctx.echo(f"demo: resuming after epoch {start_epoch} of {cfg.epochs}")
+        ctx.echo(f"{ctx.label}: resuming after epoch {start_epoch} of {cfg.epochs}")
 
     x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
 
@@ -323,7 +329,7 @@ def _run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(epoch, **record)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{record['loss']:.3f}", test_acc=f"{record['test_accuracy']:.3f}")
-        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs)
+        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
 
     with torch.no_grad():
         p_tr, p_te = model(x_tr), model(x_te)
@@ -357,4 +363,18 @@ EXPERIMENT = Experiment(
     defaults=DemoConfig(),
     run=run,
     checkpoint_every=20,
+    results=(
+        "train_accuracy",
+        "test_accuracy",
+        "train_nll",
+        "test_nll",
+        "num_parameters",
+        "num_circuit_weights",
+        "epochs",
+        "n_train",
+        "n_test",
+        "train_seconds",
+        "class_to_level",
+        "test_confusion_matrix",
+    ),
 )

@@ -288,8 +288,9 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
             resume = current if current is not None and current["tag"] == tag else None
             base = step_base
 
-            def checkpoint(step: int, snap: Any, base: int = base) -> None:
-                ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()})
+            def checkpoint(step: int, snap: Any, base: int = base, tag: str = tag) -> None:
+                ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()},
+                               where=f"phase {tag}, step {step}")  # fmt: skip
 
             if tag.startswith("mlp"):
                 done[tag] = train_mlp(
@@ -299,7 +300,8 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
                 done[tag] = train_hybrid(
                     cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
                 )
-            ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True)
+            ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True,
+                           where=f"phase {tag}")  # fmt: skip
         step_base += n
     return done
 
@@ -462,7 +464,7 @@ def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
 
 EXPERIMENT = Experiment(
     name="emergence-cmsp",
-    description="CMSP ground truth: emergence detectors (classical, quantum, baselines) scored",
+    description="emergence detectors (classical, quantum, baselines) vs CMSP's planted truth",
     defaults=EmergenceCMSPConfig(),
     run=run,
     checkpoint_every=1000,

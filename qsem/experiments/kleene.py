@@ -272,7 +272,7 @@ def fit(
             int(state["steps"]),
             int(state["epoch"]),
         )
-        ctx.echo(f"kleene: resuming after epoch {start} of {cfg.epochs}")
+        ctx.echo(f"{ctx.label}: resuming after epoch {start} of {cfg.epochs}")
     epoch = start
 
     def snapshot() -> dict[str, Any]:
@@ -302,7 +302,7 @@ def fit(
             on_epoch(epoch, record)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{ev['accuracy']:.3f}")
-        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs)
+        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
     return train_seconds, steps
 
 

@@ -224,7 +224,7 @@ def train_condition(
             if cfg.stop_when_converged and log.n_converged == cfg.seeds:
                 break
             if ctx is not None:
-                ctx.checkpoint(base + step, snapshot)
+                ctx.checkpoint(base + step, snapshot, where=f"{condition}, step {step}")
     return {
         "condition": condition,
         "seeds": seeds,

@@ -323,7 +323,7 @@ def _run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - tick, 1),
         }
         ctx.save_figure(plot_width(width, unreg, gl), f"pruning_width{width}.png")
-        ctx.echo(f"narrow-pruning: width {width} done in {per_width[str(width)]['seconds']} s")
+        ctx.echo(f"{ctx.label}: width {width} done in {per_width[str(width)]['seconds']} s")
     results: dict[str, Any] = {"per_width": per_width}
     md = table(results)
     ctx.path("table.md").write_text(md)

@@ -399,7 +399,7 @@ def run(cfg: SemanticNarrowConfig, ctx: RunContext) -> dict[str, Any]:
     state = ctx.restore()
     if state is not None:
         per_seed = list(state["per_seed"])
-        ctx.echo(f"narrow-semantic: resuming after {len(per_seed)} of {cfg.seeds} seeds")
+        ctx.echo(f"{ctx.label}: resuming after {len(per_seed)} of {cfg.seeds} seeds")
     with torch_threads(cfg.threads):
         todo = range(len(per_seed), cfg.seeds)
         for i in ctx.progress(todo, total=cfg.seeds, initial=len(per_seed)):

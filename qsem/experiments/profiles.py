@@ -183,7 +183,7 @@ def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
             "head": model.cfg.head,
             "operator": model.cfg.operator,
         })  # fmt: skip
-        ctx.echo(f"profiles: {name} test accuracy {ev['accuracy']:.3f}")
+        ctx.echo(f"{ctx.label}: {name} test accuracy {ev['accuracy']:.3f}")
         ctx.checkpoint(step, {"rows": rows}, force=True)
 
     ctx.path("profiles.md").write_text(format_table(rows, "md"), encoding="utf-8")

@@ -279,8 +279,9 @@ def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
                           offset=i * cfg.epochs)  # fmt: skip
         result = train_arm(cfg, seed, arm, sub, data)
         done.append(result)
-        ctx.echo(f"self-distill: seed {seed} {arm}: test accuracy {result['test_accuracy']:.3f}")
-        ctx.checkpoint((i + 1) * cfg.epochs, {"done": done, "current": None}, force=True)
+        ctx.echo(f"{ctx.label}: seed {seed} {arm}: test accuracy {result['test_accuracy']:.3f}")
+        ctx.checkpoint((i + 1) * cfg.epochs, {"done": done, "current": None}, force=True,
+                       where=f"seed {seed}, arm {arm} ({i + 1} of {len(jobs)})")  # fmt: skip
     summary = _summary(done, cfg)
     summary["shot_agreement"] = shot_agreement(ctx.records())
     ctx.save_figure(plot_emergence(ctx.records(), seeds[0], summary), "emergence.png")

@@ -58,12 +58,14 @@ from typing import Any
 
 from qsem.edge import WORLDS, EdgeConfig, PersonalConfig
 from qsem.emergence import score_events
+from qsem.report.collect import COLUMNS_KEY
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.runner.nested import NestedContext
 
 from . import personalise, qutrit_vs_classical, self_distill
 from ._story_plot import plot_story
 from ._story_report import (
+    COLUMNS,
     distill_line,
     distill_table,
     edge_line,
@@ -233,13 +235,14 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
     for i, (name, stage) in enumerate(STAGES):
         if name in done:
             continue
-        ctx.echo(f"story: stage {name} ({i + 1} of {len(STAGES)})")
+        ctx.echo(f"{ctx.label}: stage {name} ({i + 1} of {len(STAGES)})")
         sub = NestedContext(ctx, name, {"stage": name}, current, done, offset=i * STAGE_SPAN)
         tick, cpu = time.perf_counter(), time.process_time()
         result = stage(cfg, sub)
         done[name] = {"results": result, "seconds": round(time.perf_counter() - tick, 1),
                       "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
-        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True)
+        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True,
+                       where=f"stage {name} ({i + 1} of {len(STAGES)})")  # fmt: skip
     sd, heads = done["self_distill"]["results"], done["heads"]["results"]
     users = done["personalise"]["results"]
     events = emergence_agreement(
@@ -264,6 +267,7 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
             for n, _ in STAGES
         ],
         "stages": {n: done[n]["results"] for n, _ in STAGES},
+        COLUMNS_KEY: COLUMNS,
     }
 
 

@@ -241,7 +241,7 @@ def _train(cfg: SwapDemoConfig, ctx: RunContext, model: _Model, w0: torch.Tensor
         losses = list(state["losses"])
         train_seconds = float(state["train_seconds"])
         start = int(state["step"])
-        ctx.echo(f"swap-demo: resuming after step {start} of {cfg.steps}")
+        ctx.echo(f"{ctx.label}: resuming after step {start} of {cfg.steps}")
 
     def snapshot() -> dict[str, Any]:
         return {
@@ -286,7 +286,7 @@ def _aer_estimates(
         return "not requested (aer=false)"
     if not _have_aer():
         note = "not run: qiskit-aer (or qsem.simulators.aer) is not installed"
-        ctx.echo(f"swap-demo: {note}")
+        ctx.echo(f"{ctx.label}: {note}")
         return note
     from qsem.simulators.aer import AerBackend
 
@@ -321,7 +321,7 @@ def _echo_summary(ctx: RunContext, estimates: dict[str, Any]) -> dict[str, Any]:
             f"{n} shots: MAE {v['mean_abs_error']:.3f}, coverage {v['coverage']:.2f}"
             for n, v in per.items()
         )
-        ctx.echo(f"swap-demo [{b}] {text}")
+        ctx.echo(f"{ctx.label} [{b}] {text}")
     return summary
 
 

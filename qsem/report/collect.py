@@ -5,7 +5,9 @@ A run directory (see :mod:`qsem.runner.core`) is rendered generically:
 * summary — ``results["summary"]`` when it is a list of strings (the
   experiment's headline lines), then every top-level scalar of ``results.json``;
 * tables — every value of ``results.json`` that is a list of flat dicts (or a
-  dict of such lists, titled ``key.sub``), and every dict of scalars;
+  dict of such lists, titled ``key.sub``), and every dict of scalars; each with
+  the meaning of its columns (of its keys, for a dict of scalars) from
+  ``results["columns"][title]`` (:data:`COLUMNS_KEY`), listed under the table;
 * figures — every ``*.png`` in the run directory and in ``plots/``, captioned
   by its file stem; the one named after the experiment (its overview, e.g.
   ``story.png``) first, the others by path;
@@ -31,7 +33,10 @@ from typing import Any
 from qsem.circuits.errors import QsemError
 from qsem.io import read_json, read_jsonl
 
-__all__ = ["Figure", "RunData", "Table", "flatten", "load_run"]
+__all__ = ["COLUMNS_KEY", "Figure", "RunData", "Table", "flatten", "load_run"]
+
+#: ``results[COLUMNS_KEY] = {table title: {column (or key): meaning}}`` documents the tables.
+COLUMNS_KEY = "columns"
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.json"
@@ -58,6 +63,13 @@ class Table:
     title: str
     columns: list[str]
     rows: list[list[str]]
+    #: meaning of each column (of each row key, for a key / value table), where documented
+    docs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def documented(self) -> list[str]:
+        """What :attr:`docs` must explain: the columns, or a key / value table's keys."""
+        return [r[0] for r in self.rows] if self.columns == ["key", "value"] else self.columns
 
 
 @dataclass
@@ -130,6 +142,8 @@ def tables_of(results: Mapping[str, Any]) -> list[Table]:
     every top-level dict of scalars (as a key / value table)."""
     out: list[Table] = []
     for key, value in results.items():
+        if key == COLUMNS_KEY:
+            continue
         if _flat_rows(value):
             out.append(_table(key, value))
         elif isinstance(value, dict) and value and all(_is_scalar(v) for v in value.values()):
@@ -138,6 +152,13 @@ def tables_of(results: Mapping[str, Any]) -> list[Table]:
             out.extend(
                 _table(f"{key}.{sub}", rows) for sub, rows in value.items() if _flat_rows(rows)
             )
+    docs = results.get(COLUMNS_KEY)
+    if isinstance(docs, dict):
+        for table in out:
+            mine = docs.get(table.title)
+            if isinstance(mine, dict):
+                known = table.documented
+                table.docs.update({str(k): str(v) for k, v in mine.items() if k in known})
     return out
 
 

@@ -47,10 +47,10 @@ def _env() -> jinja2.Environment:
     return env
 
 
-_SESSION_COLUMNS = ("start_time", "end_time", "wall_time_s", "status", "resumed_from_step")
+_SESSION_COLUMNS = ("start_time", "end_time", "wall_time_s", "status", "resumed_from")
 _OVERVIEW_KEYS = (
     "experiment", "status", "seed", "start_time", "end_time", "wall_time_s",
-    "checkpoint_every", "last_checkpoint_step", "archived_run", "cwd", "out_dir",
+    "checkpoint_every", "last_checkpoint", "archived_run", "cwd", "out_dir",
 )  # fmt: skip
 
 
@@ -76,14 +76,16 @@ def render_report(run: RunData) -> str:
     )
 
 
-def write_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``run_dir/report.html`` atomically and return its path.
+def write_report(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) atomically and return its path.
 
     Works on a finished, failed or interrupted run (it shows what exists); a
     directory that is no run raises :class:`~qsem.circuits.errors.QsemError`.
     """
     run = load_run(run_dir)
-    target = run.path / REPORT_FILE
+    target = run.path / REPORT_FILE if out is None else Path(out)
     atomic_write_text(target, render_report(run))
     return target
 

@@ -188,7 +188,7 @@ def _convert_json(value: Any, leaf: Leaf, key: str, source: str) -> Any:
             return value
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _int_in_range(value, key, source)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if math.isnan(value):
@@ -202,6 +202,20 @@ def _convert_json(value: Any, leaf: Leaf, key: str, source: str) -> Any:
             return list(value)
         return [_convert_json(v, leaf.elem, f"{key}[{i}]", source) for i, v in enumerate(value)]
     raise _bad(key, leaf, value, source)
+
+
+#: Integer config values must satisfy ``|value| < INT_LIMIT`` (what torch, NumPy and a
+#: checkpoint hold as int64); ``epochs=99999999999999999999`` is refused, not run.
+INT_LIMIT = 2**63
+
+
+def _int_in_range(value: int, key: str, source: str) -> int:
+    if not -INT_LIMIT < value < INT_LIMIT:
+        raise ConfigError(
+            f"config key '{key}' ({source}): {value} is out of range (integers lie "
+            "within ±(2**63 - 1))"
+        )
+    return value
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -230,9 +244,10 @@ def _convert_text(text: str, leaf: Leaf, key: str) -> Any:
         raise _bad(key, leaf, text, source)
     if kind is int:
         try:
-            return int(text.strip())
+            number = int(text.strip())
         except ValueError:
             raise _bad(key, leaf, text, source) from None
+        return _int_in_range(number, key, source)
     if kind is float:
         try:
             value = float(text.strip())

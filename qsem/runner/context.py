@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from qsem.circuits.errors import QsemValueError
 from qsem.io import atomic_write_bytes, atomic_write_text, dumps_json, write_json, write_jsonl
@@ -84,7 +85,7 @@ class RunContext:
         checkpoint_every: int = 0,
         quiet: bool = False,
         resume_payload: Mapping[str, Any] | None = None,
-        on_checkpoint: Callable[[int], None] | None = None,
+        on_checkpoint: Callable[[int, str], None] | None = None,
     ) -> None:
         self.experiment = experiment
         self.out_dir = out_dir
@@ -149,6 +150,12 @@ class RunContext:
         """Every metric record of this run so far (earlier sessions of a resumed run included)."""
         return [json.loads(line) for line in self.metrics.lines]
 
+    @property
+    def label(self) -> str:
+        """How messages name this run: the experiment (a part adds its tags:
+        ``"story, stage heads"``)."""
+        return self.experiment
+
     def echo(self, message: str) -> None:
         """Print a message to stderr unless quiet."""
         if not self.quiet:
@@ -162,20 +169,24 @@ class RunContext:
         initial: int = 0,
         desc: str | None = None,
     ) -> Iterator[T]:
-        """A tqdm progress bar on stderr, disabled when quiet or stderr is not a terminal.
+        """A tqdm progress bar on stderr; when stderr is not a terminal (a log file, a
+        batch job) a plain line every :data:`PROGRESS_LOG_S` seconds instead
+        (``QSEM_PROGRESS_SECONDS`` sets it); nothing when quiet.
 
-        The returned object is also a tqdm instance (``set_postfix`` works, and is
-        a no-op when disabled).
+        The returned object has ``set_postfix`` (shown in the bar or the line).
         """
         from tqdm.auto import tqdm
 
-        disable = self.quiet or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+        terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        name = desc or self.label
+        if not self.quiet and not terminal:
+            return _LogProgress(iterable, total, initial, name, progress_seconds())
         bar: Iterator[T] = tqdm(
             iterable,
             total=total,
             initial=initial,
-            desc=desc or self.experiment,
-            disable=disable,
+            desc=name,
+            disable=self.quiet,
             dynamic_ncols=True,
             leave=False,
             file=sys.stderr,
@@ -218,8 +229,13 @@ class RunContext:
         state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
         *,
         force: bool = False,
+        where: str | None = None,
     ) -> bool:
         """Checkpoint after ``step`` completed steps, if due (or ``force``).
+
+        ``where`` says in the user's terms where the run is (default ``"step N"``;
+        a part of a run adds its own name, e.g. ``"stage heads, step 10"``); it is
+        recorded in ``run_info.json`` as ``last_checkpoint`` and shown on resume.
 
         ``state`` (or the zero-argument function returning it, called only when a
         checkpoint is written) holds tensors and plain data: model and optimiser
@@ -241,5 +257,55 @@ class RunContext:
         )
         self.checkpoints_written += 1
         if self._on_checkpoint is not None:
-            self._on_checkpoint(step)
+            self._on_checkpoint(step, where or f"step {step}")
         return True
+
+
+#: Seconds between progress lines when stderr is not a terminal (``QSEM_PROGRESS_SECONDS``).
+PROGRESS_LOG_S = 30.0
+
+
+def progress_seconds() -> float:
+    """:data:`PROGRESS_LOG_S`, or the environment's ``QSEM_PROGRESS_SECONDS`` (> 0)."""
+    text = os.environ.get("QSEM_PROGRESS_SECONDS", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return PROGRESS_LOG_S
+    return value if value > 0 else PROGRESS_LOG_S
+
+
+class _LogProgress(Generic[T]):
+    """Iterate ``iterable``; every ``every`` seconds print ``desc: done/total (p %), t s``
+    (and the postfix) to stderr: the progress of a run whose stderr is a log file."""
+
+    def __init__(
+        self, iterable: Iterable[T], total: int | None, initial: int, desc: str, every: float
+    ) -> None:
+        self._it, self.total, self.n = iter(iterable), total, initial
+        self.desc, self.every, self.postfix = desc, every, ""
+        self._start = self._last = time.monotonic()
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        values = {**dict(ordered_dict or {}), **kwargs}
+        self.postfix = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+        )
+
+    def _line(self, elapsed: float) -> str:
+        done = f"{self.n}/{self.total}" if self.total else str(self.n)
+        share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
+        tail = f", {self.postfix}" if self.postfix else ""
+        return f"{self.desc}: {done}{share}, {elapsed:.0f} s{tail}"
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = next(self._it)  # the step before it is done once the next is asked for
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            print(self._line(now - self._start), file=sys.stderr, flush=True)
+            self._last = now
+        self.n += 1
+        return item

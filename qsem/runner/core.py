@@ -38,6 +38,7 @@ from .config import (
     validate_config,
 )
 from .context import CHECKPOINT_FILE, METRICS_FILE, MetricsLog, RunContext
+from .finish import complete_finish, stale_temp_files
 from .info import environment_info, now_iso, package_versions, seed_everything
 from .safety import ARCHIVE_DIR, archive_run, check_devices, check_seed, sigterm_as_interrupt
 
@@ -66,6 +67,8 @@ class Experiment:
             :class:`~qsem.runner.context.RunContext`; ``results`` a dict of
             JSON-able values written to ``results.json``.
         checkpoint_every: default checkpoint period in steps (0: only forced ones).
+        results: the top-level names of ``results.json``, where declared (empty: not
+            declared), so that ``qsem sweep --metric`` is checked before any trial runs.
     """
 
     name: str
@@ -73,6 +76,7 @@ class Experiment:
     defaults: Any
     run: Callable[[Any, RunContext], Mapping[str, Any]]
     checkpoint_every: int = 0
+    results: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -98,6 +102,10 @@ class RunResult:
     config: dict[str, Any]
     resumed_from_step: int | None = None
     already_complete: bool = False
+    #: where the resumed run continued from, in the user's terms (``"stage heads, step 10"``)
+    resumed_from: str | None = None
+    #: what ``--resume`` repaired of a run killed while finishing (status, report, temp files)
+    finish_completed: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -202,9 +210,10 @@ class _Start:
 
 
 def _resume_start(
-    experiment: Experiment, out: Any, requested: dict[str, Any], explicit: bool
+    experiment: Experiment, out: Any, requested: dict[str, Any], explicit: bool, report: bool
 ) -> _Start | RunResult:
-    """The stored run to continue (or, when it has finished, its result)."""
+    """The stored run to continue (or, when it has finished, its result; one killed
+    while finishing gets the rest of its finish first)."""
     if out is None:
         raise RunDirError("--resume needs --out DIR: the directory of the run to continue")
     out_dir = Path(out)
@@ -219,9 +228,19 @@ def _resume_start(
                 "continue with the stored config, or start a new run with another --out"
             )
     typed = build_config(experiment.defaults, stored)
-    if (out_dir / RESULTS_FILE).exists():
+    if (out_dir / RESULTS_FILE).exists():  # finished, or killed while finishing
+        with _locked(out_dir):
+            info = _read_run_info(out_dir)  # again under the lock
+            repaired = complete_finish(out_dir, info, report=report, write_report=_write_report)
         results = read_json(out_dir / RESULTS_FILE)
-        return RunResult(out_dir, results, stored, already_complete=True, info=info)
+        return RunResult(
+            out_dir,
+            results,
+            stored,
+            already_complete=not repaired,
+            finish_completed=repaired,
+            info=info,
+        )
     return _Start(out_dir, stored, typed, info)
 
 
@@ -258,6 +277,7 @@ class _RunInfo:
             "wall_time_s": None,
             "status": "running",
             "resumed_from_step": None if payload is None else int(payload["step"]),
+            "resumed_from": None if payload is None else _where(old, payload),
             "command": cmd,
         }
         sessions = [s for s in old.get("sessions", []) if isinstance(s, dict)]
@@ -279,6 +299,7 @@ class _RunInfo:
             "wall_time_s": None,
             "checkpoint_every": every,
             "last_checkpoint_step": old.get("last_checkpoint_step"),
+            "last_checkpoint": old.get("last_checkpoint"),
             "sessions": sessions,
             "error": None,
         }
@@ -286,8 +307,9 @@ class _RunInfo:
             self.info["archived_run"] = str(archived.relative_to(start.out_dir))
         write_json(self.path, self.info)
 
-    def checkpointed(self, step: int) -> None:
-        self.info["last_checkpoint_step"] = step
+    def checkpointed(self, step: int, where: str) -> None:
+        self.info["last_checkpoint_step"] = step  # the runner's own step count
+        self.info["last_checkpoint"] = where  # in the user's terms (a stage, an epoch)
         write_json(self.path, self.info)
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -309,6 +331,8 @@ def _open_run_dir(
     out_dir = start.out_dir
     if resume:
         payload, lines = _resume_point(out_dir, experiment, start.config, start.info)
+        for tmp in stale_temp_files(out_dir):  # of writes a kill interrupted
+            tmp.unlink(missing_ok=True)
         write_jsonl(out_dir / METRICS_FILE, lines)
         return payload, lines, None
     archived = archive_run(out_dir, keep=(LOCK_FILE,)) if restart else None
@@ -371,7 +395,9 @@ def run_experiment(
     is restarted behind the user's back): its stored config is used (if config
     inputs are given too, they must produce the same config), metrics are cut
     back to the checkpoint and the experiment continues from it via
-    ``ctx.restore()``. A finished run is left as it is. ``restart`` starts a
+    ``ctx.restore()``. A finished run is left as it is; one killed after writing
+    ``results.json`` gets the rest of its finish (status, report; see
+    :mod:`qsem.runner.finish`). ``restart`` starts a
     fresh run in ``out`` after moving whatever it held into
     ``out/archive/<UTC time>/``. SIGTERM stops the run like Ctrl-C
     (``KeyboardInterrupt``, status ``interrupted``, resumable). With ``report``
@@ -389,7 +415,7 @@ def run_experiment(
         raise ConfigError(f"argument 'checkpoint_every': must be >= 0, got {every}")
     cmd = list(command) if command is not None else [sys.executable, *sys.argv]
     if resume:
-        start = _resume_start(experiment, out, requested, explicit)
+        start = _resume_start(experiment, out, requested, explicit, report)
         if isinstance(start, RunResult):
             return start
     else:
@@ -419,8 +445,18 @@ def run_experiment(
         results=read_json(out_dir / RESULTS_FILE),
         config=config,
         resumed_from_step=None if payload is None else int(payload["step"]),
+        resumed_from=run_info.session["resumed_from"],
         info=run_info.info,
     )
+
+
+def _where(info: Mapping[str, Any], payload: Mapping[str, Any]) -> str:
+    """The checkpoint a run resumes from, as ``run_info.json`` describes it."""
+    where = info.get("last_checkpoint")
+    recorded = info.get("last_checkpoint_step")
+    if isinstance(where, str) and recorded == payload["step"]:
+        return where
+    return f"step {int(payload['step'])}"
 
 
 def _resume_point(
@@ -431,15 +467,17 @@ def _resume_point(
     metrics_path = out_dir / METRICS_FILE
     if not ckpt.exists():
         recorded = info.get("last_checkpoint_step")
+        where = info.get("last_checkpoint") or f"step {recorded}"
         why = (
-            f"run_info.json records a checkpoint at step {recorded}, so the file was deleted "
-            "or moved: restore it"
+            f"{CHECKPOINT_FILE} is missing though {RUN_INFO_FILE} records one at {where}; "
+            "restore the file, or start over"
             if recorded is not None
-            else "no checkpoint was written before the run stopped (or it was deleted)"
+            else "the run stopped before its first checkpoint, so there is nothing to continue "
+            "from; start it over"
         )
         raise RunDirError(
-            f"cannot resume {out_dir}: it has no {CHECKPOINT_FILE}; {why}, or start over with "
-            f"--restart (the old files are kept in {out_dir / ARCHIVE_DIR})"
+            f"cannot resume {out_dir}: {why} with --restart and the same config options "
+            f"(its files move to {out_dir / ARCHIVE_DIR})"
         )
     lines = _read_metric_lines(metrics_path)
     payload = load_checkpoint(ckpt, experiment=experiment.name, config=config)

@@ -27,13 +27,15 @@ wraps the state of the level below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from .checkpoint import get_rng_state, set_rng_state
 from .context import RunContext
 
 __all__ = ["NestedContext"]
+
+T = TypeVar("T")
 
 
 class NestedContext(RunContext):
@@ -80,15 +82,42 @@ class NestedContext(RunContext):
         state: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
         *,
         force: bool = False,
+        where: str | None = None,
     ) -> bool:
-        """Checkpoint the part after ``step`` of its steps (the parent's ``offset + step``)."""
+        """Checkpoint the part after ``step`` of its steps (the parent's ``offset + step``);
+        the run records it as ``"<tags>, <where>"`` (``"stage heads, step 10"``), never as
+        the parent's internal step."""
 
         def wrapped() -> dict[str, Any]:
             inner = state() if callable(state) else state
             current = {"key": self.key, "state": dict(inner), "rng": get_rng_state()}
             return {"done": self.done, "current": current}
 
-        return self.parent.checkpoint(self.offset + step, wrapped, force=force)
+        inner = where or f"step {step}"
+        return self.parent.checkpoint(
+            self.offset + step, wrapped, force=force, where=f"{self._tag_text}, {inner}"
+        )
+
+    @property
+    def _tag_text(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.tags.items())
+
+    def progress(
+        self,
+        iterable: Iterable[T],
+        *,
+        total: int | None = None,
+        initial: int = 0,
+        desc: str | None = None,
+    ) -> Iterator[T]:
+        """The parent's progress display, named ``"<label>"`` or ``"<label>: <desc>"``."""
+        name = self.label if desc is None else f"{self.label}: {desc}"
+        return super().progress(iterable, total=total, initial=initial, desc=name)
+
+    @property
+    def label(self) -> str:
+        """``"<parent's label>, <tags>"``: ``"story, stage heads"``."""
+        return f"{self.parent.label}, {self._tag_text}"
 
     def log(self, step: int, **values: Any) -> None:
         """Log ``values`` at the part's ``step``, tagged with the part's tags."""

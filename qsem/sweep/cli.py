@@ -3,7 +3,7 @@
 ::
 
     qsem sweep NAME --seeds 0-9 [--grid key=v1,v2 ...] [key=value ...]
-               [--workers N | --cluster tcp://HOST:8786 | --cluster local:N]
+               [--workers N | --cluster tcp://HOST:8786 [--connect-timeout S] | --cluster local:N]
                [--checkpoint-every K] [--resume] [--retry-failed] [--metric NAME ...]
                --out DIR
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .executors import CONNECT_TIMEOUT_S
 from .spec import parse_grid, parse_seeds
 
 __all__ = ["add_parser", "run"]
@@ -57,6 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Dask: a scheduler (tcp://HOST:8786) or local:N for a local cluster of N workers",
     )
     p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long to try to reach the --cluster scheduler before giving up "
+        f"(default {CONNECT_TIMEOUT_S:g})",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int,
         metavar="K",
@@ -82,24 +91,30 @@ def run(args: argparse.Namespace) -> int:
 
     from .driver import run_sweep
 
-    with sigterm_as_interrupt():
-        # with none of --seeds, --grid, key=value: the sweep stored in --out (for --resume)
-        explicit = args.seeds is not None or args.grid is not None or bool(args.overrides)
-        result = run_sweep(
-            args.name,
-            out=args.out,
-            seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
-            grid=parse_grid(args.grid or []) if explicit else None,
-            fixed=list(args.overrides) if explicit else None,
-            workers=args.workers,
-            cluster=args.cluster,
-            resume=args.resume,
-            retry_failed=args.retry_failed,
-            metrics=args.metric,
-            checkpoint_every=args.checkpoint_every,
-        )
+    hint = f"qsem sweep: continue with: qsem sweep {args.name} --out {args.out} --resume"
+    try:
+        with sigterm_as_interrupt():
+            # with none of --seeds, --grid, key=value: the sweep stored in --out (for --resume)
+            explicit = args.seeds is not None or args.grid is not None or bool(args.overrides)
+            result = run_sweep(
+                args.name,
+                out=args.out,
+                seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
+                grid=parse_grid(args.grid or []) if explicit else None,
+                fixed=list(args.overrides) if explicit else None,
+                workers=args.workers,
+                cluster=args.cluster,
+                resume=args.resume,
+                retry_failed=args.retry_failed,
+                metrics=args.metric,
+                checkpoint_every=args.checkpoint_every,
+                connect_timeout=args.connect_timeout,
+            )
+    except KeyboardInterrupt as exc:  # outside the trial loop (which reports it itself)
+        print(f"\n{hint}", file=sys.stderr)
+        signum = getattr(exc, "signum", None)
+        return 128 + signum if isinstance(signum, int) else 130
     if result.interrupted:
-        print(f"qsem sweep: continue with: qsem sweep {args.name} --out {args.out} --resume",
-              file=sys.stderr)  # fmt: skip
+        print(hint, file=sys.stderr)
         return result.interrupted
     return 1 if result.failed else 0

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from qsem.circuits.errors import QsemError
-from qsem.io import exclusive_lock
+from qsem.io import exclusive_lock, read_json
 from qsem.runner import RESULTS_FILE, ConfigError
 
 from .executors import (
+    CONNECT_TIMEOUT_S,
     TrialExecutor,
     available_cores,
+    check_scheduler,
     cluster_size,
     make_executor,
     require_distributed,
@@ -120,13 +122,15 @@ def run_sweep(
     checkpoint_every: int | None = None,
     executor: TrialExecutor | None = None,
     echo: Callable[[str], None] | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> SweepResult:
     """Run every (grid point, seed) of ``experiment`` into ``out`` and summarise them.
 
     ``seeds`` / ``grid`` / ``fixed`` / ``metrics`` left ``None`` come from the
     sweep already in ``out`` (``resume=True`` requires one). ``workers``: local
     pool size (default: the cores; 0: in this process); ``cluster``: a Dask
-    scheduler address or ``local:N``; ``checkpoint_every``: each trial's
+    scheduler address or ``local:N`` (``connect_timeout``: seconds to reach the
+    scheduler); ``checkpoint_every``: each trial's
     checkpoint period in steps (None: the stored sweep's, else the experiment's
     own), so an interrupted trial resumes close to where it stopped;
     ``executor``: an engine of your own (see
@@ -140,6 +144,11 @@ def run_sweep(
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise QsemError(f"--out {out_dir} exists and is not a directory")
+    if resume and not (out_dir / LEDGER_FILE).is_file():
+        raise QsemError(
+            f"nothing to resume: --out {out_dir} holds no sweep (no {LEDGER_FILE}); start "
+            f"one with: qsem sweep {experiment} --seeds ... --out DIR"
+        )
     stored = _stored_spec(out_dir, experiment) if out_dir.is_dir() else None
     if resume and stored is None:
         raise QsemError(f"nothing to resume: {out_dir} holds no sweep ({LEDGER_FILE})")
@@ -155,19 +164,29 @@ def run_sweep(
     if checkpoint_every is not None and checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     trials = make_trials(exp, seeds, grid, fixed)  # every config is checked before anything runs
+    if metrics and exp.results:
+        unknown = [m for m in metrics if m.split(".")[0] not in exp.results]
+        if unknown:
+            raise ConfigError(
+                f"--metric {unknown[0]!r}: {experiment} has no such result; its results: "
+                + ", ".join(exp.results)
+            )
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     if cluster is not None:
         if workers is not None:
             raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
         cluster_size(cluster)  # the address and Dask are checked before anything runs
+        if not connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be > 0 seconds, got {connect_timeout}")
+        check_scheduler(cluster, connect_timeout)
         require_distributed()
 
     def start(queued: int) -> TrialExecutor:
         if executor is not None:
             return executor
         if cluster is not None:
-            return make_executor(cluster=cluster)
+            return make_executor(cluster=cluster, connect_timeout=connect_timeout)
         n = available_cores() if workers is None else workers
         return make_executor(min(n, queued))
 
@@ -241,6 +260,8 @@ def _execute(
     inflight: dict[Any, Trial] = {}
     finished = done_before
     interrupted = 0
+    checked = False
+    stopped = False
     try:
         while queue or inflight:
             while queue and len(inflight) < executor.capacity:
@@ -272,6 +293,9 @@ def _execute(
                 }
                 if outcome.status == "done":
                     ledger.mark_done(t.key, **times)
+                    if metrics and not checked:  # the first results show the metric names
+                        checked = True
+                        _check_metrics(metrics, out_dir / t.run_dir / RESULTS_FILE, experiment)
                     how = {"resume": " (resumed)", "complete": " (already complete)"}
                     echo(
                         f"[{finished}/{len(trials)}] done {t.run_dir} in {outcome.wall_s:.1f} s"
@@ -280,6 +304,11 @@ def _execute(
                 else:
                     ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
                     echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {outcome.error}")
+    except ConfigError:  # a --metric that the results do not have: stop, keep what ran
+        stopped = True
+        for t in inflight.values():
+            ledger.mark_pending(t.key)
+        raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI
         for t in inflight.values():
             ledger.mark_pending(t.key)
@@ -287,8 +316,22 @@ def _execute(
         signum = getattr(exc, "signum", None)
         interrupted = 128 + signum if isinstance(signum, int) else 130
     finally:
-        executor.close(wait=not interrupted)
+        executor.close(wait=not (interrupted or stopped))
     return interrupted
+
+
+def _check_metrics(metrics: Sequence[str], results_path: Path, experiment: str) -> None:
+    """Refuse a ``--metric`` that is no number in the first finished trial's results."""
+    from .summary import lookup, numeric_scalars
+
+    results = read_json(results_path)
+    for m in metrics:
+        if lookup(results, m) is None:
+            have = ", ".join(numeric_scalars(results)) or "no numeric results"
+            raise ConfigError(
+                f"--metric {m!r} is not a numeric result of {experiment} (its results: {have}); "
+                "the sweep stopped after its first trial"
+            )
 
 
 def _worker_died(ledger: Ledger, t: Trial, queue: list[Trial], echo: Callable[[str], None]) -> None:

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Protocol
 
 from qsem.circuits.errors import MissingDependencyError, QsemError
@@ -36,11 +40,13 @@ from qsem.runner import ConfigError
 from .trial import TrialOutcome, TrialSpec, run_trial
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "DaskExecutor",
     "InProcessExecutor",
     "PoolExecutor",
     "TrialExecutor",
     "available_cores",
+    "check_scheduler",
     "cluster_size",
     "make_executor",
     "require_distributed",
@@ -68,6 +74,10 @@ class TrialExecutor(Protocol):
     def describe(self) -> str: ...
 
     def close(self, wait: bool = True) -> None: ...
+
+
+#: Default seconds to try to reach a Dask scheduler (``--connect-timeout``).
+CONNECT_TIMEOUT_S = 5.0
 
 
 def available_cores() -> int:
@@ -110,11 +120,45 @@ def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in pool worke
     os._exit(1)
 
 
+#: whether this pool worker is running a trial now (SIGINT interrupts only a trial).
+_IN_TRIAL = threading.Event()
+
+
+def _worker_sigint(signum: int, frame: FrameType | None) -> None:  # pragma: no cover - workers
+    """Ctrl-C in a pool worker: interrupt the trial it runs (it stays resumable); an idle
+    worker ignores it, so the pool's own loop never prints a traceback."""
+    if _IN_TRIAL.is_set():
+        raise KeyboardInterrupt
+
+
 def _init_pool_worker(threads: int, parent: int) -> None:  # pragma: no cover - in workers
     import torch
 
+    signal.signal(signal.SIGINT, _worker_sigint)
     torch.set_num_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _pool_trial(spec: TrialSpec, root: str) -> TrialOutcome:  # pragma: no cover - in workers
+    _IN_TRIAL.set()
+    try:
+        return run_trial(spec, root)
+    finally:
+        _IN_TRIAL.clear()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while pool workers are spawned: they inherit the ignored signal until
+    :func:`_init_pool_worker` installs theirs, so a Ctrl-C while they import prints nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class PoolExecutor:
@@ -135,12 +179,13 @@ class PoolExecutor:
         )
 
     def submit(self, spec: TrialSpec, root: str) -> Future[TrialOutcome]:
-        try:
-            return self._pool.submit(run_trial, spec, root)
-        except BrokenProcessPool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(run_trial, spec, root)
+        with _sigint_ignored():  # the pool spawns its processes at a submission
+            try:
+                return self._pool.submit(_pool_trial, spec, root)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(_pool_trial, spec, root)
 
     def wait_any(self, futures: Sequence[FutureLike]) -> list[FutureLike]:
         done, _ = wait(futures, return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
@@ -168,6 +213,24 @@ def cluster_size(address: str) -> int | None:
     return None
 
 
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """For ``tcp://HOST:PORT``: refuse at once (one line) when nothing accepts a connection
+    there within ``timeout`` seconds, before the sweep makes any file."""
+    if not address.startswith("tcp://"):
+        return
+    host, _, port = address.removeprefix("tcp://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--cluster {address!r}: write tcp://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise QsemError(
+            f"--cluster {address}: no Dask scheduler answers there "
+            f"({exc.strerror or type(exc).__name__}; waited at most {timeout:g} s, "
+            "see --connect-timeout)"
+        ) from None
+
+
 def require_distributed() -> Any:
     """The ``distributed`` module, or an error naming the extra that installs it."""
     try:
@@ -180,9 +243,12 @@ def require_distributed() -> Any:
 
 
 class DaskExecutor:
-    """Trials as Dask tasks, on a scheduler (``tcp://...``) or a ``LocalCluster`` (``local:N``)."""
+    """Trials as Dask tasks, on a scheduler (``tcp://...``) or a ``LocalCluster`` (``local:N``).
 
-    def __init__(self, address: str) -> None:
+    ``connect_timeout``: seconds to try to reach the scheduler before a one-line error.
+    """
+
+    def __init__(self, address: str, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         distributed = require_distributed()
         self._distributed = distributed
         self._cluster: Any = None
@@ -201,10 +267,16 @@ class DaskExecutor:
             self.capacity = n
         else:
             try:
-                self._client = distributed.Client(address, timeout="20s")
-            except OSError as exc:
+                self._client = distributed.Client(address, timeout=f"{connect_timeout}s")
+            except (OSError, TimeoutError) as exc:
                 raise QsemError(
-                    f"--cluster {address}: no Dask scheduler answers there ({exc})"
+                    f"--cluster {address}: no Dask scheduler answered within "
+                    f"{connect_timeout:g} s (--connect-timeout); {type(exc).__name__}"
+                ) from None
+            except Exception as exc:  # something answers there, but not a Dask scheduler
+                raise QsemError(
+                    f"--cluster {address}: what answers there is not a Dask scheduler "
+                    f"({type(exc).__name__})"
                 ) from None
             self.threads = 0  # the workers' own setting (OMP_NUM_THREADS on the worker)
             nthreads = self._client.nthreads()
@@ -228,12 +300,18 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(workers: int | None = None, cluster: str | None = None) -> TrialExecutor:
+def make_executor(
+    workers: int | None = None,
+    cluster: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> TrialExecutor:
     """The engine for ``--workers`` / ``--cluster`` (default: a pool with one process per core)."""
     if cluster is not None:
         if workers is not None:
             raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
-        return DaskExecutor(cluster)
+        if not connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be > 0 seconds, got {connect_timeout}")
+        return DaskExecutor(cluster, connect_timeout)
     if workers is None:
         workers = available_cores()
     if workers < 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from qsem.runner.config import build_config, layer_config
 from qsem.runner.safety import check_seed
 
 __all__ = [
+    "MAX_TRIALS",
     "Trial",
     "config_hash",
     "grid_label",
@@ -38,13 +40,18 @@ __all__ = [
 ]
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
+#: A sweep runs at most this many trials (seeds × grid points): each is a run directory
+#: and a ledger row, so a typo such as ``--seeds 0-99999999`` is refused before anything
+#: is made, instead of filling memory and disk.
+MAX_TRIALS = 10_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
 def parse_seeds(text: str) -> list[int]:
     """``"0-9"``, ``"0,3,5"`` or a mix (``"0-4,10"``) -> the sorted distinct seeds.
 
-    Seeds are non-negative integers; a repeated seed or an empty range is an error.
+    Seeds are non-negative integers; a repeated seed, an empty range or more than
+    :data:`MAX_TRIALS` seeds is an error (the count is checked before any list is made).
     """
     seeds: list[int] = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -53,9 +60,13 @@ def parse_seeds(text: str) -> list[int]:
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
                 raise ConfigError(f"--seeds {text!r}: range {part!r} is empty (write LOW-HIGH)")
+            _check_count(len(seeds) + hi - lo + 1, f"--seeds {text!r}")
             seeds.extend(range(lo, hi + 1))
         elif part.isdigit():
+            _check_count(len(seeds) + 1, f"--seeds {text!r}")
             seeds.append(int(part))
+        elif part.startswith("-"):
+            raise ConfigError(f"--seeds {text!r}: seeds are integers >= 0, got {part!r}")
         else:
             raise ConfigError(
                 f"--seeds {text!r}: {part!r} is not a seed or a range; write e.g. 0-9 or 0,3,5"
@@ -64,6 +75,14 @@ def parse_seeds(text: str) -> list[int]:
         dup = next(s for s in seeds if seeds.count(s) > 1)
         raise ConfigError(f"--seeds {text!r}: seed {dup} is given twice")
     return sorted(seeds)
+
+
+def _check_count(n: int, what: str) -> None:
+    if n > MAX_TRIALS:
+        raise ConfigError(
+            f"{what}: {n} trials, more than a sweep runs (at most {MAX_TRIALS}); "
+            "split it into several sweeps"
+        )
 
 
 def _split_values(text: str) -> list[str]:
@@ -174,6 +193,7 @@ def make_trials(
         except ConfigError as exc:
             raise ConfigError(f"override {item}: {exc}") from None
     keys = list(grid)
+    _check_count(len(seeds) * math.prod(len(grid[k]) for k in keys), "--seeds × --grid")
     trials: list[Trial] = []
     seen: dict[str, str] = {}
     for values in itertools.product(*(grid[k] for k in keys)):

@@ -26,7 +26,13 @@ from typing import Any
 
 from qsem.io import atomic_write_bytes, read_json, write_json
 from qsem.runner import RESULTS_FILE, ConfigError
-from qsem.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, paired_tests, seed_statistics
+from qsem.stats import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    MIN_INTERVAL_N,
+    paired_tests,
+    seed_statistics,
+)
 
 from .spec import Trial
 
@@ -181,6 +187,11 @@ def format_table(summary: Mapping[str, Any]) -> str:
         for r in summary["table"]
     ]
     lines = _columns(head, rows)
+    if any(r["ci_low"] is None and r["n"] for r in summary["table"]):
+        lines.append(
+            f"(95% CI: percentile bootstrap of the mean; '-' where n < {MIN_INTERVAL_N}: "
+            "too few seeds for an interval)"
+        )
     if summary["paired"]:
         lines.append("")
         lines += _columns(
@@ -235,7 +246,13 @@ def plot_metric(summary: Mapping[str, Any], metric: str) -> Any:
             ax.errorbar([i + 0.3], [r["mean"]], yerr=[[low], [high]], fmt="o", color="C0",
                         capsize=4, zorder=3)  # fmt: skip
     ax.set_xticks(range(len(rows)), [r["point"] for r in rows], rotation=20, ha="right")
-    ax.set(ylabel=metric, title=f"{metric}: seeds (grey), mean and 95% bootstrap CI (blue)")
+    few = any(r["n"] and r["ci_low"] is None for r in rows)
+    what = (
+        f"mean and 95% bootstrap CI (blue; none where n < {MIN_INTERVAL_N})"
+        if few
+        else ("mean and 95% bootstrap CI (blue)")
+    )
+    ax.set(ylabel=metric, title=f"{metric}: seeds (grey), {what}")
     fig.tight_layout()
     return fig
 
