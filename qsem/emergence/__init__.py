@@ -4,6 +4,8 @@
   get an :class:`Event` or ``None``), :class:`FixedThreshold`,
   :class:`AdaptiveThreshold`, :class:`L1Detector`, :class:`QuantumDetector`,
   :class:`ZeroDetector`;
+* :mod:`~qsem.emergence.calibrated` — :class:`SelfCalibratingCUSUM` (thresholds in
+  units of the run's own noise, from a target false-alarm rate);
 * :mod:`~qsem.emergence.changepoint` — :class:`BOCPD` (online Bayesian change
   points) and :func:`offline_changepoints` (ruptures PELT / binary segmentation);
 * :mod:`~qsem.emergence.scoring` — :func:`score_events` (recall, false alarms per
@@ -16,6 +18,7 @@ The quantum estimators of the overlap between successive states live in
 
 from __future__ import annotations
 
+from .calibrated import SelfCalibratingCUSUM
 from .changepoint import BOCPD, offline_changepoints
 from .detectors import (
     AdaptiveThreshold,
@@ -34,6 +37,7 @@ DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (FixedThreshold, AdaptiveThreshold, L1Detector, QuantumDetector, ZeroDetector, BOCPD)
 }
+DETECTORS[SelfCalibratingCUSUM.name] = SelfCalibratingCUSUM
 
 __all__ = [
     "BOCPD",
@@ -45,6 +49,7 @@ __all__ = [
     "FixedThreshold",
     "L1Detector",
     "QuantumDetector",
+    "SelfCalibratingCUSUM",
     "ZeroDetector",
     "epot_auroc",
     "offline_changepoints",
