@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -179,8 +179,8 @@ def _runs(res: dict[str, Any], fcfg: Any, name: str) -> list[Run]:
 def detectors(cfg: EmergenceTransferConfig, tune_runs: dict[str, list[Run]]) -> dict[str, Any]:
     """``name -> (signal kind, detect, grid)``: the emergence-cmsp grids plus the CUSUM."""
     sig = tune_runs["signal"]
-    out = {n: ("signal", d, g) for n, (d, g) in scalar_detectors(cfg, sig).items()}
-    det_l1, grid_l1 = l1_detector(cfg, tune_runs["l1"])
+    out = {n: ("signal", d, g) for n, (d, g) in scalar_detectors(cast(Any, cfg), sig).items()}
+    det_l1, grid_l1 = l1_detector(cast(Any, cfg), tune_runs["l1"])
     out["l1"] = ("l1", det_l1, grid_l1)
 
     def cusum(p: dict[str, Any], r: Run) -> list[int]:
@@ -264,30 +264,13 @@ def run(cfg: EmergenceTransferConfig, ctx: RunContext) -> dict[str, Any]:
     rows = summarise(out, cfg)
     md = table(rows, list(cfg.families), out["tuning_families"])
     ctx.write_text("table.md", md)
-    truths = {}
-    for f in cfg.families:
-        fcfg = cfg.for_family(f)
-        res = done[f"{f}-score"]
-        scored = make_family(fcfg).scored_tasks
-        losses = np.asarray(res["losses"])
-        truths[f] = [ground_truth(losses[:, e][:, scored], fcfg) for e in range(cfg.seeds)]
-        fig_out = {"signal": cfg.signal, "detectors": {}}
-        for p in out["pairs"]:
-            if p["scored_on"] == f and p["tuned_on"] == next(
-                t for t in out["tuning_families"] if t != f
-            ):
-                fig_out["detectors"][p["detector"]] = {
-                    "per_run": [{"events": e} for e in p["events"]]
-                }
-        res_fig = {**res, "losses": losses[:, :, scored]}
-        fig = plot_detections(res_fig, truths[f], fig_out, cfg, task_names=_task_names(fcfg))
-        ctx.save_figure(fig, f"detections-{f}.png")
+    truths = _figures(done, out, cfg, ctx)
     return {
         "table": md,
         "scores": rows,
         "targets": TARGETS,
         "tuning_families": out["tuning_families"],
-        "pairs": [{k: v for k, v in p.items()} for p in out["pairs"]],
+        "pairs": out["pairs"],
         "transitions": truths,
         "seeds": score_seeds,
         "tune_seeds": tune_seeds,
@@ -304,6 +287,33 @@ def run(cfg: EmergenceTransferConfig, ctx: RunContext) -> dict[str, Any]:
         "timings_s": {tag: done[tag]["seconds"] for tag, _, _ in phases},
         "config": asdict(cfg),
     }
+
+
+def _figures(
+    done: dict[str, Any], out: dict[str, Any], cfg: EmergenceTransferConfig, ctx: RunContext
+) -> dict[str, list[dict[str, Any]]]:
+    """One detection figure per family (its first two scored seeds, the events of the
+    detectors tuned on the first other tuning family); returns the ground truths."""
+    truths = {}
+    for f in cfg.families:
+        fcfg = cfg.for_family(f)
+        res = done[f"{f}-score"]
+        scored = make_family(fcfg).scored_tasks
+        losses = np.asarray(res["losses"])
+        truths[f] = [ground_truth(losses[:, e][:, scored], fcfg) for e in range(cfg.seeds)]
+        other = [t for t in out["tuning_families"] if t != f][:1]
+        dets = {
+            p["detector"]: {"per_run": [{"events": e} for e in p["events"]]}
+            for p in out["pairs"]
+            if p["scored_on"] == f and p["tuned_on"] in other
+        }
+        res_fig = {**res, "losses": losses[:, :, scored]}
+        fig = plot_detections(
+            res_fig, truths[f], {"signal": cfg.signal, "detectors": dets}, cfg,
+            task_names=_task_names(fcfg),
+        )  # fmt: skip
+        ctx.save_figure(fig, f"detections-{f}.png")
+    return truths
 
 
 def _task_names(fcfg: Any) -> list[str]:
