@@ -79,43 +79,67 @@ class EmergenceTransferConfig:
     tune_offset: int = 100
     #: training steps per run
     steps: int = 2000
-    #: shared task keys (a family preset may override them)
+    #: the task family of the shared keys (each family preset sets its own)
     family: str = "cmsp"
+    #: CMSP / msp / null: control bits (one per atom at least)
     n_control: int = 4
+    #: CMSP / msp / null: task bits (irrelevant bits = n_task - n_atoms * k)
     n_task: int = 16
+    #: CMSP / msp / null: atomic subtasks
     n_atoms: int = 4
+    #: CMSP / msp / null: task bits per atom
     k: int = 3
+    #: msp: task i is drawn with probability proportional to (i + 1)^-alpha
     alpha: float = 1.0
+    #: grok: the modulus p of (a + b) mod p
     modulus: int = 59
+    #: grok: fraction of the p^2 pairs in the training split
     train_frac: float = 0.5
+    #: grok: seed of the train / test split
     split_seed: int = 0
-    #: hidden widths, Adam(W) learning rate, epsilon, weight decay (0: Adam)
+    #: hidden widths of the ReLU MLP
     widths: tuple[int, ...] = (64, 64)
+    #: learning rate of Adam (AdamW when weight_decay > 0)
     lr: float = 2e-3
+    #: Adam epsilon
     adam_eps: float = 1e-5
+    #: AdamW weight decay (0: plain Adam)
     weight_decay: float = 0.0
-    #: samples of each task per training step, in the evaluation set, in the probe batch
+    #: samples of each task per training step
     per_task: int = 100
+    #: samples of each task in the fixed evaluation set (ground truth)
     eval_per_task: int = 64
+    #: samples of each task in the fixed probe batch (detector signals)
     probe_per_task: int = 16
-    #: the probe signals (qsem.narrow.transitions.SignalBank) and the one the detectors see
+    #: decay of the EMA signal ema
     ema_beta: float = 0.99
+    #: lag in steps of the lagged and ema signals (and the L1 detector's snapshots)
     lag: int = 100
+    #: decay of the slow EMA signal ema_slow
     slow_beta: float = 0.995
+    #: lag in steps of ema_slow
     slow_lag: int = 200
+    #: the signal the scalar detectors see: literal, lagged, ema, ema_slow
     signal: str = "ema_slow"
-    #: ground truth (see emergence-cmsp): bits thresholds, onset window, plateau
+    #: ground truth: a task's loss above this many bits is not yet learned
     high_bits: float = 0.9
+    #: ground truth: a task is learned once its loss is below this many bits
     low_bits: float = 0.1
+    #: ground truth: running-mean window of the onset of the drop (0: the 0.9-bit crossing)
     onset: int = 51
+    #: ground truth: steps before the crossing whose median loss is the plateau level
     plateau: int = 1000
-    #: scoring window [start - before, start + max_lag]; starts within merge_gap merged
+    #: an event up to max_lag steps after a start matches it
     max_lag: int = 400
+    #: an event up to this many steps before a start still matches it
     before: int = 50
+    #: transitions of one run starting within merge_gap steps of an earlier one are merged
     merge_gap: int = 150
     #: steps after an event in which a detector stays silent
     refractory: int = 300
+    #: steps between two training log records
     log_every: int = 100
+    #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
