@@ -48,7 +48,7 @@ FAMILY_PRESETS: dict[str, dict[str, Any]] = {
         "k": 3,
         "n_task": 24,
         "widths": (128,),
-        "lr": 3e-3,
+        "lr": 1.5e-3,
     },
     "msp": {"family": "msp", "n_atoms": 6, "n_control": 6, "n_task": 20, "alpha": 1.0},
     "grok": {
@@ -78,7 +78,7 @@ class EmergenceTransferConfig:
     #: first tuning seed
     tune_offset: int = 100
     #: training steps per run
-    steps: int = 2000
+    steps: int = 3000
     #: the task family of the shared keys (each family preset sets its own)
     family: str = "cmsp"
     #: CMSP / msp / null: control bits (one per atom at least)
@@ -100,7 +100,7 @@ class EmergenceTransferConfig:
     #: hidden widths of the ReLU MLP
     widths: tuple[int, ...] = (64, 64)
     #: learning rate of Adam (AdamW when weight_decay > 0)
-    lr: float = 2e-3
+    lr: float = 1e-3
     #: Adam epsilon
     adam_eps: float = 1e-5
     #: AdamW weight decay (0: plain Adam)
