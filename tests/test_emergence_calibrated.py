@@ -122,3 +122,12 @@ def test_registered_and_bad_input():
         cusum_threshold(0.5, 1.0)
     with pytest.raises(QsemValueError, match="argument 'value'"):
         SelfCalibratingCUSUM().update(0, float("nan"))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import qsem.emergence.calibrated as mod
+
+    result = doctest.testmod(mod)
+    assert result.attempted > 0 and result.failed == 0

@@ -107,3 +107,12 @@ def test_grokking_family_trains_with_weight_decay_and_logs_both_splits():
     assert losses.shape == (301, 2)
     assert losses[-1, 0] < 0.1 < losses[0, 0]  # the training split is memorised
     assert out["ema_snapshots"].shape[-1] == 7  # p classes
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import qsem.narrow.families as mod
+
+    result = doctest.testmod(mod)
+    assert result.attempted > 0 and result.failed == 0
