@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qsem.circuits.errors import QsemValueError
-from qsem.emergence import DETECTORS, SelfCalibratingCUSUM
+from qsem.emergence import DETECTORS, FixedThreshold, SelfCalibratingCUSUM
 from qsem.emergence.benchmark import Run, online_events, pooled_score
 from qsem.emergence.calibrated import cusum_arl, cusum_threshold
 
@@ -82,10 +82,12 @@ def test_calibration_is_in_units_of_the_runs_own_noise():
     a = online_events(det, r.signal)
     b = online_events(det, 1e6 * r.signal)
     assert a == b and a  # a rescaled signal (other units) gives the same events
-    # without the log the same settings see the multiplicative noise differently:
-    # a mutation check that `log` is what makes the calibration scale-free for Δφ
+    # z-scores against the run's own median and MAD are scale-free with or without the
+    # log (a threshold in the signal's units would not be: FixedThreshold fires on one)
     lin = SelfCalibratingCUSUM(drift=1.0, arl=1e4, window=500, warmup=100, log=False)
     assert online_events(lin, 1e6 * r.signal) == online_events(lin, r.signal)
+    fixed = FixedThreshold(float(np.median(r.signal)) * 10)
+    assert online_events(fixed, 1e6 * r.signal) != online_events(fixed, r.signal)
 
 
 def test_quiet_during_warmup_and_restarts_after_an_event():
