@@ -424,7 +424,9 @@ def test_steps_must_increase_and_state_of_another_detector():
 def test_detector_registry():
     from qsem.emergence import DETECTORS
 
-    assert set(DETECTORS) == {"frobenius", "adaptive", "l1", "quantum", "zero", "bocpd"}
+    assert set(DETECTORS) == {
+        "frobenius", "adaptive", "l1", "quantum", "zero", "bocpd", "cusum"
+    }  # fmt: skip
     assert all(cls.name == name for name, cls in DETECTORS.items())
 
 

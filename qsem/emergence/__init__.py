@@ -4,6 +4,8 @@
   get an :class:`Event` or ``None``), :class:`FixedThreshold`,
   :class:`AdaptiveThreshold`, :class:`L1Detector`, :class:`QuantumDetector`,
   :class:`ZeroDetector`;
+* :mod:`~qsem.emergence.calibrated` — :class:`SelfCalibratingCUSUM` (thresholds in
+  units of the run's own noise, from a target false-alarm rate);
 * :mod:`~qsem.emergence.changepoint` — :class:`BOCPD` (online Bayesian change
   points) and :func:`offline_changepoints` (ruptures PELT / binary segmentation);
 * :mod:`~qsem.emergence.scoring` — :func:`score_events` (recall, false alarms per
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 
+from .calibrated import SelfCalibratingCUSUM
 from .changepoint import BOCPD, offline_changepoints
 from .detectors import (
     AdaptiveThreshold,
@@ -51,7 +54,15 @@ class _Registry(dict[str, type[Detector]]):
 #: (``distill.detectors``) and events carry.
 DETECTORS: dict[str, type[Detector]] = _Registry(
     (cls.name, cls)
-    for cls in (FixedThreshold, AdaptiveThreshold, L1Detector, QuantumDetector, ZeroDetector, BOCPD)
+    for cls in (
+        FixedThreshold,
+        AdaptiveThreshold,
+        L1Detector,
+        QuantumDetector,
+        ZeroDetector,
+        BOCPD,
+        SelfCalibratingCUSUM,
+    )
 )
 
 __all__ = [
@@ -64,6 +75,7 @@ __all__ = [
     "FixedThreshold",
     "L1Detector",
     "QuantumDetector",
+    "SelfCalibratingCUSUM",
     "ZeroDetector",
     "epot_auroc",
     "offline_changepoints",

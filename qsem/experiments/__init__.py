@@ -13,6 +13,7 @@ from qsem.runner import Experiment
 from . import (
     demo,
     emergence_cmsp,
+    emergence_transfer,
     kleene,
     narrow_curriculum,
     narrow_digits,
@@ -33,6 +34,7 @@ __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_e
 _ALL: tuple[Experiment, ...] = (
     demo.EXPERIMENT,
     emergence_cmsp.EXPERIMENT,
+    emergence_transfer.EXPERIMENT,
     narrow_curriculum.EXPERIMENT,
     narrow_pruning.EXPERIMENT,
     narrow_digits.EXPERIMENT,

@@ -62,8 +62,12 @@ def plot_detections(
     out: dict[str, Any],
     cfg: Any,
     members: tuple[int, ...] = (0, 1),
+    task_names: list[str] | None = None,
 ) -> Any:
-    """Per-task losses with the true transitions, the signal, and each detector's events."""
+    """Per-task losses with the true transitions, the signal, and each detector's events.
+
+    ``task_names``: the legend of the loss curves (default: atoms, then the composite).
+    """
     from matplotlib.figure import Figure
 
     losses = np.asarray(res["losses"])
@@ -77,7 +81,8 @@ def plot_detections(
         3, len(members), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [2.2, 1.6, 1.6]}
     )
     steps = np.arange(losses.shape[0])
-    task_names = [f"atom {i}" for i in range(losses.shape[2] - 1)] + ["composite"]
+    if task_names is None:
+        task_names = [f"atom {i}" for i in range(losses.shape[2] - 1)] + ["composite"]
     for col, e in enumerate(members):
         ax = axes[0, col]
         for t in range(losses.shape[2]):

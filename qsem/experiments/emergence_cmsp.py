@@ -46,7 +46,7 @@ from ._emergence_cmsp_detectors import (
 )
 from ._emergence_cmsp_report import plot_detections, table
 
-__all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run"]
+__all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run", "run_phases"]
 
 RULE = (
     "per task, on the fixed evaluation set: learned = first step with loss < {low} bits; "
@@ -275,15 +275,17 @@ def _phases(cfg: EmergenceCMSPConfig) -> list[tuple[str, Any]]:
     return out
 
 
-def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
-    """Every training phase, each resumable; finished phases are kept in the checkpoint."""
+def run_phases(ctx: RunContext, phases: list[tuple[str, int, Any]], desc: str) -> dict[str, Any]:
+    """Run ``phases`` (``(tag, steps, train(resume, checkpoint))``) in order, each resumable.
+
+    Finished phases are kept in the checkpoint; the one under way resumes from its
+    last snapshot (checkpoint steps count on from the phases before it).
+    """
     state = ctx.restore()
     done: dict[str, Any] = dict(state["done"]) if state else {}
     current = state["current"] if state else None
     step_base = 0
-    phases = _phases(cfg)
-    for tag, seeds in ctx.progress(phases, total=len(phases), desc="emergence-cmsp phases"):
-        n = cfg.steps if tag.startswith("mlp") else cfg.hybrid_steps
+    for tag, n, train in ctx.progress(phases, total=len(phases), desc=desc):
         if tag not in done:
             resume = current if current is not None and current["tag"] == tag else None
             base = step_base
@@ -292,18 +294,25 @@ def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
                 ctx.checkpoint(base + step, lambda: {"done": dict(done), "current": snap()},
                                where=f"phase {tag}, step {step}")  # fmt: skip
 
-            if tag.startswith("mlp"):
-                done[tag] = train_mlp(
-                    cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
-                )
-            else:
-                done[tag] = train_hybrid(
-                    cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log
-                )
+            done[tag] = train(resume, checkpoint)
             ctx.checkpoint(step_base + n, {"done": dict(done), "current": None}, force=True,
                            where=f"phase {tag}")  # fmt: skip
         step_base += n
     return done
+
+
+def train_all(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
+    """Every training phase of :func:`_phases`, each resumable (:func:`run_phases`)."""
+    phases = []
+    for tag, seeds in _phases(cfg):
+        fn = train_mlp if tag.startswith("mlp") else train_hybrid
+        n = cfg.steps if tag.startswith("mlp") else cfg.hybrid_steps
+
+        def train(resume: Any, checkpoint: Any, fn: Any = fn, seeds: Any = seeds, tag: str = tag):
+            return fn(cfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint, log=ctx.log)
+
+        phases.append((tag, n, train))
+    return run_phases(ctx, phases, desc="emergence-cmsp phases")
 
 
 def _mlp_runs(res: dict[str, Any], cfg: EmergenceCMSPConfig, name: str) -> list[Run]:

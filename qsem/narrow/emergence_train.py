@@ -1,7 +1,7 @@
 """Training runs that record what emergence detectors are scored on (``qsem run emergence-cmsp``).
 
 Two models learn CMSP (:mod:`qsem.narrow.cmsp`, atoms + composite) with Adam on
-fresh samples:
+fresh samples (the MLP also any family of :mod:`qsem.narrow.families`):
 
 - :func:`train_mlp`: ``E`` seeds of a ReLU MLP at once (:class:`EnsembleMLP`);
 - :func:`train_hybrid`: one seed of a hybrid model whose last layer is a
@@ -36,6 +36,7 @@ from qsem.simulators import QuantumLayer, simulate
 from qsem.simulators.similarity import bures_angle, overlap
 
 from .cmsp import CMSP, make_generator
+from .families import ensemble_batch, make_family
 from .mlp import EnsembleMLP, build_mlp
 from .transitions import ProbeSignals, SignalBank
 
@@ -48,19 +49,8 @@ Checkpoint = Callable[[int, Callable[[], dict[str, Any]]], Any]
 Log = Callable[..., None]
 
 
-def ensemble_batch(
-    cmsp: CMSP, per_task: int, members: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(E, T*per_task, in)`` inputs and ``(E, T*per_task)`` labels of every task, task-major."""
-    x, y, _ = cmsp.sample_mixture(cmsp.tasks, per_task * members, gen)
-    t = len(cmsp.tasks)
-    x = x.view(t, members, per_task, -1).transpose(0, 1).reshape(members, t * per_task, -1)
-    y = y.view(t, members, per_task).transpose(0, 1).reshape(members, t * per_task)
-    return x, y
-
-
 def _task_losses(logp: torch.Tensor, y: torch.Tensor, n_tasks: int) -> torch.Tensor:
-    """Per-member, per-task mean NLL in bits ``(E, T)`` from log-probabilities ``(E, N, 2)``."""
+    """Per-member, per-task mean NLL in bits ``(E, T)`` from log-probabilities ``(E, N, C)``."""
     nll = -logp.gather(-1, y[..., None]).squeeze(-1)
     return nll.view(y.shape[0], n_tasks, -1).mean(-1) / LN2
 
@@ -131,24 +121,33 @@ def train_mlp(
 ) -> dict[str, Any]:
     """Train ``len(seeds)`` MLPs (member ``e`` initialised from ``seeds[e]``) for ``cfg.steps``.
 
-    Returns (tensors, checkpoint-safe) ``losses`` ``(steps + 1, E, T)`` (row t: after t steps),
-    ``signals`` (name -> ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, 2)``
-    (the EMA of the probe outputs every ``lag`` steps, for the L1 detector) and
-    ``seconds``. ``tag`` names the phase in checkpoints and logs.
+    The task is ``make_family(cfg)`` (:mod:`qsem.narrow.families`; CMSP unless
+    ``cfg.family`` says otherwise); the optimiser Adam, or AdamW when
+    ``cfg.weight_decay > 0`` (absent: 0). Returns (tensors, checkpoint-safe)
+    ``losses`` ``(steps + 1, E, T)`` (row t: after t steps), ``signals`` (name ->
+    ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, C)`` (the EMA of
+    the probe outputs every ``lag`` steps, for the L1 detector) and ``seconds``.
+    ``tag`` names the phase in checkpoints and logs.
     """
-    cmsp = _cmsp(cfg)
-    n_t, e_n = len(cmsp.tasks), len(seeds)
-    model = EnsembleMLP(cmsp.input_dim, cfg.widths, 2, [make_generator(s) for s in seeds])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    fam = make_family(cfg)
+    n_t, e_n, n_c = len(fam.tasks), len(seeds), fam.n_classes
+    model = EnsembleMLP(fam.input_dim, cfg.widths, n_c, [make_generator(s) for s in seeds])
+    wd = float(getattr(cfg, "weight_decay", 0.0))
+    if wd > 0:
+        opt: torch.optim.Optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=wd
+        )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     base = seeds[0] * 7919 + 13
     data_gen = make_generator(base)
-    x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, e_n, make_generator(base + 1))
-    x_pr, _ = ensemble_batch(cmsp, cfg.probe_per_task, e_n, make_generator(base + 2))
+    x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, e_n, make_generator(base + 1))
+    x_pr, _ = fam.eval_batch(cfg.probe_per_task, e_n, make_generator(base + 2))
     sig = _signals(cfg)
     n = cfg.steps
     series: dict[str, torch.Tensor] = {
         "losses": torch.zeros(n + 1, e_n, n_t),
-        "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], 2),
+        "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], n_c),
         **{k: torch.zeros(n + 1, e_n) for k in SIGNALS},
     }
     run = _Run(tag, model, opt, data_gen, sig, series)
@@ -178,9 +177,9 @@ def train_mlp(
     if resume is None:
         record(0)
     for step in range(start + 1, cfg.steps + 1):
-        x, y = ensemble_batch(cmsp, cfg.per_task, e_n, data_gen)
+        x, y = fam.train_batch(cfg.per_task, e_n, data_gen)
         logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, 2), y.reshape(-1)) * e_n
+        loss = F.cross_entropy(logits.reshape(-1, n_c), y.reshape(-1)) * e_n
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

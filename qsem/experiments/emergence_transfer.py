@@ -1,0 +1,354 @@
+"""``qsem run emergence-transfer``: detectors tuned on one task family, scored on the others.
+
+Leave-one-family-out. Each family of :mod:`qsem.narrow.families` (a preset of
+:data:`FAMILY_PRESETS` over this config's keys) trains ``tune_seeds`` MLPs
+(seeds ``tune_offset + i``) and ``seeds`` MLPs (seeds ``seed + i``) with
+:func:`qsem.narrow.emergence_train.train_mlp`; the ground truth of each run is
+:func:`qsem.experiments.emergence_cmsp.ground_truth` of its scored tasks'
+losses. Then, for every *tuning family* T (a family with transitions), every
+detector's grid is searched on T's tuning seeds (best pooled F1,
+:func:`qsem.emergence.benchmark.tune`) and the chosen setting is scored on the
+*scored* seeds of every other family S ≠ T (the null family included). The
+table pools, per detector and scored family, the scores over all T ≠ S; the
+"all" row pools every (T, S) with transitions; null runs give false alarms
+per run. Nothing is ever tuned on a scored seed, nor on the family it is
+scored on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
+
+from qsem.emergence import SelfCalibratingCUSUM
+from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
+from qsem.narrow.emergence_train import SIGNALS, train_mlp
+from qsem.narrow.families import FAMILY_NAMES, make_family
+from qsem.narrow.train import torch_threads
+from qsem.runner import ConfigError, Experiment, RunContext
+
+from ._emergence_cmsp_detectors import l1_detector, scalar_detectors
+from ._emergence_cmsp_report import plot_detections
+from ._emergence_transfer_report import TARGETS, table, targets_met
+from .emergence_cmsp import RULE, ground_truth, run_phases
+
+__all__ = ["EXPERIMENT", "FAMILY_PRESETS", "EmergenceTransferConfig", "run"]
+
+#: family name -> the config keys it overrides (the rest are shared)
+FAMILY_PRESETS: dict[str, dict[str, Any]] = {
+    "cmsp": {"family": "cmsp"},
+    "cmsp-b": {
+        "family": "cmsp",
+        "n_atoms": 3,
+        "n_control": 3,
+        "k": 3,
+        "n_task": 24,
+        "widths": (128,),
+        "lr": 1.5e-3,
+    },
+    "msp": {"family": "msp", "n_atoms": 6, "n_control": 6, "n_task": 20, "alpha": 1.0},
+    "grok": {
+        "family": "grok",
+        "modulus": 59,
+        "train_frac": 0.5,
+        "weight_decay": 1.0,
+        "widths": (256,),
+        "lr": 3e-3,
+    },
+    "null": {"family": "null"},
+}
+
+
+@dataclass(frozen=True)
+class EmergenceTransferConfig:
+    """Config of ``qsem run emergence-transfer`` (override any key with ``key=value``)."""
+
+    #: the families (keys of FAMILY_PRESETS); every one with transitions is a tuning family
+    families: tuple[str, ...] = ("cmsp", "cmsp-b", "msp", "null")
+    #: the first scored seed; the scored seeds are seed, seed+1, ...
+    seed: int = 0
+    #: scored seeds per family
+    seeds: int = 5
+    #: tuning seeds per family: tune_offset, tune_offset + 1, ...
+    tune_seeds: int = 3
+    #: first tuning seed
+    tune_offset: int = 100
+    #: training steps per run
+    steps: int = 3000
+    #: the task family of the shared keys (each family preset sets its own)
+    family: str = "cmsp"
+    #: CMSP / msp / null: control bits (one per atom at least)
+    n_control: int = 4
+    #: CMSP / msp / null: task bits (irrelevant bits = n_task - n_atoms * k)
+    n_task: int = 16
+    #: CMSP / msp / null: atomic subtasks
+    n_atoms: int = 4
+    #: CMSP / msp / null: task bits per atom
+    k: int = 3
+    #: msp: task i is drawn with probability proportional to (i + 1)^-alpha
+    alpha: float = 1.0
+    #: grok: the modulus p of (a + b) mod p
+    modulus: int = 59
+    #: grok: fraction of the p^2 pairs in the training split
+    train_frac: float = 0.5
+    #: grok: seed of the train / test split
+    split_seed: int = 0
+    #: hidden widths of the ReLU MLP
+    widths: tuple[int, ...] = (64, 64)
+    #: learning rate of Adam (AdamW when weight_decay > 0)
+    lr: float = 1e-3
+    #: Adam epsilon
+    adam_eps: float = 1e-5
+    #: AdamW weight decay (0: plain Adam)
+    weight_decay: float = 0.0
+    #: samples of each task per training step
+    per_task: int = 100
+    #: samples of each task in the fixed evaluation set (ground truth)
+    eval_per_task: int = 64
+    #: samples of each task in the fixed probe batch (detector signals)
+    probe_per_task: int = 16
+    #: decay of the EMA signal ema
+    ema_beta: float = 0.99
+    #: lag in steps of the lagged and ema signals (and the L1 detector's snapshots)
+    lag: int = 100
+    #: decay of the slow EMA signal ema_slow
+    slow_beta: float = 0.995
+    #: lag in steps of ema_slow
+    slow_lag: int = 200
+    #: the signal the scalar detectors see: literal, lagged, ema, ema_slow
+    signal: str = "ema_slow"
+    #: ground truth: a task's loss above this many bits is not yet learned
+    high_bits: float = 0.9
+    #: ground truth: a task is learned once its loss is below this many bits
+    low_bits: float = 0.1
+    #: ground truth: running-mean window of the onset of the drop (0: the 0.9-bit crossing)
+    onset: int = 51
+    #: ground truth: steps before the crossing whose median loss is the plateau level
+    plateau: int = 1000
+    #: an event up to max_lag steps after a start matches it
+    max_lag: int = 400
+    #: an event up to this many steps before a start still matches it
+    before: int = 50
+    #: transitions of one run starting within merge_gap steps of an earlier one are merged
+    merge_gap: int = 150
+    #: steps after an event in which a detector stays silent
+    refractory: int = 300
+    #: steps between two training log records
+    log_every: int = 100
+    #: torch intra-op threads while training (0: leave torch's setting)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("seeds", "tune_seeds", "steps", "per_task", "eval_per_task",
+                    "probe_per_task", "lag", "slow_lag", "log_every"):  # fmt: skip
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
+        for key in ("seed", "tune_offset", "max_lag", "before", "merge_gap", "refractory",
+                    "threads", "onset"):  # fmt: skip
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
+        if (
+            self.tune_offset < self.seed + self.seeds
+            and self.seed < self.tune_offset + self.tune_seeds
+        ):
+            raise ConfigError("config key 'tune_offset': tuning seeds overlap the scored seeds")
+        bad = [f for f in self.families if f not in FAMILY_PRESETS]
+        if bad or len(set(self.families)) != len(self.families):
+            raise ConfigError(
+                f"config key 'families': distinct names of {sorted(FAMILY_PRESETS)}, got "
+                f"{list(self.families)}"
+            )
+        if len([f for f in self.families if f != "null"]) < 2:
+            raise ConfigError("config key 'families': need two families with transitions")
+        if self.family not in FAMILY_NAMES:
+            raise ConfigError(f"config key 'family': one of {list(FAMILY_NAMES)}")
+        if self.signal not in SIGNALS:
+            raise ConfigError(f"config key 'signal': one of {list(SIGNALS)}, got {self.signal!r}")
+        if not 0 < self.low_bits < self.high_bits:
+            raise ConfigError("config key 'low_bits': need 0 < low_bits < high_bits")
+        if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
+            raise ConfigError("config key 'lr' / 'weight_decay': lr > 0, weight_decay >= 0")
+        for f in self.families:
+            try:
+                make_family(self.for_family(f))
+            except ValueError as exc:
+                raise ConfigError(f"config key 'families': {f}: {exc}") from None
+
+    def for_family(self, name: str) -> Any:
+        """This config's keys with the family's preset applied (the preset wins), a namespace."""
+        return SimpleNamespace(**{**asdict(self), **FAMILY_PRESETS[name]})
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def _runs(res: dict[str, Any], fcfg: Any, name: str) -> list[Run]:
+    losses = np.asarray(res["losses"])
+    scored = make_family(fcfg).scored_tasks
+    out = []
+    for e in range(losses.shape[1]):
+        gt = ground_truth(losses[:, e][:, scored], fcfg)
+        if name == "l1":
+            sig = np.asarray(res["ema_snapshots"])[:, e]
+        else:
+            sig = np.asarray(res["signals"][name])[:, e]
+        out.append(Run(sig, gt["starts"], gt["ends"], steps=losses.shape[0] - 1))
+    return out
+
+
+def detectors(cfg: EmergenceTransferConfig, tune_runs: dict[str, list[Run]]) -> dict[str, Any]:
+    """``name -> (signal kind, detect, grid)``: the emergence-cmsp grids plus the CUSUM."""
+    sig = tune_runs["signal"]
+    out = {n: ("signal", d, g) for n, (d, g) in scalar_detectors(cast(Any, cfg), sig).items()}
+    det_l1, grid_l1 = l1_detector(cast(Any, cfg), tune_runs["l1"])
+    out["l1"] = ("l1", det_l1, grid_l1)
+
+    def cusum(p: dict[str, Any], r: Run) -> list[int]:
+        det = SelfCalibratingCUSUM(p["drift"], p["arl"], p["window"], min(100, p["window"]),
+                                   refractory=cfg.refractory)  # fmt: skip
+        return online_events(det, r.signal)
+
+    grid = [{"drift": d, "arl": a, "window": w}
+            for d in (0.5, 1.0, 2.0) for a in (1e3, 1e4, 1e5) for w in (200, 1000)]  # fmt: skip
+    out["cusum"] = ("signal", cusum, grid)
+    out["cusum (untuned)"] = ("signal", cusum, [{"drift": 1.0, "arl": 1e4, "window": 500}])
+    return out
+
+
+def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
+    """Tune on each family's tuning seeds, score on every other family's scored seeds."""
+    fams = list(cfg.families)
+    runs = {
+        (f, phase, kind): _runs(done[f"{f}-{phase}"], cfg.for_family(f), name)
+        for f in fams
+        for phase in ("tune", "score")
+        for kind, name in (("signal", cfg.signal), ("l1", "l1"))
+    }
+    tuning = [f for f in fams if any(r.starts for r in runs[(f, "tune", "signal")])]
+    pairs: list[dict[str, Any]] = []
+    for t in tuning:
+        tr = {k: runs[(t, "tune", k)] for k in ("signal", "l1")}
+        for name, (kind, detect, grid) in detectors(cfg, tr).items():
+            best, _ = tune(detect, grid, tr[kind], max_lag=cfg.max_lag, before=cfg.before)
+            for s in fams:
+                if s == t:
+                    continue
+                sr = runs[(s, "score", kind)]
+                events = [detect(best, r) for r in sr]
+                pairs.append({"tuned_on": t, "scored_on": s, "detector": name,
+                              "params": best, "events": events})  # fmt: skip
+    return {"tuning_families": tuning, "pairs": pairs, "runs": runs}
+
+
+def summarise(out: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
+    """Pooled scores per (detector, scored family) over all tuning families, and 'all'."""
+    kw = {"max_lag": cfg.max_lag, "before": cfg.before}
+    by: dict[tuple[str, str], tuple[list[Any], list[Run]]] = {}
+    for p in out["pairs"]:
+        kind = "l1" if p["detector"] == "l1" else "signal"
+        runs = out["runs"][(p["scored_on"], "score", kind)]
+        for key in ((p["detector"], p["scored_on"]),) + (
+            ((p["detector"], "all"),) if p["scored_on"] != "null" else ()
+        ):
+            ev, rr = by.setdefault(key, ([], []))
+            ev += p["events"]
+            rr += runs
+    rows: dict[str, dict[str, Any]] = {}
+    for (det, fam), (ev, rr) in by.items():
+        s = pooled_score(ev, rr, **kw)
+        s.pop("per_run")
+        s["false_alarms_per_run"] = s["false_alarms"] / len(rr)
+        s["runs"] = len(rr)
+        rows.setdefault(det, {})[fam] = s
+    for fams in rows.values():
+        fams["targets"] = targets_met(fams.get("all"), fams.get("null"))
+    return rows
+
+
+def run(cfg: EmergenceTransferConfig, ctx: RunContext) -> dict[str, Any]:
+    tune_seeds = [cfg.tune_offset + i for i in range(cfg.tune_seeds)]
+    score_seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    phases = []
+    for f in cfg.families:
+        fcfg = cfg.for_family(f)
+        for phase, seeds in (("tune", tune_seeds), ("score", score_seeds)):
+
+            def train(resume: Any, checkpoint: Any, fcfg=fcfg, seeds=seeds, tag=f"{f}-{phase}"):
+                return train_mlp(fcfg, seeds, tag=tag, resume=resume, checkpoint=checkpoint,
+                                 log=ctx.log)  # fmt: skip
+
+            phases.append((f"{f}-{phase}", cfg.steps, train))
+    with torch_threads(cfg.threads):
+        done = run_phases(ctx, phases, desc="emergence-transfer phases")
+    out = lofo(done, cfg)
+    rows = summarise(out, cfg)
+    md = table(rows, list(cfg.families), out["tuning_families"])
+    ctx.write_text("table.md", md)
+    truths = _figures(done, out, cfg, ctx)
+    return {
+        "table": md,
+        "scores": rows,
+        "targets": TARGETS,
+        "tuning_families": out["tuning_families"],
+        "pairs": out["pairs"],
+        "transitions": truths,
+        "seeds": score_seeds,
+        "tune_seeds": tune_seeds,
+        "transition_rule": RULE.format(
+            high=cfg.high_bits,
+            low=cfg.low_bits,
+            onset=cfg.onset,
+            plateau=cfg.plateau,
+            gap=cfg.merge_gap,
+            before=cfg.before,
+            max_lag=cfg.max_lag,
+        ),
+        "family_presets": {f: FAMILY_PRESETS[f] for f in cfg.families},
+        "timings_s": {tag: done[tag]["seconds"] for tag, _, _ in phases},
+        "config": asdict(cfg),
+    }
+
+
+def _figures(
+    done: dict[str, Any], out: dict[str, Any], cfg: EmergenceTransferConfig, ctx: RunContext
+) -> dict[str, list[dict[str, Any]]]:
+    """One detection figure per family (its first two scored seeds, the events of the
+    detectors tuned on the first other tuning family); returns the ground truths."""
+    truths = {}
+    for f in cfg.families:
+        fcfg = cfg.for_family(f)
+        res = done[f"{f}-score"]
+        scored = make_family(fcfg).scored_tasks
+        losses = np.asarray(res["losses"])
+        truths[f] = [ground_truth(losses[:, e][:, scored], fcfg) for e in range(cfg.seeds)]
+        other = [t for t in out["tuning_families"] if t != f][:1]
+        dets = {
+            p["detector"]: {"per_run": [{"events": e} for e in p["events"]]}
+            for p in out["pairs"]
+            if p["scored_on"] == f and p["tuned_on"] in other
+        }
+        res_fig = {**res, "losses": losses[:, :, scored]}
+        fig = plot_detections(
+            res_fig, truths[f], {"signal": cfg.signal, "detectors": dets}, cfg,
+            task_names=_task_names(fcfg),
+        )  # fmt: skip
+        ctx.save_figure(fig, f"detections-{f}.png")
+    return truths
+
+
+def _task_names(fcfg: Any) -> list[str]:
+    fam = make_family(fcfg)
+    return [str(fam.tasks[i]) for i in fam.scored_tasks]
+
+
+EXPERIMENT = Experiment(
+    name="emergence-transfer",
+    description="Emergence detectors tuned on one task family, scored on the others (LOFO)",
+    defaults=EmergenceTransferConfig(),
+    run=run,
+    checkpoint_every=500,
+)
