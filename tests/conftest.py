@@ -121,6 +121,8 @@ def restore_plans() -> Iterator[list[tuple[Any, Any]]]:
     yield saved
     for plan, step in reversed(saved):
         plan.steps[0] = step
+
+
 #: The documented figures of the default story run (README, docs/story.md) on another
 #: machine, CPU or library build (float reductions in another order): accuracies, NLLs,
 #: their standard deviations and differences within STORY_ATOL_METRIC; shares in percent

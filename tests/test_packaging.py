@@ -268,6 +268,8 @@ def test_importing_a_folder_name_fails_at_once(statement: str, qsem_name: str) -
     first, loaded = proc.stdout.splitlines()
     assert first.startswith("ImportError import " + qsem_name + ",")
     assert loaded == "[]"  # nothing of the second copy stays loaded
+
+
 def test_notebook_front_end_is_installed_by_make_venv() -> None:
     """README says to open the notebooks with JupyterLab from ``.venv``: the ``notebook``
     extra (in ``all``, which ``make venv`` installs) brings it, pinned in constraints.txt,
