@@ -25,3 +25,12 @@ def test_readme_example_runs_and_prints_the_drawing_shown() -> None:
     drawing = re.search(r"```\n(0\(d3\).*?)```", README.read_text(), flags=re.S)
     assert drawing is not None
     assert out.getvalue().strip() == drawing.group(1).strip()
+
+
+def test_readme_interop_examples_run() -> None:
+    """The PennyLane-device and Qiskit/noise examples run as written."""
+    blocks = _blocks("python")[1:3]
+    assert len(blocks) == 2 and 'qml.device("qsem"' in blocks[0] and "EstimatorV2" in blocks[1]
+    for code in blocks:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, "README.md", "exec"), {})
