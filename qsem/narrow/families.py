@@ -46,9 +46,9 @@ from typing import Any
 
 import torch
 
+from qsem.checks import check_int, check_probability
 from qsem.circuits.errors import arg_error
 
-from ._checks import check_fraction, check_int
 from .cmsp import CMSP, make_generator
 
 __all__ = [
@@ -155,7 +155,7 @@ class ModularAddition:
         self, p: int, train_frac: float, *, split_seed: int = 0, full_batch: bool = True
     ) -> None:
         self.p = check_int("p", p, 2)
-        frac = check_fraction("train_frac", train_frac)
+        frac = check_probability("train_frac", train_frac)
         perm = torch.randperm(self.p * self.p, generator=make_generator(split_seed))
         n_train = round(frac * self.p * self.p)
         if not 0 < n_train < self.p * self.p:
