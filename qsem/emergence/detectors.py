@@ -106,7 +106,7 @@ def check_real(
     ``minimum``: the lower bound (excluded when ``strict``).
     """
     if isinstance(value, (torch.Tensor, np.ndarray)):
-        if value.size == 0 if isinstance(value, np.ndarray) else value.numel() != 1:
+        if (value.size if isinstance(value, np.ndarray) else value.numel()) != 1:
             raise arg_error(name, f"expected one number, got shape {tuple(value.shape)}")
         if isinstance(value, torch.Tensor) and value.is_complex():
             raise arg_error(name, "expected a real number, got a complex tensor", QsemTypeError)
