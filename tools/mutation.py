@@ -131,6 +131,7 @@ SHOW = """
 import sys
 from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
 for name in sys.argv[1:]:
+    print(f"# {name}")
     print(get_diff_for_mutant(name, path=find_mutant(name).path))
 """
 
