@@ -148,9 +148,9 @@ def test_superoperator_entries():
     s1 = superoperator(torch.as_tensor(kraus)).numpy()
     np.testing.assert_allclose(s1, sum(np.kron(k, k.conj()) for k in kraus), atol=ATOL_F64)
     # batched Kraus sets with per-element weights
-    kb, wb = _cmat(rng, 4, 2, 2, 2), rng.uniform(size=(4, 2))
+    kb, wb = _cmat(rng, 4, 3, 2, 2), rng.uniform(size=(4, 3))  # 3 operators of size 2
     sb = superoperator(torch.as_tensor(kb), torch.as_tensor(wb)).numpy()
-    ref = [sum(wb[i, k] * np.kron(kb[i, k], kb[i, k].conj()) for k in range(2)) for i in range(4)]
+    ref = [sum(wb[i, k] * np.kron(kb[i, k], kb[i, k].conj()) for k in range(3)) for i in range(4)]
     np.testing.assert_allclose(sb, np.stack(ref), atol=ATOL_F64)
 
 
@@ -165,10 +165,13 @@ class CountingWorkspace(Workspace):
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
+        self.storages: set[int] = set()
 
     def out(self, avoid, shape):
         self.calls += 1
-        return super().out(avoid, shape)
+        buf = super().out(avoid, shape)
+        self.storages.add(buf.untyped_storage().data_ptr())
+        return buf
 
 
 def _chain_reference(x: np.ndarray, segs: list[tuple[int, np.ndarray | None]]) -> np.ndarray:
@@ -220,7 +223,8 @@ def test_kron_chain_every_segment_kind(b, kinds, use_work):
     out = apply_kron_chain(xt, tsegs, work)
     np.testing.assert_allclose(out.numpy(), _chain_reference(x, segs), atol=ATOL_F64)
     if work is not None:
-        assert work.calls == len(segs)  # every segment wrote into a reused buffer
+        assert work.calls == len(segs)  # every segment wrote into a reused buffer ...
+        assert out.untyped_storage().data_ptr() in work.storages  # ... the last one included
     np.testing.assert_array_equal(xt.numpy(), x)  # the input is never overwritten
 
 
