@@ -221,6 +221,27 @@ def test_three_wire_permutation_on_a_large_register_gathers_locally():
     ]
 
 
+def test_local_permutations_on_a_23_qubit_register():
+    """D = 2^23 > the default ``full_perm_limit``: the simulator gathers on the gate's wires.
+
+    Only wires 0-2 are touched: the state is the 3-qubit reference state on the
+    leading wires times ``|0…0>`` on the other 20 (complex64, 64 MiB).
+    """
+    n = 23
+    small = Circuit.qubits(3).add(
+        RY(0.7, wires=0), H(wires=1), X(wires=2), CSWAP(wires=[0, 1, 2]), CNOT(wires=[2, 0])
+    )
+    big = Circuit.qubits(n).add(*small.ops)
+    assert [type(s).__name__ for s in compile_plan(big, "statevector").steps] == [
+        "FusedStep", "LocalPermutationStep", "LocalPermutationStep",
+    ]  # fmt: skip
+    psi = TorchSimulator("statevector").run(big).vector
+    ref = reference(small, {}, 1, False)[0]
+    lead = psi.reshape(8, -1)
+    np.testing.assert_allclose(lead[:, 0].numpy(), ref.numpy(), atol=1e-6)
+    assert float(lead[:, 1:].abs().max()) == 0.0
+
+
 # ---------------------------------------------------------------------------------
 # channels: mixtures and Kraus sets, factored and dense, batched
 # ---------------------------------------------------------------------------------
