@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from qsem.circuits.errors import QsemError, QsemTypeError, QsemValueError
-from qsem.edge import EventRecord, HistoryStore, HistoryStoreError, StepRecord
+from qsem.edge import APPLICATION_ID, EventRecord, HistoryStore, HistoryStoreError, StepRecord
 
 
 def _message(call, cls: type[QsemError] = HistoryStoreError) -> str:
@@ -240,3 +240,87 @@ def test_settings_reach_the_connection(tmp_path: Path) -> None:
         assert reader.writable is False
         assert reader.pragmas()["busy_timeout"] == 5000  # the default
         assert reader.pragmas()["journal_mode"] == "wal"
+
+
+def test_files_that_are_not_usable_stores(tmp_path: Path) -> None:
+    # an SQLite database with a header but no tables: a writer must not take it over
+    empty = tmp_path / "empty.sqlite"
+    con = sqlite3.connect(empty)
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    assert _message(lambda: HistoryStore(empty, writable=True)) == (
+        f"history store {empty}: an empty SQLite database that is not a qsem history store; "
+        "refusing to take it over"
+    )
+    for name, ddl, message in [
+        ("noversion", "CREATE TABLE users (x)", "no schema_version table"),
+        ("version0", "CREATE TABLE schema_version (version INTEGER)", "invalid schema version 0"),
+    ]:
+        path = tmp_path / f"{name}.sqlite"
+        con = sqlite3.connect(path)
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        con.execute(ddl)
+        con.commit()
+        con.close()
+        for writable in (False, True):
+            assert _message(lambda p=path, w=writable: HistoryStore(p, writable=w)) == (
+                f"history store {path}: {message}"
+            )
+    # SQLite cannot open the file, or cannot keep a WAL for it
+    missing_dir = tmp_path / "no-such-dir" / "h.sqlite"
+    assert _message(lambda: HistoryStore(missing_dir, writable=True)) == (
+        f"history store {missing_dir}: unable to open database file"
+    )
+    assert _message(lambda: HistoryStore(":memory:", writable=True)) == (
+        "history store :memory:: cannot switch to WAL (memory)"
+    )
+    HistoryStore(tmp_path / "ok.sqlite", writable=True).close()  # no writer slot was leaked
+
+
+def test_writer_slots_are_per_real_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    with HistoryStore(a, writable=True), HistoryStore(b, writable=True):  # two files: fine
+        link = tmp_path / "link.sqlite"
+        link.symlink_to(a)
+        for same in (link, tmp_path / "x" / ".." / "a.sqlite"):
+            assert _message(lambda p=same: HistoryStore(p, writable=True)) == (
+                f"history store {same}: already open for writing in this process "
+                "(one writer per process: share that HistoryStore)"
+            )
+
+
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    store = HistoryStore(path, writable=True)
+    store.close()
+    assert _message(store.users) == f"history store {path}: closed"
+    store.close()  # closing twice is harmless
+
+
+def test_a_reader_connection_is_read_only_at_the_sqlite_level(tmp_path: Path) -> None:
+    """Not only our own check: SQLite itself refuses a reader's writes (``mode=ro``)."""
+    path = tmp_path / "h.sqlite"
+    HistoryStore(path, writable=True).close()
+    with HistoryStore(path) as reader:
+        assert _message(lambda: reader.add_user("x")) == f"history store {path}: opened read-only"
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._db.execute("CREATE TABLE t (x)")
+
+
+@pytest.mark.parametrize(("wal", "message"), [(b"", "truncated"), (b"x", "malformed")])
+def test_a_wal_file_defers_the_size_check_only_when_it_holds_bytes(
+    tmp_path: Path, wal: bytes, message: str
+) -> None:
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.append_steps("u", [StepRecord(i, np.full(64, i, np.float64)) for i in range(40)])
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    Path(f"{path}-wal").write_bytes(wal)
+    # an empty WAL holds nothing to replay: the truncated file is refused as such; a
+    # non-empty one is left to SQLite's recovery, which here finds the file malformed
+    assert message in _message(lambda: HistoryStore(path).steps("u"))
