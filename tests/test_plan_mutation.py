@@ -41,6 +41,7 @@ from qsem.circuits import (
     Kraus,
     Parameter,
     ParameterVector,
+    PhaseDamping,
     TAdd,
     THadamard,
     TShift,
@@ -335,3 +336,60 @@ def test_chunked_batches(mode, dm_method, batch):
         values["p"] = torch.as_tensor(rng.uniform(0, 0.5, size=batch))
     with torch.no_grad():
         _check(c, values, mode, dm_method, batch)
+
+
+@pytest.mark.parametrize("dm_method", ["dense", "auto"])
+def test_channels_that_keep_rho_factored(dm_method):
+    """D = 12: a mixture, a Kraus set, a mixture again stay factored (rank 2, 4, 8) with
+    per-element weights; the fourth channel (rank 32 > 12) makes ρ dense."""
+    c = Circuit([2, 3, 2])
+    c.add(RY(Parameter("t"), wires=0), TRY(0.9, wires=1), H(wires=2))
+    c.add(BitFlip(Parameter("p"), wires=0))  # mixture, batched weights: rank 2
+    c.add(CNOT(wires=[0, 2]), TRY(Parameter("t"), wires=1))
+    c.add(PhaseDamping(Parameter("g"), wires=2))  # Kraus operators, batched: rank 4
+    c.add(RX(0.3, wires=0))
+    c.add(BitFlip(Parameter("p"), wires=2))  # a mixture after weights: rank 8
+    values = {
+        "t": torch.tensor([0.3, 1.2], dtype=F64),
+        "p": torch.tensor([0.1, 0.35], dtype=F64),
+        "g": torch.tensor([0.2, 0.6], dtype=F64),
+    }
+    _check(c, values, "density_matrix", dm_method, 2)
+    if dm_method == "auto":
+        state = TorchSimulator("density_matrix", dtype=C128).run(c, values)
+        assert state.rank == 8 and state.weights.shape == (2, 8)
+    c.add(Depolarizing(0.2, wires=0))  # rank 32 > D: dense from here
+    _check(c, values, "density_matrix", dm_method, 2)
+
+
+def test_kraus_channels_alone_turn_rho_dense_without_weights():
+    """Only Kraus operators (no weights): the factored ρ is densified from plain components."""
+    k0 = np.diag([1.0, np.sqrt(0.7)])
+    k1 = np.array([[0.0, np.sqrt(0.3)], [0.0, 0.0]])
+    c = Circuit.qubits(1).add(H(wires=0), Kraus([k0, k1], wires=0), RY(0.4, wires=0))
+    c.add(PhaseDamping(0.25, wires=0), RX(0.2, wires=0))  # rank 4 > D = 2: dense
+    for dm_method in ("auto", "dense"):
+        _check(c, {}, "density_matrix", dm_method, 1)
+    first = Circuit.qubits(1).add(H(wires=0), Kraus([k0, k1], wires=0))
+    state = TorchSimulator("density_matrix", dtype=C128).run(first)
+    assert state.rank == 2 and state.weights is None  # plain components, no weights
+
+
+@pytest.mark.parametrize("dm_method", ["dense", "auto"])
+def test_mixture_gradient_is_finite_at_zero_probability(dm_method):
+    """Mixtures enter through their weights, linear in p: d/dp at p = 0 is the forward
+    difference (exact for a linear map), not the infinite slope of sqrt(p) Kraus operators."""
+    c = Circuit([2, 3]).add(RY(0.7, wires=0), TRY(0.4, wires=1))
+    c.add(Depolarizing(Parameter("p"), wires=0), BitFlip(Parameter("p"), wires=0))
+    p = torch.tensor(0.0, dtype=F64, requires_grad=True)
+    rho = simulate(c, {"p": p}, "density_matrix", dm_method)
+    wts = torch.linspace(0.2, 1.0, 36, dtype=F64).reshape(6, 6)
+    (g,) = torch.autograd.grad((wts * rho.real).sum(), p)
+    h = 1e-3
+
+    def f(v: float) -> float:
+        return float((wts * reference(c, {"p": v}, 1, True)[0].real).sum())
+
+    # ρ(p) is quadratic in p (two channels): this one-sided difference is exact
+    forward = (4 * f(h) - 3 * f(0.0) - f(2 * h)) / (2 * h)
+    assert math.isfinite(float(g)) and abs(float(g) - forward) < 1e-8
