@@ -230,17 +230,25 @@ def test_local_permutations_on_a_23_qubit_register():
     """
     n = 23
     small = Circuit.qubits(3).add(
-        RY(0.7, wires=0), H(wires=1), X(wires=2), CSWAP(wires=[0, 1, 2]), CNOT(wires=[2, 0])
-    )
+        RY(Parameter("a"), wires=0), H(wires=1), X(wires=2), CSWAP(wires=[0, 1, 2]),
+        CNOT(wires=[2, 0]), RY(0.3, wires=2),
+    )  # fmt: skip
     big = Circuit.qubits(n).add(*small.ops)
     assert [type(s).__name__ for s in compile_plan(big, "statevector").steps] == [
-        "FusedStep", "LocalPermutationStep", "LocalPermutationStep",
+        "FusedStep", "LocalPermutationStep", "LocalPermutationStep", "FusedStep",
     ]  # fmt: skip
-    psi = TorchSimulator("statevector").run(big).vector
-    ref = reference(small, {}, 1, False)[0]
+    a = torch.tensor(0.7, dtype=torch.float32, requires_grad=True)
+    psi = TorchSimulator("statevector").run(big, {"a": a}).vector
     lead = psi.reshape(8, -1)
-    np.testing.assert_allclose(lead[:, 0].numpy(), ref.numpy(), atol=1e-6)
-    assert float(lead[:, 1:].abs().max()) == 0.0
+    a_ref = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    ref = reference(small, {"a": a_ref}, 1, False)[0]
+    np.testing.assert_allclose(lead[:, 0].detach().numpy(), ref.detach().numpy(), atol=1e-6)
+    assert float(lead[:, 1:].detach().abs().max()) == 0.0
+    # the gradient flows back through both local gathers
+    wts = torch.arange(1.0, 9.0)
+    (g,) = torch.autograd.grad((wts * lead[:, 0].abs() ** 2).sum(), a)
+    (g_ref,) = torch.autograd.grad((wts.to(F64) * ref.abs() ** 2).sum(), a_ref)
+    assert abs(float(g) - float(g_ref)) < 1e-5
 
 
 # ---------------------------------------------------------------------------------
@@ -345,7 +353,7 @@ def test_channels_that_keep_rho_factored(dm_method):
     c = Circuit([2, 3, 2])
     c.add(RY(Parameter("t"), wires=0), TRY(0.9, wires=1), H(wires=2))
     c.add(BitFlip(Parameter("p"), wires=0))  # mixture, batched weights: rank 2
-    c.add(CNOT(wires=[0, 2]), TRY(Parameter("t"), wires=1))
+    c.add(CNOT(wires=[0, 2]), TRY(Parameter("t"), wires=1), CRY(Parameter("t"), wires=[2, 0]))
     c.add(PhaseDamping(Parameter("g"), wires=2))  # Kraus operators, batched: rank 4
     c.add(RX(0.3, wires=0))
     c.add(BitFlip(Parameter("p"), wires=2))  # a mixture after weights: rank 8
@@ -393,3 +401,21 @@ def test_mixture_gradient_is_finite_at_zero_probability(dm_method):
     # ρ(p) is quadratic in p (two channels): this one-sided difference is exact
     forward = (4 * f(h) - 3 * f(0.0) - f(2 * h)) / (2 * h)
     assert math.isfinite(float(g)) and abs(float(g) - forward) < 1e-8
+
+
+@pytest.mark.parametrize(("mode", "dm_method"), MODES)
+def test_a_permutation_before_any_parameter_in_a_gradient_run(mode, dm_method):
+    """The first steps see a state that needs no gradient while the run does (no buffers)."""
+    c = Circuit([2, 3, 2]).add(CNOT(wires=[0, 2]), X(wires=0))
+    c.add(CNOT(wires=[0, 2]), TAdd(wires=[2, 1]), RY(Parameter("t"), wires=0))
+    c.add(TRY(Parameter("t"), wires=1), CNOT(wires=[0, 2]))
+    t = torch.tensor([0.4, 1.3], dtype=F64, requires_grad=True)
+    out = simulate(c, {"t": t}, mode, dm_method, levels=[1, 2, 0])
+    ref = reference(c, {"t": t}, 2, mode == "density_matrix", [1, 2, 0])
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), atol=1e-9)
+    wts = torch.linspace(0.1, 1.0, out[0].numel(), dtype=F64).reshape(out[0].shape)
+    (g,) = torch.autograd.grad((wts * out.abs() ** 2).sum(), t)
+    t2 = t.detach().clone().requires_grad_(True)
+    ref2 = reference(c, {"t": t2}, 2, mode == "density_matrix", [1, 2, 0])
+    (g_ref,) = torch.autograd.grad((wts * ref2.abs() ** 2).sum(), t2)
+    np.testing.assert_allclose(g.numpy(), g_ref.numpy(), atol=1e-9)
