@@ -33,6 +33,7 @@ from qsem.circuits import (
     SWAP,
     TRY,
     TRZ,
+    TSWAP,
     AmplitudeDamping,
     BitFlip,
     Circuit,
@@ -419,3 +420,33 @@ def test_a_permutation_before_any_parameter_in_a_gradient_run(mode, dm_method):
     ref2 = reference(c, {"t": t2}, 2, mode == "density_matrix", [1, 2, 0])
     (g_ref,) = torch.autograd.grad((wts * ref2.abs() ** 2).sum(), t2)
     np.testing.assert_allclose(g.numpy(), g_ref.numpy(), atol=1e-9)
+
+
+def test_density_matrix_permutation_above_the_flat_index_limit():
+    """D = 3^7 * 2 = 4374: D^2 > ``FLAT_DM_PERM_LIMIT`` (2^24), so a permutation of ρ
+    gathers rows then columns instead of one flat index (complex64, 153 MiB).
+
+    Only wires 0, 1, 5, 6 and 7 are touched; the others stay in |0>: ρ is the reference
+    ρ of those five wires, embedded at the indices where the untouched wires are 0.
+    """
+    dims = [3] * 7 + [2]
+    ops = [THadamard(wires=0), RY(0.6, wires=7), TRY(0.8, wires=6),
+           TAdd(wires=[0, 1]), TSWAP(wires=[1, 6]), TAdd(wires=[6, 5])]  # fmt: skip
+    big = Circuit(dims).add(*ops)
+    kinds = [type(s).__name__ for s in compile_plan(big, "density_matrix").steps]
+    assert kinds == ["FusedStep", "PermutationStep"]
+    wires = [0, 1, 5, 6, 7]
+    small = Circuit([dims[w] for w in wires]).add(
+        THadamard(wires=0), RY(0.6, wires=4), TRY(0.8, wires=3),
+        TAdd(wires=[0, 1]), TSWAP(wires=[1, 3]), TAdd(wires=[3, 2]),
+    )  # fmt: skip
+    ref = reference(small, {}, 1, True)[0].numpy()
+    with torch.no_grad():
+        rho = TorchSimulator("density_matrix", dm_method="dense").run(big).density_matrix
+    digits = np.array(np.unravel_index(np.arange(small.dim), [dims[w] for w in wires]))
+    full = np.zeros((len(dims), small.dim), dtype=np.int64)
+    full[wires] = digits
+    idx = torch.as_tensor(np.ravel_multi_index(tuple(full), dims))
+    block = rho[idx][:, idx]
+    np.testing.assert_allclose(block.numpy(), ref, atol=2e-6)
+    assert abs(float(rho.abs().sum()) - float(block.abs().sum())) < 1e-3  # nothing elsewhere
