@@ -324,3 +324,38 @@ def test_a_wal_file_defers_the_size_check_only_when_it_holds_bytes(
     # an empty WAL holds nothing to replay: the truncated file is refused as such; a
     # non-empty one is left to SQLite's recovery, which here finds the file malformed
     assert message in _message(lambda: HistoryStore(path).steps("u"))
+
+
+def test_a_busy_database_names_the_path(tmp_path: Path) -> None:
+    """Another connection holds the write lock: a one-line store error, not sqlite3's."""
+    path = tmp_path / "h.sqlite"
+    HistoryStore(path, writable=True).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with HistoryStore(path, writable=True, busy_timeout_ms=0) as store:
+        assert _message(lambda: store.append_steps("u", [StepRecord(0, np.zeros(2))])) == (
+            f"history store {path}: database is locked"
+        )
+        other.execute("ROLLBACK")
+        other.close()
+        store.append_steps("u", [StepRecord(0, np.zeros(2))])  # free again
+        assert [r.step for r in store.steps("u")] == [0]
+
+
+def test_a_write_into_a_damaged_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.append_steps("u", [StepRecord(i, np.full(64, i, np.float64)) for i in range(40)])
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    last = len(data) // page - 1
+    data[last * page : last * page + 12] = b"\xa5" * 12
+    path.write_bytes(bytes(data))
+    with HistoryStore(path, writable=True, check=False) as store:
+        more = [StepRecord(100 + i, np.zeros(64)) for i in range(50)]
+        assert _message(lambda: store.append_steps("u", more)) == (
+            f"history store {path}: database disk image is malformed"
+        )

@@ -506,7 +506,10 @@ class _Txn:
         self.conn, self.path = conn, path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:  # e.g. "database is locked" by another writer
+            raise HistoryStoreError(f"history store {self.path}: {exc}") from None
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
