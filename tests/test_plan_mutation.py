@@ -145,16 +145,23 @@ def test_mixed_dimension_layers(mode, dm_method, max_block_dim, levels):
 
 @pytest.mark.parametrize(("mode", "dm_method"), MODES)
 def test_batched_vector_parameters_strided_unordered_scaled(mode, dm_method):
-    w = ParameterVector("w", 9)
+    w, u = ParameterVector("w", 9), ParameterVector("u", 2)
     c = Circuit.qubits(4)
     c.add(*[RY(w[2 * i], wires=i) for i in range(4)])  # indices 0, 2, 4, 6: stride 2
     c.add(*[RZ(w[i], wires=i) for i in (3, 1, 0, 2)])  # wires 0..3 get w[0..3]: stride 1
     c.add(*[RX(w[i], wires=k) for k, i in enumerate((8, 1, 5, 3))])  # unordered
     c.add(*[RY(0.5 * w[i], wires=i) for i in range(4)])  # scaled
+    # the same vector at different scales, and two vectors, at one depth (rows below)
     c.add(RY(w[7], wires=0), RY(Parameter("a"), wires=1), RY(2 * w[7], wires=2))  # mixed
     c.add(CNOT(wires=[0, 1]), CNOT(wires=[2, 3]))
     c.add(*[RX(w[4], wires=i) for i in range(4)])  # one index repeated
-    values = {"w": torch.linspace(0.1, 2.9, 27, dtype=F64).reshape(3, 9), "a": 0.7}
+    c.add(RY(w[1], wires=0), RY(2 * w[2], wires=1), RY(w[3], wires=2), RY(w[4], wires=3))
+    c.add(RX(w[1], wires=0), RX(u[0], wires=1), RX(w[2], wires=2), RX(u[1], wires=3))
+    values = {
+        "w": torch.linspace(0.1, 2.9, 27, dtype=F64).reshape(3, 9),
+        "u": torch.tensor([[0.3, -0.4]] * 3, dtype=F64),
+        "a": 0.7,
+    }
     _check(c, values, mode, dm_method, 3)
 
 
