@@ -157,12 +157,15 @@ def test_batched_vector_parameters_strided_unordered_scaled(mode, dm_method):
     c.add(*[RX(w[4], wires=i) for i in range(4)])  # one index repeated
     c.add(RY(w[1], wires=0), RY(2 * w[2], wires=1), RY(w[3], wires=2), RY(w[4], wires=3))
     c.add(RX(w[1], wires=0), RX(u[0], wires=1), RX(w[2], wires=2), RX(u[1], wires=3))
+    c.add(*[RY(w[i], wires=k) for k, i in enumerate((1, 2, 4, 5))])  # increasing, no stride
     values = {
         "w": torch.linspace(0.1, 2.9, 27, dtype=F64).reshape(3, 9),
         "u": torch.tensor([[0.3, -0.4]] * 3, dtype=F64),
         "a": 0.7,
     }
     _check(c, values, mode, dm_method, 3)
+    one = {"w": values["w"][:1], "u": values["u"][:1], "a": 0.7}  # a batch of one
+    _check(c, one, mode, dm_method, 1)
 
 
 def test_plan_structure_of_a_fused_layer():
@@ -457,3 +460,15 @@ def test_density_matrix_permutation_above_the_flat_index_limit():
     block = rho[idx][:, idx]
     np.testing.assert_allclose(block.numpy(), ref, atol=2e-6)
     assert abs(float(rho.abs().sum()) - float(block.abs().sum())) < 1e-3  # nothing elsewhere
+
+
+def test_float64_vectors_bound_into_a_complex64_simulator():
+    """Bound vectors are cast to the simulator's real dtype: the state stays complex64."""
+    w = ParameterVector("w", 3)
+    c = Circuit.qubits(3).add(*[RY(w[i], wires=i) for i in range(3)], CNOT(wires=[0, 1]))
+    c.add(*[RZ(w[i], wires=i) for i in range(3)])
+    values = {"w": torch.tensor([[0.3, -1.1, 2.0], [0.9, 0.2, -0.4]], dtype=F64)}
+    psi = TorchSimulator("statevector").run(c, values).vector
+    assert psi.dtype == torch.complex64
+    ref = reference(c, values, 2, False)
+    np.testing.assert_allclose(psi.numpy(), ref.numpy(), atol=1e-6)
