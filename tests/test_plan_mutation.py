@@ -472,3 +472,14 @@ def test_float64_vectors_bound_into_a_complex64_simulator():
     assert psi.dtype == torch.complex64
     ref = reference(c, values, 2, False)
     np.testing.assert_allclose(psi.numpy(), ref.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("mode", "dm_method"), MODES)
+def test_interleaved_gate_kinds_at_one_depth(mode, dm_method):
+    """Groups of one kind are evaluated together, then put back in wire order."""
+    c = Circuit.qubits(4).add(H(wires=0), H(wires=1), H(wires=2), H(wires=3))
+    c.add(CNOT(wires=[0, 1]))  # the next layer is not the first one
+    c.add(RY(Parameter("a"), wires=0), RX(Parameter("b"), wires=1), RY(0.9, wires=2))
+    c.add(RZ(0.4, wires=3), RX(0.2, wires=0), RY(Parameter("a"), wires=2))  # wire 1 skips
+    _check(c, {"a": torch.tensor(0.35, dtype=F64), "b": torch.tensor(-1.2, dtype=F64)},
+           mode, dm_method, 1)  # fmt: skip
