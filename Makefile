@@ -6,6 +6,8 @@
 #                  strict docs build (slow studies excluded)
 #   make studies   the slow-marked studies
 #   make lint      ruff check, ruff format --check, mypy
+#   make mutation  mutation testing (mutmut) of four core modules, each against its own tests
+#                  (docs/testing.md); reports in build/mutation/. MUTATION_ARGS='kernels' for one
 #   make format    ruff format + ruff check --fix
 #   make bench     benchmarks/run_all.py
 #   make gpu-check CUDA tests + GPU-size workloads, CUDA vs CPU (benchmarks/gpu_check.py)
@@ -27,7 +29,7 @@ PIP_FLAGS := --progress-bar off --disable-pip-version-check
 # extra arguments for pytest, e.g. `make test PYTEST_ARGS='-k swap -x'`
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test studies lint format bench gpu-check docs clean distclean
+.PHONY: help venv run test studies lint format mutation bench gpu-check docs clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -88,6 +90,11 @@ lint: venv
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Not part of `make test`: about 10-30 minutes on 2 cores. Fails when a module scores < 90 %.
+MUTATION_ARGS ?=
+mutation: venv
+	nice -n 5 $(PY) tools/mutation.py $(MUTATION_ARGS)
 
 # --- benchmarks / docs --------------------------------------------------------
 

@@ -102,7 +102,7 @@ def check_real(
     bound (included).
     """
     if isinstance(value, (torch.Tensor, np.ndarray)):
-        if value.size == 0 if isinstance(value, np.ndarray) else value.numel() != 1:
+        if (value.size if isinstance(value, np.ndarray) else value.numel()) != 1:
             fail(name, f"expected one number, got shape {tuple(value.shape)}", config=config)
         if isinstance(value, torch.Tensor) and value.is_complex():
             fail(name, "expected a real number, got a complex tensor", config=config,

@@ -1,0 +1,231 @@
+"""Mutation testing of selected modules with mutmut (``make mutation``).
+
+mutmut names a mutant after the file's path (``src/qsem/simulators/kernels.py`` ->
+``qsem.simulators.kernels``) and activates it only inside the module of that name.
+In this repository ``simulators/`` and ``circuits/`` are installed as
+``qsem.simulators`` / ``qsem.circuits`` (``[tool.setuptools] package-dir``), so a
+mutmut run at the repository root would name the mutants ``simulators.kernels``
+and no test, which imports ``qsem.simulators.kernels``, would ever see them.
+
+This driver therefore builds, per module, a scratch project under
+``build/mutation/<name>/`` that mirrors the *installed* layout::
+
+    src/qsem/...                  (copy of qsem/)
+    src/qsem/circuits/...         (copy of circuits/)
+    src/qsem/simulators/...       (copy of simulators/)
+    tests/...                     (copy of tests/)
+    pyproject.toml                ([tool.mutmut] + a minimal [tool.pytest.ini_options])
+
+and runs ``mutmut run`` there with only that module mutated and only the test
+files the module needs selected. mutmut puts ``mutants/src`` first on
+``sys.path``, so ``import qsem`` finds the mutated copy before the editable
+install's finder (which setuptools appends to ``sys.meta_path``).
+
+Usage::
+
+    .venv/bin/python tools/mutation.py                 # all modules
+    .venv/bin/python tools/mutation.py kernels store   # some of them
+    .venv/bin/python tools/mutation.py --list          # modules and their tests
+
+Per module it writes ``build/mutation/<name>.log`` (mutmut's output),
+``build/mutation/<name>.survivors.txt`` (the diff of every mutant not killed)
+and ``build/mutation/<name>.json`` (counts, score, time, survivor names).
+Exit status 1 when a module's score is below ``--min-score`` (default 90).
+
+This file is a developer tool: the package never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "mutation"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module to mutate and the test files that exercise it."""
+
+    source: str  # path in the repository
+    installed: str  # path under src/ in the scratch project (the import name)
+    tests: tuple[str, ...]
+
+
+TARGETS: dict[str, Target] = {
+    "kernels": Target(
+        "simulators/kernels.py",
+        "src/qsem/simulators/kernels.py",
+        ("tests/test_fused_kernels.py", "tests/test_kernels_mutation.py"),
+    ),
+    "plan": Target(
+        "simulators/plan.py",
+        "src/qsem/simulators/plan.py",
+        ("tests/test_fused_kernels.py", "tests/test_plan_mutation.py"),
+    ),
+    "detectors": Target(
+        "qsem/emergence/detectors.py",
+        "src/qsem/emergence/detectors.py",
+        ("tests/test_emergence_detectors.py", "tests/test_detectors_mutation.py"),
+    ),
+    "store": Target(
+        "qsem/edge/store.py",
+        "src/qsem/edge/store.py",
+        (
+            "tests/test_edge_store.py",
+            "tests/test_store_mutation.py",
+            # the deterministic crash state (the other crash tests run writers in
+            # subprocesses, which import the installed, unmutated package)
+            "tests/test_edge_crash.py::test_a_checkpoint_killed_after_page_one_recovers_from_the_wal",
+        ),
+    ),
+}
+
+PYPROJECT = """\
+[tool.mutmut]
+source_paths = ["src/qsem"]
+only_mutate = [{only}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", "-q"]
+pytest_add_cli_args_test_selection = [{tests}]
+use_git_change_detection = false
+
+[tool.pytest.ini_options]
+markers = [
+    "slow: long studies, excluded from the default suite",
+    "gpu: needs CUDA; skipped where there is none",
+]
+addopts = "-m 'not slow' --strict-markers"
+filterwarnings = ["ignore::DeprecationWarning:pennylane.*", "ignore::DeprecationWarning:qiskit.*"]
+"""
+
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
+
+
+def _quoted(items: list[str]) -> str:
+    return ", ".join(json.dumps(i) for i in items)
+
+
+def prepare(name: str, target: Target) -> tuple[Path, list[str]]:
+    """Build the scratch project of one module; returns its folder and the selected tests."""
+    work = BUILD / name
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "src").mkdir(parents=True)
+    shutil.copytree(ROOT / "qsem", work / "src" / "qsem", ignore=IGNORE)
+    shutil.copytree(ROOT / "circuits", work / "src" / "qsem" / "circuits", ignore=IGNORE)
+    shutil.copytree(ROOT / "simulators", work / "src" / "qsem" / "simulators", ignore=IGNORE)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=IGNORE)
+    tests = [t for t in target.tests if (ROOT / t.split("::")[0]).exists()]
+    (work / "pyproject.toml").write_text(
+        PYPROJECT.format(only=_quoted([target.installed]), tests=_quoted(tests))
+    )
+    return work, tests
+
+
+SHOW = """
+import sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+for name in sys.argv[1:]:
+    print(f"# {name}")
+    print(get_diff_for_mutant(name, path=find_mutant(name).path))
+"""
+
+SPINNER = re.compile(r"^.*[\u2800-\u28ff] ?")
+
+
+def _survivor_diffs(work: Path, env: dict[str, str]) -> tuple[list[str], str]:
+    """Names of the mutants not killed, and a report with each one's diff."""
+    mutmut = str(BIN / "mutmut")
+    out = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True)
+    names = [m.group(1) for m in re.finditer(r"^\s*(\S+__mutmut_\d+): ", out.stdout, re.M)]
+    show = subprocess.run(
+        [sys.executable, "-c", SHOW, *names], cwd=work, env=env, capture_output=True, text=True
+    )
+    return names, out.stdout + "\n" + show.stdout + show.stderr
+
+
+def _clean_log(raw: Path, log: Path) -> None:
+    """mutmut's log without its spinner frames (the last frame of each line is kept)."""
+    lines = raw.read_text(errors="replace").splitlines()
+    log.write_text("\n".join(SPINNER.sub("", line) for line in lines) + "\n")
+
+
+def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
+    """Mutate one module and return its counts and score."""
+    work, tests = prepare(name, target)
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("MUTANT_UNDER_TEST", None)
+    raw = work / "mutmut.log"
+    start = time.monotonic()
+    with raw.open("w") as fh:
+        cmd = [str(BIN / "mutmut"), "run", "--max-children", str(max_children)]
+        rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - start
+    _clean_log(raw, BUILD / f"{name}.log")
+    subprocess.run(
+        [str(BIN / "mutmut"), "export-cicd-stats"], cwd=work, env=env, capture_output=True
+    )
+    stats_file = work / "mutants" / "mutmut-cicd-stats.json"
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    survivors, report = _survivor_diffs(work, env)
+    (BUILD / f"{name}.survivors.txt").write_text(report)
+    killed = int(stats.get("killed", 0))
+    total = int(stats.get("total", 0))
+    # Timeouts count as killed (the mutant made the tests hang); "no tests" count as survived.
+    caught = killed + int(stats.get("timeout", 0))
+    score = 100.0 * caught / total if total else 0.0
+    return {
+        "module": target.source,
+        "tests": tests,
+        "mutmut_rc": rc,
+        "seconds": round(seconds, 1),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "score": round(score, 1),
+        "survivors": survivors,
+        **stats,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(TARGETS))
+    parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
+    parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, t in TARGETS.items():
+            print(f"{name:10s} {t.source}: {' '.join(t.tests)}")
+        return 0
+    unknown = [m for m in args.modules if m not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(TARGETS)}")
+    BUILD.mkdir(parents=True, exist_ok=True)
+    ok = True
+    for name in args.modules or list(TARGETS):
+        result = run_one(name, TARGETS[name], args.max_children)
+        (BUILD / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(
+            f"{name}: {result['score']} % ({result.get('killed')} killed, "
+            f"{result.get('survived')} survived, {result.get('no_tests')} untested, "
+            f"{result.get('timeout')} timeout of {result.get('total')}) "
+            f"in {result['seconds']} s; survivors: {BUILD / (name + '.survivors.txt')}"
+        )
+        ok = ok and result["mutmut_rc"] == 0 and float(result["score"]) >= args.min_score  # type: ignore[arg-type]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
