@@ -123,7 +123,7 @@ def test_checkpoint_format():
     """The state is plain data with these keys: checkpoints written today stay readable."""
     f = FixedThreshold(0.5, refractory=1)
     run(f, [1.0, 0.0])
-    assert f.state_dict() == {"name": "fixed", "last_step": 1, "last_event": 0}
+    assert f.state_dict() == {"name": "frobenius", "last_step": 1, "last_event": 0}
     a = AdaptiveThreshold(k=1.0, window=2, min_history=1)
     # step 1: threshold 1 + 1 * 0 = 1 < 2; step 2: 1.5 + 1.4826 * 0.5 = 2.24 < 3
     assert run(a, [1.0, 2.0, 3.0]) == [1, 2]
@@ -414,7 +414,7 @@ def test_load_state_dict_refusals():
     assert str(info.value) == "argument 'd': expected a dict, got list"
     with pytest.raises(QsemValueError) as info:
         det.load_state_dict(ZeroDetector().state_dict())
-    assert str(info.value) == "argument 'd': a state of 'zero', this detector is 'fixed'"
+    assert str(info.value) == "argument 'd': a state of 'zero', this detector is 'frobenius'"
 
 
 # ---------------------------------------------------------------------------------
@@ -430,7 +430,7 @@ def test_event_as_dict_is_json_ready():
     assert FixedThreshold(0.0).update(1, 2.0).as_dict() == {
         "step": 1,
         "value": 2.0,
-        "detector": "fixed",
+        "detector": "frobenius",
         "low": None,
         "high": None,
     }

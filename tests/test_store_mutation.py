@@ -188,7 +188,7 @@ def test_records_and_values_are_refused_naming_the_argument(tmp_path: Path) -> N
         assert str(info.value) == "argument 'records': expected StepRecord, got tuple"
         bf16 = torch.zeros(2, dtype=torch.bfloat16)
         assert _message(lambda: store.append_steps("u", [StepRecord(0, bf16)]), QsemValueError) == (
-            "argument 'phi': bfloat16 has no lossless NumPy dtype; convert it first"
+            "argument 'records[0].phi': bfloat16 has no lossless NumPy dtype; convert it first"
         )
         assert _message(lambda: store.set_param("u", "w", bf16), QsemValueError) == (
             "argument 'value': bfloat16 has no lossless NumPy dtype; convert it first"
@@ -238,7 +238,7 @@ def test_settings_reach_the_connection(tmp_path: Path) -> None:
         assert store.writable is True and store.path == str(path)
     with HistoryStore(str(path)) as reader:  # a str path works as a PathLike one does
         assert reader.writable is False
-        assert reader.pragmas()["busy_timeout"] == 5000  # the default
+        assert reader.pragmas()["busy_timeout"] == 30000  # the default
         assert reader.pragmas()["journal_mode"] == "wal"
 
 
@@ -255,7 +255,11 @@ def test_files_that_are_not_usable_stores(tmp_path: Path) -> None:
     )
     for name, ddl, message in [
         ("noversion", "CREATE TABLE users (x)", "no schema_version table"),
-        ("version0", "CREATE TABLE schema_version (version INTEGER)", "invalid schema version 0"),
+        (
+            "version0",
+            "CREATE TABLE schema_version (version INTEGER)",
+            "invalid schema_version table (0 rows, expected 1)",
+        ),
     ]:
         path = tmp_path / f"{name}.sqlite"
         con = sqlite3.connect(path)
@@ -270,7 +274,7 @@ def test_files_that_are_not_usable_stores(tmp_path: Path) -> None:
     # SQLite cannot open the file, or cannot keep a WAL for it
     missing_dir = tmp_path / "no-such-dir" / "h.sqlite"
     assert _message(lambda: HistoryStore(missing_dir, writable=True)) == (
-        f"history store {missing_dir}: unable to open database file"
+        f"history store {missing_dir}: cannot create it: no such folder {missing_dir.parent}"
     )
     assert _message(lambda: HistoryStore(":memory:", writable=True)) == (
         "history store :memory:: cannot switch to WAL (memory)"
@@ -308,7 +312,7 @@ def test_a_reader_connection_is_read_only_at_the_sqlite_level(tmp_path: Path) ->
             reader._db.execute("CREATE TABLE t (x)")
 
 
-@pytest.mark.parametrize(("wal", "message"), [(b"", "truncated"), (b"x", "malformed")])
+@pytest.mark.parametrize(("wal", "message"), [(b"", "truncated"), (b"x", "truncated")])
 def test_a_wal_file_defers_the_size_check_only_when_it_holds_bytes(
     tmp_path: Path, wal: bytes, message: str
 ) -> None:
@@ -321,8 +325,8 @@ def test_a_wal_file_defers_the_size_check_only_when_it_holds_bytes(
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     Path(f"{path}-wal").write_bytes(wal)
-    # an empty WAL holds nothing to replay: the truncated file is refused as such; a
-    # non-empty one is left to SQLite's recovery, which here finds the file malformed
+    # neither an empty WAL nor one byte of one holds a frame SQLite would replay (the
+    # store reads the WAL header before any connection): the truncated file is refused
     assert message in _message(lambda: HistoryStore(path).steps("u"))
 
 
@@ -334,7 +338,9 @@ def test_a_busy_database_names_the_path(tmp_path: Path) -> None:
     other.execute("BEGIN IMMEDIATE")
     with HistoryStore(path, writable=True, busy_timeout_ms=0) as store:
         assert _message(lambda: store.append_steps("u", [StepRecord(0, np.zeros(2))])) == (
-            f"history store {path}: database is locked"
+            f"history store {path}: database is locked: another connection held a lock on it "
+            "longer than the busy_timeout_ms=0 wait; try again when it is done, or open the "
+            "store with a larger busy_timeout_ms"
         )
         other.execute("ROLLBACK")
         other.close()
