@@ -35,11 +35,19 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 # --- sweep --metric ---------------------------------------------------------------------
 
 
-def test_unknown_metric_refused_before_any_trial(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_unknown_metric_refused_before_any_trial(tmp_path: Path, capsys, name: str) -> None:
+    """Every experiment declares its results (the runner fails a run whose results differ,
+    so each experiment's own tests check its declaration)."""
+    exp = EXPERIMENTS[name]
+    assert exp.results, f"{name} declares no Experiment.results"
     out = tmp_path / "sw"
-    assert main(["sweep", "demo", "--seeds", "0-1", "--metric", "nope", "--out", str(out)]) == 2
+    assert main(["sweep", name, "--seeds", "0-1", "--metric", "nope", "--out", str(out)]) == 2
     line = _one_error_line(capsys)
-    assert "--metric 'nope'" in line and "test_accuracy" in line
+    assert "--metric 'nope'" in line and ", ".join(exp.results) in line
+    # a nested name ("a.b") is checked up front by its top-level part
+    assert main(["sweep", name, "--seeds", "0-1", "--metric", "nope.x", "--out", str(out)]) == 2
+    assert "--metric 'nope.x'" in _one_error_line(capsys)
     assert not out.exists()  # nothing ran, nothing was made
 
 

@@ -13,7 +13,7 @@ import pickle
 import random
 import runpy
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -642,6 +642,21 @@ def test_experiment_must_return_a_dict(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="returned list, expected a dict"):
         run_experiment(exp, out=tmp_path / "r")
     assert json.loads((tmp_path / "r" / "run_info.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("declared", "fragment"),
+    [(("total",), r"undeclared \['steps'\]"), (("total", "steps", "mean"), r"missing \['mean'\]")],
+)
+def test_declared_results_must_match(
+    tmp_path: Path, declared: tuple[str, ...], fragment: str
+) -> None:
+    exp = replace(make_counter(), results=declared)
+    with pytest.raises(RuntimeError, match=fragment):
+        run_experiment(exp, out=tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "run_info.json").read_text())["status"] == "failed"
+    ok = replace(make_counter(), results=("steps", "total"))
+    assert set(run_experiment(ok, out=tmp_path / "ok").results) == {"steps", "total"}
 
 
 def test_checkpoint_every_zero_writes_only_forced(tmp_path: Path) -> None:

@@ -94,3 +94,34 @@ def test_ctrl_c_while_qsem_run_starts_prints_no_traceback(tmp_path: Path) -> Non
     code, err = _interrupt(tmp_path, ["run", "demo", "--out", "r"], None)
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err, err
+
+
+DASK_SWEEP = [
+    "sweep",
+    "demo",
+    "--seeds",
+    "0-3",
+    "--cluster",
+    "local:2",
+    "epochs=200",
+    "--out",
+    "sw",
+]
+
+
+@pytest.mark.parametrize(
+    "wait_for", ["to run on local Dask cluster", "[1/4] done"], ids=["cluster-up", "after-a-trial"]
+)
+def test_ctrl_c_in_a_local_dask_sweep_prints_no_traceback(tmp_path: Path, wait_for: str) -> None:
+    """The Dask workers' event loops printed two tracebacks each before their SIGINT was
+    ignored (the driver closes the cluster); the sweep resumes to the end."""
+    pytest.importorskip("distributed")
+    code, err = _interrupt(tmp_path, DASK_SWEEP, wait_for)
+    assert code == 130, err
+    assert "Traceback" not in err and "--resume" in err, err
+    again = subprocess.run(
+        [sys.executable, "-m", "qsem", *DASK_SWEEP], env=ENV, cwd=tmp_path, text=True,
+        capture_output=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert "4 of 4 trials done" in again.stdout

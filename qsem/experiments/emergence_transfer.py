@@ -351,4 +351,18 @@ EXPERIMENT = Experiment(
     defaults=EmergenceTransferConfig(),
     run=run,
     checkpoint_every=500,
+    results=(
+        "table",
+        "scores",
+        "targets",
+        "tuning_families",
+        "pairs",
+        "transitions",
+        "seeds",
+        "tune_seeds",
+        "transition_rule",
+        "family_presets",
+        "timings_s",
+        "config",
+    ),
 )

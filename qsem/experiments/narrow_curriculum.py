@@ -309,4 +309,16 @@ EXPERIMENT = Experiment(
     defaults=CurriculumConfig(),
     run=run,
     checkpoint_every=1000,
+    results=(
+        "broad_converged",
+        "narrow_converged",
+        "seeds",
+        "broad_convergence_steps",
+        "narrow_convergence_steps",
+        "broad",
+        "narrow",
+        "paper",
+        "config",
+        "table",
+    ),
 )

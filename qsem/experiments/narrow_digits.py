@@ -353,4 +353,17 @@ EXPERIMENT = Experiment(
     description="even digits: scratch vs distillation vs group-lasso vs attribution pruning",
     defaults=DigitsConfig(),
     run=run,
+    results=(
+        "median_samples",
+        "seeds_reached",
+        "cap_for_unreached",
+        "mean_log10_samples",
+        "ordering_pruning_lt_distill_lt_scratch",
+        "ordering_per_size",
+        "dataset",
+        "per_seed",
+        "paper",
+        "config",
+        "table",
+    ),
 )

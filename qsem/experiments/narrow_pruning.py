@@ -352,4 +352,17 @@ EXPERIMENT = Experiment(
     description="CMSP: ablation pruning curves, recovery, off-target relearning, group lasso",
     defaults=PruningConfig(),
     run=run,
+    results=(
+        "per_width",
+        "max_sparsity_recovered_unregularised",
+        "max_sparsity_recovered_group_lasso",
+        "max_sparsity_no_recovery_group_lasso",
+        "reference_width",
+        "offtarget_B_accuracy_after_group_lasso",
+        "offtarget_B_at_chance_after_group_lasso",
+        "offtarget_B_relearned_after_group_lasso",
+        "paper",
+        "config",
+        "table",
+    ),
 )

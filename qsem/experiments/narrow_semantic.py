@@ -434,4 +434,18 @@ EXPERIMENT = Experiment(
     defaults=SemanticNarrowConfig(),
     run=run,
     checkpoint_every=1,
+    results=(
+        "median_samples",
+        "seeds_reached",
+        "cap_for_unreached",
+        "mean_log10_samples",
+        "ordering_pruning_lt_distill_lt_scratch",
+        "ordering_per_size",
+        "models",
+        "teacher",
+        "per_seed",
+        "paper",
+        "config",
+        "table",
+    ),
 )

@@ -338,4 +338,15 @@ EXPERIMENT = Experiment(
     "both evaluated on Aer with that noise",
     defaults=NoisyTrainingConfig(),
     run=run,
+    results=(
+        "backend",
+        "device_qubit",
+        "circuit_ops",
+        "noisy_circuit_channels",
+        "seeds",
+        "per_seed",
+        "summary",
+        "tests_noise_aware_minus_noiseless",
+        "wall_seconds",
+    ),
 )

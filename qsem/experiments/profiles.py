@@ -204,4 +204,11 @@ EXPERIMENT = Experiment(
     defaults=ProfilesConfig(),
     run=run,
     checkpoint_every=1,
+    results=(
+        "rows",
+        "n_train",
+        "n_test",
+        "epochs",
+        "best_profile",
+    ),
 )

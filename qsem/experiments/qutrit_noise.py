@@ -216,4 +216,14 @@ EXPERIMENT = Experiment(
     description="the qutrit head's calibration advantage over softmax under transmon noise",
     defaults=QutritNoiseConfig(),
     run=run,
+    results=(
+        "task",
+        "seeds",
+        "strengths",
+        "widths",
+        "summary",
+        "tests_qutrit_minus_softmax",
+        "per_seed",
+        "wall_seconds",
+    ),
 )

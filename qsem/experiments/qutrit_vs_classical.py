@@ -460,4 +460,15 @@ EXPERIMENT = Experiment(
     description="softmax(3) vs one-qutrit vs two-qubit readout at matched budgets, 4 tasks",
     defaults=QvCConfig(),
     run=run,
+    results=(
+        "n_seeds",
+        "seeds",
+        "tasks",
+        "heads",
+        "summary",
+        "tests",
+        "per_seed",
+        "two_qubit_readout",
+        "wall_seconds",
+    ),
 )

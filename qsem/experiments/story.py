@@ -278,4 +278,16 @@ EXPERIMENT = Experiment(
     defaults=StoryConfig(),
     run=run,
     checkpoint_every=1,
+    results=(
+        "summary",
+        "distill_per_seed",
+        "emergence_events",
+        "head_comparison",
+        "personalisation",
+        "disagreements",
+        "edge_models",
+        "stage_seconds",
+        "stages",
+        COLUMNS_KEY,
+    ),
 )

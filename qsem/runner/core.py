@@ -68,7 +68,8 @@ class Experiment:
             JSON-able values written to ``results.json``.
         checkpoint_every: default checkpoint period in steps (0: only forced ones).
         results: the top-level names of ``results.json``, where declared (empty: not
-            declared), so that ``qsem sweep --metric`` is checked before any trial runs.
+            declared), so that ``qsem sweep --metric`` is checked before any trial runs;
+            a run whose results have other names fails (the declaration cannot drift).
     """
 
     name: str
@@ -341,6 +342,23 @@ def _open_run_dir(
     return None, [], archived
 
 
+def _check_declared_results(experiment: Experiment, results: Mapping[str, Any]) -> None:
+    """Refuse results whose top-level names differ from ``experiment.results`` (if declared).
+
+    The declaration is what ``qsem sweep --metric`` checks before any trial runs, so a
+    drifted one is a bug in the experiment: this makes every run of it a test of it.
+    """
+    if not experiment.results:
+        return
+    missing = sorted(set(experiment.results) - set(results))
+    extra = sorted(set(results) - set(experiment.results))
+    if missing or extra:
+        raise RuntimeError(
+            f"experiment {experiment.name!r} returned results that differ from its declared "
+            f"Experiment.results: missing {missing}, undeclared {extra} (a bug in the experiment)"
+        )
+
+
 def _execute(
     experiment: Experiment, typed: Any, ctx: RunContext, run_info: _RunInfo, report: bool
 ) -> None:
@@ -353,6 +371,7 @@ def _execute(
                 f"experiment {experiment.name!r} returned {type(results).__name__}, "
                 "expected a dict of results"
             )
+        _check_declared_results(experiment, results)
         ctx.metrics.flush()
         write_json(out_dir / RESULTS_FILE, dict(results))
     except BaseException as exc:

@@ -256,14 +256,17 @@ class DaskExecutor:
         n = cluster_size(address)
         if n is not None:
             self.threads = max(1, available_cores() // n)
-            self._cluster = distributed.LocalCluster(
-                n_workers=n,
-                processes=True,
-                threads_per_worker=1,
-                dashboard_address=None,
-                silence_logs=40,  # logging.ERROR
-            )
-            self._client = distributed.Client(self._cluster)
+            # its worker processes inherit an ignored SIGINT (their event loops would print
+            # tracebacks): a Ctrl-C stops the driver, which closes the cluster
+            with _sigint_ignored():
+                self._cluster = distributed.LocalCluster(
+                    n_workers=n,
+                    processes=True,
+                    threads_per_worker=1,
+                    dashboard_address=None,
+                    silence_logs=40,  # logging.ERROR
+                )
+                self._client = distributed.Client(self._cluster)
             self.capacity = n
         else:
             try:
