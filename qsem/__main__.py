@@ -12,6 +12,9 @@ import sys
 def entry() -> int:
     """The ``qsem`` console script: import the command line, run it, return the exit code."""
     try:
+        from qsem.threads import redeliver_interrupts
+
+        redeliver_interrupts()  # a Ctrl-C inside a finalizer still stops the command
         from qsem.cli import main
     except KeyboardInterrupt:
         print("\nqsem: interrupted", file=sys.stderr)

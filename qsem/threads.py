@@ -12,12 +12,16 @@ True
 
 from __future__ import annotations
 
+import _thread
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
-__all__ = ["torch_threads"]
+__all__ = ["redeliver_interrupts", "torch_threads"]
 
 
 @contextmanager
@@ -30,3 +34,30 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def redeliver_interrupts() -> None:
+    """Make a Ctrl-C that lands inside a finalizer or weakref callback reach the program.
+
+    Python runs signal handlers between bytecodes, so ``KeyboardInterrupt`` can be raised
+    inside a ``__del__`` or weakref callback run by the garbage collector; there it is
+    "unraisable": Python prints "Exception ignored in ..." with a traceback and drops
+    it. This installs a ``sys.unraisablehook`` that instead delivers SIGINT again to the
+    main thread (``_thread.interrupt_main``, from a helper thread so that it arrives after
+    the hook has returned), at the next point where it can be raised (other unraisable
+    errors go to the previous hook). Installing it twice is harmless.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_qsem_redeliver", False):
+        return
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, KeyboardInterrupt):
+            timer = threading.Timer(0.05, _thread.interrupt_main)  # after the hook returns
+            timer.daemon = True
+            timer.start()
+            return
+        previous(args)
+
+    hook._qsem_redeliver = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

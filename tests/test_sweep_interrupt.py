@@ -125,3 +125,43 @@ def test_ctrl_c_in_a_local_dask_sweep_prints_no_traceback(tmp_path: Path, wait_f
     )  # fmt: skip
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     assert "4 of 4 trials done" in again.stdout
+
+
+_FINALIZER_INTERRUPT = """
+import time
+from qsem.threads import redeliver_interrupts
+if {install}:
+    redeliver_interrupts()
+    redeliver_interrupts()  # twice is harmless
+
+
+class Dropped:
+    def __del__(self):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while the collector ran this
+
+
+try:
+    Dropped()
+    for _ in range(200):
+        time.sleep(0.005)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("install", [True, False])
+def test_a_ctrl_c_inside_a_finalizer_reaches_the_program(install: bool) -> None:
+    """Python drops a KeyboardInterrupt raised in a finalizer, printing "Exception
+    ignored" and a traceback (seen in a pool worker); with the hook it is delivered
+    again to the main thread. Without the hook (the control) the old behaviour shows."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FINALIZER_INTERRUPT.format(install=install)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if install:
+        assert done.stdout.strip() == "interrupted", done.stderr
+        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    else:
+        assert done.stdout.strip() == "not interrupted"
+        assert "Exception ignored" in done.stderr

@@ -96,7 +96,23 @@ def read_version(conn: sqlite3.Connection, path: str) -> int:
 def validate(conn: sqlite3.Connection, path: str, check: bool) -> int:
     """Refuse a connection's database unless it is a qsem store this code can read: its
     ``application_id``, a valid schema version, every table and column of that version,
-    and (``check``) ``PRAGMA integrity_check``. Returns the schema version."""
+    and (``check``) ``PRAGMA integrity_check``. Returns the schema version.
+
+    Every read is made in one read transaction, so all of them see one snapshot: another
+    process migrating the file between two reads cannot make it look damaged.
+    """
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _validate(conn, path, check)
+    finally:
+        if own and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")  # it only read
+
+
+def _validate(conn: sqlite3.Connection, path: str, check: bool) -> int:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     app = conn.execute("PRAGMA application_id").fetchone()[0]
     if app != APPLICATION_ID:

@@ -134,7 +134,10 @@ def _worker_sigint(signum: int, frame: FrameType | None) -> None:  # pragma: no 
 def _init_pool_worker(threads: int, parent: int) -> None:  # pragma: no cover - in workers
     import torch
 
+    from qsem.threads import redeliver_interrupts
+
     signal.signal(signal.SIGINT, _worker_sigint)
+    redeliver_interrupts()  # a Ctrl-C raised inside a finalizer is not printed as ignored
     torch.set_num_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
