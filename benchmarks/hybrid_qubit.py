@@ -80,10 +80,17 @@ def pennylane_layer(
     """``default.qubit`` with backprop, or ``lightning.qubit`` with the adjoint method."""
     import pennylane as qml
 
-    dev = qml.device(device, wires=n)
     method = "adjoint" if device == "lightning.qubit" else "backprop"
+    return qnode_layer(qml.device(device, wires=n), n, layers, weights, method)
 
-    @qml.qnode(dev, interface="torch", diff_method=method)
+
+def qnode_layer(
+    dev: Any, n: int, layers: int, weights: torch.Tensor, diff_method: str
+) -> nn.Module:
+    """The workload's layer as a PennyLane QNode on the device ``dev`` (TorchLayer)."""
+    import pennylane as qml
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
     def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
         for i in range(n):
             qml.RY(inputs[..., i], wires=i)

@@ -95,7 +95,16 @@ def pennylane_classifier(
     else:
         dev = qml.device(device, wires=n)
 
-    @qml.qnode(dev, interface="torch", diff_method="backprop")
+    return qnode_classifier(dev, weights, "backprop", n, layers)
+
+
+def qnode_classifier(
+    dev: Any, weights: torch.Tensor, diff_method: str, n: int = N, layers: int = LAYERS
+) -> nn.Module:
+    """The workload's classifier as a PennyLane QNode on the device ``dev`` (TorchLayer)."""
+    import pennylane as qml
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
     def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
         for i in range(n):
             qml.TRY(inputs[..., i], wires=i, subspace=(0, 1))

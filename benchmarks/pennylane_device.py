@@ -34,54 +34,6 @@ ATOL = 1e-4
 QUBIT_SIZE = (10, 4, 128)  # n, L, B
 
 
-def qutrit_layer(dev: Any, weights: torch.Tensor, diff_method: str = "backprop") -> nn.Module:
-    """hybrid_qutrit's classifier as a PennyLane QNode on ``dev`` (TorchLayer)."""
-    import pennylane as qml
-
-    n, layers = hybrid_qutrit.N, hybrid_qutrit.LAYERS
-
-    @qml.qnode(dev, interface="torch", diff_method=diff_method)
-    def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
-        for i in range(n):
-            qml.TRY(inputs[..., i], wires=i, subspace=(0, 1))
-        for l in range(layers):
-            for i in range(n):
-                qml.TRY(weights[l, i, 0], wires=i, subspace=(0, 1))
-                qml.TRY(weights[l, i, 1], wires=i, subspace=(1, 2))
-            for i in range(n):
-                qml.TAdd(wires=[i, (i + 1) % n])
-        return qml.probs(wires=0)
-
-    layer = qml.qnn.TorchLayer(qnode, {"weights": (layers, n, 2)})
-    with torch.no_grad():
-        layer.weights.copy_(weights)
-    return layer
-
-
-def qubit_layer(
-    dev: Any, n: int, layers: int, weights: torch.Tensor, diff_method: str
-) -> nn.Module:
-    """hybrid_qubit's layer as a PennyLane QNode on ``dev`` (TorchLayer)."""
-    import pennylane as qml
-
-    @qml.qnode(dev, interface="torch", diff_method=diff_method)
-    def qnode(inputs: torch.Tensor, weights: torch.Tensor) -> Any:
-        for i in range(n):
-            qml.RY(inputs[..., i], wires=i)
-        for l in range(layers):
-            for i in range(n):
-                qml.RY(weights[l, i, 0], wires=i)
-                qml.RZ(weights[l, i, 1], wires=i)
-            for i in range(n):
-                qml.CNOT(wires=[i, (i + 1) % n])
-        return [qml.expval(qml.PauliZ(i)) for i in range(n)]
-
-    layer = qml.qnn.TorchLayer(qnode, {"weights": (layers, n, 2)})
-    with torch.no_grad():
-        layer.weights.copy_(weights)
-    return layer
-
-
 def _compare(
     cfg: Config,
     name: str,
@@ -122,14 +74,16 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
         name = f"{NAME}[hybrid_qutrit qsem device vs {anchor_name}]"
         cfg.log(f"  {name}: {n} qutrits, {layers} layers, B={batch}")
         dtype = torch.complex64 if prec == "complex64" else torch.complex128
-        ours = qutrit_layer(qml.device("qsem", wires=n, c_dtype=dtype), w0)
+        ours = hybrid_qutrit.qnode_classifier(
+            qml.device("qsem", wires=n, c_dtype=dtype), w0, "backprop"
+        )
         if anchor_name == "default.qutrit":
             import numpy as np
 
             adev = qml.device(anchor_name, wires=n, c_dtype=np.complex64, r_dtype=np.float32)
         else:
             adev = qml.device(anchor_name, wires=n)
-        anchor = qutrit_layer(adev, w0)
+        anchor = hybrid_qutrit.qnode_classifier(adev, w0, "backprop")
         st, agreement = _compare(cfg, name, hybrid_qutrit.loss_fn, ours, anchor, x, labels, True)
         rows[name] = row(
             qsem=st["qsem"],
@@ -150,8 +104,10 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     x = torch.rand(batch, n, generator=g) * torch.pi
     y = torch.rand(batch, n, generator=g) * 2 - 1
     w0 = torch.rand(layers, n, 2, generator=g) * 2 * torch.pi
-    ours = qubit_layer(qml.device("qsem", wires=n), n, layers, w0, "backprop")
-    anchor = qubit_layer(qml.device("lightning.qubit", wires=n), n, layers, w0, "adjoint")
+    ours = hybrid_qubit.qnode_layer(qml.device("qsem", wires=n), n, layers, w0, "backprop")
+    anchor = hybrid_qubit.qnode_layer(
+        qml.device("lightning.qubit", wires=n), n, layers, w0, "adjoint"
+    )
     st, agreement = _compare(cfg, name, hybrid_qubit.loss_fn, ours, anchor, x, y, True)
     rows[name] = row(
         qsem=st["qsem"],
