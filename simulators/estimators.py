@@ -54,7 +54,6 @@ from .shot_estimates import (
 from .similarity import (
     backend_job,
     destructive_swap_test_circuits,
-    resolve_sampling,
     swap_test_circuits,
 )
 
@@ -109,14 +108,10 @@ def compute_uncompute_circuits(
     observed all-zeros frequency itself, with its binomial interval).
     """
     circuit = compute_uncompute(prep_a, prep_b)
-    backend, values, names, n_shots, seed = backend_job(
-        circuit, backend, values, names, shots, seed, confidence, method, sampling
+    p, n_shots, seed, sampling = backend_job(
+        circuit, None, backend, values, names, shots, seed, confidence, method, sampling
     )
-    wires = list(range(circuit.num_wires))
-    sampling = resolve_sampling(sampling, backend, circuit)
-    exact = n_shots is None or sampling == "exact"
-    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
-    p0 = p[:, 0].to(torch.float64)
+    p0 = p[:, 0]
     if n_shots is None:
         return p0
     return counts_estimate(p0, n_shots, seed, sampling, confidence, method, mapping="direct")

@@ -72,6 +72,7 @@ def _swap_circuit(prep_a: Any, prep_b: Any, destructive: bool) -> Circuit:
 
 def backend_job(
     circuit: Circuit,
+    wires: Sequence[int] | None,
     backend: Any,
     values: torch.Tensor | None,
     names: Sequence[str] | None,
@@ -80,9 +81,11 @@ def backend_job(
     confidence: float,
     method: str,
     sampling: str,
-) -> tuple[Any, torch.Tensor, list[str], int | None, int | None]:
-    """Checked arguments of one overlap job of ``circuit`` on a backend (the SWAP tests'
-    and compute–uncompute's): ``(backend, values, names, shots, seed)``."""
+) -> tuple[torch.Tensor, int | None, int | None, str]:
+    """One overlap job of ``circuit`` on a backend (the SWAP tests' and
+    compute–uncompute's), its arguments checked: the float64 probabilities ``(N, K)`` of
+    ``wires`` (None: every wire), exact or drawn by the backend as ``sampling`` resolves
+    (:func:`resolve_sampling`), with ``(shots, seed, sampling)`` as checked/resolved."""
     from .backend import Backend, TorchBackend
 
     if backend is None:
@@ -103,7 +106,11 @@ def backend_job(
         _check_method(method)
     if sampling not in SAMPLING:
         raise arg_error("sampling", f"must be one of {list(SAMPLING)}, got {sampling!r}")
-    return backend, values, names, n_shots, seed
+    sampling = resolve_sampling(sampling, backend, circuit)
+    exact = n_shots is None or sampling == "exact"
+    wires = list(range(circuit.num_wires)) if wires is None else list(wires)
+    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
+    return p.to(torch.float64), n_shots, seed, sampling
 
 
 def swap_test_circuits(
@@ -142,14 +149,11 @@ def swap_test_circuits(
     hardware or of mid-circuit measurement.
     """
     circuit = _swap_circuit(prep_a, prep_b, destructive=False)
-    backend, values, names, n_shots, seed = backend_job(
-        circuit, backend, values, names, shots, seed, confidence, method, sampling
-    )
     anc = swap_test_registers(list(prep_a.dims))[0]
-    sampling = resolve_sampling(sampling, backend, circuit)
-    exact = n_shots is None or sampling == "exact"
-    p = backend.probs(circuit, values, names, [anc], shots=None if exact else n_shots, seed=seed)
-    p0 = p[:, 0].to(torch.float64)
+    p, n_shots, seed, sampling = backend_job(
+        circuit, [anc], backend, values, names, shots, seed, confidence, method, sampling
+    )
+    p0 = p[:, 0]
     if n_shots is None:
         return 2 * p0 - 1
     return _estimate(p0, n_shots, seed, sampling, confidence, method)
@@ -175,14 +179,9 @@ def destructive_swap_test_circuits(
     eigenvalue ``s = +1`` with shots.
     """
     circuit = _swap_circuit(prep_a, prep_b, destructive=True)
-    backend, values, names, n_shots, seed = backend_job(
-        circuit, backend, values, names, shots, seed, confidence, method, sampling
+    p, n_shots, seed, sampling = backend_job(
+        circuit, None, backend, values, names, shots, seed, confidence, method, sampling
     )
-    wires = list(range(circuit.num_wires))
-    sampling = resolve_sampling(sampling, backend, circuit)
-    exact = n_shots is None or sampling == "exact"
-    p = backend.probs(circuit, values, names, wires, shots=None if exact else n_shots, seed=seed)
-    p = p.to(torch.float64)
     signs = destructive_swap_signs(list(prep_a.dims), device=p.device)
     if n_shots is None:
         return p @ signs
