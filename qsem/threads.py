@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["redeliver_interrupts", "torch_threads"]
+__all__ = ["clear_unhandled_interrupt_mark", "redeliver_interrupts", "torch_threads"]
 
 
 @contextmanager
@@ -61,3 +61,16 @@ def redeliver_interrupts() -> None:
 
     hook._qsem_redeliver = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
+
+
+def clear_unhandled_interrupt_mark() -> None:
+    """Let a caught Ctrl-C end the process with the exit code the program returns.
+
+    CPython marks a ``KeyboardInterrupt`` as *unhandled* whenever one leaves code run by
+    ``exec`` of a string (``dataclasses`` makes every ``__init__`` that way, so an
+    import can do it), and never clears the mark when a caller catches the exception; at
+    exit the interpreter then kills itself with SIGINT instead of exiting with the code
+    it was given. The mark is reset at the start of every ``exec`` of a string, so this
+    runs an empty one. Call it after the interrupt was handled, just before exiting.
+    """
+    exec("pass", {})

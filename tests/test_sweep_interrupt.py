@@ -165,3 +165,26 @@ def test_a_ctrl_c_inside_a_finalizer_reaches_the_program(install: bool) -> None:
     else:
         assert done.stdout.strip() == "not interrupted"
         assert "Exception ignored" in done.stderr
+
+
+@pytest.mark.parametrize("clear", [False, True], ids=["control", "cleared"])
+def test_a_caught_ctrl_c_exits_with_the_returned_code(tmp_path: Path, clear: bool) -> None:
+    """Under ``python -m``, CPython marks a KeyboardInterrupt that left ``exec`` of a string
+    as unhandled even when it is caught, and then exits by SIGINT, not with the code given
+    (the control shows the mark in this interpreter); ``clear_unhandled_interrupt_mark``,
+    which ``qsem``'s entry point calls before returning, restores the code."""
+    (tmp_path / "caught.py").write_text(
+        "import sys\n"
+        "from qsem.threads import clear_unhandled_interrupt_mark\n"
+        "try:\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        f"if {clear}:\n"
+        "    clear_unhandled_interrupt_mark()\n"
+        "sys.exit(130)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "caught"], env=ENV, cwd=tmp_path, capture_output=True, check=False
+    )
+    assert proc.returncode == (130 if clear else -signal.SIGINT), proc.stderr
