@@ -41,7 +41,7 @@ from qsem.runner import (
 )
 from qsem.runner.checkpoint import get_rng_state, set_rng_state
 from qsem.runner.config import Leaf, config_schema
-from qsem.runner.core import _locked, default_run_dir
+from qsem.runner.rundir import default_run_dir, locked
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {"config.json", "run_info.json", "metrics.jsonl", "results.json", "checkpoint.pt"}
@@ -675,7 +675,7 @@ def test_checkpoint_every_zero_writes_only_forced(tmp_path: Path) -> None:
 
 def test_locked_directory_is_refused(tmp_path: Path) -> None:
     out = _interrupted(tmp_path)
-    with _locked(out), pytest.raises(RunDirError, match="in use by another qsem process"):
+    with locked(out), pytest.raises(RunDirError, match="in use by another qsem process"):
         run_experiment(make_counter(), out=out, resume=True)
 
 

@@ -27,7 +27,6 @@ import torch
 from qsem.circuits import TRY, TRZ, Circuit, Parameter, TAdd
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.simulators import TorchSimulator, probs
-from qsem.threads import torch_threads
 
 __all__ = ["EXPERIMENT", "DemoConfig", "QutritClassifier", "build_circuit", "run"]
 
@@ -277,11 +276,6 @@ def plot_readout(p: torch.Tensor, y: torch.Tensor) -> Any:
 
 def run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
     """Train the classifier; log per-epoch metrics; checkpoint; plot; return results."""
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
     device = torch.device(cfg.device)
     data = load_data(cfg, device)
     model = QutritClassifier(cfg).to(device)

@@ -34,7 +34,6 @@ from qsem.narrow.cmsp import CMSP
 from qsem.narrow.emergence_train import SIGNALS, train_hybrid, train_mlp
 from qsem.narrow.transitions import transitions_of
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.threads import torch_threads
 
 from ._emergence_cmsp_detectors import (
     epot_series,
@@ -426,8 +425,7 @@ def _contrast(runs: list[Run], cfg: EmergenceCMSPConfig) -> dict[str, float]:
 
 
 def run(cfg: EmergenceCMSPConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        done = train_all(cfg, ctx)
+    done = train_all(cfg, ctx)
     out = analyse(done, cfg)
     score_res = done["mlp-score"]
     truths = [ground_truth(_np(score_res["losses"])[:, e], cfg) for e in range(cfg.seeds)]

@@ -28,7 +28,6 @@ from qsem.emergence import SelfCalibratingCUSUM
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
 from qsem.narrow.emergence_train import SIGNALS, train_mlp
 from qsem.narrow.families import FAMILY_NAMES, make_family
-from qsem.narrow.train import torch_threads
 from qsem.runner import ConfigError, Experiment, RunContext
 
 from ._emergence_cmsp_detectors import l1_detector, scalar_detectors
@@ -282,8 +281,7 @@ def run(cfg: EmergenceTransferConfig, ctx: RunContext) -> dict[str, Any]:
                                  log=ctx.log)  # fmt: skip
 
             phases.append((f"{f}-{phase}", cfg.steps, train))
-    with torch_threads(cfg.threads):
-        done = run_phases(ctx, phases, desc="emergence-transfer phases")
+    done = run_phases(ctx, phases, desc="emergence-transfer phases")
     out = lofo(done, cfg)
     rows = summarise(out, cfg)
     md = table(rows, list(cfg.families), out["tuning_families"])

@@ -25,7 +25,6 @@ import torch
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
-from qsem.threads import torch_threads
 
 if TYPE_CHECKING:
     from qsem.distill import SelfDistiller
@@ -307,11 +306,6 @@ def fit(
 
 
 def run(cfg: KleeneConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: KleeneConfig, ctx: RunContext) -> dict[str, Any]:
     tick = time.perf_counter()
     train, test = make_data(cfg)
     data_seconds = time.perf_counter() - tick

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from qsem.narrow.cmsp import CMSP, make_generator
 from qsem.narrow.mlp import EnsembleMLP
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.threads import torch_threads
 
 __all__ = ["EXPERIMENT", "CurriculumConfig", "run", "train_condition"]
 
@@ -281,11 +280,10 @@ def run(cfg: CurriculumConfig, ctx: RunContext) -> dict[str, Any]:
     state = ctx.restore()
     per: dict[str, Any] = dict(state["done"]) if state else {}
     current = state["current"] if state else None
-    with torch_threads(cfg.threads):
-        for c in ("broad", "narrow"):
-            if c not in per:
-                resume = current if current is not None and current["condition"] == c else None
-                per[c] = train_condition(cfg, c, ctx, resume=resume, done=per)
+    for c in ("broad", "narrow"):
+        if c not in per:
+            resume = current if current is not None and current["condition"] == c else None
+            per[c] = train_condition(cfg, c, ctx, resume=resume, done=per)
     ctx.save_figure(plot_curves(per, cfg.threshold_bits), "curriculum_curves.png")
     md = table(per, cfg)
     ctx.path("table.md").write_text(md)

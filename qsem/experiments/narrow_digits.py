@@ -50,7 +50,6 @@ from qsem.narrow import (
     neuron_groups,
     neuron_norms,
     prune_neurons,
-    torch_threads,
     train_until,
 )
 from qsem.narrow.compare import plot_samples_pareto, samples_table, summarise_samples
@@ -322,14 +321,13 @@ def summarise(cfg: DigitsConfig, per_seed: list[dict[str, Any]]) -> dict[str, An
 
 
 def run(cfg: DigitsConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        per_seed = []
-        for i in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc="narrow-digits seeds"):
-            tick = time.perf_counter()
-            r = one_seed(cfg, cfg.seed + i)
-            r["seconds"] = round(time.perf_counter() - tick, 1)
-            ctx.log(i, **{k: v for k, v in r.items() if k != "samples"}, samples=r["samples"])
-            per_seed.append(r)
+    per_seed = []
+    for i in ctx.progress(range(cfg.seeds), total=cfg.seeds, desc="narrow-digits seeds"):
+        tick = time.perf_counter()
+        r = one_seed(cfg, cfg.seed + i)
+        r["seconds"] = round(time.perf_counter() - tick, 1)
+        ctx.log(i, **{k: v for k, v in r.items() if k != "samples"}, samples=r["samples"])
+        per_seed.append(r)
     summary = summarise(cfg, per_seed)
     fig = plot_samples_pareto(
         summary, METHODS, cfg.sizes, title="narrowing to even digits (median over seeds)",

@@ -34,7 +34,6 @@ from qsem.narrow import (
     make_generator,
     neuron_groups,
     prune_neurons,
-    torch_threads,
 )
 from qsem.runner import ConfigError, Experiment, RunContext
 
@@ -295,11 +294,6 @@ def table(results: dict[str, Any]) -> str:
 
 
 def run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: PruningConfig, ctx: RunContext) -> dict[str, Any]:
     tasks = [(i,) for i in range(cfg.n_atoms)] + [A, B]
     cmsp = CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k, tasks)
     eval_gen = make_generator(cfg.seed + 424242)

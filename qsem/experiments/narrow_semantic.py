@@ -62,7 +62,6 @@ from qsem.narrow.compare import plot_samples_pareto
 from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import KleeneDataset
-from qsem.threads import torch_threads
 
 from ._narrow_semantic_report import METHODS, plot_accuracy, summarise, table
 from .kleene import adam_cosine, make_data, model_config, task_config, train_epoch
@@ -400,15 +399,14 @@ def run(cfg: SemanticNarrowConfig, ctx: RunContext) -> dict[str, Any]:
     if state is not None:
         per_seed = list(state["per_seed"])
         ctx.echo(f"{ctx.label}: resuming after {len(per_seed)} of {cfg.seeds} seeds")
-    with torch_threads(cfg.threads):
-        todo = range(len(per_seed), cfg.seeds)
-        for i in ctx.progress(todo, total=cfg.seeds, initial=len(per_seed)):
-            tick = time.perf_counter()
-            r = one_seed(cfg, cfg.seed + i)
-            r["seconds"] = round(time.perf_counter() - tick, 1)
-            per_seed.append(r)
-            ctx.log(i + 1, **r)
-            ctx.checkpoint(i + 1, {"per_seed": per_seed}, force=True)
+    todo = range(len(per_seed), cfg.seeds)
+    for i in ctx.progress(todo, total=cfg.seeds, initial=len(per_seed)):
+        tick = time.perf_counter()
+        r = one_seed(cfg, cfg.seed + i)
+        r["seconds"] = round(time.perf_counter() - tick, 1)
+        per_seed.append(r)
+        ctx.log(i + 1, **r)
+        ctx.checkpoint(i + 1, {"per_seed": per_seed}, force=True)
     summary = summarise(cfg, per_seed)
     fig = plot_samples_pareto(
         summary, METHODS, cfg.sizes,

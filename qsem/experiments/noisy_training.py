@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.stats import paired_tests
 
 __all__ = ["EXPERIMENT", "NoisyTrainingConfig", "device_ansatz", "device_circuits", "run"]
@@ -264,11 +263,6 @@ def train_pair(cfg: NoisyTrainingConfig, dev: dict[str, Any], seed: int) -> dict
 # the experiment
 # --------------------------------------------------------------------------
 def run(cfg: NoisyTrainingConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: NoisyTrainingConfig, ctx: RunContext) -> dict[str, Any]:
     import qiskit_ibm_runtime.fake_provider as fake
 
     tick = time.perf_counter()

@@ -44,7 +44,6 @@ from qsem.edge import (
 )
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.threads import torch_threads
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 
@@ -108,8 +107,7 @@ def run(
 
     >>> # results = run(PersonaliseConfig(epochs=12), ctx, model=my_trained_model)
     """
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx, model)
+    return _run(cfg, ctx, model)
 
 
 def _remove_store(path: str) -> None:

@@ -26,7 +26,6 @@ from .kleene import (
     evaluate,
     make_data,
     model_config,
-    torch_threads,
     train_epoch,
 )
 
@@ -139,11 +138,6 @@ def plot_profiles(rows: list[dict[str, Any]]) -> Any:
 
 
 def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     kcfg = cfg.kleene()
     train, test = make_data(kcfg)
     state = ctx.restore()

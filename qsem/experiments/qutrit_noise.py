@@ -32,7 +32,6 @@ import torch
 
 from qsem.circuits.noise_qutrit import DEFAULT_READOUT, transmon_qutrit
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.runner.info import torch_threads
 from qsem.simulators import TorchSimulator
 from qsem.stats import paired_tests, seed_statistics
 
@@ -135,11 +134,6 @@ class NoisyQutritHead(qvc.HeadModel):
 # the experiment
 # --------------------------------------------------------------------------
 def run(cfg: QutritNoiseConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: QutritNoiseConfig, ctx: RunContext) -> dict[str, Any]:
     base = cfg.base()
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
     tick = time.perf_counter()

@@ -55,7 +55,6 @@ from qsem.tasks.three_class import (
     load_kleene,
     load_wine,
 )
-from qsem.threads import torch_threads
 
 __all__ = [
     "EXPERIMENT",
@@ -397,11 +396,6 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def run(cfg: QvCConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: QvCConfig, ctx: RunContext) -> dict[str, Any]:
     tasks, heads = cfg.task_list, cfg.head_list
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {t: {h: [] for h in heads} for t in tasks}

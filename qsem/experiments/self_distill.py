@@ -45,7 +45,6 @@ from qsem.models import SemanticModel
 from qsem.runner import Experiment, RunContext
 from qsem.runner.nested import NestedContext
 from qsem.stats import paired_tests
-from qsem.threads import torch_threads
 
 from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
 
@@ -259,11 +258,6 @@ def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[st
 
 
 def run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, ctx)
-
-
-def _run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
     tick = time.perf_counter()
     state = ctx.restore()
     done: list[dict[str, Any]] = list(state["done"]) if state is not None else []

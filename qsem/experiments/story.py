@@ -154,11 +154,11 @@ class StoryConfig:
 
 
 def _distill(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    return dict(self_distill.run(replace(cfg.self_distill, seed=cfg.seed), ctx))
+    return dict(self_distill.EXPERIMENT(replace(cfg.self_distill, seed=cfg.seed), ctx))
 
 
 def _heads(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    return dict(qutrit_vs_classical.run(replace(cfg.heads, seed=cfg.seed), ctx))
+    return dict(qutrit_vs_classical.EXPERIMENT(replace(cfg.heads, seed=cfg.seed), ctx))
 
 
 def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
         **{**task, "n_slices": model.emergence.n_slices}, labels_per_user=cfg.labels_per_user,
         edge_user=cfg.edge_user, personal=cfg.personal, edge=cfg.edge,
     )  # fmt: skip
-    return dict(personalise.run(pcfg, ctx, model=model))
+    return dict(personalise.EXPERIMENT(pcfg, ctx, model=model))
 
 
 #: (name, what it does) of each stage, in order; the names key ``results["stages"]``.
