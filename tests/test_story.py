@@ -261,3 +261,16 @@ def test_default_run_claims(tmp_path: Path) -> None:
     assert sum(r["cpu_seconds"] for r in res["stage_seconds"]) < 300
     assert (tmp_path / "run" / "story.png").exists()
     assert browser_problems(tmp_path / "run" / "report.html", REPORT_SECTIONS) == []
+
+
+def test_stages_hand_on_typed_outcomes_that_round_trip_through_a_checkpoint() -> None:
+    from qsem.experiments.story import StageOutcome, StoryOutcome
+
+    done = {name: StageOutcome({"stage": name}, 1.5, 2.0) for name, _ in STAGES}
+    story = StoryOutcome.from_stages(done)
+    assert [story.stage(n).results["stage"] for n, _ in STAGES] == [n for n, _ in STAGES]
+    state = story.heads.as_state()
+    assert state == {"results": {"stage": "heads"}, "seconds": 1.5, "cpu_seconds": 2.0}
+    assert StageOutcome.from_state(state) == story.heads
+    with pytest.raises(KeyError):  # a missing stage is not silently empty
+        StoryOutcome.from_stages({n: o for n, o in done.items() if n != "heads"})

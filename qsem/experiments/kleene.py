@@ -6,6 +6,10 @@ sets drawn from DIFFERENT knowledge bases. Model: :class:`qsem.models.SemanticMo
 (φ -> Φ -> Ψ -> Λ -> Ω -> qutrit truth head; profile AGI-B by default), trained
 with the hard-label loss (masked cross-entropy) by Adam in mini-batches.
 
+The training parts that the Kleene experiments share (data, model config, the
+epoch loop with its hooks, evaluation, the optimiser schedule) live in
+:mod:`qsem.tasks.kleene_training`; they are importable from here too.
+
 Writes ``results.json`` (test accuracy, per-depth accuracy, training time,
 parameters, confusion matrix), ``metrics.jsonl`` (one record per epoch) and
 ``training_curve.png``; checkpoints after every epoch (resume with
@@ -16,22 +20,32 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from qsem.models import ModelConfig, SemanticModel, hard_label_loss
+from qsem.models import ModelConfig, SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.tasks.kleene import LABELS, VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
-
-if TYPE_CHECKING:
-    from qsem.distill import SelfDistiller
+from qsem.tasks.kleene import LABELS, KleeneTaskConfig
+from qsem.tasks.kleene_training import (
+    adam_cosine,
+    evaluate,
+    fit,
+    make_data,
+    model_config,
+    plot_training_curve,
+    task_config,
+    train_epoch,
+)
 
 __all__ = [
     "EXPERIMENT",
     "KleeneConfig",
+    "KleeneTaskKeys",
+    "SeedKey",
+    "SemanticModelKeys",
+    "TrainingKeys",
     "adam_cosine",
     "evaluate",
     "make_data",
@@ -42,56 +56,88 @@ __all__ = [
 ]
 
 
+#: the library's defaults, the one home of every model and generator default below
+_MODEL, _TASK = ModelConfig(), KleeneTaskConfig()
+
+
 @dataclass(frozen=True)
-class KleeneConfig:
-    """Config of ``qsem run kleene`` (override any key with ``key=value``)."""
+class SeedKey:
+    """The ``seed`` key, first of every Kleene config."""
 
     #: the random seed (data, initialisation and batch order follow it)
     seed: int = 0
-    # task
+
+
+@dataclass(frozen=True)
+class KleeneTaskKeys:
+    """The task keys of a Kleene experiment; :attr:`task` is their :class:`KleeneTaskConfig`."""
+
     #: generated knowledge bases the training queries come from
     n_train_kbs: int = 200
     #: knowledge bases (never seen in training) the test queries come from
     n_test_kbs: int = 50
     #: queries drawn per knowledge base (balanced over depth and label)
-    queries_per_kb: int = 24
+    queries_per_kb: int = _TASK.queries_per_kb
     #: entities per knowledge base
-    n_entities: int = 40
+    n_entities: int = _TASK.n_entities
     #: base (level-0) predicates per knowledge base: only they have facts
-    base_predicates: int = 6
+    base_predicates: int = _TASK.base_predicates
     #: derived predicates on each level 1..max_depth (one rule each)
-    derived_per_level: int = 4
+    derived_per_level: int = _TASK.derived_per_level
     #: smallest query depth (number of rule hops) drawn
-    min_depth: int = 0
+    min_depth: int = _TASK.min_depth
     #: largest query depth (number of rule hops) drawn
-    max_depth: int = 3
+    max_depth: int = _TASK.max_depth
     #: most side literals (on base predicates) in one rule body
-    max_side: int = 2
+    max_side: int = _TASK.max_side
     #: fraction of training queries whose label the user gave (the rest are masked)
     label_fraction: float = 1.0
+
+    @property
+    def task(self) -> KleeneTaskConfig:
+        """The generator's config: these keys, the library's defaults for the rest."""
+        return task_config(self)
+
+
+@dataclass(frozen=True)
+class SemanticModelKeys:
+    """The model keys of a Kleene experiment; :attr:`model` is their :class:`ModelConfig`."""
+
     # model (defaults: profile AGI-B)
     #: size of the truth axis S (3: T, F, U on a qutrit)
-    s_dim: int = 3
+    s_dim: int = _MODEL.s_dim
     #: size of the context axis C (qubits: ceil(log2 c_dim))
-    c_dim: int = 2
+    c_dim: int = _MODEL.c_dim
     #: size of the latent axis Z of Λ (qubits: ceil(log2 z_dim))
-    z_dim: int = 2
+    z_dim: int = _MODEL.z_dim
     #: P slices of the emergence stack Ψ at the start
-    n_slices: int = 1
+    n_slices: int = _MODEL.n_slices
     #: composer operators: full (order-dependent, O axis) or diagonal (order-free)
-    operator: str = "full"
+    operator: str = _MODEL.operator
     #: hidden neurons of the composer MLP that makes the operators
-    hidden: int = 32
+    hidden: int = _MODEL.hidden
     #: initial λ of the composition A ⊗' B = AB + λ[A, B]
-    lam: float = 0.05
+    lam: float = _MODEL.lam
     #: trainable layers of the Ω circuit
-    q_layers: int = 1
+    q_layers: int = _MODEL.q_layers
     #: depolarizing probability on every Ω wire after each layer (0: pure states)
-    noise: float = 0.0
+    noise: float = _MODEL.noise
     #: readout head: qutrit, softmax or two_qubit
-    head: str = "qutrit"
+    head: str = _MODEL.head
     #: where Ω runs: torch (the torch engine, autograd) or a backend name (aer, pennylane)
-    backend: str = "torch"
+    backend: str = _MODEL.backend
+
+    @property
+    def model(self) -> ModelConfig:
+        """The model's config on the Kleene vocabulary: these keys, the library's defaults
+        for the rest."""
+        return model_config(self)
+
+
+@dataclass(frozen=True)
+class TrainingKeys:
+    """The training keys of a Kleene experiment (Adam, cosine schedule, mini-batches)."""
+
     # training
     #: passes over the training queries
     epochs: int = 40
@@ -101,6 +147,12 @@ class KleeneConfig:
     lr: float = 0.02
     #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
+
+
+@dataclass(frozen=True)
+class KleeneConfig(TrainingKeys, SemanticModelKeys, KleeneTaskKeys, SeedKey):
+    """Config of ``qsem run kleene`` (override any key with ``key=value``): the seed, the
+    task keys (:attr:`task`), the model keys (:attr:`model`) and the training keys."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_train_kbs", "n_test_kbs"):
@@ -115,194 +167,10 @@ class KleeneConfig:
         if self.threads < 0:
             raise ConfigError(f"config key 'threads': must be >= 0, got {self.threads}")
         try:
-            task_config(self)
-            model_config(self)
+            self.task  # noqa: B018  (builds and so checks both library configs)
+            self.model  # noqa: B018
         except ValueError as exc:  # QsemValueError names the argument = the config key
             raise ConfigError(f"config: {exc}") from None
-
-
-def task_config(cfg: Any) -> KleeneTaskConfig:
-    """The generator knobs of a config with the fields of :class:`KleeneTaskConfig`."""
-    names = {f.name for f in fields(KleeneTaskConfig)}
-    return KleeneTaskConfig(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
-
-
-def model_config(cfg: Any, **overrides: Any) -> ModelConfig:
-    """The :class:`ModelConfig` of a config with the fields of :class:`ModelConfig`."""
-    names = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
-    values = {n: getattr(cfg, n) for n in names if hasattr(cfg, n)}
-    values.update(overrides)
-    return ModelConfig(vocab_size=VOCAB_SIZE, **values)
-
-
-def make_data(cfg: Any) -> tuple[KleeneDataset, KleeneDataset]:
-    """Train and test sets (disjoint knowledge bases); masks ``1 - label_fraction`` labels."""
-    tcfg = task_config(cfg)
-    train, _ = make_dataset(tcfg, cfg.n_train_kbs, cfg.seed, split="train")
-    test, _ = make_dataset(tcfg, cfg.n_test_kbs, cfg.seed, split="test")
-    frac = getattr(cfg, "label_fraction", 1.0)
-    if frac < 1.0:
-        g = torch.Generator().manual_seed(int(cfg.seed) + 7)
-        drop = torch.rand(len(train), generator=g) >= frac
-        train.labels = torch.where(drop, -1, train.labels)
-    return train, test
-
-
-def train_epoch(
-    model: SemanticModel,
-    optimizer: torch.optim.Optimizer,
-    data: KleeneDataset,
-    batch_size: int,
-    generator: torch.Generator,
-    *,
-    step: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
-) -> tuple[float, int, float]:
-    """One pass in shuffled mini-batches: (mean loss, steps, seconds).
-
-    ``step(tokens, labels) -> loss`` takes one optimiser step on a batch (e.g.
-    :meth:`qsem.distill.SelfDistiller.step`); default: the hard-label loss.
-    """
-
-    def hard_step(tokens: torch.Tensor, labels: torch.Tensor) -> float:
-        optimizer.zero_grad(set_to_none=True)
-        loss = hard_label_loss(model(tokens), labels)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    take_step = hard_step if step is None else step
-    model.train()
-    perm = torch.randperm(len(data), generator=generator)
-    total, steps = 0.0, 0
-    tick = time.perf_counter()
-    for i in range(0, len(data), batch_size):
-        idx = perm[i : i + batch_size]
-        total += take_step(data.tokens[idx], data.labels[idx])
-        steps += 1
-    return total / max(steps, 1), steps, time.perf_counter() - tick
-
-
-@torch.no_grad()
-def evaluate(model: SemanticModel, data: KleeneDataset) -> dict[str, Any]:
-    """Accuracy, NLL, per-depth accuracy and confusion matrix (labels -1 skipped)."""
-    model.eval()
-    logp = model(data.tokens)
-    keep = data.labels >= 0
-    y, pred, depth = data.labels[keep], logp.argmax(dim=1)[keep], data.depths[keep]
-    per_depth = {
-        str(int(d)): float((pred[depth == d] == y[depth == d]).float().mean())
-        for d in torch.unique(depth)
-    }
-    confusion = torch.zeros(3, 3, dtype=torch.long)
-    confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    return {
-        "accuracy": float((pred == y).float().mean()),
-        "nll": float(hard_label_loss(logp, data.labels)),
-        "per_depth_accuracy": per_depth,
-        "confusion": confusion.tolist(),
-    }
-
-
-def plot_training_curve(records: list[dict[str, Any]], title: str) -> Any:
-    """Loss and accuracies against epoch (a matplotlib Figure, no pyplot state)."""
-    from matplotlib.figure import Figure
-
-    epochs = [r["step"] for r in records]
-    fig = Figure(figsize=(9, 3.6))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [r["loss"] for r in records], label="train loss")
-    ax_loss.plot(epochs, [r["test_nll"] for r in records], label="test NLL")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [r["test_accuracy"] for r in records], label="test (unseen KBs)")
-    for d in sorted({k for r in records for k in r.get("test_depth", {})}):
-        ax_acc.plot(epochs, [r["test_depth"].get(d) for r in records], lw=0.8, ls="--",
-                    label=f"test, depth {d}")  # fmt: skip
-    ax_acc.axhline(0.95, color="0.6", lw=0.8, ls=":")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
-    ax_acc.legend(loc="lower right", fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def adam_cosine(
-    model: torch.nn.Module, lr: float, epochs: int
-) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    """Adam with cosine decay to ``lr/20`` over ``epochs``: late epochs refine, not jump around."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=epochs, eta_min=lr / 20
-    )
-
-
-def fit(
-    cfg: KleeneConfig,
-    model: SemanticModel,
-    train: KleeneDataset,
-    test: KleeneDataset,
-    ctx: RunContext,
-    *,
-    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-    loop: SelfDistiller | None = None,
-) -> tuple[float, int]:
-    """Train with checkpoints after every epoch; returns (train seconds, optimiser steps).
-
-    ``loop``: a :class:`qsem.distill.SelfDistiller` on ``model`` that takes every
-    step (self-distillation, probes, emergence events); it gets the optimiser,
-    and its state travels in the checkpoint (restored first: it grows the model
-    to the checkpoint's slices).
-    """
-    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
-    if loop is not None:
-        loop.bind(optimizer)
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    train_seconds, steps, start = 0.0, 0, 0
-    state = ctx.restore()
-    if state is not None:
-        if loop is not None:
-            loop.load_state_dict(state["loop"])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        train_seconds, steps, start = (
-            float(state["train_seconds"]),
-            int(state["steps"]),
-            int(state["epoch"]),
-        )
-        ctx.echo(f"{ctx.label}: resuming after epoch {start} of {cfg.epochs}")
-    epoch = start
-
-    def snapshot() -> dict[str, Any]:
-        extra = {"loop": loop.state_dict()} if loop is not None else {}
-        return {**extra, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "train_seconds": train_seconds, "steps": steps,
-                "epoch": epoch}  # fmt: skip
-
-    bar = ctx.progress(range(start + 1, cfg.epochs + 1), total=cfg.epochs, initial=start)
-    for epoch in bar:
-        loss, n, seconds = train_epoch(
-            model, optimizer, train, cfg.batch_size, gen, step=loop.step if loop else None
-        )
-        sched.step()
-        train_seconds += seconds
-        steps += n
-        ev = evaluate(model, test)
-        record = {"loss": loss, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],
-                  "test_depth": ev["per_depth_accuracy"], "epoch_seconds": seconds,
-                  "train_seconds": train_seconds, "lambda": float(model.composer.lam.detach()),
-        }  # fmt: skip
-        if loop is not None:
-            record.update(kind="epoch", slices=loop.n_slices, events=len(loop.events))
-        ctx.log(epoch, **record)
-        if on_epoch is not None:
-            on_epoch(epoch, record)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{ev['accuracy']:.3f}")
-        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
-    return train_seconds, steps
 
 
 def run(cfg: KleeneConfig, ctx: RunContext) -> dict[str, Any]:

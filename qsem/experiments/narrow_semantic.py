@@ -62,9 +62,15 @@ from qsem.narrow.compare import plot_samples_pareto
 from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import KleeneDataset
+from qsem.tasks.kleene_training import (
+    adam_cosine,
+    make_data,
+    model_config,
+    task_config,
+    train_epoch,
+)
 
 from ._narrow_semantic_report import METHODS, plot_accuracy, summarise, table
-from .kleene import adam_cosine, make_data, model_config, task_config, train_epoch
 
 __all__ = ["EXPERIMENT", "SemanticNarrowConfig", "composer_group", "run", "split_domain"]
 

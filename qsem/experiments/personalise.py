@@ -1,7 +1,7 @@
 """``qsem run personalise``: two users, two readings of the same Kleene queries, a model each.
 
 1. **Shared model.** The chained semantic model of ``qsem run kleene`` is trained on
-   open-world Kleene queries (:func:`qsem.experiments.kleene.fit`, checkpoints every
+   open-world Kleene queries (:func:`qsem.tasks.kleene_training.fit`, checkpoints every
    epoch), ``n_slices`` emergence slices.
 2. **Personal readings.** Two simulated users label queries of knowledge bases the
    model never saw (:func:`qsem.edge.simulate_users`): one open-world (unknown stays
@@ -44,8 +44,9 @@ from qsem.edge import (
 )
 from qsem.models import SemanticModel
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.tasks.kleene_training import evaluate, fit, make_data, model_config
 
-from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
+from .kleene import KleeneConfig
 
 __all__ = ["EXPERIMENT", "PersonaliseConfig", "plot_personalise", "run"]
 

@@ -19,15 +19,9 @@ import torch
 
 from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.tasks.kleene_training import adam_cosine, evaluate, make_data, model_config, train_epoch
 
-from .kleene import (
-    KleeneConfig,
-    adam_cosine,
-    evaluate,
-    make_data,
-    model_config,
-    train_epoch,
-)
+from .kleene import KleeneConfig
 
 __all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
 

@@ -4,7 +4,7 @@ Task: the Kleene queries of ``qsem run kleene`` at a small label budget
 (``label_fraction`` 0.1: 90 % of the training labels are masked). For each of
 ``n_seeds`` seeds (data, label mask, initialisation and batch order all follow
 the seed) two models are trained with the same data, epochs and optimiser
-(:func:`qsem.experiments.kleene.fit`):
+(:func:`qsem.tasks.kleene_training.fit`):
 
 * ``hard``: the hard-label loss alone (the baseline at that label budget);
 * ``distill``: :class:`qsem.distill.SelfDistiller` — soft ``τ²·KL`` against an
@@ -45,8 +45,9 @@ from qsem.models import SemanticModel
 from qsem.runner import Experiment, RunContext
 from qsem.runner.nested import NestedContext
 from qsem.stats import paired_tests
+from qsem.tasks.kleene_training import evaluate, fit, make_data, model_config
 
-from .kleene import KleeneConfig, evaluate, fit, make_data, model_config
+from .kleene import KleeneConfig
 
 __all__ = [
     "EXPERIMENT", "SelfDistillConfig", "load_model", "model_file", "plot_emergence", "run",

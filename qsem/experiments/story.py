@@ -52,7 +52,7 @@ printed; with n ≤ 5 seeds Wilcoxon's two-sided p cannot fall below 2/2^n).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -80,7 +80,10 @@ from .personalise import PersonaliseConfig
 from .qutrit_vs_classical import QvCConfig
 from .self_distill import SelfDistillConfig
 
-__all__ = ["EXPERIMENT", "STAGES", "StoryConfig", "emergence_agreement", "run"]
+__all__ = [
+    "EXPERIMENT", "STAGES", "StageOutcome", "StoryConfig", "StoryOutcome", "emergence_agreement",
+    "run",
+]  # fmt: skip
 
 #: parent steps reserved for one stage (stage i's checkpoints are at i · STAGE_SPAN + step)
 STAGE_SPAN = 1_000_000
@@ -182,6 +185,44 @@ STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], dict[str, Any]]], .
 )
 
 
+@dataclass(frozen=True)
+class StageOutcome:
+    """What one finished stage hands on: its experiment's results and how long it took.
+
+    ``results`` is the ``results.json`` dict of the experiment that ran the stage;
+    :meth:`as_state` / :meth:`from_state` give the plain data a checkpoint holds.
+    """
+
+    results: dict[str, Any]
+    seconds: float
+    cpu_seconds: float
+
+    def as_state(self) -> dict[str, Any]:
+        return {"results": self.results, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> StageOutcome:
+        return cls(dict(state["results"]), float(state["seconds"]), float(state["cpu_seconds"]))
+
+
+@dataclass(frozen=True)
+class StoryOutcome:
+    """The finished stages, one typed field each, as :func:`run` hands them to its summary."""
+
+    self_distill: StageOutcome
+    heads: StageOutcome
+    personalise: StageOutcome
+
+    @classmethod
+    def from_stages(cls, done: Mapping[str, StageOutcome]) -> StoryOutcome:
+        return cls(**{name: done[name] for name, _ in STAGES})
+
+    def stage(self, name: str) -> StageOutcome:
+        """The outcome of stage ``name`` (one of :data:`STAGES`)."""
+        outcome: StageOutcome = getattr(self, name)
+        return outcome
+
+
 def emergence_agreement(
     distill: dict[str, Any], probe_every: int, aer_seeds: int
 ) -> list[dict[str, Any]]:
@@ -227,24 +268,32 @@ def emergence_agreement(
 # --------------------------------------------------------------------------
 
 
-def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    """Run the stages not yet finished (checkpoint after each), then the summary and figure."""
+def _run_stages(cfg: StoryConfig, ctx: RunContext) -> StoryOutcome:
+    """Run the stages not yet finished, with a checkpoint after each."""
     state = ctx.restore()
-    done: dict[str, Any] = dict(state["done"]) if state is not None else {}
+    done = {n: StageOutcome.from_state(v) for n, v in (state["done"] if state else {}).items()}
     current = state["current"] if state is not None else None
     for i, (name, stage) in enumerate(STAGES):
         if name in done:
             continue
         ctx.echo(f"{ctx.label}: stage {name} ({i + 1} of {len(STAGES)})")
-        sub = NestedContext(ctx, name, {"stage": name}, current, done, offset=i * STAGE_SPAN)
+        plain = {n: o.as_state() for n, o in done.items()}  # what nested checkpoints store
+        sub = NestedContext(ctx, name, {"stage": name}, current, plain, offset=i * STAGE_SPAN)
         tick, cpu = time.perf_counter(), time.process_time()
         result = stage(cfg, sub)
-        done[name] = {"results": result, "seconds": round(time.perf_counter() - tick, 1),
-                      "cpu_seconds": round(time.process_time() - cpu, 1)}  # fmt: skip
-        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": done, "current": None}, force=True,
+        done[name] = StageOutcome(result, round(time.perf_counter() - tick, 1),
+                                  round(time.process_time() - cpu, 1))  # fmt: skip
+        plain = {n: o.as_state() for n, o in done.items()}
+        ctx.checkpoint((i + 1) * STAGE_SPAN, {"done": plain, "current": None}, force=True,
                        where=f"stage {name} ({i + 1} of {len(STAGES)})")  # fmt: skip
-    sd, heads = done["self_distill"]["results"], done["heads"]["results"]
-    users = done["personalise"]["results"]
+    return StoryOutcome.from_stages(done)
+
+
+def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
+    """Run the stages not yet finished (checkpoint after each), then the summary and figure."""
+    story = _run_stages(cfg, ctx)
+    sd, heads = story.self_distill.results, story.heads.results
+    users = story.personalise.results
     events = emergence_agreement(
         sd, cfg.self_distill.distill.probe_every, cfg.self_distill.aer_seeds
     )
@@ -263,10 +312,14 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
         "disagreements": users["examples"],
         "edge_models": users["edge_table"],
         "stage_seconds": [
-            {"stage": n, "seconds": done[n]["seconds"], "cpu_seconds": done[n]["cpu_seconds"]}
+            {
+                "stage": n,
+                "seconds": story.stage(n).seconds,
+                "cpu_seconds": story.stage(n).cpu_seconds,
+            }
             for n, _ in STAGES
         ],
-        "stages": {n: done[n]["results"] for n, _ in STAGES},
+        "stages": {n: story.stage(n).results for n, _ in STAGES},
         COLUMNS_KEY: COLUMNS,
     }
 

@@ -1,0 +1,57 @@
+"""Experiment configs compose the library's configs instead of copying them.
+
+The Kleene experiments' keys come in groups (:class:`SeedKey`, :class:`KleeneTaskKeys`,
+:class:`SemanticModelKeys`, :class:`TrainingKeys`) whose defaults are the library's
+(:class:`qsem.models.ModelConfig`, :class:`qsem.tasks.kleene.KleeneTaskConfig`); a
+config hands the library its parts as ``cfg.model`` and ``cfg.task``. The keys users
+type are unchanged (flat: ``qsem run kleene lr=0.01 s_dim=3``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import pytest
+
+from qsem.experiments.kleene import (
+    KleeneConfig,
+    KleeneTaskKeys,
+    SemanticModelKeys,
+    TrainingKeys,
+)
+from qsem.experiments.personalise import PersonaliseConfig
+from qsem.experiments.self_distill import SelfDistillConfig
+from qsem.models import ModelConfig
+from qsem.runner import ConfigError, build_config, layer_config
+from qsem.tasks.kleene import VOCAB_SIZE, KleeneTaskConfig
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def test_the_default_parts_are_the_library_defaults() -> None:
+    cfg = KleeneConfig()
+    assert cfg.model == ModelConfig(vocab_size=VOCAB_SIZE)
+    assert cfg.task == KleeneTaskConfig()
+
+
+@pytest.mark.parametrize("cls", [KleeneConfig, SelfDistillConfig, PersonaliseConfig])
+def test_overrides_reach_the_parts(cls: type) -> None:
+    cfg = build_config(cls(), layer_config(cls(), overrides=["s_dim=3", "hidden=9",
+                                                             "max_depth=2", "lr=0.5"]))  # fmt: skip
+    assert cfg.model.hidden == 9 and cfg.task.max_depth == 2 and cfg.lr == 0.5
+
+
+def test_the_keys_stay_flat_and_in_their_order() -> None:
+    keys = list(layer_config(KleeneConfig()))
+    groups = ["seed", *_names(KleeneTaskKeys), *_names(SemanticModelKeys), *_names(TrainingKeys)]
+    assert keys == list(dict.fromkeys(groups))
+    assert keys[:2] == ["seed", "n_train_kbs"] and keys[-1] == "threads"
+
+
+def test_a_bad_part_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="head"):
+        replace(KleeneConfig(), s_dim=2)  # the qutrit head needs s_dim = 3
+    with pytest.raises(ConfigError, match="max_side"):
+        KleeneConfig(max_side=9)
