@@ -55,3 +55,19 @@ def test_a_bad_part_is_a_config_error_naming_the_key() -> None:
         replace(KleeneConfig(), s_dim=2)  # the qutrit head needs s_dim = 3
     with pytest.raises(ConfigError, match="max_side"):
         KleeneConfig(max_side=9)
+
+
+def test_the_head_comparisons_share_one_group_of_training_keys() -> None:
+    from qsem.experiments.qutrit_noise import QutritNoiseConfig
+    from qsem.experiments.qutrit_vs_classical import HeadTrainingKeys, QvCConfig
+
+    group = _names(HeadTrainingKeys)
+    for cls in (QvCConfig, QutritNoiseConfig):
+        names = _names(cls)
+        start = names.index(group[0])
+        assert names[start : start + len(group)] == group, cls.__name__
+    noise = QutritNoiseConfig(hidden=5, epochs=7, lr=0.1, kleene_train_kbs=3)
+    base = noise.base()  # the qutrit-vs-classical config of the same data and training
+    assert {k: getattr(base, k) for k in group} == {k: getattr(noise, k) for k in group}
+    with pytest.raises(ConfigError, match="'epochs'"):
+        QvCConfig(epochs=0)

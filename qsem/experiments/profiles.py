@@ -12,7 +12,7 @@ Checkpoints after each finished profile; a resumed run skips finished ones.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -64,14 +64,11 @@ class ProfilesConfig:
         self.kleene()  # validates the rest
 
     def kleene(self) -> KleeneConfig:
-        """The :class:`KleeneConfig` every profile shares (model fields set per profile)."""
+        """The :class:`KleeneConfig` every profile shares (its keys of the same name are
+        these; the model fields are set per profile)."""
         try:
-            return replace(
-                KleeneConfig(), seed=self.seed, n_train_kbs=self.n_train_kbs,
-                n_test_kbs=self.n_test_kbs, queries_per_kb=self.queries_per_kb,
-                max_depth=self.max_depth, epochs=self.epochs, batch_size=self.batch_size,
-                lr=self.lr, q_layers=self.q_layers, threads=self.threads,
-            )  # fmt: skip
+            shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "profiles"}
+            return replace(KleeneConfig(), **shared)
         except ConfigError:
             raise
         except ValueError as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -41,9 +41,7 @@ __all__ = ["EXPERIMENT", "NoisyQutritHead", "QutritNoiseConfig", "noise_at", "ru
 
 
 @dataclass(frozen=True)
-class QutritNoiseConfig:
-    """Config of ``qsem run qutrit-noise`` (override any key with ``key=value``)."""
-
+class _NoiseLead:
     #: the first seed; the seeds are seed, seed+1, ..., seed+n_seeds-1
     seed: int = 0
     #: seeds per noise strength (paired tests and intervals over them)
@@ -54,20 +52,15 @@ class QutritNoiseConfig:
     t_gate: float = 0.5
     #: the three-class task: kleene, iris, wine or cmsp_undefined
     task: str = "kleene"
+
+
+@dataclass(frozen=True)
+class QutritNoiseConfig(qvc.HeadTrainingKeys, _NoiseLead):
+    """Config of ``qsem run qutrit-noise`` (override any key with ``key=value``): the
+    width, training and data keys of ``qsem run qutrit-vs-classical``, the noise keys."""
+
     #: width of the softmax model's feature extractor (qutrit model: matched count)
     hidden: int = 8
-    #: full-batch Adam epochs
-    epochs: int = 150
-    #: Adam learning rate
-    lr: float = 0.05
-    #: knowledge bases of the Kleene training queries
-    kleene_train_kbs: int = 20
-    #: knowledge bases of the Kleene test queries
-    kleene_test_kbs: int = 10
-    #: training samples of cmsp_undefined
-    cmsp_n_train: int = 600
-    #: test samples of cmsp_undefined
-    cmsp_n_test: int = 600
     #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
@@ -98,12 +91,10 @@ class QutritNoiseConfig:
 
     def base(self) -> qvc.QvCConfig:
         """The ``qutrit-vs-classical`` config of the same data and training."""
+        shared = {f.name: getattr(self, f.name) for f in fields(qvc.HeadTrainingKeys)}
         return qvc.QvCConfig(
             seed=self.seed, n_seeds=self.n_seeds, tasks=self.task, heads="softmax,qutrit",
-            hidden=self.hidden, epochs=self.epochs, lr=self.lr,
-            kleene_train_kbs=self.kleene_train_kbs, kleene_test_kbs=self.kleene_test_kbs,
-            cmsp_n_train=self.cmsp_n_train, cmsp_n_test=self.cmsp_n_test, dtype="complex128",
-            threads=self.threads,
+            dtype="complex128", threads=self.threads, **shared,
         )  # fmt: skip
 
 

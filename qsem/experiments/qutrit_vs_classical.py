@@ -60,6 +60,7 @@ __all__ = [
     "EXPERIMENT",
     "HEADS",
     "HeadModel",
+    "HeadTrainingKeys",
     "QvCConfig",
     "expected_calibration_error",
     "matched_widths",
@@ -74,17 +75,10 @@ _EPS = 1e-7
 
 
 @dataclass(frozen=True)
-class QvCConfig:
-    """Config of ``qsem run qutrit-vs-classical`` (override any key with ``key=value``)."""
+class HeadTrainingKeys:
+    """The model width, training and data keys of the head comparisons
+    (``qsem run qutrit-vs-classical`` and ``qsem run qutrit-noise``)."""
 
-    #: the first seed; the seeds are seed, seed+1, ..., seed+n_seeds-1
-    seed: int = 0
-    #: seeds per task and head (the paired tests run over them)
-    n_seeds: int = 10
-    #: comma-separated subset of kleene, iris, wine, cmsp_undefined
-    tasks: str = "kleene,iris,wine,cmsp_undefined"
-    #: comma-separated subset of softmax, qutrit, two_qubit
-    heads: str = "softmax,qutrit,two_qubit"
     #: width of the softmax model's feature extractor (quantum models: matched count)
     hidden: int = 8
     #: full-batch Adam epochs
@@ -99,16 +93,39 @@ class QvCConfig:
     cmsp_n_train: int = 600
     #: test samples of cmsp_undefined
     cmsp_n_test: int = 600
+
+    def check_head_training(self) -> None:
+        """Refuse counts below 1 and a learning rate that is not a positive finite number."""
+        for key in ("hidden", "epochs", "kleene_train_kbs", "kleene_test_kbs", "cmsp_n_train",
+                    "cmsp_n_test"):  # fmt: skip
+            check_int(key, getattr(self, key), 1, config=True)
+        check_real("lr", self.lr, minimum=0, strict=True, config=True)
+
+
+@dataclass(frozen=True)
+class _QvCLead:
+    #: the first seed; the seeds are seed, seed+1, ..., seed+n_seeds-1
+    seed: int = 0
+    #: seeds per task and head (the paired tests run over them)
+    n_seeds: int = 10
+    #: comma-separated subset of kleene, iris, wine, cmsp_undefined
+    tasks: str = "kleene,iris,wine,cmsp_undefined"
+    #: comma-separated subset of softmax, qutrit, two_qubit
+    heads: str = "softmax,qutrit,two_qubit"
+
+
+@dataclass(frozen=True)
+class QvCConfig(HeadTrainingKeys, _QvCLead):
+    """Config of ``qsem run qutrit-vs-classical`` (override any key with ``key=value``)."""
+
     #: complex dtype of the simulated states: complex64 or complex128
     dtype: str = "complex64"
     #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for key in ("n_seeds", "hidden", "epochs", "kleene_train_kbs", "kleene_test_kbs",
-                    "cmsp_n_train", "cmsp_n_test"):  # fmt: skip
-            check_int(key, getattr(self, key), 1, config=True)
-        check_real("lr", self.lr, minimum=0, strict=True, config=True)
+        check_int("n_seeds", self.n_seeds, 1, config=True)
+        self.check_head_training()
         check_int("threads", self.threads, 0, config=True)
         if self.dtype not in _DTYPES:
             raise ConfigError(
