@@ -167,8 +167,8 @@ class KleeneConfig(TrainingKeys, SemanticModelKeys, KleeneTaskKeys, SeedKey):
         if self.threads < 0:
             raise ConfigError(f"config key 'threads': must be >= 0, got {self.threads}")
         try:
-            self.task  # noqa: B018  (builds and so checks both library configs)
-            self.model  # noqa: B018
+            task_config(self)  # building the library configs checks them
+            model_config(self)
         except ValueError as exc:  # QsemValueError names the argument = the config key
             raise ConfigError(f"config: {exc}") from None
 
