@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["families=cmsp,msp,null", "steps=400", "seeds=2", "tune_seeds=1", "widths=32,32",
         "lr=3e-3", "per_task=64", "eval_per_task=32", "probe_per_task=4", "lag=20",
         "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100"]  # fmt: skip
-DETECTORS = ("cusum", "cusum (untuned)", "fixed", "adaptive", "l1", "bocpd", "pelt", "binseg",
+DETECTORS = ("cusum", "cusum (untuned)", "frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg",
              "zero")  # fmt: skip
 
 
@@ -101,5 +101,5 @@ def test_default_study(tmp_path: Path):
     c = s["cusum"]
     assert 0.4 <= c["all"]["recall"] < 0.95 and c["all"]["median_lag"] <= 200
     assert c["null"]["false_alarms_per_run"] > 0.1
-    for det in ("cusum", "cusum (untuned)", "fixed", "adaptive", "l1", "pelt", "binseg"):
+    for det in ("cusum", "cusum (untuned)", "frobenius", "adaptive", "l1", "pelt", "binseg"):
         assert s[det]["targets"]["recall"] is False
