@@ -18,8 +18,10 @@ from qsem.runner import ConfigError, run_experiment
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["families=cmsp,msp,null", "steps=400", "seeds=2", "tune_seeds=1", "widths=32,32",
         "lr=3e-3", "per_task=64", "eval_per_task=32", "probe_per_task=4", "lag=20",
-        "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100"]  # fmt: skip
-DETECTORS = ("cusum", "cusum (untuned)", "frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg",
+        "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100",
+        "task_warmup=50", "horizon=50", "epot_windows=20,50"]  # fmt: skip
+DETECTORS = ("cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum", "cusum (untuned)",
+             "frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg",
              "zero")  # fmt: skip
 
 
@@ -59,6 +61,21 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
     again = pooled_score(ev, runs, max_lag=200, before=50)
     assert again["recall"] == res["scores"]["cusum"]["all"]["recall"]
     assert again["false_alarms"] == res["scores"]["cusum"]["all"]["false_alarms"]
+    # per-task detectors see one channel per task (cmsp: 4 atoms + composite, msp: 4 atoms)
+    # and fire at most once per channel
+    for p in pairs:
+        if p["detector"].startswith("cusum (per-task"):
+            assert p["kind"] in ("task", "entropy")
+            assert all(len(e) <= {"cmsp": 5, "msp": 4, "null": 5}[p["scored_on"]]
+                       for e in p["events"])  # fmt: skip
+    # E_pot, leave-one-family-out: window chosen on the tuning family, scored on the other
+    for variant in ("pooled Δφ", "per-task Δφ (max)"):
+        ep = res["epot_auroc"][variant]
+        assert {(p["tuned_on"], p["scored_on"]) for p in ep["pairs"]} == {
+            ("cmsp", "msp"), ("msp", "cmsp")
+        }  # fmt: skip
+        assert all(p["window"] in (20, 50) and 0 <= p["auroc"] <= 1 for p in ep["pairs"])
+    assert "E_pot AUROC" in (r.out_dir / "table.md").read_text()
 
 
 @pytest.mark.parametrize(
