@@ -120,3 +120,21 @@ def test_default_study(tmp_path: Path):
     assert c["null"]["false_alarms_per_run"] > 0.1
     for det in ("cusum", "cusum (untuned)", "frobenius", "adaptive", "l1", "pelt", "binseg"):
         assert s[det]["targets"]["recall"] is False
+    # run 3, per-task signals. Measured: entropy recall 0.61, 0.06 FA/1000, null 0.00 per run,
+    # median lag 156, p90 318; per-task Δφ recall 0.70, 0.07 FA/1000, null 2.47 per run, F1 0.76
+    ent, dphi = s["cusum (per-task entropy)"], s["cusum (per-task Δφ)"]
+    assert ent["all"]["n_transitions"] == dphi["all"]["n_transitions"] == c["all"]["n_transitions"]
+    assert 0.5 <= ent["all"]["recall"] < 0.95 and ent["all"]["false_alarms_per_1000"] <= 0.1
+    assert ent["null"]["false_alarms_per_run"] <= 0.1 and ent["all"]["p90_lag"] <= 400
+    assert ent["targets"]["null_false_alarms_per_run"] is True
+    assert 0.6 <= dphi["all"]["recall"] < 0.95 and dphi["all"]["f1"] > c["all"]["f1"]
+    assert dphi["null"]["false_alarms_per_run"] > 1.0
+    assert ent["targets"]["recall"] is False and dphi["targets"]["recall"] is False
+    # E_pot LOFO. Measured pooled 0.888 / 0.971 / 0.830 (cmsp, cmsp-b, msp), but 0.712 / 0.806 /
+    # 0.591 on steps >= 200; per-task (max) 0.929 / 0.940 / 0.721, after the warm-up 0.40-0.64
+    ep = res["epot_auroc"]
+    pooled, per = ep["pooled Δφ"], ep["per-task Δφ (max)"]
+    assert all(v >= 0.75 for v in pooled["by_family"].values())
+    assert pooled["by_family_after_warmup"]["msp"] < 0.7
+    assert per["by_family"]["msp"] < 0.8
+    assert all(v < 0.75 for v in per["by_family_after_warmup"].values())
