@@ -139,3 +139,12 @@ def test_task_entropy_against_numpy():
     np.testing.assert_allclose(task_entropy(phi, 3).numpy(), ref, rtol=1e-12)
     with pytest.raises(QsemValueError, match="phi"):
         task_entropy(phi, 2)
+
+
+@pytest.mark.parametrize("module", ["qsem.emergence.pertask", "qsem.narrow.transitions"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
