@@ -12,7 +12,9 @@ detector's grid is searched on T's tuning seeds (best pooled F1,
 table pools, per detector and scored family, the scores over all T ≠ S; the
 "all" row pools every (T, S) with transitions; null runs give false alarms
 per run. Nothing is ever tuned on a scored seed, nor on the family it is
-scored on.
+scored on. Besides the pooled signal's detectors, two per-task CUSUMs watch one
+signal per task (:func:`task_detectors`), and E_pot is scored as a forecaster
+the same way (:mod:`._emergence_transfer_epot`).
 """
 
 from __future__ import annotations
