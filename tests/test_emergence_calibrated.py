@@ -133,3 +133,17 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(mod)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_direction_down_is_the_upper_cusum_of_the_reflected_signal():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, 900)
+    x[500:] -= 3.0  # a 3σ fall at step 500
+    kw = {"drift": 1.0, "arl": 1e4, "window": 200, "warmup": 50, "log": False}
+    down = online_events(SelfCalibratingCUSUM(direction="down", **kw), x)
+    assert down == online_events(SelfCalibratingCUSUM(**kw), -x)
+    assert any(500 <= e <= 505 for e in down)
+    up = online_events(SelfCalibratingCUSUM(**kw), x)
+    assert not any(500 <= e <= 700 for e in up)  # the rise detector does not see the fall
+    with pytest.raises(QsemValueError, match="direction"):
+        SelfCalibratingCUSUM(direction="sideways")

@@ -167,7 +167,7 @@ def test_smoke_tiny(tmp_path):
     assert (r.out_dir / "detections.png").read_bytes()[:8] == PNG
     assert (r.out_dir / "table.md").read_text().startswith("| model")
     assert res["seeds"] == [0, 1] and res["tune_seeds"] == [100] and res["hybrid_seeds"] == [0]
-    for name in ("fixed", "adaptive", "l1", "bocpd", "pelt", "binseg", "zero", "quantum exact"):
+    for name in ("frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg", "zero", "quantum exact"):
         d = res["detectors"][name]
         for key in ("recall", "false_alarms_per_1000", "median_lag", "p90_lag", "f1", "params"):
             assert key in d
@@ -223,7 +223,7 @@ def test_default_study(tmp_path: Path):
     assert d["l1"]["recall"] >= 0.9 and d["l1"]["false_alarms_per_1000"] <= 0.2
     assert d["l1"]["median_lag"] > 150
     # the best qsem detector beats both change-point baselines on F1 (0.81 vs 0.41 / 0.42)
-    best = max(d[n]["f1"] for n in ("fixed", "adaptive", "l1"))
+    best = max(d[n]["f1"] for n in ("frobenius", "adaptive", "l1"))
     assert best > d["pelt"]["f1"] + 0.2 and best > d["binseg"]["f1"] + 0.2
     # the literal step-to-step Δφ does worse than the chosen signal (F1 0.51 vs 0.81)
     assert d["adaptive (literal Δφ)"]["f1"] < d["adaptive"]["f1"]

@@ -18,8 +18,10 @@ from qsem.runner import ConfigError, run_experiment
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["families=cmsp,msp,null", "steps=400", "seeds=2", "tune_seeds=1", "widths=32,32",
         "lr=3e-3", "per_task=64", "eval_per_task=32", "probe_per_task=4", "lag=20",
-        "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100"]  # fmt: skip
-DETECTORS = ("cusum", "cusum (untuned)", "fixed", "adaptive", "l1", "bocpd", "pelt", "binseg",
+        "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100",
+        "task_warmup=50", "horizon=50", "epot_windows=20,50"]  # fmt: skip
+DETECTORS = ("cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum", "cusum (untuned)",
+             "frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg",
              "zero")  # fmt: skip
 
 
@@ -59,6 +61,21 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
     again = pooled_score(ev, runs, max_lag=200, before=50)
     assert again["recall"] == res["scores"]["cusum"]["all"]["recall"]
     assert again["false_alarms"] == res["scores"]["cusum"]["all"]["false_alarms"]
+    # per-task detectors see one channel per task (cmsp: 4 atoms + composite, msp: 4 atoms)
+    # and fire at most once per channel
+    for p in pairs:
+        if p["detector"].startswith("cusum (per-task"):
+            assert p["kind"] in ("task", "entropy")
+            assert all(len(e) <= {"cmsp": 5, "msp": 4, "null": 5}[p["scored_on"]]
+                       for e in p["events"])  # fmt: skip
+    # E_pot, leave-one-family-out: window chosen on the tuning family, scored on the other
+    for variant in ("pooled Δφ", "per-task Δφ (max)"):
+        ep = res["epot_auroc"][variant]
+        assert {(p["tuned_on"], p["scored_on"]) for p in ep["pairs"]} == {
+            ("cmsp", "msp"), ("msp", "cmsp")
+        }  # fmt: skip
+        assert all(p["window"] in (20, 50) and 0 <= p["auroc"] <= 1 for p in ep["pairs"])
+    assert "E_pot AUROC" in (r.out_dir / "table.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -101,5 +118,23 @@ def test_default_study(tmp_path: Path):
     c = s["cusum"]
     assert 0.4 <= c["all"]["recall"] < 0.95 and c["all"]["median_lag"] <= 200
     assert c["null"]["false_alarms_per_run"] > 0.1
-    for det in ("cusum", "cusum (untuned)", "fixed", "adaptive", "l1", "pelt", "binseg"):
+    for det in ("cusum", "cusum (untuned)", "frobenius", "adaptive", "l1", "pelt", "binseg"):
         assert s[det]["targets"]["recall"] is False
+    # run 3, per-task signals. Measured: entropy recall 0.61, 0.06 FA/1000, null 0.00 per run,
+    # median lag 156, p90 318; per-task Δφ recall 0.70, 0.07 FA/1000, null 2.47 per run, F1 0.76
+    ent, dphi = s["cusum (per-task entropy)"], s["cusum (per-task Δφ)"]
+    assert ent["all"]["n_transitions"] == dphi["all"]["n_transitions"] == c["all"]["n_transitions"]
+    assert 0.5 <= ent["all"]["recall"] < 0.95 and ent["all"]["false_alarms_per_1000"] <= 0.1
+    assert ent["null"]["false_alarms_per_run"] <= 0.1 and ent["all"]["p90_lag"] <= 400
+    assert ent["targets"]["null_false_alarms_per_run"] is True
+    assert 0.6 <= dphi["all"]["recall"] < 0.95 and dphi["all"]["f1"] > c["all"]["f1"]
+    assert dphi["null"]["false_alarms_per_run"] > 1.0
+    assert ent["targets"]["recall"] is False and dphi["targets"]["recall"] is False
+    # E_pot LOFO. Measured pooled 0.888 / 0.971 / 0.830 (cmsp, cmsp-b, msp), but 0.712 / 0.806 /
+    # 0.591 on steps >= 200; per-task (max) 0.929 / 0.940 / 0.721, after the warm-up 0.40-0.64
+    ep = res["epot_auroc"]
+    pooled, per = ep["pooled Δφ"], ep["per-task Δφ (max)"]
+    assert all(v >= 0.75 for v in pooled["by_family"].values())
+    assert pooled["by_family_after_warmup"]["msp"] < 0.7
+    assert per["by_family"]["msp"] < 0.8
+    assert all(v < 0.75 for v in per["by_family_after_warmup"].values())

@@ -6,6 +6,8 @@
   :class:`ZeroDetector`;
 * :mod:`~qsem.emergence.calibrated` — :class:`SelfCalibratingCUSUM` (thresholds in
   units of the run's own noise, from a target false-alarm rate);
+* :mod:`~qsem.emergence.pertask` — :class:`PerTask` (one detector per task's
+  signal, an event when any fires) and :func:`per_task_cusum`;
 * :mod:`~qsem.emergence.changepoint` — :class:`BOCPD` (online Bayesian change
   points) and :func:`offline_changepoints` (ruptures PELT / binary segmentation);
 * :mod:`~qsem.emergence.scoring` — :func:`score_events` (recall, false alarms per
@@ -31,6 +33,7 @@ from .detectors import (
     QuantumDetector,
     ZeroDetector,
 )
+from .pertask import PerTask, per_task_cusum
 from .potential import EmergencePotential
 from .scoring import epot_auroc, score_events
 
@@ -74,10 +77,12 @@ __all__ = [
     "Event",
     "FixedThreshold",
     "L1Detector",
+    "PerTask",
     "QuantumDetector",
     "SelfCalibratingCUSUM",
     "ZeroDetector",
     "epot_auroc",
     "offline_changepoints",
+    "per_task_cusum",
     "score_events",
 ]

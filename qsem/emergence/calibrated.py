@@ -85,8 +85,10 @@ class SelfCalibratingCUSUM(Detector):
     Gaussian null (sets ``h``, or give ``h`` directly); ``window``: reference
     values kept; ``warmup``: values needed in the reference before ``S`` moves
     (at the start and after every event); ``clip``: bound on ``|z|``;
-    ``min_spread``: floor of the scale (in the transformed units); ``log``: use
-    ``log10 x`` (values floored at 1e-12).
+    ``min_spread``: floor of the scale (in the transformed units; with ``log`` a
+    relative change: 0.01 ≈ 2.3 %); ``log``: use ``log10 x`` (values floored at
+    1e-12); ``direction``: ``"up"`` watches for a rise, ``"down"`` for a fall
+    (the CUSUM of ``−z``: e.g. a task's output entropy falling as it emerges).
     """
 
     name = "cusum"
@@ -102,9 +104,13 @@ class SelfCalibratingCUSUM(Detector):
         clip: float = 4.0,
         min_spread: float = 1e-6,
         log: bool = True,
+        direction: str = "up",
         refractory: int = 0,
     ) -> None:
         super().__init__(refractory=refractory)
+        if direction not in ("up", "down"):
+            raise arg_error("direction", f"'up' or 'down', got {direction!r}")
+        self.direction = direction
         self.drift = check_real("drift", drift, minimum=0.0, strict=True)
         self.arl = check_real("arl", arl, minimum=1.0, strict=True)
         self.h = (
@@ -143,7 +149,8 @@ class SelfCalibratingCUSUM(Detector):
         if base is None:
             self._ref.append(v)
             return False, v, None, None
-        z = min(max((v - base[0]) / base[1], -self.clip), self.clip)
+        z = (v - base[0]) / base[1] * (1.0 if self.direction == "up" else -1.0)
+        z = min(max(z, -self.clip), self.clip)
         self._s = max(0.0, self._s + z - self.drift)
         if self._s > self.h:
             self._s = 0.0

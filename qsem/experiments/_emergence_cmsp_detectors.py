@@ -63,7 +63,7 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
     ref = cfg.refractory
     qs = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
-    def fixed(p: dict[str, Any], r: Run) -> list[int]:
+    def frobenius(p: dict[str, Any], r: Run) -> list[int]:
         return online_events(FixedThreshold(p["theta"], refractory=ref), r.signal)
 
     def adaptive(p: dict[str, Any], r: Run) -> list[int]:
@@ -90,7 +90,7 @@ def scalar_detectors(cfg: EmergenceCMSPConfig, tune_runs: list[Run]) -> dict[str
 
     cs = [{"c": c} for c in (10.0, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)]
     return {
-        "fixed": (fixed, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
+        "frobenius": (frobenius, [{"theta": t} for t in _quantiles(tune_runs, qs)]),
         "adaptive": (
             adaptive,
             [

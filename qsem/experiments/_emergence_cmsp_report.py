@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["plot_detections", "table"]
 
-ORDER = ("fixed", "adaptive", "l1", "bocpd", "pelt", "binseg", "zero")
+ORDER = ("frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg", "zero")
 
 
 def _fmt(v: Any, digits: int = 2) -> str:

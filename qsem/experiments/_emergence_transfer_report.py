@@ -45,7 +45,8 @@ def targets_met(all_: dict[str, Any] | None, null: dict[str, Any] | None) -> dic
 
 def table(rows: dict[str, dict[str, Any]], families: list[str], tuning: list[str]) -> str:
     """Markdown: per detector, one row per scored family and the pooled 'all' row."""
-    order = ["cusum", "cusum (untuned)"] + [n for n in ORDER if n in rows]
+    order = ["cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum", "cusum (untuned)"]
+    order += [n for n in ORDER if n in rows]
     order += [n for n in rows if n not in order]
     lines = [
         f"Tuned on each of {', '.join(tuning)} (tuning seeds), scored on every other family's "

@@ -353,7 +353,7 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     )
     if signal != "literal":
         lt, ls = _mlp_runs(tune_res, cfg, "literal"), _mlp_runs(score_res, cfg, "literal")
-        for name in ("fixed", "adaptive"):
+        for name in ("frobenius", "adaptive"):
             detect, grid = scalar_detectors(cfg, lt)[name]
             dets[f"{name} (literal Δφ)"] = evaluate(detect, grid, lt, ls, cfg)
     contrast = {}

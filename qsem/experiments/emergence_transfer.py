@@ -12,7 +12,9 @@ detector's grid is searched on T's tuning seeds (best pooled F1,
 table pools, per detector and scored family, the scores over all T ≠ S; the
 "all" row pools every (T, S) with transitions; null runs give false alarms
 per run. Nothing is ever tuned on a scored seed, nor on the family it is
-scored on.
+scored on. Besides the pooled signal's detectors, two per-task CUSUMs watch one
+signal per task (:func:`task_detectors`), and E_pot is scored as a forecaster
+the same way (:mod:`._emergence_transfer_epot`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from typing import Any, cast
 
 import numpy as np
 
-from qsem.emergence import SelfCalibratingCUSUM
+from qsem.emergence import SelfCalibratingCUSUM, per_task_cusum
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
-from qsem.narrow.emergence_train import SIGNALS, train_mlp
+from qsem.narrow.emergence_train import SIGNALS, TASK_SIGNALS, train_mlp
 from qsem.narrow.families import FAMILY_NAMES, make_family
 from qsem.runner import ConfigError, Experiment, RunContext
 
 from ._emergence_cmsp_detectors import l1_detector, scalar_detectors
 from ._emergence_cmsp_report import plot_detections
+from ._emergence_transfer_epot import epot_lofo, epot_table
 from ._emergence_transfer_report import TARGETS, table, targets_met
 from .emergence_cmsp import RULE, ground_truth, run_phases
 
@@ -120,6 +123,14 @@ class EmergenceTransferConfig:
     slow_lag: int = 200
     #: the signal the scalar detectors see: literal, lagged, ema, ema_slow
     signal: str = "ema_slow"
+    #: the per-task Δφ of the per-task CUSUM: literal_task, lagged_task, ema_task, ema_slow_task
+    task_signal: str = "ema_slow_task"
+    #: per-task detectors: steps of each channel's warm-up (its reference fills first)
+    task_warmup: int = 200
+    #: E_pot forecast target: a transition starts within this many steps
+    horizon: int = 200
+    #: E_pot trailing windows tried on the tuning family's tuning seeds
+    epot_windows: tuple[int, ...] = (50, 200, 500)
     #: ground truth: a task's loss above this many bits is not yet learned
     high_bits: float = 0.9
     #: ground truth: a task is learned once its loss is below this many bits
@@ -143,7 +154,7 @@ class EmergenceTransferConfig:
 
     def __post_init__(self) -> None:
         for key in ("seeds", "tune_seeds", "steps", "per_task", "eval_per_task",
-                    "probe_per_task", "lag", "slow_lag", "log_every"):  # fmt: skip
+                    "probe_per_task", "lag", "slow_lag", "log_every", "horizon"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
         for key in ("seed", "tune_offset", "max_lag", "before", "merge_gap", "refractory",
@@ -165,6 +176,15 @@ class EmergenceTransferConfig:
             raise ConfigError("config key 'families': need two families with transitions")
         if self.family not in FAMILY_NAMES:
             raise ConfigError(f"config key 'family': one of {list(FAMILY_NAMES)}")
+        if self.task_signal not in TASK_SIGNALS[:-1]:
+            raise ConfigError(
+                f"config key 'task_signal': one of {list(TASK_SIGNALS[:-1])}, "
+                f"got {self.task_signal!r}"
+            )
+        if not self.epot_windows or min(self.epot_windows) < 1:
+            raise ConfigError("config key 'epot_windows': one or more windows >= 1")
+        if not 2 <= self.task_warmup <= 500:
+            raise ConfigError("config key 'task_warmup': must lie in [2, 500]")
         if self.signal not in SIGNALS:
             raise ConfigError(f"config key 'signal': one of {list(SIGNALS)}, got {self.signal!r}")
         if not 0 < self.low_bits < self.high_bits:
@@ -193,6 +213,8 @@ def _runs(res: dict[str, Any], fcfg: Any, name: str) -> list[Run]:
         gt = ground_truth(losses[:, e][:, scored], fcfg)
         if name == "l1":
             sig = np.asarray(res["ema_snapshots"])[:, e]
+        elif name in TASK_SIGNALS:
+            sig = np.asarray(res["task_signals"][name])[:, e]
         else:
             sig = np.asarray(res["signals"][name])[:, e]
         out.append(Run(sig, gt["starts"], gt["ends"], steps=losses.shape[0] - 1))
@@ -215,7 +237,41 @@ def detectors(cfg: EmergenceTransferConfig, tune_runs: dict[str, list[Run]]) -> 
             for d in (0.5, 1.0, 2.0) for a in (1e3, 1e4, 1e5) for w in (200, 1000)]  # fmt: skip
     out["cusum"] = ("signal", cusum, grid)
     out["cusum (untuned)"] = ("signal", cusum, [{"drift": 1.0, "arl": 1e4, "window": 500}])
+    out.update(task_detectors(cfg))
     return out
+
+
+#: the kinds of signal a detector may see -> the recorded series (cfg attribute or name)
+KINDS = {"signal": "signal", "l1": "l1", "task": "task_signal", "entropy": "entropy_task"}
+
+
+def _series_name(cfg: EmergenceTransferConfig, kind: str) -> str:
+    return str(getattr(cfg, KINDS[kind], KINDS[kind]))
+
+
+def task_detectors(cfg: EmergenceTransferConfig) -> dict[str, Any]:
+    """The per-task detectors: one self-calibrating CUSUM per task's probe signal
+    (:func:`qsem.emergence.per_task_cusum`, each channel fires once, an event when
+    any channel fires; events within ``merge_gap`` steps fold into one, as the
+    ground truth folds starts)."""
+
+    def detect(direction: str, log: bool) -> Any:
+        def run_(p: dict[str, Any], r: Run) -> list[int]:
+            det = per_task_cusum(
+                np.asarray(r.signal).shape[1], p["drift"], p["arl"], 500, cfg.task_warmup,
+                once=True, refractory=cfg.merge_gap, direction=direction, log=log,
+                min_spread=p.get("min_spread", 1e-6),
+            )  # fmt: skip
+            return online_events(det, r.signal)
+
+        return run_
+
+    dphi = [{"drift": d, "arl": a} for d in (1.0, 2.0) for a in (1e4, 1e5)]
+    ent = [{"drift": d, "arl": 1e4, "min_spread": m} for d in (1.0, 2.0) for m in (0.01, 0.03, 0.1)]
+    return {
+        "cusum (per-task Δφ)": ("task", detect("up", True), dphi),
+        "cusum (per-task entropy)": ("entropy", detect("down", False), ent),
+    }
 
 
 def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
@@ -225,12 +281,13 @@ def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
         (f, phase, kind): _runs(done[f"{f}-{phase}"], cfg.for_family(f), name)
         for f in fams
         for phase in ("tune", "score")
-        for kind, name in (("signal", cfg.signal), ("l1", "l1"))
+        for kind in KINDS
+        for name in (_series_name(cfg, kind),)
     }
     tuning = [f for f in fams if any(r.starts for r in runs[(f, "tune", "signal")])]
     pairs: list[dict[str, Any]] = []
     for t in tuning:
-        tr = {k: runs[(t, "tune", k)] for k in ("signal", "l1")}
+        tr = {k: runs[(t, "tune", k)] for k in KINDS}
         for name, (kind, detect, grid) in detectors(cfg, tr).items():
             best, _ = tune(detect, grid, tr[kind], max_lag=cfg.max_lag, before=cfg.before)
             for s in fams:
@@ -238,7 +295,7 @@ def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
                     continue
                 sr = runs[(s, "score", kind)]
                 events = [detect(best, r) for r in sr]
-                pairs.append({"tuned_on": t, "scored_on": s, "detector": name,
+                pairs.append({"tuned_on": t, "scored_on": s, "detector": name, "kind": kind,
                               "params": best, "events": events})  # fmt: skip
     return {"tuning_families": tuning, "pairs": pairs, "runs": runs}
 
@@ -248,7 +305,7 @@ def summarise(out: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, An
     kw = {"max_lag": cfg.max_lag, "before": cfg.before}
     by: dict[tuple[str, str], tuple[list[Any], list[Run]]] = {}
     for p in out["pairs"]:
-        kind = "l1" if p["detector"] == "l1" else "signal"
+        kind = p["kind"]
         runs = out["runs"][(p["scored_on"], "score", kind)]
         for key in ((p["detector"], p["scored_on"]),) + (
             ((p["detector"], "all"),) if p["scored_on"] != "null" else ()
@@ -284,13 +341,16 @@ def run(cfg: EmergenceTransferConfig, ctx: RunContext) -> dict[str, Any]:
     done = run_phases(ctx, phases, desc="emergence-transfer phases")
     out = lofo(done, cfg)
     rows = summarise(out, cfg)
+    ep = epot_lofo(out["runs"], out["tuning_families"], list(cfg.families), cfg)
     md = table(rows, list(cfg.families), out["tuning_families"])
+    md += "\n" + epot_table(ep, cfg.horizon)
     ctx.write_text("table.md", md)
     truths = _figures(done, out, cfg, ctx)
     return {
         "table": md,
         "scores": rows,
         "targets": TARGETS,
+        "epot_auroc": ep,
         "tuning_families": out["tuning_families"],
         "pairs": out["pairs"],
         "transitions": truths,
@@ -353,6 +413,7 @@ EXPERIMENT = Experiment(
         "table",
         "scores",
         "targets",
+        "epot_auroc",
         "tuning_families",
         "pairs",
         "transitions",

@@ -38,13 +38,25 @@ from qsem.simulators.similarity import bures_angle, overlap
 from .cmsp import CMSP, make_generator
 from .families import ensemble_batch, make_family
 from .mlp import EnsembleMLP, build_mlp
-from .transitions import ProbeSignals, SignalBank
+from .transitions import ProbeSignals, SignalBank, task_entropy
 
-__all__ = ["SIGNALS", "HybridCMSP", "ensemble_batch", "quantum_head", "train_hybrid", "train_mlp"]
+__all__ = [
+    "SIGNALS",
+    "TASK_SIGNALS",
+    "HybridCMSP",
+    "ensemble_batch",
+    "quantum_head",
+    "train_hybrid",
+    "train_mlp",
+]
 
 LN2 = math.log(2.0)
 #: the probe signals recorded (:class:`~qsem.narrow.transitions.SignalBank`)
 SIGNALS = ("literal", "lagged", "ema", "ema_slow")
+#: the per-task probe signals recorded by :func:`train_mlp` (``(steps + 1, E, T)`` each)
+#: plus ``entropy_task``: the mean output entropy of each task's probe slice
+#: (:func:`~qsem.narrow.transitions.task_entropy`)
+TASK_SIGNALS = (*(f"{k}_task" for k in SIGNALS), "entropy_task")
 Checkpoint = Callable[[int, Callable[[], dict[str, Any]]], Any]
 Log = Callable[..., None]
 
@@ -55,10 +67,10 @@ def _task_losses(logp: torch.Tensor, y: torch.Tensor, n_tasks: int) -> torch.Ten
     return nll.view(y.shape[0], n_tasks, -1).mean(-1) / LN2
 
 
-def _signals(cfg: Any) -> SignalBank:
+def _signals(cfg: Any, tasks: int | None = None) -> SignalBank:
     return SignalBank(
-        ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag),
-        ProbeSignals(beta=cfg.slow_beta, lag=cfg.slow_lag),
+        ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag, tasks=tasks),
+        ProbeSignals(beta=cfg.slow_beta, lag=cfg.slow_lag, tasks=tasks),
     )
 
 
@@ -125,7 +137,9 @@ def train_mlp(
     ``cfg.family`` says otherwise); the optimiser Adam, or AdamW when
     ``cfg.weight_decay > 0`` (absent: 0). Returns (tensors, checkpoint-safe)
     ``losses`` ``(steps + 1, E, T)`` (row t: after t steps), ``signals`` (name ->
-    ``(steps + 1, E)``), ``ema_snapshots`` ``(steps // lag + 1, E, B, C)`` (the EMA of
+    ``(steps + 1, E)``), ``task_signals`` (name in :data:`TASK_SIGNALS` ->
+    ``(steps + 1, E, T)``: the same distances on each task's slice of the probe
+    batch), ``ema_snapshots`` ``(steps // lag + 1, E, B, C)`` (the EMA of
     the probe outputs every ``lag`` steps, for the L1 detector) and ``seconds``.
     ``tag`` names the phase in checkpoints and logs.
     """
@@ -143,10 +157,11 @@ def train_mlp(
     data_gen = make_generator(base)
     x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, e_n, make_generator(base + 1))
     x_pr, _ = fam.eval_batch(cfg.probe_per_task, e_n, make_generator(base + 2))
-    sig = _signals(cfg)
+    sig = _signals(cfg, tasks=n_t)
     n = cfg.steps
     series: dict[str, torch.Tensor] = {
         "losses": torch.zeros(n + 1, e_n, n_t),
+        **{k: torch.zeros(n + 1, e_n, n_t) for k in TASK_SIGNALS},
         "ema_snapshots": torch.zeros(n // cfg.lag + 1, e_n, x_pr.shape[1], n_c),
         **{k: torch.zeros(n + 1, e_n) for k in SIGNALS},
     }
@@ -157,9 +172,12 @@ def train_mlp(
     def record(step: int) -> None:
         with torch.no_grad():
             series["losses"][step] = _task_losses(torch.log_softmax(model(x_ev), -1), y_ev, n_t)
-            out = sig.update(torch.softmax(model(x_pr), -1))
+            phi = torch.softmax(model(x_pr), -1)
+            out = sig.update(phi)
+            entropy = task_entropy(phi, n_t)
         for k, v in out.items():
             series[k][step] = v
+        series["entropy_task"][step] = entropy
         if step % cfg.lag == 0 and sig.ema is not None:
             series["ema_snapshots"][step // cfg.lag] = sig.ema
         if log is not None and step % cfg.log_every == 0:
@@ -168,6 +186,7 @@ def train_mlp(
                 phase=tag,
                 task_loss_bits=series["losses"][step].tolist(),
                 **{f"dphi_{k}": v.tolist() for k, v in out.items()},
+                probe_entropy_task=entropy.tolist(),
             )
 
     def snapshot() -> dict[str, Any]:
@@ -190,6 +209,7 @@ def train_mlp(
         "seeds": seeds,
         "losses": series["losses"],
         "signals": {k: series[k] for k in SIGNALS},
+        "task_signals": {k: series[k] for k in TASK_SIGNALS},
         "ema_snapshots": series["ema_snapshots"],
         "seconds": round(run.elapsed(), 2),
     }

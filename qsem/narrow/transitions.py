@@ -39,7 +39,14 @@ import torch
 from qsem.checks import check_int
 from qsem.circuits.errors import QsemTypeError, arg_error
 
-__all__ = ["ProbeSignals", "SignalBank", "Transition", "find_transition", "transitions_of"]
+__all__ = [
+    "ProbeSignals",
+    "SignalBank",
+    "Transition",
+    "find_transition",
+    "task_entropy",
+    "transitions_of",
+]
 
 
 class Transition(NamedTuple):
@@ -110,6 +117,29 @@ def transitions_of(
     ]
 
 
+def task_entropy(phi: torch.Tensor, tasks: int) -> torch.Tensor:
+    """Mean output entropy in bits of each task's slice of the probe batch, ``(E, T)``.
+
+    ``phi`` ``(E, T·b, C)`` holds class probabilities, task-major (the layout of the
+    families' ``eval_batch``). ``H_t = −(1/b) Σ_i Σ_c φ_ic log2 φ_ic`` over the
+    task's ``b`` probe inputs: label-free, it falls from ~log2 C towards 0 when a
+    task's outputs become confident (a subtask emerging), and stays near log2 C
+    while a task cannot be learned.
+
+    >>> phi = torch.tensor([[[0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]])
+    >>> task_entropy(phi, 2).tolist()
+    [[1.0, 0.0]]
+    """
+    if not isinstance(phi, torch.Tensor) or phi.dim() != 3:
+        raise arg_error("phi", f"expected an (E, B, C) tensor, got {phi!r:.60}", QsemTypeError)
+    check_int("tasks", tasks, 1)
+    if phi.shape[1] % tasks:
+        raise arg_error("phi", f"{phi.shape[1]} probe rows do not split into {tasks} tasks")
+    p = phi.detach().to(torch.float64)
+    h = -(p * torch.log2(p.clamp_min(1e-300))).sum(-1)
+    return h.reshape(p.shape[0], tasks, -1).mean(-1)
+
+
 class ProbeSignals:
     """Online Δφ signals of ``E`` models on one probe batch, fed ``φ_t`` ``(E, B, C)`` each step.
 
@@ -120,7 +150,13 @@ class ProbeSignals:
       (measured from the oldest average held until ``lag`` are held);
     - ``"lagged"``: ``‖φ_t − φ_{t−lag}‖_F`` (same warm-up).
 
-    Norms are over the batch and class axes. The state is plain tensors
+    Norms are over the batch and class axes. With ``tasks=T`` the probe batch is
+    read as ``T`` task-major slices (``B = T·b``, the layout of the families'
+    ``eval_batch``) and ``update`` also returns ``"literal_task"``, ``"ema_task"``,
+    ``"lagged_task"``: the same distances per slice, ``(E, T)`` (their squares sum
+    to the square of the pooled one). A per-task signal moves when *that* task's
+    outputs move, so drops of different tasks at different times stay apart
+    instead of blurring into one probe-wide Δφ. The state is plain tensors
     (``state_dict`` / ``load_state_dict``), so a resumed run continues exactly.
 
     >>> sig = ProbeSignals(beta=0.5, lag=2)
@@ -130,7 +166,8 @@ class ProbeSignals:
     (1.0, 0.5)
     """
 
-    def __init__(self, *, beta: float = 0.99, lag: int = 100) -> None:
+    def __init__(self, *, beta: float = 0.99, lag: int = 100, tasks: int | None = None) -> None:
+        self.tasks = None if tasks is None else check_int("tasks", tasks, 1)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
             raise arg_error("beta", f"must lie in [0, 1), got {beta!r}")
         self.beta = float(beta)
@@ -147,24 +184,42 @@ class ProbeSignals:
     def _norm(d: torch.Tensor) -> torch.Tensor:
         return d.flatten(1).norm(dim=1)
 
+    def _task_norm(self, d: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """``(E, T)`` norms of the ``T`` task slices of ``d`` (zeros when ``d`` is None)."""
+        t = int(self.tasks or 1)
+        if d is None:
+            return torch.zeros(like.shape[0], t, dtype=torch.float64)
+        return d.reshape(d.shape[0], t, -1).norm(dim=2)
+
     def update(self, phi: torch.Tensor) -> dict[str, torch.Tensor]:
         if not isinstance(phi, torch.Tensor) or phi.dim() != 3:
             raise arg_error("phi", f"expected an (E, B, C) tensor, got {phi!r:.60}", QsemTypeError)
         phi = phi.detach().to(torch.float64)
         if self.prev is not None and self.prev.shape != phi.shape:
             raise arg_error("phi", f"shape changed from {tuple(self.prev.shape)} to {phi.shape}")
+        if self.tasks is not None and phi.shape[1] % self.tasks:
+            raise arg_error(
+                "phi", f"{phi.shape[1]} probe rows do not split into {self.tasks} tasks"
+            )
         zero = torch.zeros(phi.shape[0], dtype=torch.float64)
+        d_lit = None if self.prev is None else phi - self.prev
         literal = zero if self.prev is None else self._norm(phi - self.prev)
         ema = phi.clone() if self.ema is None else self.beta * self.ema + (1 - self.beta) * phi
-        ema_sig = zero if not self.history else self._norm(ema - self.history[0])
-        lagged = zero if not self.raw else self._norm(phi - self.raw[0])
+        d_ema = ema - self.history[0] if self.history else None
+        d_lag = phi - self.raw[0] if self.raw else None
+        ema_sig = zero if d_ema is None else self._norm(d_ema)
+        lagged = zero if d_lag is None else self._norm(d_lag)
         self.prev, self.ema = phi, ema
         self.history.append(ema)
         self.raw.append(phi)
         if len(self.history) > self.lag:
             self.history.pop(0)
             self.raw.pop(0)
-        return {"literal": literal, "ema": ema_sig, "lagged": lagged}
+        out = {"literal": literal, "ema": ema_sig, "lagged": lagged}
+        if self.tasks is not None:
+            for k, d in (("literal", d_lit), ("ema", d_ema), ("lagged", d_lag)):
+                out[f"{k}_task"] = self._task_norm(d, phi)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +241,9 @@ class SignalBank:
     >>> bank = SignalBank(ProbeSignals(beta=0.5, lag=1), ProbeSignals(beta=0.9, lag=2))
     >>> sorted(bank.update(torch.zeros(1, 1, 2)))
     ['ema', 'ema_slow', 'lagged', 'literal']
+
+    With per-task signals (both members built with ``tasks=T``) it also returns
+    ``ema_slow_task`` ``(E, T)``.
     """
 
     def __init__(self, fast: ProbeSignals, slow: ProbeSignals) -> None:
@@ -198,7 +256,10 @@ class SignalBank:
 
     def update(self, phi: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.fast.update(phi)
-        out["ema_slow"] = self.slow.update(phi)["ema"]
+        slow = self.slow.update(phi)
+        out["ema_slow"] = slow["ema"]
+        if "ema_task" in slow:
+            out["ema_slow_task"] = slow["ema_task"]
         return out
 
     def state_dict(self) -> dict[str, Any]:

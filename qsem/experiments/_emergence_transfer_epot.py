@@ -1,0 +1,106 @@
+"""E_pot as a forecaster, leave-one-family-out (``qsem run emergence-transfer``).
+
+For every tuning family T, E_pot's trailing window is the one of
+``cfg.epot_windows`` with the best pooled AUROC on T's *tuning* seeds; with it,
+the AUROC of "a transition starts within ``cfg.horizon`` steps"
+(:func:`qsem.emergence.epot_auroc`, steps inside transitions dropped) is
+measured on the scored seeds of every other family with transitions. Two
+variants: E_pot of the pooled Δφ (``cfg.signal``, θ = NCI = 0: a classical
+model), and the per-task one — E_pot of each task's Δφ (``cfg.task_signal``),
+the largest over the tasks at each step. ``skip`` > 0 scores only steps
+``>= skip`` (``cfg.task_warmup``): at the start of training Δφ rises from 0
+for every run, and a first transition that starts within ``horizon`` steps of
+the start makes those steps positives that any rising series ranks high; both
+AUROCs are reported (transitions starting before ``skip`` then count from
+``skip``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from qsem.emergence.benchmark import Run
+
+from ._emergence_cmsp_detectors import epot_series, pooled_auroc
+from ._emergence_cmsp_report import _fmt
+
+__all__ = ["TARGET_AUROC", "epot_lofo", "epot_table"]
+
+#: issue 20's target for every family
+TARGET_AUROC = 0.8
+
+
+def _series(r: Run, window: int) -> np.ndarray:
+    x = np.asarray(r.signal, dtype=np.float64)
+    if x.ndim == 1:
+        return epot_series(x, window)
+    return np.max([epot_series(x[:, c], window) for c in range(x.shape[1])], axis=0)
+
+
+def _after(r: Run, series: np.ndarray, skip: int) -> tuple[np.ndarray, Run]:
+    """The series and the run from step ``skip`` on (steps renumbered from 0)."""
+    kept = [
+        (max(t - skip, 0), e - skip) for t, e in zip(r.starts, r.ends, strict=True) if e >= skip
+    ]
+    return series[skip:], Run(series[skip:], [t for t, _ in kept], [e for _, e in kept])
+
+
+def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0) -> float:
+    pairs = [_after(r, _series(r, window), skip) for r in runs]
+    return pooled_auroc([s for s, _ in pairs], [r for _, r in pairs], horizon)
+
+
+def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], families: list[str],
+              cfg: Any) -> dict[str, Any]:  # fmt: skip
+    """``{variant: {"pairs": [...], "by_family": {S: mean AUROC over T != S}}}``."""
+    out: dict[str, Any] = {}
+    scored = [f for f in families if any(r.starts for r in runs[(f, "score", "signal")])]
+    for variant, kind in (("pooled Δφ", "signal"), ("per-task Δφ (max)", "task")):
+        pairs = []
+        for t in tuning:
+            tr = runs[(t, "tune", kind)]
+            tuned = {w: _auroc(tr, w, cfg.horizon) for w in cfg.epot_windows}
+            w = max(tuned, key=lambda k: np.nan_to_num(tuned[k], nan=-1.0))
+            for s in scored:
+                if s != t:
+                    sr = runs[(s, "score", kind)]
+                    pairs.append({"tuned_on": t, "scored_on": s, "window": w,
+                                  "tune_auroc": tuned[w], "auroc": _auroc(sr, w, cfg.horizon),
+                                  "auroc_after_warmup": _auroc(sr, w, cfg.horizon,
+                                                               cfg.task_warmup)})  # fmt: skip
+        fams = [s for s in scored if any(p["scored_on"] == s for p in pairs)]
+        by, after = (
+            {s: float(np.mean([p[k] for p in pairs if p["scored_on"] == s])) for s in fams}
+            for k in ("auroc", "auroc_after_warmup")
+        )
+        out[variant] = {"pairs": pairs, "by_family": by, "by_family_after_warmup": after}
+    return out
+
+
+def epot_table(ep: dict[str, Any], horizon: int) -> str:
+    """Markdown: per variant and scored family, the AUROC per tuning family and the mean."""
+    lines = [
+        f"E_pot AUROC for 'a transition starts within {horizon} steps' (window chosen on the "
+        f"tuning family's tuning seeds; target ≥ {TARGET_AUROC}):",
+        "",
+        "| E_pot of | scored family | AUROC per tuning family (window) | mean | target met | "
+        "mean, steps after the warm-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, d in ep.items():
+        for s, mean in d["by_family"].items():
+            per = ", ".join(
+                f"{p['tuned_on']}: {_fmt(p['auroc'], 3)} ({p['window']})"
+                for p in d["pairs"]
+                if p["scored_on"] == s
+            )
+            ok = math.isfinite(mean) and mean >= TARGET_AUROC
+            late = d["by_family_after_warmup"][s]
+            lines.append(
+                f"| {variant} | {s} | {per} | {_fmt(mean, 3)} | {'yes' if ok else 'no'} | "
+                f"{_fmt(late, 3)} |"
+            )
+    return "\n".join(lines) + "\n"
