@@ -26,7 +26,7 @@ TINY = ["seeds=1", "tune_seeds=1", "hybrid_steps=60", "n_control=2", "n_atoms=2"
         "n_task=2", "hybrid_widths=8", "hybrid_per_task=16", "eval_per_task=16",
         "hybrid_probe_per_task=3", "n_qubits=2", "q_layers=1", "lag=10", "slow_lag=10",
         "shot_every=5", "shot_grid=[20,2000]", "onset=3", "plateau=10", "max_lag=30",
-        "before=5", "refractory=10", "timing_reps=1", "log_every=20", "aer=false"]
+        "before=5", "refractory=10", "warmup=10", "timing_reps=1", "log_every=20", "aer=false"]
 # fmt: on
 
 
@@ -34,7 +34,7 @@ def _cfg(**kw: Any) -> eq.EmergenceQuantumConfig:
     base = eq.EmergenceQuantumConfig(
         seeds=1, tune_seeds=1, hybrid_steps=40, n_control=2, n_atoms=2, k=1, n_task=2,
         hybrid_widths=(8,), hybrid_per_task=16, eval_per_task=16, hybrid_probe_per_task=3,
-        n_qubits=2, q_layers=1, lag=10, slow_lag=10, shot_every=5, onset=3, plateau=10,
+        n_qubits=2, q_layers=1, lag=10, slow_lag=10, shot_every=5, onset=3, plateau=10, warmup=10,
     )  # fmt: skip
     return eq.EmergenceQuantumConfig(**{**base.__dict__, **kw})
 
@@ -106,11 +106,15 @@ def test_task_runs_follow_the_onset_rule(tiny_run):
     cfg, res = tiny_run
     runs = eq.task_runs(res, cfg, "task_q_lagged")
     assert len(runs) == 2
+    w = cfg.warmup  # the detectors watch steps w..n, counted from w
     for j, r in enumerate(runs):
         t = find_transition(res["losses"][:, j].numpy(), onset=cfg.onset, plateau=cfg.plateau)
-        assert r.starts == ([] if t is None else [t.start])
-        np.testing.assert_array_equal(r.signal, res["task_q_lagged"][:, j].numpy())
-        assert r.n_steps == cfg.hybrid_steps
+        assert r.starts == ([] if t is None else [max(0, t.start - w)])
+        np.testing.assert_array_equal(r.signal, res["task_q_lagged"][w:, j].numpy())
+        assert r.n_steps == cfg.hybrid_steps - w
+    shots = eq.shot_series(res, cfg, 10, seed=0)
+    sr = eq.task_runs(res, cfg, shots)
+    np.testing.assert_array_equal(sr[1].signal, shots[w // cfg.shot_every :, 1])
 
 
 def test_tiny_run_end_to_end(tmp_path: Path):
@@ -170,7 +174,7 @@ def test_planted_transitions_are_found_per_task():
     done = {f"hybrid-{s}": _planted(cfg, plant[s], s) for s in (*tune_s, *score_s)}
     for s in plant:  # the onset rule reads the planted starts back (loss leaves 1 at start)
         got = eq.task_runs(done[f"hybrid-{s}"], cfg, "task_q_lagged")
-        assert [r.starts for r in got] == [[p] for p in plant[s]]
+        assert [r.starts for r in got] == [[p - cfg.warmup] for p in plant[s]]
     dets = eq.analyse(done, cfg)
     for name in ("quantum exact", "quantum 2000 shots", "classical fixed"):
         d = dets[name]
@@ -190,6 +194,7 @@ def test_planted_transitions_are_found_per_task():
     "override, key",
     [
         ({"lag": 12}, "lag"),
+        ({"warmup": 7}, "warmup"),
         ({"shot_grid": ()}, "shot_grid"),
         ({"family": "grok"}, "family"),
         ({"signal": "nope"}, "signal"),

@@ -135,6 +135,10 @@ class EmergenceQuantumConfig:
     before: int = 50
     #: steps after an event in which a detector stays silent
     refractory: int = 300
+    #: every detector watches steps warmup..hybrid_steps (a multiple of shot_every): before
+    #: `lag` steps the pair (Ω_t, Ω_{t-lag}) is not formed and Ω_t is compared with the
+    #: random initial state
+    warmup: int = 100
     #: repetitions of each timed estimate (median and min reported)
     timing_reps: int = 5
     #: also time the estimates on Qiskit Aer
@@ -171,6 +175,11 @@ class EmergenceQuantumConfig:
         for key in ("seed", "tune_offset", "max_lag", "before", "refractory", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
+        if self.warmup % self.shot_every or not 0 <= self.warmup < self.hybrid_steps:
+            raise ConfigError(
+                f"config key 'warmup': a multiple of shot_every={self.shot_every} in "
+                f"[0, hybrid_steps), got {self.warmup}"
+            )
         if self.lag % self.shot_every:
             raise ConfigError(
                 f"config key 'lag': must be a multiple of shot_every={self.shot_every}, "
@@ -252,6 +261,9 @@ def shot_series(
 def task_runs(res: dict[str, Any], cfg: EmergenceQuantumConfig, signal: Any) -> list[Run]:
     """One :class:`Run` per task of one seed: that task's ``signal`` column and its transition.
 
+    The run is what the detectors watch: steps ``warmup..hybrid_steps``, counted
+    from ``warmup`` (step ``warmup`` is the run's step 0; a start before it is 0).
+
     ``signal``: a series name of :func:`train_hybrid` (``(steps + 1, T)``) or an
     array ``(rows, T, ...)`` (a shot series, one row every ``shot_every`` steps).
     """
@@ -262,16 +274,17 @@ def task_runs(res: dict[str, Any], cfg: EmergenceQuantumConfig, signal: Any) -> 
         onset=cfg.onset,
         plateau=cfg.plateau,
     )
-    sig = _np(res[signal]) if isinstance(signal, str) else np.asarray(signal)
-    return [
-        Run(
-            sig[:, j],
-            [] if t is None else [t.start],
-            [] if t is None else [t.learned],
-            steps=cfg.hybrid_steps,
-        )
-        for j, t in enumerate(trans)
-    ]
+    w = cfg.warmup
+    if isinstance(signal, str):
+        sig = _np(res[signal])[w:]
+    else:
+        sig = np.asarray(signal)[w // cfg.shot_every :]
+    out = []
+    for j, t in enumerate(trans):
+        starts = [] if t is None else [max(0, t.start - w)]
+        ends = [] if t is None else [max(0, t.learned - w)]
+        out.append(Run(sig[:, j], starts, ends, steps=cfg.hybrid_steps - w))
+    return out
 
 
 # -- timing -------------------------------------------------------------------------------------
