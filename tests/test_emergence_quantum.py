@@ -184,7 +184,8 @@ def test_planted_transitions_are_found_per_task():
     few = dets["quantum 3 shots"]
     assert few["recall"] < 1.0 or few["median_lag"] > dets["quantum 2000 shots"]["median_lag"]
     need = eq.shots_for_recall(dets, cfg)
-    assert need["classical_recall"] == 1.0
+    assert need["classical_recall"] == 1.0 and need["exact_recall"] == 1.0
+    assert need["shots_for_exact_recall"] == need["shots_per_input"]
     assert need["shots_per_input"] == (3 if few["recall"] == 1.0 else 2000)
     dets["quantum 3 shots"] = {**few, "recall": 0.5}  # the rule, on a recall below the target
     assert eq.shots_for_recall(dets, cfg)["shots_per_input"] == 2000
@@ -237,6 +238,8 @@ def test_default_study(tmp_path: Path):
     # no shot count reaches the classical recall: the exact quantum signal does not either
     need = res["shots_for_classical_recall"]
     assert need["shots_per_input"] is None and need["classical_recall"] > q["recall"]
+    assert need["shots_for_exact_recall"] is not None  # measured: 10 shots per probe input
+    assert need["shots_for_exact_recall"] <= 100
     t = {(r["backend"], r["sampling"], r["shots"]): r["median_s"] for r in res["timing"]}
     # measured 16 ms (torch, shots from exact probabilities) vs 136 ms (Aer drawing 1000 shots)
     assert t[("torch", "exact", 1000)] < t[("aer", "backend", 1000)]

@@ -397,10 +397,21 @@ def analyse(done: dict[str, Any], cfg: EmergenceQuantumConfig) -> dict[str, Any]
 
 def shots_for_recall(dets: dict[str, Any], cfg: EmergenceQuantumConfig) -> dict[str, Any]:
     """The fewest shots per probe input whose detector's recall reaches the best classical
-    recall (``None`` when no shot count of the grid does)."""
+    recall (``shots_per_input``), and the exact quantum detector's recall
+    (``shots_for_exact_recall``); ``None`` when no shot count of the grid does."""
+
+    def fewest(target: float) -> int | None:
+        ok = [n for n in cfg.shot_grid if dets[f"quantum {n} shots"]["recall"] >= target - 1e-12]
+        return min(ok) if ok else None
+
     target = max(dets[f"classical {n}"]["recall"] for n in ("fixed", "adaptive"))
-    ok = [n for n in cfg.shot_grid if dets[f"quantum {n} shots"]["recall"] >= target - 1e-12]
-    return {"classical_recall": target, "shots_per_input": min(ok) if ok else None}
+    exact = dets["quantum exact"]["recall"]
+    return {
+        "classical_recall": target,
+        "shots_per_input": fewest(target),
+        "exact_recall": exact,
+        "shots_for_exact_recall": fewest(exact),
+    }
 
 
 def table(dets: dict[str, Any], timing: list[dict[str, Any]], n_probe: int) -> str:

@@ -4,7 +4,8 @@ Two models learn CMSP (:mod:`qsem.narrow.cmsp`, atoms + composite) with Adam on
 fresh samples (the MLP also any family of :mod:`qsem.narrow.families`):
 
 - :func:`train_mlp`: ``E`` seeds of a ReLU MLP at once (:class:`EnsembleMLP`);
-- :func:`train_hybrid`: one seed of a hybrid model whose last layer is a
+- :func:`train_hybrid`: one seed of a hybrid model (any 2-class family; per-task
+  signals too, for ``qsem run emergence-quantum``) whose last layer is a
   :class:`~qsem.simulators.QuantumLayer` (an MLP trunk gives ``n_qubits`` angles,
   encoded by ``RY``; trainable ``RY RZ`` layers with a CNOT ring; the class
   probabilities are the Born probabilities of wire 0), so every probe input
