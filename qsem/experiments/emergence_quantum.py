@@ -31,7 +31,6 @@ count, on the torch engine and on Aer, both sampling modes.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -49,6 +48,7 @@ from qsem.simulators import estimate_overlap
 from qsem.threads import torch_threads
 
 from ._emergence_cmsp_detectors import evaluate, quantum_detector, scalar_detectors
+from ._emergence_quantum_report import table
 from .emergence_cmsp import run_phases
 
 __all__ = ["EXPERIMENT", "EmergenceQuantumConfig", "run", "shot_series", "task_runs"]
@@ -412,43 +412,6 @@ def shots_for_recall(dets: dict[str, Any], cfg: EmergenceQuantumConfig) -> dict[
         "exact_recall": exact,
         "shots_for_exact_recall": fewest(exact),
     }
-
-
-def table(dets: dict[str, Any], timing: list[dict[str, Any]], n_probe: int) -> str:
-    """Markdown: the detector table, then the time of one step's estimate (``n_probe`` inputs)."""
-
-    def f(v: Any, d: int = 2) -> str:
-        return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{d}f}"
-
-    rows = [
-        "| signal (per task) | shots / input | recall | false alarms / 1000 steps | "
-        "median lag | p90 lag | precision | F1 | transitions | tuned |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, d in dets.items():
-        p = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d["params"].items()
-        )
-        shots = "-" if "classical" in name else ("exact" if not d["shots"] else str(d["shots"]))
-        rows.append(
-            f"| {name} | {shots} | {f(d['recall'])} | {f(d['false_alarms_per_1000'], 3)} | "
-            f"{f(d['median_lag'], 0)} | {f(d['p90_lag'], 0)} | {f(d['precision'])} | "
-            f"{f(d['f1'])} | {d['n_transitions']} | {p or '-'} |"
-        )
-    rows += [
-        "",
-        f"One step's estimate ({n_probe} probe "
-        "inputs, N shots each; median / min of the repetitions, loaded machine):",
-        "",
-        "| backend | sampling | N | median ms | min ms |",
-        "|---|---|---|---|---|",
-    ]
-    for t in timing:
-        rows.append(
-            f"| {t['backend']} | {t['sampling']} | {t['shots']} | "
-            f"{1e3 * t['median_s']:.1f} | {1e3 * t['min_s']:.1f} |"
-        )
-    return "\n".join(rows) + "\n"
 
 
 def run(cfg: EmergenceQuantumConfig, ctx: RunContext) -> dict[str, Any]:
