@@ -13,6 +13,7 @@ from qsem.runner import Experiment
 from . import (
     demo,
     emergence_cmsp,
+    emergence_quantum,
     emergence_transfer,
     kleene,
     narrow_curriculum,
@@ -34,6 +35,7 @@ __all__ = ["EXPERIMENTS", "UnknownExperimentError", "get_experiment", "visible_e
 _ALL: tuple[Experiment, ...] = (
     demo.EXPERIMENT,
     emergence_cmsp.EXPERIMENT,
+    emergence_quantum.EXPERIMENT,
     emergence_transfer.EXPERIMENT,
     narrow_curriculum.EXPERIMENT,
     narrow_pruning.EXPERIMENT,

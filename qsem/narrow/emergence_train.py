@@ -4,7 +4,8 @@ Two models learn CMSP (:mod:`qsem.narrow.cmsp`, atoms + composite) with Adam on
 fresh samples (the MLP also any family of :mod:`qsem.narrow.families`):
 
 - :func:`train_mlp`: ``E`` seeds of a ReLU MLP at once (:class:`EnsembleMLP`);
-- :func:`train_hybrid`: one seed of a hybrid model whose last layer is a
+- :func:`train_hybrid`: one seed of a hybrid model (any 2-class family; per-task
+  signals too, for ``qsem run emergence-quantum``) whose last layer is a
   :class:`~qsem.simulators.QuantumLayer` (an MLP trunk gives ``n_qubits`` angles,
   encoded by ``RY``; trainable ``RY RZ`` layers with a CNOT ring; the class
   probabilities are the Born probabilities of wire 0), so every probe input
@@ -32,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
+from qsem.circuits.errors import arg_error
 from qsem.simulators import QuantumLayer, simulate
 from qsem.simulators.similarity import bures_angle, overlap
 
-from .cmsp import CMSP, make_generator
+from .cmsp import make_generator
 from .families import ensemble_batch, make_family
 from .mlp import EnsembleMLP, build_mlp
 from .transitions import ProbeSignals, SignalBank, task_entropy
@@ -72,10 +74,6 @@ def _signals(cfg: Any, tasks: int | None = None) -> SignalBank:
         ProbeSignals(beta=cfg.ema_beta, lag=cfg.lag, tasks=tasks),
         ProbeSignals(beta=cfg.slow_beta, lag=cfg.slow_lag, tasks=tasks),
     )
-
-
-def _cmsp(cfg: Any) -> CMSP:
-    return CMSP(cfg.n_control, cfg.n_task, cfg.n_atoms, cfg.k)
 
 
 @dataclass
@@ -293,16 +291,18 @@ def _estimate_mean_overlap(
     return float(pooled.estimate), float(pooled.low), float(pooled.high)
 
 
-def _hybrid_series(cfg: Any, n_t: int) -> dict[str, torch.Tensor]:
+def _hybrid_series(cfg: Any, n_t: int, n_probe: int, n_w: int) -> dict[str, torch.Tensor]:
     """The zeroed series of a hybrid run (see :func:`train_hybrid`)."""
-    n = cfg.hybrid_steps
+    n, rows = cfg.hybrid_steps, cfg.hybrid_steps // cfg.shot_every + 1
+    f64 = torch.float64
     return {
         "losses": torch.zeros(n + 1, n_t),
-        "q_shots": torch.ones(n // cfg.shot_every + 1, 3, dtype=torch.float64),
-        **{
-            k: torch.zeros(n + 1, dtype=torch.float64)
-            for k in (*SIGNALS, "q_exact", "q_lagged", "bures")
-        },
+        "q_shots": torch.ones(rows, 3, dtype=f64),
+        **{k: torch.zeros(n + 1, dtype=f64) for k in (*SIGNALS, "q_exact", "q_lagged", "bures")},
+        # per task (columns): the same signals on that task's probe inputs only
+        **{f"task_{k}": torch.zeros(n + 1, n_t, dtype=f64) for k in (*SIGNALS, "q_lagged")},
+        "probe_x": torch.zeros(rows, n_probe, cfg.n_qubits, dtype=f64),
+        "probe_w": torch.zeros(rows, n_w, dtype=f64),
     }
 
 
@@ -316,12 +316,17 @@ def _record_quantum(
     then take ``now`` in."""
     states, binds = held
     psi, new = now
+    if step % cfg.shot_every == 0:
+        series["probe_x"][step // cfg.shot_every] = new["x"]
+        series["probe_w"][step // cfg.shot_every] = new["w"]
     if states:
         # (B, 1, D): a batch of statevectors, never read as one (D, D) density matrix
         f_prev = overlap(states[-1][:, None], psi[:, None], check=False).clamp(0, 1)
         f_lag = overlap(states[0][:, None], psi[:, None], check=False).clamp(0, 1)
         series["q_exact"][step] = (1 - f_prev).mean()
         series["q_lagged"][step] = (1 - f_lag).mean()
+        n_t = series["task_q_lagged"].shape[1]  # probe rows are task-major
+        series["task_q_lagged"][step] = (1 - f_lag).view(n_t, -1).mean(1)
         series["bures"][step] = bures_angle(states[-1][:, None], psi[:, None], check=False).mean()
         if cfg.shots > 0 and step % cfg.shot_every == 0:
             old = binds[0] if cfg.shot_pair == "lagged" else binds[-1]
@@ -355,34 +360,53 @@ def train_hybrid(
     ``shot_every``-th step, the shot estimate of the probe-mean overlap F̄ of
     ``Ω_t`` with ``Ω_{t−lag}`` (``shot_pair="lagged"``) or ``Ω_{t−1}``
     (``"successive"``) and its interval (:func:`_estimate_mean_overlap`).
+
+    The task is ``make_family(cfg)`` (:mod:`qsem.narrow.families`, 2 classes: CMSP
+    unless ``cfg.family`` says otherwise). Per task (probe rows are task-major), the
+    series ``task_<signal>`` ``(steps + 1, T)`` hold every probe signal of
+    :data:`SIGNALS` and ``task_q_lagged`` on that task's probe inputs only (the
+    signals of :func:`qsem.narrow.transitions.SignalBank` with the tasks as members),
+    and at every ``shot_every``-th step ``probe_x`` ``(rows, B, n_qubits)`` and
+    ``probe_w`` ``(rows, W)`` keep the circuit's bindings of the probe batch, so shot
+    estimates at any shot count can be drawn afterwards from the very states
+    (:func:`qsem.simulators.estimate_overlap`).
     """
-    cmsp = _cmsp(cfg)
-    n_t = len(cmsp.tasks)
-    model = HybridCMSP(cmsp.input_dim, cfg.hybrid_widths, cfg.n_qubits, cfg.q_layers, seed)
+    fam = make_family(cfg)
+    if fam.n_classes != 2:
+        name = getattr(cfg, "family", "cmsp")
+        raise arg_error("family", f"the hybrid reads 2 classes off wire 0; {name!r} has "
+                        f"{fam.n_classes}")  # fmt: skip
+    n_t = len(fam.tasks)
+    model = HybridCMSP(fam.input_dim, cfg.hybrid_widths, cfg.n_qubits, cfg.q_layers, seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.hybrid_lr, eps=cfg.adam_eps)
     base = seed * 7919 + 17
     data_gen = make_generator(base)
-    x_ev, y_ev = ensemble_batch(cmsp, cfg.eval_per_task, 1, make_generator(base + 1))
-    x_pr, _ = ensemble_batch(cmsp, cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
+    x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, 1, make_generator(base + 1))
+    x_pr, _ = fam.eval_batch(cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
-    sig = _signals(cfg)
-    series = _hybrid_series(cfg, n_t)
+    sig, task_sig = _signals(cfg), _signals(cfg)
+    series = _hybrid_series(cfg, n_t, x_pr.shape[0], model.head.weights["w"].numel())
     states: list[torch.Tensor] = []
     binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
     run = _Run(tag, model, opt, data_gen, sig, series)
     saved = run.restore(resume)
     series, start = run.series, run.start
     states, binds = list(saved.get("states", states)), list(saved.get("binds", binds))
+    if "task_signals" in saved:
+        task_sig.load_state_dict(saved["task_signals"])
 
     def record(step: int) -> None:
         with torch.no_grad():
             p = model(x_ev).clamp_min(1e-12)
             series["losses"][step] = _task_losses(p.log()[None], y_ev[None], n_t)[0]
-            out = sig.update(model(x_pr)[None])
+            phi = model(x_pr)
+            out = sig.update(phi[None])
+            per_task = task_sig.update(phi.view(n_t, -1, phi.shape[-1]))  # tasks as members
             new = model.bindings(x_pr)
             psi = simulate(model.circuit, new, dtype=torch.complex128).vector
         for k, v in out.items():
             series[k][step] = v[0]
+            series[f"task_{k}"][step] = per_task[k]
         _record_quantum(cfg, series, step, model.circuit, (states, binds), (psi, new), seed)
         if log is not None and step % cfg.log_every == 0:
             log(
@@ -394,13 +418,13 @@ def train_hybrid(
             )
 
     def snapshot() -> dict[str, Any]:
-        return run.snapshot(step, states=states, binds=binds)
+        return run.snapshot(step, states=states, binds=binds, task_signals=task_sig.state_dict())
 
     step = start
     if resume is None:
         record(0)
     for step in range(start + 1, cfg.hybrid_steps + 1):
-        x, y = ensemble_batch(cmsp, cfg.hybrid_per_task, 1, data_gen)
+        x, y = fam.train_batch(cfg.hybrid_per_task, 1, data_gen)
         p = model(x[0]).clamp_min(1e-12)
         loss = F.nll_loss(p.log(), y[0])
         opt.zero_grad(set_to_none=True)
