@@ -129,6 +129,8 @@ def test_overlap_estimate_has_one_name() -> None:
         "qsem.circuits.observables",
         "qsem.circuits.qiskit_qudits",
         "qsem.simulators.pennylane_backend",
+        "qsem.simulators.readout",
+        "qsem.simulators.backend",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:
