@@ -341,3 +341,24 @@ def test_primitives_refuse_bad_readout() -> None:
         EstimatorV2(readout="noisy")
     with pytest.raises(QsemError, match=r"argument 'readout'"):
         SamplerV2(readout=np.eye(2))
+
+
+def test_noisy_training_circuits_without_idle_wires_record_the_same_probabilities() -> None:
+    # the experiment simulates the used qubits only; the full 5-qubit noisy circuit with
+    # the model's readout (itself checked against Aer in test_noise_model.py) is the reference
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    from qsem.experiments.noisy_training import device_circuits, measured_copy
+
+    dev = device_circuits(FakeManilaV2(), 2, 1)
+    assert dev["noisy"].num_wires == 2 and dev["qiskit"].num_qubits == 5
+    full = dev["noise"].apply(measured_copy(dev["qiskit"], dev["qubit"]))
+    rows = torch.tensor(np.random.default_rng(0).uniform(-3, 3, (4, 6)))
+    full_wire = full.num_wires - 1 - dev["qubit"]
+    ref = TorchBackend().probs(full, rows, ["x", "w"], [full_wire], readout=dev["noise"])
+    got = TorchBackend().probs(
+        dev["noisy"], rows, ["x", "w"], [dev["wire"]], readout=dev["readout"]
+    )
+    assert torch.allclose(got, ref, atol=ATOL_F64, rtol=0)
+    clean = TorchBackend().probs(dev["clean"], rows, ["x", "w"], [dev["wire"]])
+    assert (got - clean).abs().max() > 1e-3  # noise and readout act
