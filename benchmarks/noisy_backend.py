@@ -89,7 +89,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     leaves = {k: v.clone().requires_grad_(True) for k, v in binds.items()}
 
     def grad_step() -> None:
-        p = probs(sim.run(noisy, leaves), [dev["wire"]], readout=nm)
+        p = probs(sim.run(noisy, leaves), [dev["full_wire"]], readout=nm)
         loss = -torch.log(p[:, 0].clamp(min=1e-12)).mean()
         loss.backward()
 

@@ -354,7 +354,8 @@ def test_noisy_training_circuits_without_idle_wires_record_the_same_probabilitie
     assert dev["noisy"].num_wires == 2 and dev["qiskit"].num_qubits == 5
     full = dev["noise"].apply(measured_copy(dev["qiskit"], dev["qubit"]))
     rows = torch.tensor(np.random.default_rng(0).uniform(-3, 3, (4, 6)))
-    full_wire = full.num_wires - 1 - dev["qubit"]
+    full_wire = dev["full_wire"]
+    assert full_wire == full.num_wires - 1 - dev["qubit"]
     ref = TorchBackend().probs(full, rows, ["x", "w"], [full_wire], readout=dev["noise"])
     got = TorchBackend().probs(
         dev["noisy"], rows, ["x", "w"], [dev["wire"]], readout=dev["readout"]

@@ -131,7 +131,8 @@ def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
     the backend), ``noise`` (qsem's), ``noisy`` / ``clean`` (qsem circuits with / without
     the noise, on the ``n`` used qubits only: see :func:`drop_idle_wires`), ``readout``
     (the confusion of the measured wire there), ``wire`` (the qsem wire of circuit qubit 0
-    in ``noisy``/``clean``) and ``qubit`` (its physical qubit)."""
+    in ``noisy``/``clean``), ``full_wire`` (its wire on all device qubits, as in
+    ``noise.apply(qiskit)``) and ``qubit`` (its physical qubit)."""
     from qiskit import transpile
     from qiskit_aer.noise import NoiseModel as AerNoiseModel
 
@@ -162,6 +163,7 @@ def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
         "readout": readout,
         "qubit": qubit,
         "wire": mapping[full_wire],
+        "full_wire": full_wire,
     }
 
 
