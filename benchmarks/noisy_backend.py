@@ -8,8 +8,10 @@ relaxation after every ``sx``/``x``/``cx``, readout errors). A batch of 64 param
 (every angle different per row); the output is the probabilities of all 32 outcomes.
 
 * qsem: ``NoiseModel.from_backend`` applied to the transpiled circuit (a Kraus channel
-  after each noisy gate), ``TorchSimulator("density_matrix")`` complex128, the 64 rows
-  as one batch, ``probs`` (forward row: no grad; the readout confusion applied).
+  after each noisy gate), each run of single-wire gates folded into the channel after it
+  (:func:`qsem.circuits.noise_fold.fold_gates_into_channels`),
+  ``TorchSimulator("density_matrix")`` complex128, the 64 rows as one batch, ``probs``
+  (forward row: no grad; the readout confusion applied).
 * anchor: ``AerSimulator(method="density_matrix", noise_model=<the same Aer model>)``
   (double precision, Aer's defaults incl. fusion), the transpiled circuit with
   ``save_probabilities``, the 64 rows in ONE job (``parameter_binds``), same threads.
@@ -42,13 +44,15 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     from qiskit_aer import AerSimulator
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
+    from qsem.circuits.noise_fold import fold_gates_into_channels
     from qsem.experiments.noisy_training import device_circuits
     from qsem.simulators import TorchSimulator, probs
 
     dev = device_circuits(FakeManilaV2(), N, LAYERS)
     tq, nm = dev["qiskit"], dev["noise"]
-    noisy = nm.apply(tq)
-    n_chan = sum(op.name == "Kraus" for op in noisy.ops)
+    unfolded = nm.apply(tq)
+    n_chan = sum(op.name == "Kraus" for op in unfolded.ops)
+    noisy = fold_gates_into_channels(unfolded)
     name = f"{NAME}[FakeManilaV2 {N} qubits B={BATCH}]"
     cfg.log(f"  {name}: {dict(tq.count_ops())}, {n_chan} noise channels")
     lengths = noisy.parameter_lengths  # {"x": N, "w": 2 N LAYERS}
@@ -89,7 +93,7 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     leaves = {k: v.clone().requires_grad_(True) for k, v in binds.items()}
 
     def grad_step() -> None:
-        p = probs(sim.run(noisy, leaves), [dev["wire"]], readout=nm)
+        p = probs(sim.run(noisy, leaves), [dev["full_wire"]], readout=nm)
         loss = -torch.log(p[:, 0].clamp(min=1e-12)).mean()
         loss.backward()
 
@@ -103,7 +107,9 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     )
     common = (
         f"FakeManilaV2, {N} qubits, ansatz {LAYERS} layers transpiled ({dict(tq.count_ops())}), "
-        f"{n_chan} Kraus channels, B={BATCH} parameter sets, complex128 / Aer double, "
+        f"{n_chan} Kraus channels ({len(unfolded.ops)} ops, {len(noisy.ops)} after folding "
+        f"single-wire gates into their channels), B={BATCH} parameter sets, "
+        "complex128 / Aer double, "
         f"threads {cfg.threads}. Agreement: max |dp| {dev_p:.1e}."
     )
     size = {"qubits": N, "layers": LAYERS, "batch": BATCH, "channels": n_chan}

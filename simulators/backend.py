@@ -1,4 +1,4 @@
-"""The backend contract: run many parameter sets of one circuit in one job.
+r"""The backend contract: run many parameter sets of one circuit in one job.
 
 Every backend (the torch engine here; Qiskit Aer and PennyLane in their own
 modules) takes a circuit whose symbolic parameters are scalars, a value matrix
@@ -10,26 +10,42 @@ the backward pass as one job.
 
 ``shots=None`` asks for exact values; an integer asks for shot estimates, seeded
 by ``seed``.
+
+``readout=`` (a :class:`~qsem.circuits.NoiseModel` or
+:class:`~qsem.circuits.noise.ReadoutError`\ s) on ``probs``, ``expval`` and ``counts``
+of every backend gives the *recorded* values, through the readout confusion
+(:mod:`qsem.simulators.readout`): exact probabilities ``p · (⊗ M)``; with shots the
+backend's own counts confused shot by shot (seeded by ``seed``); expectation values
+of diagonal observables from the recorded probabilities of their wires (others are
+refused: they are not measured in the computational basis). The base class adds
+this to each subclass's ``probs``/``expval``, so a backend implements only the
+ideal measurement.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from qsem.checks import check_shots as _check_shots
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
+from qsem.circuits.operations import normalize_wires
 from qsem.circuits.parameters import Parameter
 
 from .engine import TorchSimulator
 from .measure import expval as _expval
 from .measure import probs as _probs
 from .measure import sample as _sample
+from .readout import apply_readout, confuse_counts, diagonal_expvals, marginal_readout
+from .readout import readout_errors as _readout_errors
 
 
 def check_names(names: Any) -> list[str]:
@@ -113,10 +129,110 @@ def check_shots(shots: object) -> int | None:
     return _check_shots("shots", shots, allow_none=True)
 
 
+def _recorded_probs(
+    backend: Backend, call: Callable[..., torch.Tensor], job: dict[str, Any], readout: Any
+) -> torch.Tensor:
+    """``probs`` through the readout confusion ``readout`` of the measured wires."""
+    circuit = job["circuit"]
+    if not isinstance(circuit, Circuit):  # the backend's own check names the argument
+        return call(backend, **job)
+    w = list(normalize_wires(job["wires"], "wires"))
+    bad = [x for x in w if x >= circuit.num_wires]
+    if bad:
+        raise arg_error("wires", f"wire(s) {bad} out of range for {circuit.num_wires} wires")
+    errs = marginal_readout(_readout_errors(readout, circuit.dims), w)
+    dims = circuit.wire_dims(w)
+    out = call(backend, **job)
+    shots, seed = job.get("shots"), job.get("seed")
+    if shots is None:
+        return apply_readout(out, dims, errs)
+    counts = np.rint(out.numpy() * shots).astype(np.int64)
+    rng = np.random.default_rng(None if seed is None else [int(seed), 0x5EAD])
+    return torch.from_numpy(confuse_counts(counts, dims, errs, rng) / shots)
+
+
+def _recorded_expval(
+    backend: Backend, call: Callable[..., torch.Tensor], job: dict[str, Any], readout: Any
+) -> torch.Tensor:
+    """``expval`` of diagonal observables from the recorded probabilities of their wires."""
+    circuit = job.pop("circuit")
+    if not isinstance(circuit, Circuit):
+        return call(backend, circuit, **job)
+    obs = check_observables(circuit, job.pop("observables"))
+    wires = sorted({x for o in obs for x in o.wires})
+    diagonals = []
+    for o in obs:
+        d = o.diagonal(circuit.wire_dims(o.wires))
+        if d is None:
+            raise arg_error(
+                "readout",
+                f"applies to computational-basis measurements; {o!r} is not diagonal "
+                "(rotate into its eigenbasis in the circuit)",
+            )
+        diagonals.append((d, [wires.index(x) for x in o.wires]))
+    p = backend.probs(circuit, wires=wires, readout=readout, **job)  # type: ignore[call-arg]
+    return diagonal_expvals(p, circuit.wire_dims(wires), diagonals)
+
+
+def _with_readout(kind: str, method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``method`` (a subclass's ideal ``probs``/``expval``) taking ``readout=`` too."""
+    recorded = _recorded_probs if kind == "probs" else _recorded_expval
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(self: Backend, *args: Any, readout: Any = None, **kw: Any) -> torch.Tensor:
+        if readout is None:
+            return method(self, *args, **kw)
+        job = signature.bind(self, *args, **kw).arguments
+        job.pop(next(iter(signature.parameters)))  # self
+        return recorded(self, method, dict(job), readout)
+
+    wrapper.__readout__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Backend(ABC):
-    """Runs one circuit for many parameter sets in one job."""
+    """Runs one circuit for many parameter sets in one job.
+
+    Every subclass's ``probs`` and ``expval`` also take ``readout=`` (see the module
+    docstring); ``counts`` gives integer shot counts.
+    """
 
     name: str = "backend"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for kind in ("probs", "expval"):
+            method = cls.__dict__.get(kind)
+            if method is not None and not getattr(method, "__readout__", False):
+                setattr(cls, kind, _with_readout(kind, method))
+
+    def counts(
+        self,
+        circuit: Circuit,
+        values: torch.Tensor,
+        names: Sequence[str],
+        wires: Sequence[int],
+        *,
+        shots: int,
+        seed: int | None = None,
+        readout: Any = None,
+    ) -> torch.Tensor:
+        """Shot counts ``(N, prod dims)`` (int64) of the outcomes on ``wires``, through the
+        readout confusion if ``readout`` is given (Aer: leaked shots count in no entry).
+
+        >>> from qsem.circuits import Circuit, X
+        >>> from qsem.circuits.noise import ReadoutError
+        >>> c = Circuit.qubits(1).add(X(wires=0))
+        >>> ro = ReadoutError([[1.0, 0.0], [0.25, 0.75]], wires=0)
+        >>> TorchBackend().counts(c, torch.zeros(1, 0), [], [0], shots=1000, seed=1, readout=ro)
+        tensor([[250, 750]])
+        """
+        shots = _check_shots("shots", shots, allow_none=False)
+        p = self.probs(  # type: ignore[call-arg]
+            circuit, values, names, wires, shots=shots, seed=seed, readout=readout
+        )
+        return torch.from_numpy(np.rint(p.numpy() * shots).astype(np.int64))
 
     @abstractmethod
     def expval(

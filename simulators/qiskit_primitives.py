@@ -19,6 +19,13 @@ Qiskit's primitives run on qsem unchanged.
   the spread a shot estimate with standard error ``ε`` has. ``stds`` is ``ε``
   (as Aer reports it). The noise comes from ``numpy.random.default_rng(seed)``,
   drawn afresh for each ``run`` call: a fixed integer ``seed`` repeats results.
+* **Readout error**: ``readout=`` (a :class:`~qsem.circuits.NoiseModel`, e.g.
+  ``NoiseModel.from_backend(fake_backend)``, or per-qubit
+  :class:`~qsem.circuits.noise.ReadoutError`\ s on qsem wires, qubit ``q`` = wire
+  ``n - 1 - q``) gives the values a device records when it measures each Pauli
+  term in its rotated basis through those confusions
+  (:func:`~qsem.simulators.readout.pauli_readout_matrix`); the quantum errors of a
+  model are not applied here (``NoiseModel.apply`` the circuit for those).
 * **Circuits**: unitary gates and ``kraus`` channels (density-matrix simulation
   is chosen for those); measurements, resets and classical control are refused.
   Gate parameters may be any expressions (evaluated per row); parametrised gates
@@ -48,6 +55,7 @@ from qsem.circuits.qiskit_export import require_qiskit
 
 from .engine import TorchSimulator
 from .qiskit_program import Program, as_rows, expand_label, pauli_expvals
+from .readout import check_readout, pauli_readout_matrix, readout_errors
 
 require_qiskit()
 
@@ -144,6 +152,8 @@ class EstimatorV2(BaseEstimatorV2):
         seed: seed (int) or ``numpy.random.Generator`` of the precision noise.
         simulator: the :class:`~qsem.simulators.TorchSimulator` to run on (default:
             a complex128 statevector or density-matrix simulator per circuit).
+        readout: per-qubit readout confusions (a ``NoiseModel`` or ``ReadoutError`` objects;
+            module docstring); ``None``: ideal measurement.
 
     ``engine_calls`` counts the engine calls made so far (one per distinct circuit
     per ``run``).
@@ -155,10 +165,12 @@ class EstimatorV2(BaseEstimatorV2):
         default_precision: float = 0.0,
         seed: int | np.random.Generator | None = None,
         simulator: TorchSimulator | None = None,
+        readout: Any = None,
     ) -> None:
         self._default_precision = _check_precision(default_precision, "default_precision")
         self._seed = check_seed(seed)
         self._simulator = check_simulator(simulator)
+        self._readout = check_readout(readout)  # its wires are checked per circuit
         self.engine_calls = 0
 
     @property
@@ -281,7 +293,12 @@ class EstimatorV2(BaseEstimatorV2):
                 tables.append(it.obs)
         labels: dict[str, int] = {}
         remap = [np.array([labels.setdefault(l, len(labels)) for l in t.labels]) for t in tables]
-        table = pauli_expvals(state, list(labels))  # (L, U)
+        if self._readout is None:
+            table = pauli_expvals(state, list(labels))  # (L, U)
+        else:  # recorded values: a linear map of the exact values of sub-strings
+            errs = readout_errors(self._readout, state.dims)
+            needed, transfer = pauli_readout_matrix(list(labels), errs)
+            table = transfer @ pauli_expvals(state, needed)
         # the terms of every observable element of the group, padded to one width
         offsets = np.cumsum([0] + [t.index.shape[0] for t in tables])
         width = max(t.index.shape[1] for t in tables)

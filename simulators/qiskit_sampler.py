@@ -14,7 +14,12 @@ circuits end in measurements (Qiskit ML's ``SamplerQNN``, ``VQC`` ...):
 * outcomes go to one ``BitArray`` per classical register, named as the register,
   in Qiskit's bit order: clbit ``i`` of a register is bit ``i`` of the integer
   (``get_counts()`` prints clbit 0 rightmost); clbits never measured read 0.
-  ``shots`` come from the PUB, else ``run(shots=...)``, else ``default_shots``.
+  ``shots`` come from the PUB, else ``run(shots=...)``, else ``default_shots``;
+* ``readout=`` (a :class:`~qsem.circuits.NoiseModel`, e.g.
+  ``NoiseModel.from_backend(fake_backend)``, or :class:`~qsem.circuits.noise.ReadoutError`\ s
+  on qsem wires, qubit ``q`` = wire ``n - 1 - q``) draws the outcomes from the recorded
+  probabilities ``p · (⊗ M)`` (:mod:`qsem.simulators.readout`); the model's quantum errors
+  are not applied here (``NoiseModel.apply`` the circuit for those).
 
 >>> from qiskit import QuantumCircuit
 >>> qc = QuantumCircuit(2); _ = qc.x(0); _ = qc.measure_all()
@@ -38,6 +43,7 @@ from .engine import TorchSimulator
 from .kernels import marginal_probs
 from .qiskit_primitives import check_seed, check_simulator
 from .qiskit_program import Program, as_rows
+from .readout import apply_readout, check_readout, readout_errors
 
 require_qiskit()
 
@@ -116,6 +122,7 @@ class SamplerV2(BaseSamplerV2):
         seed: seed (int) or ``numpy.random.Generator`` (its next integer seeds each
             ``run``) of the sampling; ``None`` draws a fresh seed.
         simulator: the :class:`~qsem.simulators.TorchSimulator` to run on.
+        readout: readout confusions (module docstring); ``None``: ideal measurement.
 
     ``engine_calls`` counts the engine calls made so far.
     """
@@ -126,10 +133,12 @@ class SamplerV2(BaseSamplerV2):
         default_shots: int = 1024,
         seed: int | np.random.Generator | None = None,
         simulator: TorchSimulator | None = None,
+        readout: Any = None,
     ) -> None:
         self._default_shots = _check_shots(default_shots, "default_shots")
         self._seed = check_seed(seed)
         self._simulator = check_simulator(simulator)
+        self._readout = check_readout(readout)  # its wires are checked per circuit
         self.engine_calls = 0
 
     @property
@@ -191,6 +200,8 @@ class SamplerV2(BaseSamplerV2):
         full = state.tensor.abs() ** 2 if state.mode == "statevector" else None
         if full is None:
             full = torch.diagonal(state.tensor, dim1=-2, dim2=-1).real
+        if self._readout is not None:
+            full = apply_readout(full, state.dims, readout_errors(self._readout, state.dims))
         probs = marginal_probs(full, state.dims, wires).clamp(min=0) if m else None
         out = []
         for k, pub in enumerate(pubs):

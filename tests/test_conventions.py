@@ -129,6 +129,9 @@ def test_overlap_estimate_has_one_name() -> None:
         "qsem.circuits.observables",
         "qsem.circuits.qiskit_qudits",
         "qsem.simulators.pennylane_backend",
+        "qsem.simulators.readout",
+        "qsem.simulators.backend",
+        "qsem.circuits.noise_fold",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

@@ -35,7 +35,14 @@ import torch
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.stats import paired_tests
 
-__all__ = ["EXPERIMENT", "NoisyTrainingConfig", "device_ansatz", "device_circuits", "run"]
+__all__ = [
+    "EXPERIMENT",
+    "NoisyTrainingConfig",
+    "device_ansatz",
+    "device_circuits",
+    "drop_idle_wires",
+    "run",
+]
 
 #: Fake backends the experiment accepts (small devices: the density matrix spans them).
 BACKENDS = ("FakeManilaV2", "FakeLimaV2", "FakeBelemV2", "FakeQuitoV2", "FakeBurlingtonV2",
@@ -119,9 +126,12 @@ def device_ansatz(n: int, layers: int) -> Any:
 
 def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
     """The ansatz transpiled to ``backend`` (qubit ``q`` on physical qubit ``q``) and what
-    runs it: ``qiskit`` (transpiled), ``aer_noise`` (Aer's model of the backend),
-    ``noise`` (qsem's), ``noisy`` / ``clean`` (qsem circuits with / without the noise),
-    ``wire`` (the qsem wire of circuit qubit 0) and ``qubit`` (its physical qubit)."""
+    runs it: ``qiskit`` (transpiled, on all device qubits), ``aer_noise`` (Aer's model of
+    the backend), ``noise`` (qsem's), ``noisy`` / ``clean`` (qsem circuits with / without
+    the noise, on the ``n`` used qubits only: see :func:`drop_idle_wires`), ``readout``
+    (the confusion of the measured wire there), ``wire`` (the qsem wire of circuit qubit 0
+    in ``noisy``/``clean``), ``full_wire`` (its wire on all device qubits, as in
+    ``noise.apply(qiskit)``) and ``qubit`` (its physical qubit)."""
     from qiskit import transpile
     from qiskit_aer.noise import NoiseModel as AerNoiseModel
 
@@ -134,15 +144,43 @@ def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
     aer_noise = AerNoiseModel.from_backend(backend)
     noise = NoiseModel.from_qiskit(aer_noise)
     qubit = int(tq.layout.final_index_layout()[0])
+    full_wire = tq.num_qubits - 1 - qubit
+    noisy, mapping = drop_idle_wires(noise.apply(measured_copy(tq, qubit)))
+    clean, clean_map = drop_idle_wires(Circuit.from_qiskit(tq))
+    assert mapping == clean_map, "the noise acts on wires the gates do not touch"
+    readout = [
+        e.on([mapping[w] for w in e.wires])
+        for e in noise.readout_errors([2] * tq.num_qubits)
+        if e.wires == (full_wire,)
+    ]
     return {
         "qiskit": tq,
         "aer_noise": aer_noise,
         "noise": noise,
-        "noisy": noise.apply(measured_copy(tq, qubit)),
-        "clean": Circuit.from_qiskit(tq),
+        "noisy": noisy,
+        "clean": clean,
+        "readout": readout,
         "qubit": qubit,
-        "wire": tq.num_qubits - 1 - qubit,
+        "wire": mapping[full_wire],
+        "full_wire": full_wire,
     }
+
+
+def drop_idle_wires(circuit: Any) -> tuple[Any, dict[int, int]]:
+    """``circuit`` on the wires its operations touch (in order), and the old -> new wire map.
+
+    A wire no operation touches stays in ``|0>`` and factors out of the state, so the
+    probabilities of the kept wires are unchanged; the density matrix shrinks by ``d²``
+    per dropped wire (a transpiled circuit spans every device qubit).
+    """
+    from qsem.circuits import Circuit
+    from qsem.circuits.circuit import remap_wires
+
+    used = sorted({w for op in circuit.ops for w in op.wires})
+    mapping = {w: i for i, w in enumerate(used)}
+    out = Circuit([circuit.dims[w] for w in used])
+    out.add(*[remap_wires(op, mapping) for op in circuit.ops])
+    return out, mapping
 
 
 def measured_copy(tq: Any, qubit: int) -> Any:
@@ -243,7 +281,7 @@ def train_pair(cfg: NoisyTrainingConfig, dev: dict[str, Any], seed: int) -> dict
         aware = name == "noise_aware"
         model = HybridClassifier(
             dev["noisy"] if aware else dev["clean"], dev["wire"], cfg.qubits, cfg.layers,
-            dev["noise"] if aware else None,
+            dev["readout"] if aware else None,
         )  # fmt: skip
         if init is None:
             init = {k: v.clone() for k, v in model.state_dict().items()}
