@@ -25,6 +25,7 @@ from . import (
     qutrit_noise,
     qutrit_vs_classical,
     self_distill,
+    self_distill_curve,
     story,
     swap_demo,
 )
@@ -47,6 +48,7 @@ _ALL: tuple[Experiment, ...] = (
     qutrit_noise.EXPERIMENT,
     qutrit_vs_classical.EXPERIMENT,
     self_distill.EXPERIMENT,
+    self_distill_curve.EXPERIMENT,
     story.EXPERIMENT,
 )
 
