@@ -25,7 +25,8 @@ table per fraction, the per-seed rows), ``self-distill-curve.png`` and the two
 sweep directories; resuming (``--resume``) continues both sweeps.
 
 >>> from qsem.runner import run_experiment  # doctest: +SKIP
->>> res = run_experiment(get_experiment("self-distill-curve"), out="runs/sdc").results  # doctest: +SKIP
+>>> exp = get_experiment("self-distill-curve")  # doctest: +SKIP
+>>> res = run_experiment(exp, out="runs/sdc").results  # doctest: +SKIP
 >>> res["table"][0]["recovered"]  # doctest: +SKIP
 """
 
@@ -117,9 +118,7 @@ def _bootstrap_recovered(
     return float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))
 
 
-def curve_rows(
-    per_seed: list[dict[str, Any]], cfg: SelfDistillCurveConfig
-) -> list[dict[str, Any]]:
+def curve_rows(per_seed: list[dict[str, Any]], cfg: SelfDistillCurveConfig) -> list[dict[str, Any]]:
     """One row per label fraction from the per-seed rows ``{fraction, seed, hard, distill, full}``.
 
     ``recovered = (mean distill − mean hard) / (mean full − mean hard)`` (None where
@@ -203,8 +202,8 @@ def plot_curve(table: list[dict[str, Any]], per_seed: list[dict[str, Any]], cfg:
         p = r["wilcoxon_p"]
         ax_rec.annotate("p=n/a" if p is None else f"p={p:.2g}", (x, r["recovered"] or 0),
                         textcoords="offset points", xytext=(4, 6), fontsize=7)  # fmt: skip
-    ax_rec.set(xscale="log", xlabel="labelled training queries (%)",
-               ylabel="gap recovered", title="(SD − hard) / (full − hard), 95 % bootstrap")  # fmt: skip
+    ax_rec.set(xscale="log", xlabel="labelled training queries (%)", ylabel="gap recovered",
+               title="(SD − hard) / (full − hard), 95 % bootstrap")  # fmt: skip
     ax_rec.set_xticks(xs, [f"{x:g}" for x in xs])
     ax_rec.legend(fontsize=8)
     fig.tight_layout()
@@ -280,7 +279,15 @@ EXPERIMENT = Experiment(
     run=run,
     checkpoint_every=1,
     results=(
-        "summary", "table", "per_seed", "no_longer_helps_from", "best_recovered_at_target",
-        "target_met", "seeds", "full_accuracy", "wall_seconds", "columns",
-    ),  # fmt: skip
+        "summary",
+        "table",
+        "per_seed",
+        "no_longer_helps_from",
+        "best_recovered_at_target",
+        "target_met",
+        "seeds",
+        "full_accuracy",
+        "wall_seconds",
+        "columns",
+    ),
 )
