@@ -144,11 +144,13 @@ def test_default_study(tmp_path: Path) -> None:
     assert got == pytest.approx(DOC_TABLE, abs=2e-3)
     assert res["target_met"] is DOC_TARGET_MET
     assert res["no_longer_helps_from"] == DOC_STOP
+    recovered = [r["recovered"] for r in res["table"]]
+    assert recovered == pytest.approx([0.28, 0.34, 0.64, 0.76], abs=0.01)
 
 
 #: docs/distill.md, "Where self-distillation pays": full-label accuracy, (hard, distill) per
 #: fraction, the goal and the fraction from which on it no longer helps
-DOC_FULL = 0.0
-DOC_TABLE = [(0.0, 0.0)] * 4
+DOC_FULL = 0.9822
+DOC_TABLE = [(0.4485, 0.6003), (0.5193, 0.6783), (0.7503, 0.8993), (0.8953, 0.9617)]
 DOC_TARGET_MET = False
-DOC_STOP: float | None = None
+DOC_STOP: float | None = 0.1
