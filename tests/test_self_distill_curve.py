@@ -154,3 +154,24 @@ DOC_FULL = 0.9822
 DOC_TABLE = [(0.4485, 0.6003), (0.5193, 0.6783), (0.7503, 0.8993), (0.8953, 0.9617)]
 DOC_TARGET_MET = False
 DOC_STOP: float | None = 0.1
+
+
+def test_resume_after_an_interrupt_inside_a_trial(tmp_path: Path, tiny, interrupt_log) -> None:
+    """Ctrl-C inside the second seed's self-distill trial; --resume ends as the whole run."""
+    _, ref = tiny
+    out = tmp_path / "run"
+
+    def inside(step: int, v: dict[str, Any]) -> bool:
+        return v.get("seed") == 1 and v.get("arm") == "distill"
+
+    exp = get_experiment("self-distill-curve")
+    with interrupt_log(inside) as calls, pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, overrides=TINY, out=out, quiet=True)
+    assert calls["n"] == 1
+    assert not (out / "sweeps/self-distill/label_fraction=0.25/seed-1/results.json").exists()
+    res = run_experiment(exp, out=out, resume=True, quiet=True)
+    assert res.resumed_from_step == 0
+    drop = {"wall_seconds"}
+    assert {k: v for k, v in res.results.items() if k not in drop} == {
+        k: v for k, v in ref.items() if k not in drop
+    }
