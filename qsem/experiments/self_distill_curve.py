@@ -1,7 +1,7 @@
 """``qsem run self-distill-curve``: where self-distillation pays, over label fractions.
 
-Two sweeps (:func:`qsem.sweep.run_sweep`, the engine of ``qsem sweep``) into the
-run directory, over the same scored seeds and the same Kleene task:
+Two sweeps (``qsem sweep``, run as a command: the sweep is an entry point above
+the experiments) into the run directory, over the same scored seeds and the same Kleene task:
 
 * ``sweeps/self-distill``: ``qsem sweep self-distill --grid label_fraction=...``,
   one seed per trial (``n_seeds=1``): the hard-label arm and the
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from qsem.checks import check_int
+from qsem.io import read_json
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.stats import paired_tests
 
@@ -210,27 +213,41 @@ def plot_curve(table: list[dict[str, Any]], per_seed: list[dict[str, Any]], cfg:
     return fig
 
 
-def _sweep(name: str, ctx: RunContext, cfg: SelfDistillCurveConfig, **kw: Any) -> Any:
-    from qsem.sweep import run_sweep
+def _sweep(
+    name: str, ctx: RunContext, cfg: SelfDistillCurveConfig, args: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``qsem sweep NAME ARGS`` over the scored seeds into ``sweeps/NAME``: (values, points).
 
-    seeds = list(range(cfg.seed, cfg.seed + cfg.n_seeds))
-    res = run_sweep(name, out=ctx.path(f"sweeps/{name}"), seeds=seeds, workers=cfg.workers,
-                    echo=ctx.echo, **kw)  # fmt: skip
-    if res.interrupted:
+    Run as a command (the sweep is an entry point, above the experiments); its
+    output goes to ``sweeps/NAME.log``. Running it again continues the sweep.
+    """
+    out = ctx.path(f"sweeps/{name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    seeds = f"{cfg.seed}-{cfg.seed + cfg.n_seeds - 1}"
+    cmd = [sys.executable, "-m", "qsem", "sweep", name, *args, "--seeds", seeds,
+           "--workers", str(cfg.workers), "--out", str(out)]  # fmt: skip
+    log = ctx.path(f"sweeps/{name}.log")
+    with log.open("a") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    if code in (130, 143):
         raise KeyboardInterrupt
-    if res.failed:
-        raise RuntimeError(f"{res.failed} trial(s) of the {name} sweep failed: {res.summary}")
-    return res.summary["values"], res.summary["points"]
+    if code != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"qsem sweep {name} exited with {code}: {tail[0]} (see {log})")
+    summary = read_json(out / "summary.json")
+    ctx.echo(f"{ctx.label}: sweep {name}: {summary['trials']}")
+    return summary["values"], summary["points"]
 
 
 def run(cfg: SelfDistillCurveConfig, ctx: RunContext) -> dict[str, Any]:
     tick = time.perf_counter()
     ctx.checkpoint(0, {"sweeps": ["self-distill", "kleene"]}, force=True, where="start")
-    full_values, _ = _sweep("kleene", ctx, cfg, fixed=list(cfg.task), metrics=[FULL_METRIC])
-    fr = [f"{f:g}" for f in cfg.label_fractions]
+    full_values, _ = _sweep("kleene", ctx, cfg, [*cfg.task, "--metric", FULL_METRIC])
+    fr = ",".join(f"{f:g}" for f in cfg.label_fractions)
+    metrics = [a for m in SD_METRICS for a in ("--metric", m)]
     sd_values, points = _sweep(
-        "self-distill", ctx, cfg, grid={"label_fraction": fr},
-        fixed=[*cfg.task, *cfg.loop, "n_seeds=1"], metrics=list(SD_METRICS),
+        "self-distill", ctx, cfg,
+        [*cfg.task, *cfg.loop, "n_seeds=1", *metrics, "--grid", f"label_fraction={fr}"],
     )  # fmt: skip
     (full_point,) = full_values.values()
     per_seed = []
