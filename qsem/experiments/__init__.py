@@ -26,6 +26,7 @@ from . import (
     qutrit_noise,
     qutrit_vs_classical,
     self_distill,
+    self_distill_curve,
     story,
     swap_demo,
 )
@@ -49,6 +50,7 @@ _ALL: tuple[Experiment, ...] = (
     qutrit_noise.EXPERIMENT,
     qutrit_vs_classical.EXPERIMENT,
     self_distill.EXPERIMENT,
+    self_distill_curve.EXPERIMENT,
     story.EXPERIMENT,
 )
 

@@ -239,7 +239,8 @@ def plot_emergence(records: list[dict[str, Any]], seed: int, summary: Mapping[st
                 ax.axvline(e["step"], color="k", lw=0.8, ls=":")
         ax.set_xlim(0, max(steps, default=1) + 5)
     for ax in (ax_phi, ax_epot, ax_q):
-        ax.legend(fontsize=7, loc="upper right", ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # no quantum curves without quantum detectors
+            ax.legend(fontsize=7, loc="upper right", ncol=2)
     acc = summary["accuracy"]
     for s, a, b in zip(summary["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
                        strict=True):  # fmt: skip
