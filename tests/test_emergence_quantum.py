@@ -122,7 +122,7 @@ def test_tiny_run_end_to_end(tmp_path: Path):
         get_experiment("emergence-quantum"), overrides=TINY, out=tmp_path / "r", quiet=True
     ).results
     d = res["detectors"]
-    assert set(d) == {"quantum exact", "classical fixed", "classical adaptive",
+    assert set(d) == {"quantum exact", "classical frobenius", "classical adaptive",
                       "quantum 20 shots", "quantum 2000 shots"}  # fmt: skip
     n = res["n_transitions"]
     assert n == sum(t is not None for v in res["transitions"].values() for t in v)
@@ -176,7 +176,7 @@ def test_planted_transitions_are_found_per_task():
         got = eq.task_runs(done[f"hybrid-{s}"], cfg, "task_q_lagged")
         assert [r.starts for r in got] == [[p - cfg.warmup] for p in plant[s]]
     dets = eq.analyse(done, cfg)
-    for name in ("quantum exact", "quantum 2000 shots", "classical fixed"):
+    for name in ("quantum exact", "quantum 2000 shots", "classical frobenius"):
         d = dets[name]
         assert d["n_transitions"] == 2 and d["recall"] == 1.0, (name, d)
         assert d["false_alarms"] == 0 and 0 <= d["median_lag"] <= 30, (name, d)

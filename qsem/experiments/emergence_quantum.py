@@ -19,7 +19,7 @@ there are ``tasks × seeds`` of them. Detectors (tuned on seeds
   of ``shot_grid`` per probe input, pooled over the task's inputs into one
   Wilson interval (:meth:`~qsem.simulators.shot_estimates.OverlapEstimate.pooled`);
   it fires when the distance's lower bound clears θ;
-- classical: the fixed and adaptive detectors on the task's ``signal`` Δφ of
+- classical: the frobenius (fixed-threshold) and adaptive detectors on the task's ``signal`` Δφ of
   the same model's outputs on the same probe inputs.
 
 The shot estimates are drawn afterwards from the probe bindings the training
@@ -373,7 +373,7 @@ def analyse(done: dict[str, Any], cfg: EmergenceQuantumConfig) -> dict[str, Any]
     detect, grid = quantum_detector(cfg, ht, shots=False)  # type: ignore[arg-type]
     out["quantum exact"] = {**evaluate(detect, grid, ht, hs, cfg), "shots": 0}  # type: ignore[arg-type]
     ct, cs = runs(f"task_{cfg.signal}", t_res), runs(f"task_{cfg.signal}", s_res)
-    for name in ("fixed", "adaptive"):
+    for name in ("frobenius", "adaptive"):
         detect, grid = scalar_detectors(cfg, ct)[name]  # type: ignore[arg-type]
         out[f"classical {name}"] = evaluate(detect, grid, ct, cs, cfg)  # type: ignore[arg-type]
     for n in cfg.shot_grid:
@@ -403,7 +403,7 @@ def shots_for_recall(dets: dict[str, Any], cfg: EmergenceQuantumConfig) -> dict[
         ok = [n for n in cfg.shot_grid if dets[f"quantum {n} shots"]["recall"] >= target - 1e-12]
         return min(ok) if ok else None
 
-    target = max(dets[f"classical {n}"]["recall"] for n in ("fixed", "adaptive"))
+    target = max(dets[f"classical {n}"]["recall"] for n in ("frobenius", "adaptive"))
     exact = dets["quantum exact"]["recall"]
     return {
         "classical_recall": target,
