@@ -37,7 +37,7 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,6 +66,13 @@ from qsem.circuits.pennylane_import import (
 )
 
 from .engine import TorchSimulator
+from .pennylane_derivatives import (
+    adjoint_refusal,
+    adjoint_stop,
+    device_derivatives,
+    row_key,
+    stack_rows,
+)
 from .pennylane_measure import measure_all_exact, measure_shots
 
 __all__ = ["QsemDevice"]
@@ -109,8 +116,8 @@ class QsemDevice(Device):
     """
 
     _device_options = ("method",)
-    #: device derivative methods: ``diff_method`` name -> method name on this class
-    DERIVATIVES: ClassVar[dict[str, str]] = {"device": "_jacobian"}
+    #: the ``diff_method`` names the device differentiates itself (besides backprop)
+    DEVICE_DERIVATIVES: ClassVar[tuple[str, ...]] = ("device", "adjoint")
 
     @property
     def name(self) -> str:
@@ -154,12 +161,11 @@ class QsemDevice(Device):
     def supports_derivatives(
         self, execution_config: ExecutionConfig | None = None, circuit: Any = None
     ) -> bool:
-        """backprop (torch interface) and the device derivatives of
-        :attr:`DERIVATIVES`, analytic only.
-
-        Hook: a device method (an adjoint method, say) is one more entry of
-        :attr:`DERIVATIVES`, ``name -> method(tape, config) -> Jacobian``.
-        """
+        """Analytic first derivatives: ``"backprop"`` (torch interface), ``"device"``
+        (qsem's adjoint where valid, else autograd through the engine), ``"adjoint"``
+        (only where the adjoint method is valid: statevector, expval, no channels) and
+        ``"best"``. Finite shots: none (PennyLane falls back to parameter shift for
+        ``"best"``, refuses the others)."""
         if execution_config is None:
             return True
         if circuit is not None and circuit.shots:
@@ -167,7 +173,11 @@ class QsemDevice(Device):
         method = execution_config.gradient_method
         if method == "backprop":  # autograd runs in torch: other ML interfaces cannot see it
             return _interface(execution_config.interface) in ("torch", "auto", "numpy", "None")
-        known = method == "best" or method in self.DERIVATIVES
+        if method == "adjoint" and circuit is not None:
+            sim = execution_config.device_options.get("method", self._method)
+            if adjoint_refusal(circuit, sim, params=False) is not None:
+                return False
+        known = method == "best" or method in self.DEVICE_DERIVATIVES
         return known and execution_config.derivative_order == 1
 
     def setup_execution_config(
@@ -182,7 +192,7 @@ class QsemDevice(Device):
             method = "backprop" if _is_torch(config.interface) else "device"
         updated: dict[str, Any] = {"gradient_method": method}
         if config.use_device_gradient is None:
-            updated["use_device_gradient"] = method in ("backprop", "device")
+            updated["use_device_gradient"] = method in ("backprop", *self.DEVICE_DERIVATIVES)
         if config.grad_on_execution is None:
             updated["grad_on_execution"] = False
         options = dict(config.device_options)
@@ -204,6 +214,16 @@ class QsemDevice(Device):
         program.add_transform(
             validate_measurements, sample_measurements=_accepted_sample, name=self.name
         )
+        config = execution_config or ExecutionConfig()
+        if config.gradient_method in self.DEVICE_DERIVATIVES:
+            # trainable parameters as named-gate angles (Rot -> RZ RY RZ), for the adjoint
+            program.add_transform(
+                decompose, stopping_condition=adjoint_stop, name=self.name,
+                skip_initial_state_prep=True,
+            )  # fmt: skip
+            # PennyLane's Jacobian products take scalar parameters: a broadcast tape with
+            # trainable parameters is split into its rows (batched again when run)
+            program.add_transform(_expand_trainable_broadcast)
         return program
 
     # -- execution ----------------------------------------------------------------------
@@ -212,8 +232,27 @@ class QsemDevice(Device):
         method = config.device_options.get("method", self._method)
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
-        results = tuple(self._run(tape, method) for tape in batch)
-        return results[0] if single else results
+        results = self._run_rows(batch, method)
+        return results[0] if single else tuple(results)
+
+    def _run_rows(self, tapes: Sequence[Any], method: str) -> list[Any]:
+        """Results of ``tapes``; analytic NumPy tapes that differ only in their parameter
+        values (parameter-shift's shifted tapes, ``broadcast_expand``'s rows) run as the
+        rows of ONE broadcast engine call."""
+        groups: dict[Any, list[int]] = {}
+        for k, tape in enumerate(tapes):
+            key = None if _uses_torch(tape) else row_key(tape)
+            groups.setdefault(("single", k) if key is None else key, []).append(k)
+        out: list[Any] = [None] * len(tapes)
+        for members in groups.values():
+            if len(members) == 1:
+                out[members[0]] = self.run_tape(tapes[members[0]], method)
+                continue
+            res = self.run_tape(stack_rows([tapes[k] for k in members]), method)
+            several = len(tapes[members[0]].measurements) > 1
+            for g, k in enumerate(members):
+                out[k] = tuple(_row(r, g) for r in res) if several else _row(res, g)
+        return out
 
     def simulator(self, mode: str) -> TorchSimulator:
         """The device's engine for ``mode`` (kept, so plans are cached across calls)."""
@@ -222,7 +261,8 @@ class QsemDevice(Device):
             sim = self._sims[mode] = TorchSimulator(mode, dtype=self.c_dtype)
         return sim
 
-    def _run(self, tape: Any, method: str) -> Any:
+    def prepare(self, tape: Any, method: str) -> Prepared:
+        """The qsem circuit, bindings, initial state and simulation mode of ``tape``."""
         labels = list(self.wires) if self.wires is not None else list(tape.wires)
         index = {w: i for i, w in enumerate(labels)}
         dims = tape_wire_dims(tape, labels)
@@ -231,15 +271,25 @@ class QsemDevice(Device):
         mode = method
         if mode == "auto":
             mode = "density_matrix" if circuit.has_channels else "statevector"
+        return Prepared(circuit, params, init, phase, index, tuple(dims), mode)
+
+    def record_run(self, mode: str, tape: Any) -> None:
+        """Count one engine run of ``tape`` in ``mode`` (``last_method``, ``qml.Tracker``)."""
         self.last_method = mode
-        state = self.simulator(mode).run(circuit, params, initial_state=init)
         self.engine_calls += 1
         if self.tracker.active:  # qml.Tracker(dev): the method of each simulation
             self.tracker.update(simulations=1, method=mode, batch_size=tape.batch_size or 1)
             self.tracker.record()
+
+    def run_tape(self, tape: Any, method: str) -> Any:
+        """The results of ``tape`` (one engine run; torch results keep autograd)."""
+        prep = self.prepare(tape, method)
+        state = self.simulator(prep.mode).run(prep.circuit, prep.params, initial_state=prep.initial)
+        self.record_run(prep.mode, tape)
+        index = prep.index
         torch_out = _uses_torch(tape)
         if not tape.shots:
-            res = measure_all_exact(list(tape.measurements), state, index, phase)
+            res = measure_all_exact(list(tape.measurements), state, index, prep.phase)
             res = [r if torch_out else _to_numpy(r) for r in res]
             return res[0] if len(res) == 1 else tuple(res)
         per_shot = []
@@ -273,49 +323,48 @@ class QsemDevice(Device):
     def compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
-        config = execution_config or ExecutionConfig(gradient_method="device")
-        method = getattr(self, self.DERIVATIVES[str(config.gradient_method)])
-        single = isinstance(circuits, qml.tape.QuantumScript)
-        batch = [circuits] if single else circuits
-        jacs = tuple(method(t, config) for t in batch)
-        return jacs[0] if single else jacs
+        return self.execute_and_compute_derivatives(circuits, execution_config)[1]
 
     def execute_and_compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
-        return self.execute(circuits, execution_config), self.compute_derivatives(
-            circuits, execution_config
+        """Results and Jacobians of the tapes: qsem's adjoint method where it is valid
+        (``diff_method`` ``"device"``, ``"adjoint"``, ``"best"``), else torch autograd
+        through the engine (:mod:`qsem.simulators.pennylane_derivatives`)."""
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = config.device_options.get("method", self._method)
+        adjoint = config.gradient_method in ("device", "adjoint")
+        single = isinstance(circuits, qml.tape.QuantumScript)
+        batch = [circuits] if single else circuits
+        if config.gradient_method == "adjoint":
+            for tape in batch:
+                _refuse_adjoint(adjoint_refusal(tape, method))
+        pairs = device_derivatives(self, batch, method, adjoint)
+        results = tuple(r for r, _ in pairs)
+        jacs = tuple(j for _, j in pairs)
+        return (results[0], jacs[0]) if single else (results, jacs)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A tape as qsem runs it: circuit, its bindings, initial state, global phase
+    (``None``: none), wire label -> qsem wire, wire dimensions, simulation mode."""
+
+    circuit: Circuit
+    params: dict[str, Any] | None
+    initial: Any
+    phase: Any
+    index: dict[Any, int]
+    dims: tuple[int, ...]
+    mode: str
+
+
+def _refuse_adjoint(reason: str | None) -> None:
+    if reason is not None:
+        raise arg_error(
+            "diff_method",
+            f"'adjoint' cannot differentiate {reason}; use diff_method='device' or 'backprop'",
         )
-
-    def _jacobian(self, tape: Any, config: ExecutionConfig | None) -> Any:
-        """Jacobian of the tape's results w.r.t. its trainable parameters, by autograd."""
-        method = (config or ExecutionConfig()).device_options.get("method", self._method)
-        params = tape.get_parameters(trainable_only=True)
-        leaves = [
-            torch.tensor(np.asarray(p), dtype=torch.float64, requires_grad=True) for p in params
-        ]
-        new = tape.bind_new_parameters(leaves, list(tape.trainable_params))
-        with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-            res = self._run(new, method)
-            outs = [res] if len(tape.measurements) == 1 else list(res)
-            return self._jacobian_of(outs, leaves)
-
-    @staticmethod
-    def _jacobian_of(outs: list[torch.Tensor], leaves: list[torch.Tensor]) -> Any:
-        """PennyLane's Jacobian layout: [measurement][parameter], singletons dropped."""
-        jac = []
-        for out in outs:
-            flat = out.reshape(-1)
-            rows = [
-                torch.autograd.grad(v, leaves, retain_graph=True, allow_unused=True) for v in flat
-            ]
-            per_param = []
-            for k, leaf in enumerate(leaves):
-                g = [r[k] if r[k] is not None else torch.zeros_like(leaf) for r in rows]
-                stacked = torch.stack(g).reshape(tuple(out.shape) + tuple(leaf.shape))
-                per_param.append(stacked.detach().numpy())
-            jac.append(per_param[0] if len(leaves) == 1 else tuple(per_param))
-        return jac[0] if len(outs) == 1 else tuple(jac)
 
 
 def _interface(interface: Any) -> str:
@@ -324,6 +373,23 @@ def _interface(interface: Any) -> str:
 
 def _is_torch(interface: Any) -> bool:
     return _interface(interface) == "torch"
+
+
+@qml.transform
+def _expand_trainable_broadcast(tape: Any) -> tuple[Any, Any]:
+    """``broadcast_expand`` for a broadcast tape with trainable parameters; others as is."""
+    if tape.batch_size is None or not tape.trainable_params:
+        return (tape,), _first
+    return qml.transforms.broadcast_expand(tape)
+
+
+def _first(results: Any) -> Any:
+    return results[0]
+
+
+def _row(result: Any, g: int) -> Any:
+    """Row ``g`` of a broadcast result (a NumPy scalar for 0-d rows)."""
+    return _to_numpy(np.asarray(result)[g])
 
 
 def _uses_torch(tape: Any) -> bool:
