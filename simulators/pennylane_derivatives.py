@@ -154,7 +154,7 @@ def device_derivatives(
                 continue
             values, grads = rows
             res = [_numpy(v[g]) for v in values]
-            jac = [_pack([_numpy(gr[g]) for gr in per]) for per in grads]
+            jac = [_pack([_numpy(0.0 if gr is None else gr[g]) for gr in per]) for per in grads]
             out[k] = (_pack(res), _pack(jac))
     return out
 

@@ -16,10 +16,14 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
   channel (then density matrix; ``method=`` forces one). Broadcast parameters are
   qsem's batch axis: one engine call per tape, whatever the batch size.
 * **derivatives**: ``diff_method="backprop"`` with the torch interface (autograd
-  through the engine; ``qml.qnn.TorchLayer`` trains on it); ``diff_method="device"``
-  (any interface): the Jacobian by torch autograd through the engine, computed by
-  the device; ``"parameter-shift"`` and PennyLane's other transforms work as on any
-  device. ``"best"`` picks backprop for torch, else device derivatives.
+  through the engine; ``qml.qnn.TorchLayer`` trains on it); ``"adjoint"``: qsem's
+  adjoint method (statevector, ``expval`` only, no shots; PennyLane refuses other
+  tapes); ``"device"``: the adjoint where it is valid, else the Jacobian by torch
+  autograd through the engine (:mod:`qsem.simulators.pennylane_derivatives`);
+  ``"parameter-shift"`` and PennyLane's other transforms work as on any device.
+  ``"best"`` picks backprop for torch, else ``"device"``. Tapes that differ only in
+  their parameter values (shifted tapes, the rows of a broadcast tape PennyLane splits
+  for device derivatives) run as one batched engine call.
 * **shots**: seeded by ``seed=`` (a torch generator owned by the device): a device
   built with the same seed reproduces the same samples.
 
