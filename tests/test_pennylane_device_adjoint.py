@@ -268,3 +268,14 @@ def test_torchlayer_trains_with_the_adjoint() -> None:
         layers.append((loss, layer.weights.grad))
     _close(layers[0][0], layers[1][0])
     _close(layers[0][1], layers[1][1])
+
+
+@pytest.mark.parametrize(
+    "module", ["qsem.simulators.pennylane_derivatives", "qsem.simulators.pennylane_device"]
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
