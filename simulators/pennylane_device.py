@@ -125,7 +125,10 @@ class QsemDevice(Device):
 
     @property
     def name(self) -> str:
-        return "qsem"
+        """``"qsem"``, then ``"qsem (statevector)"`` / ``"qsem (density_matrix)"`` once
+        PennyLane has set the device up for a circuit (what ``qml.specs`` prints as
+        ``Device:``): the simulation method :meth:`simulation_method` chose for it."""
+        return "qsem" if self.planned_method is None else f"qsem ({self.planned_method})"
 
     def __init__(
         self,
@@ -151,11 +154,14 @@ class QsemDevice(Device):
         self._sims: dict[str, TorchSimulator] = {}
         self._circuits: dict[Any, Circuit] = {}
         self.last_method: str | None = None
+        self.planned_method: str | None = None
         self.engine_calls = 0
 
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
         last = f", last run: {self.last_method}" if self.last_method else ""
+        if self.planned_method and self.planned_method != self.last_method:
+            last += f", planned: {self.planned_method}"
         return (
             f"<QsemDevice(wires={wires}, shots={self.shots.total_shots}, "
             f"method={self._method!r}{last}, dtype={self.c_dtype})>"
@@ -202,8 +208,19 @@ class QsemDevice(Device):
         options = dict(config.device_options)
         options.setdefault("method", self._method)
         updated["device_options"] = options
+        if circuit is not None:
+            self.planned_method = self.simulation_method(circuit, options["method"])
         updated["convert_to_numpy"] = method != "backprop"
         return replace(config, **updated)
+
+    def simulation_method(self, tape: Any, method: str | None = None) -> str:
+        """The simulation method for ``tape``: ``method`` (default: the device's) unless
+        ``"auto"``, then density matrix for a tape with channels, else statevector."""
+        method = method or self._method
+        if method != "auto":
+            return method
+        noisy = any(isinstance(op, qml.operation.Channel) for op in tape.operations)
+        return "density_matrix" if noisy else "statevector"
 
     def preprocess_transforms(
         self, execution_config: ExecutionConfig | None = None
