@@ -78,6 +78,7 @@ from .pennylane_derivatives import (
     stack_rows,
 )
 from .pennylane_measure import measure_all_exact, measure_shots
+from .pennylane_readout import Readout, readout_confusion
 
 __all__ = ["QsemDevice"]
 
@@ -113,6 +114,10 @@ class QsemDevice(Device):
         c_dtype: ``torch.complex128`` (default) or ``torch.complex64`` (or NumPy's).
         method: ``"auto"`` (density matrix only for tapes with channels),
             ``"statevector"`` or ``"density_matrix"``.
+        readout_relaxation_probs: ``[γ10, γ20, γ21]``: a ``QutritAmplitudeDamping`` on
+            each measured qutrit wire at readout, as on ``default.qutrit.mixed``.
+        readout_misclassification_probs: ``[p01, p02, p12]``: a ``TritFlip`` there
+            (after the relaxation); see :mod:`qsem.simulators.pennylane_readout`.
 
     ``last_method`` holds the simulation method of the last tape run (also shown by
     ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
@@ -137,6 +142,8 @@ class QsemDevice(Device):
         seed: int | None = None,
         c_dtype: Any = torch.complex128,
         method: str = "auto",
+        readout_relaxation_probs: Sequence[float] | None = None,
+        readout_misclassification_probs: Sequence[float] | None = None,
     ) -> None:
         super().__init__(wires=wires, shots=shots)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -151,6 +158,9 @@ class QsemDevice(Device):
         self._rng = torch.Generator().manual_seed(self.seed)
         self.c_dtype = dtype
         self._method = method
+        self.readout_confusion = readout_confusion(
+            readout_relaxation_probs, readout_misclassification_probs
+        )
         self._sims: dict[str, TorchSimulator] = {}
         self._circuits: dict[Any, Circuit] = {}
         self.last_method: str | None = None
@@ -160,11 +170,12 @@ class QsemDevice(Device):
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
         last = f", last run: {self.last_method}" if self.last_method else ""
+        readout = ", readout errors" if self.readout_confusion is not None else ""
         if self.planned_method and self.planned_method != self.last_method:
             last += f", planned: {self.planned_method}"
         return (
             f"<QsemDevice(wires={wires}, shots={self.shots.total_shots}, "
-            f"method={self._method!r}{last}, dtype={self.c_dtype})>"
+            f"method={self._method!r}{last}, dtype={self.c_dtype}{readout})>"
         )
 
     # -- configuration ------------------------------------------------------------------
@@ -183,6 +194,8 @@ class QsemDevice(Device):
         method = execution_config.gradient_method
         if method == "backprop":  # autograd runs in torch: other ML interfaces cannot see it
             return _interface(execution_config.interface) in ("torch", "auto", "numpy", "None")
+        if method == "adjoint" and self.readout_confusion is not None:
+            return False
         if method == "adjoint" and circuit is not None:
             sim = execution_config.device_options.get("method", self._method)
             if adjoint_refusal(circuit, sim, params=False) is not None:
@@ -309,15 +322,30 @@ class QsemDevice(Device):
         self.record_run(prep.mode, tape)
         index = prep.index
         torch_out = _uses_torch(tape)
+        readout = self._readout(prep)
         if not tape.shots:
-            res = measure_all_exact(list(tape.measurements), state, index, prep.phase)
+            res = measure_all_exact(list(tape.measurements), state, index, prep.phase, readout)
             res = [r if torch_out else _to_numpy(r) for r in res]
             return res[0] if len(res) == 1 else tuple(res)
         per_shot = []
         for s in tape.shots:
-            vals = [measure_shots(mp, state, index, s, self._rng) for mp in tape.measurements]
+            vals = [
+                measure_shots(mp, state, index, s, self._rng, readout) for mp in tape.measurements
+            ]
             per_shot.append(vals[0] if len(vals) == 1 else tuple(vals))
         return per_shot[0] if len(per_shot) == 1 else tuple(per_shot)
+
+    def _readout(self, prep: Prepared) -> Readout | None:
+        """The device's readout errors on the register of ``prep`` (``None``: none)."""
+        if self.readout_confusion is None:
+            return None
+        labels = list(prep.index)
+
+        def rotate(state: Any, ops: Any) -> Any:
+            circuit = add_pennylane_ops(Circuit(list(prep.dims)), ops, labels)
+            return self.simulator(state.mode).run(circuit, None, initial_state=state.tensor)
+
+        return Readout(self.readout_confusion, prep.dims, rotate)
 
     def _circuit(
         self, ops: list[Any], labels: list[Any], dims: list[int]
@@ -355,6 +383,7 @@ class QsemDevice(Device):
         config = execution_config or ExecutionConfig(gradient_method="device")
         method = config.device_options.get("method", self._method)
         adjoint = config.gradient_method in ("device", "adjoint")
+        adjoint = adjoint and self.readout_confusion is None
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
         if config.gradient_method == "adjoint":
