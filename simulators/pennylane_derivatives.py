@@ -34,6 +34,7 @@ itself, in PennyLane's layout ``jac[measurement][parameter]`` (singletons droppe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from .pennylane_device import QsemDevice
 
 _SUBSPACE_ROTATIONS = frozenset({"TRX", "TRY", "TRZ"})
+#: most amplitudes (rows x register dimension) one stacked adjoint call may hold
+ADJOINT_ROW_LIMIT = 1 << 22
 
 __all__ = [
     "adjoint_refusal",
@@ -142,20 +145,50 @@ def device_derivatives(
             continue
         key = row_key(tape)
         groups.setdefault(key if key is not None else ("single", k), []).append(k)
-    for members in groups.values():
-        if len(members) == 1:
-            out[members[0]] = adjoint_derivatives(dev, tapes[members[0]])
+    for key, members in groups.items():
+        group = [tapes[k] for k in members]
+        per_tape = len(group[0].measurements) * math.prod(dev.wire_dims(group[0]))
+        if key[0] == "single" or per_tape > ADJOINT_ROW_LIMIT:
+            for k in members:
+                out[k] = adjoint_derivatives(dev, tapes[k])
             continue
-        stacked = stack_rows([tapes[k] for k in members])
-        rows = _adjoint_rows(dev, stacked)
-        for g, k in enumerate(members):
-            if rows is None:
-                out[k] = autograd_derivatives(dev, tapes[k], "statevector")
-                continue
-            values, grads = rows
-            res = [_numpy(v[g]) for v in values]
-            jac = [_pack([_numpy(0.0 if gr is None else gr[g]) for gr in per]) for per in grads]
-            out[k] = (_pack(res), _pack(jac))
+        size = max(1, ADJOINT_ROW_LIMIT // per_tape)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            for k, pair in zip(
+                chunk, _adjoint_selected(dev, [tapes[k] for k in chunk]), strict=True
+            ):
+                out[k] = (
+                    pair if pair is not None else autograd_derivatives(dev, tapes[k], "statevector")
+                )
+    return out
+
+
+def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
+    """``(results, jacobian)`` of same-structure tapes from ONE adjoint sweep: row
+    ``(g, m)`` of a batch of ``G·M`` rows is tape ``g`` with the incoming gradient of
+    its measurement ``m`` only (rows are independent, every parameter a row parameter),
+    so row ``(g, m)`` of the gradient is ``∂<M_m>/∂θ`` of tape ``g``."""
+    n_mp = len(group[0].measurements)
+    stacked = stack_rows([t for t in group for _ in range(n_mp)])
+    with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
+        setup = _adjoint_setup(dev, stacked)
+        if setup is None:
+            return [None] * len(group)
+        bound, vals, weights, consts = setup
+        select = torch.stack([weights[m][0] for m in range(n_mp)])  # (M, K): equal rows
+        picked = select.repeat(len(group), 1)  # row (g, m) -> measurement m
+        grads = _grads(vals, picked, bound)
+        dev.adjoint_sweeps += 1
+    values = (vals.detach() * picked).sum(-1).reshape(len(group), n_mp) + torch.tensor(consts)
+    out = []
+    for g in range(len(group)):
+        res = [_numpy(values[g, m]) for m in range(n_mp)]
+        jac = [
+            _pack([_numpy(0.0 if gr is None else gr[g * n_mp + m]) for gr in grads])
+            for m in range(n_mp)
+        ]
+        out.append((_pack(res), _pack(jac)))
     return out
 
 
@@ -171,8 +204,12 @@ def row_key(tape: Any) -> Any:
 
 
 def stack_rows(tapes: list[Any]) -> Any:
-    """One broadcast tape whose row ``g`` is ``tapes[g]`` (all parameters stacked)."""
-    cols = zip(*(t.get_parameters(trainable_only=False) for t in tapes), strict=True)
+    """One broadcast tape whose row ``g`` is ``tapes[g]`` (every gate angle stacked; the
+    measurements, equal by :func:`row_key`, kept)."""
+    cols = zip(
+        *(t.get_parameters(trainable_only=False, operations_only=True) for t in tapes),
+        strict=True,
+    )
     params = [np.stack([np.asarray(qml.math.unwrap(v), dtype=np.float64) for v in c]) for c in cols]
     return tapes[0].bind_new_parameters(params, list(range(len(params))))
 
@@ -206,38 +243,53 @@ def adjoint_derivatives(dev: QsemDevice, tape: Any) -> tuple[Any, Any]:
     return _pack([_numpy(v) for v in values]), _pack(jac)
 
 
+def _adjoint_setup(dev: QsemDevice, tape: Any) -> Any:
+    """Bind row leaves, run the adjoint forward pass: ``(bound, vals, weights, consts)``
+    with ``vals`` the qsem terms' values ``(B, K)`` (or ``(K,)``), ``weights[m]`` the
+    coefficients of measurement ``m``'s terms (shaped as ``vals``) and ``consts[m]`` its
+    identity part; ``None`` when every term is the identity. Call under ``enable_grad``."""
+    bound, _ = _row_leaves(tape)
+    new = tape.bind_new_parameters(bound, list(tape.trainable_params))
+    prep = dev.prepare(new, "statevector")
+    per_mp = [observable_terms(mp.obs, prep.index, prep.dims) for mp in tape.measurements]
+    listed = [o for terms in per_mp for _, o in terms if o is not None]
+    if not listed:
+        return None
+    dev.record_run(prep.mode, tape)
+    vals = adjoint_expval(
+        prep.circuit, prep.params, listed, initial_state=prep.initial,
+        simulator=dev.simulator("statevector"),
+    )  # fmt: skip
+    weights, consts = [], []
+    j = 0
+    for terms in per_mp:
+        w = torch.zeros_like(vals)
+        const = 0.0
+        for c, o in terms:
+            if o is None:
+                const += _real(c)
+            else:
+                w[..., j] = _real(c)
+                j += 1
+        weights.append(w)
+        consts.append(const)
+    return bound, vals, weights, consts
+
+
 def _adjoint_rows(
     dev: QsemDevice, tape: Any
 ) -> tuple[list[torch.Tensor], list[list[torch.Tensor | None]]] | None:
     """Per measurement ``m``: its values ``<M_m>`` (``(B,)`` or scalar) and, per trainable
-    parameter, ``∂<M_m>_b/∂θ_b`` row-wise (``None``: unused); ``None`` when every term is
-    the identity."""
+    parameter, ``∂<M_m>_b/∂θ_b`` row-wise (``None``: unused), one adjoint sweep per
+    measurement; ``None`` when every term is the identity."""
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-        bound, _ = _row_leaves(tape)
-        new = tape.bind_new_parameters(bound, list(tape.trainable_params))
-        prep = dev.prepare(new, "statevector")
-        per_mp = [observable_terms(mp.obs, prep.index, prep.dims) for mp in tape.measurements]
-        listed = [o for terms in per_mp for _, o in terms if o is not None]
-        if not listed:
+        setup = _adjoint_setup(dev, tape)
+        if setup is None:
             return None
-        dev.record_run(prep.mode, tape)
-        vals = adjoint_expval(
-            prep.circuit, prep.params, listed, initial_state=prep.initial,
-            simulator=dev.simulator("statevector"),
-        )  # fmt: skip
-        values, grads = [], []
-        j = 0
-        for terms in per_mp:
-            weights = torch.zeros_like(vals)
-            const = 0.0
-            for c, o in terms:
-                if o is None:
-                    const += _real(c)
-                else:
-                    weights[..., j] = _real(c)
-                    j += 1
-            values.append((vals.detach() * weights).sum(-1) + const)
-            grads.append(_grads(vals, weights, bound))
+        bound, vals, weights, consts = setup
+        values = [(vals.detach() * w).sum(-1) + c for w, c in zip(weights, consts, strict=True)]
+        grads = [_grads(vals, w, bound) for w in weights]
+        dev.adjoint_sweeps += len(weights)
     return values, grads
 
 

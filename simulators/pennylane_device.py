@@ -121,7 +121,8 @@ class QsemDevice(Device):
 
     ``last_method`` holds the simulation method of the last tape run (also shown by
     ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
-    engine runs (one per tape, broadcast included).
+    engine runs (one per tape, broadcast included); ``adjoint_sweeps`` counts the backward
+    sweeps of the adjoint method.
     """
 
     _device_options = ("method",)
@@ -166,6 +167,7 @@ class QsemDevice(Device):
         self.last_method: str | None = None
         self.planned_method: str | None = None
         self.engine_calls = 0
+        self.adjoint_sweeps = 0
 
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
@@ -297,7 +299,7 @@ class QsemDevice(Device):
 
     def prepare(self, tape: Any, method: str) -> Prepared:
         """The qsem circuit, bindings, initial state and simulation mode of ``tape``."""
-        labels = list(self.wires) if self.wires is not None else list(tape.wires)
+        labels = self._labels(tape)
         index = {w: i for i, w in enumerate(labels)}
         dims = tape_wire_dims(tape, labels)
         ops, init, phase = _split_preparation(tape.operations, index, dims, self.c_dtype)
@@ -306,6 +308,13 @@ class QsemDevice(Device):
         if mode == "auto":
             mode = "density_matrix" if circuit.has_channels else "statevector"
         return Prepared(circuit, params, init, phase, index, tuple(dims), mode)
+
+    def _labels(self, tape: Any) -> list[Any]:
+        return list(self.wires) if self.wires is not None else list(tape.wires)
+
+    def wire_dims(self, tape: Any) -> list[int]:
+        """The dimension of each device wire (label order) for ``tape``."""
+        return tape_wire_dims(tape, self._labels(tape))
 
     def record_run(self, mode: str, tape: Any) -> None:
         """Count one engine run of ``tape`` in ``mode`` (``last_method``, ``qml.Tracker``)."""

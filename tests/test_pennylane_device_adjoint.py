@@ -229,7 +229,7 @@ def test_parameter_shift_tapes_run_as_one_engine_call() -> None:
         qml.RX(a[0], 0)
         qml.CRY(a[1], [0, 1])
         qml.TRX(a[2], 2, subspace=(0, 2))
-        return qml.expval(qml.Z(1)), qml.expval(qml.GellMann(2, 4))
+        return qml.expval(qml.Z(1)), qml.expval(qml.GellMann(2, 4) + 0.5 * qml.X(0) @ qml.Z(1))
 
     a = pnp.array([0.4, 1.1, -0.8], requires_grad=True)
     dev = qml.device("qsem", wires=3)
@@ -279,3 +279,24 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_adjoint_jacobian_of_several_measurements_is_one_sweep() -> None:
+    """M measurements: one stacked adjoint call (rows = measurements), not M sweeps."""
+
+    def qfunc(a: Any) -> Any:
+        qml.RX(a[0], 0)
+        qml.CRY(a[1], [0, 1])
+        qml.TRX(a[2], 2, subspace=(0, 2))
+        return (qml.expval(qml.Z(1)), qml.expval(qml.GellMann(2, 4) + 0.5 * qml.Y(0)),
+                qml.expval(qml.X(0) @ qml.GellMann(2, 1)))  # fmt: skip
+
+    a = pnp.array([0.4, 1.1, -0.8], requires_grad=True)
+    dev = qml.device("qsem", wires=3)
+    qnode = qml.QNode(qfunc, dev, diff_method="adjoint")
+    jac = qml.jacobian(lambda p: pnp.stack(qnode(p)))(a)
+    assert dev.engine_calls == 2  # the forward run, then one adjoint call for 3 rows
+    assert dev.adjoint_sweeps == 1
+    backprop = qml.QNode(qfunc, qml.device("qsem", wires=3), interface="torch")
+    x = torch.tensor(np.asarray(a), requires_grad=True)
+    _close(jac, torch.autograd.functional.jacobian(lambda p: torch.stack(backprop(p)), x))
