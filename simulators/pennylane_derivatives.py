@@ -42,6 +42,7 @@ import numpy as np
 import pennylane as qml
 import torch
 
+from qsem.circuits.errors import arg_error
 from qsem.circuits.pennylane_import import (
     PENNYLANE_GATES,
     STATE_PREPS,
@@ -92,8 +93,9 @@ def adjoint_refusal(tape: Any, method: str, params: bool = True) -> str | None:
         return None
     n_ops = len(tape.operations)
     batched = tape.batch_size is not None
+    par_info = tape.par_info
     for i in tape.trainable_params:
-        info = tape.par_info[i]
+        info = par_info[i]
         op = info["op"]
         if info["op_idx"] >= n_ops:
             return f"a trainable parameter of the observable {op.name}"
@@ -124,10 +126,11 @@ def adjoint_stop(op: Any) -> bool:
 
 
 def device_derivatives(
-    dev: QsemDevice, tapes: Sequence[Any], method: str, adjoint: bool
+    dev: QsemDevice, tapes: Sequence[Any], method: str, adjoint: bool, strict: bool = False
 ) -> list[tuple[Any, Any]]:
     """``(results, jacobian)`` of each tape: the adjoint method where
-    :func:`adjoint_refusal` allows it and ``adjoint`` is set, else autograd.
+    :func:`adjoint_refusal` allows it and ``adjoint`` is set, else autograd (``strict``:
+    refuse instead, in one line naming the reason).
 
     Tapes that differ only in their parameter values (PennyLane's ``broadcast_expand``
     splits a broadcast tape into such rows) run as ONE batched adjoint call: each tape
@@ -136,7 +139,13 @@ def device_derivatives(
     out: list[Any] = [None] * len(tapes)
     groups: dict[Any, list[int]] = {}
     for k, tape in enumerate(tapes):
-        ok = adjoint and adjoint_refusal(tape, method) is None
+        reason = adjoint_refusal(tape, method) if adjoint else "no adjoint"
+        if strict and reason is not None:
+            raise arg_error(
+                "diff_method",
+                f"'adjoint' cannot differentiate {reason}; use diff_method='device' or 'backprop'",
+            )
+        ok = reason is None
         if dev.tracker.active:
             dev.tracker.update(derivative_method="adjoint" if ok else "autograd")
             dev.tracker.record()
@@ -170,7 +179,7 @@ def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
     its measurement ``m`` only (rows are independent, every parameter a row parameter),
     so row ``(g, m)`` of the gradient is ``∂<M_m>/∂θ`` of tape ``g``."""
     n_mp = len(group[0].measurements)
-    stacked = stack_rows([t for t in group for _ in range(n_mp)])
+    stacked = stack_rows(group, repeat=n_mp)
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
         setup = _adjoint_setup(dev, stacked)
         if setup is None:
@@ -181,13 +190,16 @@ def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
         grads = _grads(vals, picked, bound)
         dev.adjoint_sweeps += 1
     values = (vals.detach() * picked).sum(-1).reshape(len(group), n_mp) + torch.tensor(consts)
+    rows = torch.zeros(len(grads), len(group) * n_mp, dtype=torch.float64)
+    for p, gr in enumerate(grads):
+        if gr is not None:
+            rows[p] = gr
+    table = rows.reshape(len(grads), len(group), n_mp).numpy()  # (P, G, M)
+    vals_np = values.numpy()
     out = []
     for g in range(len(group)):
-        res = [_numpy(values[g, m]) for m in range(n_mp)]
-        jac = [
-            _pack([_numpy(0.0 if gr is None else gr[g * n_mp + m]) for gr in grads])
-            for m in range(n_mp)
-        ]
+        res = [vals_np[g, m] for m in range(n_mp)]
+        jac = [_pack(list(table[:, g, m])) for m in range(n_mp)]
         out.append((_pack(res), _pack(jac)))
     return out
 
@@ -203,15 +215,18 @@ def row_key(tape: Any) -> Any:
     return ops, tuple(mp.hash for mp in tape.measurements), tuple(tape.trainable_params)
 
 
-def stack_rows(tapes: list[Any]) -> Any:
-    """One broadcast tape whose row ``g`` is ``tapes[g]`` (every gate angle stacked; the
-    measurements, equal by :func:`row_key`, kept)."""
-    cols = zip(
-        *(t.get_parameters(trainable_only=False, operations_only=True) for t in tapes),
-        strict=True,
-    )
-    params = [np.stack([np.asarray(qml.math.unwrap(v), dtype=np.float64) for v in c]) for c in cols]
-    return tapes[0].bind_new_parameters(params, list(range(len(params))))
+def stack_rows(tapes: list[Any], repeat: int = 1) -> Any:
+    """One broadcast tape whose rows are ``tapes`` (each ``repeat`` times in a row; every
+    gate angle stacked; the measurements, equal by :func:`row_key`, kept)."""
+    table = np.array(
+        [
+            [float(qml.math.unwrap(v)) for v in t.get_parameters(False, operations_only=True)]
+            for t in tapes
+        ],
+        dtype=np.float64,
+    ).reshape(len(tapes), -1)  # (G, P): row_key's tapes hold scalar angles only
+    table = np.repeat(table, repeat, axis=0)
+    return tapes[0].bind_new_parameters(list(table.T), list(range(table.shape[1])))
 
 
 def _pack(items: list[Any]) -> Any:

@@ -395,10 +395,8 @@ class QsemDevice(Device):
         adjoint = adjoint and self.readout_confusion is None
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
-        if config.gradient_method == "adjoint":
-            for tape in batch:
-                _refuse_adjoint(adjoint_refusal(tape, method))
-        pairs = device_derivatives(self, batch, method, adjoint)
+        strict = config.gradient_method == "adjoint"
+        pairs = device_derivatives(self, batch, method, adjoint, strict)
         results = tuple(r for r, _ in pairs)
         jacs = tuple(j for _, j in pairs)
         return (results[0], jacs[0]) if single else (results, jacs)
@@ -416,14 +414,6 @@ class Prepared:
     index: dict[Any, int]
     dims: tuple[int, ...]
     mode: str
-
-
-def _refuse_adjoint(reason: str | None) -> None:
-    if reason is not None:
-        raise arg_error(
-            "diff_method",
-            f"'adjoint' cannot differentiate {reason}; use diff_method='device' or 'backprop'",
-        )
 
 
 def _interface(interface: Any) -> str:
