@@ -66,6 +66,7 @@ __all__ = [
     "angle_gate",
     "autograd_derivatives",
     "device_derivatives",
+    "device_vjps",
     "row_key",
     "stack_rows",
 ]
@@ -202,6 +203,63 @@ def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
         jac = [_pack(list(table[:, g, m])) for m in range(n_mp)]
         out.append((_pack(res), _pack(jac)))
     return out
+
+
+def device_vjps(
+    dev: QsemDevice,
+    tapes: Sequence[Any],
+    cotangents: Sequence[Any],
+    method: str,
+    adjoint: bool,
+    strict: bool = False,
+) -> list[np.ndarray]:
+    """Vector-Jacobian products ``Σ_m dy_m ∂<M_m>/∂θ`` of each tape (``device_vjp=True``):
+    ONE adjoint sweep for all same-structure tapes (rows of one batch, incoming
+    gradient ``Σ_m dy_m`` times measurement ``m``'s coefficients); other tapes through
+    their Jacobian (:func:`device_derivatives`)."""
+    out: list[Any] = [None] * len(tapes)
+    groups: dict[Any, list[int]] = {}
+    for k, tape in enumerate(tapes):
+        key = row_key(tape) if adjoint and adjoint_refusal(tape, method) is None else None
+        if key is None:
+            _, jac = device_derivatives(dev, [tape], method, adjoint, strict)[0]
+            multi = len(tape.measurements) > 1
+            vjp = qml.gradients.compute_vjp_multi if multi else qml.gradients.compute_vjp_single
+            out[k] = np.asarray(vjp(cotangents[k], jac))
+            continue
+        if dev.tracker.active:
+            dev.tracker.update(derivative_method="adjoint")
+            dev.tracker.record()
+        groups.setdefault(key, []).append(k)
+    for members in groups.values():
+        size = max(1, ADJOINT_ROW_LIMIT // math.prod(dev.wire_dims(tapes[members[0]])))
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            got = _adjoint_vjp_rows(dev, [tapes[k] for k in chunk], [cotangents[k] for k in chunk])
+            for k, v in zip(chunk, got, strict=True):
+                out[k] = v
+    return out
+
+
+def _adjoint_vjp_rows(dev: QsemDevice, group: list[Any], dys: list[Any]) -> list[np.ndarray]:
+    n_mp = len(group[0].measurements)
+    dy = torch.tensor(
+        np.array([np.asarray(qml.math.unwrap(d), dtype=np.float64).reshape(n_mp) for d in dys]),
+        dtype=torch.float64,
+    )  # (G, M)
+    with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
+        setup = _adjoint_setup(dev, stack_rows(group))
+        if setup is None:  # only identity terms: constant results
+            return [np.zeros(len(t.trainable_params)) for t in group]
+        bound, vals, weights, _ = setup
+        picked = sum(dy[:, m, None] * weights[m].to(torch.float64) for m in range(n_mp))
+        grads = _grads(vals, picked, bound)
+        dev.adjoint_sweeps += 1
+    table = torch.zeros(len(grads), len(group), dtype=torch.float64)
+    for p, gr in enumerate(grads):
+        if gr is not None:
+            table[p] = gr
+    return [table[:, g].numpy() for g in range(len(group))]
 
 
 def row_key(tape: Any) -> Any:

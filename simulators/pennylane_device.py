@@ -74,10 +74,12 @@ from .pennylane_derivatives import (
     adjoint_refusal,
     adjoint_stop,
     device_derivatives,
+    device_vjps,
     row_key,
     stack_rows,
 )
 from .pennylane_measure import measure_all_exact, measure_shots
+from .pennylane_prep import split_preparation
 from .pennylane_readout import Readout, readout_confusion
 
 __all__ = ["QsemDevice"]
@@ -302,7 +304,7 @@ class QsemDevice(Device):
         labels = self._labels(tape)
         index = {w: i for i, w in enumerate(labels)}
         dims = tape_wire_dims(tape, labels)
-        ops, init, phase = _split_preparation(tape.operations, index, dims, self.c_dtype)
+        ops, init, phase = split_preparation(tape.operations, index, dims, self.c_dtype)
         circuit, params = self._circuit(ops, labels, dims)
         mode = method
         if mode == "auto":
@@ -396,10 +398,44 @@ class QsemDevice(Device):
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
         strict = config.gradient_method == "adjoint"
+        if self.tracker.active:
+            self.tracker.update(derivative_batches=1, derivatives=len(batch))
+            self.tracker.record()
         pairs = device_derivatives(self, batch, method, adjoint, strict)
         results = tuple(r for r, _ in pairs)
         jacs = tuple(j for _, j in pairs)
         return (results[0], jacs[0]) if single else (results, jacs)
+
+    def supports_vjp(
+        self, execution_config: ExecutionConfig | None = None, circuit: Any = None
+    ) -> bool:
+        """``device_vjp=True`` with ``"adjoint"`` / ``"device"``: :meth:`compute_vjp`."""
+        if execution_config is None:
+            return True
+        known = execution_config.gradient_method in self.DEVICE_DERIVATIVES
+        return known and self.supports_derivatives(execution_config, circuit)
+
+    def compute_vjp(
+        self,
+        circuits: Any,
+        cotangents: Any,
+        execution_config: ExecutionConfig | None = None,
+    ) -> Any:
+        """Vector-Jacobian products: one adjoint sweep for all same-structure tapes where
+        the adjoint applies (:func:`~qsem.simulators.pennylane_derivatives.device_vjps`)."""
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = config.device_options.get("method", self._method)
+        adjoint = config.gradient_method in ("device", "adjoint")
+        adjoint = adjoint and self.readout_confusion is None
+        single = isinstance(circuits, qml.tape.QuantumScript)
+        batch = [circuits] if single else circuits
+        dys = [cotangents] if single else cotangents
+        strict = config.gradient_method == "adjoint"
+        if self.tracker.active:
+            self.tracker.update(vjp_batches=1, vjps=len(batch))
+            self.tracker.record()
+        vjps = device_vjps(self, batch, dys, method, adjoint, strict)
+        return vjps[0] if single else tuple(vjps)
 
 
 @dataclass(frozen=True)
@@ -449,74 +485,3 @@ def _to_numpy(r: Any) -> Any:
     """NumPy results as PennyLane's devices give them (a NumPy scalar for 0-d values)."""
     out = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
     return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
-
-
-def _split_preparation(
-    ops: Sequence[Any], index: dict[Any, int], dims: list[int], dtype: torch.dtype
-) -> tuple[list[Any], Any, Any]:
-    """Leading state preparations as the engine's initial state, and the global phase.
-
-    Returns the remaining operations, the initial state (``None``, a list of levels or a
-    statevector) and ``exp(-i Σ φ)`` of the ``GlobalPhase`` operations (``None``: none).
-    """
-    levels = [0] * len(dims)
-    pieces: list[tuple[list[int], Any]] = []
-    k = 0
-    while k < len(ops) and ops[k].name in STATE_PREPS:
-        op = ops[k]
-        wires = [index[w] for w in op.wires]
-        if op.name == "StatePrep":
-            vec = op.state_vector(wire_order=op.wires)
-            vec = vec if isinstance(vec, torch.Tensor) else torch.as_tensor(np.asarray(vec))
-            batched = op.batch_size is not None
-            pieces.append((wires, vec.reshape((vec.shape[0], -1) if batched else (-1,))))
-        else:
-            for w, v in zip(
-                wires, np.asarray(op.parameters[0]).reshape(-1).astype(int), strict=True
-            ):
-                levels[w] = int(v)
-        k += 1
-    rest = list(ops[k:])
-    phases = [op for op in rest if op.name == "GlobalPhase"]
-    phase = None
-    if phases:
-        total = sum(op.parameters[0] for op in phases)
-        phase = torch.exp(-1j * torch.as_tensor(total, dtype=torch.float64)).to(dtype)
-        rest = [op for op in rest if op.name != "GlobalPhase"]
-    if not pieces:
-        return rest, (levels if any(levels) else None), phase
-    return rest, _product_state(pieces, levels, dims, dtype), phase
-
-
-def _product_state(
-    pieces: list[tuple[list[int], Any]], levels: list[int], dims: list[int], dtype: torch.dtype
-) -> torch.Tensor:
-    """The statevector of prepared wire groups and basis levels elsewhere (wire 0 first)."""
-    covered = {w for ws, _ in pieces for w in ws}
-    order: list[int] = []
-    state: torch.Tensor | None = None
-    batch = None
-    for ws, vec in pieces:
-        v = vec.to(dtype)
-        if v.dim() == 2:
-            batch = v.shape[0]
-        state = v if state is None else _kron(state, v)
-        order += ws
-    for w in range(len(dims)):
-        if w not in covered:
-            e = torch.zeros(dims[w], dtype=dtype)
-            e[levels[w]] = 1
-            state = _kron(state, e)  # type: ignore[arg-type]
-            order.append(w)
-    assert state is not None
-    lead = [] if batch is None else [batch]
-    t = state.reshape(*lead, *[dims[w] for w in order])
-    off = len(lead)
-    perm = list(range(off)) + [off + order.index(w) for w in range(len(dims))]
-    return t.permute(perm).reshape(*lead, -1)
-
-
-def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of statevectors ``(D,)``/``(B, D)`` (batch broadcast)."""
-    out = a[..., :, None] * b[..., None, :]
-    return out.reshape(*out.shape[:-2], -1)

@@ -300,3 +300,31 @@ def test_adjoint_jacobian_of_several_measurements_is_one_sweep() -> None:
     backprop = qml.QNode(qfunc, qml.device("qsem", wires=3), interface="torch")
     x = torch.tensor(np.asarray(a), requires_grad=True)
     _close(jac, torch.autograd.functional.jacobian(lambda p: torch.stack(backprop(p)), x))
+
+
+def test_device_vjp_is_one_adjoint_sweep_for_a_broadcast_batch() -> None:
+    """device_vjp=True: PennyLane asks for vector-Jacobian products; the 5 rows of the
+    TorchLayer batch are one adjoint sweep, gradients as default.qubit's adjoint."""
+    n = 3
+
+    def qfunc(inputs: Any, weights: Any) -> Any:
+        qml.AngleEmbedding(inputs, wires=range(n))
+        qml.StronglyEntanglingLayers(weights, wires=range(n))
+        return [qml.expval(qml.Z(i)) for i in range(n)]
+
+    torch.manual_seed(4)
+    x = torch.rand(5, n, dtype=torch.float64)
+    grads = []
+    for name, vjp in (("qsem", True), ("default.qubit", False)):
+        dev = qml.device(name, wires=n)
+        qnode = qml.QNode(qfunc, dev, interface="torch", diff_method="adjoint", device_vjp=vjp)
+        layer = qml.qnn.TorchLayer(qnode, {"weights": (2, n, 3)}).double()
+        with torch.no_grad():
+            layer.weights.copy_(torch.linspace(-1, 1, 6 * n, dtype=torch.float64).reshape(2, n, 3))
+        with qml.Tracker(dev) as tracker:
+            (layer(x) ** 2).sum().backward()
+        grads.append(layer.weights.grad)
+        if name == "qsem":
+            assert dev.adjoint_sweeps == 1
+            assert tracker.totals["vjps"] == 5 and "derivatives" not in tracker.totals
+    _close(*grads)
