@@ -16,10 +16,14 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
   channel (then density matrix; ``method=`` forces one). Broadcast parameters are
   qsem's batch axis: one engine call per tape, whatever the batch size.
 * **derivatives**: ``diff_method="backprop"`` with the torch interface (autograd
-  through the engine; ``qml.qnn.TorchLayer`` trains on it); ``diff_method="device"``
-  (any interface): the Jacobian by torch autograd through the engine, computed by
-  the device; ``"parameter-shift"`` and PennyLane's other transforms work as on any
-  device. ``"best"`` picks backprop for torch, else device derivatives.
+  through the engine; ``qml.qnn.TorchLayer`` trains on it); ``"adjoint"``: qsem's
+  adjoint method (statevector, ``expval`` only, no shots; PennyLane refuses other
+  tapes); ``"device"``: the adjoint where it is valid, else the Jacobian by torch
+  autograd through the engine (:mod:`qsem.simulators.pennylane_derivatives`);
+  ``"parameter-shift"`` and PennyLane's other transforms work as on any device.
+  ``"best"`` picks backprop for torch, else ``"device"``. Tapes that differ only in
+  their parameter values (shifted tapes, the rows of a broadcast tape PennyLane splits
+  for device derivatives) run as one batched engine call.
 * **shots**: seeded by ``seed=`` (a torch generator owned by the device): a device
   built with the same seed reproduces the same samples.
 
@@ -37,7 +41,7 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,7 +70,17 @@ from qsem.circuits.pennylane_import import (
 )
 
 from .engine import TorchSimulator
+from .pennylane_derivatives import (
+    adjoint_refusal,
+    adjoint_stop,
+    device_derivatives,
+    device_vjps,
+    row_key,
+    stack_rows,
+)
 from .pennylane_measure import measure_all_exact, measure_shots
+from .pennylane_prep import split_preparation
+from .pennylane_readout import Readout, readout_confusion
 
 __all__ = ["QsemDevice"]
 
@@ -102,19 +116,27 @@ class QsemDevice(Device):
         c_dtype: ``torch.complex128`` (default) or ``torch.complex64`` (or NumPy's).
         method: ``"auto"`` (density matrix only for tapes with channels),
             ``"statevector"`` or ``"density_matrix"``.
+        readout_relaxation_probs: ``[γ10, γ20, γ21]``: a ``QutritAmplitudeDamping`` on
+            each measured qutrit wire at readout, as on ``default.qutrit.mixed``.
+        readout_misclassification_probs: ``[p01, p02, p12]``: a ``TritFlip`` there
+            (after the relaxation); see :mod:`qsem.simulators.pennylane_readout`.
 
     ``last_method`` holds the simulation method of the last tape run (also shown by
     ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
-    engine runs (one per tape, broadcast included).
+    engine runs (one per tape, broadcast included); ``adjoint_sweeps`` counts the backward
+    sweeps of the adjoint method.
     """
 
     _device_options = ("method",)
-    #: device derivative methods: ``diff_method`` name -> method name on this class
-    DERIVATIVES: ClassVar[dict[str, str]] = {"device": "_jacobian"}
+    #: the ``diff_method`` names the device differentiates itself (besides backprop)
+    DEVICE_DERIVATIVES: ClassVar[tuple[str, ...]] = ("device", "adjoint")
 
     @property
     def name(self) -> str:
-        return "qsem"
+        """``"qsem"``, then ``"qsem (statevector)"`` / ``"qsem (density_matrix)"`` once
+        PennyLane has set the device up for a circuit (what ``qml.specs`` prints as
+        ``Device:``): the simulation method :meth:`simulation_method` chose for it."""
+        return "qsem" if self.planned_method is None else f"qsem ({self.planned_method})"
 
     def __init__(
         self,
@@ -123,6 +145,8 @@ class QsemDevice(Device):
         seed: int | None = None,
         c_dtype: Any = torch.complex128,
         method: str = "auto",
+        readout_relaxation_probs: Sequence[float] | None = None,
+        readout_misclassification_probs: Sequence[float] | None = None,
     ) -> None:
         super().__init__(wires=wires, shots=shots)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -137,29 +161,36 @@ class QsemDevice(Device):
         self._rng = torch.Generator().manual_seed(self.seed)
         self.c_dtype = dtype
         self._method = method
+        self.readout_confusion = readout_confusion(
+            readout_relaxation_probs, readout_misclassification_probs
+        )
         self._sims: dict[str, TorchSimulator] = {}
         self._circuits: dict[Any, Circuit] = {}
         self.last_method: str | None = None
+        self.planned_method: str | None = None
         self.engine_calls = 0
+        self.adjoint_sweeps = 0
 
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
         last = f", last run: {self.last_method}" if self.last_method else ""
+        readout = ", readout errors" if self.readout_confusion is not None else ""
+        if self.planned_method and self.planned_method != self.last_method:
+            last += f", planned: {self.planned_method}"
         return (
             f"<QsemDevice(wires={wires}, shots={self.shots.total_shots}, "
-            f"method={self._method!r}{last}, dtype={self.c_dtype})>"
+            f"method={self._method!r}{last}, dtype={self.c_dtype}{readout})>"
         )
 
     # -- configuration ------------------------------------------------------------------
     def supports_derivatives(
         self, execution_config: ExecutionConfig | None = None, circuit: Any = None
     ) -> bool:
-        """backprop (torch interface) and the device derivatives of
-        :attr:`DERIVATIVES`, analytic only.
-
-        Hook: a device method (an adjoint method, say) is one more entry of
-        :attr:`DERIVATIVES`, ``name -> method(tape, config) -> Jacobian``.
-        """
+        """Analytic first derivatives: ``"backprop"`` (torch interface), ``"device"``
+        (qsem's adjoint where valid, else autograd through the engine), ``"adjoint"``
+        (only where the adjoint method is valid: statevector, expval, no channels) and
+        ``"best"``. Finite shots: none (PennyLane falls back to parameter shift for
+        ``"best"``, refuses the others)."""
         if execution_config is None:
             return True
         if circuit is not None and circuit.shots:
@@ -167,7 +198,13 @@ class QsemDevice(Device):
         method = execution_config.gradient_method
         if method == "backprop":  # autograd runs in torch: other ML interfaces cannot see it
             return _interface(execution_config.interface) in ("torch", "auto", "numpy", "None")
-        known = method == "best" or method in self.DERIVATIVES
+        if method == "adjoint" and self.readout_confusion is not None:
+            return False
+        if method == "adjoint" and circuit is not None:
+            sim = execution_config.device_options.get("method", self._method)
+            if adjoint_refusal(circuit, sim, params=False) is not None:
+                return False
+        known = method == "best" or method in self.DEVICE_DERIVATIVES
         return known and execution_config.derivative_order == 1
 
     def setup_execution_config(
@@ -182,14 +219,25 @@ class QsemDevice(Device):
             method = "backprop" if _is_torch(config.interface) else "device"
         updated: dict[str, Any] = {"gradient_method": method}
         if config.use_device_gradient is None:
-            updated["use_device_gradient"] = method in ("backprop", "device")
+            updated["use_device_gradient"] = method in ("backprop", *self.DEVICE_DERIVATIVES)
         if config.grad_on_execution is None:
             updated["grad_on_execution"] = False
         options = dict(config.device_options)
         options.setdefault("method", self._method)
         updated["device_options"] = options
+        if circuit is not None:
+            self.planned_method = self.simulation_method(circuit, options["method"])
         updated["convert_to_numpy"] = method != "backprop"
         return replace(config, **updated)
+
+    def simulation_method(self, tape: Any, method: str | None = None) -> str:
+        """The simulation method for ``tape``: ``method`` (default: the device's) unless
+        ``"auto"``, then density matrix for a tape with channels, else statevector."""
+        method = method or self._method
+        if method != "auto":
+            return method
+        noisy = any(isinstance(op, qml.operation.Channel) for op in tape.operations)
+        return "density_matrix" if noisy else "statevector"
 
     def preprocess_transforms(
         self, execution_config: ExecutionConfig | None = None
@@ -204,6 +252,16 @@ class QsemDevice(Device):
         program.add_transform(
             validate_measurements, sample_measurements=_accepted_sample, name=self.name
         )
+        config = execution_config or ExecutionConfig()
+        if config.gradient_method in self.DEVICE_DERIVATIVES:
+            # trainable parameters as named-gate angles (Rot -> RZ RY RZ), for the adjoint
+            program.add_transform(
+                decompose, stopping_condition=adjoint_stop, name=self.name,
+                skip_initial_state_prep=True,
+            )  # fmt: skip
+            # PennyLane's Jacobian products take scalar parameters: a broadcast tape with
+            # trainable parameters is split into its rows (batched again when run)
+            program.add_transform(_expand_trainable_broadcast)
         return program
 
     # -- execution ----------------------------------------------------------------------
@@ -212,8 +270,27 @@ class QsemDevice(Device):
         method = config.device_options.get("method", self._method)
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
-        results = tuple(self._run(tape, method) for tape in batch)
-        return results[0] if single else results
+        results = self._run_rows(batch, method)
+        return results[0] if single else tuple(results)
+
+    def _run_rows(self, tapes: Sequence[Any], method: str) -> list[Any]:
+        """Results of ``tapes``; analytic NumPy tapes that differ only in their parameter
+        values (parameter-shift's shifted tapes, ``broadcast_expand``'s rows) run as the
+        rows of ONE broadcast engine call."""
+        groups: dict[Any, list[int]] = {}
+        for k, tape in enumerate(tapes):
+            key = None if _uses_torch(tape) else row_key(tape)
+            groups.setdefault(("single", k) if key is None else key, []).append(k)
+        out: list[Any] = [None] * len(tapes)
+        for members in groups.values():
+            if len(members) == 1:
+                out[members[0]] = self.run_tape(tapes[members[0]], method)
+                continue
+            res = self.run_tape(stack_rows([tapes[k] for k in members]), method)
+            several = len(tapes[members[0]].measurements) > 1
+            for g, k in enumerate(members):
+                out[k] = tuple(_row(r, g) for r in res) if several else _row(res, g)
+        return out
 
     def simulator(self, mode: str) -> TorchSimulator:
         """The device's engine for ``mode`` (kept, so plans are cached across calls)."""
@@ -222,31 +299,64 @@ class QsemDevice(Device):
             sim = self._sims[mode] = TorchSimulator(mode, dtype=self.c_dtype)
         return sim
 
-    def _run(self, tape: Any, method: str) -> Any:
-        labels = list(self.wires) if self.wires is not None else list(tape.wires)
+    def prepare(self, tape: Any, method: str) -> Prepared:
+        """The qsem circuit, bindings, initial state and simulation mode of ``tape``."""
+        labels = self._labels(tape)
         index = {w: i for i, w in enumerate(labels)}
         dims = tape_wire_dims(tape, labels)
-        ops, init, phase = _split_preparation(tape.operations, index, dims, self.c_dtype)
+        ops, init, phase = split_preparation(tape.operations, index, dims, self.c_dtype)
         circuit, params = self._circuit(ops, labels, dims)
         mode = method
         if mode == "auto":
             mode = "density_matrix" if circuit.has_channels else "statevector"
+        return Prepared(circuit, params, init, phase, index, tuple(dims), mode)
+
+    def _labels(self, tape: Any) -> list[Any]:
+        return list(self.wires) if self.wires is not None else list(tape.wires)
+
+    def wire_dims(self, tape: Any) -> list[int]:
+        """The dimension of each device wire (label order) for ``tape``."""
+        return tape_wire_dims(tape, self._labels(tape))
+
+    def record_run(self, mode: str, tape: Any) -> None:
+        """Count one engine run of ``tape`` in ``mode`` (``last_method``, ``qml.Tracker``)."""
         self.last_method = mode
-        state = self.simulator(mode).run(circuit, params, initial_state=init)
         self.engine_calls += 1
         if self.tracker.active:  # qml.Tracker(dev): the method of each simulation
             self.tracker.update(simulations=1, method=mode, batch_size=tape.batch_size or 1)
             self.tracker.record()
+
+    def run_tape(self, tape: Any, method: str) -> Any:
+        """The results of ``tape`` (one engine run; torch results keep autograd)."""
+        prep = self.prepare(tape, method)
+        state = self.simulator(prep.mode).run(prep.circuit, prep.params, initial_state=prep.initial)
+        self.record_run(prep.mode, tape)
+        index = prep.index
         torch_out = _uses_torch(tape)
+        readout = self._readout(prep)
         if not tape.shots:
-            res = measure_all_exact(list(tape.measurements), state, index, phase)
+            res = measure_all_exact(list(tape.measurements), state, index, prep.phase, readout)
             res = [r if torch_out else _to_numpy(r) for r in res]
             return res[0] if len(res) == 1 else tuple(res)
         per_shot = []
         for s in tape.shots:
-            vals = [measure_shots(mp, state, index, s, self._rng) for mp in tape.measurements]
+            vals = [
+                measure_shots(mp, state, index, s, self._rng, readout) for mp in tape.measurements
+            ]
             per_shot.append(vals[0] if len(vals) == 1 else tuple(vals))
         return per_shot[0] if len(per_shot) == 1 else tuple(per_shot)
+
+    def _readout(self, prep: Prepared) -> Readout | None:
+        """The device's readout errors on the register of ``prep`` (``None``: none)."""
+        if self.readout_confusion is None:
+            return None
+        labels = list(prep.index)
+
+        def rotate(state: Any, ops: Any) -> Any:
+            circuit = add_pennylane_ops(Circuit(list(prep.dims)), ops, labels)
+            return self.simulator(state.mode).run(circuit, None, initial_state=state.tensor)
+
+        return Readout(self.readout_confusion, prep.dims, rotate)
 
     def _circuit(
         self, ops: list[Any], labels: list[Any], dims: list[int]
@@ -273,49 +383,73 @@ class QsemDevice(Device):
     def compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
-        config = execution_config or ExecutionConfig(gradient_method="device")
-        method = getattr(self, self.DERIVATIVES[str(config.gradient_method)])
-        single = isinstance(circuits, qml.tape.QuantumScript)
-        batch = [circuits] if single else circuits
-        jacs = tuple(method(t, config) for t in batch)
-        return jacs[0] if single else jacs
+        return self.execute_and_compute_derivatives(circuits, execution_config)[1]
 
     def execute_and_compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
-        return self.execute(circuits, execution_config), self.compute_derivatives(
-            circuits, execution_config
-        )
+        """Results and Jacobians of the tapes: qsem's adjoint method where it is valid
+        (``diff_method`` ``"device"``, ``"adjoint"``, ``"best"``), else torch autograd
+        through the engine (:mod:`qsem.simulators.pennylane_derivatives`)."""
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = config.device_options.get("method", self._method)
+        adjoint = config.gradient_method in ("device", "adjoint")
+        adjoint = adjoint and self.readout_confusion is None
+        single = isinstance(circuits, qml.tape.QuantumScript)
+        batch = [circuits] if single else circuits
+        strict = config.gradient_method == "adjoint"
+        if self.tracker.active:
+            self.tracker.update(derivative_batches=1, derivatives=len(batch))
+            self.tracker.record()
+        pairs = device_derivatives(self, batch, method, adjoint, strict)
+        results = tuple(r for r, _ in pairs)
+        jacs = tuple(j for _, j in pairs)
+        return (results[0], jacs[0]) if single else (results, jacs)
 
-    def _jacobian(self, tape: Any, config: ExecutionConfig | None) -> Any:
-        """Jacobian of the tape's results w.r.t. its trainable parameters, by autograd."""
-        method = (config or ExecutionConfig()).device_options.get("method", self._method)
-        params = tape.get_parameters(trainable_only=True)
-        leaves = [
-            torch.tensor(np.asarray(p), dtype=torch.float64, requires_grad=True) for p in params
-        ]
-        new = tape.bind_new_parameters(leaves, list(tape.trainable_params))
-        with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-            res = self._run(new, method)
-            outs = [res] if len(tape.measurements) == 1 else list(res)
-            return self._jacobian_of(outs, leaves)
+    def supports_vjp(
+        self, execution_config: ExecutionConfig | None = None, circuit: Any = None
+    ) -> bool:
+        """``device_vjp=True`` with ``"adjoint"`` / ``"device"``: :meth:`compute_vjp`."""
+        if execution_config is None:
+            return True
+        known = execution_config.gradient_method in self.DEVICE_DERIVATIVES
+        return known and self.supports_derivatives(execution_config, circuit)
 
-    @staticmethod
-    def _jacobian_of(outs: list[torch.Tensor], leaves: list[torch.Tensor]) -> Any:
-        """PennyLane's Jacobian layout: [measurement][parameter], singletons dropped."""
-        jac = []
-        for out in outs:
-            flat = out.reshape(-1)
-            rows = [
-                torch.autograd.grad(v, leaves, retain_graph=True, allow_unused=True) for v in flat
-            ]
-            per_param = []
-            for k, leaf in enumerate(leaves):
-                g = [r[k] if r[k] is not None else torch.zeros_like(leaf) for r in rows]
-                stacked = torch.stack(g).reshape(tuple(out.shape) + tuple(leaf.shape))
-                per_param.append(stacked.detach().numpy())
-            jac.append(per_param[0] if len(leaves) == 1 else tuple(per_param))
-        return jac[0] if len(outs) == 1 else tuple(jac)
+    def compute_vjp(
+        self,
+        circuits: Any,
+        cotangents: Any,
+        execution_config: ExecutionConfig | None = None,
+    ) -> Any:
+        """Vector-Jacobian products: one adjoint sweep for all same-structure tapes where
+        the adjoint applies (:func:`~qsem.simulators.pennylane_derivatives.device_vjps`)."""
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = config.device_options.get("method", self._method)
+        adjoint = config.gradient_method in ("device", "adjoint")
+        adjoint = adjoint and self.readout_confusion is None
+        single = isinstance(circuits, qml.tape.QuantumScript)
+        batch = [circuits] if single else circuits
+        dys = [cotangents] if single else cotangents
+        strict = config.gradient_method == "adjoint"
+        if self.tracker.active:
+            self.tracker.update(vjp_batches=1, vjps=len(batch))
+            self.tracker.record()
+        vjps = device_vjps(self, batch, dys, method, adjoint, strict)
+        return vjps[0] if single else tuple(vjps)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A tape as qsem runs it: circuit, its bindings, initial state, global phase
+    (``None``: none), wire label -> qsem wire, wire dimensions, simulation mode."""
+
+    circuit: Circuit
+    params: dict[str, Any] | None
+    initial: Any
+    phase: Any
+    index: dict[Any, int]
+    dims: tuple[int, ...]
+    mode: str
 
 
 def _interface(interface: Any) -> str:
@@ -326,6 +460,23 @@ def _is_torch(interface: Any) -> bool:
     return _interface(interface) == "torch"
 
 
+@qml.transform
+def _expand_trainable_broadcast(tape: Any) -> tuple[Any, Any]:
+    """``broadcast_expand`` for a broadcast tape with trainable parameters; others as is."""
+    if tape.batch_size is None or not tape.trainable_params:
+        return (tape,), _first
+    return qml.transforms.broadcast_expand(tape)
+
+
+def _first(results: Any) -> Any:
+    return results[0]
+
+
+def _row(result: Any, g: int) -> Any:
+    """Row ``g`` of a broadcast result (a NumPy scalar for 0-d rows)."""
+    return _to_numpy(np.asarray(result)[g])
+
+
 def _uses_torch(tape: Any) -> bool:
     return any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
 
@@ -334,74 +485,3 @@ def _to_numpy(r: Any) -> Any:
     """NumPy results as PennyLane's devices give them (a NumPy scalar for 0-d values)."""
     out = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
     return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
-
-
-def _split_preparation(
-    ops: Sequence[Any], index: dict[Any, int], dims: list[int], dtype: torch.dtype
-) -> tuple[list[Any], Any, Any]:
-    """Leading state preparations as the engine's initial state, and the global phase.
-
-    Returns the remaining operations, the initial state (``None``, a list of levels or a
-    statevector) and ``exp(-i Σ φ)`` of the ``GlobalPhase`` operations (``None``: none).
-    """
-    levels = [0] * len(dims)
-    pieces: list[tuple[list[int], Any]] = []
-    k = 0
-    while k < len(ops) and ops[k].name in STATE_PREPS:
-        op = ops[k]
-        wires = [index[w] for w in op.wires]
-        if op.name == "StatePrep":
-            vec = op.state_vector(wire_order=op.wires)
-            vec = vec if isinstance(vec, torch.Tensor) else torch.as_tensor(np.asarray(vec))
-            batched = op.batch_size is not None
-            pieces.append((wires, vec.reshape((vec.shape[0], -1) if batched else (-1,))))
-        else:
-            for w, v in zip(
-                wires, np.asarray(op.parameters[0]).reshape(-1).astype(int), strict=True
-            ):
-                levels[w] = int(v)
-        k += 1
-    rest = list(ops[k:])
-    phases = [op for op in rest if op.name == "GlobalPhase"]
-    phase = None
-    if phases:
-        total = sum(op.parameters[0] for op in phases)
-        phase = torch.exp(-1j * torch.as_tensor(total, dtype=torch.float64)).to(dtype)
-        rest = [op for op in rest if op.name != "GlobalPhase"]
-    if not pieces:
-        return rest, (levels if any(levels) else None), phase
-    return rest, _product_state(pieces, levels, dims, dtype), phase
-
-
-def _product_state(
-    pieces: list[tuple[list[int], Any]], levels: list[int], dims: list[int], dtype: torch.dtype
-) -> torch.Tensor:
-    """The statevector of prepared wire groups and basis levels elsewhere (wire 0 first)."""
-    covered = {w for ws, _ in pieces for w in ws}
-    order: list[int] = []
-    state: torch.Tensor | None = None
-    batch = None
-    for ws, vec in pieces:
-        v = vec.to(dtype)
-        if v.dim() == 2:
-            batch = v.shape[0]
-        state = v if state is None else _kron(state, v)
-        order += ws
-    for w in range(len(dims)):
-        if w not in covered:
-            e = torch.zeros(dims[w], dtype=dtype)
-            e[levels[w]] = 1
-            state = _kron(state, e)  # type: ignore[arg-type]
-            order.append(w)
-    assert state is not None
-    lead = [] if batch is None else [batch]
-    t = state.reshape(*lead, *[dims[w] for w in order])
-    off = len(lead)
-    perm = list(range(off)) + [off + order.index(w) for w in range(len(dims))]
-    return t.permute(perm).reshape(*lead, -1)
-
-
-def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of statevectors ``(D,)``/``(B, D)`` (batch broadcast)."""
-    out = a[..., :, None] * b[..., None, :]
-    return out.reshape(*out.shape[:-2], -1)

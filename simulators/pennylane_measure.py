@@ -122,7 +122,7 @@ def expvals(state: State, observables: list[Any], index: dict[Any, int]) -> list
     their terms (diagonal terms are read from the probabilities together)."""
     per_obs = [observable_terms(obs, index, state.dims) for obs in observables]
     listed = [o for terms in per_obs for _, o in terms if o is not None]
-    vals = M.expval(_batched(state), listed) if listed else None
+    vals = M.expval(as_batched(state), listed) if listed else None
     real = torch.float64 if _cdtype(state) == torch.complex128 else torch.float32
     ones = torch.ones(state.batch_size, dtype=real)
     out = []
@@ -144,7 +144,8 @@ def _cdtype(state: State) -> torch.dtype:
     return src.dtype
 
 
-def _batched(state: State) -> State:
+def as_batched(state: State) -> State:
+    """``state`` with its batch axis kept by measurements."""
     return State(state._tensor, state.dims, state.mode, True, factor=state.factor,
                  weights=state.weights)  # fmt: skip
 
@@ -153,15 +154,23 @@ def _var(state: State, obs: Any, index: dict[Any, int]) -> torch.Tensor:
     mat = observable_matrix(obs, index, state.dims)
     wires = [index[w] for w in obs.wires]
     both = M.expval(
-        _batched(state), [Hermitian(mat, wires=wires), Hermitian(mat @ mat, wires=wires)]
+        as_batched(state), [Hermitian(mat, wires=wires), Hermitian(mat @ mat, wires=wires)]
     )
     return state.unbatch(both[:, 1] - both[:, 0] ** 2)
 
 
 def measure_all_exact(
-    mps: list[Any], state: State, index: dict[Any, int], phase: Any = None
+    mps: list[Any], state: State, index: dict[Any, int], phase: Any = None, readout: Any = None
 ) -> list[Any]:
-    """Every measurement of a tape, analytic; the expectation values in one engine read."""
+    """Every measurement of a tape, analytic; the expectation values in one engine read.
+    ``readout``: the device's :class:`~qsem.simulators.pennylane_readout.Readout` (or
+    ``None``), which measures the measurements it affects."""
+    if readout is not None:
+        return [
+            readout.exact(mp, state, index) if readout.applies(mp)
+            else measure_exact(mp, state, index, phase)
+            for mp in mps
+        ]  # fmt: skip
     ev_at = [k for k, mp in enumerate(mps) if type(mp).__name__ == "ExpectationMP"]
     evs = dict(zip(ev_at, expvals(state, [mps[k].obs for k in ev_at], index), strict=True))
     return [
@@ -208,7 +217,7 @@ def _eigen_samples(
     mat = observable_matrix(obs, index, state.dims)
     wires = [index[w] for w in obs.wires]
     evals, vecs = np.linalg.eigh(mat)
-    rho = M.reduced_density_matrix(_batched(state), wires).detach().to(torch.complex128)
+    rho = M.reduced_density_matrix(as_batched(state), wires).detach().to(torch.complex128)
     v = torch.from_numpy(vecs)
     p = torch.einsum("ij,bik,kj->bj", v.conj(), rho, v).real.clamp(min=0)
     idx = torch.multinomial(p / p.sum(-1, keepdim=True), shots, replacement=True, generator=gen)
@@ -218,7 +227,7 @@ def _eigen_samples(
 def _basis_samples(
     state: State, wires: list[int], shots: int, gen: torch.Generator
 ) -> torch.Tensor:
-    return M.sample(_batched(state), shots, wires, generator=gen)  # (B, shots, k)
+    return M.sample(as_batched(state), shots, wires, generator=gen)  # (B, shots, k)
 
 
 def _counts(values: np.ndarray, keys: list[Any] | None) -> dict[Any, int]:
@@ -231,14 +240,22 @@ def _counts(values: np.ndarray, keys: list[Any] | None) -> dict[Any, int]:
 
 
 def measure_shots(
-    mp: Any, state: State, index: dict[Any, int], shots: int, gen: torch.Generator
+    mp: Any,
+    state: State,
+    index: dict[Any, int],
+    shots: int,
+    gen: torch.Generator,
+    readout: Any = None,
 ) -> Any:
-    """One PennyLane measurement process estimated from ``shots`` seeded samples (NumPy)."""
+    """One PennyLane measurement process estimated from ``shots`` seeded samples (NumPy);
+    ``readout`` (a :class:`~qsem.simulators.pennylane_readout.Readout`) samples the
+    recorded outcomes."""
     kind = type(mp).__name__
     dims = state.dims
     wires = [index[w] for w in mp.wires] if mp.wires else list(range(len(dims)))
     if mp.obs is not None and kind in ("ExpectationMP", "VarianceMP", "SampleMP", "CountsMP"):
-        ev = _eigen_samples(state, mp.obs, index, shots, gen).numpy()  # (B, shots)
+        draw = readout.eigen_samples if readout is not None else _eigen_samples
+        ev = draw(state, mp.obs, index, shots, gen).numpy()  # (B, shots)
         if kind == "ExpectationMP":
             res: Any = ev.mean(-1)
         elif kind == "VarianceMP":
@@ -249,7 +266,8 @@ def measure_shots(
             res = [_counts(row, None) for row in ev]
         return res if state.batched else res[0]
     if kind in ("SampleMP", "CountsMP", "ProbabilityMP"):
-        levels = _basis_samples(state, wires, shots, gen).numpy()  # (B, shots, k)
+        basis = readout.basis_samples if readout is not None else _basis_samples
+        levels = basis(state, wires, shots, gen).numpy()  # (B, shots, k)
         if kind == "SampleMP":
             res = levels
         elif kind == "ProbabilityMP":
