@@ -63,17 +63,27 @@ class Target:
     tests: tuple[str, ...]
 
 
+#: The engine's internal paths against gate-by-gate references (the last file also
+#: runs a local-permutation plan on a density matrix, which the simulator compiles
+#: only above 2^22 levels).
+PLAN_TESTS = (
+    "tests/test_fused_kernels.py",
+    "tests/test_plan_mutation.py",
+    "tests/test_engine_internals.py",
+)
+
 TARGETS: dict[str, Target] = {
     "kernels": Target(
         "simulators/kernels.py",
         "src/qsem/simulators/kernels.py",
         ("tests/test_fused_kernels.py", "tests/test_kernels_mutation.py"),
     ),
-    "plan": Target(
-        "simulators/plan.py",
-        "src/qsem/simulators/plan.py",
-        ("tests/test_fused_kernels.py", "tests/test_plan_mutation.py"),
-    ),
+    # the engine's plans: compiling (circuit -> steps), running (the steps) and the
+    # state a step takes and returns (simulators/plan.py only re-exports their names)
+    **{
+        name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", PLAN_TESTS)
+        for name in ("plan_compile", "plan_exec", "plan_state")
+    },
     "detectors": Target(
         "qsem/emergence/detectors.py",
         "src/qsem/emergence/detectors.py",
