@@ -204,9 +204,14 @@ def _indices(src: np.ndarray, cache: dict[Any, Any], device: Any) -> tuple[torch
 
 @dataclass
 class PermutationStep(Step):
-    """A composed basis permutation over the whole register: one gather."""
+    """A composed basis permutation over the whole register: one gather.
+
+    A density matrix of up to ``flat_limit`` entries gathers through one flat index;
+    a larger one gathers rows, then columns.
+    """
 
     src: np.ndarray
+    flat_limit: int = FLAT_DM_PERM_LIMIT
     _cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def indices(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,7 +241,7 @@ class PermutationStep(Step):
                 return s.evolved(torch.index_select(x, 1, src, out=ctx.work.out(x, x.shape)))
             return s.evolved(kernels.gather(x, src, inv, 1))
         d = len(self.src)
-        if d * d <= FLAT_DM_PERM_LIMIT:
+        if d * d <= self.flat_limit:
             flat = self.flat_index(ctx.device)
             if ctx.work is not None and not grad:
                 return s.evolved(torch.index_select(x, 1, flat, out=ctx.work.out(x, x.shape)))

@@ -63,13 +63,14 @@ class Target:
     tests: tuple[str, ...]
 
 
-#: The engine's internal paths against gate-by-gate references (the last file also
-#: runs a local-permutation plan on a density matrix, which the simulator compiles
-#: only above 2^22 levels).
+#: The engine's internal paths against gate-by-gate references, and the steps called
+#: one by one on each representation of the state (local permutations on a density
+#: matrix, which the simulator compiles only above 2^22 levels, included).
 PLAN_TESTS = (
     "tests/test_fused_kernels.py",
     "tests/test_plan_mutation.py",
     "tests/test_engine_internals.py",
+    "tests/test_plan_state.py",
 )
 
 TARGETS: dict[str, Target] = {

@@ -1,0 +1,277 @@
+"""The state a plan step takes and returns (``qsem.simulators.plan_state``), step by step.
+
+Each step gets a :class:`SimState` and returns a new one that says what it holds
+(statevector, dense ρ, factored ρ with its rank and weights, batch); the state it
+was given and the run's :class:`Context` are never changed. Values are checked
+against the gate-by-gate reference of ``tests/test_plan_mutation.py`` (each
+operation's own matrix or Kraus operators, one at a time) or a hand-built
+permutation; the steps are called directly, the way the engine calls them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import ATOL_F64
+from test_plan_mutation import reference
+
+from qsem.circuits import (
+    CNOT,
+    CRY,
+    RY,
+    RZ,
+    SWAP,
+    BitFlip,
+    Circuit,
+    Depolarizing,
+    H,
+    Parameter,
+    PhaseDamping,
+    TAdd,
+    TShift,
+)
+from qsem.simulators.kernels import Workspace
+from qsem.simulators.plan import (
+    ChannelStep,
+    Context,
+    FusedStep,
+    GateStep,
+    LocalPermutationStep,
+    PermutationStep,
+    SimState,
+    compile_plan,
+    factor_to_dense,
+    run_plan,
+)
+
+F64, C128 = torch.float64, torch.complex128
+
+
+def context(circuit: Circuit, values: dict | None = None, work: bool = False) -> Context:
+    return Context(circuit.dims, circuit.ops, values, C128, F64, torch.device("cpu"),
+                   work=Workspace() if work else None)  # fmt: skip
+
+
+def basis_start(circuit: Circuit, batch: int, mode: str) -> SimState:
+    x = torch.zeros(batch, circuit.dim, dtype=C128)
+    x[:, 0] = 1
+    return SimState(x, mode, basis=(0,) * len(circuit.dims))
+
+
+def dense(s: SimState, d: int) -> torch.Tensor:
+    """``ρ`` ``(B, D, D)`` of any representation."""
+    if s.mode == "factored":
+        return factor_to_dense(s.tensor.reshape(-1, s.rank, d), s.weights, s.rank)
+    if s.mode == "density_matrix":
+        return s.tensor.reshape(-1, d, d)
+    return s.tensor[:, :, None] * s.tensor.conj()[:, None, :]
+
+
+def test_each_step_returns_the_representation_it_leaves() -> None:
+    """A factored ρ through every kind of step: rank and weights grow with each mixture
+    until the rank would pass ``D``, then ρ turns dense; the state each step was given
+    keeps its tensor, rank, weights and basis levels; ρ matches the reference after
+    every step."""
+    t = Parameter("t")
+    c = Circuit.qubits(2).add(
+        RY(t, wires=0), H(wires=1),  # fused first layer on the basis state
+        CNOT(wires=[0, 1]),  # permutation
+        Depolarizing(0.3, wires=0),  # a mixture of 4: rank 4 = D, weights
+        RZ(t, wires=1), CNOT(wires=[1, 0]),
+        BitFlip(0.2, wires=1),  # 4 x 2 > D: dense
+        RY(0.4, wires=0),
+    )  # fmt: skip
+    vals = {"t": torch.tensor([0.3, 1.1, -0.7], dtype=F64)}
+    plan = compile_plan(c, "density_matrix")
+    assert [type(s) for s in plan.steps] == [
+        FusedStep, PermutationStep, ChannelStep, FusedStep, PermutationStep, ChannelStep,
+        FusedStep,
+    ]  # fmt: skip
+    ctx = context(c, vals)
+    s = basis_start(c, 3, "factored")
+    seen = []
+    done = 0  # operations applied so far
+    for step, n_ops in zip(plan.steps, [2, 1, 1, 1, 1, 1, 1], strict=True):
+        before = (s.tensor, s.rank, s.weights, s.basis, s.mode)
+        new = step.apply(s, ctx)
+        assert (s.tensor, s.rank, s.weights, s.basis, s.mode) == before
+        seen.append((new.mode, new.rank, None if new.weights is None else tuple(new.weights.shape),
+                     new.batch, new.basis))  # fmt: skip
+        done += n_ops
+        prefix = Circuit.qubits(2).add(*c.ops[:done])
+        np.testing.assert_allclose(
+            dense(new, 4).numpy(), reference(prefix, vals, 3, True).numpy(), atol=ATOL_F64
+        )
+        s = new
+    assert seen == [
+        ("factored", 1, None, 3, None),
+        ("factored", 1, None, 3, None),
+        ("factored", 4, (12,), 3, None),
+        ("factored", 4, (12,), 3, None),
+        ("factored", 4, (12,), 3, None),
+        ("density_matrix", 1, None, 3, None),
+        ("density_matrix", 1, None, 3, None),
+    ]
+    assert ctx.batch_slice is None and ctx.full_batch == 1 and ctx.work is None
+
+
+def test_a_kraus_channel_on_a_weighted_factored_state_repeats_the_weights() -> None:
+    """Rank 2 with weights, then a Kraus set of 2 (no mixture): rank 4, each component's
+    weight repeated for both of its Kraus images."""
+    c = Circuit.qubits(2).add(H(wires=0), BitFlip(0.25, wires=0), PhaseDamping(0.4, wires=1))
+    ctx = context(c)
+    s = basis_start(c, 1, "factored")
+    for step in compile_plan(c, "density_matrix").steps:
+        s = step.apply(s, ctx)
+    assert (s.mode, s.rank, s.batch) == ("factored", 4, 1)
+    np.testing.assert_allclose(
+        dense(s, 4).numpy(), reference(c, {}, 1, True).numpy(), atol=ATOL_F64
+    )
+    assert s.weights is not None
+    np.testing.assert_allclose(s.weights.numpy(), [0.75, 0.75, 0.25, 0.25], atol=ATOL_F64)
+
+
+def test_a_first_layer_uses_the_basis_levels_the_state_carries() -> None:
+    """A state that carries basis levels (1, 2) is built as the product state of those
+    levels; the same tensor without them is multiplied through: the same result (the
+    levels must describe the tensor, and the engine sets them only then)."""
+    c = Circuit([2, 3]).add(RY(0.7, wires=0), TShift(wires=1))
+    step = compile_plan(c, "statevector").steps[0]
+    x = torch.zeros(2, 6, dtype=C128)
+    x[:, 1 * 3 + 2] = 1
+    ctx = context(c)
+    with_levels = step.apply(SimState(x, "statevector", basis=(1, 2)), ctx)
+    without = step.apply(SimState(x, "statevector"), ctx)
+    ref = reference(c, {}, 2, False, levels=[1, 2])
+    np.testing.assert_allclose(with_levels.tensor.numpy(), ref.numpy(), atol=ATOL_F64)
+    np.testing.assert_allclose(without.tensor.numpy(), ref.numpy(), atol=ATOL_F64)
+    assert with_levels.basis is None and without.basis is None
+
+
+def test_state_and_context_are_frozen_and_a_chunk_gets_its_own_context() -> None:
+    c = Circuit.qubits(1).add(RY(0.1, wires=0))
+    s = basis_start(c, 2, "statevector")
+    ctx = context(c)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.rank = 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.batch_slice = slice(0, 1)
+    part = ctx.for_rows(slice(2, 4), 6)
+    assert (part.batch_slice, part.full_batch) == (slice(2, 4), 6)
+    assert (ctx.batch_slice, ctx.full_batch) == (None, 1)
+    assert part.ops is ctx.ops and part.bindings is ctx.bindings
+    assert s.evolved(s.tensor * 2).basis is None and s.basis == (0,)
+    f = SimState(torch.ones(6, 4, dtype=C128), "factored", rank=3)
+    assert (f.batch, f.vector_like, SimState(f.tensor, "density_matrix").vector_like) == (
+        2, True, False,
+    )  # fmt: skip
+
+
+def test_run_plan_returns_the_last_steps_state() -> None:
+    c = Circuit.qubits(3).add(H(wires=0), Depolarizing(0.5, wires=0), BitFlip(0.3, wires=1))
+    ctx = context(c)
+    end = run_plan(compile_plan(c, "density_matrix"), basis_start(c, 1, "factored"), ctx)
+    assert (end.mode, end.rank, end.batch) == ("factored", 8, 1)
+    np.testing.assert_allclose(
+        dense(end, 8).numpy(), reference(c, {}, 1, True).numpy(), atol=ATOL_F64
+    )
+
+
+def _permuted(rho: torch.Tensor, src: np.ndarray) -> torch.Tensor:
+    """``P ρ P^T`` for ``(P x)[i] = x[src[i]]``, by an explicit permutation matrix."""
+    d = len(src)
+    p = torch.zeros(d, d, dtype=rho.dtype)
+    p[torch.arange(d), torch.as_tensor(src)] = 1
+    return p @ rho @ p.T
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("flat_limit", [0, 10**6])
+def test_density_matrix_permutation_flat_and_by_rows_then_columns(
+    flat_limit: int, grad: bool
+) -> None:
+    """A batch of ρ permuted through one flat index, or rows then columns (a register
+    above ``flat_limit`` entries): values against ``P ρ P^T``, and the gradient of
+    ``Re Σ W ∘ out`` (``P^T W P``) through both paths, with and without a workspace."""
+    c = Circuit([3, 2, 3, 2]).add(TAdd(wires=[0, 2]), SWAP(wires=[0, 2]), CNOT(wires=[1, 3]))
+    (step,) = compile_plan(c, "density_matrix").steps
+    assert isinstance(step, PermutationStep)
+    step = PermutationStep(step.src, flat_limit=flat_limit)
+    d = c.dim
+    g = torch.Generator().manual_seed(4)
+    rho = torch.randn(3, d, d, dtype=C128, generator=g)
+    x = rho.reshape(3, d * d).clone().requires_grad_(grad)
+    ctx = context(c, work=not grad)
+    out = step.apply(SimState(x, "density_matrix"), ctx)
+    want = torch.stack([_permuted(r, step.src) for r in rho])
+    np.testing.assert_allclose(out.tensor.detach().reshape(3, d, d).numpy(), want.numpy(),
+                               atol=ATOL_F64)  # fmt: skip
+    assert out.mode == "density_matrix"
+    if grad:
+        w = torch.randn(3, d, d, dtype=C128, generator=g)
+        (out.tensor.reshape(3, d, d) * w).real.sum().backward()
+        assert x.grad is not None
+        # torch's gradient of a real loss in a complex tensor: conj(∂L/∂x) = P^T conj(W) P
+        back = torch.stack([_permuted(wi.conj(), np.argsort(step.src)) for wi in w])
+        np.testing.assert_allclose(x.grad.reshape(3, d, d).numpy(), back.numpy(), atol=ATOL_F64)
+
+
+@pytest.mark.parametrize("mode", ["statevector", "density_matrix", "factored"])
+def test_local_permutations_apply_and_undo(mode: str) -> None:
+    """Local gathers (a register above ``full_perm_limit``) on ψ, a factored ρ and a
+    dense ρ against the whole-register permutation; ``unapply`` undoes ``apply``."""
+    c = Circuit([2, 3, 3]).add(TAdd(wires=[2, 1]))
+    (local,) = compile_plan(c, "statevector", full_perm_limit=1).steps
+    (whole,) = compile_plan(c, "statevector").steps
+    assert isinstance(local, LocalPermutationStep) and isinstance(whole, PermutationStep)
+    d = c.dim
+    g = torch.Generator().manual_seed(5)
+    ctx = context(c)
+    if mode == "density_matrix":
+        rho = torch.randn(2, d, d, dtype=C128, generator=g)
+        out = local.apply(SimState(rho.reshape(2, -1), "density_matrix"), ctx)
+        want = torch.stack([_permuted(r, whole.src) for r in rho])
+        np.testing.assert_allclose(out.tensor.reshape(2, d, d).numpy(), want.numpy(),
+                                   atol=ATOL_F64)  # fmt: skip
+        return
+    x = torch.randn(4, d, dtype=C128, generator=g)
+    s = SimState(x, mode, rank=2 if mode == "factored" else 1)
+    out = local.apply(s, ctx)
+    assert (out.mode, out.rank) == (s.mode, s.rank)
+    np.testing.assert_allclose(out.tensor.numpy(), x[:, whole.src].numpy(), atol=ATOL_F64)
+    np.testing.assert_allclose(local.unapply(out.tensor, ctx).numpy(), x.numpy(), atol=ATOL_F64)
+
+
+def test_a_gate_step_on_each_representation() -> None:
+    """A two-wire gate multiplied on its wires: ``U ψ``, ``U ψ_k`` per component of a
+    batched factored ρ (a batched matrix repeated per component), and ``U ρ U^†``."""
+    t = Parameter("t")
+    c = Circuit([2, 2]).add(CRY(t, wires=[0, 1]))
+    (step,) = compile_plan(c, "density_matrix").steps
+    assert isinstance(step, GateStep)
+    vals = {"t": torch.tensor([0.4, -1.3], dtype=F64)}
+    ctx = context(c, vals)
+    g = torch.Generator().manual_seed(6)
+    comps = torch.randn(2, 2, 4, dtype=C128, generator=g)  # (B, r, D)
+    f = step.apply(SimState(comps.reshape(4, 4), "factored", rank=2), ctx)
+    rho = factor_to_dense(comps, None, 2)
+    dm = step.apply(SimState(rho.reshape(2, 16), "density_matrix"), ctx)
+    u = c.ops[0].matrix([vals["t"]], (2, 2), dtype=C128)
+    want = u @ rho @ u.mH
+    np.testing.assert_allclose(dense(f, 4).numpy(), want.numpy(), atol=ATOL_F64)
+    np.testing.assert_allclose(dense(dm, 4).numpy(), want.numpy(), atol=ATOL_F64)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["qsem.simulators.plan", "qsem.simulators.plan_compile", "qsem.simulators.plan_exec",
+     "qsem.simulators.plan_state", "qsem.simulators.state"],
+)  # fmt: skip
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
