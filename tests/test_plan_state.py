@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import importlib
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,3 +277,14 @@ def test_a_gate_step_on_each_representation() -> None:
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_documented_plan_example_runs_as_written() -> None:
+    """The example of docs/simulators.md ("Inside a run")."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "simulators.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "SimState(" in b]
+    ns: dict[str, object] = {}
+    exec(compile(code, "docs/simulators.md", "exec"), ns)
+    end = ns["end"]
+    assert isinstance(end, SimState) and end.weights is not None
+    np.testing.assert_allclose(end.weights.numpy(), [0.925, 0.025, 0.025, 0.025], atol=1e-12)
