@@ -42,7 +42,7 @@ def factor_to_dense(f: torch.Tensor, weights: torch.Tensor | None, rank: int) ->
     return left.transpose(1, 2) @ f.conj()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SimState:
     """The register between two steps, with its representation.
 
@@ -71,7 +71,7 @@ class SimState:
 
     def evolved(self, tensor: torch.Tensor) -> SimState:
         """The same representation holding ``tensor`` (no longer a basis state)."""
-        return dataclasses.replace(self, tensor=tensor, basis=None)
+        return SimState(tensor, self.mode, self.rank, self.weights)
 
     def per_component(self, t: torch.Tensor, batched_dim: int = 3) -> torch.Tensor:
         """Repeat a batched tensor for each purification component of its batch element.
