@@ -146,12 +146,8 @@ class Context:
                 for v in values
             )
         ):
-            raw = self.bindings[first.name]
-            vec = (
-                raw.to(device=self.device, dtype=self.real_dtype)
-                if isinstance(raw, torch.Tensor)
-                else torch.as_tensor(raw, dtype=self.real_dtype, device=self.device)
-            )
+            # a vector's binding is a tensor: the entry point refuses anything else
+            vec = self.bindings[first.name].to(device=self.device, dtype=self.real_dtype)
             idx = [v.index for v in values]
             lo, step = idx[0], (idx[1] - idx[0] if len(idx) > 1 else 1)
             if step > 0 and idx == list(range(lo, lo + step * len(idx), step)):
