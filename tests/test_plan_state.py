@@ -223,30 +223,59 @@ def test_density_matrix_permutation_flat_and_by_rows_then_columns(
         np.testing.assert_allclose(x.grad.reshape(3, d, d).numpy(), back.numpy(), atol=ATOL_F64)
 
 
+def _grad(f, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``∂ Re Σ W ∘ f(x) / ∂x`` as torch gives it (``conj`` of the holomorphic one)."""
+    leaf = x.clone().requires_grad_(True)
+    (f(leaf) * w).real.sum().backward()
+    assert leaf.grad is not None
+    return leaf.grad
+
+
 @pytest.mark.parametrize("mode", ["statevector", "density_matrix", "factored"])
 def test_local_permutations_apply_and_undo(mode: str) -> None:
     """Local gathers (a register above ``full_perm_limit``) on ψ, a factored ρ and a
-    dense ρ against the whole-register permutation; ``unapply`` undoes ``apply``."""
+    dense ρ against the whole-register permutation, values and gradients; ``unapply``
+    (the adjoint sweep's undo, on a fresh step: no cached indices) inverts ``apply``."""
     c = Circuit([2, 3, 3]).add(TAdd(wires=[2, 1]))
-    (local,) = compile_plan(c, "statevector", full_perm_limit=1).steps
     (whole,) = compile_plan(c, "statevector").steps
-    assert isinstance(local, LocalPermutationStep) and isinstance(whole, PermutationStep)
-    d = c.dim
+    assert isinstance(whole, PermutationStep)
+    d, back = c.dim, np.argsort(whole.src)
     g = torch.Generator().manual_seed(5)
     ctx = context(c)
+
+    def local() -> LocalPermutationStep:
+        (step,) = compile_plan(c, "statevector", full_perm_limit=1).steps
+        assert isinstance(step, LocalPermutationStep)
+        return step
+
     if mode == "density_matrix":
         rho = torch.randn(2, d, d, dtype=C128, generator=g)
-        out = local.apply(SimState(rho.reshape(2, -1), "density_matrix"), ctx)
+        w = torch.randn(2, d, d, dtype=C128, generator=g)
+        step = local()
+
+        def run(r: torch.Tensor) -> torch.Tensor:
+            out = step.apply(SimState(r.reshape(2, -1), "density_matrix"), ctx)
+            return out.tensor.reshape(2, d, d)
+
         want = torch.stack([_permuted(r, whole.src) for r in rho])
-        np.testing.assert_allclose(out.tensor.reshape(2, d, d).numpy(), want.numpy(),
-                                   atol=ATOL_F64)  # fmt: skip
+        np.testing.assert_allclose(run(rho).numpy(), want.numpy(), atol=ATOL_F64)
+        want_grad = torch.stack([_permuted(wi.conj(), back) for wi in w])
+        np.testing.assert_allclose(_grad(run, rho, w).numpy(), want_grad.numpy(), atol=ATOL_F64)
         return
     x = torch.randn(4, d, dtype=C128, generator=g)
+    w = torch.randn(4, d, dtype=C128, generator=g)
+    undo = local()
+    np.testing.assert_allclose(undo.unapply(x[:, whole.src], ctx).numpy(), x.numpy(),
+                               atol=ATOL_F64)  # fmt: skip
+    np.testing.assert_allclose(_grad(lambda v: undo.unapply(v, ctx), x, w).numpy(),
+                               w.conj()[:, whole.src].numpy(), atol=ATOL_F64)  # fmt: skip
+    step = local()
     s = SimState(x, mode, rank=2 if mode == "factored" else 1)
-    out = local.apply(s, ctx)
+    out = step.apply(s, ctx)
     assert (out.mode, out.rank) == (s.mode, s.rank)
     np.testing.assert_allclose(out.tensor.numpy(), x[:, whole.src].numpy(), atol=ATOL_F64)
-    np.testing.assert_allclose(local.unapply(out.tensor, ctx).numpy(), x.numpy(), atol=ATOL_F64)
+    grad = _grad(lambda v: step.apply(SimState(v, s.mode, s.rank), ctx).tensor, x, w)
+    np.testing.assert_allclose(grad.numpy(), w.conj()[:, back].numpy(), atol=ATOL_F64)
 
 
 def test_a_gate_step_on_each_representation() -> None:
