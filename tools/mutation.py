@@ -14,6 +14,7 @@ This driver therefore builds, per module, a scratch project under
     src/qsem/circuits/...         (copy of circuits/)
     src/qsem/simulators/...       (copy of simulators/)
     tests/...                     (copy of tests/)
+    docs/...                      (copy of docs/: tests run its examples)
     pyproject.toml                ([tool.mutmut] + a minimal [tool.pytest.ini_options])
 
 and runs ``mutmut run`` there with only that module mutated and only the test
@@ -107,6 +108,7 @@ PYPROJECT = """\
 [tool.mutmut]
 source_paths = ["src/qsem"]
 only_mutate = [{only}]
+also_copy = ["docs"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", "-q"]
 pytest_add_cli_args_test_selection = [{tests}]
 use_git_change_detection = false
@@ -137,6 +139,7 @@ def prepare(name: str, target: Target) -> tuple[Path, list[str]]:
     shutil.copytree(ROOT / "circuits", work / "src" / "qsem" / "circuits", ignore=IGNORE)
     shutil.copytree(ROOT / "simulators", work / "src" / "qsem" / "simulators", ignore=IGNORE)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=IGNORE)
+    shutil.copytree(ROOT / "docs", work / "docs", ignore=IGNORE)  # examples some tests run
     tests = [t for t in target.tests if (ROOT / t.split("::")[0]).exists()]
     (work / "pyproject.toml").write_text(
         PYPROJECT.format(only=_quoted([target.installed]), tests=_quoted(tests))
