@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F64
+from test_kernels_mutation import CountingWorkspace
 from test_plan_mutation import reference
 
 from qsem.circuits import (
@@ -317,3 +318,31 @@ def test_documented_plan_example_runs_as_written() -> None:
     end = ns["end"]
     assert isinstance(end, SimState) and end.weights is not None
     np.testing.assert_allclose(end.weights.numpy(), [0.925, 0.025, 0.025, 0.025], atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["statevector", "density_matrix"])
+def test_a_permutation_writes_into_the_workspace_only_without_a_gradient(mode: str) -> None:
+    """With a workspace and no gradient the gather writes into a reused buffer (a
+    counting workspace sees it); an input that needs a gradient gets a fresh tensor
+    and the exact gradient, although the context still holds the workspace."""
+    c = Circuit([3, 2, 3]).add(TAdd(wires=[0, 2]), SWAP(wires=[0, 2]))
+    (step,) = compile_plan(c, mode).steps
+    assert isinstance(step, PermutationStep)
+    d = c.dim
+    width = d if mode == "statevector" else d * d
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, width, dtype=C128, generator=g)
+    src = step.src if mode == "statevector" else (step.src[:, None] * d + step.src).reshape(-1)
+    work = CountingWorkspace()
+    ctx = Context(c.dims, c.ops, None, C128, F64, torch.device("cpu"), work=work)
+    out = step.apply(SimState(x, mode), ctx).tensor
+    assert work.calls == 1 and out.untyped_storage().data_ptr() in work.storages
+    np.testing.assert_allclose(out.numpy(), x[:, src].numpy(), atol=ATOL_F64)
+    w = torch.randn(2, width, dtype=C128, generator=g)
+    leaf = x.clone().requires_grad_(True)
+    fresh = step.apply(SimState(leaf, mode), ctx).tensor
+    assert work.calls == 1 and fresh.untyped_storage().data_ptr() not in work.storages
+    (fresh * w).real.sum().backward()
+    assert leaf.grad is not None
+    np.testing.assert_allclose(leaf.grad.numpy(), w.conj()[:, np.argsort(src)].numpy(),
+                               atol=ATOL_F64)  # fmt: skip
