@@ -91,7 +91,7 @@ class SimState:
         return SimState(rho.reshape(rho.shape[0], d * d), "density_matrix")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """A run's fixed inputs: the circuit's ops, the bound values, dtype and device.
 
