@@ -346,3 +346,25 @@ def test_a_permutation_writes_into_the_workspace_only_without_a_gradient(mode: s
     assert leaf.grad is not None
     np.testing.assert_allclose(leaf.grad.numpy(), w.conj()[:, np.argsort(src)].numpy(),
                                atol=ATOL_F64)  # fmt: skip
+
+
+def test_whole_register_gather_up_to_and_including_the_limit() -> None:
+    """A register of exactly ``full_perm_limit`` levels still composes its permutations
+    into one whole-register gather; one level less of limit and they gather locally."""
+    c = Circuit.qubits(2).add(CNOT(wires=[0, 1]), SWAP(wires=[0, 1]))
+    assert [type(s) for s in compile_plan(c, "statevector", full_perm_limit=4).steps] == [
+        PermutationStep
+    ]
+    assert [type(s) for s in compile_plan(c, "statevector", full_perm_limit=3).steps] == [
+        LocalPermutationStep, LocalPermutationStep,
+    ]  # fmt: skip
+
+
+def test_a_channel_in_a_statevector_plan_is_refused_with_the_fix() -> None:
+    c = Circuit.qubits(2).add(H(wires=0), Depolarizing(0.1, wires=1))
+    with pytest.raises(Exception) as err:
+        compile_plan(c, "statevector")
+    assert str(err.value) == (
+        "argument 'mode': the circuit has a channel (Depolarizing on wires [1]); "
+        "simulate it with mode='density_matrix'"
+    )
