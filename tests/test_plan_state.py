@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import importlib
+import math
 import re
 from pathlib import Path
 
@@ -368,3 +369,69 @@ def test_a_channel_in_a_statevector_plan_is_refused_with_the_fix() -> None:
         "argument 'mode': the circuit has a channel (Depolarizing on wires [1]); "
         "simulate it with mode='density_matrix'"
     )
+
+
+class FlatIndexSpy(PermutationStep):
+    """A permutation step that counts its flat-index look-ups (the path it took)."""
+
+    def __init__(self, src: np.ndarray, flat_limit: int) -> None:
+        super().__init__(src, flat_limit)
+        self.flat_calls = 0
+
+    def flat_index(self, device: object, inverse: bool = False) -> torch.Tensor:
+        self.flat_calls += 1
+        return super().flat_index(device, inverse)
+
+
+def test_the_flat_index_is_used_up_to_and_including_flat_limit_entries() -> None:
+    """A ρ of exactly ``flat_limit`` entries gathers through the flat index; with one
+    entry less of limit it gathers rows, then columns: the same values."""
+    c = Circuit([3, 3]).add(TAdd(wires=[0, 1]))
+    (step,) = compile_plan(c, "density_matrix").steps
+    assert isinstance(step, PermutationStep)
+    rho = torch.randn(1, 81, dtype=C128, generator=torch.Generator().manual_seed(8))
+    outs = []
+    for limit, flat_calls in ((81, 2), (80, 0)):  # the index and its inverse
+        spy = FlatIndexSpy(step.src, limit)
+        outs.append(spy.apply(SimState(rho, "density_matrix"), context(c)).tensor)
+        assert spy.flat_calls == flat_calls
+    np.testing.assert_allclose(outs[0].numpy(), outs[1].numpy(), atol=ATOL_F64)
+
+
+def test_block_matrices_without_given_wire_matrices() -> None:
+    """``block_matrices(ctx)`` (as the adjoint sweep calls it) builds each block's
+    ``⊗ U_w`` itself: the Kronecker product of the gates' own matrices."""
+    c = Circuit([2, 3, 2]).add(RY(0.3, wires=0), TShift(wires=1), H(wires=2), RZ(0.5, wires=2))
+    (step,) = compile_plan(c, "statevector", max_block_dim=6).steps
+    assert isinstance(step, FusedStep) and step.blocks == [[0, 1], [2]]
+    ctx = context(c)
+    (w0, m0), (w2, m2) = step.block_matrices(ctx)
+    mats = [op.matrix([ctx.param(p) for p in op.params], (c.dims[op.wires[0]],), dtype=C128)
+            for op in c.ops]  # fmt: skip
+    assert (w0, w2) == ([0, 1], [2])
+    np.testing.assert_allclose(m0.numpy(), torch.kron(mats[0], mats[1]).numpy(), atol=ATOL_F64)
+    np.testing.assert_allclose(m2.numpy(), (mats[3] @ mats[2]).numpy(), atol=ATOL_F64)
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_a_fused_layer_over_every_wire_runs_as_one_chain_into_the_workspace(gap: bool) -> None:
+    """A layer that covers every wire is one Kronecker chain written into the reused
+    buffers (a counting workspace sees them); a layer with an untouched wire applies
+    each block on its own wires instead (no workspace). Same values as the reference."""
+    c = Circuit([2, 3, 2]).add(RY(0.3, wires=0), TShift(wires=1))
+    if not gap:
+        c.add(H(wires=2))
+    (step,) = compile_plan(c, "statevector", max_block_dim=2).steps
+    assert isinstance(step, FusedStep)
+    x = torch.randn(2, 12, dtype=C128, generator=torch.Generator().manual_seed(9))
+    work = CountingWorkspace()
+    ctx = Context(c.dims, c.ops, None, C128, F64, torch.device("cpu"), work=work)
+    out = step.apply(SimState(x, "statevector"), ctx).tensor
+    assert (work.calls > 0) is not gap
+    u = torch.eye(12, dtype=C128)
+    for op in c.ops:
+        (w,) = op.wires
+        m = op.matrix([ctx.param(p) for p in op.params], (c.dims[w],), dtype=C128)
+        left, right = math.prod(c.dims[:w]), math.prod(c.dims[w + 1 :])
+        u = torch.kron(torch.kron(torch.eye(left, dtype=C128), m), torch.eye(right, dtype=C128)) @ u
+    np.testing.assert_allclose(out.numpy(), (x @ u.T).numpy(), atol=ATOL_F64)
