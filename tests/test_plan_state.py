@@ -435,3 +435,25 @@ def test_a_fused_layer_over_every_wire_runs_as_one_chain_into_the_workspace(gap:
         left, right = math.prod(c.dims[:w]), math.prod(c.dims[w + 1 :])
         u = torch.kron(torch.kron(torch.eye(left, dtype=C128), m), torch.eye(right, dtype=C128)) @ u
     np.testing.assert_allclose(out.numpy(), (x @ u.T).numpy(), atol=ATOL_F64)
+
+
+@pytest.mark.parametrize(
+    ("picks", "view"),
+    [([0, 1, 2], True), ([1, 3, 5], True), ([4], True), ([0, 2], True), ([2, 0, 1], False),
+     ([0, 1, 3], False)],
+)  # fmt: skip
+def test_stacked_vector_parameters_are_a_view_when_strided(picks: list[int], view: bool) -> None:
+    """Entries of one bound vector at a constant positive stride are one slice: a view of
+    the binding (its storage; a cheap backward); other index sets gather. Same values."""
+    from qsem.circuits import ParameterVector
+
+    w = ParameterVector("w", 6)
+    bound = torch.arange(12, dtype=F64).reshape(2, 6)
+    ctx = Context((2,), [], {"w": bound}, C128, F64, torch.device("cpu"))
+    out = ctx.stacked_param([w[i] for i in picks])
+    np.testing.assert_array_equal(out.numpy(), bound[:, picks].numpy())
+    same = out.untyped_storage().data_ptr() == bound.untyped_storage().data_ptr()
+    assert same is view
+    scaled = ctx.stacked_param([2 * w[i] for i in picks])
+    np.testing.assert_array_equal(scaled.numpy(), 2 * bound[:, picks].numpy())
+    assert scaled.untyped_storage().data_ptr() != bound.untyped_storage().data_ptr()
