@@ -54,15 +54,8 @@ from qsem.circuits.parameters import Parameter
 
 from . import kernels
 from .engine import TorchSimulator
-from .plan import (
-    Context,
-    FusedStep,
-    GateStep,
-    LocalPermutationStep,
-    PermutationStep,
-    Plan,
-    Step,
-)
+from .plan_exec import FusedStep, GateStep, LocalPermutationStep, PermutationStep, Plan, Step
+from .plan_state import Context, SimState
 
 
 def local_outer(
@@ -207,19 +200,20 @@ def backward_sweep(
             if wanted[s]:
                 out.append((s, 0, local_outer(mu, psi, ctx.dims, wires)))
             mu = _apply(mu, _transpose(u), ctx, wires)
-        elif isinstance(step, FusedStep):
+        else:  # channels never reach a statevector plan (the entry point refuses them)
+            assert isinstance(step, FusedStep), type(step).__name__
             # U = ⊗_j U_j on disjoint wires: with ψ' = U^† ψ and λ' = U^† λ,
             # <λ| ⊗_{i≠j} U_i ⊗ ∂U_j |ψ'> = <λ'| (U_j^† ∂U_j)_j |ψ'> = Σ ∂U_j ∘ (conj(U_j) M'_j)
             # with M'_j = local_outer(conj(λ'), ψ') on block j: two chain passes undo the layer.
             blocks = step.block_matrices(ctx)
-            psi = step.apply_blocks(psi, ctx, [u.mH for _, u in blocks])
-            mu = step.apply_blocks(mu, ctx, [_transpose(u) for _, u in blocks])
+            psi = step.apply_blocks(SimState(psi, "statevector"), ctx, [u.mH for _, u in blocks])
+            mu = step.apply_blocks(
+                SimState(mu, "statevector"), ctx, [_transpose(u) for _, u in blocks]
+            )
             if wanted[s]:
                 for j, (wires, u) in enumerate(blocks):
                     m = local_outer(mu, psi, ctx.dims, wires)
                     out.append((s, j, u.conj() @ m))
-        else:  # pragma: no cover - channels never reach a statevector plan
-            raise arg_error("circuit", f"adjoint differentiation cannot undo {type(step).__name__}")
     return out
 
 
@@ -260,7 +254,6 @@ class _Spec:
         sim = self.sim
         return Context(
             dims=self.circuit.dims,
-            mode="statevector",
             ops=ops,
             bindings=bindings,
             dtype=sim.dtype,

@@ -1,9 +1,10 @@
 """The torch simulation engine: batched statevector and density-matrix simulation.
 
 Fully differentiable by autograd; complex64 by default, complex128 on request;
-any torch device. The class is thin: it validates, compiles a cached plan
-(:mod:`qsem.simulators.plan`) and runs its steps, which call the pure kernels of
-:mod:`qsem.simulators.kernels`.
+any torch device. The class is thin: it validates every input once, compiles a
+cached plan (:mod:`qsem.simulators.plan_compile`) and runs it
+(:mod:`qsem.simulators.plan_exec`): each step takes a state that says what it holds
+and returns the next, calling the pure kernels of :mod:`qsem.simulators.kernels`.
 
 >>> import torch
 >>> from qsem.circuits import Circuit, H, CNOT
@@ -27,15 +28,10 @@ from qsem.circuits.parameters import Parameter, check_param
 
 from .kernels import Workspace
 from .memory import check_fits
-from .plan import Context, Plan, compile_plan
+from .plan_compile import compile_plan
+from .plan_exec import CHUNK_BYTES, MIN_CHUNKED_BYTES, MIN_CHUNKS, Plan, run_plan
+from .plan_state import Context, SimState
 from .state import Mode, State, check_dtype, check_mode, initial_state
-
-#: Without autograd, a batched state above ``MIN_CHUNKED_BYTES`` runs in at least
-#: ``MIN_CHUNKS`` chunks of the batch, of at most ``CHUNK_BYTES`` each, written back in
-#: place: the peak stays near one state plus one chunk's working set.
-CHUNK_BYTES = 64 << 20
-MIN_CHUNKED_BYTES = 1 << 20
-MIN_CHUNKS = 32
 
 
 def check_device(device: Any) -> torch.device:
@@ -220,7 +216,43 @@ class TorchSimulator:
 
         ``initial_state``: ``None`` for ``|0...0>``, a list of levels per wire, a
         statevector ``(D,)``/``(B, D)`` or (density-matrix mode) ``(D, D)``/``(B, D, D)``.
+        Every input is validated here, once; the plan's steps trust them.
         """
+        batch = self._check_inputs(circuit, params, initial_state)
+        check_fits(circuit.dims, self.mode, batch or 1, self.dtype, self.device, self.max_memory)
+        plan = self.plan(circuit)
+        factored = (
+            self.mode == "density_matrix"
+            and self.dm_method == "auto"
+            and _is_pure_input(initial_state, circuit.dim)
+        )
+        start_mode: Mode = "statevector" if factored else self.mode
+        x, out_batch = initial_state_tensor(
+            initial_state, circuit, start_mode, batch, self.dtype, self.device
+        )
+        basis = None
+        if start_mode != "density_matrix" and (
+            initial_state is None or isinstance(initial_state, (list, tuple))
+        ):
+            basis = (0,) * len(circuit.dims) if initial_state is None else tuple(initial_state)
+        start = SimState(x, "factored" if factored else self.mode, basis=basis)
+        needs_grad = _needs_grad(circuit, params, initial_state)
+        ctx = Context(
+            dims=circuit.dims,
+            ops=circuit.ops,
+            bindings=params,
+            dtype=self.dtype,
+            real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
+            device=self.device,
+            work=None if needs_grad else Workspace(),
+        )
+        end = run_plan(plan, start, ctx, allow_chunks=not needs_grad and not factored)
+        return _result(end, circuit, out_batch is not None)
+
+    def _check_inputs(
+        self, circuit: Circuit, params: Mapping[str, Any] | None, initial_state: Any
+    ) -> int | None:
+        """Validate the circuit and bindings; return the batch size (``None``: unbatched)."""
         if not isinstance(circuit, Circuit):
             raise arg_error(
                 "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
@@ -245,48 +277,28 @@ class TorchSimulator:
             )
             if looks_batched and batch is None:
                 batch = int(lead)
-        check_fits(circuit.dims, self.mode, batch or 1, self.dtype, self.device, self.max_memory)
-        plan = self.plan(circuit)
-        factored = (
-            self.mode == "density_matrix"
-            and self.dm_method == "auto"
-            and _is_pure_input(initial_state, circuit.dim)
-        )
-        start_mode: Mode = "statevector" if factored else self.mode
-        x, out_batch = initial_state_tensor(
-            initial_state, circuit, start_mode, batch, self.dtype, self.device
-        )
-        ctx = Context(
-            dims=circuit.dims,
-            mode="factored" if factored else self.mode,
-            ops=circuit.ops,
-            bindings=params,
-            dtype=self.dtype,
-            real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
-            device=self.device,
-        )
-        if start_mode != "density_matrix" and (
-            initial_state is None or isinstance(initial_state, (list, tuple))
-        ):
-            ctx.basis = (0,) * len(circuit.dims) if initial_state is None else tuple(initial_state)
-        tensors = [v for v in (params or {}).values() if isinstance(v, torch.Tensor)]
-        tensors += [p for op in circuit.ops for p in op.params if isinstance(p, torch.Tensor)]
-        if isinstance(initial_state, torch.Tensor):
-            tensors.append(initial_state)
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if not needs_grad:
-            ctx.work = Workspace()
-        x = run_plan(plan, x, ctx, allow_chunks=not needs_grad and not factored)
-        batched = out_batch is not None
-        if ctx.mode == "factored":
-            factor = x.reshape(-1, ctx.rank, circuit.dim)
-            weights = None if ctx.weights is None else ctx.weights.reshape(-1, ctx.rank)
-            return State(
-                None, circuit.dims, "density_matrix", batched, factor=factor, weights=weights
-            )
-        if self.mode == "density_matrix":
-            x = x.reshape(x.shape[0], circuit.dim, circuit.dim)
-        return State(x, circuit.dims, self.mode, batched)
+        return batch
+
+
+def _needs_grad(circuit: Circuit, params: Mapping[str, Any] | None, initial_state: Any) -> bool:
+    """True when autograd is on and a bound value, gate tensor or the start state needs it."""
+    tensors = [v for v in (params or {}).values() if isinstance(v, torch.Tensor)]
+    tensors += [p for op in circuit.ops for p in op.params if isinstance(p, torch.Tensor)]
+    if isinstance(initial_state, torch.Tensor):
+        tensors.append(initial_state)
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _result(end: SimState, circuit: Circuit, batched: bool) -> State:
+    """The user's :class:`State` from the plan's final state (its representation kept)."""
+    x = end.tensor
+    if end.mode == "factored":
+        factor = x.reshape(-1, end.rank, circuit.dim)
+        weights = None if end.weights is None else end.weights.reshape(-1, end.rank)
+        return State(None, circuit.dims, "density_matrix", batched, factor=factor, weights=weights)
+    if end.mode == "density_matrix":
+        x = x.reshape(x.shape[0], circuit.dim, circuit.dim)
+    return State(x, circuit.dims, end.mode, batched)
 
 
 def _is_pure_input(value: Any, dim: int) -> bool:
@@ -304,46 +316,6 @@ def initial_state_tensor(
     """Flat initial tensor ``(B, D)`` or ``(B, D*D)`` and its batch size."""
     t, out_batch = initial_state(value, circuit.dims, mode, batch, dtype=dtype, device=device)
     return t.reshape(t.shape[0], -1), out_batch
-
-
-def run_plan(
-    plan: Plan, x: torch.Tensor, ctx: Context, *, allow_chunks: bool = False
-) -> torch.Tensor:
-    """Run every step on ``x`` (which the caller owns).
-
-    With ``allow_chunks`` (nothing needs a gradient), a large batched state goes one
-    chunk of the batch at a time, each chunk written back into ``x``, so memory
-    stays near one state plus one chunk's working set.
-    """
-    nbytes = x.numel() * x.element_size()
-    rows = int(x.shape[0])
-    basis = ctx.basis
-    if not allow_chunks or nbytes <= min(MIN_CHUNKED_BYTES, CHUNK_BYTES) or rows == 1:
-        return run_steps(plan, x, ctx, basis)
-    chunk = max(1, min(rows * CHUNK_BYTES // nbytes, -(-rows // MIN_CHUNKS)))
-    ctx.full_batch = int(x.shape[0])
-    for start in range(0, x.shape[0], chunk):
-        ctx.batch_slice = slice(start, start + chunk)
-        part = run_steps(plan, x[ctx.batch_slice], ctx, basis)
-        x[ctx.batch_slice] = part
-        del part
-    ctx.batch_slice = None
-    return x
-
-
-def run_steps(
-    plan: Plan, x: torch.Tensor, ctx: Context, basis: tuple[int, ...] | None
-) -> torch.Tensor:
-    """Every step of ``plan`` on ``x``; ``basis``: the levels when ``x`` is a basis state.
-
-    Only the first step sees ``ctx.basis`` (a fused first layer then builds its
-    product state directly instead of multiplying into ``x``).
-    """
-    for k, step in enumerate(plan.steps):
-        ctx.basis = basis if k == 0 else None
-        x = step.apply(x, ctx)
-    ctx.basis = None
-    return x
 
 
 def simulate(
@@ -372,4 +344,13 @@ def simulate(
     )
 
 
-__all__ = ["Parameter", "TorchSimulator", "batch_size_of", "check_device", "simulate"]
+__all__ = [
+    "CHUNK_BYTES",
+    "MIN_CHUNKED_BYTES",
+    "MIN_CHUNKS",
+    "Parameter",
+    "TorchSimulator",
+    "batch_size_of",
+    "check_device",
+    "simulate",
+]

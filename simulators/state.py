@@ -151,36 +151,22 @@ def initial_state(
 
     ``value`` may be ``None`` (``|0...0>``), a sequence of levels per wire, or a
     tensor: a statevector ``(D,)``/``(B, D)`` or, in density-matrix mode, also
-    ``(D, D)``/``(B, D, D)``.
+    ``(D, D)``/``(B, D, D)``. This is where a user's initial state is validated.
+
+    >>> t, b = initial_state([1, 0], (2, 3), "statevector", None, dtype=torch.complex64,
+    ...                      device="cpu")
+    >>> t.shape, int(t[0].abs().argmax()), b
+    (torch.Size([1, 6]), 3, None)
     """
-    d = math.prod(dims)
-    b = batch or 1
-    if value is None or (isinstance(value, (list, tuple)) and not isinstance(value, torch.Tensor)):
-        levels = [0] * len(dims) if value is None else list(value)
-        if len(levels) != len(dims) or any(
-            not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < dd
-            for v, dd in zip(levels, dims, strict=False)
-        ):
-            raise arg_error(
-                "initial_state",
-                f"expected one level per wire within dims {list(dims)}, got {value!r}",
-            )
-        idx = 0
-        for v, dd in zip(levels, dims, strict=True):
-            idx = idx * dd + v
-        if mode == "statevector":
-            t = torch.zeros(b, d, dtype=dtype, device=device)
-            t[:, idx] = 1
-        else:
-            t = torch.zeros(b, d, d, dtype=dtype, device=device)
-            t[:, idx, idx] = 1
-        return t, batch
+    if value is None or isinstance(value, (list, tuple)):
+        return _basis_state(value, dims, mode, batch, dtype, device), batch
     if not isinstance(value, torch.Tensor):
         raise arg_error(
             "initial_state",
             f"expected a tensor or a list of levels, got {type(value).__name__}",
             QsemTypeError,
         )
+    d = math.prod(dims)
     t = value.to(device=device, dtype=dtype, copy=True)  # never alias the caller's tensor
     if not bool(torch.isfinite(torch.view_as_real(t.detach())).all()):
         raise arg_error("initial_state", "contains NaN or inf")
@@ -198,25 +184,7 @@ def initial_state(
         sb = int(t.shape[0]) if t.dim() == 3 else None
         t = t if t.dim() == 3 else t[None]
     else:
-        if t.dim() not in (1, 2):
-            raise arg_error("initial_state", f"expected shape (D,) or (B, D), got {tuple(t.shape)}")
-        norms = torch.linalg.vector_norm(t.detach(), dim=-1)
-        tol = 10 * atol_for(STATE_ATOL, t.dtype)
-        if float((norms - 1).abs().max()) > tol:
-            hint = ""
-            if mode == "statevector" and t.dim() == 2 and t.shape[0] == d:
-                hint = (
-                    f"; a ({d}, {d}) tensor in statevector mode is read as {d} statevectors — "
-                    "for a density matrix use mode='density_matrix'"
-                )
-            raise InvalidStateError(
-                f"argument 'initial_state': not normalised, norm(s) {norms.flatten().tolist()}, "
-                f"expected 1 (tolerance {tol:g}){hint}"
-            )
-        sb = int(t.shape[0]) if t.dim() == 2 else None
-        t = t if t.dim() == 2 else t[None]
-        if mode == "density_matrix":
-            t = t[:, :, None] * t.conj()[:, None, :]
+        sb, t = _statevector_input(t, mode, d)
     if sb is not None and batch is not None and sb != batch:
         raise arg_error(
             "initial_state", f"batch size {sb} does not match the parameters' batch size {batch}"
@@ -225,3 +193,58 @@ def initial_state(
     if out_batch is not None and t.shape[0] != out_batch:
         t = t.expand(out_batch, *t.shape[1:]).clone()
     return t, out_batch
+
+
+def _basis_state(
+    value: list[int] | tuple[int, ...] | None,
+    dims: tuple[int, ...],
+    mode: Mode,
+    batch: int | None,
+    dtype: torch.dtype,
+    device: Any,
+) -> torch.Tensor:
+    """``|l_1 … l_n>`` (``None``: all 0) as ``(B, D)`` or ``|l><l|`` as ``(B, D, D)``."""
+    levels = [0] * len(dims) if value is None else list(value)
+    if len(levels) != len(dims) or any(
+        not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < dd
+        for v, dd in zip(levels, dims, strict=False)
+    ):
+        raise arg_error(
+            "initial_state",
+            f"expected one level per wire within dims {list(dims)}, got {value!r}",
+        )
+    idx = 0
+    for v, dd in zip(levels, dims, strict=True):
+        idx = idx * dd + v
+    d, b = math.prod(dims), batch or 1
+    if mode == "statevector":
+        t = torch.zeros(b, d, dtype=dtype, device=device)
+        t[:, idx] = 1
+    else:
+        t = torch.zeros(b, d, d, dtype=dtype, device=device)
+        t[:, idx, idx] = 1
+    return t
+
+
+def _statevector_input(t: torch.Tensor, mode: Mode, d: int) -> tuple[int | None, torch.Tensor]:
+    """A statevector ``(D,)``/``(B, D)`` checked for its norm; ``(its batch, (B, D) or ρ)``."""
+    if t.dim() not in (1, 2):
+        raise arg_error("initial_state", f"expected shape (D,) or (B, D), got {tuple(t.shape)}")
+    norms = torch.linalg.vector_norm(t.detach(), dim=-1)
+    tol = 10 * atol_for(STATE_ATOL, t.dtype)
+    if float((norms - 1).abs().max()) > tol:
+        hint = ""
+        if mode == "statevector" and t.dim() == 2 and t.shape[0] == d:
+            hint = (
+                f"; a ({d}, {d}) tensor in statevector mode is read as {d} statevectors — "
+                "for a density matrix use mode='density_matrix'"
+            )
+        raise InvalidStateError(
+            f"argument 'initial_state': not normalised, norm(s) {norms.flatten().tolist()}, "
+            f"expected 1 (tolerance {tol:g}){hint}"
+        )
+    sb = int(t.shape[0]) if t.dim() == 2 else None
+    t = t if t.dim() == 2 else t[None]
+    if mode == "density_matrix":
+        t = t[:, :, None] * t.conj()[:, None, :]
+    return sb, t

@@ -48,6 +48,7 @@ from qsem.simulators.plan import (
     LocalPermutationStep,
     PermutationStep,
     Plan,
+    SimState,
     Step,
     compile_plan,
 )
@@ -294,9 +295,9 @@ class StepSpy(Step):
     def __init__(self, inner: Step, passes: list[Pass]) -> None:
         self.inner, self.passes = inner, passes
 
-    def apply(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        self.passes.append(Pass(int(x.shape[0]), ctx.basis, ctx.work is not None))
-        return self.inner.apply(x, ctx)
+    def apply(self, s: SimState, ctx: Context) -> SimState:
+        self.passes.append(Pass(int(s.tensor.shape[0]), s.basis, ctx.work is not None))
+        return self.inner.apply(s, ctx)
 
 
 def spy_on_passes(plan: Plan, restore: list[tuple[Any, Any]]) -> list[Pass]:

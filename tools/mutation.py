@@ -14,6 +14,7 @@ This driver therefore builds, per module, a scratch project under
     src/qsem/circuits/...         (copy of circuits/)
     src/qsem/simulators/...       (copy of simulators/)
     tests/...                     (copy of tests/)
+    docs/...                      (copy of docs/: tests run its examples)
     pyproject.toml                ([tool.mutmut] + a minimal [tool.pytest.ini_options])
 
 and runs ``mutmut run`` there with only that module mutated and only the test
@@ -63,17 +64,28 @@ class Target:
     tests: tuple[str, ...]
 
 
+#: The engine's internal paths against gate-by-gate references, and the steps called
+#: one by one on each representation of the state (local permutations on a density
+#: matrix, which the simulator compiles only above 2^22 levels, included).
+PLAN_TESTS = (
+    "tests/test_fused_kernels.py",
+    "tests/test_plan_mutation.py",
+    "tests/test_engine_internals.py",
+    "tests/test_plan_state.py",
+)
+
 TARGETS: dict[str, Target] = {
     "kernels": Target(
         "simulators/kernels.py",
         "src/qsem/simulators/kernels.py",
         ("tests/test_fused_kernels.py", "tests/test_kernels_mutation.py"),
     ),
-    "plan": Target(
-        "simulators/plan.py",
-        "src/qsem/simulators/plan.py",
-        ("tests/test_fused_kernels.py", "tests/test_plan_mutation.py"),
-    ),
+    # the engine's plans: compiling (circuit -> steps), running (the steps) and the
+    # state a step takes and returns (simulators/plan.py only re-exports their names)
+    **{
+        name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", PLAN_TESTS)
+        for name in ("plan_compile", "plan_exec", "plan_state")
+    },
     "detectors": Target(
         "qsem/emergence/detectors.py",
         "src/qsem/emergence/detectors.py",
@@ -96,6 +108,7 @@ PYPROJECT = """\
 [tool.mutmut]
 source_paths = ["src/qsem"]
 only_mutate = [{only}]
+also_copy = ["docs"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", "-q"]
 pytest_add_cli_args_test_selection = [{tests}]
 use_git_change_detection = false
@@ -126,6 +139,7 @@ def prepare(name: str, target: Target) -> tuple[Path, list[str]]:
     shutil.copytree(ROOT / "circuits", work / "src" / "qsem" / "circuits", ignore=IGNORE)
     shutil.copytree(ROOT / "simulators", work / "src" / "qsem" / "simulators", ignore=IGNORE)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=IGNORE)
+    shutil.copytree(ROOT / "docs", work / "docs", ignore=IGNORE)  # examples some tests run
     tests = [t for t in target.tests if (ROOT / t.split("::")[0]).exists()]
     (work / "pyproject.toml").write_text(
         PYPROJECT.format(only=_quoted([target.installed]), tests=_quoted(tests))
