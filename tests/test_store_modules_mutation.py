@@ -1,0 +1,213 @@
+"""The history store's helper modules, pinned where mutation testing found them loose.
+
+``qsem.edge.store_files`` (byte-level reads of the database header, the WAL and the
+rollback journal; error messages), ``qsem.edge.store_schema`` (validation, migration,
+creation) and ``qsem.edge.store_open`` (the order of opening) are checked against
+references written here: SQLite's WAL checksum as its C loop computes it, headers
+and logs written by SQLite itself and read back with ``PRAGMA``, messages spelled out
+in full (docs/testing.md lists the mutants each test kills).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import struct
+from pathlib import Path
+
+import pytest
+
+from qsem.edge import APPLICATION_ID, HistoryStoreError
+from qsem.edge.store_files import (
+    db_error,
+    fail,
+    one_line,
+    read_header,
+    wal_checksum,
+    wal_frames,
+)
+
+
+def _checksum_reference(data: bytes, big_endian: bool, s1: int, s2: int) -> tuple[int, int]:
+    """SQLite's ``walChecksumBytes``: over 32-bit word pairs, s1 += x0 + s2; s2 += x1 + s1."""
+    fmt = ">" if big_endian else "<"
+    words = struct.unpack(f"{fmt}{len(data) // 4}I", data)
+    for x0, x1 in zip(words[0::2], words[1::2], strict=True):
+        s1 = (s1 + x0 + s2) & 0xFFFFFFFF
+        s2 = (s2 + x1 + s1) & 0xFFFFFFFF
+    return s1, s2
+
+
+@pytest.mark.parametrize("n_bytes", [0, 8, 24, 4096, 4096 + 24])
+@pytest.mark.parametrize("big_endian", [True, False])
+def test_wal_checksum_against_sqlites_loop(n_bytes: int, big_endian: bool) -> None:
+    rng = random.Random(n_bytes * 2 + big_endian)
+    for start in [(0, 0), (1, 2), (0xFFFFFFFF, 0xFFFFFFFE)]:
+        data = bytes(rng.getrandbits(8) for _ in range(n_bytes))
+        assert wal_checksum(data, big_endian, *start) == _checksum_reference(
+            data, big_endian, *start
+        )
+    ones = b"\xff" * n_bytes  # every product at its largest: wrap-around mod 2^32
+    assert wal_checksum(ones, big_endian) == _checksum_reference(ones, big_endian, 0, 0)
+
+
+def test_one_line_and_fail() -> None:
+    assert one_line("  a\n\tb  \r\n c ") == "a b c"
+    assert one_line("x" * 400) == "x" * 400  # at the limit: kept whole
+    assert one_line("x" * 401) == "x" * 397 + "..."
+    assert one_line("abcdef", limit=5) == "ab..."
+    err = fail("/p/h.sqlite", "bad\nthing")
+    assert type(err) is HistoryStoreError
+    assert str(err) == "history store /p/h.sqlite: bad thing"
+    long = str(fail("p", "y" * 700))
+    assert len(long) == 600 and long.endswith("y...") and long.startswith("history store p: y")
+
+
+def _sqlite_error(name: str, message: str = "disk I/O error") -> sqlite3.Error:
+    exc = sqlite3.OperationalError(message)
+    exc.sqlite_errorname = name  # type: ignore[attr-defined]
+    return exc
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [
+        ("SQLITE_FULL", "the disk is full: free space; this transaction was not stored"),
+        (
+            "SQLITE_IOERR_WRITE",
+            "SQLITE_IOERR_WRITE: a read or write failed: the disk may be full, a file size"
+            " limit ('ulimit -f') reached, or the device failing; this transaction was not"
+            " stored",
+        ),
+        ("SQLITE_READONLY_DIRECTORY", "its directory is not writable"),
+        (
+            "SQLITE_READONLY_ROLLBACK",
+            "a killed writer left a hot journal that only a writer can roll back",
+        ),
+        (
+            "SQLITE_READONLY_DBMOVED",
+            "SQLITE_READONLY_DBMOVED: the file, its directory or the file system is read-only",
+        ),
+        (
+            "SQLITE_CANTOPEN_ISDIR",
+            "the file or its directory cannot be opened (missing, or no permission)",
+        ),
+    ],
+)
+def test_db_error_hints(name: str, hint: str) -> None:
+    err = db_error("/s/h", _sqlite_error(name, "disk\nI/O error"))
+    assert type(err) is HistoryStoreError
+    assert str(err) == f"history store /s/h: disk I/O error ({hint})"
+
+
+def test_db_error_without_a_hint_busy_os_errors_and_our_own(tmp_path: Path) -> None:
+    assert str(db_error("p", _sqlite_error("SQLITE_CORRUPT", "malformed"))) == (
+        "history store p: malformed"
+    )
+    assert str(db_error("p", sqlite3.DatabaseError("no name"))) == "history store p: no name"
+    path = str(tmp_path / "h")  # nobody holds a lock on it: "another connection"
+    for exc in (_sqlite_error("SQLITE_BUSY_SNAPSHOT", "x"), sqlite3.OperationalError(
+        "database is locked")):  # fmt: skip
+        assert str(db_error(path, exc, 250)) == (
+            f"history store {path}: database is locked: another connection held a lock on"
+            " it longer than the busy_timeout_ms=250 wait; try again when it is done, or"
+            " open the store with a larger busy_timeout_ms"
+        )
+    assert "longer than the wait;" in str(db_error(path, _sqlite_error("SQLITE_BUSY", "x")))
+    os_err = OSError(28, "No space left on device")
+    assert str(db_error("p", os_err)) == "history store p: No space left on device"
+    assert str(db_error("p", OSError("plain"))) == "history store p: plain"
+    own = HistoryStoreError("history store p: mine")
+    assert db_error("q", own) is own
+
+
+def _plain_db(path: Path, page_size: int, rows: int, wal: bool) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA page_size = {page_size}")
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    con.execute("PRAGMA user_version = 12345")
+    if wal:
+        assert con.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+        con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("CREATE TABLE t (x BLOB)")
+    for _ in range(rows):
+        con.execute("INSERT INTO t VALUES (zeroblob(3000))")
+    return con
+
+
+@pytest.mark.parametrize("page_size, wal", [(1024, False), (4096, True), (65536, False)])
+def test_read_header_against_pragmas(tmp_path: Path, page_size: int, wal: bool) -> None:
+    path = tmp_path / "d.sqlite"
+    con = _plain_db(path, page_size, 5, wal)
+    if wal:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    h = read_header(str(path), False)
+    assert (h.size, h.page_size, h.pages) == (path.stat().st_size, page_size, pages)
+    assert (h.app_id, h.store_id, h.wal_mode) == (APPLICATION_ID, 12345, wal)
+
+
+def _header_refusal(path: str) -> str:
+    with pytest.raises(HistoryStoreError) as info:
+        read_header(path, False)
+    return str(info.value)
+
+
+def test_read_header_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    _plain_db(path, 4096, 5, False).close()
+    good = path.read_bytes()
+    path.write_bytes(b"")
+    assert _header_refusal(str(path)) == (
+        f"history store {path}: empty file, not a qsem history store (an older qsem killed"
+        " while creating a store left such files: delete it to start afresh)"
+    )
+    path.write_bytes(b"x" + good[1:])
+    assert _header_refusal(str(path)) == (
+        f"history store {path}: not an SQLite database (a foreign file), refusing to use it"
+    )
+    path.write_bytes(good[:99])
+    assert _header_refusal(str(path)) == (
+        f"history store {path}: truncated (99 bytes, no full header)"
+    )
+    path.write_bytes(good[:8192])
+    pages = len(good) // 4096
+    assert _header_refusal(str(path)) == (
+        f"history store {path}: truncated (8192 bytes, its header says {pages} pages of 4096 bytes)"
+    )
+    assert read_header(str(path), True).pages == pages  # a WAL to replay: SQLite recovers it
+    missing = tmp_path / "none"
+    assert _header_refusal(str(missing)) == (
+        f"history store {missing}: cannot read it: No such file or directory"
+    )
+
+
+def _frame_count(wal: Path, page_size: int) -> int:
+    return (wal.stat().st_size - 32) // (24 + page_size)
+
+
+def test_wal_frames_of_a_log_sqlite_wrote(tmp_path: Path) -> None:
+    """Committed frames and the page-1 images in a WAL that SQLite itself wrote."""
+    path = tmp_path / "d.sqlite"
+    con = _plain_db(path, 1024, 4, True)
+    con.execute("PRAGMA user_version = 777")  # page 1 again, in its own commit
+    wal = Path(f"{path}-wal")
+    info = wal_frames(str(wal))
+    assert info.page_size == 1024
+    assert info.committed == _frame_count(wal, 1024) > 4
+    assert info.page1[0] == (APPLICATION_ID, 12345) and info.page1[-1] == (APPLICATION_ID, 777)
+    data = wal.read_bytes()
+    frame = 24 + 1024
+    # the last frame is the commit of user_version 777; damage it: SQLite stops before it
+    wal.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    cut = wal_frames(str(wal))
+    assert cut.committed < info.committed and (APPLICATION_ID, 777) not in cut.page1
+    wal.write_bytes(data[: len(data) - frame // 2])  # a frame cut short
+    assert wal_frames(str(wal)).committed == cut.committed
+    wal.write_bytes(data[:31])  # no full header
+    assert wal_frames(str(wal)) == type(info)(0, 0, ())
+    bad_version = data[:4] + struct.pack(">I", 3007001) + data[8:]
+    wal.write_bytes(bad_version)
+    assert wal_frames(str(wal)).committed == 0
+    con.close()
