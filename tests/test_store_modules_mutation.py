@@ -10,9 +10,12 @@ in full (docs/testing.md lists the mutants each test kills).
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +214,159 @@ def test_wal_frames_of_a_log_sqlite_wrote(tmp_path: Path) -> None:
     wal.write_bytes(bad_version)
     assert wal_frames(str(wal)).committed == 0
     con.close()
+
+
+# -- the rollback journal, built byte by byte as SQLite's pager writes it ------------------
+
+_MAGIC = bytes.fromhex("d9d505f920a163d7")
+
+
+def _page(pgsz: int, app: int = 0, uv: int = 0) -> bytes:
+    page = bytearray(pgsz)
+    page[60:64] = struct.pack(">I", uv)
+    page[68:72] = struct.pack(">I", app)
+    return bytes(page)
+
+
+def _segment(
+    records: list[tuple[int, bytes]], sector: int, pgsz: int, n_rec: int | None = None
+) -> bytes:
+    """One journal segment: a header padded to ``sector``, then (page number, page, checksum)."""
+    n = len(records) if n_rec is None else n_rec
+    head = _MAGIC + struct.pack(">IIIII", n, 0, 3, sector, pgsz)
+    body = b"".join(struct.pack(">I", no) + page + bytes(4) for no, page in records)
+    return head.ljust(sector, b"\0") + body
+
+
+def _journal(tmp_path: Path, data: bytes) -> tuple[str, str]:
+    main = tmp_path / "d.sqlite"
+    main.write_bytes(b"")
+    log = tmp_path / "d.sqlite-journal"
+    log.write_bytes(data)
+    return str(log), str(main)
+
+
+def test_hot_journal_walks_segments_for_page_one(tmp_path: Path) -> None:
+    from qsem.edge.store_files import JournalInfo, hot_journal
+
+    p1 = _page(512, APPLICATION_ID, 4242)
+    one = _segment([(2, _page(512)), (1, p1)], 512, 512)
+    assert hot_journal(*_journal(tmp_path, one)) == JournalInfo(512, (APPLICATION_ID, 4242))
+    # page 1 in a second segment, which starts at the next sector boundary
+    first = _segment([(3, _page(1024))], 512, 1024)
+    pad = bytes(-len(first) % 512)
+    two = first + pad + _segment([(1, _page(1024, 7, 8))], 512, 1024)
+    assert hot_journal(*_journal(tmp_path, two)) == JournalInfo(1024, (7, 8))
+    # nRec = 0xFFFFFFFF: as many records as the file holds
+    every = _segment([(2, _page(512)), (1, p1)], 512, 512, n_rec=0xFFFFFFFF)
+    assert hot_journal(*_journal(tmp_path, every)) == JournalInfo(512, (APPLICATION_ID, 4242))
+    # no page 1 among the records, or its record cut short
+    assert hot_journal(*_journal(tmp_path, _segment([(2, _page(512))], 512, 512))) == (
+        JournalInfo(512, None)
+    )
+    assert hot_journal(*_journal(tmp_path, one[:-5])) == JournalInfo(512, None)
+    # a count larger than the file: the records that are there are read
+    more = _segment([(2, _page(512)), (1, p1)], 512, 512, n_rec=5)
+    assert hot_journal(*_journal(tmp_path, more)) == JournalInfo(512, (APPLICATION_ID, 4242))
+
+
+def test_hot_journal_that_sqlite_would_not_play_back(tmp_path: Path) -> None:
+    from qsem.edge.store_files import JournalInfo, hot_journal
+
+    good = _segment([(1, _page(512, 1, 2))], 512, 512)
+    nothing = JournalInfo(0, None)
+    assert hot_journal(*_journal(tmp_path, b"x" + good[1:])) == nothing  # no magic
+    assert hot_journal(*_journal(tmp_path, good[:27])) == nothing  # no full header
+    assert hot_journal(*_journal(tmp_path, good[:28])) == JournalInfo(512, None)
+    for sector, pgsz in [(0, 512), (512, 256), (512, 768)]:
+        bad = _MAGIC + struct.pack(">IIIII", 1, 0, 3, sector, pgsz) + good[28:]
+        assert hot_journal(*_journal(tmp_path, bad)) == nothing, (sector, pgsz)
+    # not hot: empty, a zero first byte (SQLite's "journal zeroed"), or absent
+    assert hot_journal(*_journal(tmp_path, b"")) is None
+    assert hot_journal(*_journal(tmp_path, b"\0" + good[1:])) is None
+    assert hot_journal(str(tmp_path / "none-journal"), str(tmp_path / "none")) is None
+
+
+# -- locks held by another process ---------------------------------------------------------
+
+
+def _hold(path: Path, start: int, length: int, exclusive: bool) -> int:
+    """Fork a child that holds a POSIX lock on ``length`` bytes of ``path`` from ``start``
+    until it is killed; returns its pid once the lock is held."""
+    import fcntl
+
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child is killed
+        try:
+            os.close(ready_r)
+            fd = os.open(path, os.O_RDWR)
+            fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, length, start)
+            os.write(ready_w, b"x")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    os.close(ready_r)
+    return pid
+
+
+def _release(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads /proc/locks (Linux)")
+def test_lock_holders_in_use_and_who(tmp_path: Path) -> None:
+    from qsem.edge.store_files import JournalInfo, hot_journal, in_use, lock_holders
+
+    path = tmp_path / "d.sqlite"
+    path.write_bytes(bytes(4096))
+    shm = Path(f"{path}-shm")
+    assert lock_holders(str(path)) == [] and not in_use(str(path))  # no -shm file
+    shm.write_bytes(bytes(256))
+    assert not in_use(str(path))
+    # a shared lock on the "dead man switch" byte 128 of -shm: another connection is open
+    pid = _hold(shm, 128, 1, exclusive=False)
+    try:
+        assert in_use(str(path))
+        assert lock_holders(str(path)) == []  # a read lock, not a write lock
+    finally:
+        _release(pid)
+    assert not in_use(str(path))
+    # the WAL write lock (byte 120 of -shm)
+    pid = _hold(shm, 120, 1, exclusive=True)
+    try:
+        assert lock_holders(str(path)) == [pid]
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        err = db_error(str(path), sqlite3.OperationalError("database is locked"))
+        assert f"database is locked: process {pid} ({comm}) held a lock" in str(err)
+    finally:
+        _release(pid)
+    # the main file's RESERVED byte: a writer mid-transaction; its journal is not hot
+    journal = Path(f"{path}-journal")
+    journal.write_bytes(_segment([(1, _page(512, 1, 2))], 512, 512))
+    assert hot_journal(str(journal), str(path)) == JournalInfo(512, (1, 2))
+    pid = _hold(path, 0x40000001, 1, exclusive=True)
+    try:
+        assert lock_holders(str(path)) == [pid]
+        assert hot_journal(str(journal), str(path)) is None
+    finally:
+        _release(pid)
+    # the PENDING byte, and two holders (each listed once)
+    pid1 = _hold(path, 0x40000000, 1, exclusive=True)
+    pid2 = _hold(shm, 120, 1, exclusive=True)
+    try:
+        assert sorted(lock_holders(str(path))) == sorted([pid1, pid2])
+        text = str(db_error(str(path), sqlite3.OperationalError("database is locked")))
+        assert f"process {pid1} (" in text and f"process {pid2} (" in text
+    finally:
+        _release(pid1)
+        _release(pid2)
+    # a lock on another byte of the main file is no write lock of SQLite's
+    pid = _hold(path, 0x40000002, 1, exclusive=True)
+    try:
+        assert lock_holders(str(path)) == []
+    finally:
+        _release(pid)
