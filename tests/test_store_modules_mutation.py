@@ -370,3 +370,113 @@ def test_lock_holders_in_use_and_who(tmp_path: Path) -> None:
         assert lock_holders(str(path)) == []
     finally:
         _release(pid)
+
+
+# -- WAL headers and frames re-encoded by hand (checksums from the reference loop) ---------
+
+
+def _reencode(
+    data: bytes,
+    *,
+    magic: int | None = None,
+    version: int | None = None,
+    pgsz: int | None = None,
+    salts: tuple[int, int] | None = None,
+    zero_pgno: int | None = None,
+) -> bytes:
+    """A WAL SQLite wrote, with header fields replaced and every checksum recomputed (in
+    the byte order the new magic says) so that only the replaced fields are wrong.
+    Frame salts stay as written; ``zero_pgno``: that frame's page number set to 0."""
+    m0, v0, p0, seq, s1, s2, _, _ = struct.unpack(">8I", data[:32])
+    magic = m0 if magic is None else magic
+    big = magic & 1 == 1
+    hs1, hs2 = salts or (s1, s2)
+    head = struct.pack(">6I", magic, v0 if version is None else version,
+                       p0 if pgsz is None else pgsz, seq, hs1, hs2)  # fmt: skip
+    c = _checksum_reference(head, big, 0, 0)
+    out = bytearray(head + struct.pack(">2I", *c))
+    off, i = 32, 0
+    while off + 24 + p0 <= len(data):
+        fhdr = bytearray(data[off : off + 24])
+        page = data[off + 24 : off + 24 + p0]
+        if i == zero_pgno:
+            fhdr[0:4] = bytes(4)
+        c = _checksum_reference(bytes(fhdr[:8]), big, *c)
+        c = _checksum_reference(page, big, *c)
+        fhdr[16:24] = struct.pack(">2I", *c)
+        out += bytes(fhdr) + page
+        off, i = off + 24 + p0, i + 1
+    return bytes(out)
+
+
+def _sqlite_wal(tmp_path: Path, page_size: int = 1024) -> tuple[sqlite3.Connection, Path]:
+    path = tmp_path / f"w{page_size}.sqlite"
+    con = _plain_db(path, page_size, 3, True)
+    con.execute("PRAGMA user_version = 777")
+    return con, Path(f"{path}-wal")
+
+
+def test_wal_frames_in_either_byte_order_and_every_header_check(tmp_path: Path) -> None:
+    from qsem.edge.store_files import WalInfo
+
+    con, wal = _sqlite_wal(tmp_path)
+    data = wal.read_bytes()
+    want = wal_frames(str(wal))
+    assert want.committed == _frame_count(wal, 1024)
+    magic = struct.unpack(">I", data[:4])[0]
+    for m in (0x377F0682, 0x377F0683):  # little- and big-endian checksums
+        wal.write_bytes(_reencode(data, magic=m))
+        assert wal_frames(str(wal)) == want, hex(m)
+    other = magic ^ 1  # the checksums in the other byte order than the magic says
+    wal.write_bytes(struct.pack(">I", other) + _reencode(data)[4:])
+    assert wal_frames(str(wal)) == WalInfo(0, 0, ())
+    none = WalInfo(0, 0, ())
+    for bad in [
+        {"magic": 0x377F0684},
+        {"version": 3007001},
+        {"pgsz": 1536},  # not a power of two
+        {"pgsz": 256},
+        {"pgsz": 131072},
+    ]:
+        wal.write_bytes(_reencode(data, **bad))  # type: ignore[arg-type]
+        assert wal_frames(str(wal)) == none, bad
+    # a valid header and no frame: nothing committed
+    wal.write_bytes(_reencode(data)[:32])
+    assert wal_frames(str(wal)) == WalInfo(1024, 0, ())
+    # the header's salts changed (checksums recomputed): the frames are another log's
+    wal.write_bytes(_reencode(data, salts=(1, 2)))
+    assert wal_frames(str(wal)) == WalInfo(1024, 0, ())
+    # a frame with page number 0 ends the log
+    wal.write_bytes(_reencode(data, zero_pgno=0))
+    assert wal_frames(str(wal)) == WalInfo(1024, 0, ())
+    con.close()
+    missing = tmp_path / "none-wal"
+    with pytest.raises(HistoryStoreError) as info:
+        wal_frames(str(missing))
+    assert str(info.value) == f"history store {missing}: cannot read it: No such file or directory"
+
+
+@pytest.mark.parametrize("page_size", [512, 65536])
+def test_wal_frames_at_the_smallest_and_largest_page_size(tmp_path: Path, page_size: int) -> None:
+    con, wal = _sqlite_wal(tmp_path, page_size)
+    info = wal_frames(str(wal))
+    assert info.page_size == page_size and info.committed == _frame_count(wal, page_size) > 0
+    assert info.page1[-1] == (APPLICATION_ID, 777)
+    con.close()
+
+
+def test_pair_powers_and_a_cold_cache() -> None:
+    """``M^j mod 2^32`` against integer matrix powers; the checksum with its cache of
+    powers emptied (the cache is process-wide: a new process starts cold)."""
+    from qsem.edge import store_files
+
+    out = store_files._pair_powers(40)
+    a, b, c, d = 1, 0, 0, 1
+    for j in range(41):
+        assert tuple(int(v) for v in out[j]) == (a, b, c, d), j
+        a, b, c, d = [x & 0xFFFFFFFF for x in (a + c, b + d, a + 2 * c, b + 2 * d)]
+    assert out.dtype == "uint64" and out.shape == (41, 4)
+    data = bytes(range(256)) * 3
+    store_files._POWERS.clear()
+    assert wal_checksum(data, False, 5, 6) == _checksum_reference(data, False, 5, 6)
+    assert wal_checksum(data, True, 5, 6) == _checksum_reference(data, True, 5, 6)
