@@ -480,3 +480,151 @@ def test_pair_powers_and_a_cold_cache() -> None:
     store_files._POWERS.clear()
     assert wal_checksum(data, False, 5, 6) == _checksum_reference(data, False, 5, 6)
     assert wal_checksum(data, True, 5, 6) == _checksum_reference(data, True, 5, 6)
+
+
+# -- store_schema: validation, migration, creation ----------------------------------------
+
+
+def _schema_message(conn: sqlite3.Connection, path: str, check: bool = False) -> str:
+    from qsem.edge.store_schema import validate
+
+    with pytest.raises(HistoryStoreError) as info:
+        validate(conn, path, check)
+    return str(info.value)
+
+
+def _v1(path: Path) -> sqlite3.Connection:
+    from qsem.edge.store_schema import _SCHEMA_V1
+
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    for stmt in _SCHEMA_V1:
+        con.execute(stmt)
+    return con
+
+
+def test_validate_each_refusal_in_full(tmp_path: Path) -> None:
+    from qsem.edge.store_schema import SCHEMA_VERSION, validate
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    p = str(path)
+    assert validate(con, p, True) == 1 and not con.in_transaction  # a v1 store is readable
+    con.execute("BEGIN")  # inside the caller's transaction: validate keeps it open
+    assert validate(con, p, False) == 1 and con.in_transaction
+    con.execute("ROLLBACK")
+    con.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
+    assert _schema_message(con, p) == f"history store {p}: table 'users' lacks column(s) theta"
+    con.execute("ALTER TABLE users ADD COLUMN theta REAL")
+    assert _schema_message(con, p) == (
+        f"history store {p}: no table 'params' (a version-2 store has it): damaged"
+    )
+    con.execute("CREATE TABLE params (user, name, dtype, shape, data, checksum, updated)")
+    assert validate(con, p, True) == SCHEMA_VERSION
+    con.execute("ALTER TABLE steps RENAME COLUMN query TO q")
+    con.execute("ALTER TABLE steps RENAME COLUMN label TO l")
+    assert (
+        _schema_message(con, p) == f"history store {p}: table 'steps' lacks column(s) label, query"
+    )
+    for version, message in [
+        (SCHEMA_VERSION + 1, f"schema version {SCHEMA_VERSION + 1} is newer than this qsem knows"
+         f" ({SCHEMA_VERSION}); upgrade qsem to read it"),
+        (0, "invalid schema version 0"),
+        ("'two'", "invalid schema version 'two' (not an integer)"),
+    ]:  # fmt: skip
+        con.execute(f"UPDATE schema_version SET version = {version}")
+        assert _schema_message(con, p) == f"history store {p}: {message}"
+    con.execute("INSERT INTO schema_version VALUES (2)")
+    assert _schema_message(con, p) == (
+        f"history store {p}: invalid schema_version table (2 rows, expected 1)"
+    )
+    con.execute("PRAGMA application_id = 7")
+    assert _schema_message(con, p) == (
+        f"history store {p}: a foreign SQLite database (application_id 0x7, a qsem history"
+        f" store has {APPLICATION_ID:#x})"
+    )
+    con.close()
+    empty = tmp_path / "e.sqlite"
+    con = sqlite3.connect(empty, isolation_level=None)
+    con.execute("PRAGMA application_id = 9")  # no tables, but another application's id
+    assert "a foreign SQLite database (application_id 0x9" in _schema_message(con, str(empty))
+    con.close()
+
+
+def test_upgrade_migrates_once_and_a_current_store_takes_no_lock(tmp_path: Path) -> None:
+    from qsem.edge.store_schema import SCHEMA_VERSION, upgrade, validate
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert upgrade(con, str(path)) == SCHEMA_VERSION
+    ident = con.execute("PRAGMA user_version").fetchone()[0]
+    assert ident % 2 == 1 and 0 < ident < 2**31  # a random odd 31-bit id
+    assert validate(con, str(path), True) == SCHEMA_VERSION and not con.in_transaction
+    cols = {r[1] for r in con.execute("PRAGMA table_info(params)")}
+    assert cols == {"user", "name", "dtype", "shape", "data", "checksum", "updated"}
+    # current, with an id: no write lock is taken (another writer's transaction is open)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    con.execute("PRAGMA busy_timeout = 0")
+    assert upgrade(con, str(path)) == SCHEMA_VERSION
+    assert con.execute("PRAGMA user_version").fetchone()[0] == ident  # kept
+    other.execute("ROLLBACK")
+    # current without an id (an old store): it gets one
+    con.execute("PRAGMA user_version = 0")
+    assert upgrade(con, str(path)) == SCHEMA_VERSION
+    assert con.execute("PRAGMA user_version").fetchone()[0] % 2 == 1
+    con.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(HistoryStoreError) as info:
+        upgrade(con, str(path))
+    assert str(info.value) == (
+        f"history store {path}: schema version {SCHEMA_VERSION + 1} is newer than this qsem knows"
+    )
+    assert not con.in_transaction  # rolled back
+    con.close()
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - exits at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_create_and_clean_stale(tmp_path: Path) -> None:
+    from qsem.edge.store_schema import SCHEMA_VERSION, clean_stale, create
+
+    path = tmp_path / "h.sqlite"
+    dead = _dead_pid()
+    stale = [f".h.sqlite.qsem-new.{dead}.ab12", f".h.sqlite.qsem-new.{dead}.ab12-journal"]
+    kept = [
+        f".h.sqlite.qsem-new.{os.getpid()}.cd34",  # this process: not stale
+        ".h.sqlite.qsem-new.x1.ef56",  # not a pid
+        f".other.qsem-new.{dead}.0000",  # another store's
+    ]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"t")
+    clean_stale(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    for name in kept:
+        (tmp_path / name).unlink()
+    create(str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite"]  # no temporary left
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    ident = con.execute("PRAGMA user_version").fetchone()[0]
+    assert ident % 2 == 1
+    con.close()
+    before = path.read_bytes()
+    create(str(path))  # another creator won: theirs is kept as it is
+    assert path.read_bytes() == before
+    nowhere = tmp_path / "no" / "h.sqlite"
+    with pytest.raises(HistoryStoreError) as info:
+        create(str(nowhere))
+    assert str(info.value) == (
+        f"history store {nowhere}: cannot create it: no such directory {nowhere.parent}"
+    )
+    clean_stale(str(nowhere))  # an unreadable folder: nothing to clean, no error
