@@ -290,9 +290,10 @@ def test_hot_journal_that_sqlite_would_not_play_back(tmp_path: Path) -> None:
 # -- locks held by another process ---------------------------------------------------------
 
 
-def _hold(path: Path, start: int, length: int, exclusive: bool) -> int:
+def _hold(path: Path, start: int, length: int, exclusive: bool, flock: bool = False) -> int:
     """Fork a child that holds a POSIX lock on ``length`` bytes of ``path`` from ``start``
-    until it is killed; returns its pid once the lock is held."""
+    (0: to the end of the file; ``flock``: a BSD lock on the whole file instead) until it
+    is killed; returns its pid once the lock is held."""
     import fcntl
 
     ready_r, ready_w = os.pipe()
@@ -301,7 +302,10 @@ def _hold(path: Path, start: int, length: int, exclusive: bool) -> int:
         try:
             os.close(ready_r)
             fd = os.open(path, os.O_RDWR)
-            fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, length, start)
+            if flock:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, length, start)
             os.write(ready_w, b"x")
             time.sleep(60)
         finally:
@@ -364,12 +368,22 @@ def test_lock_holders_in_use_and_who(tmp_path: Path) -> None:
     finally:
         _release(pid1)
         _release(pid2)
-    # a lock on another byte of the main file is no write lock of SQLite's
-    pid = _hold(path, 0x40000002, 1, exclusive=True)
-    try:
-        assert lock_holders(str(path)) == []
-    finally:
-        _release(pid)
+    # locks on other bytes of the main file, and a BSD lock, are no write locks of SQLite's
+    for start, length, flock in [(0x40000002, 1, False), (0, 1, False), (0x3FFFFFF0, 16, False),
+                                 (0, 0, True)]:  # fmt: skip
+        pid = _hold(path, start, length, exclusive=True, flock=flock)
+        try:
+            assert lock_holders(str(path)) == [], (start, length, flock)
+        finally:
+            _release(pid)
+    # ranges that reach into SQLite's bytes: from the RESERVED byte on, and to the end of
+    # the file ("EOF" in /proc/locks)
+    for start, length in [(0x40000001, 16), (0x40000000, 0), (0x3FFFFFF0, 17)]:
+        pid = _hold(path, start, length, exclusive=True)
+        try:
+            assert lock_holders(str(path)) == [pid], (start, length)
+        finally:
+            _release(pid)
 
 
 # -- WAL headers and frames re-encoded by hand (checksums from the reference loop) ---------
