@@ -358,6 +358,17 @@ def test_lock_holders_in_use_and_who(tmp_path: Path) -> None:
         assert hot_journal(str(journal), str(path)) is None
     finally:
         _release(pid)
+    # exactly that byte: a lock on the next one, or on the next byte of -shm, is not it
+    pid = _hold(path, 0x40000002, 1, exclusive=True)
+    pid2 = _hold(shm, 129, 1, exclusive=False)
+    try:
+        assert hot_journal(str(journal), str(path)) == JournalInfo(512, (1, 2))
+        assert not in_use(str(path))
+    finally:
+        _release(pid)
+        _release(pid2)
+    # no main file: nobody holds its lock, so the journal is hot
+    assert hot_journal(str(journal), str(tmp_path / "gone")) == JournalInfo(512, (1, 2))
     # the PENDING byte, and two holders (each listed once)
     pid1 = _hold(path, 0x40000000, 1, exclusive=True)
     pid2 = _hold(shm, 120, 1, exclusive=True)
