@@ -653,3 +653,36 @@ def test_create_and_clean_stale(tmp_path: Path) -> None:
         f"history store {nowhere}: cannot create it: no such directory {nowhere.parent}"
     )
     clean_stale(str(nowhere))  # an unreadable folder: nothing to clean, no error
+
+
+def test_header_wal_flag_needs_both_version_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    _plain_db(path, 4096, 1, False).close()
+    data = bytearray(path.read_bytes())
+    for b18, b19, wal in [(1, 1, False), (2, 2, True), (2, 1, False), (1, 2, False)]:
+        data[18], data[19] = b18, b19
+        path.write_bytes(bytes(data))
+        assert read_header(str(path), False).wal_mode is wal, (b18, b19)
+
+
+def test_hot_journal_stops_where_sqlites_playback_stops(tmp_path: Path) -> None:
+    from qsem.edge.store_files import JournalInfo, hot_journal
+
+    first = _segment([(2, _page(512))], 512, 512)
+    first += bytes(-len(first) % 512)
+    page1 = struct.pack(">I", 1) + _page(512, 5, 6) + bytes(4)
+    # after the segment, no magic: what follows is not read, even if it looks like records
+    garbage = (b"y" * 8 + struct.pack(">IIIII", 1, 0, 3, 512, 512)).ljust(512, b"\0") + page1
+    assert hot_journal(*_journal(tmp_path, first + garbage)) == JournalInfo(512, None)
+    # a second segment header cut short (magic, then fewer than 28 bytes)
+    assert hot_journal(*_journal(tmp_path, first + _MAGIC + b"\0\0")) == JournalInfo(512, None)
+    # a journal that cannot be read (a folder in its place)
+    folder = tmp_path / "f.sqlite-journal"
+    folder.mkdir()
+    with pytest.raises(HistoryStoreError) as info:
+        hot_journal(str(folder), str(tmp_path / "f.sqlite"))
+    assert str(info.value) == f"history store {folder}: cannot read it: Is a directory"
+
+
+def test_db_error_of_any_other_exception_is_its_message_on_one_line() -> None:
+    assert str(db_error("p", ValueError("bad\n  value"))) == "history store p: bad value"
