@@ -376,6 +376,7 @@ def test_lock_holders_in_use_and_who(tmp_path: Path) -> None:
         assert sorted(lock_holders(str(path))) == sorted([pid1, pid2])
         text = str(db_error(str(path), sqlite3.OperationalError("database is locked")))
         assert f"process {pid1} (" in text and f"process {pid2} (" in text
+        assert "), process " in text  # the holders, comma-separated
     finally:
         _release(pid1)
         _release(pid2)
