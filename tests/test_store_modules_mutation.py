@@ -68,7 +68,7 @@ def test_one_line_and_fail() -> None:
 
 def _sqlite_error(name: str, message: str = "disk I/O error") -> sqlite3.Error:
     exc = sqlite3.OperationalError(message)
-    exc.sqlite_errorname = name  # type: ignore[attr-defined]
+    exc.sqlite_errorname = name
     return exc
 
 
