@@ -687,3 +687,36 @@ def test_hot_journal_stops_where_sqlites_playback_stops(tmp_path: Path) -> None:
 
 def test_db_error_of_any_other_exception_is_its_message_on_one_line() -> None:
     assert str(db_error("p", ValueError("bad\n  value"))) == "history store p: bad value"
+
+
+def test_clean_stale_leaves_a_live_creator_alone(tmp_path: Path) -> None:
+    """A creator that still runs keeps its temporary file, and is sent no signal."""
+    from qsem.edge.store_schema import clean_stale
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - killed below
+        time.sleep(60)
+        os._exit(0)
+    try:
+        (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").write_bytes(b"t")
+        clean_stale(str(tmp_path / "h.sqlite"))
+        assert (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").exists()
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still running
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_upgrade_names_the_path_of_a_bad_version_table(tmp_path: Path) -> None:
+    from qsem.edge.store_schema import upgrade
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    con.execute("INSERT INTO schema_version VALUES (1)")
+    with pytest.raises(HistoryStoreError) as info:
+        upgrade(con, str(path))
+    assert str(info.value) == (
+        f"history store {path}: invalid schema_version table (2 rows, expected 1)"
+    )
+    con.close()
