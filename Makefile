@@ -6,7 +6,7 @@
 #                  strict docs build (slow studies excluded)
 #   make studies   the slow-marked studies
 #   make lint      ruff check, ruff format --check, mypy
-#   make mutation  mutation testing (mutmut) of four core modules, each against its own tests
+#   make mutation  mutation testing (mutmut) of core modules, each against its own tests
 #                  (docs/testing.md); reports in build/mutation/. MUTATION_ARGS='kernels' for one
 #   make format    ruff format + ruff check --fix
 #   make bench     benchmarks/run_all.py

@@ -42,6 +42,8 @@ from qsem.circuits.parameters import Parameter
 from qsem.circuits.qiskit_export import QubitLayout, _Converter, _Unsupported, to_qiskit
 from qsem.circuits.qiskit_export import require_qiskit as _require_qiskit
 
+from ._aer_readout import ShotPlan, count_vector, leakage_rows, measure
+from ._aer_readout import obs_key as _obs_key
 from .backend import Backend, check_job, check_observables, check_shots
 
 __all__ = ["AerBackend", "QubitLayout"]
@@ -276,24 +278,6 @@ class AerBackend(Backend):
             raise arg_error("wires", f"wire(s) {bad} out of range for {circuit.num_wires} wires")
         return w
 
-    # -- measurement helpers ------------------------------------------------------------
-    @staticmethod
-    def _measure(qc: Any, layout: QubitLayout, wires: Sequence[int]) -> Any:
-        from qiskit import ClassicalRegister
-
-        qargs = layout.qargs(wires)
-        creg = ClassicalRegister(len(qargs), "m")
-        qc.add_register(creg)
-        qc.measure(qargs, creg)
-        return qc
-
-    @staticmethod
-    def _counts(data: dict[str, Any], m: int) -> np.ndarray:
-        counts = np.zeros(1 << m, dtype=np.float64)
-        for key, c in data["counts"].items():
-            counts[int(key, 16)] += c
-        return counts
-
     # -- contract -----------------------------------------------------------------------
     def probs(self, circuit, values, names, wires, *, shots=None, seed=None):
         """Marginal probabilities ``(N, prod dims)`` on ``wires`` (in the given order).
@@ -312,7 +296,7 @@ class AerBackend(Backend):
             if shots is None:
                 qc.save_probabilities(layout.qargs(w), label="p")
             else:
-                self._measure(qc, layout, w)
+                measure(qc, layout, w)
             return [qc]
 
         req = ("probs", tuple(w), shots is None)
@@ -320,7 +304,7 @@ class AerBackend(Backend):
         if shots is None:
             rows = [np.asarray(d["p"], dtype=np.float64)[idx] for d in data]
         else:
-            rows = [self._counts(d, m)[idx] / shots for d in data]
+            rows = [count_vector(d, m)[idx] / shots for d in data]
         return torch.from_numpy(np.stack(rows))
 
     def expval(self, circuit, values, names, observables, *, shots=None, seed=None):
@@ -359,51 +343,14 @@ class AerBackend(Backend):
         return torch.tensor(out, dtype=torch.float64)
 
     def _expval_shots(self, circuit, values, names, obs, method, layout, shots, seed):
-        # read-out plan: (wires measured, [(observable index, eigenvalues per local index)])
-        diag_items: list[tuple[int, np.ndarray]] = []
-        rotated: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for k, o in enumerate(obs):
-            dims = circuit.wire_dims(o.wires)
-            d = o.diagonal(dims)
-            if d is not None:
-                diag_items.append((k, d.numpy()))
-            else:
-                lam, vec = np.linalg.eigh(o.local_matrix(dims))
-                rotated.append((k, lam, vec))
-        diag_wires = sorted({w for k, _ in diag_items for w in obs[k].wires})
+        plan = ShotPlan(circuit, obs)
 
         def finish(conv: _Converter) -> list[Any]:
-            out = []
-            if diag_items:
-                out.append(self._measure(conv.qc.copy(), layout, diag_wires))
-            for k, _, vec in rotated:
-                qc = conv.qc.copy()
-                wires = list(obs[k].wires)
-                emb = layout.embed(vec.conj().T, wires, 1.0)
-                qc.append(conv.lib.UnitaryGate(emb, check_input=False), layout.qargs(wires))
-                out.append(self._measure(qc, layout, wires))
-            return out
+            return plan.circuits(conv.qc, conv.lib, layout)
 
         req = ("expval_shots", tuple(_obs_key(o, circuit) for o in obs))
         data = self._execute(circuit, values, names, method, shots, seed, req, finish)
-        n = values.shape[0]
-        res = np.zeros((n, len(obs)))
-        c = 0
-        if diag_items:
-            m = sum(layout.bits[w] for w in diag_wires)
-            for r in range(n):
-                counts = self._counts(data[0][r], m)
-                for k, diag in diag_items:
-                    res[r, k] = _estimate(counts, layout, diag_wires, list(obs[k].wires), diag)
-            c = 1
-        for k, lam, _ in rotated:
-            wires = list(obs[k].wires)
-            m = sum(layout.bits[w] for w in wires)
-            idx = layout.valid_indices(wires)
-            for r in range(n):
-                res[r, k] = float(self._counts(data[c][r], m)[idx] @ lam)
-            c += 1
-        return torch.from_numpy(res / shots)
+        return torch.from_numpy(plan.sums(data, layout, values.shape[0]) / shots)
 
     # -- extras -------------------------------------------------------------------------
     def leakage(self, circuit, values, names, *, shots=None, seed=None):
@@ -426,26 +373,13 @@ class AerBackend(Backend):
                 for w in leaky:
                     qc.save_probabilities(layout.qargs([w]), label=f"l{w}")
             else:
-                self._measure(qc, layout, leaky)
+                measure(qc, layout, leaky)
             return [qc]
 
         data = self._execute(
             circuit, values, names, method, shots, seed, ("leak", shots is None), finish
         )[0]
-        out = np.zeros((n, len(leaky)))
-        for r, d in enumerate(data):
-            if shots is None:
-                for i, w in enumerate(leaky):
-                    out[r, i] = float(np.sum(np.asarray(d[f"l{w}"])[circuit.dims[w] :]))
-            else:
-                m = sum(layout.bits[w] for w in leaky)
-                counts = self._counts(d, m)
-                keys = np.arange(1 << m)
-                shift = m
-                for i, w in enumerate(leaky):
-                    shift -= layout.bits[w]
-                    level = (keys >> shift) & ((1 << layout.bits[w]) - 1)
-                    out[r, i] = counts[level >= circuit.dims[w]].sum() / shots
+        out = leakage_rows(data, circuit, layout, leaky, shots)
         return torch.from_numpy(out)
 
     @staticmethod
@@ -489,31 +423,3 @@ class AerBackend(Backend):
         Raises :class:`QsemValueError` for circuits that must be bound per row.
         """
         return to_qiskit(_check_circuit(circuit))
-
-
-def _obs_key(o: Observable, circuit: Circuit) -> tuple[Any, ...]:
-    local = np.ascontiguousarray(o.local_matrix(circuit.wire_dims(o.wires)))
-    return (o.wires, local.shape, local.tobytes())
-
-
-def _estimate(
-    counts: np.ndarray,
-    layout: QubitLayout,
-    measured: list[int],
-    wires: list[int],
-    diag: np.ndarray,
-) -> float:
-    """``Σ_outcomes count · diag[levels of wires]`` (0 where a wire of ``wires`` leaked)."""
-    m = sum(layout.bits[w] for w in measured)
-    keys = np.nonzero(counts)[0]
-    shift = m
-    level = {}
-    for w in measured:
-        shift -= layout.bits[w]
-        level[w] = (keys >> shift) & ((1 << layout.bits[w]) - 1)
-    ok = np.ones(len(keys), dtype=bool)
-    local = np.zeros(len(keys), dtype=np.int64)
-    for w in wires:
-        ok &= level[w] < layout.dims[w]
-        local = local * layout.dims[w] + np.minimum(level[w], layout.dims[w] - 1)
-    return float((counts[keys] * np.where(ok, diag[local], 0.0)).sum())

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,10 +33,9 @@ import torch
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import MissingDependencyError, QsemTypeError, arg_error
 from qsem.circuits.observables import Observable, as_observables
-from qsem.circuits.operations import Gate
-from qsem.circuits.parameters import Parameter
 
 from .backend import Backend, TorchBackend, check_shots
+from .parameter_shift import Expanded, ShiftFunction, _Job, expand, theta_matrix
 
 BACKENDS = ("torch", "aer", "pennylane")
 
@@ -66,176 +64,6 @@ def make_backend(backend: str | Backend, **options: Any) -> Backend:
             ) from None
         return PennyLaneBackend(**options)
     raise arg_error("backend", f"must be one of {list(BACKENDS)} or a Backend, got {backend!r}")
-
-
-@dataclass(frozen=True)
-class _Column:
-    """Where column j of Θ comes from, and how to shift it."""
-
-    op: int  # index of the operation in the circuit
-    slot: int  # index of the parameter in the operation
-    source: Parameter | None  # the symbol, or None for a concrete tensor parameter
-    rule: tuple[tuple[float, float], ...] | None  # None: not differentiable by shifts (channels)
-
-
-@dataclass
-class Expanded:
-    """A circuit whose every variable gate parameter is its own scalar ``θ_j``."""
-
-    circuit: Circuit
-    columns: list[_Column]
-
-    @property
-    def names(self) -> list[str]:
-        return [f"θ{j}" for j in range(len(self.columns))]
-
-
-def expand(circuit: Circuit) -> Expanded:
-    """Give every symbolic or tensor parameter occurrence its own column."""
-    if not isinstance(circuit, Circuit):
-        raise arg_error(
-            "circuit", f"expected a Circuit, got {type(circuit).__name__}", QsemTypeError
-        )
-    ops = []
-    columns: list[_Column] = []
-    for i, op in enumerate(circuit.ops):
-        new_params: list[Any] = []
-        for k, p in enumerate(op.params):
-            if isinstance(p, Parameter) or isinstance(p, torch.Tensor):
-                rule = None
-                if isinstance(op, Gate):
-                    dims = tuple(circuit.dims[w] for w in op.wires)
-                    rule = tuple(op.shift_rule(k, dims))
-                columns.append(_Column(i, k, p if isinstance(p, Parameter) else None, rule))
-                new_params.append(Parameter(f"θ{len(columns) - 1}"))
-            else:
-                new_params.append(p)
-        ops.append(op.with_params(new_params) if new_params != list(op.params) else op)
-    return Expanded(Circuit(circuit.dims, ops), columns)
-
-
-def theta_matrix(
-    circuit: Circuit, expanded: Expanded, params: Mapping[str, Any] | None
-) -> tuple[torch.Tensor, bool, list[bool]]:
-    """``Θ`` (B, J) float64 from bound values (differentiable), whether it is batched,
-    and per column whether its source requires a gradient."""
-    params = dict(params or {})
-    missing = [p for p in circuit.parameters if p not in params]
-    if missing:
-        raise arg_error("params", f"no value for symbolic parameter(s) {missing}")
-    cols = []
-    for col in expanded.columns:
-        if col.source is None:
-            value = circuit.ops[col.op].params[col.slot]
-            assert isinstance(value, torch.Tensor)
-            t = value.to(torch.float64)
-        else:
-            raw = params[col.source.name]
-            t = (
-                raw.to(torch.float64)
-                if isinstance(raw, torch.Tensor)
-                else torch.tensor(
-                    float(raw) if not isinstance(raw, (list, tuple)) else raw, dtype=torch.float64
-                )
-            )
-            t = col.source.select(t, f"params['{col.source.name}']")
-            if col.source.scale != 1.0:
-                t = t * col.source.scale
-        if t.dim() > 1:
-            raise arg_error(
-                f"params['{col.source.name if col.source else col.op}']",
-                f"unexpected shape {tuple(t.shape)}",
-            )
-        cols.append(t)
-    if not cols:
-        return torch.zeros(1, 0, dtype=torch.float64), False, []
-    batched = any(c.dim() == 1 for c in cols)
-    try:
-        stacked = torch.stack(torch.broadcast_tensors(*cols), -1)
-    except RuntimeError:
-        sizes = sorted({int(c.shape[0]) for c in cols if c.dim() == 1})
-        raise arg_error("params", f"batch sizes differ: {sizes}") from None
-    if not bool(torch.isfinite(stacked.detach()).all()):
-        raise arg_error("params", "contains NaN or inf")
-    needed = [bool(c.requires_grad) for c in cols]
-    return (stacked if batched else stacked[None]), batched, needed
-
-
-@dataclass
-class _Job:
-    """Everything one forward/backward pass needs besides Θ."""
-
-    backend: Backend
-    expanded: Expanded
-    kind: str  # "expval" or "probs"
-    observables: list[Observable]
-    wires: list[int]
-    shots: int | None
-    seed: int | None
-    #: per column of Θ, whether it needs a gradient: columns that need none (e.g. inputs
-    #: without requires_grad) are not shifted in the backward pass
-    needed: list[bool] | None = None
-
-    def run(self, values: torch.Tensor, seed_offset: int = 0) -> torch.Tensor:
-        seed = None if self.seed is None else self.seed + seed_offset
-        names = self.expanded.names
-        if self.kind == "expval":
-            return self.backend.expval(
-                self.expanded.circuit, values, names, self.observables, shots=self.shots, seed=seed
-            )
-        return self.backend.probs(
-            self.expanded.circuit, values, names, self.wires, shots=self.shots, seed=seed
-        )
-
-    def jacobian(self, theta: torch.Tensor, needed: list[bool]) -> torch.Tensor:
-        """``∂F/∂θ`` (B, K, J) by parameter shift: all shifted rows in ONE backend call."""
-        b, j_total = theta.shape
-        rows, plan = [], []
-        for j, col in enumerate(self.expanded.columns):
-            if not needed[j]:
-                continue
-            if col.rule is None:
-                raise arg_error(
-                    "params",
-                    f"a channel parameter (operation {col.op}) needs a gradient; parameter-shift "
-                    "rules exist for gates only: use backend='torch' (autograd) for channel "
-                    "parameters",
-                )
-            for coeff, shift in col.rule:
-                shifted = theta.clone()
-                shifted[:, j] += shift
-                rows.append(shifted)
-                plan.append((j, coeff))
-        k = None
-        if not rows:
-            out = self.run(theta, seed_offset=1)
-            return torch.zeros(b, out.shape[-1], j_total, dtype=torch.float64)
-        results = self.run(torch.cat(rows, 0), seed_offset=1)  # (len(rows) * B, K)
-        k = results.shape[-1]
-        jac = torch.zeros(b, k, j_total, dtype=torch.float64)
-        for r, (j, coeff) in enumerate(plan):
-            jac[:, :, j] += coeff * results[r * b : (r + 1) * b]
-        return jac
-
-
-class ShiftFunction(torch.autograd.Function):
-    """``Θ -> F(Θ)`` on a backend, with the parameter-shift Jacobian in backward."""
-
-    @staticmethod
-    def forward(ctx: Any, theta: torch.Tensor, job: _Job) -> torch.Tensor:
-        ctx.job = job
-        ctx.save_for_backward(theta)
-        with torch.no_grad():
-            return job.run(theta.detach())
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        (theta,) = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        needed = ctx.job.needed or [True] * theta.shape[1]
-        jac = ctx.job.jacobian(theta.detach(), needed)
-        return torch.einsum("bk,bkj->bj", grad_out.to(torch.float64), jac), None
 
 
 def _bridge(
@@ -445,14 +273,7 @@ class QuantumLayer(torch.nn.Module):
         super().__init__()
         if (observables is None) == (probs_wires is None):
             raise arg_error("observables", "give either observables or probs_wires (one of them)")
-        self._readout: list[Any] = []
-        if readout is not None:
-            from .readout import marginal_readout, readout_errors
-
-            if probs_wires is None:
-                raise arg_error("readout", "applies to probs_wires outputs; give probs_wires")
-            errs = readout_errors(readout, circuit.dims)
-            self._readout = marginal_readout(errs, list(probs_wires))
+        self._readout = _layer_readout(readout, circuit, probs_wires)
         self.circuit = circuit
         self.observables = (
             None if observables is None else as_observables(observables, "observables")
@@ -465,53 +286,10 @@ class QuantumLayer(torch.nn.Module):
                 "input_name",
                 f"the circuit has no parameter named {input_name!r}; it has {sorted(lengths)}",
             )
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise arg_error(
-                "generator",
-                f"expected a torch.Generator, got {type(generator).__name__}",
-                QsemTypeError,
-            )
-        gen = generator
-        if gen is None and seed is not None:
-            gen = torch.Generator().manual_seed(seed)
-        self.weights = torch.nn.ParameterDict()
-        for name, size in (weight_shapes or {}).items():
-            if name not in lengths:
-                raise arg_error("weight_shapes", f"the circuit has no parameter named {name!r}")
-            expected = lengths[name] or 0
-            if (
-                isinstance(size, bool)
-                or not isinstance(size, int)
-                or (expected and size < expected)
-                or (not expected and size != 0)
-            ):
-                raise arg_error(
-                    "weight_shapes",
-                    f"{name!r} needs {expected or 'a scalar (0)'} element(s), got {size!r}",
-                )
-            shape = (size,) if size else ()
-            self.weights[name] = torch.nn.Parameter(_init_weight(name, shape, gen, init_method))
-        unbound = [n for n in lengths if n != input_name and n not in (weight_shapes or {})]
-        if unbound:
-            raise arg_error(
-                "weight_shapes", f"no weights declared for circuit parameter(s) {unbound}"
-            )
+        gen = _weight_generator(generator, seed)
+        self.weights = _layer_weights(lengths, input_name, weight_shapes, gen, init_method)
         self.backend = make_backend(backend, **backend_options)
-        if diff_method not in DIFF_METHODS:
-            raise arg_error(
-                "diff_method", f"must be one of {list(DIFF_METHODS)}, got {diff_method!r}"
-            )
-        if diff_method == "adjoint" and (
-            not isinstance(self.backend, TorchBackend) or observables is None or shots is not None
-        ):
-            raise arg_error(
-                "diff_method",
-                "'adjoint' needs backend='torch', observables (not probs_wires) and shots=None",
-            )
-        if diff_method == "backprop" and not isinstance(self.backend, TorchBackend):
-            raise arg_error(
-                "diff_method", f"'backprop' needs backend='torch', got {self.backend.name!r}"
-            )
+        _check_layer_diff_method(diff_method, self.backend, observables is not None, shots)
         self.shots = shots
         self.seed = seed
         self.diff_method = diff_method
@@ -547,6 +325,81 @@ class QuantumLayer(torch.nn.Module):
             out = apply_readout(flat, dims, self._readout).reshape(out.shape)
         # TorchLayer's convention: the output has the input's (floating) dtype
         return out.to(x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else out
+
+
+def _layer_readout(readout: Any, circuit: Circuit, probs_wires: Sequence[int] | None) -> list[Any]:
+    """The per-wire readout confusions of ``probs_wires`` (``[]`` without ``readout``)."""
+    if readout is None:
+        return []
+    from .readout import marginal_readout, readout_errors
+
+    if probs_wires is None:
+        raise arg_error("readout", "applies to probs_wires outputs; give probs_wires")
+    errs = readout_errors(readout, circuit.dims)
+    return marginal_readout(errs, list(probs_wires))
+
+
+def _weight_generator(generator: Any, seed: int | None) -> torch.Generator | None:
+    """``generator`` if given, else one seeded by ``seed`` if given, else None (global RNG)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise arg_error(
+            "generator",
+            f"expected a torch.Generator, got {type(generator).__name__}",
+            QsemTypeError,
+        )
+    if generator is None and seed is not None:
+        return torch.Generator().manual_seed(seed)
+    return generator
+
+
+def _layer_weights(
+    lengths: Mapping[str, int | None],
+    input_name: str,
+    weight_shapes: Mapping[str, int] | None,
+    gen: torch.Generator | None,
+    init_method: Any,
+) -> torch.nn.ParameterDict:
+    """One float64 parameter per entry of ``weight_shapes``, checked against the circuit's
+    parameters (``lengths``: name -> vector length, None for a scalar); every circuit
+    parameter but ``input_name`` needs one."""
+    weights = torch.nn.ParameterDict()
+    for name, size in (weight_shapes or {}).items():
+        if name not in lengths:
+            raise arg_error("weight_shapes", f"the circuit has no parameter named {name!r}")
+        expected = lengths[name] or 0
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or (expected and size < expected)
+            or (not expected and size != 0)
+        ):
+            raise arg_error(
+                "weight_shapes",
+                f"{name!r} needs {expected or 'a scalar (0)'} element(s), got {size!r}",
+            )
+        shape = (size,) if size else ()
+        weights[name] = torch.nn.Parameter(_init_weight(name, shape, gen, init_method))
+    unbound = [n for n in lengths if n != input_name and n not in (weight_shapes or {})]
+    if unbound:
+        raise arg_error("weight_shapes", f"no weights declared for circuit parameter(s) {unbound}")
+    return weights
+
+
+def _check_layer_diff_method(
+    diff_method: str, backend: Backend, has_observables: bool, shots: int | None
+) -> None:
+    """Refuse a ``diff_method`` that the layer's backend and outputs cannot serve."""
+    if diff_method not in DIFF_METHODS:
+        raise arg_error("diff_method", f"must be one of {list(DIFF_METHODS)}, got {diff_method!r}")
+    if diff_method == "adjoint" and (
+        not isinstance(backend, TorchBackend) or not has_observables or shots is not None
+    ):
+        raise arg_error(
+            "diff_method",
+            "'adjoint' needs backend='torch', observables (not probs_wires) and shots=None",
+        )
+    if diff_method == "backprop" and not isinstance(backend, TorchBackend):
+        raise arg_error("diff_method", f"'backprop' needs backend='torch', got {backend.name!r}")
 
 
 def _init_weight(

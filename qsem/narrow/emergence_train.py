@@ -120,6 +120,14 @@ class _Run:
         }
 
 
+def _optimiser(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
+    """Adam with ``cfg.lr`` / ``cfg.adam_eps``; AdamW when ``cfg.weight_decay > 0`` (absent: 0)."""
+    wd = float(getattr(cfg, "weight_decay", 0.0))
+    if wd > 0:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=wd)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+
 def train_mlp(
     cfg: Any,
     seeds: list[int],
@@ -144,13 +152,7 @@ def train_mlp(
     fam = make_family(cfg)
     n_t, e_n, n_c = len(fam.tasks), len(seeds), fam.n_classes
     model = EnsembleMLP(fam.input_dim, cfg.widths, n_c, [make_generator(s) for s in seeds])
-    wd = float(getattr(cfg, "weight_decay", 0.0))
-    if wd > 0:
-        opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=wd
-        )
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    opt = _optimiser(model, cfg)
     base = seeds[0] * 7919 + 13
     data_gen = make_generator(base)
     x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, e_n, make_generator(base + 1))

@@ -107,6 +107,88 @@ def _headline(outcome: TrialOutcome, metrics: Sequence[str] | None) -> str:
     return ", ".join(f"{m}={outcome.results[m]:.4g}" for m in names if m in outcome.results)
 
 
+def _resolve_spec(
+    out_dir: Path,
+    experiment: str,
+    resume: bool,
+    seeds: Sequence[int] | None,
+    grid: Mapping[str, Sequence[str]] | None,
+    fixed: Sequence[str] | None,
+    metrics: Sequence[str] | None,
+    checkpoint_every: int | None,
+) -> dict[str, Any]:
+    """The sweep's spec: each argument left ``None`` comes from the sweep already in ``out_dir``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise QsemError(f"--out {out_dir} exists and is not a directory")
+    if resume and not (out_dir / LEDGER_FILE).is_file():
+        raise QsemError(
+            f"nothing to resume: --out {out_dir} holds no sweep (no {LEDGER_FILE}); start "
+            f"one with: qsem sweep {experiment} --seeds ... --out DIR"
+        )
+    stored = _stored_spec(out_dir, experiment) if out_dir.is_dir() else None
+    if resume and stored is None:
+        raise QsemError(f"nothing to resume: {out_dir} holds no sweep ({LEDGER_FILE})")
+    stored = stored or {}
+    seeds = list(seeds) if seeds is not None else stored.get("seeds")
+    if seeds is None:
+        raise ConfigError("--seeds is required for a new sweep (e.g. --seeds 0-9)")
+    if checkpoint_every is None:
+        checkpoint_every = stored.get("checkpoint_every")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    return {
+        "seeds": seeds,
+        "grid": dict(grid) if grid is not None else dict(stored.get("grid", {})),
+        "fixed": list(fixed) if fixed is not None else list(stored.get("fixed", [])),
+        "metrics": list(metrics) if metrics else (stored.get("metrics") or None),
+        "checkpoint_every": checkpoint_every,
+    }
+
+
+def _check_options(
+    exp: Any,
+    experiment: str,
+    metrics: Sequence[str] | None,
+    workers: int | None,
+    cluster: str | None,
+    connect_timeout: float,
+) -> None:
+    """Refuse unknown metrics and bad worker / cluster settings before anything runs."""
+    if metrics and exp.results:
+        unknown = [m for m in metrics if m.split(".")[0] not in exp.results]
+        if unknown:
+            raise ConfigError(
+                f"--metric {unknown[0]!r}: {experiment} has no such result; its results: "
+                + ", ".join(exp.results)
+            )
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    if cluster is not None:
+        if workers is not None:
+            raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
+        cluster_size(cluster)  # the address and Dask are checked before anything runs
+        if not connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be > 0 seconds, got {connect_timeout}")
+        check_scheduler(cluster, connect_timeout)
+        require_distributed()
+
+
+def _starter(
+    executor: TrialExecutor | None, cluster: str | None, workers: int | None, connect_timeout: float
+) -> Callable[[int], TrialExecutor]:
+    """The function that opens the executor once the number of queued trials is known."""
+
+    def start(queued: int) -> TrialExecutor:
+        if executor is not None:
+            return executor
+        if cluster is not None:
+            return make_executor(cluster=cluster, connect_timeout=connect_timeout)
+        n = available_cores() if workers is None else workers
+        return make_executor(min(n, queued))
+
+    return start
+
+
 def run_sweep(
     experiment: str,
     *,
@@ -142,53 +224,12 @@ def run_sweep(
     echo = echo or _print
     exp = get_experiment(experiment)
     out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise QsemError(f"--out {out_dir} exists and is not a directory")
-    if resume and not (out_dir / LEDGER_FILE).is_file():
-        raise QsemError(
-            f"nothing to resume: --out {out_dir} holds no sweep (no {LEDGER_FILE}); start "
-            f"one with: qsem sweep {experiment} --seeds ... --out DIR"
-        )
-    stored = _stored_spec(out_dir, experiment) if out_dir.is_dir() else None
-    if resume and stored is None:
-        raise QsemError(f"nothing to resume: {out_dir} holds no sweep ({LEDGER_FILE})")
-    stored = stored or {}
-    seeds = list(seeds) if seeds is not None else stored.get("seeds")
-    if seeds is None:
-        raise ConfigError("--seeds is required for a new sweep (e.g. --seeds 0-9)")
-    grid = dict(grid) if grid is not None else dict(stored.get("grid", {}))
-    fixed = list(fixed) if fixed is not None else list(stored.get("fixed", []))
-    metrics = list(metrics) if metrics else (stored.get("metrics") or None)
-    if checkpoint_every is None:
-        checkpoint_every = stored.get("checkpoint_every")
-    if checkpoint_every is not None and checkpoint_every < 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
-    trials = make_trials(exp, seeds, grid, fixed)  # every config is checked before anything runs
-    if metrics and exp.results:
-        unknown = [m for m in metrics if m.split(".")[0] not in exp.results]
-        if unknown:
-            raise ConfigError(
-                f"--metric {unknown[0]!r}: {experiment} has no such result; its results: "
-                + ", ".join(exp.results)
-            )
-    if workers is not None and workers < 0:
-        raise ConfigError(f"--workers must be >= 0, got {workers}")
-    if cluster is not None:
-        if workers is not None:
-            raise ConfigError("--workers and --cluster exclude each other (local:N sets workers)")
-        cluster_size(cluster)  # the address and Dask are checked before anything runs
-        if not connect_timeout > 0:
-            raise ConfigError(f"--connect-timeout must be > 0 seconds, got {connect_timeout}")
-        check_scheduler(cluster, connect_timeout)
-        require_distributed()
-
-    def start(queued: int) -> TrialExecutor:
-        if executor is not None:
-            return executor
-        if cluster is not None:
-            return make_executor(cluster=cluster, connect_timeout=connect_timeout)
-        n = available_cores() if workers is None else workers
-        return make_executor(min(n, queued))
+    spec = _resolve_spec(out_dir, experiment, resume, seeds, grid, fixed, metrics, checkpoint_every)
+    metrics = spec["metrics"]
+    # every config is checked before anything runs
+    trials = make_trials(exp, spec["seeds"], spec["grid"], spec["fixed"])
+    _check_options(exp, experiment, metrics, workers, cluster, connect_timeout)
+    start = _starter(executor, cluster, workers, connect_timeout)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(out_dir):
@@ -196,18 +237,11 @@ def run_sweep(
         try:
             if ledger.meta("experiment", experiment) != experiment:
                 raise LedgerError(f"{out_dir} holds a sweep of another experiment")
-            spec = {
-                "seeds": seeds,
-                "grid": grid,
-                "fixed": fixed,
-                "metrics": metrics,
-                "checkpoint_every": checkpoint_every,
-            }
             ledger.set_meta("spec", json.dumps(spec))
             ledger.add(trials)
             interrupted = _execute(
                 ledger, trials, out_dir, experiment, retry_failed, metrics, echo,
-                start, checkpoint_every,
+                start, spec["checkpoint_every"],
             )  # fmt: skip
             states = {(r.config_hash, r.seed): (r.state, r.error) for r in ledger.rows()}
         finally:
@@ -221,6 +255,70 @@ def run_sweep(
         f"{counts['failed']} failed; summary in {out_dir / 'summary.json'}"
     )
     return SweepResult(out_dir=out_dir, summary=summary, interrupted=interrupted)
+
+
+def _unfinished(
+    ledger: Ledger, trials: Sequence[Trial], out_dir: Path, retry_failed: bool
+) -> list[Trial]:
+    """The trials to run, in the listed order (a trial whose results exist is marked done)."""
+    rows = {(r.config_hash, r.seed): r for r in ledger.rows()}
+    queue: list[Trial] = []
+    for t in trials:
+        row = rows[t.key]
+        wanted = row.state == "pending" or (row.state == "failed" and retry_failed)
+        if wanted and (out_dir / t.run_dir / RESULTS_FILE).exists():
+            ledger.mark_done(t.key)  # finished by a worker whose driver had died
+        elif wanted:
+            queue.append(t)
+    return queue
+
+
+@dataclass
+class _Progress:
+    """The driver's running count of finished trials, and how it reports one."""
+
+    ledger: Ledger
+    experiment: str
+    out_dir: Path
+    total: int
+    finished: int
+    metrics: Sequence[str] | None
+    echo: Callable[[str], None]
+    checked: bool = False
+
+    def collect(self, fut: Any, t: Trial, queue: list[Trial]) -> None:
+        """Record the trial ``t`` of the finished future ``fut`` in the ledger."""
+        try:
+            outcome: TrialOutcome = fut.result()
+        except BrokenProcessPool:  # its worker died: every trial of that pool comes here
+            _worker_died(self.ledger, t, queue, self.echo)
+            return
+        except Exception as exc:  # the engine lost the task (e.g. Dask KilledWorker)
+            self.ledger.mark_failed(t.key, f"{type(exc).__name__}: {exc}")
+            self.finished += 1
+            self.echo(f"[{self.finished}/{self.total}] failed {t.run_dir}: {exc}")
+            return
+        self.finished += 1
+        times: dict[str, Any] = {
+            "start_time": outcome.start_time,
+            "end_time": outcome.end_time,
+            "wall_s": outcome.wall_s,
+            "worker": outcome.worker,
+        }
+        if outcome.status != "done":
+            self.ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
+            self.echo(f"[{self.finished}/{self.total}] failed {t.run_dir}: {outcome.error}")
+            return
+        self.ledger.mark_done(t.key, **times)
+        if self.metrics and not self.checked:  # the first results show the metric names
+            self.checked = True
+            results = self.out_dir / t.run_dir / RESULTS_FILE
+            _check_metrics(self.metrics, results, self.experiment)
+        how = {"resume": " (resumed)", "complete": " (already complete)"}
+        self.echo(
+            f"[{self.finished}/{self.total}] done {t.run_dir} in {outcome.wall_s:.1f} s"
+            f"{how.get(outcome.mode, '')}: {_headline(outcome, self.metrics)}"
+        )
 
 
 def _execute(
@@ -238,15 +336,7 @@ def _execute(
     reset = ledger.reset_interrupted()
     if reset:
         echo(f"sweep {experiment}: {reset} interrupted trial(s) will run again")
-    rows = {(r.config_hash, r.seed): r for r in ledger.rows()}
-    queue: list[Trial] = []
-    for t in trials:
-        row = rows[t.key]
-        wanted = row.state == "pending" or (row.state == "failed" and retry_failed)
-        if wanted and (out_dir / t.run_dir / RESULTS_FILE).exists():
-            ledger.mark_done(t.key)  # finished by a worker whose driver had died
-        elif wanted:
-            queue.append(t)
+    queue = _unfinished(ledger, trials, out_dir, retry_failed)
     done_before = len(trials) - len(queue)
     if not queue:
         echo(f"sweep {experiment}: all {len(trials)} trials are finished or failed; nothing to run")
@@ -258,9 +348,8 @@ def _execute(
     )
     queue.reverse()  # pop() from the end keeps the listed order
     inflight: dict[Any, Trial] = {}
-    finished = done_before
+    progress = _Progress(ledger, experiment, out_dir, len(trials), done_before, metrics, echo)
     interrupted = 0
-    checked = False
     stopped = False
     try:
         while queue or inflight:
@@ -273,37 +362,7 @@ def _execute(
                 )  # fmt: skip
                 inflight[executor.submit(spec, str(out_dir))] = t
             for fut in executor.wait_any(list(inflight)):
-                t = inflight.pop(fut)
-                try:
-                    outcome: TrialOutcome = fut.result()
-                except BrokenProcessPool:  # its worker died: every trial of that pool comes here
-                    _worker_died(ledger, t, queue, echo)
-                    continue
-                except Exception as exc:  # the engine lost the task (e.g. Dask KilledWorker)
-                    ledger.mark_failed(t.key, f"{type(exc).__name__}: {exc}")
-                    finished += 1
-                    echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {exc}")
-                    continue
-                finished += 1
-                times: dict[str, Any] = {
-                    "start_time": outcome.start_time,
-                    "end_time": outcome.end_time,
-                    "wall_s": outcome.wall_s,
-                    "worker": outcome.worker,
-                }
-                if outcome.status == "done":
-                    ledger.mark_done(t.key, **times)
-                    if metrics and not checked:  # the first results show the metric names
-                        checked = True
-                        _check_metrics(metrics, out_dir / t.run_dir / RESULTS_FILE, experiment)
-                    how = {"resume": " (resumed)", "complete": " (already complete)"}
-                    echo(
-                        f"[{finished}/{len(trials)}] done {t.run_dir} in {outcome.wall_s:.1f} s"
-                        f"{how.get(outcome.mode, '')}: {_headline(outcome, metrics)}"
-                    )
-                else:
-                    ledger.mark_failed(t.key, outcome.error or "unknown error", **times)
-                    echo(f"[{finished}/{len(trials)}] failed {t.run_dir}: {outcome.error}")
+                progress.collect(fut, inflight.pop(fut), queue)
     except ConfigError:  # a --metric that the results do not have: stop, keep what ran
         stopped = True
         for t in inflight.values():

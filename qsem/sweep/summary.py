@@ -76,15 +76,18 @@ def _point_name(trial: Trial) -> str:
     return trial.label or "(fixed config)"
 
 
-def summarise(
-    experiment: str,
+#: point name -> seed -> metric -> value
+_Values = dict[str, dict[int, dict[str, float]]]
+
+
+def _read_values(
     trials: Sequence[Trial],
     states: Mapping[tuple[str, int], tuple[str, str | None]],
     root: Path,
-    metrics: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The summary of ``trials`` (``states``: key -> (state, error)), read from ``root``."""
-    values: dict[str, dict[int, dict[str, float]]] = {}  # point -> seed -> metric -> value
+    metrics: Sequence[str] | None,
+) -> tuple[_Values, dict[str, dict[str, str]]]:
+    """The numeric results of every finished trial, and each grid point's settings."""
+    values: _Values = {}
     points: dict[str, dict[str, str]] = {}
     for t in trials:
         name = _point_name(t)
@@ -101,6 +104,17 @@ def summarise(
                 if v is not None:
                     flat[m] = v
             values[name][t.seed] = flat
+    return values, points
+
+
+def _choose_metrics(
+    values: _Values, metrics: Sequence[str] | None
+) -> tuple[list[str], dict[str, float]]:
+    """The metrics to summarise, and the results constant over every trial (listed only).
+
+    With ``metrics`` given, those (each must be found when any result is); else every
+    numeric result except one with the same value in every trial (a config echo).
+    """
     found = sorted({m for per_seed in values.values() for r in per_seed.values() for m in r})
     if metrics:
         unknown = [m for m in metrics if m not in found]
@@ -109,22 +123,18 @@ def summarise(
                 f"--metric {unknown[0]!r} is not a numeric result of these trials; "
                 f"they have: {', '.join(found)}"
             )
-        chosen = [m for m in metrics if m in found]
-        constant: dict[str, float] = {}
-    else:  # a result with one value in every trial (a config echo) is listed, not summarised
-        every = [r for per_seed in values.values() for r in per_seed.values()]
-        constant = {
-            m: every[0][m]
-            for m in found
-            if len(every) > 1 and all(m in r and r[m] == every[0][m] for r in every)
-        }
-        chosen = [m for m in found if m not in constant]
-    table: list[dict[str, Any]] = []
-    for name, per_seed in values.items():
-        for m in chosen:
-            seeds = sorted(s for s, r in per_seed.items() if m in r)
-            stats = seed_statistics([per_seed[s][m] for s in seeds], seed=BOOTSTRAP_SEED)
-            table.append({"point": name, "metric": m, **stats})
+        return [m for m in metrics if m in found], {}
+    every = [r for per_seed in values.values() for r in per_seed.values()]
+    constant = {
+        m: every[0][m]
+        for m in found
+        if len(every) > 1 and all(m in r and r[m] == every[0][m] for r in every)
+    }
+    return [m for m in found if m not in constant], constant
+
+
+def _paired_rows(values: _Values, chosen: Sequence[str]) -> list[dict[str, Any]]:
+    """Paired tests of every two points over the seeds both finished (at least two)."""
     paired: list[dict[str, Any]] = []
     for (a, va), (b, vb) in itertools.combinations(values.items(), 2):
         for m in chosen:
@@ -133,6 +143,13 @@ def summarise(
                 continue
             tests = paired_tests([va[s][m] for s in common], [vb[s][m] for s in common])
             paired.append({"metric": m, "a": a, "b": b, "n": len(common), **tests})
+    return paired
+
+
+def _trial_counts(
+    trials: Sequence[Trial], states: Mapping[tuple[str, int], tuple[str, str | None]]
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Trials per state (an unrecorded trial is pending), and the failed ones with their error."""
     counts = {s: 0 for s in ("done", "failed", "pending", "running")}
     failures = []
     for t in trials:
@@ -140,6 +157,26 @@ def summarise(
         counts[state] = counts.get(state, 0) + 1
         if state == "failed":
             failures.append({"run_dir": t.run_dir, "seed": t.seed, "error": error})
+    return counts, failures
+
+
+def summarise(
+    experiment: str,
+    trials: Sequence[Trial],
+    states: Mapping[tuple[str, int], tuple[str, str | None]],
+    root: Path,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The summary of ``trials`` (``states``: key -> (state, error)), read from ``root``."""
+    values, points = _read_values(trials, states, root, metrics)
+    chosen, constant = _choose_metrics(values, metrics)
+    table: list[dict[str, Any]] = []
+    for name, per_seed in values.items():
+        for m in chosen:
+            seeds = sorted(s for s, r in per_seed.items() if m in r)
+            stats = seed_statistics([per_seed[s][m] for s in seeds], seed=BOOTSTRAP_SEED)
+            table.append({"point": name, "metric": m, **stats})
+    counts, failures = _trial_counts(trials, states)
     return {
         "experiment": experiment,
         "trials": {"total": len(trials), **counts},
@@ -154,7 +191,7 @@ def summarise(
             "paired": "seeds both points finished; Wilcoxon signed-rank and paired t-test",
         },
         "table": table,
-        "paired": paired,
+        "paired": _paired_rows(values, chosen),
         "values": {
             name: {str(s): {m: r[m] for m in chosen if m in r} for s, r in sorted(per_seed.items())}
             for name, per_seed in values.items()
