@@ -6,10 +6,9 @@ Checked with ``ast`` over every module of ``qsem/``, ``circuits/`` and
 module functions, methods and nested functions alike (named ``Class.method`` /
 ``outer.inner``).
 
-:data:`ALLOWED` lists the only exceptions: items owned by engineers who were
-shrinking them in parallel when this test was written. Each is allowed up to its size
-then (it may not grow); once an item is within the limits, its allowance is stale
-and :func:`test_no_stale_allowance` asks for its line to be deleted.
+:data:`ALLOWED` lists the only exceptions (none today). An item put there is allowed
+up to its size then (it may not grow); once it is within the limits, its allowance is
+stale and :func:`test_no_stale_allowance` asks for its line to be deleted.
 """
 
 from __future__ import annotations
@@ -26,14 +25,7 @@ MAX_FUNCTION_LINES = 80
 
 #: (path, function or None for the whole file) -> its size when allowed. Delete a line
 #: once its item is within the limits (test_no_stale_allowance says which).
-ALLOWED: dict[tuple[str, str | None], int] = {
-    # engineer `plan` (issue 19 item 4: plan compile/execute split) is shrinking these
-    ("simulators/plan.py", None): 569,
-    ("simulators/state.py", "initial_state"): 87,
-    # engineer `experiments` (issue 19 item 3: thin experiments) is shrinking these;
-    # no function of qsem/runner/ or qsem/experiments/ was over 80 lines at the time
-    ("qsem/runner/core.py", None): 529,
-}
+ALLOWED: dict[tuple[str, str | None], int] = {}
 
 
 def _functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, int]]:

@@ -89,6 +89,7 @@ class _Run:
     series: dict[str, torch.Tensor]
     start: int = 0
     seconds: float = 0.0
+    series_restored: bool = False
     tick: float = field(default_factory=time.perf_counter)
 
     def restore(self, resume: dict[str, Any] | None) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class _Run:
             self.sig.load_state_dict(resume["signals_state"])
             self.series = {k: v.clone() for k, v in resume["series"].items()}
             self.start, self.seconds = int(resume["step"]), float(resume["seconds"])
+            self.series_restored = True
         self.tick = time.perf_counter()
         return resume or {}
 
@@ -119,6 +121,28 @@ class _Run:
             "seconds": self.elapsed(),
         }
 
+    def train(
+        self,
+        steps: int,
+        loss: Callable[[], torch.Tensor],
+        record: Callable[[int], None],
+        checkpoint: Checkpoint | None,
+        extras: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        """The loop both models share: record step 0 (a fresh run), then for each step
+        after :attr:`start` up to ``steps`` one Adam step on ``loss()``, ``record(step)``
+        and (before the last) ``checkpoint(step, snapshot)`` with ``extras()`` saved too."""
+        if not self.series_restored:
+            record(0)
+        for step in range(self.start + 1, steps + 1):
+            value = loss()
+            self.opt.zero_grad(set_to_none=True)
+            value.backward()
+            self.opt.step()
+            record(step)
+            if checkpoint is not None and step < steps:
+                checkpoint(step, lambda step=step: self.snapshot(step, **extras()))
+
 
 def _optimiser(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     """Adam with ``cfg.lr`` / ``cfg.adam_eps``; AdamW when ``cfg.weight_decay > 0`` (absent: 0)."""
@@ -126,6 +150,28 @@ def _optimiser(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     if wd > 0:
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=wd)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+
+def _data(
+    fam: Any, cfg: Any, members: int, base: int, probe_per_task: int
+) -> tuple[torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training-data generator and the fixed evaluation (``x``, ``y``) and probe
+    (``x``) batches of ``members`` members, each drawn from its own generator seeded
+    from ``base``."""
+    x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, members, make_generator(base + 1))
+    x_pr, _ = fam.eval_batch(probe_per_task, members, make_generator(base + 2))
+    return make_generator(base), x_ev, y_ev, x_pr
+
+
+def _two_class_family(cfg: Any) -> Any:
+    """``make_family(cfg)``, refused in one line unless it has 2 classes (the hybrid
+    reads them off wire 0)."""
+    fam = make_family(cfg)
+    if fam.n_classes != 2:
+        name = getattr(cfg, "family", "cmsp")
+        raise arg_error("family", f"the hybrid reads 2 classes off wire 0; {name!r} has "
+                        f"{fam.n_classes}")  # fmt: skip
+    return fam
 
 
 def train_mlp(
@@ -153,10 +199,7 @@ def train_mlp(
     n_t, e_n, n_c = len(fam.tasks), len(seeds), fam.n_classes
     model = EnsembleMLP(fam.input_dim, cfg.widths, n_c, [make_generator(s) for s in seeds])
     opt = _optimiser(model, cfg)
-    base = seeds[0] * 7919 + 13
-    data_gen = make_generator(base)
-    x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, e_n, make_generator(base + 1))
-    x_pr, _ = fam.eval_batch(cfg.probe_per_task, e_n, make_generator(base + 2))
+    data_gen, x_ev, y_ev, x_pr = _data(fam, cfg, e_n, seeds[0] * 7919 + 13, cfg.probe_per_task)
     sig = _signals(cfg, tasks=n_t)
     n = cfg.steps
     series: dict[str, torch.Tensor] = {
@@ -167,7 +210,7 @@ def train_mlp(
     }
     run = _Run(tag, model, opt, data_gen, sig, series)
     run.restore(resume)
-    series, start = run.series, run.start
+    series = run.series
 
     def record(step: int) -> None:
         with torch.no_grad():
@@ -189,22 +232,11 @@ def train_mlp(
                 probe_entropy_task=entropy.tolist(),
             )
 
-    def snapshot() -> dict[str, Any]:
-        return run.snapshot(step)
-
-    step = start
-    if resume is None:
-        record(0)
-    for step in range(start + 1, cfg.steps + 1):
+    def loss() -> torch.Tensor:
         x, y = fam.train_batch(cfg.per_task, e_n, data_gen)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, n_c), y.reshape(-1)) * e_n
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        record(step)
-        if checkpoint is not None and step < cfg.steps:
-            checkpoint(step, snapshot)
+        return F.cross_entropy(model(x).reshape(-1, n_c), y.reshape(-1)) * e_n
+
+    run.train(cfg.steps, loss, record, checkpoint)
     return {
         "seeds": seeds,
         "losses": series["losses"],
@@ -373,18 +405,11 @@ def train_hybrid(
     estimates at any shot count can be drawn afterwards from the very states
     (:func:`qsem.simulators.estimate_overlap`).
     """
-    fam = make_family(cfg)
-    if fam.n_classes != 2:
-        name = getattr(cfg, "family", "cmsp")
-        raise arg_error("family", f"the hybrid reads 2 classes off wire 0; {name!r} has "
-                        f"{fam.n_classes}")  # fmt: skip
+    fam = _two_class_family(cfg)
     n_t = len(fam.tasks)
     model = HybridCMSP(fam.input_dim, cfg.hybrid_widths, cfg.n_qubits, cfg.q_layers, seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.hybrid_lr, eps=cfg.adam_eps)
-    base = seed * 7919 + 17
-    data_gen = make_generator(base)
-    x_ev, y_ev = fam.eval_batch(cfg.eval_per_task, 1, make_generator(base + 1))
-    x_pr, _ = fam.eval_batch(cfg.hybrid_probe_per_task, 1, make_generator(base + 2))
+    data_gen, x_ev, y_ev, x_pr = _data(fam, cfg, 1, seed * 7919 + 17, cfg.hybrid_probe_per_task)
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
     sig, task_sig = _signals(cfg), _signals(cfg)
     series = _hybrid_series(cfg, n_t, x_pr.shape[0], model.head.weights["w"].numel())
@@ -392,7 +417,7 @@ def train_hybrid(
     binds: list[dict[str, torch.Tensor]] = []  # the last `lag` bindings, oldest first
     run = _Run(tag, model, opt, data_gen, sig, series)
     saved = run.restore(resume)
-    series, start = run.series, run.start
+    series = run.series
     states, binds = list(saved.get("states", states)), list(saved.get("binds", binds))
     if "task_signals" in saved:
         task_sig.load_state_dict(saved["task_signals"])
@@ -419,20 +444,12 @@ def train_hybrid(
                 q_exact=float(series["q_exact"][step]),
             )
 
-    def snapshot() -> dict[str, Any]:
-        return run.snapshot(step, states=states, binds=binds, task_signals=task_sig.state_dict())
-
-    step = start
-    if resume is None:
-        record(0)
-    for step in range(start + 1, cfg.hybrid_steps + 1):
+    def loss() -> torch.Tensor:
         x, y = fam.train_batch(cfg.hybrid_per_task, 1, data_gen)
-        p = model(x[0]).clamp_min(1e-12)
-        loss = F.nll_loss(p.log(), y[0])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        record(step)
-        if checkpoint is not None and step < cfg.hybrid_steps:
-            checkpoint(step, snapshot)
+        return F.nll_loss(model(x[0]).clamp_min(1e-12).log(), y[0])
+
+    def extras() -> dict[str, Any]:
+        return {"states": states, "binds": binds, "task_signals": task_sig.state_dict()}
+
+    run.train(cfg.hybrid_steps, loss, record, checkpoint, extras)
     return {"seed": seed, **series, "seconds": round(run.elapsed(), 2)}
