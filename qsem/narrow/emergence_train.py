@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -141,7 +142,10 @@ class _Run:
             self.opt.step()
             record(step)
             if checkpoint is not None and step < steps:
-                checkpoint(step, lambda step=step: self.snapshot(step, **extras()))
+                checkpoint(step, partial(self._snapshot_with, step, extras))
+
+    def _snapshot_with(self, step: int, extras: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return self.snapshot(step, **extras())
 
 
 def _optimiser(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
