@@ -54,7 +54,8 @@ from qsem.circuits import CNOT, RY, RZ, Circuit, Parameter
 from qsem.circuits.templates import compute_uncompute
 from qsem.simulators import TorchSimulator
 from qsem.simulators.estimators import DEFAULT_METHOD, estimate_overlap, overlap_variance
-from qsem.simulators.similarity import _swap_circuit, overlap, swap_test_circuits
+from qsem.simulators.similarity import overlap, swap_test_circuits
+from qsem.simulators.swap_circuits import _swap_circuit
 
 from .harness import AgreementError, Config, check_close, floor_bytes, measure, row
 
