@@ -91,6 +91,13 @@ def readout_errors(readout: Any, dims: Sequence[int]) -> list[ReadoutError]:
     return errs
 
 
+def _group_last(n: int, wires: Sequence[int]) -> list[int]:
+    """Axis order of a ``(batch, *dims)`` array of ``n`` wires that keeps the batch first
+    and moves ``wires`` (in their order) last, where one confusion matrix acts."""
+    rest = [a for a in range(n) if a not in wires]
+    return [0] + [1 + a for a in rest] + [1 + a for a in wires]
+
+
 def apply_readout(
     p: torch.Tensor, dims: Sequence[int], errors: Sequence[ReadoutError]
 ) -> torch.Tensor:
@@ -100,9 +107,7 @@ def apply_readout(
     n = len(dims)
     x = p.reshape(p.shape[0], *dims)
     for e in errors:
-        w = list(e.wires)
-        rest = [a for a in range(n) if a not in w]
-        order = [0] + [1 + a for a in rest] + [1 + a for a in w]
+        order = _group_last(n, e.wires)
         y = x.permute(order)
         shape = y.shape
         m = e.matrix.to(dtype=p.dtype, device=p.device)
@@ -149,9 +154,7 @@ def confuse_counts(
     n = len(dims)
     x = counts.reshape(counts.shape[0], *dims)
     for e in errors:
-        w = list(e.wires)
-        rest = [a for a in range(n) if a not in w]
-        order = [0] + [1 + a for a in rest] + [1 + a for a in w]
+        order = _group_last(n, e.wires)
         y = x.transpose(order)
         shape = y.shape
         m = e.matrix.numpy()
