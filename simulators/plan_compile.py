@@ -42,6 +42,7 @@ from .plan_exec import (
     _Group,
     _Level,
 )
+from .plan_super import wrap_noisy_region
 
 
 def _blocks(wires: list[int], dims: tuple[int, ...], max_block_dim: int) -> list[list[int]]:
@@ -175,6 +176,8 @@ def compile_plan(
         steps.append(GateStep(i))
     flush_pending()
     flush_perm()
+    if mode == "density_matrix":  # the noisy region as superoperator blocks (plan_super)
+        steps = wrap_noisy_region(steps, ops, dims)
     return Plan(steps)
 
 
