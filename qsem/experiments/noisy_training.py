@@ -42,6 +42,7 @@ __all__ = [
     "device_circuits",
     "drop_idle_wires",
     "run",
+    "stressed_noise",
 ]
 
 #: Fake backends the experiment accepts (small devices: the density matrix spans them).
@@ -77,6 +78,13 @@ class NoisyTrainingConfig:
     shots: int = 2000
     #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
+    #: readout error P(1|0) on every qubit, replacing the snapshot's (None: keep it)
+    readout_p01: float | None = None
+    #: readout error P(0|1) on every qubit, replacing the snapshot's (None: keep it)
+    readout_p10: float | None = None
+    #: extra amplitude damping (probability γ) after every sx, x and cx on each of its
+    #: qubits, composed with the snapshot's errors (0: none)
+    damping: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("n_seeds", "qubits", "layers", "n_train", "n_test", "epochs", "shots"):
@@ -92,6 +100,12 @@ class NoisyTrainingConfig:
             )
         if self.threads < 0:
             raise ConfigError(f"config key 'threads': must be >= 0, got {self.threads}")
+        for key in ("readout_p01", "readout_p10", "damping"):
+            v = getattr(self, key)
+            if v is not None and not 0.0 <= v < 0.5:
+                raise ConfigError(f"config key '{key}': must lie in [0, 0.5), got {v}")
+        if (self.readout_p01 is None) != (self.readout_p10 is None):
+            raise ConfigError("config keys 'readout_p01' and 'readout_p10' go together")
 
 
 # --------------------------------------------------------------------------
@@ -124,14 +138,41 @@ def device_ansatz(n: int, layers: int) -> Any:
     return qc
 
 
-def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
+def stressed_noise(
+    backend: Any, readout: tuple[float, float] | None = None, damping: float = 0.0
+) -> Any:
+    """Aer's ``NoiseModel.from_backend(backend)``, with every qubit's readout replaced by
+    the asymmetric confusion ``readout = (P(1|0), P(0|1))`` and an amplitude damping of
+    probability ``damping`` composed after every ``sx``, ``x`` and ``cx`` on each of its
+    qubits (settings the snapshots lack: their readout is symmetric, their relaxation weak).
+    """
+    from qiskit_aer.noise import NoiseModel as AerNoiseModel
+    from qiskit_aer.noise import ReadoutError, amplitude_damping_error
+
+    model = AerNoiseModel.from_backend(backend)
+    if readout is not None:
+        p01, p10 = readout
+        for q in range(backend.num_qubits):
+            confusion = [[1 - p01, p01], [p10, 1 - p10]]
+            model.add_readout_error(ReadoutError(confusion), [q], warnings=False)
+    if damping > 0:
+        one = amplitude_damping_error(damping)
+        for name in ("sx", "x", "cx"):
+            for qargs in backend.target.qargs_for_operation_name(name) or []:
+                err = one if len(qargs) == 1 else one.tensor(one)
+                model.add_quantum_error(err, name, list(qargs), warnings=False)
+    return model
+
+
+def device_circuits(backend: Any, n: int, layers: int, aer_noise: Any = None) -> dict[str, Any]:
     """The ansatz transpiled to ``backend`` (qubit ``q`` on physical qubit ``q``) and what
     runs it: ``qiskit`` (transpiled, on all device qubits), ``aer_noise`` (Aer's model of
     the backend), ``noise`` (qsem's), ``noisy`` / ``clean`` (qsem circuits with / without
     the noise, on the ``n`` used qubits only: see :func:`drop_idle_wires`), ``readout``
     (the confusion of the measured wire there), ``wire`` (the qsem wire of circuit qubit 0
     in ``noisy``/``clean``), ``full_wire`` (its wire on all device qubits, as in
-    ``noise.apply(qiskit)``) and ``qubit`` (its physical qubit)."""
+    ``noise.apply(qiskit)``) and ``qubit`` (its physical qubit). ``aer_noise``: the Aer
+    model to use (default: ``NoiseModel.from_backend(backend)``)."""
     from qiskit import transpile
     from qiskit_aer.noise import NoiseModel as AerNoiseModel
 
@@ -141,7 +182,8 @@ def device_circuits(backend: Any, n: int, layers: int) -> dict[str, Any]:
         device_ansatz(n, layers), backend, initial_layout=list(range(n)), optimization_level=0,
         seed_transpiler=0,
     )  # fmt: skip
-    aer_noise = AerNoiseModel.from_backend(backend)
+    if aer_noise is None:
+        aer_noise = AerNoiseModel.from_backend(backend)
     noise = NoiseModel.from_qiskit(aer_noise)
     qubit = int(tq.layout.final_index_layout()[0])
     full_wire = tq.num_qubits - 1 - qubit
@@ -305,7 +347,10 @@ def run(cfg: NoisyTrainingConfig, ctx: RunContext) -> dict[str, Any]:
 
     tick = time.perf_counter()
     backend = getattr(fake, cfg.backend)()
-    dev = device_circuits(backend, cfg.qubits, cfg.layers)
+    readout = None if cfg.readout_p01 is None else (cfg.readout_p01, cfg.readout_p10 or 0.0)
+    dev = device_circuits(
+        backend, cfg.qubits, cfg.layers, stressed_noise(backend, readout, cfg.damping)
+    )
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
     per_seed = []
     for step, seed in enumerate(ctx.progress(seeds, total=len(seeds))):
@@ -322,6 +367,8 @@ def run(cfg: NoisyTrainingConfig, ctx: RunContext) -> dict[str, Any]:
     }  # fmt: skip
     results = {
         "backend": cfg.backend,
+        "readout_p01_p10": readout,
+        "damping": cfg.damping,
         "device_qubit": dev["qubit"],
         "circuit_ops": {k: int(v) for k, v in dev["qiskit"].count_ops().items()},
         "noisy_circuit_channels": sum(op.name == "Kraus" for op in dev["noisy"].ops),
