@@ -215,9 +215,12 @@ def superoperator(kraus: torch.Tensor, weights: torch.Tensor | None = None) -> t
     the (row, column) pair of indices.
     """
     left = kraus if weights is None else kraus * weights.to(kraus.dtype)[..., None, None]
-    s = torch.einsum("...kia,...kjc->...ijac", left, kraus.conj())
-    d = kraus.shape[-1]
-    return s.reshape(*s.shape[:-4], d * d, d * d)
+    d, r = kraus.shape[-1], kraus.shape[-3]
+    # one matrix product over k: ((i a), k) @ (k, (j c)), then (i, a, j, c) -> (i, j, a, c)
+    a = left.movedim(-3, -1).reshape(*left.shape[:-3], d * d, r)
+    b = kraus.conj().reshape(*kraus.shape[:-3], r, d * d)
+    s = (a @ b).reshape(*torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]), d, d, d, d)
+    return s.transpose(-3, -2).reshape(*s.shape[:-4], d * d, d * d)
 
 
 def apply_channel(

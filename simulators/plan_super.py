@@ -124,14 +124,33 @@ def _embedding(op_wires: list[int], block_wires: list[int]) -> list[int] | None:
     return None if perm == list(range(len(perm))) else perm
 
 
-def _op_superop(op: Operation, ctx: Context) -> torch.Tensor:
-    """``U ⊗ conj(U)`` of a gate, ``Σ_j w_j K_j ⊗ conj(K_j)`` of a channel (on its wires)."""
-    if isinstance(op, Gate):
-        u = ctx.matrix(op)
-        return kernels.kron([u, u.conj()])
-    assert isinstance(op, Channel)
-    weights, k = _kraus(op, ctx)
-    return kernels.superoperator(k, weights)
+def _run_superop(idx: list[int], ctx: Context) -> torch.Tensor:
+    """The superoperator of operations ``idx`` on one wire tuple, on those wires.
+
+    Gates multiply as matrices (``U = U_m ⋯ U_1``) until a channel, whose Kraus
+    operators absorb them (``K_j U``); only then is a superoperator formed:
+    ``Σ_j w_j K_j U ⊗ conj(K_j U)``, or ``U ⊗ conj(U)`` for trailing gates.
+    """
+    run: torch.Tensor | None = None
+    u: torch.Tensor | None = None
+    for i in idx:
+        op = ctx.ops[i]
+        if isinstance(op, Gate):
+            m = ctx.matrix(op)
+            u = m if u is None else m @ u
+            continue
+        assert isinstance(op, Channel)
+        weights, k = _kraus(op, ctx)
+        if u is not None:
+            k = k @ (u[:, None] if u.dim() == 3 else u)
+            u = None
+        s = kernels.superoperator(k, weights)
+        run = s if run is None else s @ run
+    if u is not None:
+        s = kernels.kron([u, u.conj()])
+        run = s if run is None else s @ run
+    assert run is not None
+    return run
 
 
 def _kraus(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -165,18 +184,32 @@ def _embed(
 def block_superop(block: SuperBlock, ctx: Context) -> torch.Tensor:
     """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``."""
     total: torch.Tensor | None = None
+    pair_dims = [ctx.dims[v] ** 2 for v in block.wires]
     for idx, w, perm in block.runs:
-        run: torch.Tensor | None = None
-        for i in idx:
-            s = _op_superop(ctx.ops[i], ctx)
-            run = s if run is None else s @ run
-        assert run is not None
+        run = _run_superop(idx, ctx)
+        if len(w) == 1 and len(block.wires) > 1:  # one wire's pair axis: no embedding
+            if total is None:
+                total = ctx.eye(math.prod(pair_dims))
+            total = _on_pair_axis(run, total, block.wires.index(w[0]), pair_dims)
+            continue
         run = _embed(run, w, block.wires, perm, ctx)
         total = run if total is None else run @ total
     assert total is not None
     if total.dim() == 3 and total.shape[0] == 1:
         total = total[0]
     return total
+
+
+def _on_pair_axis(
+    s: torch.Tensor, total: torch.Tensor, pos: int, pair_dims: list[int]
+) -> torch.Tensor:
+    """``(I ⊗ s ⊗ I) @ total``: ``s`` on the block's pair axis ``pos`` of ``total``'s output
+    index (one matrix product; no identity is formed)."""
+    left, q = math.prod(pair_dims[:pos]), pair_dims[pos]
+    k = total.shape[-1]
+    t = total.reshape(*total.shape[:-2], left, q, k * k // (left * q))
+    out = s[..., None, :, :] @ t
+    return out.reshape(*out.shape[:-3], k, k)
 
 
 def _pair_order(dims: tuple[int, ...]) -> list[int]:
