@@ -419,6 +419,8 @@ EXPERIMENT = Experiment(
     run=run,
     results=(
         "backend",
+        "readout_p01_p10",
+        "damping",
         "device_qubit",
         "circuit_ops",
         "noisy_circuit_channels",
