@@ -8,8 +8,8 @@ relaxation after every ``sx``/``x``/``cx``, readout errors). A batch of 64 param
 (every angle different per row); the output is the probabilities of all 32 outcomes.
 
 * qsem: ``NoiseModel.from_backend`` applied to the transpiled circuit (a Kraus channel
-  after each noisy gate), each run of single-wire gates folded into the channel after it
-  (:func:`qsem.circuits.noise_fold.fold_gates_into_channels`),
+  after each noisy gate), as it comes (no folding pass: the density-matrix plan groups
+  gates and channels into superoperator blocks itself, :mod:`qsem.simulators.plan_super`),
   ``TorchSimulator("density_matrix")`` complex128, the 64 rows as one batch, ``probs``
   (forward row: no grad; the readout confusion applied).
 * anchor: ``AerSimulator(method="density_matrix", noise_model=<the same Aer model>)``
@@ -44,15 +44,15 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     from qiskit_aer import AerSimulator
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-    from qsem.circuits.noise_fold import fold_gates_into_channels
     from qsem.experiments.noisy_training import device_circuits
     from qsem.simulators import TorchSimulator, probs
 
     dev = device_circuits(FakeManilaV2(), N, LAYERS)
     tq, nm = dev["qiskit"], dev["noise"]
-    unfolded = nm.apply(tq)
-    n_chan = sum(op.name == "Kraus" for op in unfolded.ops)
-    noisy = fold_gates_into_channels(unfolded)
+    noisy = nm.apply(tq)
+    n_chan = sum(op.name == "Kraus" for op in noisy.ops)
+    step = TorchSimulator("density_matrix").plan(noisy).steps[-1]
+    n_blocks = len(step.blocks_from(step.start, noisy.ops))
     name = f"{NAME}[FakeManilaV2 {N} qubits B={BATCH}]"
     cfg.log(f"  {name}: {dict(tq.count_ops())}, {n_chan} noise channels")
     lengths = noisy.parameter_lengths  # {"x": N, "w": 2 N LAYERS}
@@ -107,8 +107,8 @@ def run(cfg: Config) -> dict[str, dict[str, Any]]:
     )
     common = (
         f"FakeManilaV2, {N} qubits, ansatz {LAYERS} layers transpiled ({dict(tq.count_ops())}), "
-        f"{n_chan} Kraus channels ({len(unfolded.ops)} ops, {len(noisy.ops)} after folding "
-        f"single-wire gates into their channels), B={BATCH} parameter sets, "
+        f"{n_chan} Kraus channels ({len(noisy.ops)} ops; the plan's superoperator blocks "
+        f"from the first channel on: {n_blocks}), B={BATCH} parameter sets, "
         "complex128 / Aer double, "
         f"threads {cfg.threads}. Agreement: max |dp| {dev_p:.1e}."
     )
