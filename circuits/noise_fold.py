@@ -10,9 +10,11 @@ each run of single-wire gates ``U_1 ... U_m`` on a wire followed by a channel
 .. math:: \rho \mapsto \sum_j (K_j U) \rho (K_j U)^\dagger, \qquad U = U_m \cdots U_1,
 
 (:class:`FoldedChannel`) whose Kraus operators depend on the gates' parameters (batched
-and differentiable like the gates). The simulated state is unchanged; the engine makes
-one pass over ρ instead of three. Measured on the ``noisy_backend`` bench circuit
-(101 operations -> 46): 1.6× faster forward (docs: "Your device's noise", Speed).
+and differentiable like the gates). The simulated state is unchanged. Measured on the
+``noisy_backend`` bench circuit (101 operations -> 46) with the engine's earlier
+per-step density-matrix path: 1.6× faster forward. The density-matrix plan now groups
+gates and channels into superoperator blocks itself (:mod:`qsem.simulators.plan_super`),
+so this pass no longer changes the time much (docs: "Your device's noise", Speed).
 
 For the torch engine only: the Aer and PennyLane converters do not know the folded
 channel (simulate the unfolded circuit there).
