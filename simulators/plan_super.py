@@ -292,8 +292,9 @@ class SuperStep(Step):
         key = str(ctx.device)
         if key not in self._index:
             src = np.arange(d * d).reshape(dims + dims).transpose(order).reshape(-1)
-            t = torch.as_tensor(src, dtype=torch.long, device=ctx.device)
-            self._index[key] = (t, torch.argsort(t))
+            # int32 like PermutationStep's flat index: half the bytes of int64
+            t = torch.as_tensor(src, dtype=torch.int32, device=ctx.device)
+            self._index[key] = (t, torch.argsort(t).to(torch.int32))
         fwd, inv = self._index[key]
         return kernels.gather(x, inv, fwd, 1) if inverse else kernels.gather(x, fwd, inv, 1)
 

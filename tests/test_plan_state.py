@@ -308,7 +308,7 @@ def test_a_gate_step_on_each_representation() -> None:
 @pytest.mark.parametrize(
     "module",
     ["qsem.simulators.plan", "qsem.simulators.plan_compile", "qsem.simulators.plan_exec",
-     "qsem.simulators.plan_state", "qsem.simulators.state"],
+     "qsem.simulators.plan_state", "qsem.simulators.plan_super", "qsem.simulators.state"],
 )  # fmt: skip
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
