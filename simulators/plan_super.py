@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +125,33 @@ def _embedding(op_wires: list[int], block_wires: list[int]) -> list[int] | None:
     return None if perm == list(range(len(perm))) else perm
 
 
-def _run_superop(idx: list[int], ctx: Context) -> torch.Tensor:
+def gate_matrices(idx: list[int], ctx: Context) -> dict[int, torch.Tensor]:
+    """The matrices of the one-wire gates among ops ``idx``: one evaluation per gate
+    formula and wire dimension, with stacked parameters (as a fused layer evaluates
+    them); a parameter-free gate's matrix is shared by every gate of its formula."""
+    groups: dict[Any, list[int]] = {}
+    for i in idx:
+        op = ctx.ops[i]
+        if isinstance(op, Gate) and len(op.wires) == 1:
+            groups.setdefault((op.matrix_key(), ctx.dims[op.wires[0]]), []).append(i)
+    out: dict[int, torch.Tensor] = {}
+    for (_, d), group in groups.items():
+        rep = ctx.ops[group[0]]
+        assert isinstance(rep, Gate)
+        params = [
+            ctx.stacked_param([ctx.ops[i].params[k] for i in group]) for k in range(len(rep.params))
+        ]
+        m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
+        if params:
+            out.update(zip(group, m.unbind(-3), strict=True))
+        else:
+            out.update(dict.fromkeys(group, ctx._cut(m, 3)))
+    return out
+
+
+def _run_superop(
+    idx: list[int], ctx: Context, mats: dict[int, torch.Tensor] | None = None
+) -> torch.Tensor:
     """The superoperator of operations ``idx`` on one wire tuple, on those wires.
 
     Gates multiply as matrices (``U = U_m ⋯ U_1``) until a channel, whose Kraus
@@ -136,7 +163,7 @@ def _run_superop(idx: list[int], ctx: Context) -> torch.Tensor:
     for i in idx:
         op = ctx.ops[i]
         if isinstance(op, Gate):
-            m = ctx.matrix(op)
+            m = mats[i] if mats is not None and i in mats else ctx.matrix(op)
             u = m if u is None else m @ u
             continue
         assert isinstance(op, Channel)
@@ -181,12 +208,14 @@ def _embed(
     return t.reshape(s.shape)
 
 
-def block_superop(block: SuperBlock, ctx: Context) -> torch.Tensor:
+def block_superop(
+    block: SuperBlock, ctx: Context, mats: dict[int, torch.Tensor] | None = None
+) -> torch.Tensor:
     """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``."""
     total: torch.Tensor | None = None
     pair_dims = [ctx.dims[v] ** 2 for v in block.wires]
     for idx, w, perm in block.runs:
-        run = _run_superop(idx, ctx)
+        run = _run_superop(idx, ctx, mats)
         if len(w) == 1 and len(block.wires) > 1:  # one wire's pair axis: no embedding
             if total is None:
                 total = ctx.eye(math.prod(pair_dims))
@@ -270,8 +299,10 @@ class SuperStep(Step):
         dims = ctx.dims
         pair_dims = [d * d for d in dims]
         x = self._to_pairs(x, ctx, inverse=False)
-        for block in self.blocks_from(start, ctx.ops):
-            sup = block_superop(block, ctx)
+        blocks = self.blocks_from(start, ctx.ops)
+        mats = gate_matrices([i for b in blocks for i in b.ops], ctx)
+        for block in blocks:
+            sup = block_superop(block, ctx, mats)
             x = kernels.apply_matrix(x, sup, pair_dims, block.wires)
         return self._to_pairs(x, ctx, inverse=True)
 
