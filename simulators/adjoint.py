@@ -187,7 +187,7 @@ def backward_sweep(
         step: Step = plan.steps[s]
         if isinstance(step, PermutationStep):
             _, inv = step.indices(ctx.device)
-            psi, mu = psi.index_select(1, inv), mu.index_select(1, inv)
+            psi, mu = kernels.index_rows(psi, inv), kernels.index_rows(mu, inv)
         elif isinstance(step, LocalPermutationStep):
             psi = step.unapply(psi, ctx)
             mu = step.unapply(mu, ctx)
