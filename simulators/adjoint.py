@@ -167,24 +167,91 @@ def _transpose(u: torch.Tensor) -> torch.Tensor:
     return u.transpose(-1, -2)
 
 
+def _contract(x: torch.Tensor, vecs: list[torch.Tensor], keep: int) -> torch.Tensor:
+    """``t[b, a] = Σ x[b, i_1 … a … i_k] Π_{i≠keep} v_i[b, i_i]``: ``x`` ``(B, Π d_i)``
+    contracted with every vector ``v_i`` (``(d_i,)`` or ``(B, d_i)``) but the ``keep``-th.
+
+    Trailing axes first (each a GEMV over the remaining leading axes), then leading
+    ones: one read of ``x``, then ever smaller tensors.
+    """
+    b = x.shape[0]
+    t = x
+    for v in reversed(vecs[keep + 1 :]):
+        t = (t.reshape(b, -1, v.shape[-1]) @ v.reshape(-1, v.shape[-1], 1)).reshape(b, -1)
+    for v in vecs[:keep]:
+        t = (v.reshape(-1, 1, v.shape[-1]) @ t.reshape(b, v.shape[-1], -1)).reshape(b, -1)
+    return t
+
+
+def first_layer_records(
+    step: FusedStep, ctx: Context, mu: torch.Tensor, basis: tuple[int, ...]
+) -> list[tuple[int, int, torch.Tensor]]:
+    """The records of plan step 0, a fused layer applied to the basis state ``|c>``.
+
+    Its input is known, ``ψ' = |c>``, so nothing is undone: with ``U = ⊗_j U_j`` and
+    ``v_i = U_i[:, c_i]`` (the factors of the product state the layer made),
+    ``M'_j[a, c'] = δ_{c' c_j} Σ_b U_j[b, a] t_j[b]`` where ``t_j`` is ``μ`` contracted with
+    every ``v_i``, ``i ≠ j`` (:func:`_contract`): about one read of ``μ`` per block, where
+    the general step costs two chain passes and a local contraction per block.
+    """
+    dims = ctx.dims
+    blocks = step.block_matrices(ctx)
+    start = {block[0]: j for j, (block, _) in enumerate(blocks)}
+    vecs: list[torch.Tensor] = []
+    slots: list[tuple[int, int, int]] = []  # (axis, block j, basis index c_j)
+    w = 0
+    while w < len(dims):
+        j = start.get(w)
+        if j is None:  # a wire without gates: its basis vector
+            vecs.append(ctx.eye(dims[w])[basis[w]])
+            w += 1
+            continue
+        wires, u = blocks[j]
+        c = 0
+        for v in wires:
+            c = c * dims[v] + basis[v]
+        slots.append((len(vecs), j, c))
+        vecs.append(u[..., :, c])
+        w = wires[-1] + 1
+    out: list[tuple[int, int, torch.Tensor]] = []
+    with torch.profiler.record_function("qsem.adjoint.first_layer_records"):
+        for axis, j, c in slots:
+            u = blocks[j][1]
+            t = _contract(mu, vecs, axis)  # (B, dk)
+            col = (t[:, None, :] @ u).squeeze(-2)  # Σ_b t[b] U[b, a]
+            m = torch.zeros(*col.shape, u.shape[-1], dtype=col.dtype, device=col.device)
+            m[..., c] = col
+            out.append((0, j, u.conj() @ m))
+    return out
+
+
 def backward_sweep(
     plan: Plan,
     ctx: Context,
     psi: torch.Tensor,
     lam: torch.Tensor,
     wanted: Sequence[bool],
+    basis: tuple[int, ...] | None = None,
 ) -> list[tuple[int, int, torch.Tensor]]:
     """Walk the plan backwards; return ``(step, block, M)`` for the differentiable blocks.
 
     ``wanted[s]``: step ``s`` holds a parameter that needs a gradient. ``psi`` and
     ``lam`` are consumed (the caller hands over the final state and ``O ψ``); the sweep
-    carries ``μ = conj(λ)`` (undone by ``U^T``), see :func:`local_outer`.
+    carries ``μ = conj(λ)`` (undone by ``U^T``), see :func:`local_outer`. ``basis``: the
+    levels of the initial state when it is a basis state; a first step that is a fused
+    layer then needs no undoing (:func:`first_layer_records`). Nothing is undone past
+    the first step.
     """
     out: list[tuple[int, int, torch.Tensor]] = []
     mu = lam.conj().resolve_conj()
     del lam
     for s in range(len(plan.steps) - 1, -1, -1):
         step: Step = plan.steps[s]
+        if s == 0 and not wanted[0]:
+            break
+        if s == 0 and basis is not None and isinstance(step, FusedStep):
+            out.extend(first_layer_records(step, ctx, mu, basis))
+            break
         if isinstance(step, PermutationStep):
             _, inv = step.indices(ctx.device)
             psi, mu = kernels.index_rows(psi, inv), kernels.index_rows(mu, inv)
@@ -238,6 +305,15 @@ class _Spec:
         self.sim = sim
         self.initial_state = initial_state
         self.batched = False
+
+    def basis(self) -> tuple[int, ...] | None:
+        """The initial state's levels when it is a basis state (``None``: ``|0…0>``)."""
+        start = self.initial_state
+        if start is None:
+            return (0,) * len(self.circuit.dims)
+        if isinstance(start, (list, tuple)):
+            return tuple(int(v) for v in start)
+        return None
 
     def bind(self, tensors: Sequence[torch.Tensor]) -> tuple[dict[str, Any], list[Operation]]:
         k = len(self.names)
@@ -319,7 +395,7 @@ def adjoint_vjp(
         weights = grad.to(ctx.real_dtype).reshape(psi.shape[0] if grad.shape[0] != 1 else 1, -1)
         weights = weights.expand(psi.shape[0], weights.shape[-1])
         lam = apply_observables(psi, spec.observables, weights, spec.circuit.dims)
-        records = backward_sweep(plan, ctx, psi, lam, wanted)
+        records = backward_sweep(plan, ctx, psi, lam, wanted, spec.basis())
     if not records:
         return [torch.zeros_like(t) if n else None for t, n in zip(tensors, need, strict=True)]
     with torch.enable_grad():

@@ -99,3 +99,88 @@ def test_long_row_permutations_match_pennylane() -> None:
     np.testing.assert_allclose(e.detach().numpy(), er.detach().numpy(), atol=ATOL)
     assert w.grad is not None and wr.grad is not None
     np.testing.assert_allclose(w.grad.numpy(), wr.grad.numpy(), atol=ATOL)
+
+
+# ---------------------------------------------------------------------------------
+# adjoint: a first fused layer on a basis state is not undone (first_layer_records)
+# ---------------------------------------------------------------------------------
+
+
+def _ran(fn, label: str) -> int:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name == label)
+
+
+FIRST = "qsem.adjoint.first_layer_records"
+
+
+@pytest.mark.parametrize("kind", ["qubit", "qutrit", "mixed"])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("start", [None, "levels"])
+def test_first_layer_shortcut_matches_autograd(kind: str, batch: int | None, start) -> None:
+    """Random circuits (test_adjoint's) starting with a fused layer, from |0…0> and from
+    other basis states: adjoint gradients against autograd through the engine
+    (complex128, 1e-10), and the profiler shows the shortcut ran once per backward."""
+    from test_adjoint import DIMS, bind, grads, observables, random_circuit
+
+    from qsem.simulators import TorchSimulator, expval
+
+    dims = DIMS[kind]
+    circuit, sizes, concrete = random_circuit(dims, depth=2, seed=5)
+    obs = observables(dims)
+    params = bind(sizes, batch, 5)
+    levels = None if start is None else [d - 1 - (i % d) for i, d in enumerate(dims)]
+    inputs = [params["x"], params["w"], *concrete]
+    ref = expval(
+        TorchSimulator(dtype=torch.complex128).run(circuit, params, initial_state=levels), obs
+    )
+    got = adjoint_expval(circuit, params, obs, initial_state=levels)
+    torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
+    pairs = []
+    assert _ran(lambda: pairs.append(grads(got, inputs, 5)), FIRST) == 1
+    for a, b in zip(pairs[0], grads(ref, inputs, 5), strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_first_layer_records_equal_the_general_sweep() -> None:
+    """Step 0's records from the shortcut equal those of undoing the layer (the general
+    path, ``basis=None``), on a sparse first layer (wires without gates) of mixed dims."""
+    from qsem.circuits import TRY, TAdd
+    from qsem.simulators import TorchSimulator
+    from qsem.simulators.adjoint import backward_sweep
+    from qsem.simulators.plan_exec import FusedStep
+    from qsem.simulators.plan_state import Context
+
+    dims = (3, 2, 3, 2, 3)
+    c = Circuit(dims)
+    c.add(TRY(0.3, wires=0, subspace=(1, 2)), RY(0.7, wires=1), RZ(0.2, wires=1))
+    c.add(TRY(1.1, wires=4), TAdd(wires=[0, 2]), RY(0.4, wires=3))
+    sim = TorchSimulator(dtype=torch.complex128)
+    plan = sim.plan(c)
+    assert isinstance(plan.steps[0], FusedStep)
+    levels = (2, 1, 0, 1, 1)
+    psi = sim.run(c, initial_state=list(levels)).tensor.reshape(1, -1)
+    g = torch.Generator().manual_seed(3)
+    lam = torch.randn(psi.shape, generator=g, dtype=torch.complex128)
+    ctx = Context(dims, c.ops, None, torch.complex128, torch.float64, "cpu")
+    wanted = [True] * len(plan.steps)
+    fast = backward_sweep(plan, ctx, psi.clone(), lam.clone(), wanted, levels)
+    slow = backward_sweep(plan, ctx, psi.clone(), lam.clone(), wanted, None)
+    assert [(s, j) for s, j, _ in fast] == [(s, j) for s, j, _ in slow]
+    assert any(s == 0 for s, _, _ in fast)
+    for (_, _, a), (_, _, b) in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_small_working_sets_skip_the_free_memory_read_but_not_max_memory() -> None:
+    from qsem.circuits.errors import MemoryLimitError
+    from qsem.simulators.memory import UNCHECKED_BYTES, WORKING_FACTOR, check_fits
+
+    dims = (3,) * 4
+    need = 81 * 64 * 8
+    assert need * WORKING_FACTOR <= UNCHECKED_BYTES
+    assert check_fits(dims, "statevector", 64, torch.complex64) == need
+    assert check_fits(dims, "statevector", 64, torch.complex128) == 2 * need
+    with pytest.raises(MemoryLimitError, match="max_memory"):
+        check_fits(dims, "statevector", 64, torch.complex64, max_memory=need)
