@@ -148,7 +148,7 @@ def test_first_layer_records_equal_the_general_sweep() -> None:
     path, ``basis=None``), on a sparse first layer (wires without gates) of mixed dims."""
     from qsem.circuits import TRY, TAdd
     from qsem.simulators import TorchSimulator
-    from qsem.simulators.adjoint import backward_sweep
+    from qsem.simulators.adjoint_sweep import backward_sweep
     from qsem.simulators.plan_exec import FusedStep
     from qsem.simulators.plan_state import Context
 
