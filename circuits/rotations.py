@@ -95,13 +95,10 @@ class _RotationMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        half = (theta * 0.5).reshape(*theta.shape, 1, 1)
+        half = (theta * 0.5)[..., None, None]
         c, s = torch.cos(half), torch.sin(half)
         ctx.save_for_backward(c, s, g)
-        g0, g1, g2 = g.unbind(0)
-        # two fused multiply-adds: 7 dispatched operations instead of 13 (this node is
-        # built once per group of gates per step; small registers pay per operation)
-        return torch.addcmul(torch.addcmul(g0, c, g1), s, g2)
+        return g[0] + c * g[1] + s * g[2]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:

@@ -9,8 +9,8 @@ without undoing it.
 >>> mu = torch.tensor([[0, 1, 0, 0]], dtype=torch.complex128)
 >>> psi = torch.tensor([[0, 0, 0, 1]], dtype=torch.complex128)
 >>> local_outer(mu, psi, (2, 2), [0])[0].real
-tensor([[0., 0.],
-        [0., 1.]], dtype=torch.float64)
+tensor([[0., 1.],
+        [0., 0.]], dtype=torch.float64)
 """
 
 from __future__ import annotations
