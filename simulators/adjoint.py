@@ -39,7 +39,6 @@ True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,95 +51,10 @@ from qsem.circuits.observables import Observable, as_observables
 from qsem.circuits.operations import Gate, Operation
 from qsem.circuits.parameters import Parameter
 
-from . import kernels
+from .adjoint_sweep import apply_observables, backward_sweep, local_outer
 from .engine import TorchSimulator
-from .plan_exec import FusedStep, GateStep, LocalPermutationStep, PermutationStep, Plan, Step
-from .plan_state import Context, SimState
-
-
-def local_outer(
-    mu: torch.Tensor, psi: torch.Tensor, shape: Sequence[int], axes: Sequence[int]
-) -> torch.Tensor:
-    """``M[b, a, c] = Σ_rest μ[b, a, rest] ψ[b, c, rest]`` on ``axes``: ``(B, Dk, Dk)``.
-
-    ``μ = conj(λ)`` (the sweep carries ``conj(λ)``, so no GEMM operand is a conjugated
-    view, which batched GEMMs would copy); ``a, c`` index the local space of ``axes``
-    (in the given order); ``μ, ψ`` are ``(B, prod(shape))``.
-
-    >>> mu = torch.tensor([[1, 0, 0, 0]], dtype=torch.complex128)
-    >>> psi = torch.tensor([[0, 0, 1, 0]], dtype=torch.complex128)
-    >>> local_outer(mu, psi, (2, 2), [0])[0].real
-    tensor([[0., 1.],
-            [0., 0.]], dtype=torch.float64)
-    """
-    b = mu.shape[0]
-    n = len(shape)
-    dk = math.prod(shape[a] for a in axes)
-    a0 = axes[0]
-    if list(axes) == list(range(a0, a0 + len(axes))):
-        left = math.prod(shape[:a0])
-        right = math.prod(shape[a0 + len(axes) :])
-        mv = mu.reshape(b, left, dk, right)
-        pv = psi.reshape(b, left, dk, right)
-        if right == 1:
-            return mv[..., 0].transpose(-1, -2) @ pv[..., 0]
-        if left == 1:
-            return mv[:, 0] @ pv[:, 0].transpose(-1, -2)
-        return (mv @ pv.transpose(-1, -2)).sum(1)
-    rest = [a for a in range(n) if a not in axes]
-    perm = [0, *[a + 1 for a in axes], *[a + 1 for a in rest]]
-    mv = mu.reshape(b, *shape).permute(perm).reshape(b, dk, -1)
-    pv = psi.reshape(b, *shape).permute(perm).reshape(b, dk, -1)
-    return mv @ pv.transpose(-1, -2)
-
-
-def apply_observables(
-    psi: torch.Tensor, observables: Sequence[Observable], weights: torch.Tensor, dims: tuple
-) -> torch.Tensor:
-    """``λ_b = Σ_k weights[b, k] O_k ψ_b`` for ``ψ`` ``(B, D)`` and ``weights`` ``(B, K)``.
-
-    Diagonal observables add into one full-register diagonal, applied with one
-    product: single-wire ones as per-wire vectors joined by outer sums (about two
-    passes over ``D`` in all), multi-wire ones broadcast from their wires; the others
-    are applied on their wires.
-    """
-    b, n = psi.shape[0], len(dims)
-    lam: torch.Tensor | None = None
-    per_wire: dict[int, torch.Tensor] = {}
-    multi: list[tuple[Observable, torch.Tensor, torch.Tensor]] = []
-    for k, o in enumerate(observables):
-        local = tuple(dims[w] for w in o.wires)
-        d = o.diagonal(local)
-        if d is None:
-            mat = o.matrix(local, dtype=psi.dtype, device=psi.device)
-            term = kernels.apply_matrix(psi, mat, dims, list(o.wires))
-            term = term * weights[:, k, None].to(psi.dtype)
-            lam = term if lam is None else lam + term
-            continue
-        v = weights[:, k, None] * d.to(dtype=weights.dtype, device=psi.device)  # (B, Dk)
-        if len(o.wires) == 1:
-            w = o.wires[0]
-            per_wire[w] = v if w not in per_wire else per_wire[w] + v
-        else:
-            multi.append((o, v, d))
-    diag: torch.Tensor | None = None
-    if per_wire:
-        diag = torch.zeros(b, 1, dtype=weights.dtype, device=psi.device)
-        for w in range(n):
-            vw = per_wire.get(w, torch.zeros(b, dims[w], dtype=weights.dtype, device=psi.device))
-            diag = (diag[:, :, None] + vw[:, None, :]).reshape(b, -1)
-    for o, v, _ in multi:
-        local = tuple(dims[w] for w in o.wires)
-        order = sorted(range(len(o.wires)), key=lambda i: o.wires[i])
-        t = v.reshape(b, *local).permute(0, *[i + 1 for i in order])
-        shape = [dims[a] if a in o.wires else 1 for a in range(n)]
-        full = t.reshape(b, *shape).expand(b, *dims).reshape(b, -1)
-        diag = full if diag is None else diag + full
-    if diag is not None:
-        term = psi * diag
-        lam = term if lam is None else lam + term
-    assert lam is not None
-    return lam
+from .plan_exec import FusedStep, GateStep, Plan
+from .plan_state import Context
 
 
 def _differentiable(op: Operation, bindings: Mapping[str, Any]) -> bool:
@@ -156,65 +70,6 @@ def _differentiable(op: Operation, bindings: Mapping[str, Any]) -> bool:
 
 def _step_ops(step: FusedStep) -> list[int]:
     return [i for cls in step.classes for lvl in cls.levels for g in lvl.groups for i in g.ops]
-
-
-def _apply(x: torch.Tensor, mat: torch.Tensor, ctx: Context, wires: list[int]) -> torch.Tensor:
-    return kernels.apply_matrix(x, mat, ctx.dims, wires)
-
-
-def _transpose(u: torch.Tensor) -> torch.Tensor:
-    """``U^T``: ``conj(U^† λ) = U^T conj(λ)`` undoes a gate on ``μ = conj(λ)``."""
-    return u.transpose(-1, -2)
-
-
-def backward_sweep(
-    plan: Plan,
-    ctx: Context,
-    psi: torch.Tensor,
-    lam: torch.Tensor,
-    wanted: Sequence[bool],
-) -> list[tuple[int, int, torch.Tensor]]:
-    """Walk the plan backwards; return ``(step, block, M)`` for the differentiable blocks.
-
-    ``wanted[s]``: step ``s`` holds a parameter that needs a gradient. ``psi`` and
-    ``lam`` are consumed (the caller hands over the final state and ``O ψ``); the sweep
-    carries ``μ = conj(λ)`` (undone by ``U^T``), see :func:`local_outer`.
-    """
-    out: list[tuple[int, int, torch.Tensor]] = []
-    mu = lam.conj().resolve_conj()
-    del lam
-    for s in range(len(plan.steps) - 1, -1, -1):
-        step: Step = plan.steps[s]
-        if isinstance(step, PermutationStep):
-            _, inv = step.indices(ctx.device)
-            psi, mu = psi.index_select(1, inv), mu.index_select(1, inv)
-        elif isinstance(step, LocalPermutationStep):
-            psi = step.unapply(psi, ctx)
-            mu = step.unapply(mu, ctx)
-        elif isinstance(step, GateStep):
-            gate = ctx.ops[step.index]
-            assert isinstance(gate, Gate)
-            u = ctx.matrix(gate)
-            wires = list(gate.wires)
-            psi = _apply(psi, u.mH, ctx, wires)
-            if wanted[s]:
-                out.append((s, 0, local_outer(mu, psi, ctx.dims, wires)))
-            mu = _apply(mu, _transpose(u), ctx, wires)
-        else:  # channels never reach a statevector plan (the entry point refuses them)
-            assert isinstance(step, FusedStep), type(step).__name__
-            # U = ⊗_j U_j on disjoint wires: with ψ' = U^† ψ and λ' = U^† λ,
-            # <λ| ⊗_{i≠j} U_i ⊗ ∂U_j |ψ'> = <λ'| (U_j^† ∂U_j)_j |ψ'> = Σ ∂U_j ∘ (conj(U_j) M'_j)
-            # with M'_j = local_outer(conj(λ'), ψ') on block j: two chain passes undo the layer.
-            blocks = step.block_matrices(ctx)
-            psi = step.apply_blocks(SimState(psi, "statevector"), ctx, [u.mH for _, u in blocks])
-            mu = step.apply_blocks(
-                SimState(mu, "statevector"), ctx, [_transpose(u) for _, u in blocks]
-            )
-            if wanted[s]:
-                for j, (wires, u) in enumerate(blocks):
-                    m = local_outer(mu, psi, ctx.dims, wires)
-                    out.append((s, j, u.conj() @ m))
-    return out
 
 
 class _Spec:
@@ -238,6 +93,15 @@ class _Spec:
         self.sim = sim
         self.initial_state = initial_state
         self.batched = False
+
+    def basis(self) -> tuple[int, ...] | None:
+        """The initial state's levels when it is a basis state (``None``: ``|0…0>``)."""
+        start = self.initial_state
+        if start is None:
+            return (0,) * len(self.circuit.dims)
+        if isinstance(start, (list, tuple)):
+            return tuple(int(v) for v in start)
+        return None
 
     def bind(self, tensors: Sequence[torch.Tensor]) -> tuple[dict[str, Any], list[Operation]]:
         k = len(self.names)
@@ -319,7 +183,7 @@ def adjoint_vjp(
         weights = grad.to(ctx.real_dtype).reshape(psi.shape[0] if grad.shape[0] != 1 else 1, -1)
         weights = weights.expand(psi.shape[0], weights.shape[-1])
         lam = apply_observables(psi, spec.observables, weights, spec.circuit.dims)
-        records = backward_sweep(plan, ctx, psi, lam, wanted)
+        records = backward_sweep(plan, ctx, psi, lam, wanted, spec.basis())
     if not records:
         return [torch.zeros_like(t) if n else None for t, n in zip(tensors, need, strict=True)]
     with torch.enable_grad():

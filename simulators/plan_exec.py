@@ -238,7 +238,7 @@ class PermutationStep(Step):
         if s.vector_like:
             src, inv = self.indices(ctx.device)
             if ctx.work is not None and not grad:
-                return s.evolved(torch.index_select(x, 1, src, out=ctx.work.out(x, x.shape)))
+                return s.evolved(kernels.index_rows(x, src, out=ctx.work.out(x, x.shape)))
             return s.evolved(kernels.gather(x, src, inv, 1))
         d = len(self.src)
         if d * d <= self.flat_limit:
