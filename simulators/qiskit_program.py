@@ -59,9 +59,23 @@ FALLBACK_BASIS = ["rx", "ry", "rz", "p", "u", "h", "x", "y", "z", "s", "sdg", "t
 
 def _evaluator(expr: Any, columns: dict[str, int]) -> Callable[[np.ndarray], np.ndarray]:
     """``f(rows (R, P)) -> (R,)``: a Qiskit ``ParameterExpression`` evaluated per row."""
+    return _lambdify(expr.sympify(), columns)
+
+
+def _partials(expr: Any, columns: dict[str, int]) -> list[tuple[int, Callable]]:
+    """``[(column j, f)]`` with ``f(rows) = ∂expr/∂(value of column j)`` per row (sympy)."""
     import sympy
 
     sym = expr.sympify()
+    out = []
+    for s in sorted(sym.free_symbols, key=lambda s: str(s)):
+        out.append((columns[str(s)], _lambdify(sympy.diff(sym, s), columns)))
+    return out
+
+
+def _lambdify(sym: Any, columns: dict[str, int]) -> Callable[[np.ndarray], np.ndarray]:
+    import sympy
+
     symbols = sorted(sym.free_symbols, key=lambda s: str(s))
     cols = [columns[str(s)] for s in symbols]
     fn = sympy.lambdify(symbols, sym, modules="numpy", dummify=True)
@@ -87,6 +101,8 @@ class Program:
     vectors: dict[str, tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
     #: derived parameter name -> its value per row
     derived: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    #: derived parameter name -> [(column, its partial derivative per row)]
+    partials: dict[str, list[tuple[int, Callable]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, qc: Any) -> Program:
@@ -115,6 +131,7 @@ class Program:
         for name, expr in derived.items():
             if name in used:  # a gate that fell back to a decomposition left some unused
                 prog.derived[name] = _evaluator(expr, columns)
+                prog.partials[name] = _partials(expr, columns)
         return prog
 
     def bindings(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -129,6 +146,23 @@ class Program:
             out[name] = torch.from_numpy(block)
         for name, fn in self.derived.items():
             out[name] = torch.from_numpy(np.array(fn(rows), dtype=np.float64))
+        return out
+
+    def chain(self, grads: dict[str, torch.Tensor], rows: np.ndarray) -> np.ndarray:
+        """``(R, P)``: the gradient over the value columns from ``grads`` over the engine
+        bindings of :meth:`bindings` (same names and shapes): scalars and vector
+        elements copy, a derived parameter ``e(θ)`` adds ``g_e ∂e/∂θ_j`` (chain rule)."""
+        out = np.zeros((rows.shape[0], self.num_parameters))
+        for name, j in self.scalars.items():
+            out[:, j] += grads[name].numpy()
+        for name, (_, elems) in self.vectors.items():
+            block = grads[name].numpy()
+            for i, j in elems:
+                out[:, j] += block[:, i]
+        for name, parts in self.partials.items():
+            g = grads[name].numpy()
+            for j, fn in parts:
+                out[:, j] += g * fn(rows)
         return out
 
     def run(
