@@ -84,7 +84,7 @@ def _pauli(label: str) -> PauliString | None:
     return PauliString("".join(label[w] for w in wires), wires=wires)
 
 
-class EstimatorGradient(BaseEstimatorGradient):  # type: ignore[misc]
+class EstimatorGradient(BaseEstimatorGradient):
     """Qiskit ML ``BaseEstimatorGradient`` with exact gradients from qsem (module doc).
 
     Args:
