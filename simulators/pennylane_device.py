@@ -221,7 +221,11 @@ class QsemDevice(Device):
         if config.use_device_gradient is None:
             updated["use_device_gradient"] = method in ("backprop", *self.DEVICE_DERIVATIVES)
         if config.grad_on_execution is None:
-            updated["grad_on_execution"] = False
+            # "adjoint": the sweep's forward pass gives the values, so the Jacobian comes with
+            # the execution (one engine run, as lightning.qubit does); device VJPs run later
+            updated["grad_on_execution"] = (
+                method == "adjoint" and not config.use_device_jacobian_product
+            )
         options = dict(config.device_options)
         options.setdefault("method", self._method)
         updated["device_options"] = options
