@@ -80,7 +80,7 @@ from .pennylane_derivatives import (
 )
 from .pennylane_measure import measure_all_exact, measure_shots
 from .pennylane_prep import split_preparation
-from .pennylane_readout import Readout, readout_confusion
+from .pennylane_readout import Readout, readout_confusion, warn_state_readout
 
 __all__ = ["QsemDevice"]
 
@@ -256,6 +256,8 @@ class QsemDevice(Device):
         program.add_transform(
             validate_measurements, sample_measurements=_accepted_sample, name=self.name
         )
+        if self.readout_confusion is not None:
+            program.add_transform(warn_state_readout)
         config = execution_config or ExecutionConfig()
         if config.gradient_method in self.DEVICE_DERIVATIVES:
             # trainable parameters as named-gate angles (Rot -> RZ RY RZ), for the adjoint
