@@ -153,7 +153,7 @@ class EstimatorGradient(BaseEstimatorGradient):
         """``(B, P)``: ``∂<O_b>/∂θ`` at row ``b`` for the items of one circuit."""
         if not np.isfinite(rows).all():
             raise arg_error("parameter_values", "must be finite, got NaN or inf")
-        prog = Program.of(qc)
+        prog = Program.cached(qc)
         tables: dict[int, _Observables] = {}
         labels: dict[str, int] = {}
         entries: list[tuple[int, int, float]] = []  # (row, term, coefficient)

@@ -281,7 +281,7 @@ class EstimatorV2(BaseEstimatorV2):
 
     def _evaluate(self, items: list[_Item]) -> list[np.ndarray]:
         """Exact values of PUBs sharing one circuit: ONE engine call for all their rows."""
-        prog = Program.of(items[0].circuit)
+        prog = Program.cached(items[0].circuit)
         nparams = prog.num_parameters
         if all(it.values.ndim == 1 for it in items):  # one row each (gradient PUBs)
             rows = np.stack([it.values for it in items]).reshape(len(items), nparams)

@@ -134,6 +134,25 @@ class Program:
                 prog.partials[name] = _partials(expr, columns)
         return prog
 
+    @classmethod
+    def cached(cls, qc: Any) -> Program:
+        """:meth:`of`, memoised on the circuit's content: its qubits and clbits (in order),
+        global phase and every instruction (name, qubits, clbits, parameters), so a circuit run
+        again (each training step of a QNN) is imported once, and a circuit changed in
+        place is imported afresh. Only circuits of Qiskit's standard gates (and
+        measurements, barriers) are memoised: a custom gate's name does not fix its
+        definition. The last :data:`CACHE_SIZE` programs are kept."""
+        key = _content_key(qc)
+        if key is None:
+            return cls.of(qc)
+        prog = _CACHE.pop(key, None)
+        if prog is None:
+            prog = cls.of(qc)
+        _CACHE[key] = prog  # most recent last
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        return prog
+
     def bindings(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """Engine bindings for the value rows ``(R, P)`` (float64)."""
         out: dict[str, torch.Tensor] = {}
@@ -202,6 +221,29 @@ class Program:
         if not state.batched:  # no symbolic parameter: the tensor still has its batch axis
             state = State(state.tensor, state.dims, state.mode, True)
         return state, inverse
+
+
+#: programs kept by :meth:`Program.cached`
+CACHE_SIZE = 32
+_CACHE: dict[Any, Program] = {}
+_PLAIN = frozenset({"measure", "barrier"})
+
+
+def _content_key(qc: Any) -> Any:
+    """A hashable key of everything :meth:`Program.of` reads from ``qc`` (``None``: a gate
+    outside Qiskit's standard library, or an unhashable parameter such as a matrix)."""
+    items = []
+    for ci in qc.data:
+        op = ci.operation
+        if getattr(op, "_standard_gate", None) is None and op.name not in _PLAIN:
+            return None
+        items.append((op.name, ci.qubits, ci.clbits, tuple(op.params)))
+    key = (tuple(qc.qubits), tuple(qc.clbits), qc.global_phase, tuple(items))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def as_rows(values: Any, nparams: int) -> np.ndarray:

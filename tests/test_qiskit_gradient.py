@@ -224,3 +224,32 @@ def test_interop_page_gradient_example_runs() -> None:
     _, ours = qnn.backward(data, weights)  # type: ignore[attr-defined]
     _, theirs = ref.backward(data, weights)
     np.testing.assert_allclose(ours, theirs, atol=ATOL_PRIMITIVES, rtol=0)
+
+
+def test_program_cache_reimports_a_changed_circuit() -> None:
+    """Program.cached: the same content gives the same program (imported once); a gate
+    appended in place, a changed global phase or a custom gate gives a fresh import."""
+    from qiskit.circuit import Gate
+
+    from qsem.simulators.qiskit_program import Program
+
+    qc = QuantumCircuit(2)
+    qc.ry(Parameter("a"), 0)
+    qc.cx(0, 1)
+    first = Program.cached(qc)
+    assert Program.cached(qc) is first and Program.cached(qc.copy()) is first
+    qc.rz(Parameter("b"), 1)
+    second = Program.cached(qc)
+    assert second is not first and second.num_parameters == 2
+    qc.global_phase = 0.3
+    assert Program.cached(qc) is not second
+    custom = Gate("mine", 1, [])
+    custom.definition = QuantumCircuit(1)
+    custom.definition.x(0)
+    other = QuantumCircuit(1)
+    other.append(custom, [0])
+    assert Program.cached(other) is not Program.cached(other)  # not memoised
+    obs = SparsePauliOp("ZI")
+    values = EstimatorV2().run([(qc, obs, [0.4, 0.9])]).result()[0].data.evs
+    ref = AerEstimator().run([(qc, obs, [0.4, 0.9])]).result()[0].data.evs
+    np.testing.assert_allclose(values, ref, atol=ATOL_PRIMITIVES, rtol=0)
