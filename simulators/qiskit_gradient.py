@@ -75,12 +75,10 @@ from qiskit.providers import Options  # noqa: E402
 __all__ = ["EstimatorGradient"]
 
 
-def _pauli(label: str) -> PauliString | None:
-    """A Qiskit label (rightmost character on qubit 0 = qsem wire ``n - 1``) as a qsem
-    ``PauliString`` on its non-identity wires; ``None`` for the identity."""
+def _pauli(label: str) -> PauliString:
+    """A Qiskit label other than the identity (rightmost character on qubit 0 = qsem wire
+    ``n - 1``) as a qsem ``PauliString`` on its non-identity wires."""
     wires = [w for w, ch in enumerate(label) if ch != "I"]
-    if not wires:
-        return None
     return PauliString("".join(label[w] for w in wires), wires=wires)
 
 
