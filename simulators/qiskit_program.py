@@ -101,7 +101,10 @@ class Program:
     vectors: dict[str, tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
     #: derived parameter name -> its value per row
     derived: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
-    #: derived parameter name -> [(column, its partial derivative per row)]
+    #: derived parameter name -> its Qiskit expression, and the value columns by name
+    expressions: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, int] = field(default_factory=dict)
+    #: derived parameter name -> [(column, its partial derivative per row)] (built by chain)
     partials: dict[str, list[tuple[int, Callable]]] = field(default_factory=dict)
 
     @classmethod
@@ -119,7 +122,7 @@ class Program:
             circuit, derived = import_qiskit(flat, expressions=True, qudits=False)
         params = list(qc.parameters)
         columns = {p.name: j for j, p in enumerate(params)}
-        prog = cls(circuit, len(params))
+        prog = cls(circuit, len(params), columns=columns)
         used = set(circuit.parameters)
         for j, p in enumerate(params):
             vec = getattr(p, "vector", None)
@@ -131,7 +134,7 @@ class Program:
         for name, expr in derived.items():
             if name in used:  # a gate that fell back to a decomposition left some unused
                 prog.derived[name] = _evaluator(expr, columns)
-                prog.partials[name] = _partials(expr, columns)
+                prog.expressions[name] = expr
         return prog
 
     @classmethod
@@ -178,9 +181,11 @@ class Program:
             block = grads[name].numpy()
             for i, j in elems:
                 out[:, j] += block[:, i]
-        for name, parts in self.partials.items():
+        for name, expr in self.expressions.items():
+            if name not in self.partials:  # sympy derivatives: only when a gradient is asked
+                self.partials[name] = _partials(expr, self.columns)
             g = grads[name].numpy()
-            for j, fn in parts:
+            for j, fn in self.partials[name]:
                 out[:, j] += g * fn(rows)
         return out
 
