@@ -55,11 +55,12 @@ def _worst(ours: list, ref: list) -> float:
     return worst
 
 
-def test_gradient_matches_parameter_shift_on_aer_100_random_circuits() -> None:
-    """100 seeded random circuits: qsem's gradient equals Qiskit ML's parameter shift on
-    Aer's exact EstimatorV2 to 1e-10 (expressions such as a*b and 2a - 0.3 included)."""
+def test_gradient_matches_parameter_shift_on_aer_50_random_circuits() -> None:
+    """50 seeded random circuits (3 items each, 1-4 qubits): qsem's gradient equals Qiskit
+    ML's parameter shift on Aer's exact EstimatorV2 to 1e-10 (expressions such as a*b and
+    2a - 0.3 included)."""
     worst = 0.0
-    for seed in range(100):
+    for seed in range(50):
         circuits, obs, values, params = _items(seed, AER_POOL)
         ours = EstimatorGradient().run(circuits, obs, values, params).result()
         ref = ParamShiftEstimatorGradient(AerEstimator()).run(circuits, obs, values, params)
