@@ -36,6 +36,7 @@ array([[1.],
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,12 +149,14 @@ class Program:
         key = _content_key(qc)
         if key is None:
             return cls.of(qc)
-        prog = _CACHE.pop(key, None)
+        with _CACHE_LOCK:  # primitive jobs run in worker threads
+            prog = _CACHE.pop(key, None)
         if prog is None:
             prog = cls.of(qc)
-        _CACHE[key] = prog  # most recent last
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
+        with _CACHE_LOCK:
+            _CACHE[key] = prog  # most recent last
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
         return prog
 
     def bindings(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -231,6 +234,7 @@ class Program:
 #: programs kept by :meth:`Program.cached`
 CACHE_SIZE = 32
 _CACHE: dict[Any, Program] = {}
+_CACHE_LOCK = threading.Lock()
 _PLAIN = frozenset({"measure", "barrier"})
 
 
