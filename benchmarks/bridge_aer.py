@@ -84,9 +84,12 @@ def qiskit_circuit() -> tuple[Any, list[Any], list[Any]]:
     return qc, list(x), list(w)
 
 
-def anchor_layer(weights: torch.Tensor, estimator: Any = None) -> tuple[nn.Module, str]:
+def anchor_layer(
+    weights: torch.Tensor, estimator: Any = None, gradient: Any = None
+) -> tuple[nn.Module, str]:
     """``TorchConnector(EstimatorQNN)`` of the circuit on ``estimator`` (default: Aer's
-    ``EstimatorV2``, exact)."""
+    ``EstimatorV2``, exact) with ``gradient`` (default: Qiskit ML's
+    ``ParamShiftEstimatorGradient`` on that estimator)."""
     from qiskit.quantum_info import SparsePauliOp
     from qiskit_aer.primitives import EstimatorV2
     from qiskit_machine_learning.connectors import TorchConnector
@@ -107,6 +110,7 @@ def anchor_layer(weights: torch.Tensor, estimator: Any = None) -> tuple[nn.Modul
         weight_params=w,
         estimator=estimator,
         default_precision=0.0,
+        gradient=gradient,
     )
     layer = TorchConnector(qnn, initial_weights=weights.reshape(-1).numpy())
     desc = (

@@ -91,20 +91,27 @@ class _RotationMatrix(torch.autograd.Function):
     Backward: ``dU/dθ = (-sin(θ/2) g1 + cos(θ/2) g2) / 2`` and, θ being real,
     ``∂L/∂θ = Re Σ_ij conj(dU/dθ)_ij · grad_ij`` (PyTorch's conjugate convention).
     Built once per group of gates per step, so the node count matters more than flops.
+    Under ``create_graph=True`` (grad mode on inside the backward) the backward
+    recomputes ``cos``/``sin`` from the saved θ, since the forward's values carry no
+    graph, so it is itself differentiable: second derivatives (Hessians through
+    backprop) are exact; a plain backward reuses the forward's values.
     """
 
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         half = (theta * 0.5)[..., None, None]
         c, s = torch.cos(half), torch.sin(half)
-        ctx.save_for_backward(c, s, g)
+        ctx.save_for_backward(theta, c, s, g)
         return g[0] + c * g[1] + s * g[2]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None
-        c, s, g = ctx.saved_tensors
+        theta, c, s, g = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiable in θ
+            half = (theta * 0.5)[..., None, None]
+            c, s = torch.cos(half), torch.sin(half)
         d_u = 0.5 * (c * g[2] - s * g[1])
         return (d_u.conj() * grad).real.sum((-2, -1)), None
 

@@ -1,8 +1,9 @@
 """qsem.simulators: the torch engine, measurements, state similarity, backends and the bridge.
 
-``AerBackend``, ``PennyLaneBackend`` and the Qiskit primitives ``EstimatorV2`` and
+``AerBackend``, ``PennyLaneBackend``, the Qiskit primitives ``EstimatorV2`` and
 ``SamplerV2`` (:mod:`qsem.simulators.qiskit_primitives`,
-:mod:`qsem.simulators.qiskit_sampler`) are imported lazily: ``from qsem.simulators
+:mod:`qsem.simulators.qiskit_sampler`) and Qiskit ML's ``EstimatorGradient``
+(:mod:`qsem.simulators.qiskit_gradient`) are imported lazily: ``from qsem.simulators
 import AerBackend`` loads :mod:`qsem.simulators.aer` on first use, and importing
 ``qsem.simulators`` imports neither Qiskit nor PennyLane. Constructing one without
 its package raises :class:`~qsem.circuits.errors.MissingDependencyError` naming the
@@ -38,6 +39,7 @@ from .state import State, check_density_matrix
 __all__ = [
     "AerBackend",
     "Backend",
+    "EstimatorGradient",
     "EstimatorV2",
     "OverlapEstimate",
     "PennyLaneBackend",
@@ -76,6 +78,7 @@ _LAZY = {
     "AerBackend": ".aer",
     "PennyLaneBackend": ".pennylane_backend",
     "EstimatorV2": ".qiskit_primitives",
+    "EstimatorGradient": ".qiskit_gradient",
     "SamplerV2": ".qiskit_sampler",
 }
 

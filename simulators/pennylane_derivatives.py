@@ -182,7 +182,7 @@ def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
     n_mp = len(group[0].measurements)
     stacked = stack_rows(group, repeat=n_mp)
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-        setup = _adjoint_setup(dev, stacked)
+        setup = _adjoint_setup(dev, stacked, len(group) * n_mp)
         if setup is None:
             return [None] * len(group)
         bound, vals, weights, consts = setup
@@ -248,7 +248,7 @@ def _adjoint_vjp_rows(dev: QsemDevice, group: list[Any], dys: list[Any]) -> list
         dtype=torch.float64,
     )  # (G, M)
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-        setup = _adjoint_setup(dev, stack_rows(group))
+        setup = _adjoint_setup(dev, stack_rows(group), len(group))
         if setup is None:  # only identity terms: constant results
             return [np.zeros(len(t.trainable_params)) for t in group]
         bound, vals, weights, _ = setup
@@ -291,10 +291,13 @@ def _pack(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else tuple(items)
 
 
-def _row_leaves(tape: Any) -> tuple[list[torch.Tensor], list[bool]]:
+def _row_leaves(tape: Any, batch: int | None = None) -> tuple[list[torch.Tensor], list[bool]]:
     """What is bound to the tape's trainable parameters (leaves requiring gradients; for a
-    broadcast tape a ``(B,)`` row tensor each, shared ones expanded), and which are shared."""
-    batch = tape.batch_size
+    broadcast tape a ``(B,)`` row tensor each, shared ones expanded), and which are shared.
+    ``batch``: the tape's batch size when the caller knows it (:func:`stack_rows`' tapes),
+    sparing PennyLane's check of every operation's batch size."""
+    if batch is None:
+        batch = tape.batch_size
     bound, shared = [], []
     for p in tape.get_parameters(trainable_only=True):
         v = np.asarray(qml.math.unwrap(p), dtype=np.float64)
@@ -316,12 +319,12 @@ def adjoint_derivatives(dev: QsemDevice, tape: Any) -> tuple[Any, Any]:
     return _pack([_numpy(v) for v in values]), _pack(jac)
 
 
-def _adjoint_setup(dev: QsemDevice, tape: Any) -> Any:
+def _adjoint_setup(dev: QsemDevice, tape: Any, batch: int | None = None) -> Any:
     """Bind row leaves, run the adjoint forward pass: ``(bound, vals, weights, consts)``
     with ``vals`` the qsem terms' values ``(B, K)`` (or ``(K,)``), ``weights[m]`` the
     coefficients of measurement ``m``'s terms (shaped as ``vals``) and ``consts[m]`` its
     identity part; ``None`` when every term is the identity. Call under ``enable_grad``."""
-    bound, _ = _row_leaves(tape)
+    bound, _ = _row_leaves(tape, batch)
     new = tape.bind_new_parameters(bound, list(tape.trainable_params))
     prep = dev.prepare(new, "statevector")
     per_mp = [observable_terms(mp.obs, prep.index, prep.dims) for mp in tape.measurements]

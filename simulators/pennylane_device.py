@@ -80,7 +80,7 @@ from .pennylane_derivatives import (
 )
 from .pennylane_measure import measure_all_exact, measure_shots
 from .pennylane_prep import split_preparation
-from .pennylane_readout import Readout, readout_confusion
+from .pennylane_readout import Readout, readout_confusion, warn_state_readout
 
 __all__ = ["QsemDevice"]
 
@@ -166,6 +166,7 @@ class QsemDevice(Device):
         )
         self._sims: dict[str, TorchSimulator] = {}
         self._circuits: dict[Any, Circuit] = {}
+        self._dims: dict[Any, list[int]] = {}
         self.last_method: str | None = None
         self.planned_method: str | None = None
         self.engine_calls = 0
@@ -221,7 +222,11 @@ class QsemDevice(Device):
         if config.use_device_gradient is None:
             updated["use_device_gradient"] = method in ("backprop", *self.DEVICE_DERIVATIVES)
         if config.grad_on_execution is None:
-            updated["grad_on_execution"] = False
+            # "adjoint": the sweep's forward pass gives the values, so the Jacobian comes with
+            # the execution (one engine run, as lightning.qubit does); device VJPs run later
+            updated["grad_on_execution"] = (
+                method == "adjoint" and not config.use_device_jacobian_product
+            )
         options = dict(config.device_options)
         options.setdefault("method", self._method)
         updated["device_options"] = options
@@ -252,6 +257,8 @@ class QsemDevice(Device):
         program.add_transform(
             validate_measurements, sample_measurements=_accepted_sample, name=self.name
         )
+        if self.readout_confusion is not None:
+            program.add_transform(warn_state_readout)
         config = execution_config or ExecutionConfig()
         if config.gradient_method in self.DEVICE_DERIVATIVES:
             # trainable parameters as named-gate angles (Rot -> RZ RY RZ), for the adjoint
@@ -303,13 +310,29 @@ class QsemDevice(Device):
         """The qsem circuit, bindings, initial state and simulation mode of ``tape``."""
         labels = self._labels(tape)
         index = {w: i for i, w in enumerate(labels)}
-        dims = tape_wire_dims(tape, labels)
+        key = symbolic_key(tape.operations)  # None: not a tape of named gates only
+        dims = self._wire_dims(tape, labels, key)
         ops, init, phase = split_preparation(tape.operations, index, dims, self.c_dtype)
-        circuit, params = self._circuit(ops, labels, dims)
+        same = len(ops) == len(tape.operations)  # no preparation or phase split off
+        circuit, params = self._circuit(ops, labels, dims, key if same else None)
         mode = method
         if mode == "auto":
             mode = "density_matrix" if circuit.has_channels else "statevector"
         return Prepared(circuit, params, init, phase, index, tuple(dims), mode)
+
+    def _wire_dims(self, tape: Any, labels: list[Any], key: Any) -> list[int]:
+        """:func:`tape_wire_dims`, kept per tape structure (the operations' ``key``, the
+        measurements and the labels) for tapes of named gates."""
+        if key is None:
+            return tape_wire_dims(tape, labels)
+        full = (key, tuple(m.hash for m in tape.measurements), tuple(labels))
+        dims = self._dims.get(full)
+        if dims is None:
+            dims = tape_wire_dims(tape, labels)
+            if len(self._dims) >= 64:
+                self._dims.pop(next(iter(self._dims)))
+            self._dims[full] = dims
+        return list(dims)
 
     def _labels(self, tape: Any) -> list[Any]:
         return list(self.wires) if self.wires is not None else list(tape.wires)
@@ -359,7 +382,7 @@ class QsemDevice(Device):
         return Readout(self.readout_confusion, prep.dims, rotate)
 
     def _circuit(
-        self, ops: list[Any], labels: list[Any], dims: list[int]
+        self, ops: list[Any], labels: list[Any], dims: list[int], key: Any = None
     ) -> tuple[Circuit, dict[str, Any] | None]:
         """The qsem circuit of ``ops`` and its parameter binding.
 
@@ -367,7 +390,7 @@ class QsemDevice(Device):
         kept across calls (the engine's plan with it) and bound to this call's angles;
         any other tape is converted operation by operation.
         """
-        key = symbolic_key(ops)
+        key = key if key is not None else symbolic_key(ops)
         if key is None:
             return add_pennylane_ops(Circuit(dims), ops, labels), None
         key = (key, tuple(dims), tuple(labels))

@@ -17,8 +17,9 @@ applied with qsem's readout kernels (:mod:`qsem.simulators.readout`,
 ``expval``/``var`` are ``p' · λ`` / ``p' · λ² - (p' · λ)²`` with PennyLane's
 eigenvalues ``λ`` (a sum: term by term, as PennyLane measures it); ``probs``,
 ``sample`` and ``counts`` record ``p'``. ``state``, ``density_matrix``, ``purity``
-and ``vn_entropy`` are not affected (as on ``default.qutrit.mixed``); qubit wires of a
-mixed register are not affected either.
+and ``vn_entropy`` are not affected (as on ``default.qutrit.mixed``, which, like
+qsem's device through :func:`warn_state_readout`, warns for analytic ``state`` and
+``density_matrix``); qubit wires of a mixed register are not affected either.
 
 >>> M = readout_confusion([0.1, 0.2, 0.05], None)
 >>> [round(float(x), 2) for x in M[2]]  # level 2 relaxes to 0 or 1
@@ -28,6 +29,7 @@ mixed register are not affected either.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -157,3 +159,15 @@ def _eigvals(obs: Any, dims: tuple[int, ...], index: dict[Any, int]) -> torch.Te
     if lam.shape[-1] != math.prod(dims[index[w]] for w in obs.wires):
         raise arg_error("tape", f"qsem cannot read the eigenvalues of {obs.name} with readout")
     return torch.from_numpy(lam.astype(np.float64))
+
+
+@qml.transform
+def warn_state_readout(tape: Any) -> tuple[Sequence[Any], Callable[[Any], Any]]:
+    """Warn, as ``default.qutrit.mixed`` does and in its words, that an analytic ``state``
+    or ``density_matrix`` measurement is not affected by the device's readout errors (a
+    preprocessing transform of a device with readout errors; the tape is unchanged)."""
+    if not tape.shots:
+        for m in tape.measurements:
+            if isinstance(m, qml.measurements.StateMP):
+                warnings.warn(f"Measurement {m} is not affected by readout error.", stacklevel=2)
+    return (tape,), lambda results: results[0]

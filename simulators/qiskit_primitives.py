@@ -192,25 +192,35 @@ class EstimatorV2(BaseEstimatorV2):
         if precision is None:
             precision = self._default_precision
         precision = _check_precision(precision, "precision")
-        cache: dict[int, tuple[Any, _Observables]] = {}  # keeps each object alive: ids stay unique
+        cache: dict[int, tuple[Any, Any]] = {}  # keeps each object alive: ids stay unique
         items = [self._coerce(pub, precision, cache) for pub in pubs]
         job = PrimitiveJob(self._run, items)
         job._submit()
         return job
 
     @staticmethod
-    def _coerce(pub: Any, precision: float, cache: dict[int, tuple[Any, _Observables]]) -> _Item:
+    def _coerce(pub: Any, precision: float, cache: dict[int, tuple[Any, Any]]) -> _Item:
         """Qiskit's ``EstimatorPub.coerce``, with a fast path for the common tuple
         ``(circuit, observable, array)`` (observables coerced once per object)."""
         fast = (
             isinstance(pub, (tuple, list))
             and 2 <= len(pub) <= 4
             and isinstance(pub[0], QuantumCircuit)
-            and (len(pub) < 3 or not isinstance(pub[2], (Mapping, BindingsArray)))
+            and (
+                len(pub) < 3
+                or type(pub[2]) is np.ndarray  # the common case, before the slow ABC check
+                or not isinstance(pub[2], (Mapping, BindingsArray))
+            )
         )
         if fast:
             circuit = pub[0]
-            nparams = circuit.num_parameters
+            shape_of = cache.get(id(circuit))  # (circuit, (parameters, qubits))
+            if shape_of is None:
+                shape_of = cache[id(circuit)] = (
+                    circuit,
+                    (circuit.num_parameters, circuit.num_qubits),
+                )
+            nparams, nqubits = shape_of[1]
             raw = pub[2] if len(pub) > 2 else None
             values = None if raw is None else np.asarray(raw, dtype=np.float64)
             if (values is None and nparams == 0) or (
@@ -221,9 +231,9 @@ class EstimatorV2(BaseEstimatorV2):
                 if hit is None:
                     hit = cache[id(pub[1])] = (pub[1], _Observables.of(pub[1]))
                 obs = hit[1]
-                if obs.array.num_qubits != circuit.num_qubits:
+                if obs.array.num_qubits != nqubits:
                     raise ValueError(
-                        f"The number of qubits of the circuit ({circuit.num_qubits}) does not "
+                        f"The number of qubits of the circuit ({nqubits}) does not "
                         f"match the number of qubits of the observables ({obs.array.num_qubits})."
                     )
                 if values is None:
@@ -271,7 +281,7 @@ class EstimatorV2(BaseEstimatorV2):
 
     def _evaluate(self, items: list[_Item]) -> list[np.ndarray]:
         """Exact values of PUBs sharing one circuit: ONE engine call for all their rows."""
-        prog = Program.of(items[0].circuit)
+        prog = Program.cached(items[0].circuit)
         nparams = prog.num_parameters
         if all(it.values.ndim == 1 for it in items):  # one row each (gradient PUBs)
             rows = np.stack([it.values for it in items]).reshape(len(items), nparams)

@@ -36,6 +36,7 @@ array([[1.],
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +60,23 @@ FALLBACK_BASIS = ["rx", "ry", "rz", "p", "u", "h", "x", "y", "z", "s", "sdg", "t
 
 def _evaluator(expr: Any, columns: dict[str, int]) -> Callable[[np.ndarray], np.ndarray]:
     """``f(rows (R, P)) -> (R,)``: a Qiskit ``ParameterExpression`` evaluated per row."""
+    return _lambdify(expr.sympify(), columns)
+
+
+def _partials(expr: Any, columns: dict[str, int]) -> list[tuple[int, Callable]]:
+    """``[(column j, f)]`` with ``f(rows) = ∂expr/∂(value of column j)`` per row (sympy)."""
     import sympy
 
     sym = expr.sympify()
+    out = []
+    for s in sorted(sym.free_symbols, key=lambda s: str(s)):
+        out.append((columns[str(s)], _lambdify(sympy.diff(sym, s), columns)))
+    return out
+
+
+def _lambdify(sym: Any, columns: dict[str, int]) -> Callable[[np.ndarray], np.ndarray]:
+    import sympy
+
     symbols = sorted(sym.free_symbols, key=lambda s: str(s))
     cols = [columns[str(s)] for s in symbols]
     fn = sympy.lambdify(symbols, sym, modules="numpy", dummify=True)
@@ -87,6 +102,11 @@ class Program:
     vectors: dict[str, tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
     #: derived parameter name -> its value per row
     derived: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    #: derived parameter name -> its Qiskit expression, and the value columns by name
+    expressions: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, int] = field(default_factory=dict)
+    #: derived parameter name -> [(column, its partial derivative per row)] (built by chain)
+    partials: dict[str, list[tuple[int, Callable]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, qc: Any) -> Program:
@@ -103,7 +123,7 @@ class Program:
             circuit, derived = import_qiskit(flat, expressions=True, qudits=False)
         params = list(qc.parameters)
         columns = {p.name: j for j, p in enumerate(params)}
-        prog = cls(circuit, len(params))
+        prog = cls(circuit, len(params), columns=columns)
         used = set(circuit.parameters)
         for j, p in enumerate(params):
             vec = getattr(p, "vector", None)
@@ -115,6 +135,28 @@ class Program:
         for name, expr in derived.items():
             if name in used:  # a gate that fell back to a decomposition left some unused
                 prog.derived[name] = _evaluator(expr, columns)
+                prog.expressions[name] = expr
+        return prog
+
+    @classmethod
+    def cached(cls, qc: Any) -> Program:
+        """:meth:`of`, memoised on the circuit's content: its qubits and clbits (in order),
+        global phase and every instruction (name, qubits, clbits, parameters), so a circuit run
+        again (each training step of a QNN) is imported once, and a circuit changed in
+        place is imported afresh. Only circuits of Qiskit's standard gates (and
+        measurements, barriers) are memoised: a custom gate's name does not fix its
+        definition. The last :data:`CACHE_SIZE` programs are kept."""
+        key = _content_key(qc)
+        if key is None:
+            return cls.of(qc)
+        with _CACHE_LOCK:  # primitive jobs run in worker threads
+            prog = _CACHE.pop(key, None)
+        if prog is None:
+            prog = cls.of(qc)
+        with _CACHE_LOCK:
+            _CACHE[key] = prog  # most recent last
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
         return prog
 
     def bindings(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -129,6 +171,25 @@ class Program:
             out[name] = torch.from_numpy(block)
         for name, fn in self.derived.items():
             out[name] = torch.from_numpy(np.array(fn(rows), dtype=np.float64))
+        return out
+
+    def chain(self, grads: dict[str, torch.Tensor], rows: np.ndarray) -> np.ndarray:
+        """``(R, P)``: the gradient over the value columns from ``grads`` over the engine
+        bindings of :meth:`bindings` (same names and shapes): scalars and vector
+        elements copy, a derived parameter ``e(θ)`` adds ``g_e ∂e/∂θ_j`` (chain rule)."""
+        out = np.zeros((rows.shape[0], self.num_parameters))
+        for name, j in self.scalars.items():
+            out[:, j] += grads[name].numpy()
+        for name, (_, elems) in self.vectors.items():
+            block = grads[name].numpy()
+            for i, j in elems:
+                out[:, j] += block[:, i]
+        for name, expr in self.expressions.items():
+            if name not in self.partials:  # sympy derivatives: only when a gradient is asked
+                self.partials[name] = _partials(expr, self.columns)
+            g = grads[name].numpy()
+            for j, fn in self.partials[name]:
+                out[:, j] += g * fn(rows)
         return out
 
     def run(
@@ -168,6 +229,30 @@ class Program:
         if not state.batched:  # no symbolic parameter: the tensor still has its batch axis
             state = State(state.tensor, state.dims, state.mode, True)
         return state, inverse
+
+
+#: programs kept by :meth:`Program.cached`
+CACHE_SIZE = 32
+_CACHE: dict[Any, Program] = {}
+_CACHE_LOCK = threading.Lock()
+_PLAIN = frozenset({"measure", "barrier"})
+
+
+def _content_key(qc: Any) -> Any:
+    """A hashable key of everything :meth:`Program.of` reads from ``qc`` (``None``: a gate
+    outside Qiskit's standard library, or an unhashable parameter such as a matrix)."""
+    items = []
+    for ci in qc.data:
+        op = ci.operation
+        if getattr(op, "_standard_gate", None) is None and op.name not in _PLAIN:
+            return None
+        items.append((op.name, ci.qubits, ci.clbits, tuple(op.params)))
+    key = (tuple(qc.qubits), tuple(qc.clbits), qc.global_phase, tuple(items))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def as_rows(values: Any, nparams: int) -> np.ndarray:

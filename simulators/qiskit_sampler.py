@@ -184,7 +184,7 @@ class SamplerV2(BaseSamplerV2):
     def _sample(self, pubs: list[SamplerPub], gen: torch.Generator) -> list[SamplerPubResult]:
         """Samples of PUBs sharing one circuit: ONE engine call for all their rows."""
         circuit, meas = final_measurements(pubs[0].circuit)
-        prog = Program.of(circuit)
+        prog = Program.cached(circuit)
         n, m = circuit.num_qubits, len(meas.qubits)
         params = list(pubs[0].circuit.parameters)
         flat = [as_rows(p.parameter_values.as_array(params), len(params)) for p in pubs]

@@ -198,8 +198,8 @@ def test_shots_refuse_device_derivatives_and_best_shifts() -> None:
 # -- batching ---------------------------------------------------------------------------------
 def test_broadcast_adjoint_is_one_batched_call_and_matches_backprop() -> None:
     """A broadcast QNode differentiated by the adjoint: PennyLane splits it into rows
-    (its Jacobian products take scalar parameters); qsem runs the rows as ONE engine
-    call forward and ONE batched adjoint call backward."""
+    (its Jacobian products take scalar parameters); qsem runs the rows as ONE batched
+    adjoint call, which gives the values with the Jacobian (grad_on_execution)."""
 
     def qfunc(x: Any, w: Any) -> Any:
         qml.TRY(x, 0, subspace=(0, 1))
@@ -216,7 +216,9 @@ def test_broadcast_adjoint_is_one_batched_call_and_matches_backprop() -> None:
         qnode = qml.QNode(qfunc, dev, interface="torch", diff_method=diff)
         out = torch.stack(qnode(x, w))
         (out * torch.arange(1, 13, dtype=torch.float64).reshape(2, 6)).sum().backward()
-        assert dev.engine_calls == (2 if diff == "adjoint" else 1)
+        # adjoint: the Jacobian comes with the execution (grad_on_execution), so the
+        # adjoint's own forward pass is the only engine run; backprop: one run, autograd
+        assert dev.engine_calls == 1
         grads.append((x.grad, w.grad))
     for a, b in zip(*grads, strict=True):
         _close(a, b)
@@ -295,7 +297,7 @@ def test_adjoint_jacobian_of_several_measurements_is_one_sweep() -> None:
     dev = qml.device("qsem", wires=3)
     qnode = qml.QNode(qfunc, dev, diff_method="adjoint")
     jac = qml.jacobian(lambda p: pnp.stack(qnode(p)))(a)
-    assert dev.engine_calls == 2  # the forward run, then one adjoint call for 3 rows
+    assert dev.engine_calls == 1  # one adjoint call for 3 rows gives values and Jacobian
     assert dev.adjoint_sweeps == 1
     backprop = qml.QNode(qfunc, qml.device("qsem", wires=3), interface="torch")
     x = torch.tensor(np.asarray(a), requires_grad=True)
@@ -328,3 +330,86 @@ def test_device_vjp_is_one_adjoint_sweep_for_a_broadcast_batch() -> None:
             assert dev.adjoint_sweeps == 1
             assert tracker.totals["vjps"] == 5 and "derivatives" not in tracker.totals
     _close(*grads)
+
+
+# -- second order ----------------------------------------------------------------------------
+SECOND_KINDS = ("qubit", "noisy_qubit", "qutrit", "noisy_qutrit", "mixed")
+SECOND_CASES = [(k, s) for k in SECOND_KINDS for s in range(4)]
+
+
+def _loss_qnode(rc: RandomCircuit, device: Any, interface: str, diff: str) -> Any:
+    """``Σ_k c_k <term_k>`` of ``rc`` as one QNode (terms apart: qutrit devices measure no
+    sums), differentiable twice (``max_diff=2``)."""
+
+    def qfunc(params: Any) -> Any:
+        rc.apply(params)
+        return [qml.expval(rc.term(k)) for k in range(len(rc.obs_spec))]
+
+    qnode = qml.QNode(qfunc, device, interface=interface, diff_method=diff, max_diff=2)
+    return lambda p: sum(c * o for c, o in zip(rc.coeffs, qnode(p), strict=True))
+
+
+@pytest.mark.parametrize(("kind", "seed"), SECOND_CASES, ids=[f"{k}-{s}" for k, s in SECOND_CASES])
+def test_backprop_hessian_matches_references(kind: str, seed: int) -> None:
+    """Second derivatives go through backprop (torch, twice through the engine): the
+    Hessian of a random circuit's loss equals PennyLane's own autograd backprop Hessian
+    on default.qubit / default.mixed / default.qutrit.mixed, and (mixed dimensions)
+    central differences of qsem's first-order gradient. (PennyLane's second-order
+    parameter shift is no reference here: it gives 0 for CRY on noisy_qubit-3, where
+    both backprops give 0.213.)"""
+    rc = RandomCircuit(kind, seed)
+    if not rc.n_params:
+        pytest.skip("no gate angle to differentiate")
+    ours = _loss_qnode(rc, qml.device("qsem", wires=rc.n), "torch", "backprop")
+    x = torch.tensor(rc.params, dtype=torch.float64, requires_grad=True)
+    hess = torch.autograd.functional.hessian(ours, x).numpy()
+    if kind == "mixed":
+        fd = np.zeros((rc.n_params, rc.n_params))
+        for i in range(rc.n_params):
+            e = torch.zeros(rc.n_params, dtype=torch.float64)
+            e[i] = FD_STEP
+            up = torch.autograd.functional.jacobian(ours, x + e)
+            down = torch.autograd.functional.jacobian(ours, x - e)
+            fd[i] = ((up - down) / (2 * FD_STEP)).numpy()
+        _close(hess, fd, FD_ATOL)
+        return
+    name = {"qubit": "default.qubit", "noisy_qubit": "default.mixed"}.get(kind)
+    device = qml.device(name or "default.qutrit.mixed", wires=rc.n)
+    ref = _loss_qnode(rc, device, "autograd", "backprop")
+    _close(hess, qml.jacobian(qml.grad(ref))(pnp.array(rc.params, requires_grad=True)))
+
+
+def test_backprop_hessian_closed_form() -> None:
+    """RY(a) ⊗ RX(b), CNOT, <Z0 Y1> = -sin b on two qubits, and TRY(c) on the (0, 1)
+    subspace of a qutrit, <λ3> = cos c: the Hessian is diag(0, sin b, -0.3 cos c) (it
+    was diag(sin b / 2, -sin b / 2, ...) before the rotations' backward was made
+    differentiable)."""
+    dev = qml.device("qsem", wires=3)
+
+    @qml.qnode(dev, interface="torch", diff_method="backprop")
+    def f(p: Any) -> Any:
+        qml.RY(p[0], 0)
+        qml.RX(p[1], 1)
+        qml.CNOT([0, 1])
+        qml.TRY(p[2], 2, subspace=(0, 1))
+        return qml.expval(qml.Z(0) @ qml.Y(1)), qml.expval(qml.GellMann(2, 3))
+
+    p = torch.tensor([0.4, -0.9, 1.3], dtype=torch.float64, requires_grad=True)
+    hess = torch.autograd.functional.hessian(lambda t: f(t)[0] + 0.3 * f(t)[1], p)
+    b, c = float(p[1]), float(p[2])
+    _close(hess, np.diag([0.0, np.sin(b), -0.3 * np.cos(c)]))
+
+
+def test_second_order_device_derivatives_are_refused_for_backprop_or_shift() -> None:
+    """``max_diff=2`` with "adjoint": the device offers first derivatives only, so
+    PennyLane refuses it; the docs point to backprop or parameter shift."""
+    from pennylane.exceptions import QuantumFunctionError
+
+    dev = qml.device("qsem", wires=1)
+    assert not dev.supports_derivatives(
+        qml.devices.ExecutionConfig(gradient_method="adjoint", derivative_order=2)
+    )
+    qnode = qml.QNode(lambda a: (qml.RX(a, 0), qml.expval(qml.Z(0)))[1], dev,
+                      diff_method="adjoint", max_diff=2)  # fmt: skip
+    with pytest.raises(QuantumFunctionError, match="adjoint"):
+        qml.jacobian(qml.grad(qnode))(pnp.array(0.3, requires_grad=True))

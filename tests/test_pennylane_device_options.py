@@ -234,3 +234,32 @@ def test_interop_page_adjoint_example_runs() -> None:
     ref = qml.QNode(ns["energy"].func, qml.device("default.qutrit.mixed", wires=2))
     x = qml.numpy.array(0.4, requires_grad=True)
     _close(ns["grad"], qml.grad(qml.QNode(ref.func, ref.device, diff_method="backprop"))(x))
+
+
+@pytest.mark.parametrize("measure", ["state", "density_matrix", "probs"])
+def test_state_measurements_warn_that_readout_does_not_apply(measure: str) -> None:
+    """As default.qutrit.mixed: an analytic state/density_matrix with readout errors set
+    warns (the same message); probs (which readout affects) and a device without readout
+    errors do not."""
+    import warnings
+
+    def qfunc(x: Any) -> Any:
+        qutrit_ops(x)
+        if measure == "state":
+            return qml.state()
+        return qml.density_matrix(wires=[0]) if measure == "density_matrix" else qml.probs()
+
+    messages = []
+    devices = [("qsem", READOUTS["both"]), ("default.qutrit.mixed", READOUTS["both"]), ("qsem", {})]
+    for name, readout in devices:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            qml.QNode(qfunc, qml.device(name, wires=2, **readout))(0.9)
+        messages.append([str(w.message) for w in caught if "readout" in str(w.message)])
+    ours, ref, plain = messages
+    assert plain == []
+    if measure == "probs":
+        assert ours == ref == []
+    else:
+        assert len(ours) == 1 and "is not affected by readout error" in ours[0]
+        assert ours == ref  # the same words, the measurement named as PennyLane prints it
