@@ -78,7 +78,7 @@ from .pennylane_derivatives import (
     row_key,
     stack_rows,
 )
-from .pennylane_measure import measure_all_exact, measure_shots
+from .pennylane_measure import measure_all_exact, measure_shots, result_row, to_numpy, uses_torch
 from .pennylane_prep import split_preparation
 from .pennylane_readout import Readout, readout_confusion, warn_state_readout
 
@@ -286,7 +286,7 @@ class QsemDevice(Device):
         rows of ONE broadcast engine call."""
         groups: dict[Any, list[int]] = {}
         for k, tape in enumerate(tapes):
-            key = None if _uses_torch(tape) else row_key(tape)
+            key = None if uses_torch(tape) else row_key(tape)
             groups.setdefault(("single", k) if key is None else key, []).append(k)
         out: list[Any] = [None] * len(tapes)
         for members in groups.values():
@@ -296,7 +296,7 @@ class QsemDevice(Device):
             res = self.run_tape(stack_rows([tapes[k] for k in members]), method)
             several = len(tapes[members[0]].measurements) > 1
             for g, k in enumerate(members):
-                out[k] = tuple(_row(r, g) for r in res) if several else _row(res, g)
+                out[k] = tuple(result_row(r, g) for r in res) if several else result_row(res, g)
         return out
 
     def simulator(self, mode: str) -> TorchSimulator:
@@ -355,11 +355,11 @@ class QsemDevice(Device):
         state = self.simulator(prep.mode).run(prep.circuit, prep.params, initial_state=prep.initial)
         self.record_run(prep.mode, tape)
         index = prep.index
-        torch_out = _uses_torch(tape)
+        torch_out = uses_torch(tape)
         readout = self._readout(prep)
         if not tape.shots:
             res = measure_all_exact(list(tape.measurements), state, index, prep.phase, readout)
-            res = [r if torch_out else _to_numpy(r) for r in res]
+            res = [r if torch_out else to_numpy(r) for r in res]
             return res[0] if len(res) == 1 else tuple(res)
         per_shot = []
         for s in tape.shots:
@@ -493,18 +493,3 @@ def _expand_trainable_broadcast(tape: Any) -> tuple[Any, Any]:
 
 def _first(results: Any) -> Any:
     return results[0]
-
-
-def _row(result: Any, g: int) -> Any:
-    """Row ``g`` of a broadcast result (a NumPy scalar for 0-d rows)."""
-    return _to_numpy(np.asarray(result)[g])
-
-
-def _uses_torch(tape: Any) -> bool:
-    return any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
-
-
-def _to_numpy(r: Any) -> Any:
-    """NumPy results as PennyLane's devices give them (a NumPy scalar for 0-d values)."""
-    out = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
-    return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out

@@ -282,3 +282,19 @@ def measure_shots(
             res = [_counts(np.array(["".join(map(str, s)) for s in row]), keys) for row in levels]
         return res if state.batched else res[0]
     raise arg_error("tape", f"qsem cannot estimate the measurement {kind} from shots")
+
+
+def result_row(result: Any, g: int) -> Any:
+    """Row ``g`` of a broadcast result (a NumPy scalar for 0-d rows)."""
+    return to_numpy(np.asarray(result)[g])
+
+
+def uses_torch(tape: Any) -> bool:
+    """True when any of the tape's parameters is a torch tensor (results stay torch)."""
+    return any(isinstance(p, torch.Tensor) for p in tape.get_parameters(trainable_only=False))
+
+
+def to_numpy(r: Any) -> Any:
+    """NumPy results as PennyLane's devices give them (a NumPy scalar for 0-d values)."""
+    out = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
+    return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
