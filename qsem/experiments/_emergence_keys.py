@@ -79,7 +79,8 @@ class EmergenceRunKeys:
     signal: str = "auto"
     #: decay of the EMA signal ema
     ema_beta: float = 0.99
-    #: lag in steps of the lagged and ema signals (and of the lagged snapshots of the probe outputs and Ω)
+    #: lag in steps of the lagged and ema signals (and of the lagged snapshots of the
+    #: probe outputs and Ω)
     lag: int = 100
     #: the slow EMA signal ema_slow
     slow_beta: float = 0.995

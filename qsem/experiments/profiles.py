@@ -21,37 +21,33 @@ from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene_training import adam_cosine, evaluate, make_data, model_config, train_epoch
 
-from .kleene import KleeneConfig
+from .kleene import KleeneConfig, KleeneTaskKeys, SeedKey, TrainingKeys
 
 __all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
 
 
 @dataclass(frozen=True)
-class ProfilesConfig:
-    """Config of ``qsem run profiles`` (override any key with ``key=value``)."""
-
-    #: the random seed (data, initialisation and batch order follow it)
-    seed: int = 0
+class _ProfilesKey:
     #: model profiles to train, from AGI-A, AGI-B, AGI-C, AGI-D
     profiles: list[str] = field(default_factory=lambda: ["AGI-A", "AGI-B", "AGI-C", "AGI-D"])
-    #: generated knowledge bases the training queries come from
-    n_train_kbs: int = 100
-    #: knowledge bases (never seen in training) the test queries come from
-    n_test_kbs: int = 30
-    #: queries drawn per knowledge base (balanced over depth and label)
-    queries_per_kb: int = 24
-    #: largest query depth (number of rule hops) drawn
-    max_depth: int = 3
-    #: passes over the training queries (every profile)
-    epochs: int = 15
-    #: queries per optimiser step
-    batch_size: int = 128
-    #: Adam learning rate (cosine decay to lr/20)
-    lr: float = 0.02
+
+
+@dataclass(frozen=True)
+class _CircuitKey:
     #: trainable layers of the Ω circuit
     q_layers: int = 1
-    #: torch intra-op threads while training (0: leave torch's setting)
-    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ProfilesConfig(TrainingKeys, _CircuitKey, KleeneTaskKeys, _ProfilesKey, SeedKey):
+    """Config of ``qsem run profiles`` (override any key with ``key=value``): the seed, the
+    profiles, the Kleene task keys (:attr:`task`), the Ω circuit's layers and the
+    training keys; :meth:`kleene` is the :class:`KleeneConfig` every profile shares."""
+
+    n_train_kbs: int = 100
+    n_test_kbs: int = 30
+    #: passes over the training queries (every profile)
+    epochs: int = 15
 
     def __post_init__(self) -> None:
         if not self.profiles:
