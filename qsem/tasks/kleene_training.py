@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import torch
 
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
+from qsem.training import Step, descent, run_steps
 
 from .kleene import VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
 
@@ -126,23 +127,30 @@ def train_epoch(
     :meth:`qsem.distill.SelfDistiller.step`); default: the hard-label loss.
     """
 
-    def hard_step(tokens: torch.Tensor, labels: torch.Tensor) -> float:
-        optimizer.zero_grad(set_to_none=True)
-        loss = hard_label_loss(model(tokens), labels)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    take_step = hard_step if step is None else step
     model.train()
     perm = torch.randperm(len(data), generator=generator)
-    total, steps = 0.0, 0
+    batches = [perm[i : i + batch_size] for i in range(0, len(data), batch_size)]
+
+    def hard_loss(b: int) -> torch.Tensor:
+        return hard_label_loss(model(data.tokens[batches[b]]), data.labels[batches[b]])
+
+    if step is None:
+        take_step = descent(optimizer, hard_loss)
+    else:
+        custom = step  # the distiller's (or a caller's) own optimiser step on one batch
+
+        def take_step(b: int) -> float:
+            return custom(data.tokens[batches[b]], data.labels[batches[b]])
+
+    total = 0.0
+
+    def add(done: Step) -> None:
+        nonlocal total
+        total += done.loss
+
     tick = time.perf_counter()
-    for i in range(0, len(data), batch_size):
-        idx = perm[i : i + batch_size]
-        total += take_step(data.tokens[idx], data.labels[idx])
-        steps += 1
-    return total / max(steps, 1), steps, time.perf_counter() - tick
+    run_steps(take_step, range(len(batches)), after=add)
+    return total / max(len(batches), 1), len(batches), time.perf_counter() - tick
 
 
 @torch.no_grad()
