@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import doctest
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -84,3 +85,37 @@ def test_no_second_training_loop_in_the_package() -> None:
         if (lines := _backward_calls(p))
     }
     assert set(found) == _BACKWARD_HOMES, found
+
+
+def test_epochs_as_steps_train_exactly_as_the_epoch_loop() -> None:
+    """``Epochs`` under ``run_steps`` (what fit, profiles and narrow-semantic use) gives the
+    weights, step count and losses of train_epoch + the schedule's step, written out."""
+    from dataclasses import replace
+
+    from qsem.experiments.kleene import KleeneConfig
+    from qsem.models import SemanticModel
+    from qsem.tasks.kleene_training import Epochs, adam_cosine, make_data, train_epoch
+
+    cfg = replace(KleeneConfig(), n_train_kbs=4, n_test_kbs=2, queries_per_kb=8, hidden=4)
+    train, _ = make_data(cfg)
+
+    def fresh() -> tuple[SemanticModel, Any, Any, torch.Generator]:
+        torch.manual_seed(0)
+        model = SemanticModel(cfg.model)
+        return (model, *adam_cosine(model, 0.05, 3), torch.Generator().manual_seed(1))
+
+    model, opt, sched, gen = fresh()
+    losses, n = [], 0
+    for _ in range(3):
+        loss, steps, _ = train_epoch(model, opt, train, 16, gen)
+        sched.step()
+        losses.append(loss)
+        n += steps
+    twin, opt2, sched2, gen2 = fresh()
+    epochs = Epochs(twin, opt2, sched2, train, 16, gen2)
+    seen: list[float] = []
+    assert run_steps(epochs, range(1, 4), after=lambda s: seen.append(s.loss)) == 3
+    assert seen == losses and epochs.steps == n > 3
+    assert sched2.get_last_lr() == sched.get_last_lr()
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

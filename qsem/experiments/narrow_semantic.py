@@ -63,12 +63,13 @@ from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import KleeneDataset
 from qsem.tasks.kleene_training import (
+    Epochs,
     adam_cosine,
     make_data,
     model_config,
     task_config,
-    train_epoch,
 )
+from qsem.training import run_steps
 
 from ._narrow_semantic_report import METHODS, plot_accuracy, summarise, table
 from .kleene import KleeneTaskKeys
@@ -194,9 +195,7 @@ def train_teacher(cfg: SemanticNarrowConfig, train: KleeneDataset, seed: int) ->
     model = SemanticModel(model_config(cfg, hidden=cfg.teacher_hidden))
     opt, sched = adam_cosine(model, cfg.teacher_lr, cfg.teacher_epochs)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.teacher_epochs):
-        train_epoch(model, opt, train, cfg.teacher_batch, gen)
-        sched.step()
+    run_steps(Epochs(model, opt, sched, train, cfg.teacher_batch, gen), range(cfg.teacher_epochs))
     return model
 
 

@@ -19,7 +19,8 @@ import torch
 
 from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.tasks.kleene_training import adam_cosine, evaluate, make_data, model_config, train_epoch
+from qsem.tasks.kleene_training import Epochs, adam_cosine, evaluate, make_data, model_config
+from qsem.training import Step, run_steps
 
 from .kleene import KleeneConfig, KleeneTaskKeys, SeedKey, TrainingKeys
 
@@ -124,6 +125,42 @@ def plot_profiles(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def _train_profile(
+    cfg: ProfilesConfig, index: int, name: str, data: tuple[Any, Any], ctx: RunContext, first: int
+) -> dict[str, Any]:
+    """Train profile ``name`` (the ``index``-th) for ``cfg.epochs``; its row of the table.
+    Its epochs are logged at steps ``first + 1 ...``."""
+    train, test = data
+    torch.manual_seed(cfg.seed * 1000 + index)
+    model = SemanticModel(profile_config(name, model_config(cfg.kleene())))
+    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
+    epochs = Epochs(model, optimizer, sched, train, cfg.batch_size,
+                    torch.Generator().manual_seed(cfg.seed))  # fmt: skip
+    tick = time.perf_counter()
+
+    def after(done: Step) -> None:
+        ev = evaluate(model, test)
+        ctx.log(first + done.step, profile=name, epoch=done.step, loss=done.loss,
+                test_accuracy=ev["accuracy"])  # fmt: skip
+
+    run_steps(epochs, range(1, cfg.epochs + 1), after=after)
+    ev = evaluate(model, test)
+    return {
+        "profile": name,
+        "axes": PROFILES[name][0],
+        "test_accuracy": ev["accuracy"],
+        "test_nll": ev["nll"],
+        "per_depth_accuracy": ev["per_depth_accuracy"],
+        "parameters": model.num_parameters(),
+        "step_ms": 1000 * epochs.seconds / max(epochs.steps, 1),
+        "train_seconds": epochs.seconds,
+        "wall_seconds": time.perf_counter() - tick,
+        "circuit_dims": list(model.omega.dims),
+        "head": model.cfg.head,
+        "operator": model.cfg.operator,
+    }
+
+
 def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     kcfg = cfg.kleene()
     train, test = make_data(kcfg)
@@ -135,36 +172,9 @@ def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     for i, name in enumerate(names):
         if name in done:
             continue
-        torch.manual_seed(cfg.seed * 1000 + i)
-        model = SemanticModel(profile_config(name, model_config(kcfg)))
-        optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        seconds, steps = 0.0, 0
-        tick = time.perf_counter()
-        for epoch in range(1, cfg.epochs + 1):
-            loss, n, dt = train_epoch(model, optimizer, train, cfg.batch_size, gen)
-            sched.step()
-            seconds += dt
-            steps += n
-            step += 1
-            ev = evaluate(model, test)
-            ctx.log(step, profile=name, epoch=epoch, loss=loss, test_accuracy=ev["accuracy"])
-        ev = evaluate(model, test)
-        rows.append({
-            "profile": name,
-            "axes": PROFILES[name][0],
-            "test_accuracy": ev["accuracy"],
-            "test_nll": ev["nll"],
-            "per_depth_accuracy": ev["per_depth_accuracy"],
-            "parameters": model.num_parameters(),
-            "step_ms": 1000 * seconds / max(steps, 1),
-            "train_seconds": seconds,
-            "wall_seconds": time.perf_counter() - tick,
-            "circuit_dims": list(model.omega.dims),
-            "head": model.cfg.head,
-            "operator": model.cfg.operator,
-        })  # fmt: skip
-        ctx.echo(f"{ctx.label}: {name} test accuracy {ev['accuracy']:.3f}")
+        rows.append(_train_profile(cfg, i, name, (train, test), ctx, step))
+        step += cfg.epochs
+        ctx.echo(f"{ctx.label}: {name} test accuracy {rows[-1]['test_accuracy']:.3f}")
         ctx.checkpoint(step, {"rows": rows}, force=True)
 
     ctx.path("profiles.md").write_text(format_table(rows, "md"), encoding="utf-8")
