@@ -48,6 +48,13 @@ TINY = {
         "shot_every=4",
         "log_every=5",
     ],
+    "emergence-quantum": [
+        "seeds=1", "tune_seeds=1", "hybrid_steps=40", "hybrid_per_task=4", "eval_per_task=8",
+        "hybrid_probe_per_task=2", "n_qubits=2", "q_layers=1", "shot_grid=10,20",
+        "timing_reps=1", "aer=false", "lag=8", "slow_lag=16", "plateau=10", "onset=3",
+        "max_lag=20", "refractory=10", "warmup=8", "log_every=10", "n_task=8", "k=2",
+        "n_atoms=2", "n_control=2", "hybrid_widths=4", "shot_every=4",
+    ],  # its results.json table quotes step times (ms): those cells differ run to run
     "emergence-transfer": [
         "families=cmsp,msp,null",
         "steps=200",
