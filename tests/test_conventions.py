@@ -123,6 +123,17 @@ def test_overlap_estimate_has_one_name() -> None:
         assert alias is OverlapEstimate
 
 
+def test_the_former_name_of_the_projection_module_forwards_with_a_warning() -> None:
+    old = importlib.import_module("qsem.tensors.edge")  # documented as deprecated
+    new = importlib.import_module("qsem.tensors.projection")
+    assert old.__all__
+    for name in old.__all__:
+        with pytest.warns(DeprecationWarning, match=f"import {name} from qsem.tensors"):
+            assert getattr(old, name) is getattr(new, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = old.no_such_name
+
+
 @pytest.mark.parametrize(
     "module",
     [

@@ -147,6 +147,19 @@ def test_personal_readings_serve_both_worlds_where_one_cannot(trained, tmp_path:
                 assert torch.equal(again(u.test_tokens), fit.reading(u.test_tokens))
 
 
+def test_a_single_label_has_no_theta_and_no_events(trained, tmp_path: Path) -> None:
+    """One label gives no Δφ: θ^(u) is None (not an infinite threshold), no detector runs,
+    and the store holds no θ^(u) for the user."""
+    model, _, test = trained
+    users = simulate_users(test, 1, seed=2)
+    with HistoryStore(tmp_path / "one.sqlite", writable=True) as store:
+        res = personalise_users(model, users, FAST, store=store)
+        for u in users:
+            fit = res.fits[u.name]
+            assert (fit.theta, fit.dphi, fit.events) == (None, [], [])
+            assert store.theta(u.name) is None and store.events(u.name) == []
+
+
 def test_narrow_composer_equals_the_masked_model(trained) -> None:
     model, _, test = trained
     keep = torch.zeros(model.cfg.hidden, dtype=torch.bool)

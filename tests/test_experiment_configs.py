@@ -16,6 +16,7 @@ import pytest
 from qsem.experiments.kleene import (
     KleeneConfig,
     KleeneTaskKeys,
+    LabelFractionKey,
     SemanticModelKeys,
     TrainingKeys,
 )
@@ -45,7 +46,8 @@ def test_overrides_reach_the_parts(cls: type) -> None:
 
 def test_the_keys_stay_flat_and_in_their_order() -> None:
     keys = list(layer_config(KleeneConfig()))
-    groups = ["seed", *_names(KleeneTaskKeys), *_names(SemanticModelKeys), *_names(TrainingKeys)]
+    groups = ["seed", *_names(KleeneTaskKeys), *_names(LabelFractionKey),
+              *_names(SemanticModelKeys), *_names(TrainingKeys)]  # fmt: skip
     assert keys == list(dict.fromkeys(groups))
     assert keys[:2] == ["seed", "n_train_kbs"] and keys[-1] == "threads"
 
@@ -71,3 +73,23 @@ def test_the_head_comparisons_share_one_group_of_training_keys() -> None:
     assert {k: getattr(base, k) for k in group} == {k: getattr(noise, k) for k in group}
     with pytest.raises(ConfigError, match="'epochs'"):
         QvCConfig(epochs=0)
+
+
+def _holds_group(cls: type, group: type) -> None:
+    names, keys = _names(cls), _names(group)
+    start = names.index(keys[0])
+    assert names[start : start + len(keys)] == keys, cls.__name__
+
+
+def test_profiles_and_narrow_semantic_hold_the_task_key_group() -> None:
+    from qsem.experiments.narrow_semantic import SemanticNarrowConfig
+    from qsem.experiments.profiles import ProfilesConfig
+
+    for cls in (ProfilesConfig, SemanticNarrowConfig):
+        _holds_group(cls, KleeneTaskKeys)
+        assert cls().task == KleeneTaskConfig()  # the library's generator defaults
+        cfg = cls(n_entities=12, max_side=1)  # keys neither config declared before
+        assert (cfg.task.n_entities, cfg.task.max_side) == (12, 1)
+    assert ProfilesConfig(n_entities=12).kleene().task.n_entities == 12
+    with pytest.raises(ConfigError, match="narrow_depth"):
+        SemanticNarrowConfig(min_depth=2, narrow_depth=1)

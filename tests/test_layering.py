@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("simulators", ("qsem.simulators",)),
     ("library", ("qsem.tensors", "qsem.truth", "qsem.layers", "qsem.models", "qsem.distill",
                  "qsem.emergence", "qsem.edge", "qsem.narrow", "qsem.tasks", "qsem.stats",
-                 "qsem.report")),
+                 "qsem.report", "qsem.training")),
     ("runner", ("qsem.runner",)),
     ("experiments", ("qsem.experiments",)),
     ("entry points", ("qsem.sweep", "qsem.cli", "qsem._cli_run", "qsem._cli_tools",

@@ -20,6 +20,7 @@ from matplotlib.text import Text
 
 from qsem.experiments._story_plot import _paired, _personal
 from qsem.experiments._story_report import distill_line, distill_table
+from qsem.experiments._story_stages import DistillStage, Paired, PersonaliseStage, Spread
 from qsem.experiments.personalise import READINGS, plot_personalise
 from qsem.experiments.self_distill import SelfDistillConfig
 
@@ -43,7 +44,11 @@ def _personalise_figure() -> Figure:
 def _panel_d() -> Any:
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
-    _personal(ax, {**_accuracies(), "labels_per_user": {u: 40 for u in USERS}})
+    acc = _accuracies()
+    users = PersonaliseStage(acc["per_user_accuracy"], {u: 40 for u in USERS},
+                             acc["base_accuracy"], acc["shared_accuracy"], "closed", {}, [], [],
+                             [], acc)  # fmt: skip
+    _personal(ax, users)
     FigureCanvasAgg(fig).draw()
     return ax
 
@@ -87,11 +92,10 @@ def test_readings_have_the_same_names_and_colours_in_both_figures() -> None:
     assert _legend_entries(_personalise_figure().axes[0]) == _legend_entries(_panel_d())
 
 
-def _sd(distill: list[float], mean: float, std: float) -> dict[str, Any]:
-    seeds = list(range(len(distill)))
-    arm = {"per_seed": distill, "mean": mean, "std": std}
-    return {"seeds": seeds, "accuracy": {"hard": dict(arm), "distill": dict(arm)},
-            "paired": {"ttest_p": 0.5}}  # fmt: skip
+def _sd(distill: list[float], mean: float, std: float) -> DistillStage:
+    arm = Spread(mean, std, tuple(distill))
+    return DistillStage(tuple(range(len(distill))), arm, arm, Paired(0.0, 0.5, None), (), {}, {},
+                        {}, {})  # fmt: skip
 
 
 def test_accuracy_error_bars_stay_within_0_1() -> None:
@@ -115,12 +119,14 @@ def test_seed_labels_do_not_overprint() -> None:
 
 
 def test_summary_slices_are_the_tables() -> None:
-    per_run = [{"seed": s, "arm": arm, "test_accuracy": 0.8, "test_nll": 0.5, "slices": n}
+    per_run = [{"seed": s, "arm": arm, "test_accuracy": 0.8, "test_nll": 0.5, "slices": n,
+                "optimizer_steps": 10}
                for s, n in ((0, 3), (1, 4), (2, 4)) for arm in ("hard", "distill")]  # fmt: skip
-    r = {"seeds": [0, 1, 2], "per_run": per_run,
-         "slices_appended": {"0": [10, 20], "1": [5, 9, 30], "2": [7, 8, 9]},
-         "accuracy": {arm: {"mean": 0.8, "std": 0.01} for arm in ("hard", "distill")},
-         "paired": {"mean_diff": 0.0, "ttest_p": 0.9, "wilcoxon_p": 1.0}}  # fmt: skip
+    r = DistillStage.from_results({
+        "seeds": [0, 1, 2], "per_run": per_run, "events": {},
+        "slices_appended": {"0": [10, 20], "1": [5, 9, 30], "2": [7, 8, 9]},
+        "accuracy": {arm: {"mean": 0.8, "std": 0.01} for arm in ("hard", "distill")},
+        "paired": {"mean_diff": 0.0, "ttest_p": 0.9, "wilcoxon_p": 1.0}})  # fmt: skip
     table = distill_table(r)
     line = distill_line(r, SelfDistillConfig())
     assert [row["slices"] for row in table] == [3, 4, 4]

@@ -16,6 +16,7 @@ from test_report import REPORT_SECTIONS, browser_problems  # the report's headle
 from qsem.cli import main
 from qsem.edge import HistoryStore
 from qsem.experiments import get_experiment
+from qsem.experiments._story_stages import DistillRun, DistillStage, Paired, Spread
 from qsem.experiments.story import STAGES, emergence_agreement
 from qsem.report.collect import load_run
 from qsem.runner import ConfigError, run_experiment
@@ -145,15 +146,19 @@ def test_every_table_column_is_documented(tiny_run) -> None:
     assert "(no scalar results)" not in page
 
 
+def _distill_stage(events: dict[str, dict[str, list[int]]]) -> DistillStage:
+    """Stage a's typed results with two seeds of 300 steps each and these events."""
+    arm = Spread(0.5, 0.0, (0.5, 0.5))
+    runs = tuple(DistillRun(s, "distill", 0.5, 1.0, 300, 1) for s in (0, 1))
+    return DistillStage((0, 1), arm, arm, Paired(0.0, None, None), runs, events, {}, {}, {})
+
+
 def test_emergence_agreement_matches_a_hand_count() -> None:
     """Frobenius 20, 80 (seed 0), 30 (seed 1); quantum 20, 90, 200 (seed 0), none (seed 1):
     within one probe (10 steps) 20-20 and 80-90 pair up, so 2 of 3 Frobenius events are
     found and 2 of 3 quantum events lie near one."""
-    distill = {
-        "per_run": [{"seed": s, "arm": "distill", "optimizer_steps": 300} for s in (0, 1)],
-        "events": {"frobenius": {"0": [20, 80], "1": [30]}, "quantum": {"0": [20, 90, 200],
-                                                                        "1": []}},
-    }  # fmt: skip
+    frobenius = {"0": [20, 80], "1": [30]}
+    distill = _distill_stage({"frobenius": frobenius, "quantum": {"0": [20, 90, 200], "1": []}})
     rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
     assert rows["quantum"]["events"] == 3
     assert rows["quantum"]["frobenius_found"] == pytest.approx(2 / 3)
@@ -161,11 +166,11 @@ def test_emergence_agreement_matches_a_hand_count() -> None:
     assert rows["quantum"]["steps_first_seed"] == "20 90 200"
     assert rows["frobenius"]["frobenius_found"] == rows["frobenius"]["near_frobenius"] == 1.0
     # two probes away is outside the window
-    distill["events"]["quantum"] = {"0": [40], "1": []}
+    distill = _distill_stage({"frobenius": frobenius, "quantum": {"0": [40], "1": []}})
     rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
     assert rows["quantum"]["frobenius_found"] == 0.0
     # the Aer detector is scored on the seeds it ran on only
-    distill["events"]["quantum_aer"] = {"0": [20, 80], "1": []}
+    distill = _distill_stage({"frobenius": frobenius, "quantum_aer": {"0": [20, 80], "1": []}})
     rows = {r["detector"]: r for r in emergence_agreement(distill, probe_every=10, aer_seeds=1)}
     assert rows["quantum_aer"]["seeds"] == 1 and rows["quantum_aer"]["frobenius_found"] == 1.0
 
@@ -263,14 +268,51 @@ def test_default_run_claims(tmp_path: Path) -> None:
     assert browser_problems(tmp_path / "run" / "report.html", REPORT_SECTIONS) == []
 
 
+#: the smallest results.json of each stage's experiment that the story reads
+_STAGE_RESULTS: dict[str, dict[str, Any]] = {
+    "self_distill": {
+        "seeds": [0], "paired": {"mean_diff": 0.1, "ttest_p": None, "wilcoxon_p": None},
+        "accuracy": {a: {"mean": 0.5, "std": 0.0, "per_seed": [0.5]} for a in ("hard", "distill")},
+        "per_run": [{"seed": 0, "arm": a, "test_accuracy": 0.5, "test_nll": 1.0,
+                     "optimizer_steps": 3, "slices": 1} for a in ("hard", "distill")],
+        "events": {"frobenius": {"0": [2]}}, "slices_appended": {"0": []},
+    },
+    "heads": {
+        "tasks": ["kleene"], "n_seeds": 2,
+        "summary": {"kleene": {h: {"hidden": 4, "parameters": 30, **{
+            k: {"mean": 0.5, "std": 0.1} for k in ("accuracy", "nll", "ece", "step_ms")}}
+            for h in ("softmax", "qutrit")}},
+        "tests": {"kleene": {"qutrit_vs_softmax": {
+            k: {"mean_diff": 0.0, "ttest_p": 0.5, "wilcoxon_p": 0.5}
+            for k in ("accuracy", "nll")}}},
+    },
+    "personalise": {
+        "per_user_accuracy": {"u": 1.0}, "labels_per_user": {"u": 2}, "base_accuracy": {"u": 0.5},
+        "shared_accuracy": {"u": 0.5, "disputed": 0.5}, "edge_user": "closed", "users": [],
+        "examples": [], "edge_table": [{"model": "full", "hidden": 4, "slices": 1, "rank": None,
+                                        "parameters": 10, "bytes": 80, "latency_ms": 0.1,
+                                        "accuracy": 0.9}],
+    },
+}  # fmt: skip
+
+
 def test_stages_hand_on_typed_outcomes_that_round_trip_through_a_checkpoint() -> None:
     from qsem.experiments.story import StageOutcome, StoryOutcome
 
-    done = {name: StageOutcome({"stage": name}, 1.5, 2.0) for name, _ in STAGES}
+    done = {n: StageOutcome.from_state(n, {"results": r, "seconds": 1.5, "cpu_seconds": 2.0})
+            for n, r in _STAGE_RESULTS.items()}  # fmt: skip
     story = StoryOutcome.from_stages(done)
-    assert [story.stage(n).results["stage"] for n, _ in STAGES] == [n for n, _ in STAGES]
-    state = story.heads.as_state()
-    assert state == {"results": {"stage": "heads"}, "seconds": 1.5, "cpu_seconds": 2.0}
-    assert StageOutcome.from_state(state) == story.heads
+    assert isinstance(story.self_distill.result, DistillStage)
+    assert story.self_distill.result.run(0, "hard").optimizer_steps == 3
+    assert story.heads.result.heads["qutrit"].accuracy == Spread(0.5, 0.1)
+    assert story.personalise.result.edge["full"].bytes == 80
+    for name, _ in STAGES:  # the checkpoint holds the experiment's results.json unchanged
+        state = story.stage(name).as_state()
+        assert state == {"results": _STAGE_RESULTS[name], "seconds": 1.5, "cpu_seconds": 2.0}
+        assert StageOutcome.from_state(name, state) == story.stage(name)
     with pytest.raises(KeyError):  # a missing stage is not silently empty
         StoryOutcome.from_stages({n: o for n, o in done.items() if n != "heads"})
+    with pytest.raises(KeyError, match="mean_diff"):  # a malformed stage is refused
+        StageOutcome.from_state("heads", {"results": {**_STAGE_RESULTS["heads"], "tests": {
+            "kleene": {"qutrit_vs_softmax": {"accuracy": {}, "nll": {}}}}}, "seconds": 0,
+            "cpu_seconds": 0})  # fmt: skip

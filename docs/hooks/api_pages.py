@@ -92,6 +92,11 @@ PAGES: dict[str, tuple[str, str]] = {
         "Generated tasks: the three-valued Kleene queries and the three-class tasks. "
         "Guide: [Semantic model](../model.md).",
     ),
+    "training": (
+        "qsem.training",
+        "The one training loop: optimiser steps with hooks for logging, evaluation, probes "
+        "and checkpoints. Guide: [Runner](../runner.md).",
+    ),
 }
 
 

@@ -27,7 +27,6 @@ events are the user's ``T^(u)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.emergence import L1Detector
 from qsem.emergence.detectors import MAD_SCALE
 from qsem.models import SemanticModel, hard_label_loss
+from qsem.training import Step, descent, run_steps
 
 from .store import EventRecord, HistoryStore, StepRecord
 
@@ -179,10 +179,14 @@ class UserData:
 
 @dataclass
 class UserFit:
-    """A fitted personal reading and its stream: θ^(u), Δφ history, events."""
+    """A fitted personal reading and its stream: θ^(u), Δφ history, events.
+
+    ``theta`` is ``None`` when the stream has no Δφ (fewer than two labels): there is
+    nothing to learn θ^(u) from, no detector runs and ``events`` is empty.
+    """
 
     reading: PersonalReading
-    theta: float
+    theta: float | None
     dphi: list[float]
     events: list[dict[str, Any]]
     base_accuracy: float
@@ -201,13 +205,16 @@ def _steps(
     labels: torch.Tensor,
     n: int,
 ) -> float:
-    loss = torch.zeros(())
-    for _ in range(n):
-        opt.zero_grad(set_to_none=True)
-        loss = hard_label_loss(reading(tokens), labels)
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
+    last = Step(0, 0.0, 0.0)
+
+    def keep(done: Step) -> None:
+        nonlocal last
+        last = done
+
+    run_steps(
+        descent(opt, lambda _: hard_label_loss(reading(tokens), labels)), range(n), after=keep
+    )
+    return last.loss
 
 
 def fit_reading(
@@ -243,6 +250,26 @@ def reading_accuracy(reading: torch.nn.Module, tokens: torch.Tensor, labels: tor
     return float((reading(tokens).argmax(dim=1) == labels).float().mean())
 
 
+def _stream_events(
+    phis: list[np.ndarray], dphi: list[float], k: float
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """θ^(u) from the Δφ history and the L1 detector's events on the φ stream.
+
+    With no Δφ (fewer than two labels) there is no θ^(u) to learn and no detector
+    to run: ``(None, [])``.
+    """
+    if not dphi:
+        return None, []
+    theta = learn_theta(dphi, k)
+    det = L1Detector(theta)
+    events = []
+    for t, phi in enumerate(phis):
+        ev = det.update(t, phi)
+        if ev is not None:
+            events.append({**ev.as_dict(), "theta": theta})
+    return theta, events
+
+
 def personalise_user(
     base: SemanticModel,
     user: UserData,
@@ -258,7 +285,8 @@ def personalise_user(
     (the user's first ``probe_size`` held-out queries, never their labels),
     ``φ_t``; ``Δφ_t = ‖φ_t − φ_{t−1}‖₁``. Then the final fit on all labels
     (:func:`fit_reading`), ``θ^(u)`` from the Δφ history (:func:`learn_theta`) and
-    the L1 detector on the stream. ``store``: the steps (φ_t, Δφ_t, y_t, the
+    the L1 detector on the stream (with fewer than two labels there is no Δφ: no θ^(u),
+    ``theta=None``, and no events). ``store``: the steps (φ_t, Δφ_t, y_t, the
     query), the events, ``θ^(u)`` and the personal parameters are written to it.
     """
     reading = PersonalReading(base, cfg.calibration_init)
@@ -283,18 +311,12 @@ def personalise_user(
         if log is not None:
             log(t, {"kind": "label", "user": user.name, "loss": loss, "dphi": d})
     fit_reading(reading, user.train_tokens, user.train_labels, cfg)
-    theta = learn_theta(dphi, cfg.theta_k) if dphi else float("inf")
-    det = L1Detector(theta)
-    events = []
-    for t, phi in enumerate(phis):
-        ev = det.update(t, phi)
-        if ev is not None:
-            events.append({**ev.as_dict(), "theta": theta})
+    theta, events = _stream_events(phis, dphi, cfg.theta_k)
     if store is not None:
         store.append_steps(user.name, records)
         store.append_events(user.name, [EventRecord(e["step"], e["value"], e["detector"],
                                                     {"theta": theta}) for e in events])  # fmt: skip
-        if math.isfinite(theta):
+        if theta is not None:
             store.set_theta(user.name, theta)
         for name, value in reading.personal_state().items():
             store.set_param(user.name, name, value)

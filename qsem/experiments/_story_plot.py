@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._story_stages import DistillStage, HeadsStage, PersonaliseStage
 from .personalise import plot_readings
 
 __all__ = ["plot_story", "proportion_error", "spread"]
@@ -30,17 +31,15 @@ def spread(ys: list[float], gap: float) -> list[float]:
 _HEADS = {"softmax": "#7570b3", "qutrit": "#1b9e77"}
 
 
-def _paired(ax: Any, sd: dict[str, Any]) -> None:
+def _paired(ax: Any, sd: DistillStage) -> None:
     """a: test accuracy per seed, hard labels only vs self-distillation."""
-    acc = sd["accuracy"]
     ends: dict[float, list[str]] = {}
-    for s, a, b in zip(sd["seeds"], acc["hard"]["per_seed"], acc["distill"]["per_seed"],
-                       strict=True):  # fmt: skip
+    for s, a, b in zip(sd.seeds, sd.hard.per_seed, sd.distill.per_seed, strict=True):
         ax.plot([0, 1], [a, b], marker="o", color="0.45", lw=1)
         ends.setdefault(round(b, 3), []).append(str(s))
-    for x, arm, c in ((0, "hard", _HARD), (1, "distill", _DISTILL)):
-        ax.errorbar(x, acc[arm]["mean"], yerr=proportion_error(acc[arm]["mean"], acc[arm]["std"]),
-                    fmt="s", color=c, ms=8, capsize=4, zorder=3)  # fmt: skip
+    for x, arm, c in ((0, sd.hard, _HARD), (1, sd.distill, _DISTILL)):
+        ax.errorbar(x, arm.mean, yerr=proportion_error(arm.mean, arm.std), fmt="s", color=c,
+                    ms=8, capsize=4, zorder=3)  # fmt: skip
     ax.set_ylim(top=1.0 + 0.02 * (1.0 - ax.get_ylim()[0]))
     low, high = ax.get_ylim()
     ys = spread(sorted(ends), 0.07 * (high - low))
@@ -48,7 +47,7 @@ def _paired(ax: Any, sd: dict[str, Any]) -> None:
         label = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
         ax.annotate(label, (1.0, b), xytext=(1.06, y), fontsize=7, va="center",
                     arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.6"})  # fmt: skip
-    p = sd["paired"]["ttest_p"]
+    p = sd.paired.ttest_p
     ptxt = "n/a" if p is None else f"{p:.2g}"
     ax.set(xticks=[0, 1], xticklabels=["hard labels\nonly", "self-\ndistillation"],
            xlim=(-0.35, 1.45), ylabel="test accuracy (unseen KBs)",
@@ -56,10 +55,10 @@ def _paired(ax: Any, sd: dict[str, Any]) -> None:
 
 
 def _events(
-    ax: Any, records: list[dict[str, Any]], sd: dict[str, Any], thresholds: tuple[float, float]
+    ax: Any, records: list[dict[str, Any]], sd: DistillStage, thresholds: tuple[float, float]
 ) -> None:
     """b: Δφ and the quantum distance of the first seed's self-distillation run, with events."""
-    seed = sd["seeds"][0]
+    seed = sd.seeds[0]
     mine = [r for r in records if r.get("seed") == seed and r.get("arm") == "distill"]
     probes = [r for r in mine if r.get("kind") == "probe" and "dphi_fro" in r]
     steps = [r["step"] for r in probes]
@@ -79,7 +78,7 @@ def _events(
     twin.set_yscale("symlog", linthresh=1e-4)
     twin.set_ylim(bottom=0)
     twin.set_ylabel("quantum distance")
-    theta = sd["events"]
+    theta = sd.events
     marks = (("frobenius", "#d95f02", 0.96, "v"), ("quantum", "#1b9e77", 0.90, "^"),
              ("quantum_shots", "#66a61e", 0.84, "^"))  # fmt: skip
     for name, colour, y, m in marks:
@@ -92,38 +91,35 @@ def _events(
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper right", ncol=2)
 
 
-def _heads(ax: Any, heads: dict[str, Any]) -> None:
+def _heads(ax: Any, heads: HeadsStage) -> None:
     """c: accuracy and NLL of the two heads (mean ± std over seeds)."""
-    task = heads["tasks"][0]
-    s = heads["summary"][task]
-    names = list(s)
+    names = list(heads.heads)
     width = 0.8 / len(names)
     twin = ax.twinx()
     for i, h in enumerate(names):
-        off = (i - (len(names) - 1) / 2) * width
-        ax.bar(0 + off, s[h]["accuracy"]["mean"], width,
-               yerr=proportion_error(s[h]["accuracy"]["mean"], s[h]["accuracy"]["std"]),
-               capsize=3, color=_HEADS.get(h, "0.5"),
-               label=f"{h} ({s[h]['parameters']} params)")  # fmt: skip
-        twin.bar(1 + off, s[h]["nll"]["mean"], width, yerr=s[h]["nll"]["std"], capsize=3,
+        off, s = (i - (len(names) - 1) / 2) * width, heads.heads[h]
+        ax.bar(0 + off, s.accuracy.mean, width,
+               yerr=proportion_error(s.accuracy.mean, s.accuracy.std), capsize=3,
+               color=_HEADS.get(h, "0.5"), label=f"{h} ({s.parameters} params)")  # fmt: skip
+        twin.bar(1 + off, s.nll.mean, width, yerr=s.nll.std, capsize=3,
                  color=_HEADS.get(h, "0.5"))  # fmt: skip
     ax.set(xticks=[0, 1], xticklabels=["test accuracy", "test NLL (right axis)"],
            ylim=(0, 1.05), ylabel="accuracy",
-           title=f"c. qutrit vs softmax head ({heads['n_seeds']} seeds)")  # fmt: skip
+           title=f"c. qutrit vs softmax head ({heads.n_seeds} seeds)")  # fmt: skip
     twin.set_ylabel("NLL")
     ax.legend(fontsize=7, loc="lower left")
 
 
-def _personal(ax: Any, users: dict[str, Any]) -> None:
+def _personal(ax: Any, users: PersonaliseStage) -> None:
     """d: each user's held-out accuracy under each reading (the personalise figure's bars)."""
-    plot_readings(ax, users)
-    labels = sorted(set(users["labels_per_user"].values()))
+    plot_readings(ax, users.results)
+    labels = sorted(set(users.labels_per_user.values()))
     ax.set_title(f"d. two readings, {'/'.join(map(str, labels))} labels per user")
 
 
-def _edge(ax: Any, edge: dict[str, Any]) -> None:
+def _edge(ax: Any, edge: PersonaliseStage) -> None:
     """e: parameters, bytes and latency of the narrowed / compressed models, relative to full."""
-    rows = {r["model"]: r for r in edge["edge_table"]}
+    rows = edge.edge
     full = rows["full"]
     keys = (("parameters", "parameters"), ("bytes", "bytes on disk"),
             ("latency_ms", "latency / query"))  # fmt: skip
@@ -132,20 +128,20 @@ def _edge(ax: Any, edge: dict[str, Any]) -> None:
     colours = {"full": "0.6", "narrowed": _HARD, "compressed": _DISTILL}
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(keys))]
-        ys = [rows[name][k] / full[k] for k, _ in keys]
+        ys = [getattr(rows[name], k) / getattr(full, k) for k, _ in keys]
         ax.bar(xs, ys, width, color=colours.get(name, "0.4"),
-               label=f"{name}: accuracy {rows[name]['accuracy']:.3f}")  # fmt: skip
+               label=f"{name}: accuracy {rows[name].accuracy:.3f}")  # fmt: skip
     ax.set(xticks=range(len(keys)), xticklabels=[t for _, t in keys], ylim=(0, 1.5),
            ylabel="relative to the full model",
-           title=f"e. edge model for the {edge['edge_user']} user")  # fmt: skip
+           title=f"e. edge model for the {edge.edge_user} user")  # fmt: skip
     ax.legend(fontsize=7, loc="upper center", ncol=2)
 
 
 def plot_story(
-    sd: dict[str, Any],
+    sd: DistillStage,
     records: list[dict[str, Any]],
-    heads: dict[str, Any],
-    users: dict[str, Any],
+    heads: HeadsStage,
+    users: PersonaliseStage,
     thresholds: tuple[float, float],
 ) -> Any:
     """The overview, one panel per stage: a (paired accuracies), b (Δφ, quantum distance,

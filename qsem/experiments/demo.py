@@ -17,7 +17,6 @@ one ``TorchSimulator.run``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ import torch
 from qsem.circuits import TRY, TRZ, Circuit, Parameter, TAdd
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.simulators import TorchSimulator, probs
+from qsem.training import Step, descent, run_steps
 
 __all__ = ["EXPERIMENT", "DemoConfig", "QutritClassifier", "build_circuit", "run"]
 
@@ -304,17 +304,14 @@ def run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
     bar = ctx.progress(
         range(start_epoch + 1, cfg.epochs + 1), total=cfg.epochs, initial=start_epoch
     )
-    for epoch in bar:
-        tick = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = _nll(model(x_tr), y_tr)
-        loss.backward()
-        optimizer.step()
-        train_seconds += time.perf_counter() - tick
+
+    def after(done: Step) -> None:
+        nonlocal epoch, train_seconds
+        epoch, train_seconds = done.step, train_seconds + done.seconds
         with torch.no_grad():
             p_tr, p_te = model(x_tr), model(x_te)
         record = {
-            "loss": loss.item(),
+            "loss": done.loss,
             "train_nll": _nll(p_tr, y_tr).item(),
             "train_accuracy": _accuracy(p_tr, y_tr),
             "test_nll": _nll(p_te, y_te).item(),
@@ -323,7 +320,12 @@ def run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(epoch, **record)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{record['loss']:.3f}", test_acc=f"{record['test_accuracy']:.3f}")
+
+    def save(epoch: int) -> None:
         ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
+
+    run_steps(descent(optimizer, lambda _: _nll(model(x_tr), y_tr)), bar, after=after,
+              checkpoint=save)  # fmt: skip
 
     with torch.no_grad():
         p_tr, p_te = model(x_tr), model(x_te)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qsem.checks import check_real
+from qsem.checks import check_int, check_real
 from qsem.emergence.benchmark import Run, merge_starts, tune
 from qsem.narrow.cmsp import CMSP
 from qsem.narrow.emergence_train import SIGNALS, train_hybrid, train_mlp
@@ -44,6 +44,7 @@ from ._emergence_cmsp_detectors import (
     scalar_detectors,
 )
 from ._emergence_cmsp_report import plot_detections, table
+from ._emergence_keys import EmergenceRunKeys, RunTailKeys
 
 __all__ = ["EXPERIMENT", "EmergenceCMSPConfig", "ground_truth", "run", "run_phases"]
 
@@ -60,71 +61,9 @@ RULE = (
 
 
 @dataclass(frozen=True)
-class EmergenceCMSPConfig:
-    """Config of ``qsem run emergence-cmsp`` (override any key with ``key=value``)."""
+class _HybridKeys:
+    """The hybrid (quantum last layer) model's keys of emergence-cmsp."""
 
-    #: the first scored seed; the scored seeds are seed, seed+1, ...
-    seed: int = 0
-    #: scored seeds of the MLP (trained together as one ensemble)
-    seeds: int = 10
-    #: tuning seeds: tune_offset, tune_offset + 1, ... (never scored)
-    tune_seeds: int = 5
-    #: first tuning seed
-    tune_offset: int = 100
-    #: control bits of a CMSP input (one per atom at least)
-    n_control: int = 4
-    #: task bits of a CMSP input
-    n_task: int = 32
-    #: atomic subtasks of CMSP
-    n_atoms: int = 4
-    #: task bits per atom (an atom is the parity of its k bits)
-    k: int = 3
-    #: hidden widths of the ReLU MLP
-    widths: tuple[int, ...] = (128, 128)
-    #: Adam learning rate of the MLP
-    lr: float = 2e-3
-    #: Adam epsilon
-    adam_eps: float = 1e-5
-    #: samples of each task per training step
-    per_task: int = 200
-    #: training steps of the MLP
-    steps: int = 6000
-    #: samples of each task in the fixed evaluation set (ground truth)
-    eval_per_task: int = 128
-    #: samples of each task in the fixed probe batch (detector signals)
-    probe_per_task: int = 32
-    #: ground truth: a task's loss above this many bits is not yet learned
-    high_bits: float = 0.9
-    #: ground truth: a task is learned once its loss is below this many bits
-    low_bits: float = 0.1
-    #: ground truth: the start is the onset of the drop, found with a running mean of this
-    #: many steps against the plateau level (median loss over `plateau` steps); 0: the
-    #: last step above high_bits
-    onset: int = 51
-    #: steps before the crossing whose median loss is the plateau level
-    plateau: int = 1000
-    #: signal: "auto" (chosen on the tuning seeds) or one of literal, lagged, ema, ema_slow
-    signal: str = "auto"
-    #: decay of the EMA signal ema
-    ema_beta: float = 0.99
-    #: lag in steps of the lagged and ema signals (and of the lagged Ω pair)
-    lag: int = 100
-    #: the slow EMA signal ema_slow
-    slow_beta: float = 0.995
-    #: lag in steps of the slow EMA signal ema_slow
-    slow_lag: int = 200
-    #: scoring window [start - before, start + max_lag] (composite drops last ~1000-1600 steps)
-    max_lag: int = 1000
-    #: transitions of one seed starting within merge_gap steps of an earlier one are merged
-    merge_gap: int = 500
-    #: an event up to this many steps before a start still matches it
-    before: int = 50
-    #: steps after an event in which a detector stays silent
-    refractory: int = 500
-    #: E_pot forecast target: a transition starts within this many steps
-    horizon: int = 200
-    #: E_pot trailing windows tried on the tuning seeds (the best AUROC there is used)
-    epot_windows: tuple[int, ...] = (50, 200, 500)
     #: scored seeds of the hybrid (quantum last layer) model; 0: no hybrid
     hybrid_seeds: int = 3
     #: tuning seeds of the hybrid model
@@ -152,71 +91,28 @@ class EmergenceCMSPConfig:
     shot_pair: str = "lagged"
     #: confidence level of the shot-estimate intervals
     confidence: float = 0.95
-    #: steps between two training log records
-    log_every: int = 50
-    #: torch intra-op threads while training (0: leave torch's setting)
-    threads: int = 1
+
+
+@dataclass(frozen=True)
+class EmergenceCMSPConfig(RunTailKeys, _HybridKeys, EmergenceRunKeys):
+    """Config of ``qsem run emergence-cmsp`` (override any key with ``key=value``): the shared
+    emergence keys (:class:`~._emergence_keys.EmergenceRunKeys`), the hybrid's keys, the tail."""
 
     def __post_init__(self) -> None:
-        for key in (
-            "seeds",
-            "tune_seeds",
-            "per_task",
-            "steps",
-            "eval_per_task",
-            "probe_per_task",
-            "lag",
-            "slow_lag",
-            "horizon",
-            "hybrid_per_task",
-            "hybrid_probe_per_task",
-            "n_qubits",
-            "q_layers",
-            "log_every",
-            "shot_every",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        for key in (
-            "hybrid_seeds",
-            "hybrid_tune_seeds",
-            "hybrid_steps",
-            "shots",
-            "threads",
-            "max_lag",
-            "merge_gap",
-            "before",
-            "refractory",
-            "tune_offset",
-            "seed",
-        ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
+        self.check_run_keys(max(self.tune_seeds, self.hybrid_tune_seeds))
+        self.check_tail_keys()
+        for key in ("hybrid_per_task", "hybrid_probe_per_task", "n_qubits", "q_layers",
+                    "shot_every"):  # fmt: skip
+            check_int(key, getattr(self, key), 1, config=True)
+        for key in ("hybrid_seeds", "hybrid_tune_seeds", "hybrid_steps", "shots"):
+            check_int(key, getattr(self, key), 0, config=True)
         if self.hybrid_seeds and not self.hybrid_tune_seeds:
             raise ConfigError("config key 'hybrid_tune_seeds': the hybrid needs tuning seeds")
-        if self.tune_offset < self.seed + self.seeds and self.seed < self.tune_offset + max(
-            self.tune_seeds, self.hybrid_tune_seeds
-        ):
+        if not self.hybrid_widths or any(x < 1 for x in self.hybrid_widths):
             raise ConfigError(
-                f"config key 'tune_offset': tuning seeds from {self.tune_offset} overlap the "
-                f"scored seeds {self.seed}..{self.seed + self.seeds - 1}"
+                f"config key 'hybrid_widths': positive widths needed, got {self.hybrid_widths}"
             )
-        for key in ("widths", "hybrid_widths", "epot_windows"):
-            w = getattr(self, key)
-            if not w or any(x < 1 for x in w):
-                raise ConfigError(f"config key '{key}': positive widths needed, got {w}")
-        for key in ("lr", "adam_eps", "hybrid_lr"):
-            check_real(key, getattr(self, key), minimum=0, strict=True, config=True)
-        if not 0 < self.low_bits < self.high_bits:
-            raise ConfigError(
-                f"config key 'low_bits': need 0 < low_bits < high_bits, got "
-                f"{self.low_bits}, {self.high_bits}"
-            )
-        for key in ("ema_beta", "slow_beta"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(
-                    f"config key '{key}': must lie in [0, 1), got {getattr(self, key)}"
-                )
+        check_real("hybrid_lr", self.hybrid_lr, minimum=0, strict=True, config=True)
         if not 0 < self.confidence < 1:
             raise ConfigError(f"config key 'confidence': must lie in (0, 1), got {self.confidence}")
         if self.shot_pair not in ("lagged", "successive"):

@@ -19,13 +19,13 @@ the same way (:mod:`._emergence_transfer_epot`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
 
+from qsem.checks import check_real
 from qsem.emergence import SelfCalibratingCUSUM, per_task_cusum
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
 from qsem.narrow.emergence_train import SIGNALS, TASK_SIGNALS, train_mlp
@@ -34,6 +34,7 @@ from qsem.runner import ConfigError, Experiment, RunContext
 
 from ._emergence_cmsp_detectors import l1_detector, scalar_detectors
 from ._emergence_cmsp_report import plot_detections
+from ._emergence_keys import EmergenceRunKeys, RunTailKeys
 from ._emergence_transfer_epot import epot_lofo, epot_table
 from ._emergence_transfer_report import TARGETS, table, targets_met
 from .emergence_cmsp import RULE, ground_truth, run_phases
@@ -66,31 +67,15 @@ FAMILY_PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class EmergenceTransferConfig:
-    """Config of ``qsem run emergence-transfer`` (override any key with ``key=value``)."""
-
+class _TransferLead:
     #: the families (keys of FAMILY_PRESETS); every one with transitions is a tuning family
     families: tuple[str, ...] = ("cmsp", "cmsp-b", "msp", "null")
-    #: the first scored seed; the scored seeds are seed, seed+1, ...
-    seed: int = 0
-    #: scored seeds per family
-    seeds: int = 5
-    #: tuning seeds per family: tune_offset, tune_offset + 1, ...
-    tune_seeds: int = 3
-    #: first tuning seed
-    tune_offset: int = 100
-    #: training steps per run
-    steps: int = 3000
+
+
+@dataclass(frozen=True)
+class _FamilyKeys:
     #: the task family of the shared keys (each family preset sets its own)
     family: str = "cmsp"
-    #: CMSP / msp / null: control bits (one per atom at least)
-    n_control: int = 4
-    #: CMSP / msp / null: task bits (irrelevant bits = n_task - n_atoms * k)
-    n_task: int = 16
-    #: CMSP / msp / null: atomic subtasks
-    n_atoms: int = 4
-    #: CMSP / msp / null: task bits per atom
-    k: int = 3
     #: msp: task i is drawn with probability proportional to (i + 1)^-alpha
     alpha: float = 1.0
     #: grok: the modulus p of (a + b) mod p
@@ -99,73 +84,47 @@ class EmergenceTransferConfig:
     train_frac: float = 0.5
     #: grok: seed of the train / test split
     split_seed: int = 0
-    #: hidden widths of the ReLU MLP
-    widths: tuple[int, ...] = (64, 64)
-    #: learning rate of Adam (AdamW when weight_decay > 0)
-    lr: float = 1e-3
-    #: Adam epsilon
-    adam_eps: float = 1e-5
     #: AdamW weight decay (0: plain Adam)
     weight_decay: float = 0.0
-    #: samples of each task per training step
-    per_task: int = 100
-    #: samples of each task in the fixed evaluation set (ground truth)
-    eval_per_task: int = 64
-    #: samples of each task in the fixed probe batch (detector signals)
-    probe_per_task: int = 16
-    #: decay of the EMA signal ema
-    ema_beta: float = 0.99
-    #: lag in steps of the lagged and ema signals (and the L1 detector's snapshots)
-    lag: int = 100
-    #: decay of the slow EMA signal ema_slow
-    slow_beta: float = 0.995
-    #: lag in steps of ema_slow
-    slow_lag: int = 200
-    #: the signal the scalar detectors see: literal, lagged, ema, ema_slow
-    signal: str = "ema_slow"
     #: the per-task Δφ of the per-task CUSUM: literal_task, lagged_task, ema_task, ema_slow_task
     task_signal: str = "ema_slow_task"
     #: per-task detectors: steps of each channel's warm-up (its reference fills first)
     task_warmup: int = 200
-    #: E_pot forecast target: a transition starts within this many steps
-    horizon: int = 200
-    #: E_pot trailing windows tried on the tuning family's tuning seeds
-    epot_windows: tuple[int, ...] = (50, 200, 500)
-    #: ground truth: a task's loss above this many bits is not yet learned
-    high_bits: float = 0.9
-    #: ground truth: a task is learned once its loss is below this many bits
-    low_bits: float = 0.1
-    #: ground truth: running-mean window of the onset of the drop (0: the 0.9-bit crossing)
-    onset: int = 51
-    #: ground truth: steps before the crossing whose median loss is the plateau level
-    plateau: int = 1000
+
+
+@dataclass(frozen=True)
+class EmergenceTransferConfig(RunTailKeys, _FamilyKeys, EmergenceRunKeys, _TransferLead):
+    """Config of ``qsem run emergence-transfer`` (override any key with ``key=value``): the
+    families, the shared emergence keys (:class:`~._emergence_keys.EmergenceRunKeys`, with
+    this experiment's defaults; CMSP's keys are the msp / null families' too), the family
+    keys, the tail."""
+
+    #: scored seeds per family
+    seeds: int = 5
+    #: tuning seeds per family: tune_offset, tune_offset + 1, ...
+    tune_seeds: int = 3
+    #: CMSP / msp / null: task bits (irrelevant bits = n_task - n_atoms * k)
+    n_task: int = 16
+    widths: tuple[int, ...] = (64, 64)
+    #: learning rate of Adam (AdamW when weight_decay > 0)
+    lr: float = 1e-3
+    per_task: int = 100
+    #: training steps per run
+    steps: int = 3000
+    eval_per_task: int = 64
+    probe_per_task: int = 16
+    #: the signal the scalar detectors see: literal, lagged, ema, ema_slow
+    signal: str = "ema_slow"
     #: an event up to max_lag steps after a start matches it
     max_lag: int = 400
-    #: an event up to this many steps before a start still matches it
-    before: int = 50
     #: transitions of one run starting within merge_gap steps of an earlier one are merged
     merge_gap: int = 150
-    #: steps after an event in which a detector stays silent
     refractory: int = 300
-    #: steps between two training log records
     log_every: int = 100
-    #: torch intra-op threads while training (0: leave torch's setting)
-    threads: int = 1
 
     def __post_init__(self) -> None:
-        for key in ("seeds", "tune_seeds", "steps", "per_task", "eval_per_task",
-                    "probe_per_task", "lag", "slow_lag", "log_every", "horizon"):  # fmt: skip
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key '{key}': must be >= 1, got {getattr(self, key)}")
-        for key in ("seed", "tune_offset", "max_lag", "before", "merge_gap", "refractory",
-                    "threads", "onset"):  # fmt: skip
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key '{key}': must be >= 0, got {getattr(self, key)}")
-        if (
-            self.tune_offset < self.seed + self.seeds
-            and self.seed < self.tune_offset + self.tune_seeds
-        ):
-            raise ConfigError("config key 'tune_offset': tuning seeds overlap the scored seeds")
+        self.check_run_keys(self.tune_seeds)
+        self.check_tail_keys()
         bad = [f for f in self.families if f not in FAMILY_PRESETS]
         if bad or len(set(self.families)) != len(self.families):
             raise ConfigError(
@@ -181,16 +140,11 @@ class EmergenceTransferConfig:
                 f"config key 'task_signal': one of {list(TASK_SIGNALS[:-1])}, "
                 f"got {self.task_signal!r}"
             )
-        if not self.epot_windows or min(self.epot_windows) < 1:
-            raise ConfigError("config key 'epot_windows': one or more windows >= 1")
         if not 2 <= self.task_warmup <= 500:
             raise ConfigError("config key 'task_warmup': must lie in [2, 500]")
         if self.signal not in SIGNALS:
             raise ConfigError(f"config key 'signal': one of {list(SIGNALS)}, got {self.signal!r}")
-        if not 0 < self.low_bits < self.high_bits:
-            raise ConfigError("config key 'low_bits': need 0 < low_bits < high_bits")
-        if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
-            raise ConfigError("config key 'lr' / 'weight_decay': lr > 0, weight_decay >= 0")
+        check_real("weight_decay", self.weight_decay, minimum=0, config=True)
         for f in self.families:
             try:
                 make_family(self.for_family(f))

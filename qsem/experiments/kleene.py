@@ -43,6 +43,7 @@ __all__ = [
     "EXPERIMENT",
     "KleeneConfig",
     "KleeneTaskKeys",
+    "LabelFractionKey",
     "SeedKey",
     "SemanticModelKeys",
     "TrainingKeys",
@@ -90,13 +91,19 @@ class KleeneTaskKeys:
     max_depth: int = _TASK.max_depth
     #: most side literals (on base predicates) in one rule body
     max_side: int = _TASK.max_side
-    #: fraction of training queries whose label the user gave (the rest are masked)
-    label_fraction: float = 1.0
 
     @property
     def task(self) -> KleeneTaskConfig:
         """The generator's config: these keys, the library's defaults for the rest."""
         return task_config(self)
+
+
+@dataclass(frozen=True)
+class LabelFractionKey:
+    """The share of training labels a Kleene experiment keeps (after its task keys)."""
+
+    #: fraction of training queries whose label the user gave (the rest are masked)
+    label_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,9 +157,10 @@ class TrainingKeys:
 
 
 @dataclass(frozen=True)
-class KleeneConfig(TrainingKeys, SemanticModelKeys, KleeneTaskKeys, SeedKey):
+class KleeneConfig(TrainingKeys, SemanticModelKeys, LabelFractionKey, KleeneTaskKeys, SeedKey):
     """Config of ``qsem run kleene`` (override any key with ``key=value``): the seed, the
-    task keys (:attr:`task`), the model keys (:attr:`model`) and the training keys."""
+    task keys (:attr:`task`), the label fraction, the model keys (:attr:`model`) and the
+    training keys."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_train_kbs", "n_test_kbs"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from qsem.narrow.cmsp import CMSP, make_generator
 from qsem.narrow.mlp import EnsembleMLP
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.training import Step, descent, run_steps
 
 __all__ = ["EXPERIMENT", "CurriculumConfig", "run", "train_condition"]
 
@@ -194,7 +196,7 @@ def train_condition(
         log, start, seconds = _restore(resume, model, opt, data_gen, log)
     base = 0 if condition == "broad" else cfg.broad_steps
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot(step: int) -> dict[str, Any]:
         return {
             "done": dict(done or {}),
             "current": {
@@ -205,25 +207,27 @@ def train_condition(
             },
         }  # fmt: skip
 
-    step = start
+    def loss(_: int) -> torch.Tensor:
+        x, y = _ensemble_batch(cmsp, tasks, per_task, cfg.seeds, data_gen)
+        return _loss_bits(model, x, y).sum()
+
+    def after(s: Step) -> bool:  # evaluate when due; True (stop) once every seed converged
+        if s.step % cfg.eval_every and s.step != steps:
+            return False
+        with torch.no_grad():
+            log.add(s.step, _loss_bits(model, x_ev, y_ev).cpu(), cfg.threshold_bits)
+        if ctx is not None:
+            ctx.log(s.step, condition=condition, composite_loss_bits=log.last.tolist(),
+                    converged=log.n_converged)  # fmt: skip
+        return cfg.stop_when_converged and log.n_converged == cfg.seeds
+
+    def save(t: int) -> None:
+        if ctx is not None and (t % cfg.eval_every == 0 or t == steps):
+            ctx.checkpoint(base + t, partial(snapshot, t), where=f"{condition}, step {t}")
+
     todo = range(start + 1, steps + 1)
     bar = todo if ctx is None else ctx.progress(todo, total=steps, initial=start, desc=condition)
-    for step in bar:
-        x, y = _ensemble_batch(cmsp, tasks, per_task, cfg.seeds, data_gen)
-        loss = _loss_bits(model, x, y).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0 or step == steps:
-            with torch.no_grad():
-                log.add(step, _loss_bits(model, x_ev, y_ev).cpu(), cfg.threshold_bits)
-            if ctx is not None:
-                ctx.log(step, condition=condition, composite_loss_bits=log.last.tolist(),
-                        converged=log.n_converged)  # fmt: skip
-            if cfg.stop_when_converged and log.n_converged == cfg.seeds:
-                break
-            if ctx is not None:
-                ctx.checkpoint(base + step, snapshot, where=f"{condition}, step {step}")
+    step = run_steps(descent(opt, loss), bar, after=after, checkpoint=save) or start
     return {
         "condition": condition,
         "seeds": seeds,

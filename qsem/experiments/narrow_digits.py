@@ -54,6 +54,7 @@ from qsem.narrow import (
 )
 from qsem.narrow.compare import plot_samples_pareto, samples_table, summarise_samples
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.training import descent, run_steps
 
 __all__ = ["EXPERIMENT", "DigitsConfig", "load_data", "run"]
 
@@ -203,12 +204,12 @@ def train_teacher(cfg: DigitsConfig, data: dict[str, torch.Tensor], seed: int) -
     x, y = data["x_train"], data["y_train"]
     net = build_mlp(x.shape[1], list(cfg.teacher_widths), 10, generator=gen).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    for _ in range(cfg.teacher_steps):
+
+    def loss(_: int) -> torch.Tensor:
         idx = torch.randint(0, len(y), (cfg.batch * 2,), generator=gen).to(x.device)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return F.cross_entropy(net(x[idx]), y[idx])
+
+    run_steps(descent(opt, loss), range(cfg.teacher_steps))
     return net
 
 

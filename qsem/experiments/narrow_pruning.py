@@ -36,6 +36,7 @@ from qsem.narrow import (
     prune_neurons,
 )
 from qsem.runner import ConfigError, Experiment, RunContext
+from qsem.training import Step, descent, run_steps
 
 __all__ = ["EXPERIMENT", "PruningConfig", "run"]
 
@@ -145,13 +146,13 @@ def _train_ensemble(
 ) -> None:  # fmt: skip
     opt = torch.optim.Adam(ens.parameters(), lr=lr)
     masker.attach(opt)
-    for _ in range(steps):
+
+    def loss(_: int) -> torch.Tensor:
         x, y = cmsp.sample(task, batch, gen)
         out = ens(x.expand(ens.members, *x.shape))
-        loss = F.cross_entropy(out.reshape(-1, 2), y.repeat(ens.members)) * ens.members
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return F.cross_entropy(out.reshape(-1, 2), y.repeat(ens.members)) * ens.members
+
+    run_steps(descent(opt, loss), range(steps))
 
 
 def _masked_ensemble(models: list, keeps: list) -> tuple[EnsembleMLP, Masker]:
@@ -215,21 +216,21 @@ def train_broad(
     net = build_mlp(cmsp.input_dim, [width] * (cfg.depth - 1), 2, generator=gen)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     data_gen = make_generator(cfg.seed * 1000 + width + 1)
-    step = 0
-    acc = {"A": 0.0, "B": 0.0}
-    for step in range(1, cfg.train_steps + 1):
+
+    def loss(_step: int) -> torch.Tensor:
         x, y, _ = cmsp.sample_mixture(cmsp.tasks, cfg.train_per_task, data_gen)
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0:
-            acc = {t: evaluate(net, *evals[t])["accuracy"] for t in ("A", "B")}
-            if ctx is not None:
-                ctx.log(step, phase="train", width=width, loss=loss.item(), accuracy_A=acc["A"],
-                        accuracy_B=acc["B"])  # fmt: skip
-            if min(acc.values()) >= cfg.train_target_accuracy:
-                break
+        return F.cross_entropy(net(x), y)
+
+    def after(done: Step) -> bool:
+        if done.step % cfg.eval_every:
+            return False
+        acc = {t: evaluate(net, *evals[t])["accuracy"] for t in ("A", "B")}
+        if ctx is not None:
+            ctx.log(done.step, phase="train", width=width, loss=done.loss, accuracy_A=acc["A"],
+                    accuracy_B=acc["B"])  # fmt: skip
+        return min(acc.values()) >= cfg.train_target_accuracy
+
+    step = run_steps(descent(opt, loss), range(1, cfg.train_steps + 1), after=after) or 0
     acc = {t: round(evaluate(net, *evals[t])["accuracy"], 4) for t in ("A", "B")}
     return net, {"train_steps": step, "accuracy_A": acc["A"], "accuracy_B": acc["B"]}
 
@@ -240,15 +241,19 @@ def group_lasso_train(
 ) -> torch.nn.Sequential:  # fmt: skip
     gl = copy.deepcopy(net)
     opt = torch.optim.Adam(gl.parameters(), lr=cfg.lr)
-    for step in range(1, cfg.gl_steps + 1):
+    ce = torch.zeros(())
+
+    def loss(_: int) -> torch.Tensor:
+        nonlocal ce
         x, y = cmsp.sample(A, cfg.gl_batch, gen)
         ce = F.cross_entropy(gl(x), y)
-        loss = ce + group_lasso_penalty(gl, cfg.gl_lambda)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if ctx is not None and step % cfg.eval_every == 0:
-            ctx.log(step, phase="group_lasso", width=width, ce=ce.item(), loss=loss.item())
+        return ce + group_lasso_penalty(gl, cfg.gl_lambda)
+
+    def after(done: Step) -> None:
+        if ctx is not None and done.step % cfg.eval_every == 0:
+            ctx.log(done.step, phase="group_lasso", width=width, ce=ce.item(), loss=done.loss)
+
+    run_steps(descent(opt, loss), range(1, cfg.gl_steps + 1), after=after)
     return gl
 
 

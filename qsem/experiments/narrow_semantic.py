@@ -63,43 +63,30 @@ from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import KleeneDataset
 from qsem.tasks.kleene_training import (
+    Epochs,
     adam_cosine,
     make_data,
     model_config,
     task_config,
-    train_epoch,
 )
+from qsem.training import run_steps
 
 from ._narrow_semantic_report import METHODS, plot_accuracy, summarise, table
+from .kleene import KleeneTaskKeys
 
 __all__ = ["EXPERIMENT", "SemanticNarrowConfig", "composer_group", "run", "split_domain"]
 
 
 @dataclass(frozen=True)
-class SemanticNarrowConfig:
-    """Config of ``qsem run narrow-semantic`` (override any key with ``key=value``)."""
-
+class _NarrowLead:
     #: the first seed; the seeds are seed, seed+1, ..., seed+seeds-1
     seed: int = 0
     #: seeds, each with its own data, teacher and narrow models
     seeds: int = 3
-    # task: open-world Kleene queries (as in ``qsem run kleene``)
-    #: generated knowledge bases the training queries come from
-    n_train_kbs: int = 200
-    #: knowledge bases (never seen in training) the test queries come from
-    n_test_kbs: int = 50
-    #: queries drawn per knowledge base (balanced over depth and label)
-    queries_per_kb: int = 24
-    #: entities per knowledge base
-    n_entities: int = 40
-    #: base (level-0) predicates per knowledge base: only they have facts
-    base_predicates: int = 6
-    #: derived predicates on each level 1..max_depth (one rule each)
-    derived_per_level: int = 4
-    #: largest query depth (number of rule hops) drawn
-    max_depth: int = 3
-    #: most side literals (on base predicates) in one rule body
-    max_side: int = 2
+
+
+@dataclass(frozen=True)
+class _NarrowKeys:
     #: the sub-domain: queries of depth <= narrow_depth
     narrow_depth: int = 1
     # the broad teacher: the model of `qsem run kleene` (profile AGI-B, 32 hidden neurons)
@@ -141,16 +128,24 @@ class SemanticNarrowConfig:
     #: torch intra-op threads while training (0: leave torch's setting)
     threads: int = 1
 
+
+@dataclass(frozen=True)
+class SemanticNarrowConfig(_NarrowKeys, KleeneTaskKeys, _NarrowLead):
+    """Config of ``qsem run narrow-semantic`` (override any key with ``key=value``): the
+    seeds, the task keys of ``qsem run kleene`` (:attr:`task`: open-world Kleene queries),
+    the sub-domain, the broad teacher and the narrowing keys."""
+
     def __post_init__(self) -> None:
         for key in ("seeds", "teacher_hidden", "teacher_epochs", "teacher_batch", "batch",
                     "eval_every", "attribution_samples", "angle_samples"):  # fmt: skip
             check_int(key, getattr(self, key), 1, config=True)
         for key in ("max_steps", "recovery_steps", "threads"):
             check_int(key, getattr(self, key), 0, config=True)
-        if not 0 <= self.narrow_depth < self.max_depth:
+        if not self.min_depth <= self.narrow_depth < self.max_depth:
             raise ConfigError(
-                f"config key 'narrow_depth': must lie in [0, max_depth) = [0, {self.max_depth}) "
-                f"so that some queries fall outside the sub-domain, got {self.narrow_depth}"
+                f"config key 'narrow_depth': must lie in [min_depth, max_depth) = "
+                f"[{self.min_depth}, {self.max_depth}) so that the sub-domain holds queries and "
+                f"some fall outside it, got {self.narrow_depth}"
             )
         if not self.sizes or any(not 1 <= s < self.teacher_hidden for s in self.sizes):
             raise ConfigError(
@@ -200,9 +195,7 @@ def train_teacher(cfg: SemanticNarrowConfig, train: KleeneDataset, seed: int) ->
     model = SemanticModel(model_config(cfg, hidden=cfg.teacher_hidden))
     opt, sched = adam_cosine(model, cfg.teacher_lr, cfg.teacher_epochs)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.teacher_epochs):
-        train_epoch(model, opt, train, cfg.teacher_batch, gen)
-        sched.step()
+    run_steps(Epochs(model, opt, sched, train, cfg.teacher_batch, gen), range(cfg.teacher_epochs))
     return model
 
 

@@ -34,6 +34,7 @@ import torch
 
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.stats import paired_tests
+from qsem.training import descent, run_steps
 
 __all__ = [
     "EXPERIMENT",
@@ -277,10 +278,7 @@ def train(model: HybridClassifier, x: torch.Tensor, y: torch.Tensor, cfg: Any) -
     """Full-batch Adam; returns the mean step time in seconds."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     tick = time.perf_counter()
-    for _ in range(cfg.epochs):
-        opt.zero_grad(set_to_none=True)
-        nll(model(x), y).backward()
-        opt.step()
+    run_steps(descent(opt, lambda _: nll(model(x), y)), range(cfg.epochs))
     return (time.perf_counter() - tick) / cfg.epochs
 
 

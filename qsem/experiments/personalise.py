@@ -261,7 +261,8 @@ def plot_personalise(done: dict[str, Any]) -> Any:
     for n in names:
         s = done["streams"][n]
         (line,) = ax_d.plot(range(1, len(s["dphi"]) + 1), s["dphi"], lw=1, label=f"Δφ, {n}")
-        ax_d.axhline(s["theta"], color=line.get_color(), lw=0.8, ls="--")
+        if s["theta"] is not None:  # None: fewer than two labels, no θ^(u)
+            ax_d.axhline(s["theta"], color=line.get_color(), lw=0.8, ls="--")
         ev = [e for e in s["events"] if 1 <= e <= len(s["dphi"])]
         ax_d.plot(ev, [s["dphi"][e - 1] for e in ev], "o", color=line.get_color(), ms=4)
     ax_d.set(xlabel="label t", ylabel=r"$\|\varphi_t - \varphi_{t-1}\|_1$ on the probe",

@@ -19,39 +19,36 @@ import torch
 
 from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.tasks.kleene_training import adam_cosine, evaluate, make_data, model_config, train_epoch
+from qsem.tasks.kleene_training import Epochs, adam_cosine, evaluate, make_data, model_config
+from qsem.training import Step, run_steps
 
-from .kleene import KleeneConfig
+from .kleene import KleeneConfig, KleeneTaskKeys, SeedKey, TrainingKeys
 
 __all__ = ["EXPERIMENT", "ProfilesConfig", "format_table", "run"]
 
 
 @dataclass(frozen=True)
-class ProfilesConfig:
-    """Config of ``qsem run profiles`` (override any key with ``key=value``)."""
-
-    #: the random seed (data, initialisation and batch order follow it)
-    seed: int = 0
+class _ProfilesKey:
     #: model profiles to train, from AGI-A, AGI-B, AGI-C, AGI-D
     profiles: list[str] = field(default_factory=lambda: ["AGI-A", "AGI-B", "AGI-C", "AGI-D"])
-    #: generated knowledge bases the training queries come from
-    n_train_kbs: int = 100
-    #: knowledge bases (never seen in training) the test queries come from
-    n_test_kbs: int = 30
-    #: queries drawn per knowledge base (balanced over depth and label)
-    queries_per_kb: int = 24
-    #: largest query depth (number of rule hops) drawn
-    max_depth: int = 3
-    #: passes over the training queries (every profile)
-    epochs: int = 15
-    #: queries per optimiser step
-    batch_size: int = 128
-    #: Adam learning rate (cosine decay to lr/20)
-    lr: float = 0.02
+
+
+@dataclass(frozen=True)
+class _CircuitKey:
     #: trainable layers of the Ω circuit
     q_layers: int = 1
-    #: torch intra-op threads while training (0: leave torch's setting)
-    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ProfilesConfig(TrainingKeys, _CircuitKey, KleeneTaskKeys, _ProfilesKey, SeedKey):
+    """Config of ``qsem run profiles`` (override any key with ``key=value``): the seed, the
+    profiles, the Kleene task keys (:attr:`task`), the Ω circuit's layers and the
+    training keys; :meth:`kleene` is the :class:`KleeneConfig` every profile shares."""
+
+    n_train_kbs: int = 100
+    n_test_kbs: int = 30
+    #: passes over the training queries (every profile)
+    epochs: int = 15
 
     def __post_init__(self) -> None:
         if not self.profiles:
@@ -128,6 +125,42 @@ def plot_profiles(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def _train_profile(
+    cfg: ProfilesConfig, index: int, name: str, data: tuple[Any, Any], ctx: RunContext, first: int
+) -> dict[str, Any]:
+    """Train profile ``name`` (the ``index``-th) for ``cfg.epochs``; its row of the table.
+    Its epochs are logged at steps ``first + 1 ...``."""
+    train, test = data
+    torch.manual_seed(cfg.seed * 1000 + index)
+    model = SemanticModel(profile_config(name, model_config(cfg.kleene())))
+    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
+    epochs = Epochs(model, optimizer, sched, train, cfg.batch_size,
+                    torch.Generator().manual_seed(cfg.seed))  # fmt: skip
+    tick = time.perf_counter()
+
+    def after(done: Step) -> None:
+        ev = evaluate(model, test)
+        ctx.log(first + done.step, profile=name, epoch=done.step, loss=done.loss,
+                test_accuracy=ev["accuracy"])  # fmt: skip
+
+    run_steps(epochs, range(1, cfg.epochs + 1), after=after)
+    ev = evaluate(model, test)
+    return {
+        "profile": name,
+        "axes": PROFILES[name][0],
+        "test_accuracy": ev["accuracy"],
+        "test_nll": ev["nll"],
+        "per_depth_accuracy": ev["per_depth_accuracy"],
+        "parameters": model.num_parameters(),
+        "step_ms": 1000 * epochs.seconds / max(epochs.steps, 1),
+        "train_seconds": epochs.seconds,
+        "wall_seconds": time.perf_counter() - tick,
+        "circuit_dims": list(model.omega.dims),
+        "head": model.cfg.head,
+        "operator": model.cfg.operator,
+    }
+
+
 def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     kcfg = cfg.kleene()
     train, test = make_data(kcfg)
@@ -139,36 +172,9 @@ def run(cfg: ProfilesConfig, ctx: RunContext) -> dict[str, Any]:
     for i, name in enumerate(names):
         if name in done:
             continue
-        torch.manual_seed(cfg.seed * 1000 + i)
-        model = SemanticModel(profile_config(name, model_config(kcfg)))
-        optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        seconds, steps = 0.0, 0
-        tick = time.perf_counter()
-        for epoch in range(1, cfg.epochs + 1):
-            loss, n, dt = train_epoch(model, optimizer, train, cfg.batch_size, gen)
-            sched.step()
-            seconds += dt
-            steps += n
-            step += 1
-            ev = evaluate(model, test)
-            ctx.log(step, profile=name, epoch=epoch, loss=loss, test_accuracy=ev["accuracy"])
-        ev = evaluate(model, test)
-        rows.append({
-            "profile": name,
-            "axes": PROFILES[name][0],
-            "test_accuracy": ev["accuracy"],
-            "test_nll": ev["nll"],
-            "per_depth_accuracy": ev["per_depth_accuracy"],
-            "parameters": model.num_parameters(),
-            "step_ms": 1000 * seconds / max(steps, 1),
-            "train_seconds": seconds,
-            "wall_seconds": time.perf_counter() - tick,
-            "circuit_dims": list(model.omega.dims),
-            "head": model.cfg.head,
-            "operator": model.cfg.operator,
-        })  # fmt: skip
-        ctx.echo(f"{ctx.label}: {name} test accuracy {ev['accuracy']:.3f}")
+        rows.append(_train_profile(cfg, i, name, (train, test), ctx, step))
+        step += cfg.epochs
+        ctx.echo(f"{ctx.label}: {name} test accuracy {rows[-1]['test_accuracy']:.3f}")
         ctx.checkpoint(step, {"rows": rows}, force=True)
 
     ctx.path("profiles.md").write_text(format_table(rows, "md"), encoding="utf-8")

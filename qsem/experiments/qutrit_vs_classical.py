@@ -55,6 +55,7 @@ from qsem.tasks.three_class import (
     load_kleene,
     load_wine,
 )
+from qsem.training import descent, run_steps
 
 __all__ = [
     "EXPERIMENT",
@@ -306,11 +307,7 @@ def train_one(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = data.x_train, data.y_train
     tick = time.perf_counter()
-    for _ in range(cfg.epochs):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.nll_loss(model(x), y)
-        loss.backward()
-        opt.step()
+    run_steps(descent(opt, lambda _: torch.nn.functional.nll_loss(model(x), y)), range(cfg.epochs))
     step = (time.perf_counter() - tick) / cfg.epochs
     with torch.no_grad():
         logp = model(data.x_test).double()

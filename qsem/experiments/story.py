@@ -54,7 +54,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from qsem.edge import WORLDS, EdgeConfig, PersonalConfig
 from qsem.emergence import score_events
@@ -75,14 +75,15 @@ from ._story_report import (
     personalise_line,
     personalise_table,
 )
+from ._story_stages import DistillStage, HeadsStage, PersonaliseStage
 from .kleene import KleeneConfig
 from .personalise import PersonaliseConfig
 from .qutrit_vs_classical import QvCConfig
 from .self_distill import SelfDistillConfig
 
 __all__ = [
-    "EXPERIMENT", "STAGES", "StageOutcome", "StoryConfig", "StoryOutcome", "emergence_agreement",
-    "run",
+    "EXPERIMENT", "STAGES", "DistillStage", "HeadsStage", "PersonaliseStage", "StageOutcome",
+    "StoryConfig", "StoryOutcome", "emergence_agreement", "run",
 ]  # fmt: skip
 
 #: parent steps reserved for one stage (stage i's checkpoints are at i · STAGE_SPAN + step)
@@ -156,15 +157,17 @@ class StoryConfig:
 # --------------------------------------------------------------------------
 
 
-def _distill(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    return dict(self_distill.EXPERIMENT(replace(cfg.self_distill, seed=cfg.seed), ctx))
+def _distill(cfg: StoryConfig, ctx: RunContext) -> DistillStage:
+    sd = replace(cfg.self_distill, seed=cfg.seed)
+    return DistillStage.from_results(dict(self_distill.EXPERIMENT(sd, ctx)))
 
 
-def _heads(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
-    return dict(qutrit_vs_classical.EXPERIMENT(replace(cfg.heads, seed=cfg.seed), ctx))
+def _heads(cfg: StoryConfig, ctx: RunContext) -> HeadsStage:
+    heads = replace(cfg.heads, seed=cfg.seed)
+    return HeadsStage.from_results(dict(qutrit_vs_classical.EXPERIMENT(heads, ctx)))
 
 
-def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
+def _personalise(cfg: StoryConfig, ctx: RunContext) -> PersonaliseStage:
     """``qsem run personalise`` on stage a's self-distilled model of the first seed: its
     users label queries of the knowledge bases that model was tested on."""
     sd = replace(cfg.self_distill, seed=cfg.seed)
@@ -174,57 +177,69 @@ def _personalise(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
         **{**task, "n_slices": model.emergence.n_slices}, labels_per_user=cfg.labels_per_user,
         edge_user=cfg.edge_user, personal=cfg.personal, edge=cfg.edge,
     )  # fmt: skip
-    return dict(personalise.EXPERIMENT(pcfg, ctx, model=model))
+    return PersonaliseStage.from_results(dict(personalise.EXPERIMENT(pcfg, ctx, model=model)))
 
 
 #: (name, what it does) of each stage, in order; the names key ``results["stages"]``.
-STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], dict[str, Any]]], ...] = (
+STAGES: tuple[tuple[str, Callable[[StoryConfig, RunContext], Any]], ...] = (
     ("self_distill", _distill),
     ("heads", _heads),
     ("personalise", _personalise),
 )
 
+#: stage name -> how its experiment's results.json becomes the stage's typed results
+_PARSE: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "self_distill": DistillStage.from_results,
+    "heads": HeadsStage.from_results,
+    "personalise": PersonaliseStage.from_results,
+}
+
+R = TypeVar("R", DistillStage, HeadsStage, PersonaliseStage)
+
 
 @dataclass(frozen=True)
-class StageOutcome:
-    """What one finished stage hands on: its experiment's results and how long it took.
+class StageOutcome(Generic[R]):
+    """What one finished stage hands on: its typed results and how long it took.
 
-    ``results`` is the ``results.json`` dict of the experiment that ran the stage;
-    :meth:`as_state` / :meth:`from_state` give the plain data a checkpoint holds.
+    ``result.results`` is the ``results.json`` dict of the experiment that ran the
+    stage; :meth:`as_state` / :meth:`from_state` give the plain data a checkpoint holds.
     """
 
-    results: dict[str, Any]
+    result: R
     seconds: float
     cpu_seconds: float
 
     def as_state(self) -> dict[str, Any]:
-        return {"results": self.results, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
+        return {"results": dict(self.result.results), "seconds": self.seconds,
+                "cpu_seconds": self.cpu_seconds}  # fmt: skip
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> StageOutcome:
-        return cls(dict(state["results"]), float(state["seconds"]), float(state["cpu_seconds"]))
+    def from_state(cls, name: str, state: Mapping[str, Any]) -> StageOutcome[Any]:
+        """The outcome of stage ``name`` from :meth:`as_state`'s data (a checkpoint's)."""
+        result = _PARSE[name](dict(state["results"]))
+        return StageOutcome(result, float(state["seconds"]), float(state["cpu_seconds"]))
 
 
 @dataclass(frozen=True)
 class StoryOutcome:
     """The finished stages, one typed field each, as :func:`run` hands them to its summary."""
 
-    self_distill: StageOutcome
-    heads: StageOutcome
-    personalise: StageOutcome
+    self_distill: StageOutcome[DistillStage]
+    heads: StageOutcome[HeadsStage]
+    personalise: StageOutcome[PersonaliseStage]
 
     @classmethod
-    def from_stages(cls, done: Mapping[str, StageOutcome]) -> StoryOutcome:
+    def from_stages(cls, done: Mapping[str, StageOutcome[Any]]) -> StoryOutcome:
         return cls(**{name: done[name] for name, _ in STAGES})
 
-    def stage(self, name: str) -> StageOutcome:
+    def stage(self, name: str) -> StageOutcome[Any]:
         """The outcome of stage ``name`` (one of :data:`STAGES`)."""
-        outcome: StageOutcome = getattr(self, name)
+        outcome: StageOutcome[Any] = getattr(self, name)
         return outcome
 
 
 def emergence_agreement(
-    distill: dict[str, Any], probe_every: int, aer_seeds: int
+    distill: DistillStage, probe_every: int, aer_seeds: int
 ) -> list[dict[str, Any]]:
     """Per detector: its events, and how they line up with the Frobenius (Δφ) detector's.
 
@@ -235,11 +250,10 @@ def emergence_agreement(
     and ``near_frobenius`` (pairs / this detector's events), ``None`` when the
     denominator is 0; ``steps_first_seed``: the steps of its events in the first seed.
     """
-    steps = {str(r["seed"]): r["optimizer_steps"] for r in distill["per_run"]
-             if r["arm"] == "distill"}  # fmt: skip
-    reference = distill["events"]["frobenius"]
+    steps = {str(r.seed): r.optimizer_steps for r in distill.runs if r.arm == "distill"}
+    reference = distill.events["frobenius"]
     rows = []
-    for name, per_seed in distill["events"].items():
+    for name, per_seed in distill.events.items():
         seeds = sorted(per_seed, key=int)
         if name == "quantum_aer":
             seeds = seeds[:aer_seeds]
@@ -271,7 +285,8 @@ def emergence_agreement(
 def _run_stages(cfg: StoryConfig, ctx: RunContext) -> StoryOutcome:
     """Run the stages not yet finished, with a checkpoint after each."""
     state = ctx.restore()
-    done = {n: StageOutcome.from_state(v) for n, v in (state["done"] if state else {}).items()}
+    saved = state["done"] if state else {}
+    done = {n: StageOutcome.from_state(n, v) for n, v in saved.items()}
     current = state["current"] if state is not None else None
     for i, (name, stage) in enumerate(STAGES):
         if name in done:
@@ -292,8 +307,8 @@ def _run_stages(cfg: StoryConfig, ctx: RunContext) -> StoryOutcome:
 def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
     """Run the stages not yet finished (checkpoint after each), then the summary and figure."""
     story = _run_stages(cfg, ctx)
-    sd, heads = story.self_distill.results, story.heads.results
-    users = story.personalise.results
+    sd, heads = story.self_distill.result, story.heads.result
+    users = story.personalise.result
     events = emergence_agreement(
         sd, cfg.self_distill.distill.probe_every, cfg.self_distill.aer_seeds
     )
@@ -309,8 +324,8 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
         "emergence_events": events,
         "head_comparison": heads_table(heads),
         "personalisation": personalise_table(users),
-        "disagreements": users["examples"],
-        "edge_models": users["edge_table"],
+        "disagreements": users.examples,
+        "edge_models": users.edge_table,
         "stage_seconds": [
             {
                 "stage": n,
@@ -319,7 +334,7 @@ def run(cfg: StoryConfig, ctx: RunContext) -> dict[str, Any]:
             }
             for n, _ in STAGES
         ],
-        "stages": {n: story.stage(n).results for n, _ in STAGES},
+        "stages": {n: dict(story.stage(n).result.results) for n, _ in STAGES},
         COLUMNS_KEY: COLUMNS,
     }
 

@@ -45,6 +45,7 @@ from qsem.simulators.similarity import (
     swap_test_circuits,
     swap_test_estimate,
 )
+from qsem.training import Step, descent, run_steps
 
 __all__ = ["EXPERIMENT", "SwapDemoConfig", "build_circuit", "run"]
 
@@ -254,14 +255,11 @@ def _train(cfg: SwapDemoConfig, ctx: RunContext, model: _Model, w0: torch.Tensor
         }
 
     step = start
-    for step in ctx.progress(range(start + 1, cfg.steps + 1), total=cfg.steps, initial=start):
-        tick = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model.loss(weights)
-        loss.backward()
-        optimizer.step()
-        train_seconds += time.perf_counter() - tick
-        losses.append(float(loss.detach()))
+
+    def after(done: Step) -> None:
+        nonlocal step, train_seconds
+        step, train_seconds = done.step, train_seconds + done.seconds
+        losses.append(done.loss)
         history.append(weights.detach().clone())
         record: dict[str, Any] = {"loss": losses[-1]}
         if step >= cfg.stride:
@@ -271,7 +269,12 @@ def _train(cfg: SwapDemoConfig, ctx: RunContext, model: _Model, w0: torch.Tensor
                 record["exact_overlap"] = float(overlap(rho[0], rho[1]))
                 record["fidelity"] = float(fidelity(rho[0], rho[1]))
         ctx.log(step, **record)
-        ctx.checkpoint(step, snapshot, force=step == cfg.steps)
+
+    def save(t: int) -> None:
+        ctx.checkpoint(t, snapshot, force=t == cfg.steps)
+
+    bar = ctx.progress(range(start + 1, cfg.steps + 1), total=cfg.steps, initial=start)
+    run_steps(descent(optimizer, lambda _: model.loss(weights)), bar, after=after, checkpoint=save)
     with torch.no_grad():
         final_loss = float(model.loss(weights))
     return _Training(history, losses, train_seconds, final_loss)

@@ -37,6 +37,7 @@ from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
 from qsem.circuits.errors import arg_error
 from qsem.simulators import QuantumLayer, simulate
 from qsem.simulators.similarity import bures_angle, overlap
+from qsem.training import descent, run_steps
 
 from .cmsp import make_generator
 from .families import ensemble_batch, make_family
@@ -90,7 +91,6 @@ class _Run:
     series: dict[str, torch.Tensor]
     start: int = 0
     seconds: float = 0.0
-    series_restored: bool = False
     tick: float = field(default_factory=time.perf_counter)
 
     def restore(self, resume: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,7 +102,6 @@ class _Run:
             self.sig.load_state_dict(resume["signals_state"])
             self.series = {k: v.clone() for k, v in resume["series"].items()}
             self.start, self.seconds = int(resume["step"]), float(resume["seconds"])
-            self.series_restored = True
         self.tick = time.perf_counter()
         return resume or {}
 
@@ -130,19 +129,19 @@ class _Run:
         checkpoint: Checkpoint | None,
         extras: Callable[[], dict[str, Any]] = dict,
     ) -> None:
-        """The loop both models share: record step 0 (a fresh run), then for each step
-        after :attr:`start` up to ``steps`` one Adam step on ``loss()``, ``record(step)``
-        and (before the last) ``checkpoint(step, snapshot)`` with ``extras()`` saved too."""
-        if not self.series_restored:
+        """The loop both models share (:func:`qsem.training.run_steps`): record step 0 (a
+        fresh run), then for each step after :attr:`start` up to ``steps`` one Adam step on
+        ``loss()``, ``record(step)`` and (before the last) ``checkpoint(step, snapshot)``
+        with ``extras()`` saved too."""
+        if self.start == 0:  # a fresh run (a restored one starts after a checkpointed step)
             record(0)
-        for step in range(self.start + 1, steps + 1):
-            value = loss()
-            self.opt.zero_grad(set_to_none=True)
-            value.backward()
-            self.opt.step()
-            record(step)
+
+        def save(step: int) -> None:
             if checkpoint is not None and step < steps:
                 checkpoint(step, partial(self._snapshot_with, step, extras))
+
+        run_steps(descent(self.opt, lambda _: loss()), range(self.start + 1, steps + 1),
+                  after=lambda s: record(s.step), checkpoint=save)  # fmt: skip
 
     def _snapshot_with(self, step: int, extras: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return self.snapshot(step, **extras())

@@ -11,6 +11,7 @@ from torch import nn
 
 from qsem.checks import check_int, check_real
 from qsem.threads import torch_threads
+from qsem.training import descent, run_steps
 
 __all__ = ["accuracy", "evaluate", "torch_threads", "train_steps", "train_until"]
 
@@ -37,18 +38,14 @@ def _adam_loop(
     steps: int,
     opt: torch.optim.Optimizer,
     masker: object | None,
-    after_step: Callable[[int, torch.Tensor], bool],
+    after_step: Callable[[int, float], bool],
 ) -> torch.optim.Optimizer:
-    """``opt`` on ``step_loss(step)`` for steps ``1..steps``; stops when ``after_step`` says so."""
+    """``opt`` on ``step_loss(step)`` for steps ``1..steps`` (:func:`qsem.training.run_steps`);
+    stops when ``after_step`` says so."""
     if masker is not None:
         masker.attach(opt)  # type: ignore[attr-defined]
-    for step in range(1, steps + 1):
-        loss = step_loss(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if after_step(step, loss):
-            break
+    run_steps(descent(opt, step_loss), range(1, steps + 1),
+              after=lambda s: after_step(s.step, s.loss))  # fmt: skip
     return opt
 
 
@@ -83,8 +80,8 @@ def train_steps(
         loss = fn(model(x), y)
         return loss if penalty is None else loss + penalty()
 
-    def after_step(step: int, loss: torch.Tensor) -> bool:
-        return callback is not None and bool(callback(step, float(loss)))
+    def after_step(step: int, loss: float) -> bool:
+        return callback is not None and bool(callback(step, loss))
 
     return _adam_loop(step_loss, steps, opt, masker, after_step)
 
@@ -116,7 +113,7 @@ def train_until(
     if hit is not None and stop:
         return hit
 
-    def after_step(step: int, _loss: torch.Tensor) -> bool:
+    def after_step(step: int, _loss: float) -> bool:
         nonlocal hit
         if hit is None and step % eval_every == 0 and reached(step):
             hit = step

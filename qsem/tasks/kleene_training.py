@@ -3,9 +3,11 @@
 ``qsem run kleene``, ``self-distill``, ``personalise``, ``profiles`` and
 ``narrow-semantic`` all build their data with :func:`make_data`, their model's
 config with :func:`model_config`, train with :func:`train_epoch` (one pass; a
-``step`` hook lets :class:`qsem.distill.SelfDistiller` take every step) or
-:func:`fit` (epochs with checkpoints, an ``on_epoch`` hook and a ``loop`` hook), on
-the schedule of :func:`adam_cosine`, and score with :func:`evaluate`.
+``step`` hook lets :class:`qsem.distill.SelfDistiller` take every step), with
+:class:`Epochs` (one epoch and the schedule's step as one step of the package's
+training loop, :func:`qsem.training.run_steps`) or with :func:`fit` (epochs with
+checkpoints, an ``on_epoch`` hook and a ``loop`` hook), on the schedule of
+:func:`adam_cosine`, and score with :func:`evaluate`.
 
 A config here is anything with the keys these functions read (the Kleene
 experiments' configs, :class:`qsem.experiments.kleene.KleeneConfig` and its
@@ -27,11 +29,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
+from qsem.training import Step, descent, run_steps
 
 from .kleene import VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
 
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from qsem.distill import SelfDistiller
 
 __all__ = [
+    "Epochs",
     "RunLike",
     "adam_cosine",
     "evaluate",
@@ -126,23 +131,30 @@ def train_epoch(
     :meth:`qsem.distill.SelfDistiller.step`); default: the hard-label loss.
     """
 
-    def hard_step(tokens: torch.Tensor, labels: torch.Tensor) -> float:
-        optimizer.zero_grad(set_to_none=True)
-        loss = hard_label_loss(model(tokens), labels)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    take_step = hard_step if step is None else step
     model.train()
     perm = torch.randperm(len(data), generator=generator)
-    total, steps = 0.0, 0
+    batches = [perm[i : i + batch_size] for i in range(0, len(data), batch_size)]
+
+    def hard_loss(b: int) -> torch.Tensor:
+        return hard_label_loss(model(data.tokens[batches[b]]), data.labels[batches[b]])
+
+    if step is None:
+        take_step = descent(optimizer, hard_loss)
+    else:
+        custom = step  # the distiller's (or a caller's) own optimiser step on one batch
+
+        def take_step(b: int) -> float:
+            return custom(data.tokens[batches[b]], data.labels[batches[b]])
+
+    total = 0.0
+
+    def add(done: Step) -> None:
+        nonlocal total
+        total += done.loss
+
     tick = time.perf_counter()
-    for i in range(0, len(data), batch_size):
-        idx = perm[i : i + batch_size]
-        total += take_step(data.tokens[idx], data.labels[idx])
-        steps += 1
-    return total / max(steps, 1), steps, time.perf_counter() - tick
+    run_steps(take_step, range(len(batches)), after=add)
+    return total / max(len(batches), 1), len(batches), time.perf_counter() - tick
 
 
 @torch.no_grad()
@@ -199,6 +211,41 @@ def adam_cosine(
     )
 
 
+class Epochs:
+    """One epoch as one step of :func:`qsem.training.run_steps`: :func:`train_epoch`, then
+    the schedule's step; keeps the totals (optimiser steps, seconds) and the last epoch's.
+
+    ``step``: the optimiser step on one batch (default: the hard-label loss; a
+    :meth:`qsem.distill.SelfDistiller.step` for self-distillation).
+    """
+
+    def __init__(
+        self,
+        model: SemanticModel,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler,
+        data: KleeneDataset,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        step: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.data, self.batch_size, self.generator, self.step = data, batch_size, generator, step
+        #: optimiser steps and training seconds over all epochs run (a resume sets them)
+        self.steps, self.seconds = 0, 0.0
+        #: optimiser steps and seconds of the last epoch
+        self.last_steps, self.last_seconds = 0, 0.0
+
+    def __call__(self, epoch: int) -> float:
+        loss, n, seconds = train_epoch(self.model, self.optimizer, self.data, self.batch_size,
+                                       self.generator, step=self.step)  # fmt: skip
+        self.schedule.step()
+        self.last_steps, self.last_seconds = n, seconds
+        self.steps, self.seconds = self.steps + n, self.seconds + seconds
+        return loss
+
+
 def fit(
     cfg: Any,
     model: SemanticModel,
@@ -220,7 +267,9 @@ def fit(
     if loop is not None:
         loop.bind(optimizer)
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    train_seconds, steps, start = 0.0, 0, 0
+    epochs = Epochs(model, optimizer, sched, train, cfg.batch_size, gen,
+                    step=loop.step if loop else None)  # fmt: skip
+    start = 0
     state = ctx.restore()
     if state is not None:
         if loop is not None:
@@ -229,40 +278,35 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
-        train_seconds, steps, start = (
-            float(state["train_seconds"]),
-            int(state["steps"]),
-            int(state["epoch"]),
-        )
+        epochs.seconds, epochs.steps = float(state["train_seconds"]), int(state["steps"])
+        start = int(state["epoch"])
         ctx.echo(f"{ctx.label}: resuming after epoch {start} of {cfg.epochs}")
-    epoch = start
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot(epoch: int) -> dict[str, Any]:
         extra = {"loop": loop.state_dict()} if loop is not None else {}
         return {**extra, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "train_seconds": train_seconds, "steps": steps,
-                "epoch": epoch}  # fmt: skip
+                "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "train_seconds": epochs.seconds, "steps": epochs.steps, "epoch": epoch}  # fmt: skip
 
     bar = ctx.progress(range(start + 1, cfg.epochs + 1), total=cfg.epochs, initial=start)
-    for epoch in bar:
-        loss, n, seconds = train_epoch(
-            model, optimizer, train, cfg.batch_size, gen, step=loop.step if loop else None
-        )
-        sched.step()
-        train_seconds += seconds
-        steps += n
+
+    def after(done: Step) -> None:  # evaluation, the epoch's record, the progress bar
         ev = evaluate(model, test)
-        record = {"loss": loss, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],
-                  "test_depth": ev["per_depth_accuracy"], "epoch_seconds": seconds,
-                  "train_seconds": train_seconds, "lambda": float(model.composer.lam.detach()),
+        record = {"loss": done.loss, "test_accuracy": ev["accuracy"], "test_nll": ev["nll"],
+                  "test_depth": ev["per_depth_accuracy"], "epoch_seconds": epochs.last_seconds,
+                  "train_seconds": epochs.seconds, "lambda": float(model.composer.lam.detach()),
         }  # fmt: skip
         if loop is not None:
             record.update(kind="epoch", slices=loop.n_slices, events=len(loop.events))
-        ctx.log(epoch, **record)
+        ctx.log(done.step, **record)
         if on_epoch is not None:
-            on_epoch(epoch, record)
+            on_epoch(done.step, record)
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss:.3f}", test_acc=f"{ev['accuracy']:.3f}")
-        ctx.checkpoint(epoch, snapshot, force=epoch == cfg.epochs, where=f"epoch {epoch}")
-    return train_seconds, steps
+            bar.set_postfix(loss=f"{done.loss:.3f}", test_acc=f"{ev['accuracy']:.3f}")
+
+    def save(epoch: int) -> None:
+        ctx.checkpoint(epoch, partial(snapshot, epoch), force=epoch == cfg.epochs,
+                       where=f"epoch {epoch}")  # fmt: skip
+
+    run_steps(epochs, bar, after=after, checkpoint=save)
+    return epochs.seconds, epochs.steps
