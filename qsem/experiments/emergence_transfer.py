@@ -28,6 +28,7 @@ import numpy as np
 
 from qsem.emergence import SelfCalibratingCUSUM, per_task_cusum
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
+from qsem.emergence.pertask import RETIRE
 from qsem.narrow.emergence_train import SIGNALS, TASK_SIGNALS, train_mlp
 from qsem.narrow.families import FAMILY_NAMES, make_family
 from qsem.runner import ConfigError, Experiment, RunContext
@@ -127,6 +128,10 @@ class EmergenceTransferConfig:
     task_signal: str = "ema_slow_task"
     #: per-task detectors: steps of each channel's warm-up (its reference fills first)
     task_warmup: int = 200
+    #: per-task detectors: which channels an event retires, "all" or "dominant" (PerTask)
+    task_retire: str = "all"
+    #: per-task detectors: a retired channel is re-armed after this many quiet steps (0: never)
+    task_rearm: int = 0
     #: E_pot forecast target: a transition starts within this many steps
     horizon: int = 200
     #: E_pot trailing windows tried on the tuning family's tuning seeds
@@ -183,6 +188,10 @@ class EmergenceTransferConfig:
             )
         if not self.epot_windows or min(self.epot_windows) < 1:
             raise ConfigError("config key 'epot_windows': one or more windows >= 1")
+        if self.task_retire not in RETIRE:
+            raise ConfigError(f"config key 'task_retire': one of {list(RETIRE)}")
+        if self.task_rearm < 0:
+            raise ConfigError(f"config key 'task_rearm': must be >= 0, got {self.task_rearm}")
         if not 2 <= self.task_warmup <= 500:
             raise ConfigError("config key 'task_warmup': must lie in [2, 500]")
         if self.signal not in SIGNALS:
@@ -259,7 +268,8 @@ def task_detectors(cfg: EmergenceTransferConfig) -> dict[str, Any]:
         def run_(p: dict[str, Any], r: Run) -> list[int]:
             det = per_task_cusum(
                 np.asarray(r.signal).shape[1], p["drift"], p["arl"], 500, cfg.task_warmup,
-                once=True, refractory=cfg.merge_gap, direction=direction, log=log,
+                once=True, refractory=cfg.merge_gap, retire=cfg.task_retire,
+                rearm=cfg.task_rearm, direction=direction, log=log,
                 min_spread=p.get("min_spread", 1e-6),
             )  # fmt: skip
             return online_events(det, r.signal)
