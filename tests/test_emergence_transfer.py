@@ -13,6 +13,7 @@ import pytest
 
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
+from qsem.experiments._emergence_transfer_epot import DROP
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +21,8 @@ TINY = ["families=cmsp,msp,null", "steps=400", "seeds=2", "tune_seeds=1", "width
         "lr=3e-3", "per_task=64", "eval_per_task=32", "probe_per_task=4", "lag=20",
         "slow_lag=40", "onset=11", "plateau=100", "max_lag=200", "log_every=100",
         "task_warmup=50", "horizon=50", "epot_windows=20,50"]  # fmt: skip
-DETECTORS = ("cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum", "cusum (untuned)",
+DETECTORS = ("cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum (per-task entropy, retire "
+             "all)", "cusum (per-task Δφ, retire all)", "cusum", "cusum (untuned)",
              "frobenius", "adaptive", "l1", "bocpd", "pelt", "binseg",
              "zero")  # fmt: skip
 
@@ -69,7 +71,7 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
             assert all(len(e) <= {"cmsp": 5, "msp": 4, "null": 5}[p["scored_on"]]
                        for e in p["events"])  # fmt: skip
     # E_pot, leave-one-family-out: window chosen on the tuning family, scored on the other
-    for variant in ("pooled Δφ", "per-task Δφ (max)"):
+    for variant in ("pooled Δφ", "per-task Δφ (max)", DROP):
         ep = res["epot_auroc"][variant]
         assert {(p["tuned_on"], p["scored_on"]) for p in ep["pairs"]} == {
             ("cmsp", "msp"), ("msp", "cmsp")

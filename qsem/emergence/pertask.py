@@ -65,7 +65,9 @@ class PerTask(Detector):
       :meth:`Detector.strength` (for :class:`SelfCalibratingCUSUM`, the distance of
       its value from its own reference median) — and the others stay armed (their
       detectors have restarted on the new level). A shared first drop that moves
-      every task's outputs then retires the task that drove it, not all of them;
+      every task's outputs then retires the task that drove it, not all of them.
+      ``dominance=ρ`` < 1 retires every channel of the group whose strength is at
+      least ρ times the largest (tasks that truly drop together);
     * ``rearm=q`` (steps, 0: never): a retired channel is still fed, muted, and is
       armed again once its own detector has stayed silent for ``q`` steps since it
       last fired (a quiet period: its signal has settled on a new level).
@@ -81,6 +83,7 @@ class PerTask(Detector):
         refractory: int = 0,
         retire: str = "all",
         rearm: int = 0,
+        dominance: float = 1.0,
     ) -> None:
         super().__init__(refractory=refractory)
         if isinstance(detectors, Detector) or not isinstance(detectors, Sequence):
@@ -92,6 +95,9 @@ class PerTask(Detector):
         if retire not in RETIRE:
             raise arg_error("retire", f"one of {list(RETIRE)}, got {retire!r}")
         self.rearm = check_int("rearm", rearm, 0)
+        self.dominance = check_real("dominance", dominance, minimum=0.0)
+        if self.dominance > 1.0:
+            raise arg_error("dominance", f"must lie in [0, 1], got {dominance}")
         if not once and (retire != "all" or self.rearm):
             raise arg_error("once", "retire='dominant' and rearm > 0 need once=True")
         self.channels: list[Detector] = list(detectors)
@@ -148,11 +154,13 @@ class PerTask(Detector):
                 self._pending[c] = (strength[c], step)
 
     def _close_group(self) -> None:
-        """Retire the group's dominant channel (largest strength; ties: the lowest index)."""
+        """Retire the group's dominant channels: strength >= dominance x the largest."""
         if self._pending:
-            c = min(self._pending, key=lambda k: (-self._pending[k][0], k))
-            self.done[c] = True
-            self._last_fire[c] = self._pending[c][1]
+            top = max(s for s, _ in self._pending.values())
+            for c, (s, t) in self._pending.items():
+                if s >= top or (top > 0 and s >= self.dominance * top):
+                    self.done[c] = True
+                    self._last_fire[c] = t
         self._pending = {}
         self._group_end = None
 
@@ -203,15 +211,18 @@ def per_task_cusum(
     refractory: int = 0,
     retire: str = "all",
     rearm: int = 0,
+    dominance: float = 1.0,
     **kw: Any,
 ) -> PerTask:
     """:class:`PerTask` of ``tasks`` :class:`SelfCalibratingCUSUM` channels at ``tasks · arl``.
 
     ``arl`` is the wanted mean steps between false alarms of the union (module
-    doc); ``once``, ``retire``, ``rearm``: see :class:`PerTask`; ``kw`` go to every
+    doc); ``once``, ``retire``, ``rearm``, ``dominance``: see :class:`PerTask`; ``kw`` go to every
     channel (``clip``, ``min_spread``, ``log``, ``direction``).
     """
     n = check_int("tasks", tasks, 1)
     arl = check_real("arl", arl, minimum=1.0, strict=True)
     chans = [SelfCalibratingCUSUM(drift, n * arl, window, warmup, **kw) for _ in range(n)]
-    return PerTask(chans, once=once, refractory=refractory, retire=retire, rearm=rearm)
+    return PerTask(
+        chans, once=once, refractory=refractory, retire=retire, rearm=rearm, dominance=dominance
+    )
