@@ -136,8 +136,8 @@ def test_bad_config_names_the_key(tmp_path: Path, override: str, key: str) -> No
 
 @pytest.mark.slow
 def test_default_study(tmp_path: Path) -> None:
-    """The default run (10 seeds × 1, 2, 5, 10 % labels; about 30 minutes on 2 loaded cores):
-    the figures docs/distill.md gives."""
+    """The default run (10 seeds × 1, 2, 5, 10 % labels; 21 to 45 minutes on 2 loaded cores):
+    the figures docs/distill.md gives (the re-run after the cost cuts gave the same)."""
     out = tmp_path / "run"
     res = run_experiment(get_experiment("self-distill-curve"), out=out, quiet=True).results
     assert res["seeds"] == list(range(10))
