@@ -106,6 +106,18 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tiny_run, interrupt_log) ->
     assert _lines(out) == _lines(ref_out)
 
 
+def test_figure_off_skips_only_the_figure(tmp_path: Path, tiny_run) -> None:
+    """figure=false (what the self-distill-curve sweep sets): the same results and
+    metrics, no emergence.png."""
+    ref_out, ref = tiny_run
+    out = tmp_path / "run"
+    res = run_experiment(get_experiment("self-distill"), overrides=[*TINY, "figure=false"],
+                         out=out, quiet=True)  # fmt: skip
+    assert not (out / "emergence.png").exists() and (ref_out / "emergence.png").exists()
+    assert _strip(res.results) == _strip(ref)
+    assert _lines(out) == _lines(ref_out)
+
+
 @pytest.mark.slow
 def test_default_study(tmp_path: Path) -> None:
     """The default run: 5 seeds, label_fraction 0.1 (minutes on 2 cores)."""

@@ -45,7 +45,7 @@ import numpy as np
 
 from qsem.circuits.errors import arg_error
 
-from .detectors import MAD_SCALE, Detector, check_int, check_real
+from .detectors import MAD_SCALE, Detector, Event, check_int, check_real
 
 __all__ = ["SelfCalibratingCUSUM", "cusum_arl", "cusum_threshold"]
 
@@ -127,6 +127,7 @@ class SelfCalibratingCUSUM(Detector):
         self.log = bool(log)
         self._ref: deque[float] = deque(maxlen=self.window)
         self._s = 0.0
+        self._shift = 0.0
 
     @property
     def statistic(self) -> float:
@@ -148,8 +149,11 @@ class SelfCalibratingCUSUM(Detector):
         base = self.baseline()
         if base is None:
             self._ref.append(v)
+            self._shift = 0.0
             return False, v, None, None
-        z = (v - base[0]) / base[1] * (1.0 if self.direction == "up" else -1.0)
+        sign = 1.0 if self.direction == "up" else -1.0
+        self._shift = sign * (v - base[0])
+        z = self._shift / base[1]
         z = min(max(z, -self.clip), self.clip)
         self._s = max(0.0, self._s + z - self.drift)
         if self._s > self.h:
@@ -159,13 +163,22 @@ class SelfCalibratingCUSUM(Detector):
         self._ref.append(v)
         return False, z, None, None
 
+    def strength(self, event: Event) -> float:
+        """The last value's distance from the reference median, in the watched direction and
+        the transformed units (decades with ``log``, else the signal's units; 0 in the
+        warm-up): a channel's own move, which :class:`~qsem.emergence.pertask.PerTask`
+        compares across channels. Read it right after the event fired."""
+        return self._shift
+
     def _clear(self) -> None:
         self._ref.clear()
         self._s = 0.0
+        self._shift = 0.0
 
     def _state(self) -> dict[str, Any]:
-        return {"reference": list(self._ref), "s": self._s}
+        return {"reference": list(self._ref), "s": self._s, "shift": self._shift}
 
     def _load(self, d: dict[str, Any]) -> None:
         self._ref = deque((float(x) for x in d["reference"]), maxlen=self.window)
         self._s = float(d["s"])
+        self._shift = float(d.get("shift", 0.0))

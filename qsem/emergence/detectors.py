@@ -121,6 +121,14 @@ class Detector(ABC):
         self._last_event = step
         return Event(step, float(v), self.name, low, high)
 
+    def strength(self, event: Event) -> float:
+        """How far ``event`` stands out of this detector's signal (its ``value`` here).
+
+        :class:`~qsem.emergence.pertask.PerTask` compares channels by it
+        (``retire="dominant"``); detectors with a baseline report the distance from it.
+        """
+        return event.value
+
     def reset(self) -> None:
         """Forget everything seen (the settings stay)."""
         self._last_step = None

@@ -41,23 +41,49 @@ from .detectors import Detector, check_int, check_real
 __all__ = ["PerTask", "per_task_cusum"]
 
 
+#: which of the channels that fire together ``once=True`` retires (:class:`PerTask`)
+RETIRE = ("all", "dominant")
+
+
 class PerTask(Detector):
     """One detector per channel of a vector signal; fires when any channel fires.
 
     ``detectors``: one per channel (their own ``refractory`` applies inside each
     channel; the ``refractory`` given here applies to the events reported).
-    ``update(step, values)`` takes ``len(detectors)`` numbers. ``once=True``:
-    a channel that has fired is retired (a task emerges once; its signal after
-    that is no longer watched), also when its event falls inside the refractory
-    period of another channel's (tasks that drop together count as one
-    transition, as :func:`~qsem.emergence.benchmark.merge_starts` counts them), so
-    a run raises at most one event per channel.
+    ``update(step, values)`` takes ``len(detectors)`` numbers.
+
+    ``once=True``: a channel that has fired is *retired* (a task emerges once; its
+    signal after that is no longer watched). Which channels, and for how long:
+
+    * ``retire="all"``: every channel that fires, also when its event falls inside
+      the refractory period of another channel's (tasks that drop together count
+      as one transition, as :func:`~qsem.emergence.benchmark.merge_starts` counts
+      them), so a run raises at most one event per channel;
+    * ``retire="dominant"``: the channels that fire from a reported event at step
+      ``s`` to ``s + refractory`` form a *group*; when the group closes only its
+      *dominant* channel is retired — the one whose own move is largest,
+      :meth:`Detector.strength` (for :class:`SelfCalibratingCUSUM`, the distance of
+      its value from its own reference median) — and the others stay armed (their
+      detectors have restarted on the new level). A shared first drop that moves
+      every task's outputs then retires the task that drove it, not all of them.
+      ``dominance=ρ`` < 1 retires every channel of the group whose strength is at
+      least ρ times the largest (tasks that truly drop together);
+    * ``rearm=q`` (steps, 0: never): a retired channel is still fed, muted, and is
+      armed again once its own detector has stayed silent for ``q`` steps since it
+      last fired (a quiet period: its signal has settled on a new level).
     """
 
     name = "per-task"
 
     def __init__(
-        self, detectors: Sequence[Detector], *, once: bool = False, refractory: int = 0
+        self,
+        detectors: Sequence[Detector],
+        *,
+        once: bool = False,
+        refractory: int = 0,
+        retire: str = "all",
+        rearm: int = 0,
+        dominance: float = 1.0,
     ) -> None:
         super().__init__(refractory=refractory)
         if isinstance(detectors, Detector) or not isinstance(detectors, Sequence):
@@ -66,32 +92,85 @@ class PerTask(Detector):
             raise arg_error("detectors", "expected one or more Detectors", QsemTypeError)
         if len({id(d) for d in detectors}) != len(detectors):
             raise arg_error("detectors", "each channel needs its own Detector instance")
+        if retire not in RETIRE:
+            raise arg_error("retire", f"one of {list(RETIRE)}, got {retire!r}")
+        self.rearm = check_int("rearm", rearm, 0)
+        self.dominance = check_real("dominance", dominance, minimum=0.0)
+        if self.dominance > 1.0:
+            raise arg_error("dominance", f"must lie in [0, 1], got {dominance}")
+        if not once and (retire != "all" or self.rearm):
+            raise arg_error("once", "retire='dominant' and rearm > 0 need once=True")
         self.channels: list[Detector] = list(detectors)
         self.once = bool(once)
-        #: per channel: has it fired (``once=True``: it is no longer fed)
-        self.done: list[bool] = [False] * len(self.channels)
+        self.retire = retire
+        n = len(self.channels)
+        #: per channel: is it retired (``once=True``: not reported; without ``rearm`` not fed)
+        self.done: list[bool] = [False] * n
         #: the channels that fired at the last step (empty when none did)
         self.fired: list[int] = []
+        self._last_fire: list[int | None] = [None] * n
+        self._group_end: int | None = None
+        self._pending: dict[int, tuple[float, int]] = {}  # channel -> (strength, step)
 
     def _observe(self, step, value):
         v = np.asarray(value, dtype=np.float64).reshape(-1)
         if v.shape[0] != len(self.channels):
             raise arg_error("value", f"expected {len(self.channels)} channel values, got {v.size}")
-        events = [
-            (c, d.update(step, float(v[c])))
-            for c, d in enumerate(self.channels)
-            if not (self.once and self.done[c])
-        ]
-        self.fired = [c for c, e in events if e is not None]
-        for c in self.fired:  # once: a channel that fires is retired, reported or not
-            self.done[c] = True
+        if self._group_end is not None and step > self._group_end:
+            self._close_group()
+        self.fired = []
+        strength: dict[int, float] = {}
+        for c, d in enumerate(self.channels):
+            if self.once and self.done[c] and not self.rearm:
+                continue  # retired for good: no longer fed
+            e = d.update(step, float(v[c]))
+            if self.done[c]:  # retired and muted; its own events restart the quiet period
+                last = self._last_fire[c]
+                if e is not None or last is None:
+                    self._last_fire[c] = step
+                elif step - last >= self.rearm:
+                    self.done[c] = False
+            elif e is not None:
+                self.fired.append(c)
+                strength[c] = d.strength(e)
+        self._retire(step, strength)
         if not self.fired:
             return False, 0.0, None, None
         return True, max(float(v[c]) for c in self.fired), None, None
 
+    def _retire(self, step: int, strength: dict[int, float]) -> None:
+        if not self.once or not self.fired:
+            return
+        if self.retire == "all":
+            for c in self.fired:
+                self.done[c] = True
+                self._last_fire[c] = step
+            return
+        if self._group_end is None:  # the first firing opens a group (as the refractory does)
+            self._group_end = step + self.refractory
+        for c in self.fired:
+            old = self._pending.get(c)
+            if old is None or strength[c] > old[0]:
+                self._pending[c] = (strength[c], step)
+
+    def _close_group(self) -> None:
+        """Retire the group's dominant channels: strength >= dominance x the largest."""
+        if self._pending:
+            top = max(s for s, _ in self._pending.values())
+            for c, (s, t) in self._pending.items():
+                if s >= top or (top > 0 and s >= self.dominance * top):
+                    self.done[c] = True
+                    self._last_fire[c] = t
+        self._pending = {}
+        self._group_end = None
+
     def _clear(self) -> None:
+        n = len(self.channels)
         self.fired = []
-        self.done = [False] * len(self.channels)
+        self.done = [False] * n
+        self._last_fire = [None] * n
+        self._group_end = None
+        self._pending = {}
         for d in self.channels:
             d.reset()
 
@@ -100,6 +179,9 @@ class PerTask(Detector):
             "channels": [d.state_dict() for d in self.channels],
             "fired": list(self.fired),
             "done": list(self.done),
+            "last_fire": list(self._last_fire),
+            "group_end": self._group_end,
+            "pending": [[c, s, t] for c, (s, t) in sorted(self._pending.items())],
         }
 
     def _load(self, d: dict[str, Any]) -> None:
@@ -111,6 +193,11 @@ class PerTask(Detector):
             det.load_state_dict(s)
         self.fired = [int(c) for c in d["fired"]]
         self.done = [bool(x) for x in d["done"]]
+        n = len(self.channels)
+        self._last_fire = [None if x is None else int(x) for x in d.get("last_fire", [None] * n)]
+        g = d.get("group_end")
+        self._group_end = None if g is None else int(g)
+        self._pending = {int(c): (float(s), int(t)) for c, s, t in d.get("pending", [])}
 
 
 def per_task_cusum(
@@ -122,15 +209,20 @@ def per_task_cusum(
     *,
     once: bool = False,
     refractory: int = 0,
+    retire: str = "all",
+    rearm: int = 0,
+    dominance: float = 1.0,
     **kw: Any,
 ) -> PerTask:
     """:class:`PerTask` of ``tasks`` :class:`SelfCalibratingCUSUM` channels at ``tasks · arl``.
 
     ``arl`` is the wanted mean steps between false alarms of the union (module
-    doc); ``once``: see :class:`PerTask`; ``kw`` go to every channel (``clip``,
-    ``min_spread``, ``log``, ``direction``).
+    doc); ``once``, ``retire``, ``rearm``, ``dominance``: see :class:`PerTask`; ``kw`` go to every
+    channel (``clip``, ``min_spread``, ``log``, ``direction``).
     """
     n = check_int("tasks", tasks, 1)
     arl = check_real("arl", arl, minimum=1.0, strict=True)
     chans = [SelfCalibratingCUSUM(drift, n * arl, window, warmup, **kw) for _ in range(n)]
-    return PerTask(chans, once=once, refractory=refractory)
+    return PerTask(
+        chans, once=once, refractory=refractory, retire=retire, rearm=rearm, dominance=dominance
+    )

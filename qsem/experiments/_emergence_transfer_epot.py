@@ -7,7 +7,10 @@ the AUROC of "a transition starts within ``cfg.horizon`` steps"
 measured on the scored seeds of every other family with transitions. Two
 variants: E_pot of the pooled Δφ (``cfg.signal``, θ = NCI = 0: a classical
 model), and the per-task one — E_pot of each task's Δφ (``cfg.task_signal``),
-the largest over the tasks at each step. ``skip`` > 0 scores only steps
+the largest over the tasks at each step. A third forecaster, not E_pot, is
+scored the same way: :func:`entropy_drop`, the largest fall of a task's output
+entropy below its own warm-up median (its warm-up, ``<= task_warmup`` steps,
+chosen like E_pot's window). ``skip`` > 0 scores only steps
 ``>= skip`` (``cfg.task_warmup``): at the start of training Δφ rises from 0
 for every run, and a first transition that starts within ``horizon`` steps of
 the start makes those steps positives that any rising series ranks high; both
@@ -27,14 +30,37 @@ from qsem.emergence.benchmark import Run
 from ._emergence_cmsp_detectors import epot_series, pooled_auroc
 from ._emergence_cmsp_report import _fmt
 
-__all__ = ["TARGET_AUROC", "epot_lofo", "epot_table"]
+__all__ = ["DROP", "TARGET_AUROC", "entropy_drop", "epot_lofo", "epot_table"]
 
 #: issue 20's target for every family
 TARGET_AUROC = 0.8
+#: the variant that is not E_pot: the largest fall of a task's output entropy below its warm-up
+DROP = "per-task entropy drop (max; not E_pot)"
 
 
-def _series(r: Run, window: int) -> np.ndarray:
+def entropy_drop(h: np.ndarray, window: int) -> np.ndarray:
+    """``max_c (median(h_c[1 .. min(t, window)]) − h_c[t])``: the largest fall of a task's
+    output entropy below its own warm-up level (online: the warm-up median uses only the
+    steps seen so far; step 0 gives 0).
+
+    >>> h = np.array([[1.0, 1.0], [1.0, 1.0], [0.9, 1.0], [0.5, 0.8]])  # steps x tasks
+    >>> [round(float(v), 3) for v in entropy_drop(h, 2)]  # warm-up medians 1, then (1 + 0.9) / 2
+    [0.0, 0.0, 0.05, 0.45]
+    """
+    h = np.asarray(h, dtype=np.float64)
+    out = np.zeros(len(h))
+    base = None
+    for t in range(1, len(h)):
+        if t <= window:
+            base = np.median(h[1 : t + 1], axis=0)
+        out[t] = float(np.max(base - h[t]))
+    return out
+
+
+def _series(r: Run, window: int, kind: str = "epot") -> np.ndarray:
     x = np.asarray(r.signal, dtype=np.float64)
+    if kind == "drop":
+        return entropy_drop(x, window)
     if x.ndim == 1:
         return epot_series(x, window)
     return np.max([epot_series(x[:, c], window) for c in range(x.shape[1])], axis=0)
@@ -48,8 +74,8 @@ def _after(r: Run, series: np.ndarray, skip: int) -> tuple[np.ndarray, Run]:
     return series[skip:], Run(series[skip:], [t for t, _ in kept], [e for _, e in kept])
 
 
-def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0) -> float:
-    pairs = [_after(r, _series(r, window), skip) for r in runs]
+def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str = "epot") -> float:
+    pairs = [_after(r, _series(r, window, kind), skip) for r in runs]
     return pooled_auroc([s for s, _ in pairs], [r for _, r in pairs], horizon)
 
 
@@ -58,19 +84,25 @@ def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], fa
     """``{variant: {"pairs": [...], "by_family": {S: mean AUROC over T != S}}}``."""
     out: dict[str, Any] = {}
     scored = [f for f in families if any(r.starts for r in runs[(f, "score", "signal")])]
-    for variant, kind in (("pooled Δφ", "signal"), ("per-task Δφ (max)", "task")):
+    drop_windows = [w for w in cfg.epot_windows if w <= cfg.task_warmup] or [cfg.task_warmup]
+    for variant, kind, how, windows in (
+        ("pooled Δφ", "signal", "epot", cfg.epot_windows),
+        ("per-task Δφ (max)", "task", "epot", cfg.epot_windows),
+        (DROP, "entropy", "drop", drop_windows),
+    ):
         pairs = []
         for t in tuning:
             tr = runs[(t, "tune", kind)]
-            tuned = {w: _auroc(tr, w, cfg.horizon) for w in cfg.epot_windows}
+            tuned = {w: _auroc(tr, w, cfg.horizon, kind=how) for w in windows}
             w = max(tuned, key=lambda k: np.nan_to_num(tuned[k], nan=-1.0))
             for s in scored:
                 if s != t:
                     sr = runs[(s, "score", kind)]
                     pairs.append({"tuned_on": t, "scored_on": s, "window": w,
-                                  "tune_auroc": tuned[w], "auroc": _auroc(sr, w, cfg.horizon),
+                                  "tune_auroc": tuned[w],
+                                  "auroc": _auroc(sr, w, cfg.horizon, kind=how),
                                   "auroc_after_warmup": _auroc(sr, w, cfg.horizon,
-                                                               cfg.task_warmup)})  # fmt: skip
+                                                               cfg.task_warmup, how)})  # fmt: skip
         fams = [s for s in scored if any(p["scored_on"] == s for p in pairs)]
         by, after = (
             {s: float(np.mean([p[k] for p in pairs if p["scored_on"] == s])) for s in fams}

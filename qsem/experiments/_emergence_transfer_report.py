@@ -45,7 +45,10 @@ def targets_met(all_: dict[str, Any] | None, null: dict[str, Any] | None) -> dic
 
 def table(rows: dict[str, dict[str, Any]], families: list[str], tuning: list[str]) -> str:
     """Markdown: per detector, one row per scored family and the pooled 'all' row."""
-    order = ["cusum (per-task entropy)", "cusum (per-task Δφ)", "cusum", "cusum (untuned)"]
+    per_task = [
+        f"cusum (per-task {s}{tag})" for tag in ("", ", retire all") for s in ("entropy", "Δφ")
+    ]
+    order = [*per_task, "cusum", "cusum (untuned)"]
     order += [n for n in ORDER if n in rows]
     order += [n for n in rows if n not in order]
     lines = [

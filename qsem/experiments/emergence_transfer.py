@@ -28,6 +28,7 @@ import numpy as np
 from qsem.checks import check_real
 from qsem.emergence import SelfCalibratingCUSUM, per_task_cusum
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
+from qsem.emergence.pertask import RETIRE
 from qsem.narrow.emergence_train import SIGNALS, TASK_SIGNALS, train_mlp
 from qsem.narrow.families import FAMILY_NAMES, make_family
 from qsem.runner import ConfigError, Experiment, RunContext
@@ -90,6 +91,14 @@ class _FamilyKeys:
     task_signal: str = "ema_slow_task"
     #: per-task detectors: steps of each channel's warm-up (its reference fills first)
     task_warmup: int = 200
+    #: per-task detectors: which channels an event retires, "all" or "dominant" (PerTask;
+    #: chosen on the tuning seeds only, docs/emergence.md)
+    task_retire: str = "dominant"
+    #: per-task detectors: a retired channel is re-armed after this many quiet steps (0: never)
+    task_rearm: int = 0
+    #: task_retire "dominant": a channel of a group is retired when its own move is at least
+    #: this share of the group's largest (1: the largest only), per-task Δφ and entropy
+    task_dominance: tuple[float, float] = (0.5, 0.75)
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,12 @@ class EmergenceTransferConfig(RunTailKeys, _FamilyKeys, EmergenceRunKeys, _Trans
                 f"config key 'task_signal': one of {list(TASK_SIGNALS[:-1])}, "
                 f"got {self.task_signal!r}"
             )
+        if self.task_retire not in RETIRE:
+            raise ConfigError(f"config key 'task_retire': one of {list(RETIRE)}")
+        if len(self.task_dominance) != 2 or not all(0 <= x <= 1 for x in self.task_dominance):
+            raise ConfigError("config key 'task_dominance': two shares in [0, 1] (Δφ, entropy)")
+        if self.task_rearm < 0:
+            raise ConfigError(f"config key 'task_rearm': must be >= 0, got {self.task_rearm}")
         if not 2 <= self.task_warmup <= 500:
             raise ConfigError("config key 'task_warmup': must lie in [2, 500]")
         if self.signal not in SIGNALS:
@@ -205,16 +220,18 @@ def _series_name(cfg: EmergenceTransferConfig, kind: str) -> str:
 
 def task_detectors(cfg: EmergenceTransferConfig) -> dict[str, Any]:
     """The per-task detectors: one self-calibrating CUSUM per task's probe signal
-    (:func:`qsem.emergence.per_task_cusum`, each channel fires once, an event when
-    any channel fires; events within ``merge_gap`` steps fold into one, as the
-    ground truth folds starts)."""
+    (:func:`qsem.emergence.per_task_cusum`, each channel retired once it fires, by the
+    rule ``task_retire`` / ``task_dominance`` / ``task_rearm``; an event when any
+    channel fires; events within ``merge_gap`` steps fold into one, as the ground
+    truth folds starts). With a rule other than "retire every channel that fires",
+    the same detectors under that rule are scored too (rows ``..., retire all``)."""
 
-    def detect(direction: str, log: bool) -> Any:
+    def detect(direction: str, log: bool, rule: dict[str, Any]) -> Any:
         def run_(p: dict[str, Any], r: Run) -> list[int]:
             det = per_task_cusum(
                 np.asarray(r.signal).shape[1], p["drift"], p["arl"], 500, cfg.task_warmup,
                 once=True, refractory=cfg.merge_gap, direction=direction, log=log,
-                min_spread=p.get("min_spread", 1e-6),
+                min_spread=p.get("min_spread", 1e-6), **rule,
             )  # fmt: skip
             return online_events(det, r.signal)
 
@@ -222,10 +239,17 @@ def task_detectors(cfg: EmergenceTransferConfig) -> dict[str, Any]:
 
     dphi = [{"drift": d, "arl": a} for d in (1.0, 2.0) for a in (1e4, 1e5)]
     ent = [{"drift": d, "arl": 1e4, "min_spread": m} for d in (1.0, 2.0) for m in (0.01, 0.03, 0.1)]
-    return {
-        "cusum (per-task Δφ)": ("task", detect("up", True), dphi),
-        "cusum (per-task entropy)": ("entropy", detect("down", False), ent),
-    }
+    rules = {
+        "": [{"retire": cfg.task_retire, "rearm": cfg.task_rearm, "dominance": d}
+             for d in cfg.task_dominance],
+    }  # fmt: skip
+    if cfg.task_retire != "all" or cfg.task_rearm:
+        rules[", retire all"] = [{"retire": "all"}] * 2
+    out = {}
+    for tag, (r_dphi, r_ent) in rules.items():
+        out[f"cusum (per-task Δφ{tag})"] = ("task", detect("up", True, r_dphi), dphi)
+        out[f"cusum (per-task entropy{tag})"] = ("entropy", detect("down", False, r_ent), ent)
+    return out
 
 
 def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class SelfDistillConfig(KleeneConfig):
     aer_seeds: int = 1
     #: write models/seed-S-ARM.pt (slice count and state_dict of each trained model)
     save_models: bool = False
+    #: draw emergence.png (off for sweeps that read only the accuracies: it costs ~2 s)
+    figure: bool = True
     distill: DistillConfig = field(default_factory=_default_distill)
 
     def __post_init__(self) -> None:
@@ -267,20 +269,23 @@ def run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
     finished = {(r["seed"], r["arm"]) for r in done}
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
     jobs = [(s, arm) for s in seeds for arm in ARMS]
+    data: dict[int, Any] = {}  # both arms of a seed train on the same data: built once
     for i, (seed, arm) in enumerate(ctx.progress(jobs, total=len(jobs), desc="self-distill")):
         if (seed, arm) in finished:
             continue
-        data = make_data(replace(cfg, seed=seed))
+        if seed not in data:
+            data = {seed: make_data(replace(cfg, seed=seed))}
         sub = NestedContext(ctx, f"{seed}/{arm}", {"seed": seed, "arm": arm}, current, done,
                           offset=i * cfg.epochs)  # fmt: skip
-        result = train_arm(cfg, seed, arm, sub, data)
+        result = train_arm(cfg, seed, arm, sub, data[seed])
         done.append(result)
         ctx.echo(f"{ctx.label}: seed {seed} {arm}: test accuracy {result['test_accuracy']:.3f}")
         ctx.checkpoint((i + 1) * cfg.epochs, {"done": done, "current": None}, force=True,
                        where=f"seed {seed}, arm {arm} ({i + 1} of {len(jobs)})")  # fmt: skip
     summary = _summary(done, cfg)
     summary["shot_agreement"] = shot_agreement(ctx.records())
-    ctx.save_figure(plot_emergence(ctx.records(), seeds[0], summary), "emergence.png")
+    if cfg.figure:
+        ctx.save_figure(plot_emergence(ctx.records(), seeds[0], summary), "emergence.png")
     return {
         **summary,
         "per_run": done,

@@ -71,7 +71,7 @@ class SelfDistillCurveConfig:
     loop: tuple[str, ...] = (
         "distill.teacher=ema", "distill.ema_decay=0.99", "distill.temperature=2.0",
         "distill.w_soft=1.0", "distill.w_hard=1.0", 'distill.detectors=["frobenius"]',
-        "aer_seeds=0",
+        "aer_seeds=0", "figure=false",
     )  # fmt: skip
     #: sweep worker processes (0: the trials run in this process, one by one)
     workers: int = 2
