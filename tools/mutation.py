@@ -72,6 +72,7 @@ PLAN_TESTS = (
     "tests/test_plan_mutation.py",
     "tests/test_engine_internals.py",
     "tests/test_plan_state.py",
+    "tests/test_plan_context.py",
 )
 
 #: the tests of the history store (qsem/edge/store*.py)
