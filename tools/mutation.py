@@ -27,6 +27,13 @@ Usage::
     .venv/bin/python tools/mutation.py                 # all modules
     .venv/bin/python tools/mutation.py kernels store   # some of them
     .venv/bin/python tools/mutation.py --list          # modules and their tests
+    .venv/bin/python tools/mutation.py --recheck store_schema tests/test_x.py
+
+``--recheck`` runs the given test files (the ones as they are now) once per survivor
+of the module's last run, in that run's scratch project with the one mutant switched
+on (``MUTANT_UNDER_TEST``, the mutated ``src/`` first on the path), after a control
+run with no mutant that must pass; it writes ``build/mutation/<name>.recheck.json``
+(the survivors the tests now kill, and those they do not).
 
 Per module it writes ``build/mutation/<name>.log`` (mutmut's output),
 ``build/mutation/<name>.survivors.txt`` (the diff of every mutant not killed)
@@ -81,6 +88,7 @@ STORE_TESTS = (
     "tests/test_edge_store_logs.py",
     "tests/test_store_mutation.py",
     "tests/test_store_modules_mutation.py",
+    "tests/test_store_schema_mutation.py",
     # the deterministic crash state (the other crash tests run writers in
     # subprocesses, which import the installed, unmutated package)
     "tests/test_edge_crash.py::test_a_checkpoint_killed_after_page_one_recovers_from_the_wal",
@@ -238,16 +246,57 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     }
 
 
+def recheck(name: str, tests: list[str]) -> dict[str, object]:
+    """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time."""
+    result = json.loads((BUILD / f"{name}.json").read_text())
+    project = BUILD / name / "mutants"
+    for t in tests:  # the test files as they are now
+        target = project / t.split("::")[0]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / t.split("::")[0], target)
+    for helper in ("conftest.py",):
+        shutil.copy2(ROOT / "tests" / helper, project / "tests" / helper)
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(project / "src"), str(project / "tests")])
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p"]
+    cmd += ["no:xdist", "-p", "no:nbmake", "-m", "not slow", *tests]
+
+    def passes(mutant: str | None) -> bool:
+        run_env = dict(env)
+        run_env.pop("MUTANT_UNDER_TEST", None)
+        if mutant:
+            run_env["MUTANT_UNDER_TEST"] = mutant
+        out = subprocess.run(cmd, cwd=project, env=run_env, capture_output=True, text=True)
+        return out.returncode == 0
+
+    if not passes(None):
+        raise SystemExit(f"recheck {name}: the tests fail with no mutant switched on")
+    killed, alive = [], []
+    for mutant in result["survivors"]:
+        (alive if passes(mutant) else killed).append(mutant)
+    report = {"module": result["module"], "tests": tests, "killed": killed, "alive": alive}
+    (BUILD / f"{name}.recheck.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(TARGETS))
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument(
+        "--recheck", nargs="+", metavar=("MODULE", "TEST"), help="survivors against tests"
+    )
     parser.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score")
     args = parser.parse_args(argv)
     if args.list:
         for name, t in TARGETS.items():
             print(f"{name:12s} {t.source}: {' '.join(t.tests)}")
+        return 0
+    if args.recheck:
+        report = recheck(args.recheck[0], args.recheck[1:])
+        print(f"{args.recheck[0]}: {len(report['killed'])} killed, {len(report['alive'])} alive")
         return 0
     unknown = [m for m in args.modules if m not in TARGETS]
     if unknown:
