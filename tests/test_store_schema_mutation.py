@@ -150,3 +150,56 @@ def test_validate_reads_in_one_transaction_of_its_own(tmp_path: Path) -> None:
     assert con.in_transaction
     assert not any(s.upper() in ("BEGIN", "ROLLBACK", "COMMIT") for s in ran[1:])
     con.close()
+
+
+def test_upgrade_rereads_the_version_inside_its_transaction(tmp_path: Path) -> None:
+    """Another process changes ``schema_version`` between upgrade's first read and its
+    ``BEGIN IMMEDIATE`` (a spy on the statements makes the change right then): the read
+    inside the transaction sees it and names the path; nothing is migrated."""
+    from test_store_modules_mutation import _v1
+
+    from qsem.edge.store_schema import upgrade
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def meanwhile(statement: str) -> None:
+        if statement.upper() == "BEGIN IMMEDIATE":
+            other.execute("INSERT INTO schema_version VALUES (1)")
+
+    con.set_trace_callback(meanwhile)
+    with pytest.raises(HistoryStoreError) as info:
+        upgrade(con, str(path))
+    con.set_trace_callback(None)
+    assert str(info.value) == (
+        f"history store {path}: invalid schema_version table (2 rows, expected 1)"
+    )
+    assert not con.in_transaction
+    assert "params" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    other.close()
+    con.close()
+
+
+def test_new_ids_are_odd_31_bit_numbers() -> None:
+    """An id is never 0 (0 marks a store without one): 64 draws, all odd, below 2^31."""
+    from qsem.edge.store_schema import _new_id
+
+    ids = [_new_id() for _ in range(64)]
+    assert all(i % 2 == 1 and 0 < i < 2**31 for i in ids)
+    assert len(set(ids)) > 1
+
+
+def test_clean_stale_skips_a_name_it_cannot_remove(tmp_path: Path) -> None:
+    """A dead creator's name that is a folder cannot be unlinked: left, no error; the
+    dead creator's file beside it is removed."""
+    from qsem.edge.store_schema import clean_stale
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - exits at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / f".h.sqlite.qsem-new.{pid}.dir0").mkdir()
+    (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").write_bytes(b"t")
+    clean_stale(str(tmp_path / "h.sqlite"))
+    assert [p.name for p in tmp_path.iterdir()] == [f".h.sqlite.qsem-new.{pid}.dir0"]
