@@ -246,35 +246,49 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     }
 
 
+RECHECK = """
+import json, os, sys
+import pytest
+import torch, numpy, sqlite3  # imported once here; each mutant runs in a forked child
+import qsem.edge, qsem.simulators  # the mutated copies (src/ is first on the path)
+tests, mutants = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", *tests]
+
+def passes(mutant):
+    pid = os.fork()
+    if pid == 0:
+        if mutant:
+            os.environ["MUTANT_UNDER_TEST"] = mutant
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+        os._exit(int(pytest.main(args)))
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+if not passes(None):
+    sys.exit("the tests fail with no mutant switched on")
+killed = [m for m in mutants if not passes(m)]
+print(json.dumps(killed))
+"""
+
+
 def recheck(name: str, tests: list[str]) -> dict[str, object]:
     """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time."""
     result = json.loads((BUILD / f"{name}.json").read_text())
     project = BUILD / name / "mutants"
-    for t in tests:  # the test files as they are now
-        target = project / t.split("::")[0]
+    for t in {t.split("::")[0] for t in tests} | {"tests/conftest.py"}:  # as they are now
+        target = project / t
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / t.split("::")[0], target)
-    for helper in ("conftest.py",):
-        shutil.copy2(ROOT / "tests" / helper, project / "tests" / helper)
+        shutil.copy2(ROOT / t, target)
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("MUTANT_UNDER_TEST", None)
     env["PYTHONPATH"] = os.pathsep.join([str(project / "src"), str(project / "tests")])
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p"]
-    cmd += ["no:xdist", "-p", "no:nbmake", "-m", "not slow", *tests]
-
-    def passes(mutant: str | None) -> bool:
-        run_env = dict(env)
-        run_env.pop("MUTANT_UNDER_TEST", None)
-        if mutant:
-            run_env["MUTANT_UNDER_TEST"] = mutant
-        out = subprocess.run(cmd, cwd=project, env=run_env, capture_output=True, text=True)
-        return out.returncode == 0
-
-    if not passes(None):
-        raise SystemExit(f"recheck {name}: the tests fail with no mutant switched on")
-    killed, alive = [], []
-    for mutant in result["survivors"]:
-        (alive if passes(mutant) else killed).append(mutant)
+    survivors = list(result["survivors"])
+    cmd = [sys.executable, "-c", RECHECK, json.dumps(tests), json.dumps(survivors)]
+    out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"recheck {name}: {out.stderr.strip() or out.stdout.strip()}")
+    killed = json.loads(out.stdout.strip().splitlines()[-1])
+    alive = [m for m in survivors if m not in killed]
     report = {"module": result["module"], "tests": tests, "killed": killed, "alive": alive}
     (BUILD / f"{name}.recheck.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
