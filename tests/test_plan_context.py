@@ -73,3 +73,27 @@ def test_context_identity_is_in_the_runs_dtype() -> None:
         eye = ctx.eye(3)
         assert eye.dtype == dtype and eye.device == torch.device("cpu")
         assert torch.equal(eye, torch.eye(3, dtype=dtype))
+
+
+def test_run_plan_runs_one_pass_unless_chunks_are_allowed() -> None:
+    """Chunking is opt-in (``allow_chunks``, which the engine sets only when nothing needs
+    a gradient): a batch over the threshold called without it runs as one pass."""
+    from test_engine_internals import Pass, StepSpy, rows_above_chunk_threshold
+
+    from qsem.simulators.plan_exec import MIN_CHUNKS, run_plan
+    from qsem.simulators.plan_state import SimState
+
+    c = Circuit.qubits(3).add(RY(0.3, wires=0), RY(0.5, wires=1))
+    rows = rows_above_chunk_threshold(8 * 16)  # ψ of 3 qubits in complex128
+    ctx = Context(c.dims, c.ops, {}, C128, F64, torch.device("cpu"))
+    plan = compile_plan(c, "statevector")
+    passes: list[Pass] = []
+    plan.steps[0] = StepSpy(plan.steps[0], passes)
+    start = torch.zeros(rows, 8, dtype=C128)
+    start[:, 0] = 1
+    one = run_plan(plan, SimState(start.clone(), "statevector"), ctx)
+    assert [p.rows for p in passes] == [rows]
+    passes.clear()
+    chunked = run_plan(plan, SimState(start.clone(), "statevector"), ctx, allow_chunks=True)
+    assert len(passes) >= MIN_CHUNKS and sum(p.rows for p in passes) == rows
+    torch.testing.assert_close(chunked.tensor, one.tensor, atol=0, rtol=0)
