@@ -95,3 +95,24 @@ def test_a_replayed_copy_is_validated_with_the_integrity_check(tmp_path: Path) -
     assert _replayed_message(con, str(empty), "-wal") == _after(
         str(empty), "-wal", "Cannot operate on a closed database."
     )
+
+
+def test_a_snapshot_is_a_copy_named_store_sqlite_in_a_qsem_store_folder(tmp_path: Path) -> None:
+    """A reader of a store with a hot journal gets a private, rolled-back copy: the file
+    ``store.sqlite`` in a temporary ``qsem-store-*`` folder, removed when it is closed."""
+    from test_edge_store_logs import _kill_in_transaction, _rollback_mode, _store
+
+    from qsem.edge.store_open import open_store, release
+
+    path = tmp_path / "h.sqlite"
+    _store(path, 12)
+    _rollback_mode(path)
+    _kill_in_transaction(path, "DELETE FROM steps WHERE step >= 4")
+    opened = open_store(str(path), False, "FULL", 1000, True)
+    assert opened.access == "snapshot" and opened.snapshot is not None
+    folder = Path(opened.snapshot)
+    assert folder.name.startswith("qsem-store-") and folder.parent != tmp_path
+    assert sorted(p.name for p in folder.iterdir()) == ["store.sqlite"]  # rolled back
+    assert opened.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 12
+    release(str(path), False, opened)
+    assert not folder.exists()
