@@ -213,6 +213,10 @@ def _clean_log(raw: Path, log: Path) -> None:
 def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     """Mutate one module and return its counts and score."""
     work, tests = prepare(name, target)
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    measured = commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("MUTANT_UNDER_TEST", None)
@@ -241,6 +245,7 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
         "mutmut_rc": rc,
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": measured,  # the tree the scratch project was copied from
         "score": round(score, 1),
         "survivors": survivors,
         **stats,
