@@ -1,0 +1,75 @@
+"""Event records, θ and their damaged forms in a history store (``qsem.edge.store``),
+pinned where mutation testing found them loose: every refusal of ``append_events``
+names the record and field, and a stored value that is not a real number is reported
+as damage naming the record (the stored rows are written with plain ``sqlite3``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from test_store_mutation import _message
+
+from qsem.circuits.errors import QsemTypeError, QsemValueError
+from qsem.edge import EventRecord, HistoryStore
+from qsem.edge.store import _checksum
+
+
+def test_event_records_are_refused_naming_the_record_and_field(tmp_path: Path) -> None:
+    good = EventRecord(0, 1.0, "l1")
+    with HistoryStore(tmp_path / "h.sqlite", writable=True) as store:
+        for bad, cls, message in [
+            ((0, 1.0), QsemTypeError, "argument 'events': expected EventRecord, got tuple"),
+            (EventRecord(1, None, "l1"), QsemValueError,  # type: ignore[arg-type]
+             "argument 'events[1].value': expected a real number, got None"),
+            (EventRecord(1, 2.0, "l1", {"name": "x"}), QsemValueError,
+             "argument 'events[1].extra': the key 'name' is the detector's"),
+            (EventRecord(1, 2.0, "l1", {"f": object()}), QsemValueError,
+             "argument 'events[1].extra': not JSON-serialisable (Object of type object is"
+             " not JSON serializable)"),
+            (EventRecord(1.5, 2.0, "l1"), QsemTypeError,  # type: ignore[arg-type]
+             "argument 'events[1].step': expected an integer, got 1.5"),
+        ]:  # fmt: skip
+            assert _message(lambda b=bad: store.append_events("u", [good, b]), cls) == message
+        assert store.users() == []  # nothing was written
+
+
+def test_a_damaged_theta_names_the_user(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.set_theta("u", 0.25)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE users SET theta = x'000102' WHERE user = 'u'")
+    con.commit()
+    con.close()
+    with HistoryStore(path) as store:
+        assert _message(lambda: store.theta("u")) == (
+            f"history store {path}: theta of 'u' is damaged (ValueError: a stored real"
+            " number has 3 bytes, not 8)"
+        )
+
+
+def test_an_event_value_stored_as_null_under_its_own_checksum_is_damage(tmp_path: Path) -> None:
+    """A NULL value whose checksum is the checksum of None (no writer stores that): the
+    record is reported as damaged, not read back as an event without a value."""
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.append_events("u", [EventRecord(3, 1.0, "l1")])
+    con = sqlite3.connect(path)
+    (detector,) = con.execute("SELECT detector FROM events").fetchone()
+    con.execute("PRAGMA writable_schema = ON")
+    con.execute("UPDATE sqlite_master SET sql = replace(sql, 'value REAL NOT NULL', "
+                "'value REAL') WHERE name = 'events'")  # fmt: skip
+    con.commit()
+    con.close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE events SET value = NULL, checksum = ?",
+                (_checksum("u", 3, None, detector),))  # fmt: skip
+    con.commit()
+    con.close()
+    with HistoryStore(path, check=False) as store:
+        assert _message(lambda: store.events("u")) == (
+            f"history store {path}: event at step 3 of 'u' is damaged (TypeError: an event"
+            " value is NULL)"
+        )
