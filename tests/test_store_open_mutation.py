@@ -102,7 +102,7 @@ def test_a_snapshot_is_a_copy_named_store_sqlite_in_a_qsem_store_folder(tmp_path
     ``store.sqlite`` in a temporary ``qsem-store-*`` folder, removed when it is closed."""
     from test_edge_store_logs import _kill_in_transaction, _rollback_mode, _store
 
-    from qsem.edge.store_open import open_store, release
+    from qsem.edge.store_open import _OPEN, open_store, release
 
     path = tmp_path / "h.sqlite"
     _store(path, 12)
@@ -116,3 +116,72 @@ def test_a_snapshot_is_a_copy_named_store_sqlite_in_a_qsem_store_folder(tmp_path
     assert opened.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 12
     release(str(path), False, opened)
     assert not folder.exists()
+    assert str(path.resolve()) not in _OPEN  # a snapshot holds no lock: never counted
+
+
+def test_each_kind_of_open_says_how_it_reads_and_is_counted(tmp_path: Path) -> None:
+    """``access`` of a writer and of readers; this process counts its locking connections
+    per real path (``_OPEN``: a later store on the file must not probe it, which would
+    drop SQLite's POSIX locks), and gives each back when that store is closed."""
+    from qsem.edge.store_open import _OPEN, _WRITERS
+
+    path = tmp_path / "h.sqlite"
+    key = str(path.resolve())
+    writer = HistoryStore(path, writable=True)
+    assert writer.access == "read-write" and _OPEN[key] == 1 and key in _WRITERS
+    readers = [HistoryStore(path), HistoryStore(path)]
+    assert [r.access for r in readers] == ["read-only", "read-only"] and _OPEN[key] == 3
+    writer.close()
+    assert _OPEN[key] == 2 and key not in _WRITERS
+    readers[0].close()
+    assert _OPEN[key] == 1
+    readers[1].close()
+    assert key not in _OPEN
+
+
+def test_a_store_refuses_use_from_another_thread(tmp_path: Path) -> None:
+    """A store belongs to the thread that opened it (SQLite's connection is not shared)."""
+    import threading
+
+    path = tmp_path / "h.sqlite"
+    errors: list[BaseException] = []
+    with HistoryStore(path, writable=True) as store:
+
+        def use() -> None:
+            try:
+                store.users()
+            except BaseException as exc:  # any failure is the result
+                errors.append(exc)
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "thread" in str(errors[0])
+
+
+def test_a_foreign_database_with_a_write_ahead_log_is_refused_before_replay(
+    tmp_path: Path,
+) -> None:
+    """Another application's database (``application_id`` 7, two pages) and its log with
+    committed frames: refused from the header, naming the ids, before anything replays."""
+    import shutil
+
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other, isolation_level=None)
+    con.execute("PRAGMA application_id = 7")
+    con.execute("CREATE TABLE t (x)")
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("INSERT INTO t VALUES ('not a store')")
+    path = tmp_path / "h.sqlite"
+    shutil.copyfile(other, path)
+    shutil.copyfile(f"{other}-wal", f"{path}-wal")
+    con.close()
+    before = path.read_bytes(), Path(f"{path}-wal").read_bytes()
+    with pytest.raises(HistoryStoreError) as info:
+        HistoryStore(path)
+    assert str(info.value) == (
+        f"history store {path}: a foreign SQLite database (application_id 0x7, a qsem"
+        " history store has 0x71534548)"
+    )
+    assert (path.read_bytes(), Path(f"{path}-wal").read_bytes()) == before
