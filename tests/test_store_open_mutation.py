@@ -185,3 +185,30 @@ def test_a_foreign_database_with_a_write_ahead_log_is_refused_before_replay(
         " history store has 0x71534548)"
     )
     assert (path.read_bytes(), Path(f"{path}-wal").read_bytes()) == before
+
+
+def test_a_log_with_another_page_size_is_refused_naming_both_sizes(tmp_path: Path) -> None:
+    """A write-ahead log with committed frames of 1024-byte pages (from a database that
+    even carries qsem's ``application_id``) beside a store of 4096-byte pages."""
+    import shutil
+
+    from qsem.edge import APPLICATION_ID
+
+    path = tmp_path / "h.sqlite"
+    HistoryStore(path, writable=True).close()
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other, isolation_level=None)
+    con.execute("PRAGMA page_size = 1024")
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("CREATE TABLE t (x)")
+    shutil.copyfile(f"{other}-wal", f"{path}-wal")
+    con.close()
+    with pytest.raises(HistoryStoreError) as info:
+        HistoryStore(path)
+    assert str(info.value) == (
+        f"history store {path}: {path}-wal has pages of 1024 bytes, the store 4096: it is"
+        " another database's write-ahead log; refusing to replay it (the store is"
+        " untouched: move it away)"
+    )
