@@ -73,3 +73,43 @@ def test_an_event_value_stored_as_null_under_its_own_checksum_is_damage(tmp_path
             f"history store {path}: event at step 3 of 'u' is damaged (TypeError: an event"
             " value is NULL)"
         )
+
+
+def _tamper(path: Path, sql: str, args: tuple) -> None:
+    con = sqlite3.connect(path)
+    con.execute(sql, args)
+    con.commit()
+    con.close()
+
+
+def test_a_detector_name_that_is_not_a_string_is_damage(tmp_path: Path) -> None:
+    """A record whose checksum matches but whose detector name is a number."""
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.append_events("u", [EventRecord(3, 1.0, "l1")])
+    detector = '{"name": 5}'
+    _tamper(path, "UPDATE events SET detector = ?, checksum = ?",
+            (detector, _checksum("u", 3, 1.0, detector)))  # fmt: skip
+    with HistoryStore(path) as store:
+        assert _message(lambda: store.events("u")) == (
+            f"history store {path}: event at step 3 of 'u' is damaged (TypeError: detector"
+            " name 5 is not a string)"
+        )
+
+
+def test_a_parameter_that_cannot_be_decoded_is_damage(tmp_path: Path) -> None:
+    """A parameter row whose checksum matches but whose dtype is no NumPy dtype."""
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        store.set_param("u", "w", [1.0, 2.0])
+    con = sqlite3.connect(path)
+    shape, data = con.execute("SELECT shape, data FROM params").fetchone()
+    con.close()
+    _tamper(path, "UPDATE params SET dtype = 'no-such-dtype', checksum = ?",
+            (_checksum("u", "w", "no-such-dtype", shape, data),))  # fmt: skip
+    with HistoryStore(path) as store:
+        message = _message(lambda: store.params("u"))
+    assert message == (
+        f"history store {path}: parameter 'w' of 'u' is damaged (ValueError: unknown dtype"
+        " 'no-such-dtype')"
+    )
