@@ -48,6 +48,7 @@ def test_chunked_batches_cut_batched_unitaries_and_folded_kraus_sets() -> None:
     c = Circuit([2, 3, 2, 3])
     c.add(RY(Parameter("a"), wires=0), TRY(0.7, wires=1), RY(0.4, wires=2), TRY(1.1, wires=3))
     c.add(Unitary(_unitaries(batch, 6, 1), wires=[0, 1]))
+    c.add(Unitary(_unitaries(batch, 3, 3), wires=3))  # one wire: fused into a layer
     folded = FoldedChannel(
         [Unitary(_unitaries(batch, 2, 2), wires=2)], AmplitudeDamping(0.3, wires=2)
     )
@@ -77,23 +78,58 @@ def test_context_identity_is_in_the_runs_dtype() -> None:
 
 def test_run_plan_runs_one_pass_unless_chunks_are_allowed() -> None:
     """Chunking is opt-in (``allow_chunks``, which the engine sets only when nothing needs
-    a gradient): a batch over the threshold called without it runs as one pass."""
-    from test_engine_internals import Pass, StepSpy, rows_above_chunk_threshold
+    a gradient). With it, a batch over ``MIN_CHUNKED_BYTES`` runs in ``MIN_CHUNKS``
+    chunks of ``ceil(rows / MIN_CHUNKS)`` rows, each handed the basis levels of the start
+    state; a batch of exactly ``MIN_CHUNKED_BYTES`` runs as one pass (a step spy)."""
+    from test_engine_internals import Pass, StepSpy
 
-    from qsem.simulators.plan_exec import MIN_CHUNKS, run_plan
+    from qsem.simulators.plan_exec import MIN_CHUNKED_BYTES, MIN_CHUNKS, run_plan
     from qsem.simulators.plan_state import SimState
 
     c = Circuit.qubits(3).add(RY(0.3, wires=0), RY(0.5, wires=1))
-    rows = rows_above_chunk_threshold(8 * 16)  # ψ of 3 qubits in complex128
     ctx = Context(c.dims, c.ops, {}, C128, F64, torch.device("cpu"))
     plan = compile_plan(c, "statevector")
     passes: list[Pass] = []
     plan.steps[0] = StepSpy(plan.steps[0], passes)
-    start = torch.zeros(rows, 8, dtype=C128)
+
+    def run(rows: int, allow: bool) -> torch.Tensor:
+        passes.clear()
+        start = torch.zeros(rows, 8, dtype=C128)
+        start[:, 0] = 1
+        state = SimState(start, "statevector", basis=(0, 0, 0))
+        return (
+            run_plan(plan, state, ctx, allow_chunks=allow).tensor
+            if allow
+            else (run_plan(plan, state, ctx).tensor)
+        )
+
+    at_limit = MIN_CHUNKED_BYTES // (8 * 16)  # ψ of 3 qubits in complex128: 128 bytes a row
+    one = run(at_limit + 1, False)
+    assert [p.rows for p in passes] == [at_limit + 1]
+    chunked = run(at_limit + 1, True)
+    size = -(-(at_limit + 1) // MIN_CHUNKS)
+    sizes = [min(size, at_limit + 1 - k) for k in range(0, at_limit + 1, size)]
+    assert [p.rows for p in passes] == sizes and len(sizes) == MIN_CHUNKS
+    assert all(p.basis == (0, 0, 0) for p in passes)
+    torch.testing.assert_close(chunked, one, atol=0, rtol=0)
+    run(at_limit, True)
+    assert [p.rows for p in passes] == [at_limit]  # exactly the limit: one pass
+
+
+def test_two_large_rows_run_as_two_chunks() -> None:
+    """Two rows of 1 MiB each (16 qubits in complex128), over the threshold together:
+    one row a chunk."""
+    from test_engine_internals import Pass, StepSpy
+
+    from qsem.simulators.plan_exec import run_plan
+    from qsem.simulators.plan_state import SimState
+
+    c = Circuit.qubits(16).add(RY(0.3, wires=0), RY(0.5, wires=15))
+    ctx = Context(c.dims, c.ops, {}, C128, F64, torch.device("cpu"))
+    plan = compile_plan(c, "statevector")
+    passes: list[Pass] = []
+    plan.steps[0] = StepSpy(plan.steps[0], passes)
+    start = torch.zeros(2, 2**16, dtype=C128)
     start[:, 0] = 1
-    one = run_plan(plan, SimState(start.clone(), "statevector"), ctx)
-    assert [p.rows for p in passes] == [rows]
-    passes.clear()
-    chunked = run_plan(plan, SimState(start.clone(), "statevector"), ctx, allow_chunks=True)
-    assert len(passes) >= MIN_CHUNKS and sum(p.rows for p in passes) == rows
-    torch.testing.assert_close(chunked.tensor, one.tensor, atol=0, rtol=0)
+    run_plan(plan, SimState(start, "statevector", basis=(0,) * 16), ctx, allow_chunks=True)
+    assert [p.rows for p in passes] == [1, 1]
