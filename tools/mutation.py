@@ -254,7 +254,7 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
 
 
 RECHECK = """
-import json, os, sys
+import json, os, signal, sys
 import pytest
 import torch, numpy, sqlite3  # imported once here; each mutant runs in a forked child
 import qsem.edge, qsem.simulators  # the mutated copies (src/ is first on the path)
@@ -264,6 +264,7 @@ args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake
 def passes(mutant):
     pid = os.fork()
     if pid == 0:
+        signal.alarm(300)  # a mutant that makes the tests hang counts as killed
         if mutant:
             os.environ["MUTANT_UNDER_TEST"] = mutant
         sys.stdout = sys.stderr = open(os.devnull, "w")
