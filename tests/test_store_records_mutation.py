@@ -113,3 +113,36 @@ def test_a_parameter_that_cannot_be_decoded_is_damage(tmp_path: Path) -> None:
         f"history store {path}: parameter 'w' of 'u' is damaged (ValueError: unknown dtype"
         " 'no-such-dtype')"
     )
+
+
+def test_step_records_fail_their_checks_naming_the_step(tmp_path: Path) -> None:
+    """A query that is not a string is refused; a stored step whose checksum does not
+    match, or whose dtype is no NumPy dtype under a matching checksum, names the step."""
+    import numpy as np
+
+    from qsem.edge import StepRecord
+
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True) as store:
+        bad = StepRecord(1, np.zeros(2), query=5)  # type: ignore[arg-type]
+        assert _message(lambda: store.append_steps("u", [StepRecord(0, np.zeros(2)), bad]),
+                        QsemTypeError) == (
+            "argument 'records[1].query': expected a str or None, got int"
+        )  # fmt: skip
+        store.append_steps("u", [StepRecord(0, np.zeros(2))])
+    con = sqlite3.connect(path)
+    row = con.execute("SELECT phi_shape, phi, dphi, label, query FROM steps").fetchone()
+    con.close()
+    _tamper(path, "UPDATE steps SET checksum = 'x'", ())
+    with HistoryStore(path, check=False) as store:
+        assert _message(lambda: store.steps("u")) == (
+            f"history store {path}: step 0 of user 'u' fails its checksum"
+        )
+    shape, data, dphi, label, query = row
+    digest = _checksum("u", 0, "no-such-dtype", shape, data, dphi, label, query)
+    _tamper(path, "UPDATE steps SET phi_dtype = 'no-such-dtype', checksum = ?", (digest,))
+    with HistoryStore(path, check=False) as store:
+        assert _message(lambda: store.steps("u")) == (
+            f"history store {path}: step 0 of user 'u' is damaged (ValueError: unknown dtype"
+            " 'no-such-dtype')"
+        )
