@@ -109,7 +109,7 @@ def test_a_snapshot_is_a_copy_named_store_sqlite_in_a_qsem_store_folder(tmp_path
     _rollback_mode(path)
     _kill_in_transaction(path, "DELETE FROM steps WHERE step >= 4")
     opened = open_store(str(path), False, "FULL", 1000, True)
-    assert opened.access == "snapshot" and opened.snapshot is not None
+    assert opened.access == "snapshot" and opened.snapshot is not None and opened.version == 2
     folder = Path(opened.snapshot)
     assert folder.name.startswith("qsem-store-") and folder.parent != tmp_path
     assert sorted(p.name for p in folder.iterdir()) == ["store.sqlite"]  # rolled back
