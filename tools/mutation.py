@@ -198,11 +198,12 @@ def _survivor_diffs(work: Path, env: dict[str, str]) -> tuple[list[str], str]:
     """Names of the mutants not killed, and a report with each one's diff."""
     mutmut = str(BIN / "mutmut")
     out = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True)
-    # every mutant not killed ("timeout" counts as killed: the tests hung on it)
+    # every mutant checked and not killed (a timeout counts as killed: the tests hung on
+    # it; a run stopped early leaves some "not checked")
     names = [
         m.group(1)
         for m in re.finditer(r"^\s*(\S+__mutmut_\d+): (\S+)", out.stdout, re.M)
-        if m.group(2) != "timeout"
+        if m.group(2) in ("survived", "no")  # "no tests"; not "timeout", "not checked"
     ]
     show = subprocess.run(
         [sys.executable, "-c", SHOW, *names], cwd=work, env=env, capture_output=True, text=True
