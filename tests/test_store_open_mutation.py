@@ -212,3 +212,18 @@ def test_a_log_with_another_page_size_is_refused_naming_both_sizes(tmp_path: Pat
         " another database's write-ahead log; refusing to replay it (the store is"
         " untouched: move it away)"
     )
+
+
+def test_a_path_that_is_no_store_file_is_refused_before_sqlite(tmp_path: Path) -> None:
+    """A reader of a missing path, and a path that is a folder, get one line naming it."""
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(HistoryStoreError) as info:
+        HistoryStore(missing)
+    assert str(info.value) == f"history store {missing}: no such file"
+    assert not missing.exists()  # a reader creates nothing
+    folder = tmp_path / "folder.sqlite"
+    folder.mkdir()
+    for writable in (False, True):
+        with pytest.raises(HistoryStoreError) as info:
+            HistoryStore(folder, writable=writable)
+        assert str(info.value) == f"history store {folder}: not a file"
