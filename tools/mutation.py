@@ -284,7 +284,7 @@ print(json.dumps(killed))
 """
 
 
-def recheck(name: str, tests: list[str]) -> dict[str, object]:
+def recheck(name: str, tests: list[str]) -> dict[str, list[str] | str]:
     """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time."""
     result = json.loads((BUILD / f"{name}.json").read_text())
     project = BUILD / name / "mutants"
@@ -303,7 +303,12 @@ def recheck(name: str, tests: list[str]) -> dict[str, object]:
         raise SystemExit(f"recheck {name}: {out.stderr.strip() or out.stdout.strip()}")
     killed = json.loads(out.stdout.strip().splitlines()[-1])
     alive = [m for m in survivors if m not in killed]
-    report = {"module": result["module"], "tests": tests, "killed": killed, "alive": alive}
+    report: dict[str, list[str] | str] = {
+        "module": result["module"],
+        "tests": tests,
+        "killed": killed,
+        "alive": alive,
+    }
     (BUILD / f"{name}.recheck.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
