@@ -88,8 +88,9 @@ def _level_matrices(level: _Level, d: int, ctx: Context) -> torch.Tensor:
             for k in range(len(rep.params))
         ]
         m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
-        if not params:
-            m = ctx._cut(m, 3).unsqueeze(-3).expand(*m.shape[:-2], len(group.ops), d, d)
+        if not params:  # a batched matrix is cut to the chunk's rows before it is expanded
+            m = ctx._cut(m, 3)
+            m = m.unsqueeze(-3).expand(*m.shape[:-2], len(group.ops), d, d)
         parts.append(m)
     if level.n_identity:
         parts.append(ctx.eye(d).expand(level.n_identity, d, d))

@@ -10,6 +10,7 @@ in full (docs/testing.md lists the mutants each test kills).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -690,20 +691,30 @@ def test_db_error_of_any_other_exception_is_its_message_on_one_line() -> None:
 
 
 def test_clean_stale_leaves_a_live_creator_alone(tmp_path: Path) -> None:
-    """A creator that still runs keeps its temporary file, and is sent no signal."""
+    """A creator that still runs keeps its temporary file, and is sent no signal (the
+    check is signal 0: any real signal would end the child, whose every signal is
+    back at its default action, even in a run under nohup, which ignores SIGHUP)."""
     from qsem.edge.store_schema import clean_stale
 
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - killed below
+        for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+        os.write(ready_w, b"r")
         time.sleep(60)
         os._exit(0)
     try:
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"r"  # the child's handlers are reset
         (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").write_bytes(b"t")
         clean_stale(str(tmp_path / "h.sqlite"))
         assert (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").exists()
         time.sleep(0.2)
         assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still running
     finally:
+        os.close(ready_r)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
 

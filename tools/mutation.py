@@ -27,6 +27,13 @@ Usage::
     .venv/bin/python tools/mutation.py                 # all modules
     .venv/bin/python tools/mutation.py kernels store   # some of them
     .venv/bin/python tools/mutation.py --list          # modules and their tests
+    .venv/bin/python tools/mutation.py --recheck store_schema tests/test_x.py
+
+``--recheck`` runs the given test files (the ones as they are now) once per survivor
+of the module's last run, in that run's scratch project with the one mutant switched
+on (``MUTANT_UNDER_TEST``, the mutated ``src/`` first on the path), after a control
+run with no mutant that must pass; it writes ``build/mutation/<name>.recheck.json``
+(the survivors the tests now kill, and those they do not).
 
 Per module it writes ``build/mutation/<name>.log`` (mutmut's output),
 ``build/mutation/<name>.survivors.txt`` (the diff of every mutant not killed)
@@ -72,6 +79,7 @@ PLAN_TESTS = (
     "tests/test_plan_mutation.py",
     "tests/test_engine_internals.py",
     "tests/test_plan_state.py",
+    "tests/test_plan_context.py",
 )
 
 #: the tests of the history store (qsem/edge/store*.py)
@@ -80,6 +88,9 @@ STORE_TESTS = (
     "tests/test_edge_store_logs.py",
     "tests/test_store_mutation.py",
     "tests/test_store_modules_mutation.py",
+    "tests/test_store_schema_mutation.py",
+    "tests/test_store_open_mutation.py",
+    "tests/test_store_records_mutation.py",
     # the deterministic crash state (the other crash tests run writers in
     # subprocesses, which import the installed, unmutated package)
     "tests/test_edge_crash.py::test_a_checkpoint_killed_after_page_one_recovers_from_the_wal",
@@ -187,7 +198,13 @@ def _survivor_diffs(work: Path, env: dict[str, str]) -> tuple[list[str], str]:
     """Names of the mutants not killed, and a report with each one's diff."""
     mutmut = str(BIN / "mutmut")
     out = subprocess.run([mutmut, "results"], cwd=work, env=env, capture_output=True, text=True)
-    names = [m.group(1) for m in re.finditer(r"^\s*(\S+__mutmut_\d+): ", out.stdout, re.M)]
+    # every mutant checked and not killed (a timeout counts as killed: the tests hung on
+    # it; a run stopped early leaves some "not checked")
+    names = [
+        m.group(1)
+        for m in re.finditer(r"^\s*(\S+__mutmut_\d+): (\S+)", out.stdout, re.M)
+        if m.group(2) in ("survived", "no")  # "no tests"; not "timeout", "not checked"
+    ]
     show = subprocess.run(
         [sys.executable, "-c", SHOW, *names], cwd=work, env=env, capture_output=True, text=True
     )
@@ -203,6 +220,10 @@ def _clean_log(raw: Path, log: Path) -> None:
 def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     """Mutate one module and return its counts and score."""
     work, tests = prepare(name, target)
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    measured = commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("MUTANT_UNDER_TEST", None)
@@ -231,22 +252,84 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
         "mutmut_rc": rc,
         "seconds": round(seconds, 1),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": measured,  # the tree the scratch project was copied from
         "score": round(score, 1),
         "survivors": survivors,
         **stats,
     }
 
 
+RECHECK = """
+import json, os, signal, sys
+import pytest
+import torch, numpy, sqlite3  # imported once here; each mutant runs in a forked child
+import qsem.edge, qsem.simulators  # the mutated copies (src/ is first on the path)
+tests, mutants = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", *tests]
+
+def passes(mutant):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(300)  # a mutant that makes the tests hang counts as killed
+        if mutant:
+            os.environ["MUTANT_UNDER_TEST"] = mutant
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+        os._exit(int(pytest.main(args)))
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+if not passes(None):
+    sys.exit("the tests fail with no mutant switched on")
+killed = [m for m in mutants if not passes(m)]
+print(json.dumps(killed))
+"""
+
+
+def recheck(name: str, tests: list[str]) -> dict[str, list[str] | str]:
+    """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time."""
+    result = json.loads((BUILD / f"{name}.json").read_text())
+    project = BUILD / name / "mutants"
+    for t in {t.split("::")[0] for t in tests} | {"tests/conftest.py"}:  # as they are now
+        target = project / t
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / t, target)
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("MUTANT_UNDER_TEST", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(project / "src"), str(project / "tests")])
+    survivors = list(result["survivors"])
+    cmd = [sys.executable, "-c", RECHECK, json.dumps(tests), json.dumps(survivors)]
+    out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"recheck {name}: {out.stderr.strip() or out.stdout.strip()}")
+    killed = json.loads(out.stdout.strip().splitlines()[-1])
+    alive = [m for m in survivors if m not in killed]
+    report: dict[str, list[str] | str] = {
+        "module": result["module"],
+        "tests": tests,
+        "killed": killed,
+        "alive": alive,
+    }
+    (BUILD / f"{name}.recheck.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(TARGETS))
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument(
+        "--recheck", nargs="+", metavar=("MODULE", "TEST"), help="survivors against tests"
+    )
     parser.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score")
     args = parser.parse_args(argv)
     if args.list:
         for name, t in TARGETS.items():
             print(f"{name:12s} {t.source}: {' '.join(t.tests)}")
+        return 0
+    if args.recheck:
+        report = recheck(args.recheck[0], args.recheck[1:])
+        print(f"{args.recheck[0]}: {len(report['killed'])} killed, {len(report['alive'])} alive")
         return 0
     unknown = [m for m in args.modules if m not in TARGETS]
     if unknown:

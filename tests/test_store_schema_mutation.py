@@ -1,0 +1,205 @@
+"""Creating and validating a history store (``qsem.edge.store_schema``), where mutation
+testing found it loose.
+
+Creation failures are real ones, not simulated: a path that cannot be linked (a
+trailing slash), a folder nobody can create files in (``/proc``), a file size limit
+(``RLIMIT_FSIZE``, in a forked child, as a full disk would). ``/proc`` is also a
+folder whose ``fsync`` the kernel refuses with ``EINVAL``, as some file systems do
+for folders. docs/testing.md lists the mutants each test kills.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from qsem.edge import HistoryStoreError
+from qsem.edge.store_schema import _fsync, create
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+
+
+def _in_child(work: Callable[[], str]) -> str:
+    """``work()`` in a forked child (which inherits this process's code, mutants
+    included); its result, or ``"raised: <message>"``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            out = work()
+        except BaseException as exc:  # any failure is the report
+            out = f"raised: {exc}"
+        os.write(write, out.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as fh:
+        return fh.read().decode()
+
+
+@linux
+def test_a_folder_sync_tolerates_a_file_system_that_cannot_sync_folders(tmp_path: Path) -> None:
+    """``fsync`` of ``/proc`` fails with ``EINVAL``: tolerated for a folder (the store is
+    created anyway), raised for a file; a folder sync opens folders only."""
+    _fsync("/proc", directory=True)
+    with pytest.raises(OSError) as info:
+        _fsync("/proc")
+    assert info.value.errno == errno.EINVAL
+    (tmp_path / "f").write_bytes(b"x")
+    _fsync(str(tmp_path / "f"))
+    _fsync(str(tmp_path), directory=True)
+    with pytest.raises(NotADirectoryError):
+        _fsync(str(tmp_path / "f"), directory=True)
+
+
+def test_a_path_that_cannot_be_linked_is_refused_naming_it(tmp_path: Path) -> None:
+    """The new file is built, then cannot be linked to ``PATH/`` (a trailing slash): the
+    OS error, on one line with the path; no temporary file is left."""
+    path = f"{tmp_path / 'h.sqlite'}/"
+    with pytest.raises(HistoryStoreError) as info:
+        create(path)
+    assert str(info.value) == f"history store {path}: cannot create it: No such file or directory"
+    assert list(tmp_path.iterdir()) == []
+
+
+@linux
+def test_a_folder_nobody_can_create_files_in_is_refused_naming_the_path() -> None:
+    with pytest.raises(HistoryStoreError) as info:
+        create("/proc/h.sqlite")
+    assert str(info.value) == (
+        "history store /proc/h.sqlite: unable to open database file (the file or its"
+        " directory cannot be opened (missing, or no permission))"
+    )
+
+
+def test_a_file_size_limit_while_creating_leaves_nothing(tmp_path: Path) -> None:
+    """Under ``ulimit -f`` 16 KiB (a disk that fills up) SQLite's write fails: SQLite's
+    message with its hint, and neither the store nor its temporary file exists."""
+    path = tmp_path / "h.sqlite"
+
+    def limited() -> str:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, resource.RLIM_INFINITY))
+        create(str(path))
+        return "created"
+
+    assert _in_child(limited) == (
+        f"raised: history store {path}: disk I/O error (SQLITE_IOERR_WRITE: a read or write"
+        " failed: the disk may be full, a file size limit ('ulimit -f') reached, or the device"
+        " failing; this transaction was not stored)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@linux
+def test_the_temporary_file_is_built_beside_the_store(tmp_path: Path) -> None:
+    """Created from a working folder where no file can be made (``/proc``): the new
+    file is built in the store's folder, not the working one."""
+    path = tmp_path / "h.sqlite"
+
+    def elsewhere() -> str:
+        os.chdir("/proc")
+        create(str(path))
+        return "created"
+
+    assert _in_child(elsewhere) == "created"
+    assert [p.name for p in tmp_path.iterdir()] == ["h.sqlite"]
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+def test_a_temporary_store_is_removed_with_its_logs(tmp_path: Path) -> None:
+    """What a failed creator leaves: the file, its rollback journal, WAL and shared
+    memory; a file of another name beside them stays."""
+    from qsem.edge.store_schema import _remove
+
+    tmp = tmp_path / ".h.sqlite.qsem-new.1.ab12"
+    for suffix in ("", "-journal", "-wal", "-shm", "-other"):
+        Path(f"{tmp}{suffix}").write_bytes(b"t")
+    _remove(str(tmp))
+    assert [p.name for p in tmp_path.iterdir()] == [f"{tmp.name}-other"]
+    _remove(str(tmp))  # nothing left to remove: no error
+
+
+def test_validate_reads_in_one_transaction_of_its_own(tmp_path: Path) -> None:
+    """Outside a transaction, validation opens one read transaction for all its reads and
+    rolls it back (a spy on the statements SQLite runs); inside the caller's, it opens
+    none and leaves the caller's open."""
+    from qsem.edge.store_schema import validate
+
+    path = tmp_path / "h.sqlite"
+    create(str(path))
+    con = sqlite3.connect(path, isolation_level=None)
+    ran: list[str] = []
+    con.set_trace_callback(ran.append)
+    assert validate(con, str(path), True) == 2 and not con.in_transaction
+    assert ran[0].upper() == "BEGIN" and ran[-1].upper() == "ROLLBACK"
+    assert not any(s.upper() in ("BEGIN", "ROLLBACK", "COMMIT") for s in ran[1:-1])
+    ran.clear()
+    con.execute("BEGIN")
+    validate(con, str(path), False)
+    assert con.in_transaction
+    assert not any(s.upper() in ("BEGIN", "ROLLBACK", "COMMIT") for s in ran[1:])
+    con.close()
+
+
+def test_upgrade_rereads_the_version_inside_its_transaction(tmp_path: Path) -> None:
+    """Another process changes ``schema_version`` between upgrade's first read and its
+    ``BEGIN IMMEDIATE`` (a spy on the statements makes the change right then): the read
+    inside the transaction sees it and names the path; nothing is migrated."""
+    from test_store_modules_mutation import _v1
+
+    from qsem.edge.store_schema import upgrade
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def meanwhile(statement: str) -> None:
+        if statement.upper() == "BEGIN IMMEDIATE":
+            other.execute("INSERT INTO schema_version VALUES (1)")
+
+    con.set_trace_callback(meanwhile)
+    with pytest.raises(HistoryStoreError) as info:
+        upgrade(con, str(path))
+    con.set_trace_callback(None)
+    assert str(info.value) == (
+        f"history store {path}: invalid schema_version table (2 rows, expected 1)"
+    )
+    assert not con.in_transaction
+    assert "params" not in {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    other.close()
+    con.close()
+
+
+def test_new_ids_are_odd_31_bit_numbers() -> None:
+    """An id is never 0 (0 marks a store without one): 64 draws, all odd, below 2^31."""
+    from qsem.edge.store_schema import _new_id
+
+    ids = [_new_id() for _ in range(64)]
+    assert all(i % 2 == 1 and 0 < i < 2**31 for i in ids)
+    assert len(set(ids)) > 1
+
+
+def test_clean_stale_skips_a_name_it_cannot_remove(tmp_path: Path) -> None:
+    """A dead creator's name that is a folder cannot be unlinked: left, no error; the
+    dead creator's file beside it is removed."""
+    from qsem.edge.store_schema import clean_stale
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - exits at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / f".h.sqlite.qsem-new.{pid}.dir0").mkdir()
+    (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").write_bytes(b"t")
+    clean_stale(str(tmp_path / "h.sqlite"))
+    assert [p.name for p in tmp_path.iterdir()] == [f".h.sqlite.qsem-new.{pid}.dir0"]
