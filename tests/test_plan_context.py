@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from test_plan_mutation import _check
+from test_plan_mutation import reference
 
 from qsem.circuits import (
     RY,
@@ -25,8 +25,10 @@ from qsem.circuits import (
     Unitary,
 )
 from qsem.circuits.noise_fold import FoldedChannel
+from qsem.simulators import TorchSimulator
 from qsem.simulators.plan import Context, compile_plan
 from qsem.simulators.plan_exec import ChannelStep, GateStep
+from qsem.simulators.plan_super import SuperStep
 
 C128, F64 = torch.complex128, torch.float64
 
@@ -54,16 +56,25 @@ def test_chunked_batches_cut_batched_unitaries_and_folded_kraus_sets() -> None:
     )
     c.add(folded)
     c.add(PhaseDamping(Parameter("g"), wires=0))
-    plan = compile_plan(c, "density_matrix")
+    sim = TorchSimulator("density_matrix", dtype=C128, dm_method="dense")
+    plan = sim.plan(c)
     kinds = [type(s) for s in plan.steps]
-    assert GateStep in kinds and kinds.count(ChannelStep) == 2  # not fused away
+    assert GateStep in kinds  # the two-wire unitary is not fused away
+    # the channels (from the first on) run as superoperator blocks; the same channels as
+    # steps are the block step's fallback for a factored ρ
+    sup = plan.steps[-1]
+    assert isinstance(sup, SuperStep)
+    assert [type(s) for s in sup.fallback].count(ChannelStep) == 2
     rng = np.random.default_rng(5)
     values = {
         "a": torch.as_tensor(rng.uniform(-2, 2, size=batch)),
         "g": torch.as_tensor(rng.uniform(0, 0.9, size=batch)),
     }
     with torch.no_grad():
-        _check(c, values, "density_matrix", "dense", batch)
+        got = sim.run(c, values).density_matrix
+    assert sup.runs["pair"] == 32  # the blocks ran once per chunk (32 chunks of 3 rows)
+    want = reference(c, values, batch, True)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-9)
 
 
 def test_context_identity_is_in_the_runs_dtype() -> None:
