@@ -403,6 +403,18 @@ class QsemDevice(Device):
         return circuit, (angle_values(ops) if circuit.parameters else None)
 
     # -- device derivatives ----------------------------------------------------------------
+    def _derivative_options(
+        self, execution_config: ExecutionConfig | None
+    ) -> tuple[str, bool, bool]:
+        """(simulation method, use the adjoint, refuse what the adjoint cannot run): the
+        adjoint for ``"device"`` / ``"adjoint"`` without readout errors, strict for
+        ``"adjoint"``."""
+        config = execution_config or ExecutionConfig(gradient_method="device")
+        method = config.device_options.get("method", self._method)
+        adjoint = config.gradient_method in ("device", "adjoint")
+        adjoint = adjoint and self.readout_confusion is None
+        return method, adjoint, config.gradient_method == "adjoint"
+
     def compute_derivatives(
         self, circuits: Any, execution_config: ExecutionConfig | None = None
     ) -> Any:
@@ -414,13 +426,9 @@ class QsemDevice(Device):
         """Results and Jacobians of the tapes: qsem's adjoint method where it is valid
         (``diff_method`` ``"device"``, ``"adjoint"``, ``"best"``), else torch autograd
         through the engine (:mod:`qsem.simulators.pennylane_derivatives`)."""
-        config = execution_config or ExecutionConfig(gradient_method="device")
-        method = config.device_options.get("method", self._method)
-        adjoint = config.gradient_method in ("device", "adjoint")
-        adjoint = adjoint and self.readout_confusion is None
+        method, adjoint, strict = self._derivative_options(execution_config)
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
-        strict = config.gradient_method == "adjoint"
         if self.tracker.active:
             self.tracker.update(derivative_batches=1, derivatives=len(batch))
             self.tracker.record()
@@ -446,14 +454,10 @@ class QsemDevice(Device):
     ) -> Any:
         """Vector-Jacobian products: one adjoint sweep for all same-structure tapes where
         the adjoint applies (:func:`~qsem.simulators.pennylane_derivatives.device_vjps`)."""
-        config = execution_config or ExecutionConfig(gradient_method="device")
-        method = config.device_options.get("method", self._method)
-        adjoint = config.gradient_method in ("device", "adjoint")
-        adjoint = adjoint and self.readout_confusion is None
+        method, adjoint, strict = self._derivative_options(execution_config)
         single = isinstance(circuits, qml.tape.QuantumScript)
         batch = [circuits] if single else circuits
         dys = [cotangents] if single else cotangents
-        strict = config.gradient_method == "adjoint"
         if self.tracker.active:
             self.tracker.update(vjp_batches=1, vjps=len(batch))
             self.tracker.record()
