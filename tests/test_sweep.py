@@ -34,6 +34,7 @@ from qsem.sweep import (
     SweepResult,
     config_hash,
     format_table,
+    make_executor,
     make_trials,
     parse_grid,
     parse_seeds,
@@ -220,6 +221,27 @@ def test_dask_local_cluster_pool_and_serial_agree(
     again = run_sweep("demo", out=tmp_path / "dask", workers=0, echo=_quiet, **SPEC)
     assert _comparable(again.summary) == want
     assert all(len(_sessions(res.out_dir / f"lr={LR}" / f"seed-{s}")) == 1 for s in SEEDS)
+
+
+def _worker_log_level() -> int:
+    import logging
+
+    return logging.getLogger("distributed.worker").getEffectiveLevel()
+
+
+def test_local_cluster_workers_log_only_critical() -> None:
+    """A worker whose heartbeat meets the scheduler's shutdown logs an ERROR with a traceback
+    (a CI run on a loaded machine printed one after a resumed sweep): the local cluster's
+    workers log only CRITICAL; trial failures reach the driver through their futures."""
+    pytest.importorskip("distributed")
+    import logging
+
+    ex = make_executor(cluster="local:1")
+    try:
+        levels = ex._client.run(_worker_log_level)  # the worker processes' own setting
+    finally:
+        ex.close()
+    assert list(levels.values()) == [logging.CRITICAL]
 
 
 def test_dask_scheduler_address(tmp_path: Path, serial: Path, capsys: Any) -> None:

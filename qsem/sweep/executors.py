@@ -245,6 +245,14 @@ def require_distributed() -> Any:
     return distributed
 
 
+#: Each local worker process (and one its nanny restarts) is spawned with this variable,
+#: read when it imports ``distributed``: its ``distributed`` loggers log only CRITICAL. A
+#: worker whose heartbeat meets the scheduler's shutdown logs an ERROR with a traceback (a
+#: CI run on a loaded machine printed one after a resumed sweep); trial failures reach the
+#: driver through their futures.
+_QUIET_WORKERS = {"distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED": "critical"}
+
+
 class DaskExecutor:
     """Trials as Dask tasks, on a scheduler (``tcp://...``) or a ``LocalCluster`` (``local:N``).
 
@@ -253,6 +261,8 @@ class DaskExecutor:
 
     def __init__(self, address: str, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         distributed = require_distributed()
+        from dask import config as dask_config
+
         self._distributed = distributed
         self._cluster: Any = None
         self.address = address
@@ -261,7 +271,7 @@ class DaskExecutor:
             self.threads = max(1, available_cores() // n)
             # its worker processes inherit an ignored SIGINT (their event loops would print
             # tracebacks): a Ctrl-C stops the driver, which closes the cluster
-            with _sigint_ignored():
+            with _sigint_ignored(), dask_config.set(_QUIET_WORKERS):
                 self._cluster = distributed.LocalCluster(
                     n_workers=n,
                     processes=True,
