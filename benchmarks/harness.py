@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from qsem.training import make_optimizer
+
 
 class AgreementError(AssertionError):
     """qsem and the anchor disagree on the same work: the comparison would be meaningless."""
@@ -332,8 +334,9 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 def adam_step(
     loss_fn: LossFn, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
 ) -> Callable[[], None]:
-    """The timed unit of the hybrid workloads: zero_grad + forward + backward + Adam step."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    """The timed unit of the hybrid workloads: zero_grad + forward + backward + Adam step
+    (the optimiser of :func:`qsem.training.make_optimizer`, on both sides)."""
+    opt, _ = make_optimizer(model, lr)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)

@@ -25,12 +25,13 @@ from qsem.edge import (
     world_labels,
 )
 from qsem.edge.small import _keep_slices, _low_rank_output
-from qsem.experiments.kleene import KleeneConfig, adam_cosine, make_data, model_config, train_epoch
+from qsem.experiments.kleene import KleeneConfig, make_data, model_config, train_epoch
 from qsem.models import SemanticModel
 from qsem.narrow import prune_neurons
 from qsem.narrow.mlp import composer_group
 from qsem.runner import ConfigError
 from qsem.tasks.kleene import KleeneDataset
+from qsem.training import make_optimizer
 
 CFG = replace(KleeneConfig(), n_train_kbs=12, n_test_kbs=10, queries_per_kb=12, n_slices=2,
               epochs=3)  # fmt: skip
@@ -44,7 +45,7 @@ def trained() -> tuple[SemanticModel, KleeneDataset, KleeneDataset]:
     train, test = make_data(CFG)
     torch.manual_seed(0)
     model = SemanticModel(model_config(CFG))
-    opt, sched = adam_cosine(model, CFG.lr, CFG.epochs)
+    opt, sched = make_optimizer(model, CFG.lr, schedule="cosine", steps=CFG.epochs)
     gen = torch.Generator().manual_seed(0)
     for _ in range(CFG.epochs):
         train_epoch(model, opt, train, 32, gen)

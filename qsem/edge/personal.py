@@ -40,7 +40,7 @@ from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.emergence import L1Detector
 from qsem.emergence.detectors import MAD_SCALE
 from qsem.models import SemanticModel, hard_label_loss
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 from .store import EventRecord, HistoryStore, StepRecord
 
@@ -193,9 +193,9 @@ class UserFit:
     accuracy: float
 
 
-def _optimizer(reading: PersonalReading, cfg: PersonalConfig) -> torch.optim.Adam:
+def _optimizer(reading: PersonalReading, cfg: PersonalConfig) -> torch.optim.Optimizer:
     params = [reading.calib_logits] + ([reading.slice_logits] if cfg.slice_weights else [])
-    return torch.optim.Adam(params, lr=cfg.lr)
+    return make_optimizer(params, cfg.lr)[0]
 
 
 def _steps(

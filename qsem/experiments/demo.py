@@ -26,7 +26,7 @@ import torch
 from qsem.circuits import TRY, TRZ, Circuit, Parameter, TAdd
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.simulators import TorchSimulator, probs
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 __all__ = ["EXPERIMENT", "DemoConfig", "QutritClassifier", "build_circuit", "run"]
 
@@ -279,7 +279,7 @@ def run(cfg: DemoConfig, ctx: RunContext) -> dict[str, Any]:
     device = torch.device(cfg.device)
     data = load_data(cfg, device)
     model = QutritClassifier(cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer, _ = make_optimizer(model, cfg.lr)
     train_seconds = 0.0
     start_epoch = 0
     state = ctx.restore()

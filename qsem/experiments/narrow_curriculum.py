@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from qsem.narrow.cmsp import CMSP, make_generator
 from qsem.narrow.mlp import EnsembleMLP
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 __all__ = ["EXPERIMENT", "CurriculumConfig", "run", "train_condition"]
 
@@ -184,7 +184,7 @@ def train_condition(
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     init_gens = [make_generator(s) for s in seeds]
     model = EnsembleMLP(cmsp.input_dim, cfg.widths, 2, init_gens).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    opt, _ = make_optimizer(model, cfg.lr, eps=cfg.adam_eps)
     data_gen = make_generator(cfg.seed + offset, device)
     eval_gen = make_generator(cfg.seed + 7_777_777, device)
     composite = [tuple(range(cfg.n_atoms))]

@@ -54,7 +54,7 @@ from qsem.narrow import (
 )
 from qsem.narrow.compare import plot_samples_pareto, samples_table, summarise_samples
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.training import descent, run_steps
+from qsem.training import descent, make_optimizer, run_steps
 
 __all__ = ["EXPERIMENT", "DigitsConfig", "load_data", "run"]
 
@@ -203,7 +203,7 @@ def train_teacher(cfg: DigitsConfig, data: dict[str, torch.Tensor], seed: int) -
     gen = make_generator(seed)
     x, y = data["x_train"], data["y_train"]
     net = build_mlp(x.shape[1], list(cfg.teacher_widths), 10, generator=gen).to(x.device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt, _ = make_optimizer(net, cfg.lr)
 
     def loss(_: int) -> torch.Tensor:
         idx = torch.randint(0, len(y), (cfg.batch * 2,), generator=gen).to(x.device)

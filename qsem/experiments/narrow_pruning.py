@@ -36,7 +36,7 @@ from qsem.narrow import (
     prune_neurons,
 )
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 __all__ = ["EXPERIMENT", "PruningConfig", "run"]
 
@@ -144,7 +144,7 @@ def _train_ensemble(
     ens: EnsembleMLP, masker: Masker, cmsp: CMSP, task: tuple[int, ...], steps: int,
     batch: int, lr: float, gen: torch.Generator,
 ) -> None:  # fmt: skip
-    opt = torch.optim.Adam(ens.parameters(), lr=lr)
+    opt, _ = make_optimizer(ens, lr)
     masker.attach(opt)
 
     def loss(_: int) -> torch.Tensor:
@@ -214,7 +214,7 @@ def train_broad(
 ) -> tuple[torch.nn.Sequential, dict[str, Any]]:
     gen = make_generator(cfg.seed * 1000 + width)
     net = build_mlp(cmsp.input_dim, [width] * (cfg.depth - 1), 2, generator=gen)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt, _ = make_optimizer(net, cfg.lr)
     data_gen = make_generator(cfg.seed * 1000 + width + 1)
 
     def loss(_step: int) -> torch.Tensor:
@@ -240,7 +240,7 @@ def group_lasso_train(
     ctx: RunContext | None, width: int,
 ) -> torch.nn.Sequential:  # fmt: skip
     gl = copy.deepcopy(net)
-    opt = torch.optim.Adam(gl.parameters(), lr=cfg.lr)
+    opt, _ = make_optimizer(gl, cfg.lr)
     ce = torch.zeros(())
 
     def loss(_: int) -> torch.Tensor:

@@ -64,12 +64,11 @@ from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.tasks.kleene import KleeneDataset
 from qsem.tasks.kleene_training import (
     Epochs,
-    adam_cosine,
     make_data,
     model_config,
     task_config,
 )
-from qsem.training import run_steps
+from qsem.training import make_optimizer, run_steps
 
 from ._narrow_semantic_report import METHODS, plot_accuracy, summarise, table
 from .kleene import KleeneTaskKeys
@@ -193,7 +192,7 @@ def train_teacher(cfg: SemanticNarrowConfig, train: KleeneDataset, seed: int) ->
     """The broad model: Adam with cosine decay over every depth, as ``qsem run kleene``."""
     torch.manual_seed(seed)
     model = SemanticModel(model_config(cfg, hidden=cfg.teacher_hidden))
-    opt, sched = adam_cosine(model, cfg.teacher_lr, cfg.teacher_epochs)
+    opt, sched = make_optimizer(model, cfg.teacher_lr, schedule="cosine", steps=cfg.teacher_epochs)
     gen = torch.Generator().manual_seed(seed)
     run_steps(Epochs(model, opt, sched, train, cfg.teacher_batch, gen), range(cfg.teacher_epochs))
     return model

@@ -34,7 +34,7 @@ import torch
 
 from qsem.runner import ConfigError, Experiment, RunContext
 from qsem.stats import paired_tests
-from qsem.training import descent, run_steps
+from qsem.training import descent, make_optimizer, run_steps
 
 __all__ = [
     "EXPERIMENT",
@@ -276,7 +276,7 @@ def nll(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def train(model: HybridClassifier, x: torch.Tensor, y: torch.Tensor, cfg: Any) -> float:
     """Full-batch Adam; returns the mean step time in seconds."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt, _ = make_optimizer(model, cfg.lr)
     tick = time.perf_counter()
     run_steps(descent(opt, lambda _: nll(model(x), y)), range(cfg.epochs))
     return (time.perf_counter() - tick) / cfg.epochs

@@ -19,8 +19,8 @@ import torch
 
 from qsem.models import PROFILES, SemanticModel, profile_config
 from qsem.runner import ConfigError, Experiment, RunContext
-from qsem.tasks.kleene_training import Epochs, adam_cosine, evaluate, make_data, model_config
-from qsem.training import Step, run_steps
+from qsem.tasks.kleene_training import Epochs, evaluate, make_data, model_config
+from qsem.training import Step, make_optimizer, run_steps
 
 from .kleene import KleeneConfig, KleeneTaskKeys, SeedKey, TrainingKeys
 
@@ -133,7 +133,7 @@ def _train_profile(
     train, test = data
     torch.manual_seed(cfg.seed * 1000 + index)
     model = SemanticModel(profile_config(name, model_config(cfg.kleene())))
-    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
+    optimizer, sched = make_optimizer(model, cfg.lr, schedule="cosine", steps=cfg.epochs)
     epochs = Epochs(model, optimizer, sched, train, cfg.batch_size,
                     torch.Generator().manual_seed(cfg.seed))  # fmt: skip
     tick = time.perf_counter()

@@ -55,7 +55,7 @@ from qsem.tasks.three_class import (
     load_kleene,
     load_wine,
 )
-from qsem.training import descent, run_steps
+from qsem.training import descent, make_optimizer, run_steps
 
 __all__ = [
     "EXPERIMENT",
@@ -304,7 +304,7 @@ def train_one(
     model = (
         HeadModel(head, data.n_features, hidden, cfg.dtype) if make_model is None else make_model()
     )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt, _ = make_optimizer(model, cfg.lr)
     x, y = data.x_train, data.y_train
     tick = time.perf_counter()
     run_steps(descent(opt, lambda _: torch.nn.functional.nll_loss(model(x), y)), range(cfg.epochs))

@@ -45,7 +45,7 @@ from qsem.simulators.similarity import (
     swap_test_circuits,
     swap_test_estimate,
 )
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 __all__ = ["EXPERIMENT", "SwapDemoConfig", "build_circuit", "run"]
 
@@ -229,7 +229,7 @@ def _train(cfg: SwapDemoConfig, ctx: RunContext, model: _Model, w0: torch.Tensor
     """Adam on ``1 - <target|ρ|target>``; logs the exact similarity of the pair
     (t - stride, t) each step; checkpoints and resumes."""
     weights = torch.nn.Parameter(w0)
-    optimizer = torch.optim.Adam([weights], lr=cfg.lr)
+    optimizer, _ = make_optimizer([weights], cfg.lr)
     history: list[torch.Tensor] = [weights.detach().clone()]
     losses: list[float] = []
     train_seconds = 0.0

@@ -37,7 +37,7 @@ from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
 from qsem.circuits.errors import arg_error
 from qsem.simulators import QuantumLayer, simulate
 from qsem.simulators.similarity import bures_angle, overlap
-from qsem.training import descent, run_steps
+from qsem.training import descent, make_optimizer, run_steps
 
 from .cmsp import make_generator
 from .families import ensemble_batch, make_family
@@ -147,14 +147,6 @@ class _Run:
         return self.snapshot(step, **extras())
 
 
-def _optimiser(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """Adam with ``cfg.lr`` / ``cfg.adam_eps``; AdamW when ``cfg.weight_decay > 0`` (absent: 0)."""
-    wd = float(getattr(cfg, "weight_decay", 0.0))
-    if wd > 0:
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=wd)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-
-
 def _data(
     fam: Any, cfg: Any, members: int, base: int, probe_per_task: int
 ) -> tuple[torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -201,7 +193,9 @@ def train_mlp(
     fam = make_family(cfg)
     n_t, e_n, n_c = len(fam.tasks), len(seeds), fam.n_classes
     model = EnsembleMLP(fam.input_dim, cfg.widths, n_c, [make_generator(s) for s in seeds])
-    opt = _optimiser(model, cfg)
+    wd = float(getattr(cfg, "weight_decay", 0.0))
+    kind = "adamw" if wd > 0 else "adam"
+    opt, _ = make_optimizer(model, cfg.lr, kind=kind, eps=cfg.adam_eps, weight_decay=wd)
     data_gen, x_ev, y_ev, x_pr = _data(fam, cfg, e_n, seeds[0] * 7919 + 13, cfg.probe_per_task)
     sig = _signals(cfg, tasks=n_t)
     n = cfg.steps
@@ -411,7 +405,7 @@ def train_hybrid(
     fam = _two_class_family(cfg)
     n_t = len(fam.tasks)
     model = HybridCMSP(fam.input_dim, cfg.hybrid_widths, cfg.n_qubits, cfg.q_layers, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.hybrid_lr, eps=cfg.adam_eps)
+    opt, _ = make_optimizer(model, cfg.hybrid_lr, eps=cfg.adam_eps)
     data_gen, x_ev, y_ev, x_pr = _data(fam, cfg, 1, seed * 7919 + 17, cfg.hybrid_probe_per_task)
     x_ev, y_ev, x_pr = x_ev[0], y_ev[0], x_pr[0]
     sig, task_sig = _signals(cfg), _signals(cfg)

@@ -11,7 +11,7 @@ from torch import nn
 
 from qsem.checks import check_int, check_real
 from qsem.threads import torch_threads
-from qsem.training import descent, run_steps
+from qsem.training import descent, make_optimizer, run_steps
 
 __all__ = ["accuracy", "evaluate", "torch_threads", "train_steps", "train_until"]
 
@@ -72,7 +72,7 @@ def train_steps(
     check_int("steps", steps, 0)
     check_real("lr", lr, minimum=0, strict=True)
     check_real("eps", eps, minimum=0, strict=True)
-    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+    opt = optimizer or make_optimizer(model, lr, eps=eps)[0]
     fn = loss_fn or F.cross_entropy
 
     def step_loss(step: int) -> torch.Tensor:
@@ -120,5 +120,5 @@ def train_until(
             return stop
         return False
 
-    _adam_loop(step_loss, steps, torch.optim.Adam(model.parameters(), lr=lr), masker, after_step)
+    _adam_loop(step_loss, steps, make_optimizer(model, lr)[0], masker, after_step)
     return hit

@@ -6,8 +6,9 @@ config with :func:`model_config`, train with :func:`train_epoch` (one pass; a
 ``step`` hook lets :class:`qsem.distill.SelfDistiller` take every step), with
 :class:`Epochs` (one epoch and the schedule's step as one step of the package's
 training loop, :func:`qsem.training.run_steps`) or with :func:`fit` (epochs with
-checkpoints, an ``on_epoch`` hook and a ``loop`` hook), on the schedule of
-:func:`adam_cosine`, and score with :func:`evaluate`.
+checkpoints, an ``on_epoch`` hook and a ``loop`` hook), on Adam with the cosine
+schedule of :func:`qsem.training.make_optimizer` (``schedule="cosine"``, one step
+per epoch), and score with :func:`evaluate`.
 
 A config here is anything with the keys these functions read (the Kleene
 experiments' configs, :class:`qsem.experiments.kleene.KleeneConfig` and its
@@ -18,8 +19,9 @@ and ``lr``.
 
 >>> import torch
 >>> from qsem.models import SemanticModel
+>>> from qsem.training import make_optimizer
 >>> model = SemanticModel(model_config(object(), hidden=4))
->>> optimizer, schedule = adam_cosine(model, lr=0.02, epochs=10)
+>>> optimizer, schedule = make_optimizer(model, 0.02, schedule="cosine", steps=10)
 >>> round(schedule.get_last_lr()[0], 3)
 0.02
 """
@@ -27,15 +29,17 @@ and ``lr``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from qsem.models import ModelConfig, SemanticModel, hard_label_loss
-from qsem.training import Step, descent, run_steps
+from qsem.training import Step, descent, make_optimizer, run_steps
 
 from .kleene import VOCAB_SIZE, KleeneDataset, KleeneTaskConfig, make_dataset
 
@@ -203,12 +207,16 @@ def plot_training_curve(records: list[dict[str, Any]], title: str) -> Any:
 
 def adam_cosine(
     model: torch.nn.Module, lr: float, epochs: int
-) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    """Adam with cosine decay to ``lr/20`` over ``epochs``: late epochs refine, not jump around."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=epochs, eta_min=lr / 20
+) -> tuple[torch.optim.Optimizer, LRScheduler]:
+    """Deprecated: ``make_optimizer(model, lr, schedule="cosine", steps=epochs)``
+    (:func:`qsem.training.make_optimizer`), Adam with cosine decay to ``lr/20``."""
+    warnings.warn(
+        "qsem.tasks.kleene_training.adam_cosine is deprecated; use "
+        "qsem.training.make_optimizer(model, lr, schedule='cosine', steps=epochs)",
+        DeprecationWarning,
+        stacklevel=2,
     )
+    return make_optimizer(model, lr, schedule="cosine", steps=epochs)
 
 
 class Epochs:
@@ -223,7 +231,7 @@ class Epochs:
         self,
         model: SemanticModel,
         optimizer: torch.optim.Optimizer,
-        schedule: torch.optim.lr_scheduler.LRScheduler,
+        schedule: LRScheduler,
         data: KleeneDataset,
         batch_size: int,
         generator: torch.Generator,
@@ -263,7 +271,7 @@ def fit(
     and its state travels in the checkpoint (restored first: it grows the model
     to the checkpoint's slices).
     """
-    optimizer, sched = adam_cosine(model, cfg.lr, cfg.epochs)
+    optimizer, sched = make_optimizer(model, cfg.lr, schedule="cosine", steps=cfg.epochs)
     if loop is not None:
         loop.bind(optimizer)
     gen = torch.Generator().manual_seed(int(cfg.seed))
