@@ -69,6 +69,9 @@ BOOTSTRAP_REL_TOL = 0.1
 #: Results of the same trial run by different sweep executors (same seed, one torch thread):
 #: exact in practice; this bounds float noise should a platform reorder reductions.
 SWEEP_ATOL = 1e-12
+#: An optimiser's step or learning rate against its hand-written update / closed form
+#: (float64; torch's recursive cosine schedule differs from the closed form by rounding).
+ATOL_OPTIM = 1e-12
 
 
 #: ``when(step, values)`` of :func:`interrupt_log`: the ``RunContext.log`` call to fail.

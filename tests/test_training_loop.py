@@ -94,7 +94,8 @@ def test_epochs_as_steps_train_exactly_as_the_epoch_loop() -> None:
 
     from qsem.experiments.kleene import KleeneConfig
     from qsem.models import SemanticModel
-    from qsem.tasks.kleene_training import Epochs, adam_cosine, make_data, train_epoch
+    from qsem.tasks.kleene_training import Epochs, make_data, train_epoch
+    from qsem.training import make_optimizer
 
     cfg = replace(KleeneConfig(), n_train_kbs=4, n_test_kbs=2, queries_per_kb=8, hidden=4)
     train, _ = make_data(cfg)
@@ -102,7 +103,8 @@ def test_epochs_as_steps_train_exactly_as_the_epoch_loop() -> None:
     def fresh() -> tuple[SemanticModel, Any, Any, torch.Generator]:
         torch.manual_seed(0)
         model = SemanticModel(cfg.model)
-        return (model, *adam_cosine(model, 0.05, 3), torch.Generator().manual_seed(1))
+        opt, sched = make_optimizer(model, 0.05, schedule="cosine", steps=3)
+        return model, opt, sched, torch.Generator().manual_seed(1)
 
     model, opt, sched, gen = fresh()
     losses, n = [], 0

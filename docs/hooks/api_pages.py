@@ -95,7 +95,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "training": (
         "qsem.training",
         "The one training loop: optimiser steps with hooks for logging, evaluation, probes "
-        "and checkpoints. Guide: [Runner](../runner.md).",
+        "and checkpoints; the one home of optimisers and learning-rate schedules. "
+        "Guide: [Runner](../runner.md).",
     ),
 }
 

@@ -37,7 +37,7 @@ from qsem.circuits import CNOT, RY, RZ, Circuit, ParameterVector
 from qsem.circuits.errors import arg_error
 from qsem.simulators import QuantumLayer, simulate
 from qsem.simulators.similarity import bures_angle, overlap
-from qsem.training import descent, make_optimizer, run_steps
+from qsem.training import OptimizerKind, descent, make_optimizer, run_steps
 
 from .cmsp import make_generator
 from .families import ensemble_batch, make_family
@@ -194,7 +194,7 @@ def train_mlp(
     n_t, e_n, n_c = len(fam.tasks), len(seeds), fam.n_classes
     model = EnsembleMLP(fam.input_dim, cfg.widths, n_c, [make_generator(s) for s in seeds])
     wd = float(getattr(cfg, "weight_decay", 0.0))
-    kind = "adamw" if wd > 0 else "adam"
+    kind: OptimizerKind = "adamw" if wd > 0 else "adam"
     opt, _ = make_optimizer(model, cfg.lr, kind=kind, eps=cfg.adam_eps, weight_decay=wd)
     data_gen, x_ev, y_ev, x_pr = _data(fam, cfg, e_n, seeds[0] * 7919 + 13, cfg.probe_per_task)
     sig = _signals(cfg, tasks=n_t)
