@@ -245,3 +245,15 @@ def test_no_optimiser_is_built_outside_qsem_training() -> None:
     assert {name for _, name in found["qsem/training.py"]} == {
         "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.lr_scheduler.CosineAnnealingLR"
     }  # fmt: skip
+
+
+def test_the_docstring_examples_run() -> None:
+    """make_optimizer's own examples and the Kleene training module's (which uses it)."""
+    import doctest
+
+    import qsem.tasks.kleene_training
+    import qsem.training
+
+    for module in (qsem.training, qsem.tasks.kleene_training):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
