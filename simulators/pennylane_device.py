@@ -121,7 +121,8 @@ class QsemDevice(Device):
     ``last_method`` holds the simulation method of the last tape run (also shown by
     ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
     engine runs (one per tape, broadcast included); ``adjoint_sweeps`` counts the backward
-    sweeps of the adjoint method.
+    sweeps of the adjoint method; ``tape_conversions`` counts the qsem circuits built from
+    tapes (a tape of named gates is converted once per structure, then only rebound).
     """
 
     _device_options = ("method",)
@@ -167,6 +168,11 @@ class QsemDevice(Device):
         self.planned_method: str | None = None
         self.engine_calls = 0
         self.adjoint_sweeps = 0
+
+    @property
+    def tape_conversions(self) -> int:
+        """How many qsem circuits the device has built from tapes (see the class doc)."""
+        return self._converter.conversions
 
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
