@@ -308,10 +308,11 @@ class QsemDevice(Device):
             sim = self._sims[mode] = TorchSimulator(mode, dtype=self.c_dtype)
         return sim
 
-    def prepare(self, tape: Any, method: str) -> Prepared:
+    def prepare(self, tape: Any, method: str, bind: bool = True) -> Prepared:
         """The qsem circuit, bindings, initial state and simulation mode of ``tape``
-        (:class:`~qsem.simulators.pennylane_prep.TapeConverter`)."""
-        return self._converter.prepare(tape, self._labels(tape), method)
+        (:class:`~qsem.simulators.pennylane_prep.TapeConverter`; ``bind=False`` leaves
+        a symbolic circuit's angles to the caller)."""
+        return self._converter.prepare(tape, self._labels(tape), method, bind)
 
     def _labels(self, tape: Any) -> list[Any]:
         return list(self.wires) if self.wires is not None else list(tape.wires)

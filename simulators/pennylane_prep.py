@@ -69,15 +69,17 @@ class TapeConverter:
         self._kept: OrderedDict[Any, _Kept] = OrderedDict()
         self.conversions = 0
 
-    def prepare(self, tape: Any, labels: list[Any], method: str) -> Prepared:
+    def prepare(self, tape: Any, labels: list[Any], method: str, bind: bool = True) -> Prepared:
         """The qsem form of ``tape`` on the wires ``labels``; ``method``: ``"auto"``
-        (density matrix only for a circuit with channels) or the mode to use."""
+        (density matrix only for a circuit with channels) or the mode to use; ``bind``
+        ``False``: leave a symbolic circuit's parameters unbound (``params`` ``None``;
+        the caller binds them)."""
         index = {w: i for i, w in enumerate(labels)}
         ops = tape.operations
         key = symbolic_key(ops)
         if key is not None:  # named gates only: no preparation, phase or channel
             kept = self._structure(ops, tape, labels, key, None)
-            params = angle_values(ops) if kept.bound else None
+            params = angle_values(ops) if kept.bound and bind else None
             mode = "statevector" if method == "auto" else method
             return Prepared(kept.circuit, params, None, None, index, kept.dims, mode)
         dims = tape_wire_dims(tape, labels)
@@ -85,7 +87,7 @@ class TapeConverter:
         key = symbolic_key(rest) if len(rest) < len(ops) else None
         if key is not None:  # a preparation, then named gates
             kept = self._structure(rest, tape, labels, key, tuple(dims))
-            params = angle_values(rest) if kept.bound else None
+            params = angle_values(rest) if kept.bound and bind else None
             mode = "statevector" if method == "auto" else method
             return Prepared(kept.circuit, params, init, phase, index, kept.dims, mode)
         circuit = add_pennylane_ops(Circuit(dims), rest, labels)
