@@ -62,7 +62,19 @@ class _Kept:
 class TapeConverter:
     """Tapes -> :class:`Prepared`, keeping the symbolic circuit of each structure of named
     gates (:func:`~qsem.circuits.pennylane_import.symbolic_key` of the operations, the
-    measurements and the wire labels); ``conversions`` counts the circuits built."""
+    measurements and the wire labels); ``conversions`` counts the circuits built.
+
+    >>> import pennylane as qml
+    >>> ops = [qml.TRY(0.3, wires="a", subspace=(0, 1)), qml.TAdd(wires=["a", "b"])]
+    >>> tape = qml.tape.QuantumScript(ops, [qml.probs(wires="b")])
+    >>> conv = TapeConverter(torch.complex128)
+    >>> prep = conv.prepare(tape, ["a", "b"], "auto")
+    >>> prep.mode, prep.dims, sorted(prep.params)
+    ('statevector', (3, 3), ['a'])
+    >>> _ = conv.prepare(tape.bind_new_parameters([1.2], [0]), ["a", "b"], "auto")
+    >>> conv.conversions  # the second tape only rebinds the kept circuit
+    1
+    """
 
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
