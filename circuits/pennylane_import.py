@@ -248,11 +248,12 @@ def symbolic_key(ops: Any) -> tuple[Any, ...] | None:
     Whether each angle is broadcast (a row per batch element) is part of the key."""
     key = []
     for op in ops:
-        if op.name not in _SYMBOLIC:
+        name = op.name
+        if name not in _SYMBOLIC:
             return None
         sub = op.hyperparameters.get("subspace")
-        rows = tuple(_ndim(v) == 1 for v in op.data)
-        key.append((op.name, tuple(op.wires), None if sub is None else tuple(sub), rows))
+        rows = tuple([_ndim(v) == 1 for v in op.data])
+        key.append((name, op.wires, None if sub is None else tuple(sub), rows))
     return tuple(key)
 
 
@@ -291,19 +292,32 @@ def symbolic_circuit(ops: Any, labels: list[Any], dims: Sequence[int]) -> Circui
 
 def angle_values(ops: Any) -> dict[str, torch.Tensor]:
     """The bindings of :func:`symbolic_circuit`'s parameters for ``ops``: ``"a"`` (K,) and
-    ``"b"`` (B, K') as float64 tensors (torch tensors keep their gradients)."""
-    plain: list[torch.Tensor] = []
-    rows: list[torch.Tensor] = []
+    ``"b"`` (B, K') as float64 tensors (torch tensors keep their gradients).
+
+    Angles of one dtype are stacked first and cast once (one autograd node for the cast
+    instead of one per angle: a TorchLayer's float32 weights and inputs)."""
+    plain: list[Any] = []
+    rows: list[Any] = []
     for op in ops:
         for v in op.data:
-            t = torch.as_tensor(v, dtype=torch.float64)
-            (rows if t.dim() == 1 else plain).append(t)
+            (rows if _ndim(v) == 1 else plain).append(v)
     out = {}
     if plain:
-        out["a"] = torch.stack(plain)
+        out["a"] = _stack_float64(plain, 0)
     if rows:
-        out["b"] = torch.stack(rows, -1)
+        out["b"] = _stack_float64(rows, -1)
     return out
+
+
+def _stack_float64(values: list[Any], dim: int) -> torch.Tensor:
+    """``torch.stack(values, dim)`` as float64: one cast when all are tensors of one dtype."""
+    first = values[0]
+    if isinstance(first, torch.Tensor) and all(
+        isinstance(v, torch.Tensor) and v.dtype == first.dtype and v.device == first.device
+        for v in values
+    ):
+        return torch.stack(values, dim).to(torch.float64)
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values], dim)
 
 
 def from_pennylane(tape_or_qfunc: Any, *args: Any, **kwargs: Any) -> Circuit:

@@ -180,22 +180,17 @@ def _adjoint_selected(dev: QsemDevice, group: list[Any]) -> list[Any]:
     its measurement ``m`` only (rows are independent, every parameter a row parameter),
     so row ``(g, m)`` of the gradient is ``∂<M_m>/∂θ`` of tape ``g``."""
     n_mp = len(group[0].measurements)
-    stacked = stack_rows(group, repeat=n_mp)
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-        setup = _adjoint_setup(dev, stacked, len(group) * n_mp)
+        setup = _adjoint_setup(dev, *_stacked(group, repeat=n_mp))
         if setup is None:
             return [None] * len(group)
         bound, vals, weights, consts = setup
         select = torch.stack([weights[m][0] for m in range(n_mp)])  # (M, K): equal rows
         picked = select.repeat(len(group), 1)  # row (g, m) -> measurement m
-        grads = _grads(vals, picked, bound)
+        rows = _table_grads(vals, picked, bound, list(group[0].trainable_params))
         dev.adjoint_sweeps += 1
     values = (vals.detach() * picked).sum(-1).reshape(len(group), n_mp) + torch.tensor(consts)
-    rows = torch.zeros(len(grads), len(group) * n_mp, dtype=torch.float64)
-    for p, gr in enumerate(grads):
-        if gr is not None:
-            rows[p] = gr
-    table = rows.reshape(len(grads), len(group), n_mp).numpy()  # (P, G, M)
+    table = rows.reshape(len(rows), len(group), n_mp).numpy()  # (P, G, M)
     vals_np = values.numpy()
     out = []
     for g in range(len(group)):
@@ -248,17 +243,13 @@ def _adjoint_vjp_rows(dev: QsemDevice, group: list[Any], dys: list[Any]) -> list
         dtype=torch.float64,
     )  # (G, M)
     with torch.enable_grad():  # PennyLane's torch backward calls this with grad off
-        setup = _adjoint_setup(dev, stack_rows(group), len(group))
+        setup = _adjoint_setup(dev, *_stacked(group))
         if setup is None:  # only identity terms: constant results
             return [np.zeros(len(t.trainable_params)) for t in group]
         bound, vals, weights, _ = setup
         picked = sum(dy[:, m, None] * weights[m].to(torch.float64) for m in range(n_mp))
-        grads = _grads(vals, picked, bound)
+        table = _table_grads(vals, picked, bound, list(group[0].trainable_params))
         dev.adjoint_sweeps += 1
-    table = torch.zeros(len(grads), len(group), dtype=torch.float64)
-    for p, gr in enumerate(grads):
-        if gr is not None:
-            table[p] = gr
     return [table[:, g].numpy() for g in range(len(group))]
 
 
@@ -276,6 +267,11 @@ def row_key(tape: Any) -> Any:
 def stack_rows(tapes: list[Any], repeat: int = 1) -> Any:
     """One broadcast tape whose rows are ``tapes`` (each ``repeat`` times in a row; every
     gate angle stacked; the measurements, equal by :func:`row_key`, kept)."""
+    return _stacked(tapes, repeat)[0]
+
+
+def _stacked(tapes: list[Any], repeat: int = 1) -> tuple[Any, np.ndarray]:
+    """:func:`stack_rows`' tape and its angle table ``(rows, P)`` (tape parameter order)."""
     table = np.array(
         [
             [float(qml.math.unwrap(v)) for v in t.get_parameters(False, operations_only=True)]
@@ -284,20 +280,18 @@ def stack_rows(tapes: list[Any], repeat: int = 1) -> Any:
         dtype=np.float64,
     ).reshape(len(tapes), -1)  # (G, P): row_key's tapes hold scalar angles only
     table = np.repeat(table, repeat, axis=0)
-    return tapes[0].bind_new_parameters(list(table.T), list(range(table.shape[1])))
+    tape = tapes[0].bind_new_parameters(list(table.T), list(range(table.shape[1])))
+    return tape, table
 
 
 def _pack(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else tuple(items)
 
 
-def _row_leaves(tape: Any, batch: int | None = None) -> tuple[list[torch.Tensor], list[bool]]:
+def _row_leaves(tape: Any) -> tuple[list[torch.Tensor], list[bool]]:
     """What is bound to the tape's trainable parameters (leaves requiring gradients; for a
-    broadcast tape a ``(B,)`` row tensor each, shared ones expanded), and which are shared.
-    ``batch``: the tape's batch size when the caller knows it (:func:`stack_rows`' tapes),
-    sparing PennyLane's check of every operation's batch size."""
-    if batch is None:
-        batch = tape.batch_size
+    broadcast tape a ``(B,)`` row tensor each, shared ones expanded), and which are shared."""
+    batch = tape.batch_size
     bound, shared = [], []
     for p in tape.get_parameters(trainable_only=True):
         v = np.asarray(qml.math.unwrap(p), dtype=np.float64)
@@ -319,21 +313,35 @@ def adjoint_derivatives(dev: QsemDevice, tape: Any) -> tuple[Any, Any]:
     return _pack([_numpy(v) for v in values]), _pack(jac)
 
 
-def _adjoint_setup(dev: QsemDevice, tape: Any, batch: int | None = None) -> Any:
-    """Bind row leaves, run the adjoint forward pass: ``(bound, vals, weights, consts)``
-    with ``vals`` the qsem terms' values ``(B, K)`` (or ``(K,)``), ``weights[m]`` the
-    coefficients of measurement ``m``'s terms (shaped as ``vals``) and ``consts[m]`` its
-    identity part; ``None`` when every term is the identity. Call under ``enable_grad``."""
-    bound, _ = _row_leaves(tape, batch)
-    new = tape.bind_new_parameters(bound, list(tape.trainable_params))
-    prep = dev.prepare(new, "statevector")
+def _adjoint_setup(dev: QsemDevice, tape: Any, table: np.ndarray | None = None) -> Any:
+    """Bind leaves, run the adjoint forward pass: ``(bound, vals, weights, consts)`` with
+    ``bound`` the leaves to differentiate, ``vals`` the qsem terms' values
+    ``(B, K)`` (or ``(K,)``), ``weights[m]`` the coefficients of measurement ``m``'s terms
+    (shaped as ``vals``) and ``consts[m]`` its identity part; ``None`` when every term is
+    the identity. Call under ``enable_grad``.
+
+    ``table``: :func:`_stacked`'s angle table of ``tape`` (every angle a row): bound as
+    ONE ``(B, P)`` leaf to the symbolic circuit, without a leaf per parameter or a
+    re-bound tape. Otherwise each trainable parameter gets its own leaf (a ``(B,)`` row
+    for a broadcast tape, :func:`_row_leaves`)."""
+    if table is not None:
+        prep = dev.prepare(tape, "statevector", bind=False)
+        leaf = torch.from_numpy(table).requires_grad_(True)
+        params = {"b": leaf} if prep.circuit.parameters else None
+        bound = [leaf] if params else []
+    else:
+        bound, _ = _row_leaves(tape)
+        prep = dev.prepare(
+            tape.bind_new_parameters(bound, list(tape.trainable_params)), "statevector"
+        )
+        params = prep.params
     per_mp = [observable_terms(mp.obs, prep.index, prep.dims) for mp in tape.measurements]
     listed = [o for terms in per_mp for _, o in terms if o is not None]
     if not listed:
         return None
     dev.record_run(prep.mode, tape)
     vals = adjoint_expval(
-        prep.circuit, prep.params, listed, initial_state=prep.initial,
+        prep.circuit, params, listed, initial_state=prep.initial,
         simulator=dev.simulator("statevector"),
     )  # fmt: skip
     weights, consts = [], []
@@ -377,6 +385,19 @@ def _grads(vals: torch.Tensor, weights: torch.Tensor, inputs: list[torch.Tensor]
         vals, inputs, grad_outputs=weights, retain_graph=True, allow_unused=True
     )
     return [None if g is None else g.detach() for g in got]
+
+
+def _table_grads(
+    vals: torch.Tensor, weights: torch.Tensor, bound: list[torch.Tensor], columns: list[int]
+) -> torch.Tensor:
+    """``∂ Σ weights ∘ vals / ∂θ`` for the ``columns`` of :func:`_stacked`'s angle table
+    (``bound``: ``[table]``, or ``[]`` for a circuit without angles), as ``(P, B)``: one
+    row per trainable parameter, one column per batch row (one adjoint sweep)."""
+    rows = vals.shape[0]
+    grads = _grads(vals, weights, bound)
+    if not grads or grads[0] is None:
+        return torch.zeros(len(columns), rows, dtype=torch.float64)
+    return grads[0][:, columns].T
 
 
 def _layout(grads: list[Any], shared: list[bool], batch: Any) -> Any:

@@ -41,7 +41,7 @@ qsem's ``pennylane`` extra). Built on PennyLane's :class:`pennylane.devices.Devi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,10 +62,7 @@ from qsem.circuits.pennylane_import import (
     QUTRIT_NAMES,
     STATE_PREPS,
     add_pennylane_ops,
-    angle_values,
     is_controlled_op,
-    symbolic_circuit,
-    symbolic_key,
     tape_wire_dims,
 )
 
@@ -79,7 +76,7 @@ from .pennylane_derivatives import (
     stack_rows,
 )
 from .pennylane_measure import measure_all_exact, measure_shots, result_row, to_numpy, uses_torch
-from .pennylane_prep import split_preparation
+from .pennylane_prep import Prepared, TapeConverter
 from .pennylane_readout import Readout, readout_confusion, warn_state_readout
 
 __all__ = ["QsemDevice"]
@@ -124,7 +121,8 @@ class QsemDevice(Device):
     ``last_method`` holds the simulation method of the last tape run (also shown by
     ``repr`` and recorded as ``method`` by ``qml.Tracker``); ``engine_calls`` counts
     engine runs (one per tape, broadcast included); ``adjoint_sweeps`` counts the backward
-    sweeps of the adjoint method.
+    sweeps of the adjoint method; ``tape_conversions`` counts the qsem circuits built from
+    tapes (a tape of named gates is converted once per structure, then only rebound).
     """
 
     _device_options = ("method",)
@@ -165,12 +163,16 @@ class QsemDevice(Device):
             readout_relaxation_probs, readout_misclassification_probs
         )
         self._sims: dict[str, TorchSimulator] = {}
-        self._circuits: dict[Any, Circuit] = {}
-        self._dims: dict[Any, list[int]] = {}
+        self._converter = TapeConverter(dtype)
         self.last_method: str | None = None
         self.planned_method: str | None = None
         self.engine_calls = 0
         self.adjoint_sweeps = 0
+
+    @property
+    def tape_conversions(self) -> int:
+        """How many qsem circuits the device has built from tapes (see the class doc)."""
+        return self._converter.conversions
 
     def __repr__(self) -> str:
         wires = "None" if self.wires is None else len(self.wires)
@@ -306,33 +308,11 @@ class QsemDevice(Device):
             sim = self._sims[mode] = TorchSimulator(mode, dtype=self.c_dtype)
         return sim
 
-    def prepare(self, tape: Any, method: str) -> Prepared:
-        """The qsem circuit, bindings, initial state and simulation mode of ``tape``."""
-        labels = self._labels(tape)
-        index = {w: i for i, w in enumerate(labels)}
-        key = symbolic_key(tape.operations)  # None: not a tape of named gates only
-        dims = self._wire_dims(tape, labels, key)
-        ops, init, phase = split_preparation(tape.operations, index, dims, self.c_dtype)
-        same = len(ops) == len(tape.operations)  # no preparation or phase split off
-        circuit, params = self._circuit(ops, labels, dims, key if same else None)
-        mode = method
-        if mode == "auto":
-            mode = "density_matrix" if circuit.has_channels else "statevector"
-        return Prepared(circuit, params, init, phase, index, tuple(dims), mode)
-
-    def _wire_dims(self, tape: Any, labels: list[Any], key: Any) -> list[int]:
-        """:func:`tape_wire_dims`, kept per tape structure (the operations' ``key``, the
-        measurements and the labels) for tapes of named gates."""
-        if key is None:
-            return tape_wire_dims(tape, labels)
-        full = (key, tuple(m.hash for m in tape.measurements), tuple(labels))
-        dims = self._dims.get(full)
-        if dims is None:
-            dims = tape_wire_dims(tape, labels)
-            if len(self._dims) >= 64:
-                self._dims.pop(next(iter(self._dims)))
-            self._dims[full] = dims
-        return list(dims)
+    def prepare(self, tape: Any, method: str, bind: bool = True) -> Prepared:
+        """The qsem circuit, bindings, initial state and simulation mode of ``tape``
+        (:class:`~qsem.simulators.pennylane_prep.TapeConverter`; ``bind=False`` leaves
+        a symbolic circuit's angles to the caller)."""
+        return self._converter.prepare(tape, self._labels(tape), method, bind)
 
     def _labels(self, tape: Any) -> list[Any]:
         return list(self.wires) if self.wires is not None else list(tape.wires)
@@ -380,27 +360,6 @@ class QsemDevice(Device):
             return self.simulator(state.mode).run(circuit, None, initial_state=state.tensor)
 
         return Readout(self.readout_confusion, prep.dims, rotate)
-
-    def _circuit(
-        self, ops: list[Any], labels: list[Any], dims: list[int], key: Any = None
-    ) -> tuple[Circuit, dict[str, Any] | None]:
-        """The qsem circuit of ``ops`` and its parameter binding.
-
-        Tapes of named gates with scalar angles become one symbolic circuit per structure,
-        kept across calls (the engine's plan with it) and bound to this call's angles;
-        any other tape is converted operation by operation.
-        """
-        key = key if key is not None else symbolic_key(ops)
-        if key is None:
-            return add_pennylane_ops(Circuit(dims), ops, labels), None
-        key = (key, tuple(dims), tuple(labels))
-        circuit = self._circuits.pop(key, None)
-        if circuit is None:
-            circuit = symbolic_circuit(ops, labels, dims)
-        self._circuits[key] = circuit  # most recent last
-        if len(self._circuits) > 64:
-            self._circuits.pop(next(iter(self._circuits)))
-        return circuit, (angle_values(ops) if circuit.parameters else None)
 
     # -- device derivatives ----------------------------------------------------------------
     def _derivative_options(
@@ -463,20 +422,6 @@ class QsemDevice(Device):
             self.tracker.record()
         vjps = device_vjps(self, batch, dys, method, adjoint, strict)
         return vjps[0] if single else tuple(vjps)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A tape as qsem runs it: circuit, its bindings, initial state, global phase
-    (``None``: none), wire label -> qsem wire, wire dimensions, simulation mode."""
-
-    circuit: Circuit
-    params: dict[str, Any] | None
-    initial: Any
-    phase: Any
-    index: dict[Any, int]
-    dims: tuple[int, ...]
-    mode: str
 
 
 def _interface(interface: Any) -> str:

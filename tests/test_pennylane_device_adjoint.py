@@ -273,7 +273,12 @@ def test_torchlayer_trains_with_the_adjoint() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["qsem.simulators.pennylane_derivatives", "qsem.simulators.pennylane_device"]
+    "module",
+    [
+        "qsem.simulators.pennylane_derivatives",
+        "qsem.simulators.pennylane_device",
+        "qsem.simulators.pennylane_prep",
+    ],
 )
 def test_docstring_examples_run(module: str) -> None:
     import doctest
