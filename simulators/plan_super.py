@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from qsem.circuits.operations import Channel, Gate, Operation
+from qsem.circuits.parameters import Parameter
 
 from . import kernels
 from .plan_exec import FLAT_DM_PERM_LIMIT, ChannelStep, Step
@@ -125,10 +126,14 @@ def _embedding(op_wires: list[int], block_wires: list[int]) -> list[int] | None:
     return None if perm == list(range(len(perm))) else perm
 
 
-def gate_matrices(idx: list[int], ctx: Context) -> dict[int, torch.Tensor]:
+def gate_matrices(
+    idx: list[int], ctx: Context, sups: dict[int, torch.Tensor] | None = None
+) -> dict[int, torch.Tensor]:
     """The matrices of the one-wire gates among ops ``idx``: one evaluation per gate
     formula and wire dimension, with stacked parameters (as a fused layer evaluates
-    them); a parameter-free gate's matrix is shared by every gate of its formula."""
+    them); a parameter-free gate's matrix is shared by every gate of its formula.
+    With ``sups``, also each gate's superoperator ``U ⊗ conj(U)`` (one Kronecker
+    product per formula) is put there."""
     groups: dict[Any, list[int]] = {}
     for i in idx:
         op = ctx.ops[i]
@@ -142,22 +147,151 @@ def gate_matrices(idx: list[int], ctx: Context) -> dict[int, torch.Tensor]:
             ctx.stacked_param([ctx.ops[i].params[k] for i in group]) for k in range(len(rep.params))
         ]
         m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
-        if params:
-            out.update(zip(group, m.unbind(-3), strict=True))
-        else:
-            out.update(dict.fromkeys(group, ctx._cut(m, 3)))
+        if not params:
+            m = ctx._cut(m, 3)
+            out.update(dict.fromkeys(group, m))
+            if sups is not None:
+                sups.update(dict.fromkeys(group, kernels.kron([m, m.conj()])))
+            continue
+        out.update(zip(group, m.unbind(-3), strict=True))
+        if sups is not None:
+            sups.update(zip(group, kernels.kron([m, m.conj()]).unbind(-3), strict=True))
     return out
 
 
+def _atoms(value: Any, out: list[Any]) -> bool:
+    """Append what fixes a parameter-free value (numbers; tensors with their in-place
+    version counter); ``False`` when it holds a :class:`Parameter` or a tensor that
+    needs a gradient. Operations are read through their attributes (a ``Kraus`` set,
+    a ``Unitary``'s matrix, a controlled gate's base)."""
+    if isinstance(value, Parameter):
+        return False
+    if isinstance(value, torch.Tensor):
+        if value.requires_grad:
+            return False
+        out += (value, value._version)
+        return True
+    if isinstance(value, Operation):
+        return all(_atoms(v, out) for v in vars(value).values())
+    if isinstance(value, (list, tuple)):
+        return all(_atoms(v, out) for v in value)
+    if isinstance(value, (int, float)):
+        out.append(value)
+    return True
+
+
+def _same(a: list[Any], b: list[Any]) -> bool:
+    """Atoms equal: tensors by identity (the cache holds them, so no id is reused)."""
+    return len(a) == len(b) and all(
+        x is y if isinstance(x, torch.Tensor) else type(x) is type(y) and x == y
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+class _Constants:
+    """One run's view of a :class:`SuperStep`'s cache of parameter-free superoperators.
+
+    An operation is *constant* when no parameter of it is bound at run time and no
+    tensor it holds needs a gradient (:func:`_atoms`). A superoperator built from
+    constant operations only is kept in ``store`` under its key with the operations'
+    atoms, and reused while a later run's operations at those indices have the same
+    atoms (the same numbers, the same tensors unmodified): the plan is shared by
+    circuits of one structure, whose constants may differ. Only unbatched results
+    that need no gradient are kept; ``counts`` records hits and builds.
+    """
+
+    def __init__(
+        self, store: dict[Any, Any], counts: dict[str, int], idx: list[int], ctx: Context
+    ) -> None:
+        self.store, self.counts, self.ctx = store, counts, ctx
+        #: superoperators of the variable one-wire gates (filled by :func:`gate_matrices`)
+        self.sups: dict[int, torch.Tensor] = {}
+        self.atoms: dict[int, list[Any]] = {}
+        for i in idx:
+            atoms: list[Any] = []
+            if _atoms(ctx.ops[i], atoms):
+                self.atoms[i] = atoms
+
+    def all(self, idx: list[int]) -> bool:
+        return all(i in self.atoms for i in idx)
+
+    def stretches(self, idx: list[int], ctx: Context) -> list[tuple[list[int], bool]]:
+        """``idx`` cut into maximal constant stretches holding a channel (``True``:
+        cached) and the operations between them (gates-only constant stretches are
+        composed with their neighbours: a few ``2 × 2`` products)."""
+        out: list[tuple[list[int], bool]] = []
+        k = 0
+        while k < len(idx):
+            j = k
+            while j < len(idx) and idx[j] in self.atoms:
+                j += 1
+            part = idx[k:j]
+            if part and any(isinstance(ctx.ops[i], Channel) for i in part):
+                out.append((part, True))
+                k = j
+                continue
+            j = max(j, k + 1)  # a variable op, or constant gates: composed per call
+            if out and not out[-1][1]:
+                out[-1][0].extend(idx[k:j])
+            else:
+                out.append((idx[k:j], False))
+            k = j
+        return out
+
+    def get(self, key: Any, idx: list[int], build: Any) -> torch.Tensor:
+        atoms = [a for i in idx for a in self.atoms[i]]
+        key = (key, self.ctx.dtype, str(self.ctx.device))
+        hit = self.store.get(key)
+        if hit is not None and _same(hit[0], atoms):
+            self.counts["hit"] += 1
+            return hit[1]
+        value = build()
+        self.counts["built"] += 1
+        if value.dim() == 2 and not value.requires_grad:
+            self.store[key] = (atoms, value)
+        return value
+
+
 def _run_superop(
-    idx: list[int], ctx: Context, mats: dict[int, torch.Tensor] | None = None
+    idx: list[int],
+    ctx: Context,
+    mats: dict[int, torch.Tensor] | None = None,
+    consts: _Constants | None = None,
 ) -> torch.Tensor:
     """The superoperator of operations ``idx`` on one wire tuple, on those wires.
+
+    With ``consts``, each maximal stretch of parameter-free operations holding a
+    channel is one cached superoperator (:class:`_Constants`); the stretches between
+    them are composed per call (:func:`_compose`).
+    """
+    if consts is None:
+        return _compose(idx, ctx, mats)
+    run: torch.Tensor | None = None
+    for part, cached in consts.stretches(idx, ctx):
+        if cached:
+            s = consts.get(("run", tuple(part)), part, lambda p=part: _compose(p, ctx, mats))
+        else:
+            s = _compose(part, ctx, mats, consts.sups)
+        run = s if run is None else s @ run
+    assert run is not None
+    return run
+
+
+def _compose(
+    idx: list[int],
+    ctx: Context,
+    mats: dict[int, torch.Tensor] | None = None,
+    sups: dict[int, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The superoperator of operations ``idx`` on one wire tuple, built from scratch
+    (a lone gate's is taken from ``sups`` when there).
 
     Gates multiply as matrices (``U = U_m ⋯ U_1``) until a channel, whose Kraus
     operators absorb them (``K_j U``); only then is a superoperator formed:
     ``Σ_j w_j K_j U ⊗ conj(K_j U)``, or ``U ⊗ conj(U)`` for trailing gates.
     """
+    if len(idx) == 1 and sups is not None and idx[0] in sups:
+        return sups[idx[0]]
     run: torch.Tensor | None = None
     u: torch.Tensor | None = None
     for i in idx:
@@ -209,13 +343,34 @@ def _embed(
 
 
 def block_superop(
-    block: SuperBlock, ctx: Context, mats: dict[int, torch.Tensor] | None = None
+    block: SuperBlock,
+    ctx: Context,
+    mats: dict[int, torch.Tensor] | None = None,
+    consts: _Constants | None = None,
 ) -> torch.Tensor:
-    """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``."""
+    """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``.
+
+    With ``consts``, consecutive runs of parameter-free operations are one cached,
+    embedded product; the other runs are composed per call.
+    """
     total: torch.Tensor | None = None
     pair_dims = [ctx.dims[v] ** 2 for v in block.wires]
-    for idx, w, perm in block.runs:
-        run = _run_superop(idx, ctx, mats)
+    k = 0
+    while k < len(block.runs):
+        j = k
+        while consts is not None and j < len(block.runs) and consts.all(block.runs[j][0]):
+            j += 1
+        if consts is not None and j > k:
+            part = SuperBlock(block.wires, [i for r in block.runs[k:j] for i in r[0]])
+            part.runs = block.runs[k:j]
+            key = ("block", tuple(block.wires), tuple(part.ops))
+            s = consts.get(key, part.ops, lambda p=part: block_superop(p, ctx, mats))
+            total = s if total is None else s @ total
+            k = j
+            continue
+        idx, w, perm = block.runs[k]
+        k += 1
+        run = _run_superop(idx, ctx, mats, consts)
         if len(w) == 1 and len(block.wires) > 1:  # one wire's pair axis: no embedding
             if total is None:
                 total = ctx.eye(math.prod(pair_dims))
@@ -253,9 +408,13 @@ class SuperStep(Step):
 
     ``fallback``: the same operations as ordinary steps, run while ρ is factored and
     no channel would make its rank exceed ``D`` (:class:`~.plan_exec.ChannelStep`'s rule);
-    from the first channel that would, the remaining operations run as blocks.
-    ``runs`` counts pair-ordered passes (``"pair"``) and purely factored ones
-    (``"fallback"``): read by tests, harmless to share.
+    from the first channel that would, the remaining operations run as blocks. When
+    that channel comes and the operations before it add no block to the blocks from
+    ``start``, ρ is densified at ``start`` instead (no factored steps at all).
+    ``runs`` counts pair-ordered passes (``"pair"``; ``"early"``: of them, densified at
+    ``start``) and purely factored ones (``"fallback"``); ``cached`` counts the
+    parameter-free superoperators reused (``"hit"``) and built (``"built"``,
+    :class:`_Constants`). Read by tests, harmless to share.
     """
 
     start: int
@@ -263,9 +422,11 @@ class SuperStep(Step):
     dims: tuple[int, ...]
     block_dim: int = SUPER_BLOCK_DIM
     flat_limit: int = FLAT_DM_PERM_LIMIT
-    runs: dict[str, int] = field(default_factory=lambda: {"pair": 0, "fallback": 0})
+    runs: dict[str, int] = field(default_factory=lambda: {"pair": 0, "fallback": 0, "early": 0})
     _blocks: dict[int, list[SuperBlock]] = field(default_factory=dict)
     _index: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=lambda: {"hit": 0, "built": 0})
+    _consts: dict[Any, tuple[list[Any], torch.Tensor]] = field(default_factory=dict)
 
     def blocks_from(self, start: int, ops: list[Operation]) -> list[SuperBlock]:
         """The blocks of ``ops[start:]`` (compiled on first use, cached per start: the
@@ -274,23 +435,41 @@ class SuperStep(Step):
             self._blocks[start] = super_blocks(ops, start, self.dims, self.block_dim)
         return self._blocks[start]
 
+    def switch(self, rank: int, dim: int, ctx: Context) -> int | None:
+        """The index of the channel that would take a factored ρ of ``rank`` past rank
+        ``dim`` (:class:`~.plan_exec.ChannelStep`'s rule: rank × Kraus count), or ``None``
+        when ρ stays factored to the end."""
+        for step in self.fallback:
+            if isinstance(step, ChannelStep):
+                ch = ctx.ops[step.index]
+                assert isinstance(ch, Channel)
+                m = int(_kraus(ch, ctx)[1].shape[-3])
+                if rank * m > dim:
+                    return step.index
+                rank *= m
+        return None
+
     def apply(self, s: SimState, ctx: Context) -> SimState:
         start = self.start
         if s.mode == "factored":
-            dim = s.tensor.shape[-1]
-            for step in self.fallback:
-                if isinstance(step, ChannelStep):
-                    ch = ctx.ops[step.index]
-                    assert isinstance(ch, Channel)
-                    m = _kraus(ch, ctx)[1].shape[-3]
-                    if s.rank * m > dim:
-                        start = step.index
-                        s = s.densified()
-                        break
-                s = step.apply(s, ctx)
-            else:
+            switch = self.switch(s.rank, int(s.tensor.shape[-1]), ctx)
+            if switch is None:
+                for step in self.fallback:
+                    s = step.apply(s, ctx)
                 self.runs["fallback"] += 1
                 return s
+            # ρ turns dense at ``switch`` anyway: densify now when the operations before
+            # it add no block (they ride in the blocks for free); else stay factored
+            # until then.
+            if len(self.blocks_from(start, ctx.ops)) > len(self.blocks_from(switch, ctx.ops)):
+                for step in self.fallback:
+                    if isinstance(step, ChannelStep) and step.index == switch:
+                        break
+                    s = step.apply(s, ctx)
+                start = switch
+            else:
+                self.runs["early"] += 1
+            s = s.densified()
         self.runs["pair"] += 1
         return s.evolved(self.pair_run(s.tensor, ctx, start))
 
@@ -300,9 +479,11 @@ class SuperStep(Step):
         pair_dims = [d * d for d in dims]
         x = self._to_pairs(x, ctx, inverse=False)
         blocks = self.blocks_from(start, ctx.ops)
-        mats = gate_matrices([i for b in blocks for i in b.ops], ctx)
+        idx = [i for b in blocks for i in b.ops]
+        consts = _Constants(self._consts, self.cached, idx, ctx)
+        mats = gate_matrices([i for i in idx if i not in consts.atoms], ctx, consts.sups)
         for block in blocks:
-            sup = block_superop(block, ctx, mats)
+            sup = block_superop(block, ctx, mats, consts)
             x = kernels.apply_matrix(x, sup, pair_dims, block.wires)
         return self._to_pairs(x, ctx, inverse=True)
 
