@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from qsem.circuits.operations import Channel, Gate, Operation
-from qsem.circuits.parameters import Parameter
+from qsem.circuits.operations import Channel, Operation
 
 from . import kernels
 from .plan_exec import FLAT_DM_PERM_LIMIT, ChannelStep, Step
 from .plan_state import Context, SimState
+from .plan_superops import Constants, block_superop, gate_matrices, kraus_of, run_superops
 
 #: Largest Hilbert dimension of a block that operations are merged into (4: two qubits).
 SUPER_BLOCK_DIM = 4
@@ -126,276 +126,6 @@ def _embedding(op_wires: list[int], block_wires: list[int]) -> list[int] | None:
     return None if perm == list(range(len(perm))) else perm
 
 
-def gate_matrices(
-    idx: list[int], ctx: Context, sups: dict[int, torch.Tensor] | None = None
-) -> dict[int, torch.Tensor]:
-    """The matrices of the one-wire gates among ops ``idx``: one evaluation per gate
-    formula and wire dimension, with stacked parameters (as a fused layer evaluates
-    them); a parameter-free gate's matrix is shared by every gate of its formula.
-    With ``sups``, also each gate's superoperator ``U ⊗ conj(U)`` (one Kronecker
-    product per formula) is put there."""
-    groups: dict[Any, list[int]] = {}
-    for i in idx:
-        op = ctx.ops[i]
-        if isinstance(op, Gate) and len(op.wires) == 1:
-            groups.setdefault((op.matrix_key(), ctx.dims[op.wires[0]]), []).append(i)
-    out: dict[int, torch.Tensor] = {}
-    for (_, d), group in groups.items():
-        rep = ctx.ops[group[0]]
-        assert isinstance(rep, Gate)
-        params = [
-            ctx.stacked_param([ctx.ops[i].params[k] for i in group]) for k in range(len(rep.params))
-        ]
-        m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
-        if not params:
-            m = ctx._cut(m, 3)
-            out.update(dict.fromkeys(group, m))
-            if sups is not None:
-                sups.update(dict.fromkeys(group, kernels.kron([m, m.conj()])))
-            continue
-        out.update(zip(group, m.unbind(-3), strict=True))
-        if sups is not None:
-            sups.update(zip(group, kernels.kron([m, m.conj()]).unbind(-3), strict=True))
-    return out
-
-
-def _atoms(value: Any, out: list[Any]) -> bool:
-    """Append what fixes a parameter-free value (numbers; tensors with their in-place
-    version counter); ``False`` when it holds a :class:`Parameter` or a tensor that
-    needs a gradient. Operations are read through their attributes (a ``Kraus`` set,
-    a ``Unitary``'s matrix, a controlled gate's base)."""
-    if isinstance(value, Parameter):
-        return False
-    if isinstance(value, torch.Tensor):
-        if value.requires_grad:
-            return False
-        out += (value, value._version)
-        return True
-    if isinstance(value, Operation):
-        return all(_atoms(v, out) for v in vars(value).values())
-    if isinstance(value, (list, tuple)):
-        return all(_atoms(v, out) for v in value)
-    if isinstance(value, (int, float)):
-        out.append(value)
-    return True
-
-
-def _same(a: list[Any], b: list[Any]) -> bool:
-    """Atoms equal: tensors by identity (the cache holds them, so no id is reused)."""
-    return len(a) == len(b) and all(
-        x is y if isinstance(x, torch.Tensor) else type(x) is type(y) and x == y
-        for x, y in zip(a, b, strict=True)
-    )
-
-
-class _Constants:
-    """One run's view of a :class:`SuperStep`'s cache of parameter-free superoperators.
-
-    An operation is *constant* when no parameter of it is bound at run time and no
-    tensor it holds needs a gradient (:func:`_atoms`). A superoperator built from
-    constant operations only is kept in ``store`` under its key with the operations'
-    atoms, and reused while a later run's operations at those indices have the same
-    atoms (the same numbers, the same tensors unmodified): the plan is shared by
-    circuits of one structure, whose constants may differ. Only unbatched results
-    that need no gradient are kept; ``counts`` records hits and builds.
-    """
-
-    def __init__(
-        self, store: dict[Any, Any], counts: dict[str, int], idx: list[int], ctx: Context
-    ) -> None:
-        self.store, self.counts, self.ctx = store, counts, ctx
-        #: superoperators of the variable one-wire gates (filled by :func:`gate_matrices`)
-        self.sups: dict[int, torch.Tensor] = {}
-        self.atoms: dict[int, list[Any]] = {}
-        for i in idx:
-            atoms: list[Any] = []
-            if _atoms(ctx.ops[i], atoms):
-                self.atoms[i] = atoms
-
-    def all(self, idx: list[int]) -> bool:
-        return all(i in self.atoms for i in idx)
-
-    def stretches(self, idx: list[int], ctx: Context) -> list[tuple[list[int], bool]]:
-        """``idx`` cut into maximal constant stretches holding a channel (``True``:
-        cached) and the operations between them (gates-only constant stretches are
-        composed with their neighbours: a few ``2 × 2`` products)."""
-        out: list[tuple[list[int], bool]] = []
-        k = 0
-        while k < len(idx):
-            j = k
-            while j < len(idx) and idx[j] in self.atoms:
-                j += 1
-            part = idx[k:j]
-            if part and any(isinstance(ctx.ops[i], Channel) for i in part):
-                out.append((part, True))
-                k = j
-                continue
-            j = max(j, k + 1)  # a variable op, or constant gates: composed per call
-            if out and not out[-1][1]:
-                out[-1][0].extend(idx[k:j])
-            else:
-                out.append((idx[k:j], False))
-            k = j
-        return out
-
-    def get(self, key: Any, idx: list[int], build: Any) -> torch.Tensor:
-        atoms = [a for i in idx for a in self.atoms[i]]
-        key = (key, self.ctx.dtype, str(self.ctx.device))
-        hit = self.store.get(key)
-        if hit is not None and _same(hit[0], atoms):
-            self.counts["hit"] += 1
-            return hit[1]
-        value = build()
-        self.counts["built"] += 1
-        if value.dim() == 2 and not value.requires_grad:
-            self.store[key] = (atoms, value)
-        return value
-
-
-def _run_superop(
-    idx: list[int],
-    ctx: Context,
-    mats: dict[int, torch.Tensor] | None = None,
-    consts: _Constants | None = None,
-) -> torch.Tensor:
-    """The superoperator of operations ``idx`` on one wire tuple, on those wires.
-
-    With ``consts``, each maximal stretch of parameter-free operations holding a
-    channel is one cached superoperator (:class:`_Constants`); the stretches between
-    them are composed per call (:func:`_compose`).
-    """
-    if consts is None:
-        return _compose(idx, ctx, mats)
-    run: torch.Tensor | None = None
-    for part, cached in consts.stretches(idx, ctx):
-        if cached:
-            s = consts.get(("run", tuple(part)), part, lambda p=part: _compose(p, ctx, mats))
-        else:
-            s = _compose(part, ctx, mats, consts.sups)
-        run = s if run is None else s @ run
-    assert run is not None
-    return run
-
-
-def _compose(
-    idx: list[int],
-    ctx: Context,
-    mats: dict[int, torch.Tensor] | None = None,
-    sups: dict[int, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """The superoperator of operations ``idx`` on one wire tuple, built from scratch
-    (a lone gate's is taken from ``sups`` when there).
-
-    Gates multiply as matrices (``U = U_m ⋯ U_1``) until a channel, whose Kraus
-    operators absorb them (``K_j U``); only then is a superoperator formed:
-    ``Σ_j w_j K_j U ⊗ conj(K_j U)``, or ``U ⊗ conj(U)`` for trailing gates.
-    """
-    if len(idx) == 1 and sups is not None and idx[0] in sups:
-        return sups[idx[0]]
-    run: torch.Tensor | None = None
-    u: torch.Tensor | None = None
-    for i in idx:
-        op = ctx.ops[i]
-        if isinstance(op, Gate):
-            m = mats[i] if mats is not None and i in mats else ctx.matrix(op)
-            u = m if u is None else m @ u
-            continue
-        assert isinstance(op, Channel)
-        weights, k = _kraus(op, ctx)
-        if u is not None:
-            k = k @ (u[:, None] if u.dim() == 3 else u)
-            u = None
-        s = kernels.superoperator(k, weights)
-        run = s if run is None else s @ run
-    if u is not None:
-        s = kernels.kron([u, u.conj()])
-        run = s if run is None else s @ run
-    assert run is not None
-    return run
-
-
-def _kraus(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """A channel's weights (``None``: all 1) and operators, as :class:`ChannelStep` uses them."""
-    mix = ctx.mixture(ch)
-    return (mix[0], mix[1]) if mix is not None else (None, ctx.kraus(ch))
-
-
-def _embed(
-    s: torch.Tensor,
-    op_wires: tuple[int, ...],
-    block: list[int],
-    perm: list[int] | None,
-    ctx: Context,
-) -> torch.Tensor:
-    """``s`` (on ``op_wires``: rows then columns) as the block's pair-ordered superoperator."""
-    d_extra = math.prod(ctx.dims[w] for w in block if w not in op_wires)
-    if d_extra > 1:
-        s = kernels.kron([s, ctx.eye(d_extra * d_extra)])
-    if perm is None:
-        return s
-    sizes = [ctx.dims[w] for w in op_wires] * 2
-    sizes += [ctx.dims[w] for w in block if w not in op_wires for _ in range(2)]
-    lead = s.dim() - 2
-    t = s.reshape(*s.shape[:lead], *sizes, *sizes)
-    m = len(sizes)
-    t = t.permute(*range(lead), *[lead + p for p in perm], *[lead + m + p for p in perm])
-    return t.reshape(s.shape)
-
-
-def block_superop(
-    block: SuperBlock,
-    ctx: Context,
-    mats: dict[int, torch.Tensor] | None = None,
-    consts: _Constants | None = None,
-) -> torch.Tensor:
-    """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``.
-
-    With ``consts``, consecutive runs of parameter-free operations are one cached,
-    embedded product; the other runs are composed per call.
-    """
-    total: torch.Tensor | None = None
-    pair_dims = [ctx.dims[v] ** 2 for v in block.wires]
-    k = 0
-    while k < len(block.runs):
-        j = k
-        while consts is not None and j < len(block.runs) and consts.all(block.runs[j][0]):
-            j += 1
-        if consts is not None and j > k:
-            part = SuperBlock(block.wires, [i for r in block.runs[k:j] for i in r[0]])
-            part.runs = block.runs[k:j]
-            key = ("block", tuple(block.wires), tuple(part.ops))
-            s = consts.get(key, part.ops, lambda p=part: block_superop(p, ctx, mats))
-            total = s if total is None else s @ total
-            k = j
-            continue
-        idx, w, perm = block.runs[k]
-        k += 1
-        run = _run_superop(idx, ctx, mats, consts)
-        if len(w) == 1 and len(block.wires) > 1:  # one wire's pair axis: no embedding
-            if total is None:
-                total = ctx.eye(math.prod(pair_dims))
-            total = _on_pair_axis(run, total, block.wires.index(w[0]), pair_dims)
-            continue
-        run = _embed(run, w, block.wires, perm, ctx)
-        total = run if total is None else run @ total
-    assert total is not None
-    if total.dim() == 3 and total.shape[0] == 1:
-        total = total[0]
-    return total
-
-
-def _on_pair_axis(
-    s: torch.Tensor, total: torch.Tensor, pos: int, pair_dims: list[int]
-) -> torch.Tensor:
-    """``(I ⊗ s ⊗ I) @ total``: ``s`` on the block's pair axis ``pos`` of ``total``'s output
-    index (one matrix product; no identity is formed)."""
-    left, q = math.prod(pair_dims[:pos]), pair_dims[pos]
-    k = total.shape[-1]
-    t = total.reshape(*total.shape[:-2], left, q, k * k // (left * q))
-    out = s[..., None, :, :] @ t
-    return out.reshape(*out.shape[:-3], k, k)
-
-
 def _pair_order(dims: tuple[int, ...]) -> list[int]:
     """Axes of ``ρ`` viewed as ``dims + dims`` in pair order ``(r_1, c_1, r_2, c_2, …)``."""
     n = len(dims)
@@ -443,7 +173,7 @@ class SuperStep(Step):
             if isinstance(step, ChannelStep):
                 ch = ctx.ops[step.index]
                 assert isinstance(ch, Channel)
-                m = int(_kraus(ch, ctx)[1].shape[-3])
+                m = int(kraus_of(ch, ctx)[1].shape[-3])
                 if rank * m > dim:
                     return step.index
                 rank *= m
@@ -480,10 +210,13 @@ class SuperStep(Step):
         x = self._to_pairs(x, ctx, inverse=False)
         blocks = self.blocks_from(start, ctx.ops)
         idx = [i for b in blocks for i in b.ops]
-        consts = _Constants(self._consts, self.cached, idx, ctx)
+        consts = Constants(self._consts, self.cached, idx, ctx)
         mats = gate_matrices([i for i in idx if i not in consts.atoms], ctx, consts.sups)
+        variable = [r[0] for b in blocks for r in b.runs if not consts.all(r[0])]
+        sups = run_superops(variable, ctx, mats, consts)
+        done = {run[0]: sup for run, sup in zip(variable, sups, strict=True)}
         for block in blocks:
-            sup = block_superop(block, ctx, mats, consts)
+            sup = block_superop(block.wires, block.runs, ctx, consts, done)
             x = kernels.apply_matrix(x, sup, pair_dims, block.wires)
         return self._to_pairs(x, ctx, inverse=True)
 
@@ -526,4 +259,4 @@ def wrap_noisy_region(steps: list[Step], ops: list[Operation], dims: tuple[int, 
     return [*steps[:first], SuperStep(head.index, steps[first:], tuple(dims))]
 
 
-__all__ = ["SUPER_BLOCK_DIM", "SuperBlock", "SuperStep", "block_superop", "super_blocks"]
+__all__ = ["SUPER_BLOCK_DIM", "SuperBlock", "SuperStep", "super_blocks", "wrap_noisy_region"]
