@@ -6,8 +6,8 @@ References, none of which uses the blocks:
   operation's own matrix or Kraus operators (``K ρ K^†`` summed, no superoperator);
 * the SuperStep's own ``fallback`` steps run on a dense ρ (the ordinary plan steps:
   ``U ρ U^†`` on rows then columns, each channel's superoperator on the row-major ρ);
-* Qiskit Aer ``density_matrix`` with a fake backend's noise (test_noise_model.py and
-  test_noise_fold.py run through the blocks too; one case here checks it with the counter).
+* Qiskit Aer ``density_matrix`` with a fake backend's noise (test_noise_model.py runs
+  through the blocks too; one case here checks it with the counter).
 
 Each case asserts through ``SuperStep.runs`` that the pair-ordered path (or the
 factored fallback) is the one that ran.
