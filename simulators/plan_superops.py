@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -253,9 +254,8 @@ def run_superops(
         chain = []
         for part, cached in consts.stretches(idx):
             if cached:
-                chain.append(
-                    consts.get(("run", tuple(part)), part, lambda p=part: compose(p, ctx, mats))
-                )
+                build = partial(compose, part, ctx, mats)
+                chain.append(consts.get(("run", tuple(part)), part, build))
             else:
                 chain.append(compose(part, ctx, mats, consts.sups))
         chains.append(chain)
@@ -340,8 +340,9 @@ def block_superop(
         if consts is not None and j > k:
             flush()
             part = runs[k:j]
-            key = ("block", tuple(wires), tuple(i for r in part for i in r[0]))
-            s = consts.get(key, list(key[2]), lambda p=part: block_superop(wires, p, ctx))
+            ops = [i for r in part for i in r[0]]
+            build = partial(block_superop, wires, part, ctx)
+            s = consts.get(("block", tuple(wires), tuple(ops)), ops, build)
             total = s if total is None else s @ total
             k = j
             continue
