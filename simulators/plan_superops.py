@@ -81,15 +81,22 @@ def gate_matrices(
     return out
 
 
+def pair_kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a ⊗ b`` of ``(..., p, p)`` and ``(..., q, q)`` matrices (broadcast leading axes):
+    ``(..., pq, pq)``, the same as ``kernels.kron([a, b])``, computed with the stack on
+    the last axis (one contiguous outer product instead of ``p²q²`` strided ones per
+    matrix: about 3× faster for stacks of small matrices)."""
+    lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    p, q = a.shape[-1], b.shape[-1]
+    ta = a.expand(*lead, p, p).reshape(-1, p, p).permute(1, 2, 0).contiguous()  # (p, p, N)
+    tb = b.expand(*lead, q, q).reshape(-1, q, q).permute(1, 2, 0).contiguous()
+    out = ta[:, None, :, None] * tb[None, :, None, :]  # (i, k, j, l, N)
+    return out.reshape(p * q, p * q, -1).permute(2, 0, 1).reshape(*lead, p * q, p * q)
+
+
 def unitary_superop(u: torch.Tensor) -> torch.Tensor:
-    """``U ⊗ conj(U)`` of ``(..., d, d)`` matrices: ``(..., d², d²)``, the same as
-    ``kernels.kron([u, u.conj()])``, computed with the stack on the last axis (one
-    contiguous outer product instead of ``d⁴`` strided ones per matrix: about 3× faster
-    for a stack of one-qubit gates)."""
-    lead, d = u.shape[:-2], u.shape[-1]
-    t = u.reshape(-1, d, d).permute(1, 2, 0).contiguous()  # (d, d, N)
-    p = t[:, None, :, None] * t.conj()[None, :, None, :]  # (i, k, j, l, N)
-    return p.reshape(d * d, d * d, -1).permute(2, 0, 1).reshape(*lead, d * d, d * d)
+    """``U ⊗ conj(U)`` of ``(..., d, d)`` matrices: ``(..., d², d²)`` (:func:`pair_kron`)."""
+    return pair_kron(u, u.conj())
 
 
 def kraus_of(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -327,8 +334,13 @@ def block_superop(
         if total is not None and list(pending) == [wires[0]]:  # (s ⊗ I) @ total: one bmm
             total = _on_pair_axis(pending[wires[0]], total, 0, pair_dims)
         else:
-            factors = [pending.get(v, ctx.eye(q)) for v, q in zip(wires, pair_dims, strict=True)]
-            k = kernels.kron(factors)
+            factors = [
+                pending[v] if v in pending else ctx.eye(q)
+                for v, q in zip(wires, pair_dims, strict=True)
+            ]
+            k = factors[0]
+            for f in factors[1:]:
+                k = pair_kron(k, f)
             total = k if total is None else k @ total
         pending.clear()
 

@@ -22,7 +22,7 @@ from qsem.circuits import CNOT, RY, RZ, Circuit, Depolarizing, Kraus, Parameter,
 from qsem.simulators import TorchSimulator, kernels
 from qsem.simulators.plan import Plan, SimState, run_steps
 from qsem.simulators.plan_state import Context
-from qsem.simulators.plan_superops import chain_products, unitary_superop
+from qsem.simulators.plan_superops import chain_products, pair_kron, unitary_superop
 
 C128, F64 = torch.complex128, torch.float64
 
@@ -141,3 +141,5 @@ def test_unitary_superop_is_the_kronecker_product(shape: tuple[int, ...]) -> Non
     want = kernels.kron([u, u.conj()])
     got = unitary_superop(u)
     assert got.shape == want.shape and (got - want).abs().max() < 1e-14
+    other = torch.randn(3, dtype=C128, generator=torch.Generator().manual_seed(5)).diag()
+    assert (pair_kron(u, other) - kernels.kron([u, other])).abs().max() < 1e-14
