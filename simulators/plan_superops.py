@@ -106,10 +106,11 @@ def kraus_of(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tens
 
 
 def _atoms(value: Any, out: list[Any]) -> bool:
-    """Append what fixes a parameter-free value (numbers; tensors with their in-place
-    version counter); ``False`` when it holds a :class:`Parameter` or a tensor that
-    needs a gradient. Operations are read through their attributes (a ``Kraus`` set,
-    a ``Unitary``'s matrix, a controlled gate's base)."""
+    """Append what fixes a parameter-free value (numbers and strings by value; tensors
+    with their in-place version counter; any other object by identity); ``False``
+    when it holds a :class:`Parameter` or a tensor that needs a gradient. Operations
+    are read through their attributes (a ``Kraus`` set, a ``Unitary``'s matrix, a
+    controlled gate's base)."""
     if isinstance(value, Parameter):
         return False
     if isinstance(value, torch.Tensor):
@@ -118,18 +119,18 @@ def _atoms(value: Any, out: list[Any]) -> bool:
         out += (value, value._version)
         return True
     if isinstance(value, Operation):
-        return all(_atoms(v, out) for v in vars(value).values())
+        return all(_atoms(v, out) for v in getattr(value, "__dict__", {}).values())
     if isinstance(value, (list, tuple)):
         return all(_atoms(v, out) for v in value)
-    if isinstance(value, (int, float)):
-        out.append(value)
+    out.append(value)
     return True
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:
-    """Atoms equal: tensors by identity (the cache holds them, so no id is reused)."""
+    """Atoms equal: numbers and strings by value, everything else by identity (the
+    cache holds the objects, so no id is reused)."""
     return len(a) == len(b) and all(
-        x is y if isinstance(x, torch.Tensor) else type(x) is type(y) and x == y
+        type(x) is type(y) and x == y if isinstance(x, (int, float, str)) else x is y
         for x, y in zip(a, b, strict=True)
     )
 
