@@ -335,13 +335,10 @@ def block_superop(
         if total is not None and list(pending) == [wires[0]]:  # (s ⊗ I) @ total: one bmm
             total = _on_pair_axis(pending[wires[0]], total, 0, pair_dims)
         else:
-            factors = [
-                pending[v] if v in pending else ctx.eye(q)
-                for v, q in zip(wires, pair_dims, strict=True)
-            ]
-            k = factors[0]
-            for f in factors[1:]:
-                k = pair_kron(k, f)
+            factors = [pending.get(v) for v in wires]
+            k = kernels.kron(
+                [ctx.eye(q) if f is None else f for f, q in zip(factors, pair_dims, strict=True)]
+            )
             total = k if total is None else k @ total
         pending.clear()
 
