@@ -23,8 +23,8 @@ wires). Three things keep the per-call work small:
 
 >>> import torch
 >>> x = torch.tensor([[0.0, 1.0], [1.0, 0.0]]); z = torch.diag(torch.tensor([1.0, -1.0]))
->>> [p.tolist() for p in chain_products([[x, z], [z]], torch.eye(2))]
-[[[0.0, -1.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, -1.0]]]
+>>> [p.tolist() for p in chain_products([[x, z], [z]], torch.eye(2))]  # [z x, z]
+[[[0.0, 1.0], [-1.0, 0.0]], [[1.0, 0.0], [0.0, -1.0]]]
 """
 
 from __future__ import annotations
