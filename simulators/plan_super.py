@@ -41,11 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from qsem.circuits.operations import Channel, Gate, Operation
+from qsem.circuits.operations import Channel, Operation
 
 from . import kernels
 from .plan_exec import FLAT_DM_PERM_LIMIT, ChannelStep, Step
 from .plan_state import Context, SimState
+from .plan_superops import Constants, block_superop, gate_matrices, kraus_of, run_superops
 
 #: Largest Hilbert dimension of a block that operations are merged into (4: two qubits).
 SUPER_BLOCK_DIM = 4
@@ -125,122 +126,6 @@ def _embedding(op_wires: list[int], block_wires: list[int]) -> list[int] | None:
     return None if perm == list(range(len(perm))) else perm
 
 
-def gate_matrices(idx: list[int], ctx: Context) -> dict[int, torch.Tensor]:
-    """The matrices of the one-wire gates among ops ``idx``: one evaluation per gate
-    formula and wire dimension, with stacked parameters (as a fused layer evaluates
-    them); a parameter-free gate's matrix is shared by every gate of its formula."""
-    groups: dict[Any, list[int]] = {}
-    for i in idx:
-        op = ctx.ops[i]
-        if isinstance(op, Gate) and len(op.wires) == 1:
-            groups.setdefault((op.matrix_key(), ctx.dims[op.wires[0]]), []).append(i)
-    out: dict[int, torch.Tensor] = {}
-    for (_, d), group in groups.items():
-        rep = ctx.ops[group[0]]
-        assert isinstance(rep, Gate)
-        params = [
-            ctx.stacked_param([ctx.ops[i].params[k] for i in group]) for k in range(len(rep.params))
-        ]
-        m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
-        if params:
-            out.update(zip(group, m.unbind(-3), strict=True))
-        else:
-            out.update(dict.fromkeys(group, ctx._cut(m, 3)))
-    return out
-
-
-def _run_superop(
-    idx: list[int], ctx: Context, mats: dict[int, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """The superoperator of operations ``idx`` on one wire tuple, on those wires.
-
-    Gates multiply as matrices (``U = U_m ⋯ U_1``) until a channel, whose Kraus
-    operators absorb them (``K_j U``); only then is a superoperator formed:
-    ``Σ_j w_j K_j U ⊗ conj(K_j U)``, or ``U ⊗ conj(U)`` for trailing gates.
-    """
-    run: torch.Tensor | None = None
-    u: torch.Tensor | None = None
-    for i in idx:
-        op = ctx.ops[i]
-        if isinstance(op, Gate):
-            m = mats[i] if mats is not None and i in mats else ctx.matrix(op)
-            u = m if u is None else m @ u
-            continue
-        assert isinstance(op, Channel)
-        weights, k = _kraus(op, ctx)
-        if u is not None:
-            k = k @ (u[:, None] if u.dim() == 3 else u)
-            u = None
-        s = kernels.superoperator(k, weights)
-        run = s if run is None else s @ run
-    if u is not None:
-        s = kernels.kron([u, u.conj()])
-        run = s if run is None else s @ run
-    assert run is not None
-    return run
-
-
-def _kraus(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """A channel's weights (``None``: all 1) and operators, as :class:`ChannelStep` uses them."""
-    mix = ctx.mixture(ch)
-    return (mix[0], mix[1]) if mix is not None else (None, ctx.kraus(ch))
-
-
-def _embed(
-    s: torch.Tensor,
-    op_wires: tuple[int, ...],
-    block: list[int],
-    perm: list[int] | None,
-    ctx: Context,
-) -> torch.Tensor:
-    """``s`` (on ``op_wires``: rows then columns) as the block's pair-ordered superoperator."""
-    d_extra = math.prod(ctx.dims[w] for w in block if w not in op_wires)
-    if d_extra > 1:
-        s = kernels.kron([s, ctx.eye(d_extra * d_extra)])
-    if perm is None:
-        return s
-    sizes = [ctx.dims[w] for w in op_wires] * 2
-    sizes += [ctx.dims[w] for w in block if w not in op_wires for _ in range(2)]
-    lead = s.dim() - 2
-    t = s.reshape(*s.shape[:lead], *sizes, *sizes)
-    m = len(sizes)
-    t = t.permute(*range(lead), *[lead + p for p in perm], *[lead + m + p for p in perm])
-    return t.reshape(s.shape)
-
-
-def block_superop(
-    block: SuperBlock, ctx: Context, mats: dict[int, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """The block's superoperator in pair order: ``(k, k)`` or ``(B, k, k)``, ``k = Π d_w²``."""
-    total: torch.Tensor | None = None
-    pair_dims = [ctx.dims[v] ** 2 for v in block.wires]
-    for idx, w, perm in block.runs:
-        run = _run_superop(idx, ctx, mats)
-        if len(w) == 1 and len(block.wires) > 1:  # one wire's pair axis: no embedding
-            if total is None:
-                total = ctx.eye(math.prod(pair_dims))
-            total = _on_pair_axis(run, total, block.wires.index(w[0]), pair_dims)
-            continue
-        run = _embed(run, w, block.wires, perm, ctx)
-        total = run if total is None else run @ total
-    assert total is not None
-    if total.dim() == 3 and total.shape[0] == 1:
-        total = total[0]
-    return total
-
-
-def _on_pair_axis(
-    s: torch.Tensor, total: torch.Tensor, pos: int, pair_dims: list[int]
-) -> torch.Tensor:
-    """``(I ⊗ s ⊗ I) @ total``: ``s`` on the block's pair axis ``pos`` of ``total``'s output
-    index (one matrix product; no identity is formed)."""
-    left, q = math.prod(pair_dims[:pos]), pair_dims[pos]
-    k = total.shape[-1]
-    t = total.reshape(*total.shape[:-2], left, q, k * k // (left * q))
-    out = s[..., None, :, :] @ t
-    return out.reshape(*out.shape[:-3], k, k)
-
-
 def _pair_order(dims: tuple[int, ...]) -> list[int]:
     """Axes of ``ρ`` viewed as ``dims + dims`` in pair order ``(r_1, c_1, r_2, c_2, …)``."""
     n = len(dims)
@@ -253,9 +138,13 @@ class SuperStep(Step):
 
     ``fallback``: the same operations as ordinary steps, run while ρ is factored and
     no channel would make its rank exceed ``D`` (:class:`~.plan_exec.ChannelStep`'s rule);
-    from the first channel that would, the remaining operations run as blocks.
-    ``runs`` counts pair-ordered passes (``"pair"``) and purely factored ones
-    (``"fallback"``): read by tests, harmless to share.
+    from the first channel that would, the remaining operations run as blocks. When
+    that channel comes and the operations before it add no block to the blocks from
+    ``start``, ρ is densified at ``start`` instead (no factored steps at all).
+    ``runs`` counts pair-ordered passes (``"pair"``; ``"early"``: of them, densified at
+    ``start``) and purely factored ones (``"fallback"``); ``cached`` counts the
+    parameter-free superoperators reused (``"hit"``) and built (``"built"``,
+    :class:`_Constants`). Read by tests, harmless to share.
     """
 
     start: int
@@ -263,9 +152,11 @@ class SuperStep(Step):
     dims: tuple[int, ...]
     block_dim: int = SUPER_BLOCK_DIM
     flat_limit: int = FLAT_DM_PERM_LIMIT
-    runs: dict[str, int] = field(default_factory=lambda: {"pair": 0, "fallback": 0})
+    runs: dict[str, int] = field(default_factory=lambda: {"pair": 0, "fallback": 0, "early": 0})
     _blocks: dict[int, list[SuperBlock]] = field(default_factory=dict)
     _index: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=lambda: {"hit": 0, "built": 0})
+    _consts: dict[Any, tuple[list[Any], torch.Tensor]] = field(default_factory=dict)
 
     def blocks_from(self, start: int, ops: list[Operation]) -> list[SuperBlock]:
         """The blocks of ``ops[start:]`` (compiled on first use, cached per start: the
@@ -274,23 +165,41 @@ class SuperStep(Step):
             self._blocks[start] = super_blocks(ops, start, self.dims, self.block_dim)
         return self._blocks[start]
 
+    def switch(self, rank: int, dim: int, ctx: Context) -> int | None:
+        """The index of the channel that would take a factored ρ of ``rank`` past rank
+        ``dim`` (:class:`~.plan_exec.ChannelStep`'s rule: rank × Kraus count), or ``None``
+        when ρ stays factored to the end."""
+        for step in self.fallback:
+            if isinstance(step, ChannelStep):
+                ch = ctx.ops[step.index]
+                assert isinstance(ch, Channel)
+                m = int(kraus_of(ch, ctx)[1].shape[-3])
+                if rank * m > dim:
+                    return step.index
+                rank *= m
+        return None
+
     def apply(self, s: SimState, ctx: Context) -> SimState:
         start = self.start
         if s.mode == "factored":
-            dim = s.tensor.shape[-1]
-            for step in self.fallback:
-                if isinstance(step, ChannelStep):
-                    ch = ctx.ops[step.index]
-                    assert isinstance(ch, Channel)
-                    m = _kraus(ch, ctx)[1].shape[-3]
-                    if s.rank * m > dim:
-                        start = step.index
-                        s = s.densified()
-                        break
-                s = step.apply(s, ctx)
-            else:
+            switch = self.switch(s.rank, int(s.tensor.shape[-1]), ctx)
+            if switch is None:
+                for step in self.fallback:
+                    s = step.apply(s, ctx)
                 self.runs["fallback"] += 1
                 return s
+            # ρ turns dense at ``switch`` anyway: densify now when the operations before
+            # it add no block (they ride in the blocks for free); else stay factored
+            # until then.
+            if len(self.blocks_from(start, ctx.ops)) > len(self.blocks_from(switch, ctx.ops)):
+                for step in self.fallback:
+                    if isinstance(step, ChannelStep) and step.index == switch:
+                        break
+                    s = step.apply(s, ctx)
+                start = switch
+            else:
+                self.runs["early"] += 1
+            s = s.densified()
         self.runs["pair"] += 1
         return s.evolved(self.pair_run(s.tensor, ctx, start))
 
@@ -300,9 +209,14 @@ class SuperStep(Step):
         pair_dims = [d * d for d in dims]
         x = self._to_pairs(x, ctx, inverse=False)
         blocks = self.blocks_from(start, ctx.ops)
-        mats = gate_matrices([i for b in blocks for i in b.ops], ctx)
+        idx = [i for b in blocks for i in b.ops]
+        consts = Constants(self._consts, self.cached, idx, ctx)
+        mats = gate_matrices([i for i in idx if i not in consts.atoms], ctx, consts.sups)
+        variable = [r[0] for b in blocks for r in b.runs if not consts.all(r[0])]
+        sups = run_superops(variable, ctx, mats, consts)
+        done = {run[0]: sup for run, sup in zip(variable, sups, strict=True)}
         for block in blocks:
-            sup = block_superop(block, ctx, mats)
+            sup = block_superop(block.wires, block.runs, ctx, consts, done)
             x = kernels.apply_matrix(x, sup, pair_dims, block.wires)
         return self._to_pairs(x, ctx, inverse=True)
 
@@ -345,4 +259,4 @@ def wrap_noisy_region(steps: list[Step], ops: list[Operation], dims: tuple[int, 
     return [*steps[:first], SuperStep(head.index, steps[first:], tuple(dims))]
 
 
-__all__ = ["SUPER_BLOCK_DIM", "SuperBlock", "SuperStep", "block_superop", "super_blocks"]
+__all__ = ["SUPER_BLOCK_DIM", "SuperBlock", "SuperStep", "super_blocks", "wrap_noisy_region"]

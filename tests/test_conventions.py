@@ -142,7 +142,7 @@ def test_the_former_name_of_the_projection_module_forwards_with_a_warning() -> N
         "qsem.simulators.pennylane_backend",
         "qsem.simulators.readout",
         "qsem.simulators.backend",
-        "qsem.circuits.noise_fold",
+        "qsem.simulators.plan_superops",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

@@ -4,8 +4,9 @@ A large batch without gradients runs chunk by chunk (``run_plan``), each chunk w
 its own ``Context`` that cuts every bound tensor with the full batch's rows to the
 chunk's rows. Parameters are cut as they are read, so matrices built from them come
 out the chunk's size; what is batched *without* a parameter — a user's batched
-:class:`~qsem.circuits.Unitary` (a multi-wire gate step), a folded channel whose
-Kraus operators carry such a unitary — is cut when its matrix or Kraus set is built.
+:class:`~qsem.circuits.Unitary` (a multi-wire gate step, a fused one-wire gate, or a
+gate inside the superoperator blocks that a channel absorbs) — is cut when its matrix
+is built, and a block built from it is never kept as a parameter-free constant.
 Values are checked against the gate-by-gate reference of ``tests/test_plan_mutation.py``.
 """
 
@@ -24,7 +25,6 @@ from qsem.circuits import (
     PhaseDamping,
     Unitary,
 )
-from qsem.circuits.noise_fold import FoldedChannel
 from qsem.simulators import TorchSimulator
 from qsem.simulators.plan import Context, compile_plan
 from qsem.simulators.plan_exec import ChannelStep, GateStep
@@ -42,20 +42,18 @@ def _unitaries(batch: int, d: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(q * phases[:, None, :])
 
 
-def test_chunked_batches_cut_batched_unitaries_and_folded_kraus_sets() -> None:
+def test_chunked_batches_cut_batched_unitaries() -> None:
     """96 density matrices of D = 36 (over the chunking threshold: 32 chunks of 3 rows):
-    a batched two-wire unitary (a gate step) and a folded channel holding a batched
-    one-wire unitary (Kraus operators ``(B, r, D, D)``), neither with a parameter."""
+    a batched two-wire unitary (a gate step), a batched one-wire unitary fused into a
+    layer, and one inside the blocks followed by a channel on its wire (the channel's
+    Kraus operators absorb it: ``(B, r, D, D)``), none with a parameter."""
     batch = 96
     c = Circuit([2, 3, 2, 3])
     c.add(RY(Parameter("a"), wires=0), TRY(0.7, wires=1), RY(0.4, wires=2), TRY(1.1, wires=3))
     c.add(Unitary(_unitaries(batch, 6, 1), wires=[0, 1]))
     c.add(Unitary(_unitaries(batch, 3, 3), wires=3))  # one wire: fused into a layer
-    folded = FoldedChannel(
-        [Unitary(_unitaries(batch, 2, 2), wires=2)], AmplitudeDamping(0.3, wires=2)
-    )
-    c.add(folded)
-    c.add(PhaseDamping(Parameter("g"), wires=0))
+    c.add(PhaseDamping(Parameter("g"), wires=0))  # the blocks start here
+    c.add(Unitary(_unitaries(batch, 2, 2), wires=2), AmplitudeDamping(0.3, wires=2))
     sim = TorchSimulator("density_matrix", dtype=C128, dm_method="dense")
     plan = sim.plan(c)
     kinds = [type(s) for s in plan.steps]
@@ -73,6 +71,8 @@ def test_chunked_batches_cut_batched_unitaries_and_folded_kraus_sets() -> None:
     with torch.no_grad():
         got = sim.run(c, values).density_matrix
     assert sup.runs["pair"] == 32  # the blocks ran once per chunk (32 chunks of 3 rows)
+    # the batched unitary's block was built in every chunk, never kept as a constant
+    assert sup.cached["built"] >= 32 and not sup._consts
     want = reference(c, values, batch, True)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-9)
 

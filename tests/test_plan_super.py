@@ -6,8 +6,8 @@ References, none of which uses the blocks:
   operation's own matrix or Kraus operators (``K ρ K^†`` summed, no superoperator);
 * the SuperStep's own ``fallback`` steps run on a dense ρ (the ordinary plan steps:
   ``U ρ U^†`` on rows then columns, each channel's superoperator on the row-major ρ);
-* Qiskit Aer ``density_matrix`` with a fake backend's noise (test_noise_model.py and
-  test_noise_fold.py run through the blocks too; one case here checks it with the counter).
+* Qiskit Aer ``density_matrix`` with a fake backend's noise (test_noise_model.py runs
+  through the blocks too; one case here checks it with the counter).
 
 Each case asserts through ``SuperStep.runs`` that the pair-ordered path (or the
 factored fallback) is the one that ran.
@@ -144,8 +144,9 @@ def test_blocks_gradient_matches_the_ordinary_steps() -> None:
 
 
 def test_low_rank_factored_state_runs_the_fallback_and_switches_later() -> None:
-    """One small channel: ρ stays factored (fallback only). The plan_state circuit's
-    second channel would pass rank D: the blocks take over from that channel."""
+    """One small channel: ρ stays factored (fallback only). A later channel that would
+    pass rank D: ρ is densified at the region's start when the operations before that
+    channel add no block ("early"), else the blocks take over from that channel."""
     t = Parameter("t")
     small = Circuit.qubits(3).add(RY(t, wires=0), BitFlip(0.1, wires=1), CNOT(wires=[0, 2]))
     sim = TorchSimulator("density_matrix", dtype=C128)
@@ -153,8 +154,10 @@ def test_low_rank_factored_state_runs_the_fallback_and_switches_later() -> None:
     step = super_step(sim, small)
     before = dict(step.runs)
     state = sim.run(small, vals)
-    assert step.runs == {"pair": before["pair"], "fallback": before["fallback"] + 1}
+    assert step.runs == {**before, "fallback": before["fallback"] + 1}
     assert (state.density_matrix - reference(small, vals, 2, True)).abs().max() < 1e-12
+    # two qubits: every operation from the first channel (op 3) on is one block, so the
+    # rank-4 ρ after op 3 is never formed: dense at op 3, not at BitFlip (op 6)
     switch = Circuit.qubits(2).add(
         RY(t, wires=0), H(wires=1), CNOT(wires=[0, 1]), Depolarizing(0.3, wires=0),
         RZ(t, wires=1), CNOT(wires=[1, 0]), BitFlip(0.2, wires=1), RY(0.4, wires=0),
@@ -162,9 +165,21 @@ def test_low_rank_factored_state_runs_the_fallback_and_switches_later() -> None:
     step = super_step(sim, switch)
     before = dict(step.runs)
     got = sim.run(switch, vals).density_matrix
-    assert step.runs["pair"] == before["pair"] + 1
-    assert 6 in step._blocks  # the blocks started at BitFlip (op 6), not at op 3
+    assert step.runs == {**before, "pair": before["pair"] + 1, "early": before["early"] + 1}
+    assert len(step.blocks_from(3, switch.ops)) == len(step.blocks_from(6, switch.ops)) == 1
     assert (got - reference(switch, vals, 2, True)).abs().max() < 1e-12
+    # three qubits: BitFlip and CNOT(0, 1) before the switch form a block of their own,
+    # so ρ stays factored until the second Depolarizing (op 4), where the blocks start
+    late = Circuit.qubits(3).add(
+        RY(t, wires=0), BitFlip(0.1, wires=0), CNOT(wires=[0, 1]), Depolarizing(0.2, wires=2),
+        Depolarizing(0.3, wires=2), RY(t, wires=1),
+    )  # fmt: skip
+    step = super_step(sim, late)
+    before = dict(step.runs)
+    got = sim.run(late, vals).density_matrix
+    assert step.runs == {**before, "pair": before["pair"] + 1}  # not "early"
+    assert len(step.blocks_from(1, late.ops)) > len(step.blocks_from(4, late.ops))
+    assert (got - reference(late, vals, 2, True)).abs().max() < 1e-12
 
 
 def test_chunked_batch_and_strided_pair_conversion() -> None:
