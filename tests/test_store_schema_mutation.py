@@ -272,8 +272,6 @@ def test_clean_stale_goes_on_past_a_creator_of_another_user() -> None:
     """As a user who may not signal pid 1 (``EPERM``: alive, someone else's), the names
     of pid 1 are left and every dead creator's name is still removed, in whatever order
     the folder lists them (eight of each, created alternately)."""
-    from qsem.edge.store_schema import clean_stale
-
     folder = Path(tempfile.mkdtemp(prefix="qsem-stale-"))  # every user can enter it
     folder.chmod(0o777)
     try:

@@ -90,6 +90,7 @@ STORE_TESTS = (
     "tests/test_store_modules_mutation.py",
     "tests/test_store_schema_mutation.py",
     "tests/test_store_open_mutation.py",
+    "tests/test_store_open_processes.py",
     "tests/test_store_records_mutation.py",
     # the deterministic crash state (the other crash tests run writers in
     # subprocesses, which import the installed, unmutated package)
