@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -21,8 +22,8 @@ from pathlib import Path
 import pytest
 from test_edge_store_logs import STRAYS, _as_user, _read, _rollback_mode, _store
 
-from qsem.edge import HistoryStore, HistoryStoreError
-from qsem.edge.store_open import _to_wal
+from qsem.edge import APPLICATION_ID, HistoryStore, HistoryStoreError
+from qsem.edge.store_open import _to_wal, open_store, release
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -259,3 +260,117 @@ def test_the_switch_to_wal_goes_ahead_once_the_lock_is_released(tmp_path: Path) 
     assert done.is_set() and waited >= 0.1
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+def _main_file(path: Path, kind: str) -> None:
+    """The main file beside a stray log: one page of a database with no
+    ``application_id`` (0) or another's (7), or two pages (a table) with none."""
+    con = sqlite3.connect(path, isolation_level=None)
+    if kind == "1 page, application_id 7":
+        con.execute("PRAGMA application_id = 7")
+    con.execute("PRAGMA user_version = 0")
+    if kind == "2 pages":
+        con.execute("CREATE TABLE t (x)")
+    con.execute("VACUUM")  # writes page 1 (and the table's page)
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "pages", "refused"),
+    [
+        ("1 page", 1, None),
+        ("1 page, application_id 7", 1, "0x7"),
+        ("2 pages", 2, "0x0"),
+    ],
+)
+def test_an_empty_database_may_take_a_qsem_log_and_nothing_else(
+    tmp_path: Path, kind: str, pages: int, refused: str | None
+) -> None:
+    """A file of at most one page and no ``application_id`` holds nothing to lose: the
+    log of a qsem store (page 1 and its id included) beside it is recovered, and the
+    store is read; a file with pages of its own, or another application's, is refused
+    as foreign. A foreign log beside an empty file is refused as foreign pages. (A file
+    of 0 bytes is refused before its log is read.)"""
+    from test_edge_store_logs import _foreign_wal
+
+    from qsem.edge.store_files import read_header
+
+    path = tmp_path / "h.sqlite"
+    _main_file(path, kind)
+    assert read_header(str(path), False).pages == pages
+    shutil.move(_whole_store_wal(tmp_path), f"{path}-wal")
+    if refused is None:
+        with HistoryStore(path) as store:
+            assert store.users() == ["b"] and len(store.steps("b")) == 300
+    else:
+        with pytest.raises(HistoryStoreError) as info:
+            HistoryStore(path)
+        assert str(info.value) == (
+            f"history store {path}: a foreign SQLite database (application_id {refused}, a"
+            " qsem history store has 0x71534548)"
+        )
+    if kind == "1 page":
+        for p in tmp_path.glob("h.sqlite*"):
+            p.unlink()
+        _main_file(path, kind)
+        shutil.move(_foreign_wal(tmp_path), f"{path}-wal")
+        with pytest.raises(HistoryStoreError) as info:
+            HistoryStore(path)
+        assert str(info.value) == f"history store {path}: " + STRAY_TEXT[
+            "-wal another qsem"
+        ].format(log=f"{path}-wal")
+
+
+def _whole_store_wal(folder: Path) -> Path:
+    """The log of another qsem store that holds every page of it (a ``VACUUM`` through
+    the log, copied before any checkpoint): user ``b`` with 300 steps."""
+    import numpy as np
+
+    from qsem.edge import StepRecord
+
+    other = folder / "whole.sqlite"
+    with HistoryStore(other, writable=True) as store:
+        store.append_steps("b", [StepRecord(i, np.zeros(64)) for i in range(300)])
+    con = sqlite3.connect(other, isolation_level=None)
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("VACUUM")
+    shutil.copyfile(f"{other}-wal", folder / "whole-wal")
+    con.close()
+    return folder / "whole-wal"
+
+
+def test_a_hot_journal_from_before_the_store_had_an_id_is_its_own(tmp_path: Path) -> None:
+    """A v1-era store (id 0, rollback journal) killed while it was being given an id:
+    page 1 in the journal has id 0, the main file already the new one (written into
+    the header as SQLite writes a page that spills). The journal is the store's: a
+    reader gets the rolled-back copy, id 0 and all 40 steps."""
+    from qsem.edge.store_files import hot_journal, read_header
+
+    path = tmp_path / "h.sqlite"
+    _store(path, 40)
+    _rollback_mode(path)
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA user_version = 0")
+    con.close()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - killed
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("PRAGMA cache_size = 1")  # every changed page spills, page 1 too
+        con.execute("BEGIN")
+        con.execute("PRAGMA user_version = 777")
+        con.execute("UPDATE steps SET query = 'x'")
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    journal = hot_journal(f"{path}-journal", str(path))
+    assert journal is not None and journal.page1 == (APPLICATION_ID, 0)
+    with path.open("r+b") as fh:  # page 1 as it spills: the new id in the file header
+        fh.seek(60)
+        fh.write((777).to_bytes(4, "big"))
+    assert read_header(str(path), False).store_id == 777
+    opened = open_store(str(path), False, "FULL", 1000, True)
+    try:
+        assert opened.access == "snapshot"
+        assert opened.conn.execute("SELECT count(*) FROM steps").fetchone()[0] == 40
+        assert opened.conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    finally:
+        release(str(path), False, opened)
