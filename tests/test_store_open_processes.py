@@ -16,13 +16,14 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_edge_store_logs import STRAYS, _as_user, _read, _rollback_mode, _store
 
-from qsem.edge import APPLICATION_ID, HistoryStore, HistoryStoreError
+from qsem.edge import APPLICATION_ID, HistoryStore, HistoryStoreError, StepRecord
 from qsem.edge.store_open import _to_wal, open_store, release
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -324,10 +325,6 @@ def test_an_empty_database_may_take_a_qsem_log_and_nothing_else(
 def _whole_store_wal(folder: Path) -> Path:
     """The log of another qsem store that holds every page of it (a ``VACUUM`` through
     the log, copied before any checkpoint): user ``b`` with 300 steps."""
-    import numpy as np
-
-    from qsem.edge import StepRecord
-
     other = folder / "whole.sqlite"
     with HistoryStore(other, writable=True) as store:
         store.append_steps("b", [StepRecord(i, np.zeros(64)) for i in range(300)])
@@ -374,3 +371,83 @@ def test_a_hot_journal_from_before_the_store_had_an_id_is_its_own(tmp_path: Path
         assert opened.conn.execute("PRAGMA user_version").fetchone()[0] == 0
     finally:
         release(str(path), False, opened)
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_a_damaged_store_another_process_holds_open_is_checked_on_the_real_connection(
+    tmp_path: Path, writable: bool
+) -> None:
+    """The probe does not validate a file another process has open, so the real
+    connection runs ``integrity_check`` itself (unless ``check=False`` is asked for):
+    a store whose rows break its NOT NULL constraints is refused, in full."""
+    from test_store_mutation import _null_checksums
+
+    path = tmp_path / "h.sqlite"
+    _null_checksums(path, 4)
+    pid, stop = _hold_open(path)
+    try:
+        with pytest.raises(HistoryStoreError) as info:
+            HistoryStore(path, writable=writable)
+        assert str(info.value).startswith(f"history store {path}: corrupt (NULL value in ")
+        with HistoryStore(path, writable=writable, check=False) as store:
+            assert store.users() == ["u"]
+    finally:
+        os.close(stop)
+        os.waitpid(pid, 0)
+
+
+def _private_tmp(work: Callable[[], None]) -> tuple[str, list[str]]:
+    """``work()`` in a forked child whose temporary folder is a new, private one (the
+    documented ``tempfile.tempdir``): its refusal (``""`` if none) and what it left."""
+    import json
+    import tempfile
+
+    from test_store_schema_mutation import _in_child
+
+    def child() -> str:
+        tempfile.tempdir = tempfile.mkdtemp(prefix="qsem-private-")
+        refusal = ""
+        try:
+            work()
+        except HistoryStoreError as exc:
+            refusal = str(exc)
+        return json.dumps([refusal, sorted(os.listdir(tempfile.tempdir))])
+
+    refusal, left = json.loads(_in_child(child))
+    return refusal, left
+
+
+def test_a_private_copy_is_removed_after_use_and_after_any_failure(tmp_path: Path) -> None:
+    """The temporary folder of a replayed copy goes once the copy was validated (a
+    writer's own committed log), once validation failed (another store's log), and
+    when the copy itself could not be made (a file size limit while copying)."""
+    import resource
+
+    from test_edge_store_logs import _sibling_wal
+
+    path = tmp_path / "h.sqlite"
+    _store(path, 40)
+    shutil.copyfile(_sibling_wal(tmp_path, False), f"{path}-wal")
+    with pytest.raises(HistoryStoreError):  # here too (see the module's docstring)
+        HistoryStore(path)
+    refusal, left = _private_tmp(lambda: HistoryStore(path).close())
+    assert refusal.startswith(f"history store {path}: recovering it from {path}-wal")
+    assert left == []
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.RLIM_INFINITY))
+        HistoryStore(path).close()
+
+    refusal, left = _private_tmp(limited)
+    assert refusal.startswith(f"history store {path}: ") and "File too large" in refusal
+    assert left == []
+    own = tmp_path / "own.sqlite"
+    _store(own, 5)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - killed with committed frames in its log
+        store = HistoryStore(own, writable=True)
+        store.append_steps("u", [StepRecord(i, np.zeros(64)) for i in range(5, 300)])
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert _private_tmp(lambda: HistoryStore(own, writable=True).close()) == ("", [])
