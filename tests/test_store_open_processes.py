@@ -451,3 +451,20 @@ def test_a_private_copy_is_removed_after_use_and_after_any_failure(tmp_path: Pat
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(pid, 0)
     assert _private_tmp(lambda: HistoryStore(own, writable=True).close()) == ("", [])
+
+
+def test_a_later_store_keeps_the_locks_that_tell_other_processes_the_file_is_live(
+    tmp_path: Path,
+) -> None:
+    """Recognising a file opens and closes it (and its ``-shm``) outside SQLite, which
+    would drop every POSIX lock this process holds on it: a second store on a file this
+    process has open must not do it, or another process no longer sees it live."""
+    from test_store_schema_mutation import _in_child
+
+    from qsem.edge.store_files import in_use
+
+    path = tmp_path / "h.sqlite"
+    with HistoryStore(path, writable=True), HistoryStore(path) as reader:
+        assert reader.access == "read-only"
+        assert _in_child(lambda: str(in_use(str(path)))) == "True"
+    assert _in_child(lambda: str(in_use(str(path)))) == "False"
