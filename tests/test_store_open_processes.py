@@ -117,6 +117,7 @@ def test_an_unlocked_read_where_another_user_may_write_is_refused_in_full(
     path.chmod(0o444)
     folder.chmod(0o555)
     assert _as_user(_read(path)) == "immutable 3"
+    assert _as_user(lambda: str(HistoryStore(path).schema_version)) == "2"
     assert sorted(os.listdir(folder)) == ["h.sqlite"]
 
 
