@@ -469,3 +469,24 @@ def test_a_later_store_keeps_the_locks_that_tell_other_processes_the_file_is_liv
         assert reader.access == "read-only"
         assert _in_child(lambda: str(in_use(str(path)))) == "True"
     assert _in_child(lambda: str(in_use(str(path)))) == "False"
+
+
+def test_a_hot_journal_whose_rolled_back_copy_is_damaged_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The store's own hot journal (a killed rollback-mode writer) over a file whose rows
+    break its NOT NULL constraints: the rolled-back private copy fails
+    ``integrity_check``, and the refusal names the journal it was recovered from."""
+    from test_edge_store_logs import _kill_in_transaction
+    from test_store_mutation import _null_checksums
+
+    path = tmp_path / "h.sqlite"
+    _null_checksums(path, 4)
+    _rollback_mode(path)
+    _kill_in_transaction(path, "UPDATE steps SET phi = randomblob(5000)")  # pages spill
+    with pytest.raises(HistoryStoreError) as info:
+        HistoryStore(path)
+    assert str(info.value).startswith(
+        f"history store {path}: recovering it from {path}-journal (on a private copy)"
+        " gives: corrupt (NULL value in "
+    )
