@@ -147,9 +147,10 @@ def test_a_stray_log_is_refused_in_full(tmp_path: Path, kind: str) -> None:
         assert str(info.value) == f"history store {path}: {text}"
 
 
-def _hold_open(path: Path) -> tuple[int, int]:
-    """A child process that opens ``path`` (WAL mode) with plain sqlite3 and keeps it
-    open until its pipe is closed; returns its pid and the pipe's write end."""
+def _hold_open(path: Path, write: str = "") -> tuple[int, int]:
+    """A child process that opens ``path`` (WAL mode) with plain sqlite3, runs ``write``
+    (committed frames stay in its log: no checkpoint) and keeps it open until its pipe
+    is closed; returns its pid and the pipe's write end."""
     ready_r, ready_w = os.pipe()
     stop_r, stop_w = os.pipe()
     pid = os.fork()
@@ -157,6 +158,9 @@ def _hold_open(path: Path) -> tuple[int, int]:
         os.close(stop_w)
         con = sqlite3.connect(path, isolation_level=None)
         con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if write:
+            con.execute("PRAGMA wal_autocheckpoint = 0")
+            con.execute(write)
         os.write(ready_w, b"1")
         os.read(stop_r, 1)  # until the parent closes its end
         con.close()
@@ -380,12 +384,13 @@ def test_a_damaged_store_another_process_holds_open_is_checked_on_the_real_conne
 ) -> None:
     """The probe does not validate a file another process has open, so the real
     connection runs ``integrity_check`` itself (unless ``check=False`` is asked for):
-    a store whose rows break its NOT NULL constraints is refused, in full."""
+    a store whose rows break its NOT NULL constraints is refused, in full. Its live log
+    holds committed frames, which are not replayed into a private copy."""
     from test_store_mutation import _null_checksums
 
     path = tmp_path / "h.sqlite"
     _null_checksums(path, 4)
-    pid, stop = _hold_open(path)
+    pid, stop = _hold_open(path, "UPDATE users SET created = created + 1")  # a live log
     try:
         with pytest.raises(HistoryStoreError) as info:
             HistoryStore(path, writable=writable)
