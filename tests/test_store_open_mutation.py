@@ -227,3 +227,41 @@ def test_a_path_that_is_no_store_file_is_refused_before_sqlite(tmp_path: Path) -
         with pytest.raises(HistoryStoreError) as info:
             HistoryStore(folder, writable=writable)
         assert str(info.value) == f"history store {folder}: not a file"
+
+
+def test_a_read_only_mount_is_a_place_nobody_can_write(tmp_path: Path) -> None:
+    """Modes that let everyone write, on a bind mount remounted read-only (``unshare
+    -rm``; skipped where that is not allowed): not even root can write there. The check
+    runs in a subprocess that imports the ``qsem`` this test imported (its folder first
+    on ``PYTHONPATH``), so it runs the code under test."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import qsem
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -rm (user and mount namespaces)")
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    path = folder / "h.sqlite"
+    path.write_bytes(b"x")
+    path.chmod(0o666)
+    assert _nobody_can_write(str(path)) is False  # the same place, writable
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import sys\nfrom qsem.edge.store_open import _nobody_can_write\n"
+        "print(_nobody_can_write(sys.argv[1]))\n"
+    )
+    cmd = (
+        f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
+        f"exec {sys.executable} {script} {path}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(qsem.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [unshare, "-rm", "sh", "-c", cmd], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"

@@ -13,9 +13,11 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,3 +205,101 @@ def test_clean_stale_skips_a_name_it_cannot_remove(tmp_path: Path) -> None:
     (tmp_path / f".h.sqlite.qsem-new.{pid}.ab12").write_bytes(b"t")
     clean_stale(str(tmp_path / "h.sqlite"))
     assert [p.name for p in tmp_path.iterdir()] == [f".h.sqlite.qsem-new.{pid}.dir0"]
+
+
+def _no_rollback(con: sqlite3.Connection) -> None:
+    """Make SQLite refuse every ``ROLLBACK`` on ``con`` (an authorizer: a real SQLite
+    error, ``not authorized``, as a failing rollback would raise)."""
+
+    def authorize(action: int, arg1: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and (arg1 or "").upper() == "ROLLBACK":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    con.set_authorizer(authorize)
+
+
+def test_a_failing_rollback_does_not_hide_what_validation_found(tmp_path: Path) -> None:
+    """Validation's own read transaction ends in ``ROLLBACK``; when SQLite refuses it,
+    the result stands: a store's version, or the refusal of a foreign database."""
+    from qsem.edge.store_schema import validate
+
+    path = tmp_path / "h.sqlite"
+    create(str(path))
+    con = sqlite3.connect(path, isolation_level=None)
+    _no_rollback(con)
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        con.execute("BEGIN").execute("ROLLBACK")  # the fault is real
+    con.set_authorizer(None)
+    con.execute("ROLLBACK")
+    _no_rollback(con)
+    assert validate(con, str(path), True) == 2
+    con.close()
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other, isolation_level=None)
+    con.execute("CREATE TABLE t (x)")
+    _no_rollback(con)
+    with pytest.raises(HistoryStoreError) as info:
+        validate(con, str(other), False)
+    assert str(info.value) == (
+        f"history store {other}: a foreign SQLite database (application_id 0x0, a qsem "
+        "history store has 0x71534548)"
+    )
+    con.close()
+
+
+def test_a_failing_rollback_does_not_hide_why_an_upgrade_failed(tmp_path: Path) -> None:
+    """A file whose version is newer than this code knows is refused inside upgrade's
+    transaction; a ``ROLLBACK`` SQLite refuses after that does not replace the refusal."""
+    from test_store_modules_mutation import _v1
+
+    from qsem.edge.store_schema import upgrade
+
+    path = tmp_path / "s.sqlite"
+    con = _v1(path)
+    con.execute("UPDATE schema_version SET version = 3")
+    _no_rollback(con)
+    with pytest.raises(HistoryStoreError) as info:
+        upgrade(con, str(path))
+    assert str(info.value) == (
+        f"history store {path}: schema version 3 is newer than this qsem knows"
+    )
+    con.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "setuid"), reason="needs POSIX users")
+def test_clean_stale_goes_on_past_a_creator_of_another_user() -> None:
+    """As a user who may not signal pid 1 (``EPERM``: alive, someone else's), the names
+    of pid 1 are left and every dead creator's name is still removed, in whatever order
+    the folder lists them (eight of each, created alternately)."""
+    folder = Path(tempfile.mkdtemp(prefix="qsem-stale-"))  # every user can enter it
+    folder.chmod(0o777)
+    try:
+        _clean_stale_as_another_user(folder)
+    finally:
+        shutil.rmtree(folder)
+
+
+def _clean_stale_as_another_user(folder: Path) -> None:
+    from qsem.edge.store_schema import clean_stale
+
+    clean_stale(str(folder / "h.sqlite"))  # nothing there yet: nothing happens
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - exits at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+    alive = [f".h.sqlite.qsem-new.1.{k:04x}" for k in range(8)]
+    dead = [f".h.sqlite.qsem-new.{pid}.{k:04x}" for k in range(8)]
+    for a, d in zip(alive, dead, strict=True):
+        (folder / a).write_bytes(b"t")
+        (folder / d).write_bytes(b"t")
+
+    def as_another_user() -> str:
+        if os.geteuid() == 0:
+            os.setgid(65534)
+            os.setuid(65534)
+        clean_stale(str(folder / "h.sqlite"))
+        return "cleaned"
+
+    assert _in_child(as_another_user) == "cleaned"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(alive)

@@ -28,12 +28,14 @@ Usage::
     .venv/bin/python tools/mutation.py kernels store   # some of them
     .venv/bin/python tools/mutation.py --list          # modules and their tests
     .venv/bin/python tools/mutation.py --recheck store_schema tests/test_x.py
+    .venv/bin/python tools/mutation.py --recheck store_open tests/test_x.py --mutants '*_place__*'
 
 ``--recheck`` runs the given test files (the ones as they are now) once per survivor
 of the module's last run, in that run's scratch project with the one mutant switched
 on (``MUTANT_UNDER_TEST``, the mutated ``src/`` first on the path), after a control
 run with no mutant that must pass; it writes ``build/mutation/<name>.recheck.json``
-(the survivors the tests now kill, and those they do not).
+(the survivors the tests now kill, and those they do not); ``--mutants PATTERN...``
+rechecks only the survivors whose names match (``fnmatch``).
 
 Per module it writes ``build/mutation/<name>.log`` (mutmut's output),
 ``build/mutation/<name>.survivors.txt`` (the diff of every mutant not killed)
@@ -55,6 +57,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +93,7 @@ STORE_TESTS = (
     "tests/test_store_modules_mutation.py",
     "tests/test_store_schema_mutation.py",
     "tests/test_store_open_mutation.py",
+    "tests/test_store_open_processes.py",
     "tests/test_store_records_mutation.py",
     # the deterministic crash state (the other crash tests run writers in
     # subprocesses, which import the installed, unmutated package)
@@ -284,8 +288,11 @@ print(json.dumps(killed))
 """
 
 
-def recheck(name: str, tests: list[str]) -> dict[str, list[str] | str]:
-    """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time."""
+def recheck(
+    name: str, tests: list[str], only: list[str] | None = None
+) -> dict[str, list[str] | str]:
+    """Run ``tests`` against each survivor of ``name``'s last run, one mutant at a time
+    (``only``: the survivors whose names match one of these ``fnmatch`` patterns)."""
     result = json.loads((BUILD / f"{name}.json").read_text())
     project = BUILD / name / "mutants"
     for t in {t.split("::")[0] for t in tests} | {"tests/conftest.py"}:  # as they are now
@@ -296,7 +303,7 @@ def recheck(name: str, tests: list[str]) -> dict[str, list[str] | str]:
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("MUTANT_UNDER_TEST", None)
     env["PYTHONPATH"] = os.pathsep.join([str(project / "src"), str(project / "tests")])
-    survivors = list(result["survivors"])
+    survivors = [m for m in result["survivors"] if not only or any(fnmatch(m, p) for p in only)]
     cmd = [sys.executable, "-c", RECHECK, json.dumps(tests), json.dumps(survivors)]
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -309,6 +316,8 @@ def recheck(name: str, tests: list[str]) -> dict[str, list[str] | str]:
         "killed": killed,
         "alive": alive,
     }
+    if only:
+        report["only"] = " ".join(only)
     (BUILD / f"{name}.recheck.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -320,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck", nargs="+", metavar=("MODULE", "TEST"), help="survivors against tests"
     )
+    parser.add_argument(
+        "--mutants", nargs="+", metavar="PATTERN", help="recheck only survivors matching these"
+    )
     parser.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score")
     args = parser.parse_args(argv)
@@ -328,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12s} {t.source}: {' '.join(t.tests)}")
         return 0
     if args.recheck:
-        report = recheck(args.recheck[0], args.recheck[1:])
+        report = recheck(args.recheck[0], args.recheck[1:], args.mutants)
         print(f"{args.recheck[0]}: {len(report['killed'])} killed, {len(report['alive'])} alive")
         return 0
     unknown = [m for m in args.modules if m not in TARGETS]
