@@ -100,7 +100,7 @@ def one_thread_backward(output: torch.Tensor, state_bytes: int) -> None:
         before = torch.get_num_threads()
         if before > 1:
             torch.set_num_threads(1)
-            engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
+            engine = torch.autograd.Variable._execution_engine
             engine.queue_callback(lambda: torch.set_num_threads(before))
 
     output.register_hook(enter)

@@ -8,7 +8,7 @@ gradient arrives (inside the backward call, after the simulated part of the grap
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -29,7 +29,7 @@ class Spy(Gate):
 
     num_wires = 1
     num_params = 0
-    seen: list[int] = []
+    seen: ClassVar[list[int]] = []
 
     def matrix(self, params: Any, dims: Any, *, dtype: Any = torch.complex64, device: Any = None):
         Spy.seen.append(torch.get_num_threads())
