@@ -5,7 +5,7 @@ rotations of a qudit (``SubspaceRX/RY/RZ``, alias ``TRX/TRY/TRZ``), the qubit ``
 All of them are importable from :mod:`qsem.circuits.gates` and :mod:`qsem.circuits`.
 
 >>> import torch
->>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round()
+>>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round() + 0.0
 tensor([[ 0., -1.],
         [ 1.,  0.]], dtype=torch.float64)
 """
