@@ -98,8 +98,8 @@ def run_both(
     factored = mode == "density_matrix" and dm_method == "auto"
     start_mode = "statevector" if factored else mode
     batch = next(iter(v.shape[0] for v in params.values() if v.dim() == 2), None)
-    x, _ = initial_state_tensor(None, c, start_mode, batch, C128, "cpu")  # type: ignore[arg-type]
-    start = SimState(x, "factored" if factored else mode, basis=(0,) * len(c.dims))  # type: ignore[arg-type]
+    x, _ = initial_state_tensor(None, c, start_mode, batch, C128, "cpu")
+    start = SimState(x, "factored" if factored else mode, basis=(0,) * len(c.dims))
     ctx = Context(c.dims, c.ops, params, C128, F64, torch.device("cpu"))
     before = plan.rotation_calls
     fast = run_steps(plan, start, ctx).tensor
