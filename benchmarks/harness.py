@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from qsem.threads import thread_policy
 from qsem.training import make_optimizer
 
 
@@ -257,6 +258,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(total / 2**30, 1) if total else None,
         "torch_threads": threads,
+        "qsem_thread_policy": thread_policy(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -172,6 +172,22 @@ class Gate(Operation):
         """
         raise NotImplementedError
 
+    def rotation_parts(
+        self,
+        dims: tuple[int, ...],
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor | None:
+        """``(3, D, D)`` constants with ``U(θ) = g_0 + cos(θ/2) g_1 + sin(θ/2) g_2``.
+
+        Only one-parameter rotations (generator ``G`` with ``G² = P/4``) have them; every
+        other gate returns ``None``. The engine evaluates all rotations of a plan that
+        share a parameter vector in one call of
+        :func:`~qsem.circuits.rotations.rotation_matrix`.
+        """
+        return None
+
     def generator(self, index: int, dims: tuple[int, ...]) -> torch.Tensor:
         """Hermitian generator (complex128) of parameter ``index``."""
         raise NotImplementedError(f"{self.name} has no generator for parameter {index}")

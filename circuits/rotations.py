@@ -5,7 +5,7 @@ rotations of a qudit (``SubspaceRX/RY/RZ``, alias ``TRX/TRY/TRZ``), the qubit ``
 All of them are importable from :mod:`qsem.circuits.gates` and :mod:`qsem.circuits`.
 
 >>> import torch
->>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round()
+>>> RY(torch.tensor(torch.pi), wires=0).concrete_matrix((2,)).real.round() + 0.0
 tensor([[ 0., -1.],
         [ 1.,  0.]], dtype=torch.float64)
 """
@@ -35,6 +35,7 @@ __all__ = [
     "SubspaceRX",
     "SubspaceRY",
     "SubspaceRZ",
+    "rotation_matrix",
 ]
 
 
@@ -72,11 +73,14 @@ class _Rotation(Gate):
             raise arg_error("index", f"{self.name} has one parameter, got index {index}")
         return torch.from_numpy(self._generator_np(tuple(dims)))
 
-    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
-        dims = tuple(dims)
-        g = const(_rotation_parts, type(self), self._key(), dims, dtype=dtype, device=device)
+    def rotation_parts(self, dims, *, dtype=torch.complex64, device=None):
         # g[0] = I - P, g[1] = P, g[2] = -2i G
-        return _RotationMatrix.apply(params[0], g)
+        return const(
+            _rotation_parts, type(self), self._key(), tuple(dims), dtype=dtype, device=device
+        )
+
+    def matrix(self, params, dims, *, dtype=torch.complex64, device=None):
+        return rotation_matrix(params[0], self.rotation_parts(dims, dtype=dtype, device=device))
 
     def adjoint(self) -> Gate:
         return self.with_params([_neg(self.params[0])])  # type: ignore[return-value]
@@ -114,6 +118,20 @@ class _RotationMatrix(torch.autograd.Function):
             c, s = torch.cos(half), torch.sin(half)
         d_u = 0.5 * (c * g[2] - s * g[1])
         return (d_u.conj() * grad).real.sum((-2, -1)), None
+
+
+def rotation_matrix(theta: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """``g_0 + cos(θ/2) g_1 + sin(θ/2) g_2`` from ``parts`` ``(3, ..., d, d)`` (one autograd node).
+
+    ``θ`` ``(..., K)`` with ``parts`` ``(3, K, d, d)`` evaluates ``K`` different rotations
+    (each with its own constants) at once: ``(..., K, d, d)``.
+
+    >>> p = RY(0.0, wires=0).rotation_parts((2,), dtype=torch.complex128)
+    >>> rotation_matrix(torch.tensor(torch.pi, dtype=torch.float64), p).real.round()
+    tensor([[ 0., -1.],
+            [ 1.,  0.]], dtype=torch.float64)
+    """
+    return _RotationMatrix.apply(theta, parts)
 
 
 def _from_key(cls: type[Gate], key: tuple[Any, ...]) -> Any:

@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,91 @@ from typing import Any
 
 import torch
 
-__all__ = ["clear_unhandled_interrupt_mark", "redeliver_interrupts", "torch_threads"]
+__all__ = [
+    "SMALL_STATE_BYTES",
+    "clear_unhandled_interrupt_mark",
+    "one_thread_backward",
+    "redeliver_interrupts",
+    "set_thread_policy",
+    "small_state_threads",
+    "thread_policy",
+    "torch_threads",
+]
+
+#: Under the (opt-in) ``"auto"`` policy a simulation whose state (all batch elements together)
+#: holds fewer bytes than this runs on one torch thread (see :func:`small_state_threads`).
+SMALL_STATE_BYTES = 1 << 18
+
+_POLICIES = ("auto", "torch")
+_policy = {"value": os.environ.get("QSEM_THREAD_POLICY", "torch")}
+
+
+def set_thread_policy(policy: str) -> None:
+    """How qsem's engine uses torch's threads: ``"torch"`` (the default) or ``"auto"``.
+
+    ``"auto"``: a simulation whose state is smaller than :data:`SMALL_STATE_BYTES`
+    runs its forward pass, and the backward pass from its output on, with one torch
+    thread; torch's setting is restored when the run returns and when that backward
+    call ends. A step of such a simulation is hundreds of operations of a few
+    microseconds each, and a second thread costs more to wake for each of them than it
+    saves; but switching the thread count twice per training step costs about as much
+    again (measured on a loaded 2-core machine: no net gain), so it is opt-in.
+    ``"torch"`` (default): qsem never changes torch's thread setting. The environment
+    variable ``QSEM_THREAD_POLICY`` sets the policy at import. For a small register the
+    fastest setting is one thread for the whole training loop (``torch_threads(1)``).
+
+    >>> set_thread_policy("auto"); thread_policy()
+    'auto'
+    >>> set_thread_policy("torch")
+    """
+    if policy not in _POLICIES:
+        raise ValueError(f"argument 'policy': expected 'auto' or 'torch', got {policy!r}")
+    _policy["value"] = policy
+
+
+def thread_policy() -> str:
+    """The current policy (:func:`set_thread_policy`)."""
+    return _policy["value"]
+
+
+def _one_thread(state_bytes: int) -> bool:
+    return (
+        _policy["value"] == "auto"
+        and state_bytes < SMALL_STATE_BYTES
+        and torch.get_num_threads() > 1
+    )
+
+
+@contextmanager
+def small_state_threads(state_bytes: int) -> Iterator[None]:
+    """One torch thread inside the block for a small state (policy ``"auto"``), then
+    the previous setting; otherwise nothing changes."""
+    if not _one_thread(state_bytes):
+        yield
+        return
+    with torch_threads(1):
+        yield
+
+
+def one_thread_backward(output: torch.Tensor, state_bytes: int) -> None:
+    """Run the backward pass from ``output`` on one thread (policy ``"auto"``, small state).
+
+    A hook on ``output`` sets one thread when its gradient arrives and queues the
+    restore of the previous setting for the end of that backward call (so the rest of
+    the call, the user's layers before the simulation included, runs on one thread
+    too; nothing outlives the call).
+    """
+    if not output.requires_grad or not _one_thread(state_bytes):
+        return
+
+    def enter(grad: torch.Tensor) -> None:
+        before = torch.get_num_threads()
+        if before > 1:
+            torch.set_num_threads(1)
+            engine = torch.autograd.Variable._execution_engine
+            engine.queue_callback(lambda: torch.set_num_threads(before))
+
+    output.register_hook(enter)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import torch
 from qsem.circuits.circuit import Circuit
 from qsem.circuits.errors import QsemTypeError, arg_error
 from qsem.circuits.parameters import Parameter, check_param
+from qsem.threads import one_thread_backward, small_state_threads
 
 from .kernels import Workspace
 from .memory import check_fits
@@ -246,7 +247,12 @@ class TorchSimulator:
             device=self.device,
             work=None if needs_grad else Workspace(),
         )
-        end = run_plan(plan, start, ctx, allow_chunks=not needs_grad and not factored)
+        nbytes = x.numel() * x.element_size()
+        if factored and circuit.has_channels:  # may turn dense: D times larger
+            nbytes *= circuit.dim
+        with small_state_threads(nbytes):
+            end = run_plan(plan, start, ctx, allow_chunks=not needs_grad and not factored)
+        one_thread_backward(end.tensor, nbytes)
         return _result(end, circuit, out_batch is not None)
 
     def _check_inputs(

@@ -22,6 +22,7 @@ Steps trust their inputs: the public entry points validate once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 
 from qsem.circuits.operations import Channel, Gate
+from qsem.circuits.parameters import Parameter
+from qsem.circuits.rotations import rotation_matrix
 
 from . import kernels
 from .plan_state import Context, SimState, apply_unitary
@@ -81,16 +84,18 @@ def _level_matrices(level: _Level, d: int, ctx: Context) -> torch.Tensor:
     """Every wire's gate at one depth level: ``(..., W, d, d)`` in wire order."""
     parts = []
     for group in level.groups:
-        rep = ctx.ops[group.ops[0]]
-        assert isinstance(rep, Gate)
-        params = [
-            ctx.stacked_param([ctx.ops[i].params[k] for i in group.ops])
-            for k in range(len(rep.params))
-        ]
-        m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
-        if not params:  # a batched matrix is cut to the chunk's rows before it is expanded
-            m = ctx._cut(m, 3)
-            m = m.unsqueeze(-3).expand(*m.shape[:-2], len(group.ops), d, d)
+        m = None if ctx.rotations is None else ctx.rotations.get(id(group))
+        if m is None:
+            rep = ctx.ops[group.ops[0]]
+            assert isinstance(rep, Gate)
+            params = [
+                ctx.stacked_param([ctx.ops[i].params[k] for i in group.ops])
+                for k in range(len(rep.params))
+            ]
+            m = rep.matrix(params, (d,), dtype=ctx.dtype, device=ctx.device)
+            if not params:  # a batched matrix is cut to the chunk's rows before it is expanded
+                m = ctx._cut(m, 3)
+                m = m.unsqueeze(-3).expand(*m.shape[:-2], len(group.ops), d, d)
         parts.append(m)
     if level.n_identity:
         parts.append(ctx.eye(d).expand(level.n_identity, d, d))
@@ -341,6 +346,80 @@ def _factored_channel(
 @dataclass
 class Plan:
     steps: list[Step]
+    #: per dtype and device: the rotation groups' constants (see :func:`rotation_table`)
+    _parts: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: how many shared rotation evaluations :func:`rotation_table` made (one per source)
+    rotation_calls: int = 0
+
+    def rotation_groups(self, ctx: Context) -> list[tuple[_Group, int]]:
+        """``(group, d)`` of every fused group of one-parameter rotations, in step order."""
+        key = ("groups", ctx.dtype, str(ctx.device))
+        if key not in self._parts:
+            found = []
+            for step in self.steps:
+                for cls in step.classes if isinstance(step, FusedStep) else []:
+                    for level in cls.levels:
+                        for group in level.groups:
+                            rep = ctx.ops[group.ops[0]]
+                            if (
+                                isinstance(rep, Gate)
+                                and _rotation_parts(rep, cls.d, ctx) is not None
+                            ):
+                                found.append((group, cls.d))
+            self._parts[key] = found
+        return self._parts[key]
+
+
+def _rotation_parts(gate: Gate, d: int, ctx: Context) -> torch.Tensor | None:
+    return gate.rotation_parts((d,), dtype=ctx.dtype, device=ctx.device)
+
+
+def _source(ctx: Context, group: _Group, d: int) -> Any:
+    """Rotations whose angles are entries of one bound vector share a source key."""
+    params = [ctx.ops[i].params[0] for i in group.ops]
+    first = params[0]
+    if isinstance(first, Parameter) and first.index is not None:
+        if all(
+            isinstance(p, Parameter)
+            and p.index is not None
+            and p.name == first.name
+            and p.scale == first.scale
+            for p in params
+        ):
+            return (first.name, first.scale, d)
+    return ("group", id(group))
+
+
+def rotation_table(plan: Plan, ctx: Context) -> dict[int, torch.Tensor]:
+    """The matrices of every rotation group of ``plan``'s fused steps: ``{id(group): M}``.
+
+    Rotations ``U(θ) = g_0 + cos(θ/2) g_1 + sin(θ/2) g_2`` whose angles are entries of
+    the same bound vector (any gate kind, subspace, step or depth) are evaluated in ONE
+    call of :func:`~qsem.circuits.rotations.rotation_matrix` with their constants
+    stacked, and split into the groups' ``(..., k, d, d)`` matrices (one autograd node
+    for all of them instead of one per group and step). Other groups are evaluated on
+    their own, as the steps would.
+    """
+    buckets: dict[Any, list[tuple[_Group, int]]] = {}
+    for group, d in plan.rotation_groups(ctx):
+        buckets.setdefault(_source(ctx, group, d), []).append((group, d))
+    table: dict[int, torch.Tensor] = {}
+    for bucket in buckets.values():
+        theta = ctx.stacked_param([ctx.ops[i].params[0] for g, _ in bucket for i in g.ops])
+        key = (tuple(id(g) for g, _ in bucket), ctx.dtype, str(ctx.device))
+        parts = plan._parts.get(key)
+        if parts is None:
+            stacks = []
+            for g, d in bucket:
+                one = _rotation_parts(ctx.ops[g.ops[0]], d, ctx)
+                assert one is not None
+                stacks.append(one.unsqueeze(1).expand(3, len(g.ops), d, d))
+            parts = plan._parts[key] = torch.cat(stacks, 1)
+        mats = rotation_matrix(theta, parts)
+        plan.rotation_calls += 1
+        for (g, _), m in zip(bucket, mats.split([len(g.ops) for g, _ in bucket], -3), strict=True):
+            table[id(g)] = m
+    return table
 
 
 def run_plan(plan: Plan, s: SimState, ctx: Context, *, allow_chunks: bool = False) -> SimState:
@@ -368,7 +447,12 @@ def run_plan(plan: Plan, s: SimState, ctx: Context, *, allow_chunks: bool = Fals
 
 
 def run_steps(plan: Plan, s: SimState, ctx: Context) -> SimState:
-    """Every step of ``plan`` on ``s``, each on the state the previous one returned."""
+    """Every step of ``plan`` on ``s``, each on the state the previous one returned.
+
+    The plan's rotations are evaluated first, together (:func:`rotation_table`).
+    """
+    if ctx.rotations is None:
+        ctx = dataclasses.replace(ctx, rotations=rotation_table(plan, ctx))
     for step in plan.steps:
         s = step.apply(s, ctx)
     return s
@@ -386,6 +470,7 @@ __all__ = [
     "PermutationStep",
     "Plan",
     "Step",
+    "rotation_table",
     "run_plan",
     "run_steps",
 ]

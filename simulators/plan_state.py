@@ -98,6 +98,10 @@ class Context:
     ``batch_slice``: the rows of the batch a chunked pass covers (``full_batch`` rows
     in all); bound tensors with ``full_batch`` rows are cut to them. ``work``: output
     buffers reused from step to step (set when nothing needs a gradient).
+    ``rotations``: the matrices of the plan's rotation groups, evaluated together
+    before the first step (``{id(group): (..., k, d, d)}``; see
+    :func:`~qsem.simulators.plan_exec.rotation_table`); ``None``: not yet evaluated
+    (the plan's run evaluates it); ``{}``: each step evaluates its own groups.
     """
 
     dims: tuple[int, ...]
@@ -109,10 +113,15 @@ class Context:
     batch_slice: slice | None = None
     full_batch: int = 1
     work: kernels.Workspace | None = None
+    rotations: dict[int, torch.Tensor] | None = None
 
     def for_rows(self, rows: slice, full_batch: int) -> Context:
         """This context for one chunk of the batch."""
-        return dataclasses.replace(self, batch_slice=rows, full_batch=full_batch)
+        # a table holds the full batch's rows: each chunk evaluates its own ({}: none)
+        rotations = None if self.rotations else self.rotations
+        return dataclasses.replace(
+            self, batch_slice=rows, full_batch=full_batch, rotations=rotations
+        )
 
     def mixture(self, channel: Channel) -> tuple[torch.Tensor, torch.Tensor] | None:
         dims = tuple(self.dims[w] for w in channel.wires)

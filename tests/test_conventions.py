@@ -143,6 +143,9 @@ def test_the_former_name_of_the_projection_module_forwards_with_a_warning() -> N
         "qsem.simulators.readout",
         "qsem.simulators.backend",
         "qsem.simulators.plan_superops",
+        "qsem.circuits.rotations",
+        "qsem.simulators.plan_exec",
+        "qsem.threads",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:
