@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
-from qsem.experiments._emergence_transfer_epot import DROP
+from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels
+from qsem.experiments._emergence_transfer_epot import DROP, positives
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -78,6 +80,24 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
         }  # fmt: skip
         assert all(p["window"] in (20, 50) and 0 <= p["auroc"] <= 1 for p in ep["pairs"])
     assert "E_pot AUROC" in (r.out_dir / "table.md").read_text()
+
+
+def test_pooled_auroc_labels_each_run_on_its_own_steps():
+    """Run 1 has no transition and scores 1 in its last 60 steps; run 2's transition starts at
+    step 50 (ends 60) and it scores 0.5 before. Positives: run 2's steps 1-49 only; negatives:
+    run 1's 100 steps (40 zeros, 60 ones) and run 2's steps 61-100 (zeros). AUROC = the share of
+    negatives below 0.5 = 80 / 140. Laying the runs end to end and shifting the start (the old
+    rule) labelled run 1's last 51 steps positive as well (AUROC 0.92 on these series)."""
+    a = np.r_[np.zeros(41), np.ones(60)]
+    b = np.r_[0.0, np.full(49, 0.5), np.zeros(51)]
+    runs = [Run(a, []), Run(b, [50], [60])]
+    x, y = pooled_labels([a, b], runs, horizon=100)
+    assert y.sum() == 49 and not y[:100].any() and y[100:149].all() and len(y) == 100 + 49 + 40
+    assert pooled_auroc([a, b], runs, 100) == pytest.approx(80 / 140)
+    assert positives(runs, 100) == 49
+    # from step 60 on nothing is kept before a start: the AUROC after a warm-up is undefined
+    assert positives(runs, 100, skip=60) == 0
+    assert np.isnan(pooled_auroc([a[60:], b[60:]], [Run(a[60:], []), Run(b[60:], [0], [0])], 100))
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ import numpy as np
 
 from qsem.emergence.benchmark import Run
 
-from ._emergence_cmsp_detectors import epot_series, pooled_auroc
+from ._emergence_cmsp_detectors import epot_series, pooled_auroc, pooled_labels
 from ._emergence_cmsp_report import _fmt
 
 __all__ = ["DROP", "TARGET_AUROC", "entropy_drop", "epot_lofo", "epot_table"]
@@ -79,6 +79,13 @@ def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str 
     return pooled_auroc([s for s, _ in pairs], [r for _, r in pairs], horizon)
 
 
+def positives(runs: list[Run], horizon: int, skip: int = 0) -> int:
+    """The kept steps ``>= skip`` (and ``>= 1``) labelled positive: the steps a forecaster's
+    AUROC after ``skip`` rests on (0: it is undefined)."""
+    pairs = [_after(r, np.zeros(r.n_steps + 1), skip) for r in runs]
+    return int(pooled_labels([s for s, _ in pairs], [r for _, r in pairs], horizon)[1].sum())
+
+
 def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], families: list[str],
               cfg: Any) -> dict[str, Any]:  # fmt: skip
     """``{variant: {"pairs": [...], "by_family": {S: mean AUROC over T != S}}}``."""
@@ -102,7 +109,10 @@ def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], fa
                                   "tune_auroc": tuned[w],
                                   "auroc": _auroc(sr, w, cfg.horizon, kind=how),
                                   "auroc_after_warmup": _auroc(sr, w, cfg.horizon,
-                                                               cfg.task_warmup, how)})  # fmt: skip
+                                                               cfg.task_warmup, how),
+                                  "positives": positives(sr, cfg.horizon),
+                                  "positives_after_warmup":
+                                      positives(sr, cfg.horizon, cfg.task_warmup)})  # fmt: skip
         fams = [s for s in scored if any(p["scored_on"] == s for p in pairs)]
         by, after = (
             {s: float(np.mean([p[k] for p in pairs if p["scored_on"] == s])) for s in fams}
@@ -119,8 +129,8 @@ def epot_table(ep: dict[str, Any], horizon: int) -> str:
         f"tuning family's tuning seeds; target ≥ {TARGET_AUROC}):",
         "",
         "| E_pot of | scored family | AUROC per tuning family (window) | mean | target met | "
-        "mean, steps after the warm-up |",
-        "|---|---|---|---|---|---|",
+        "mean, steps after the warm-up | positive steps (all / after the warm-up) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, d in ep.items():
         for s, mean in d["by_family"].items():
@@ -131,8 +141,9 @@ def epot_table(ep: dict[str, Any], horizon: int) -> str:
             )
             ok = math.isfinite(mean) and mean >= TARGET_AUROC
             late = d["by_family_after_warmup"][s]
+            p0 = next(p for p in d["pairs"] if p["scored_on"] == s)
             lines.append(
                 f"| {variant} | {s} | {per} | {_fmt(mean, 3)} | {'yes' if ok else 'no'} | "
-                f"{_fmt(late, 3)} |"
+                f"{_fmt(late, 3)} | {p0['positives']} / {p0['positives_after_warmup']} |"
             )
     return "\n".join(lines) + "\n"
