@@ -15,7 +15,7 @@ import pytest
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
 from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels
-from qsem.experiments._emergence_transfer_epot import DROP, positives
+from qsem.experiments._emergence_transfer_epot import DROP, OWN, positives
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -73,12 +73,17 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
             assert all(len(e) <= {"cmsp": 5, "msp": 4, "null": 5}[p["scored_on"]]
                        for e in p["events"])  # fmt: skip
     # E_pot, leave-one-family-out: window chosen on the tuning family, scored on the other
-    for variant in ("pooled Δφ", "per-task Δφ (max)", DROP):
+    for variant in ("pooled Δφ", "per-task Δφ (max)", DROP, OWN):
         ep = res["epot_auroc"][variant]
         assert {(p["tuned_on"], p["scored_on"]) for p in ep["pairs"]} == {
             ("cmsp", "msp"), ("msp", "cmsp")
         }  # fmt: skip
         assert all(p["window"] in (20, 50) and 0 <= p["auroc"] <= 1 for p in ep["pairs"])
+        assert all(p["positives"] >= p["positives_after_warmup"] >= 0 for p in ep["pairs"])
+    # the per-task forecaster has one series per (run, scored task): cmsp 5 tasks, msp 4
+    own = {(p["tuned_on"], p["scored_on"]): p for p in res["epot_auroc"][OWN]["pairs"]}
+    n_series = sum(len(t["per_task"]) for t in res["transitions"]["msp"])
+    assert n_series == 2 * 4 and own[("cmsp", "msp")]["positives"] > 0
     assert "E_pot AUROC" in (r.out_dir / "table.md").read_text()
 
 
