@@ -98,6 +98,7 @@ def test_pooled_auroc_labels_each_run_on_its_own_steps():
     runs = [Run(a, []), Run(b, [50], [60])]
     x, y = pooled_labels([a, b], runs, horizon=100)
     assert y.sum() == 49 and not y[:100].any() and y[100:149].all() and len(y) == 100 + 49 + 40
+    assert np.array_equal(x[:100], a[1:]) and np.array_equal(x[100:149], b[1:50])
     assert pooled_auroc([a, b], runs, 100) == pytest.approx(80 / 140)
     assert positives(runs, 100) == 49
     # from step 60 on nothing is kept before a start: the AUROC after a warm-up is undefined
