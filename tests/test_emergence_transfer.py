@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
-from qsem.experiments._emergence_transfer_epot import DROP
+from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels
+from qsem.experiments._emergence_transfer_epot import DROP, OWN, positives
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -71,13 +73,37 @@ def test_smoke_tiny_leave_one_family_out(tmp_path):
             assert all(len(e) <= {"cmsp": 5, "msp": 4, "null": 5}[p["scored_on"]]
                        for e in p["events"])  # fmt: skip
     # E_pot, leave-one-family-out: window chosen on the tuning family, scored on the other
-    for variant in ("pooled Δφ", "per-task Δφ (max)", DROP):
+    for variant in ("pooled Δφ", "per-task Δφ (max)", DROP, OWN):
         ep = res["epot_auroc"][variant]
         assert {(p["tuned_on"], p["scored_on"]) for p in ep["pairs"]} == {
             ("cmsp", "msp"), ("msp", "cmsp")
         }  # fmt: skip
         assert all(p["window"] in (20, 50) and 0 <= p["auroc"] <= 1 for p in ep["pairs"])
+        assert all(p["positives"] >= p["positives_after_warmup"] >= 0 for p in ep["pairs"])
+    # the per-task forecaster has one series per (run, scored task): msp's preset has 6 atoms
+    own = {(p["tuned_on"], p["scored_on"]): p for p in res["epot_auroc"][OWN]["pairs"]}
+    n_series = sum(len(t["per_task"]) for t in res["transitions"]["msp"])
+    assert n_series == 2 * 6 and own[("cmsp", "msp")]["positives"] > 0
     assert "E_pot AUROC" in (r.out_dir / "table.md").read_text()
+
+
+def test_pooled_auroc_labels_each_run_on_its_own_steps():
+    """Run 1 has no transition and scores 1 in its last 60 steps; run 2's transition starts at
+    step 50 (ends 60) and it scores 0.5 before. Positives: run 2's steps 1-49 only; negatives:
+    run 1's 100 steps (40 zeros, 60 ones) and run 2's steps 61-100 (zeros). AUROC = the share of
+    negatives below 0.5 = 80 / 140. Laying the runs end to end and shifting the start (the old
+    rule) labelled run 1's last 51 steps positive as well (AUROC 0.92 on these series)."""
+    a = np.r_[np.zeros(41), np.ones(60)]
+    b = np.r_[0.0, np.full(49, 0.5), np.zeros(51)]
+    runs = [Run(a, []), Run(b, [50], [60])]
+    x, y = pooled_labels([a, b], runs, horizon=100)
+    assert y.sum() == 49 and not y[:100].any() and y[100:149].all() and len(y) == 100 + 49 + 40
+    assert np.array_equal(x[:100], a[1:]) and np.array_equal(x[100:149], b[1:50])
+    assert pooled_auroc([a, b], runs, 100) == pytest.approx(80 / 140)
+    assert positives(runs, 100) == 49
+    # from step 60 on nothing is kept before a start: the AUROC after a warm-up is undefined
+    assert positives(runs, 100, skip=60) == 0
+    assert np.isnan(pooled_auroc([a[60:], b[60:]], [Run(a[60:], []), Run(b[60:], [0], [0])], 100))
 
 
 @pytest.mark.parametrize(
@@ -140,18 +166,22 @@ def test_default_study(tmp_path: Path):
     assert 0.6 <= dphi0["all"]["recall"] < 0.75 and dphi0["null"]["false_alarms_per_run"] > 1.0
     assert ent["all"]["recall"] > ent0["all"]["recall"] + 0.2
     assert dphi["all"]["recall"] > dphi0["all"]["recall"]
-    # E_pot LOFO. Measured pooled 0.888 / 0.971 / 0.830 (cmsp, cmsp-b, msp), but 0.712 / 0.806 /
-    # 0.591 on steps >= 200; per-task (max) 0.929 / 0.940 / 0.721, after the warm-up 0.40-0.64
+    # E_pot LOFO, run 5 (each run labelled on its own steps). Measured on all steps: pooled
+    # 0.995 / 0.988 / 0.998 (cmsp, cmsp-b, msp), per-task (max) 0.984 / 0.982 / 0.968 -- the
+    # start of training against the steps after the transitions. After the warm-up only cmsp-b
+    # has positive steps (24): pooled 0.880, per-task (max) 0.781; elsewhere undefined
     ep = res["epot_auroc"]
     pooled, per = ep["pooled Δφ"], ep["per-task Δφ (max)"]
-    assert all(v >= 0.75 for v in pooled["by_family"].values())
-    assert pooled["by_family_after_warmup"]["msp"] < 0.7
-    assert per["by_family"]["msp"] < 0.8
-    assert all(v < 0.75 for v in per["by_family_after_warmup"].values())
-    # the entropy drop (not E_pot). Measured after the warm-up 0.868 / 0.925 / 0.766, on all
-    # steps 0.244 / 0.112 / 0.329 (its window is chosen on the all-steps AUROC)
-    drop = ep[DROP]
-    assert drop["by_family_after_warmup"]["cmsp"] >= 0.8
-    assert drop["by_family_after_warmup"]["cmsp-b"] >= 0.8
-    assert drop["by_family_after_warmup"]["msp"] < 0.8
-    assert all(v < 0.5 for v in drop["by_family"].values())
+    assert all(v >= 0.95 for v in pooled["by_family"].values())
+    late = {p["scored_on"]: p["positives_after_warmup"] for p in pooled["pairs"]}
+    assert late == {"cmsp": 0, "cmsp-b": 24, "msp": 0}
+    assert pooled["by_family_after_warmup"]["msp"] is None  # NaN, written as null
+    assert per["by_family_after_warmup"]["cmsp-b"] < 0.8
+    # the entropy drop ranks the start of training last (measured 0.000 / 0.001 / 0.000)
+    assert all(v < 0.05 for v in ep[DROP]["by_family"].values())
+    # each task's E_pot against its own transition: measured 0.954 / 0.941 / 0.884 on all
+    # steps, 0.945 / 0.861 / 0.893 after the warm-up (465 / 629 / 1848 positive steps)
+    own = ep[OWN]
+    assert all(v >= 0.8 for v in own["by_family"].values())
+    assert all(v >= 0.8 for v in own["by_family_after_warmup"].values())
+    assert all(p["positives_after_warmup"] >= 400 for p in own["pairs"])

@@ -22,11 +22,11 @@ from qsem.emergence import (
     L1Detector,
     QuantumDetector,
     ZeroDetector,
-    epot_auroc,
     offline_changepoints,
 )
 from qsem.emergence.benchmark import Run, online_events, pooled_score, tune
 from qsem.emergence.changepoint import default_penalty
+from qsem.emergence.scoring import epot_labels
 
 if TYPE_CHECKING:
     from .emergence_cmsp import EmergenceCMSPConfig
@@ -36,6 +36,7 @@ __all__ = [
     "evaluate",
     "l1_detector",
     "pooled_auroc",
+    "pooled_labels",
     "quantum_detector",
     "scalar_detectors",
 ]
@@ -190,15 +191,34 @@ def epot_series(signal: np.ndarray, window: int, theta: Any = None) -> np.ndarra
     return np.asarray(out)
 
 
-def pooled_auroc(series: list[np.ndarray], runs: list[Run], horizon: int) -> float:
-    """AUROC over all runs at once (the runs laid end to end, transitions shifted along)."""
-    x, starts, ends, off = [], [], [], 0
+def pooled_labels(
+    series: list[np.ndarray], runs: list[Run], horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kept steps ``1 ..`` of every run, pooled: ``(values, labels)`` of "a transition of
+    *this* run starts within ``horizon`` steps" (:func:`qsem.emergence.scoring.epot_labels`,
+    steps inside transitions dropped). Each run is labelled on its own steps, so a transition
+    near the start of one run never labels the last steps of the run before it.
+
+    >>> runs = [Run([0] * 6, []), Run([0] * 6, [2], [3])]
+    >>> x, y = pooled_labels([np.zeros(6), np.zeros(6)], runs, 2)
+    >>> y.astype(int).tolist()  # run 1: steps 1..5 negative; run 2: step 1 positive, 2-3 dropped
+    [0, 0, 0, 0, 0, 1, 0, 0]
+    """
+    xs, ys = [], []
     for s, r in zip(series, runs, strict=True):
-        x.append(s[1:])
-        starts += [off + t - 1 for t in r.starts]
-        ends += [off + t - 1 for t in r.ends]
-        off += len(s) - 1
-    try:
-        return epot_auroc(np.concatenate(x), starts, horizon, ends=ends)
-    except ValueError:
+        v = np.asarray(s, dtype=np.float64)
+        y, keep = epot_labels(len(v), r.starts, horizon, r.ends if r.ends else None)
+        xs.append(v[1:][keep[1:]])
+        ys.append(y[1:][keep[1:]])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def pooled_auroc(series: list[np.ndarray], runs: list[Run], horizon: int) -> float:
+    """AUROC over all runs at once (:func:`pooled_labels`); NaN when the kept steps hold one
+    class only (e.g. no step before a transition is kept)."""
+    from sklearn.metrics import roc_auc_score
+
+    x, y = pooled_labels(series, runs, horizon)
+    if y.size == 0 or y.all() or not y.any():
         return math.nan
+    return float(roc_auc_score(y, x))

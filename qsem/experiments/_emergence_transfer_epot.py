@@ -10,7 +10,14 @@ model), and the per-task one — E_pot of each task's Δφ (``cfg.task_signal``)
 the largest over the tasks at each step. A third forecaster, not E_pot, is
 scored the same way: :func:`entropy_drop`, the largest fall of a task's output
 entropy below its own warm-up median (its warm-up, ``<= task_warmup`` steps,
-chosen like E_pot's window). ``skip`` > 0 scores only steps
+chosen like E_pot's window). A fourth, :data:`OWN`, asks the per-task question:
+one series per (run, task), E_pot of that task's Δφ, labelled by that task's
+own transition (start, learned) — "task c starts its drop within ``horizon``
+steps" — pooled over runs and tasks; its window is chosen on the tuning
+family's AUROC after the warm-up (the figure the target is read on), the
+others' on the all-steps AUROC. Every AUROC labels each run on its own steps
+(:func:`~._emergence_cmsp_detectors.pooled_labels`); ``positives`` counts the
+positive steps it rests on. ``skip`` > 0 scores only steps
 ``>= skip`` (``cfg.task_warmup``): at the start of training Δφ rises from 0
 for every run, and a first transition that starts within ``horizon`` steps of
 the start makes those steps positives that any rising series ranks high; both
@@ -27,15 +34,17 @@ import numpy as np
 
 from qsem.emergence.benchmark import Run
 
-from ._emergence_cmsp_detectors import epot_series, pooled_auroc
+from ._emergence_cmsp_detectors import epot_series, pooled_auroc, pooled_labels
 from ._emergence_cmsp_report import _fmt
 
-__all__ = ["DROP", "TARGET_AUROC", "entropy_drop", "epot_lofo", "epot_table"]
+__all__ = ["DROP", "OWN", "TARGET_AUROC", "entropy_drop", "epot_lofo", "epot_table"]
 
 #: issue 20's target for every family
 TARGET_AUROC = 0.8
 #: the variant that is not E_pot: the largest fall of a task's output entropy below its warm-up
 DROP = "per-task entropy drop (max; not E_pot)"
+#: E_pot of each task's Δφ forecasting that task's own transition (one series per run and task)
+OWN = "per-task Δφ, each task's own transition"
 
 
 def entropy_drop(h: np.ndarray, window: int) -> np.ndarray:
@@ -74,35 +83,57 @@ def _after(r: Run, series: np.ndarray, skip: int) -> tuple[np.ndarray, Run]:
     return series[skip:], Run(series[skip:], [t for t, _ in kept], [e for _, e in kept])
 
 
-def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str = "epot") -> float:
-    pairs = [_after(r, _series(r, window, kind), skip) for r in runs]
+def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str = "epot",
+           cache: dict[tuple[int, int, str], np.ndarray] | None = None) -> float:  # fmt: skip
+    """Pooled AUROC of the forecaster ``kind`` at ``window``; ``cache`` keeps each run's series
+    (keyed by the run's id) for the next call on the same runs."""
+    memo = {} if cache is None else cache
+    series = []
+    for r in runs:
+        key = (id(r), window, kind)
+        if key not in memo:
+            memo[key] = _series(r, window, kind)
+        series.append(memo[key])
+    pairs = [_after(r, x, skip) for r, x in zip(runs, series, strict=True)]
     return pooled_auroc([s for s, _ in pairs], [r for _, r in pairs], horizon)
+
+
+def positives(runs: list[Run], horizon: int, skip: int = 0) -> int:
+    """The kept steps ``>= skip`` (and ``>= 1``) labelled positive: the steps a forecaster's
+    AUROC after ``skip`` rests on (0: it is undefined)."""
+    pairs = [_after(r, np.zeros(r.n_steps + 1), skip) for r in runs]
+    return int(pooled_labels([s for s, _ in pairs], [r for _, r in pairs], horizon)[1].sum())
 
 
 def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], families: list[str],
               cfg: Any) -> dict[str, Any]:  # fmt: skip
     """``{variant: {"pairs": [...], "by_family": {S: mean AUROC over T != S}}}``."""
     out: dict[str, Any] = {}
+    cache: dict[tuple[int, int, str], np.ndarray] = {}
     scored = [f for f in families if any(r.starts for r in runs[(f, "score", "signal")])]
     drop_windows = [w for w in cfg.epot_windows if w <= cfg.task_warmup] or [cfg.task_warmup]
-    for variant, kind, how, windows in (
-        ("pooled Δφ", "signal", "epot", cfg.epot_windows),
-        ("per-task Δφ (max)", "task", "epot", cfg.epot_windows),
-        (DROP, "entropy", "drop", drop_windows),
+    for variant, kind, how, windows, pick in (
+        ("pooled Δφ", "signal", "epot", cfg.epot_windows, 0),
+        ("per-task Δφ (max)", "task", "epot", cfg.epot_windows, 0),
+        (DROP, "entropy", "drop", drop_windows, 0),
+        (OWN, "own", "epot", cfg.epot_windows, cfg.task_warmup),
     ):
         pairs = []
         for t in tuning:
             tr = runs[(t, "tune", kind)]
-            tuned = {w: _auroc(tr, w, cfg.horizon, kind=how) for w in windows}
+            tuned = {w: _auroc(tr, w, cfg.horizon, pick, how, cache) for w in windows}
             w = max(tuned, key=lambda k: np.nan_to_num(tuned[k], nan=-1.0))
             for s in scored:
                 if s != t:
                     sr = runs[(s, "score", kind)]
                     pairs.append({"tuned_on": t, "scored_on": s, "window": w,
                                   "tune_auroc": tuned[w],
-                                  "auroc": _auroc(sr, w, cfg.horizon, kind=how),
+                                  "auroc": _auroc(sr, w, cfg.horizon, 0, how, cache),
                                   "auroc_after_warmup": _auroc(sr, w, cfg.horizon,
-                                                               cfg.task_warmup, how)})  # fmt: skip
+                                                               cfg.task_warmup, how, cache),
+                                  "positives": positives(sr, cfg.horizon),
+                                  "positives_after_warmup":
+                                      positives(sr, cfg.horizon, cfg.task_warmup)})  # fmt: skip
         fams = [s for s in scored if any(p["scored_on"] == s for p in pairs)]
         by, after = (
             {s: float(np.mean([p[k] for p in pairs if p["scored_on"] == s])) for s in fams}
@@ -119,8 +150,8 @@ def epot_table(ep: dict[str, Any], horizon: int) -> str:
         f"tuning family's tuning seeds; target ≥ {TARGET_AUROC}):",
         "",
         "| E_pot of | scored family | AUROC per tuning family (window) | mean | target met | "
-        "mean, steps after the warm-up |",
-        "|---|---|---|---|---|---|",
+        "mean, steps after the warm-up | positive steps (all / after the warm-up) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, d in ep.items():
         for s, mean in d["by_family"].items():
@@ -131,8 +162,9 @@ def epot_table(ep: dict[str, Any], horizon: int) -> str:
             )
             ok = math.isfinite(mean) and mean >= TARGET_AUROC
             late = d["by_family_after_warmup"][s]
+            p0 = next(p for p in d["pairs"] if p["scored_on"] == s)
             lines.append(
                 f"| {variant} | {s} | {per} | {_fmt(mean, 3)} | {'yes' if ok else 'no'} | "
-                f"{_fmt(late, 3)} |"
+                f"{_fmt(late, 3)} | {p0['positives']} / {p0['positives_after_warmup']} |"
             )
     return "\n".join(lines) + "\n"

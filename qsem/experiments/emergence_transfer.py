@@ -190,6 +190,20 @@ def _runs(res: dict[str, Any], fcfg: Any, name: str) -> list[Run]:
     return out
 
 
+def _own_runs(res: dict[str, Any], fcfg: Any, name: str) -> list[Run]:
+    """One run per (seed, scored task): that task's channel of ``name`` ``(steps + 1, E, T)``
+    and its own transition (start, learned), unmerged (the per-task forecaster's runs)."""
+    losses = np.asarray(res["losses"])
+    scored = make_family(fcfg).scored_tasks
+    sig = np.asarray(res["task_signals"][name])
+    out = []
+    for e in range(losses.shape[1]):
+        for c, tr in enumerate(ground_truth(losses[:, e][:, scored], fcfg)["per_task"]):
+            st, en = ([tr[0]], [tr[1]]) if tr is not None else ([], [])
+            out.append(Run(sig[:, e, c], st, en, steps=losses.shape[0] - 1))
+    return out
+
+
 def detectors(cfg: EmergenceTransferConfig, tune_runs: dict[str, list[Run]]) -> dict[str, Any]:
     """``name -> (signal kind, detect, grid)``: the emergence-cmsp grids plus the CUSUM."""
     sig = tune_runs["signal"]
@@ -262,6 +276,10 @@ def lofo(done: dict[str, Any], cfg: EmergenceTransferConfig) -> dict[str, Any]:
         for kind in KINDS
         for name in (_series_name(cfg, kind),)
     }
+    for f in fams:
+        for phase in ("tune", "score"):
+            runs[(f, phase, "own")] = _own_runs(done[f"{f}-{phase}"], cfg.for_family(f),
+                                                cfg.task_signal)  # fmt: skip
     tuning = [f for f in fams if any(r.starts for r in runs[(f, "tune", "signal")])]
     pairs: list[dict[str, Any]] = []
     for t in tuning:
