@@ -26,10 +26,10 @@ from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = [
-    "n_seeds=2", "label_fractions=[0.25]", "workers=0", "bootstrap=200",
+    "n_seeds=2", "label_fractions=[0.25]", "workers=0", "bootstrap=200", "control=true",
     'task=["n_train_kbs=12","n_test_kbs=4","queries_per_kb=8","epochs=2","batch_size=32"]',
     'loop=["probe_size=8","distill.probe_every=2","distill.temperature=3.0",'
-    '"distill.detectors=[\\"frobenius\\"]","aer_seeds=0"]',
+    '"distill.labelled_batch=4","distill.detectors=[\\"frobenius\\"]","aer_seeds=0"]',
 ]  # fmt: skip
 
 
@@ -88,6 +88,28 @@ def test_tiny_distill_arm_trained_on_the_soft_term(tiny) -> None:
     probes = [r for r in recs if r.get("kind") == "probe" and r.get("arm") == "distill"]
     assert probes and all(r["loss_soft"] > 0 for r in probes[1:])
     assert not [r for r in recs if r.get("arm") == "hard" and "loss_soft" in r]
+
+
+def test_tiny_control_arm_is_the_loop_without_its_soft_term(tiny) -> None:
+    """control=true: a third arm, the same loop (here with a labelled batch per step) at
+    w_soft = 0; the table's control columns are recomputed from its trials."""
+    out, res = tiny
+    sd = out / "sweeps" / "self-distill" / "label_fraction=0.25"
+    ctl, dist = [], []
+    for s in (0, 1):
+        trial = _json(sd / f"seed-{s}" / "results.json")
+        ctl.append(trial["accuracy"]["control"]["per_seed"][0])
+        dist.append(trial["accuracy"]["distill"]["per_seed"][0])
+        assert _json(sd / f"seed-{s}" / "config.json")["distill"]["labelled_batch"] == 4
+        recs = [
+            json.loads(x) for x in (sd / f"seed-{s}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        probes = [r for r in recs if r.get("kind") == "probe" and r.get("arm") == "control"]
+        assert probes and all(r["loss_soft"] == 0.0 for r in probes)
+    (row,) = res["table"]
+    assert row["control"] == pytest.approx(np.mean(ctl))
+    assert row["diff_vs_control"] == pytest.approx(np.mean(dist) - np.mean(ctl))
+    assert [r["control"] for r in res["per_seed"]] == ctl
 
 
 def _rows(hard: list[float], sd: list[float], full: float, f: float) -> list[dict[str, Any]]:
