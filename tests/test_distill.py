@@ -90,7 +90,12 @@ def test_hard_term_is_masked_ce_of_the_truth_marginal() -> None:
     marg = [sum(r) for r in PHI_S]  # (0.3, 0.4, 0.3)
     expected = -(math.log(marg[1]) + math.log(marg[2])) / 2  # only the two labelled rows
     assert float(loss) == pytest.approx(expected, abs=ATOL_F64)
-    assert parts == {"soft": 0.0, "hard": pytest.approx(expected, abs=ATOL_F64), "labelled": 2}
+    assert parts == {
+        "soft": 0.0,
+        "hard": pytest.approx(expected, abs=ATOL_F64),
+        "labelled": 2,
+        "confident": 1.0,
+    }
 
 
 def test_weights_combine_and_no_labels_gives_zero_hard_term_with_a_gradient_path() -> None:

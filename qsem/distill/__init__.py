@@ -13,7 +13,14 @@
 Kleene task; see the "Self-distillation" page of the documentation.
 """
 
-from .losses import ema_update, self_distillation_loss, soft_target_loss, truth_log_probs
+from .losses import (
+    confidence_mask,
+    ema_update,
+    ramp_up,
+    self_distillation_loss,
+    soft_target_loss,
+    truth_log_probs,
+)
 from .probe import (
     EPOT_TERMS,
     SHOT_KEYS,
@@ -41,10 +48,12 @@ __all__ = [
     "Forward",
     "SelfDistiller",
     "append_slice",
+    "confidence_mask",
     "default_forward",
     "ema_update",
     "make_detectors",
     "output_distribution",
+    "ramp_up",
     "self_distillation_loss",
     "semantic_outputs",
     "soft_target_loss",

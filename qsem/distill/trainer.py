@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +45,6 @@ from typing import Any
 
 import torch
 
-from qsem.checks import check_int
 from qsem.circuits.errors import arg_error
 from qsem.emergence import (
     BOCPD,
@@ -57,12 +55,12 @@ from qsem.emergence import (
     L1Detector,
     QuantumDetector,
 )
-from qsem.errors import ConfigError
 from qsem.io import atomic_write_bytes
 from qsem.layers import EmergenceStack
 
-from .losses import ema_update, self_distillation_loss
-from .probe import SIGNALS, EmergenceProbe, output_distribution
+from .config import DistillConfig
+from .losses import ema_update, ramp_up, self_distillation_loss
+from .probe import EmergenceProbe, output_distribution
 
 __all__ = [
     "DistillConfig",
@@ -75,100 +73,6 @@ __all__ = [
 ]
 
 Forward = Callable[[torch.nn.Module, torch.Tensor], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Settings of :class:`SelfDistiller` (validated: a bad value raises ConfigError naming it)."""
-
-    #: weight of the soft term τ²·KL(φ_τ^teacher ‖ φ_τ^student)
-    w_soft: float = 1.0
-    #: weight of the hard (masked cross-entropy) term
-    w_hard: float = 1.0
-    #: τ: φ^(1/τ) renormalised on both sides of the KL
-    temperature: float = 2.0
-    #: "ema" (an EMA copy, decay ema_decay) or "previous" (the model at the previous step)
-    teacher: str = "ema"
-    #: decay d of the EMA teacher, θ_T ← d·θ_T + (1 − d)·θ
-    ema_decay: float = 0.99
-    #: probe (and detector) period in optimiser steps
-    probe_every: int = 10
-    #: detectors, by kind: frobenius, adaptive, bocpd (default settings), l1 (on Δφ),
-    #: quantum (exact), quantum_shots (torch engine), quantum_aer (Aer)
-    detectors: tuple[str, ...] = ("frobenius", "adaptive", "l1", "quantum")
-    #: detectors whose events append a slice (others are recorded only)
-    trigger: tuple[str, ...] = ("frobenius",)
-    #: frobenius detector: fires when Δφ (Frobenius norm) exceeds this
-    theta_frobenius: float = 0.5
-    #: adaptive detector: fires at median + k·(robust spread) of its window
-    adaptive_k: float = 3.0
-    #: adaptive detector: trailing window, in probes
-    adaptive_window: int = 10
-    #: adaptive detector: probes in the window before it may fire
-    adaptive_min_history: int = 10
-    #: l1 detector: fires when the L1 norm of Δφ exceeds this
-    theta_l1: float = 5.0
-    #: quantum detectors: fire when the distance 1 − F between successive Ω exceeds this
-    theta_quantum: float = 1e-2
-    #: shots per probe query of quantum_shots / quantum_aer (compute–uncompute estimate)
-    shots: int = 1000
-    #: probe queries the Aer estimate covers (the first ones; 0: all)
-    aer_queries: int = 8
-    #: confidence level of the shot-estimate intervals
-    confidence: float = 0.95
-    #: no new slice (and no detector event) within this many steps of the last one
-    refractory: int = 50
-    #: most P slices the emergence stack may grow to
-    max_slices: int = 4
-    #: hard-label-only steps on the labelled queries after each appended slice (0: none)
-    correction_steps: int = 0
-    #: queries per correction step
-    correction_batch: int = 32
-    #: E_pot: trailing window, in probes
-    epot_window: int = 20
-    #: E_pot weights α1..α4 of its four terms
-    epot_alphas: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
-    #: E_pot critical threshold Θ_epot
-    theta_epot: float = 2.0
-    #: write snapshots/step-N.pt at each appended slice
-    snapshots: bool = True
-
-    def __post_init__(self) -> None:
-        def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"config key '{key}': {msg}")
-
-        for key in ("w_soft", "w_hard", "theta_frobenius", "adaptive_k", "theta_l1",
-                    "theta_quantum", "theta_epot"):  # fmt: skip
-            v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise bad(key, f"must be a finite number >= 0, got {v!r}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise bad("temperature", f"must be a positive finite number, got {self.temperature}")
-        if self.teacher not in ("ema", "previous"):
-            raise bad("teacher", f"expected 'ema' or 'previous', got {self.teacher!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise bad("ema_decay", f"must lie in [0, 1), got {self.ema_decay}")
-        if not 0.5 <= self.confidence < 1.0:
-            raise bad("confidence", f"must lie in [0.5, 1), got {self.confidence}")
-        for key in ("probe_every", "adaptive_window", "adaptive_min_history", "max_slices",
-                    "correction_batch", "epot_window"):  # fmt: skip
-            check_int(key, getattr(self, key), 1, config=True)
-        for key in ("shots", "refractory", "correction_steps", "aer_queries"):
-            check_int(key, getattr(self, key), 0, config=True)
-        if self.adaptive_min_history > self.adaptive_window:
-            raise bad("adaptive_min_history", "must be <= adaptive_window")
-        for name in self.detectors:
-            if name not in SIGNALS:
-                raise bad("detectors", f"unknown detector {name!r}; known: {sorted(SIGNALS)}")
-        if len(set(self.detectors)) != len(self.detectors):
-            raise bad("detectors", f"a detector is listed twice: {list(self.detectors)}")
-        for name in self.trigger:
-            if name not in self.detectors:
-                raise bad("trigger", f"{name!r} is not one of the detectors {list(self.detectors)}")
-        if {"quantum_shots", "quantum_aer"} & set(self.detectors) and self.shots < 1:
-            raise bad("shots", "shot estimates need shots >= 1")
-        if len(self.epot_alphas) != 4 or any(a < 0 for a in self.epot_alphas):
-            raise bad("epot_alphas", f"expected 4 weights >= 0, got {list(self.epot_alphas)}")
 
 
 def make_detectors(cfg: DistillConfig) -> dict[str, tuple[str, Detector]]:
@@ -320,8 +224,11 @@ class SelfDistiller:
         self.probe_tokens = probe_tokens
         self.optimizer = optimizer
         self.correction = correction
-        if cfg.correction_steps and (correction is None or not bool((correction[1] >= 0).any())):
-            raise arg_error("correction", "correction_steps > 0 needs labelled (tokens, labels)")
+        needs = cfg.correction_steps or cfg.labelled_batch
+        if needs and (correction is None or not bool((correction[1] >= 0).any())):
+            raise arg_error(
+                "correction", "correction_steps or labelled_batch > 0 needs labelled data"
+            )
         self._log = log
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self._stack = stack
@@ -384,13 +291,16 @@ class SelfDistiller:
         self.model.train()
         phi = output_distribution(self.forward(self.model, tokens))
         teacher_phi = None
-        if cfg.w_soft > 0:
+        w_soft = cfg.w_soft * ramp_up(self.c.step, cfg.ramp_steps)
+        if w_soft > 0:
             with torch.no_grad():
                 teacher_phi = output_distribution(self.forward(self.teacher, tokens))
         loss, self.last_parts = self_distillation_loss(
-            phi, teacher_phi, labels, temperature=cfg.temperature, w_soft=cfg.w_soft,
-            w_hard=cfg.w_hard,
+            phi, teacher_phi, labels, temperature=cfg.temperature, w_soft=w_soft,
+            w_hard=cfg.w_hard, sharpen=cfg.sharpen, threshold=cfg.soft_threshold,
         )  # fmt: skip
+        if cfg.labelled_batch and cfg.w_hard > 0:
+            loss = loss + cfg.w_hard * self._labelled_loss(cfg.labelled_batch)
         self._update(loss)
         self.c.step += 1
         if self.c.step % cfg.probe_every == 0:
@@ -450,17 +360,19 @@ class SelfDistiller:
         atomic_write_bytes(path, buf.getvalue())
         return path.name
 
-    def _correct(self) -> None:
-        """``correction_steps`` hard-label-only steps on random labelled batches."""
+    def _labelled_loss(self, size: int) -> torch.Tensor:
+        """The hard loss on ``size`` labelled queries drawn with the loop's generator."""
         assert self.correction is not None
         tokens, labels = self.correction
         labelled = torch.nonzero(labels >= 0).flatten()
+        idx = labelled[torch.randint(len(labelled), (size,), generator=self.gen)]
+        phi = output_distribution(self.forward(self.model, tokens[idx]))
+        return self_distillation_loss(phi, None, labels[idx], w_soft=0.0, w_hard=1.0)[0]
+
+    def _correct(self) -> None:
+        """``correction_steps`` hard-label-only steps on random labelled batches."""
         for _ in range(self.cfg.correction_steps):
-            pick = torch.randint(len(labelled), (self.cfg.correction_batch,), generator=self.gen)
-            idx = labelled[pick]
-            phi = output_distribution(self.forward(self.model, tokens[idx]))
-            loss, _ = self_distillation_loss(phi, None, labels[idx], w_soft=0.0, w_hard=1.0)
-            self._update(loss)
+            self._update(self._labelled_loss(self.cfg.correction_batch))
             self.c.correction_steps += 1
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -12,7 +12,10 @@ the seed) two models are trained with the same data, epochs and optimiser
   ``distill.probe_every`` steps on a fixed probe batch of ``probe_size``
   training queries, detectors (classical Frobenius / adaptive / L1 on Δφ,
   quantum on Ω exact and with shots), slices appended at the events of the
-  trigger detector (Frobenius, ``Δφ > θ_emg``, the default).
+  trigger detector (Frobenius, ``Δφ > θ_emg``, the default);
+* ``control`` (with ``control=true``): the same loop with ``w_soft = 0`` — every
+  other setting (e.g. ``distill.labelled_batch``) equal — so that
+  ``distill − control`` is what the soft term itself adds (``paired_control``).
 
 For the first ``aer_seeds`` seeds the shot estimate also runs on Qiskit Aer
 (:class:`qsem.simulators.aer.AerBackend`, detector ``quantum_aer``) on the first
@@ -55,6 +58,8 @@ __all__ = [
 ]  # fmt: skip
 
 ARMS = ("hard", "distill")
+#: the arms with ``control=true``: the loop without its soft term as well
+CONTROL_ARMS = ("hard", "distill", "control")
 
 
 def _default_distill() -> DistillConfig:
@@ -80,6 +85,8 @@ class SelfDistillConfig(KleeneConfig):
     save_models: bool = False
     #: draw emergence.png (off for sweeps that read only the accuracies: it costs ~2 s)
     figure: bool = True
+    #: also train the control arm: the loop with w_soft = 0, everything else equal
+    control: bool = False
     distill: DistillConfig = field(default_factory=_default_distill)
 
     def __post_init__(self) -> None:
@@ -113,9 +120,9 @@ def train_arm(
     torch.manual_seed(seed)
     model = SemanticModel(model_config(cfg))
     loop = None
-    if arm == "distill":
+    if arm in ("distill", "control"):
         probe = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        dcfg = cfg.distill
+        dcfg = cfg.distill if arm == "distill" else replace(cfg.distill, w_soft=0.0)
         if seed - cfg.seed >= cfg.aer_seeds and "quantum_aer" in dcfg.detectors:
             dcfg = replace(dcfg, detectors=tuple(d for d in dcfg.detectors if d != "quantum_aer"))
         loop = SelfDistiller(
@@ -146,7 +153,8 @@ def train_arm(
 def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, Any]:
     by = {(r["seed"], r["arm"]): r for r in done}
     seeds = sorted({r["seed"] for r in done})
-    acc = {arm: [by[s, arm]["test_accuracy"] for s in seeds] for arm in ARMS}
+    arms = CONTROL_ARMS if cfg.control else ARMS
+    acc = {arm: [by[s, arm]["test_accuracy"] for s in seeds] for arm in arms}
     detectors = list(cfg.distill.detectors)
     events = {d: {str(s): [e["step"] for e in by[s, "distill"]["events"] if e["detector"] == d]
                   for s in seeds} for d in detectors}  # fmt: skip
@@ -158,10 +166,11 @@ def _summary(done: list[dict[str, Any]], cfg: SelfDistillConfig) -> dict[str, An
                 "mean": statistics.fmean(acc[arm]),
                 "std": statistics.stdev(acc[arm]) if len(seeds) > 1 else 0.0,
             }
-            for arm in ARMS
+            for arm in arms
         },
         "paired": paired_tests(acc["distill"], acc["hard"]),
-        "nll": {arm: [by[s, arm]["test_nll"] for s in seeds] for arm in ARMS},
+        "paired_control": paired_tests(acc["distill"], acc["control"]) if cfg.control else None,
+        "nll": {arm: [by[s, arm]["test_nll"] for s in seeds] for arm in arms},
         "paired_nll": paired_tests(
             [by[s, "distill"]["test_nll"] for s in seeds],
             [by[s, "hard"]["test_nll"] for s in seeds],
@@ -268,7 +277,7 @@ def run(cfg: SelfDistillConfig, ctx: RunContext) -> dict[str, Any]:
     current = state["current"] if state is not None else None
     finished = {(r["seed"], r["arm"]) for r in done}
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    jobs = [(s, arm) for s in seeds for arm in ARMS]
+    jobs = [(s, arm) for s in seeds for arm in (CONTROL_ARMS if cfg.control else ARMS)]
     data: dict[int, Any] = {}  # both arms of a seed train on the same data: built once
     for i, (seed, arm) in enumerate(ctx.progress(jobs, total=len(jobs), desc="self-distill")):
         if (seed, arm) in finished:
@@ -305,6 +314,7 @@ EXPERIMENT = Experiment(
         "seeds",
         "accuracy",
         "paired",
+        "paired_control",
         "nll",
         "paired_nll",
         "events",

@@ -51,6 +51,8 @@ __all__ = ["EXPERIMENT", "SelfDistillCurveConfig", "curve_rows", "plot_curve", "
 
 #: the metrics the study reads from the two sweeps' trials
 SD_METRICS = ("accuracy.hard.mean", "accuracy.distill.mean")
+#: the control arm's metric (``control=true``: the loop without its soft term)
+CONTROL_METRIC = "accuracy.control.mean"
 FULL_METRIC = "test_accuracy"
 
 
@@ -66,13 +68,17 @@ class SelfDistillCurveConfig:
     label_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1)
     #: task and training overrides for both sweeps (keys of ``qsem run kleene``)
     task: tuple[str, ...] = ("n_train_kbs=100", "n_test_kbs=25", "epochs=8", "batch_size=64")
-    #: overrides of the self-distill sweep only: the loop, fixed in advance (library
-    #: defaults: EMA teacher 0.99, τ = 2, w_soft = w_hard = 1), never tuned on scored seeds
+    #: overrides of the self-distill sweep only: the loop, fixed before the scored run and
+    #: never tuned on scored seeds (library defaults: EMA teacher 0.99, τ = 2, w_soft =
+    #: w_hard = 1; a labelled batch of 16 per step, chosen on tuning seeds 100-102)
     loop: tuple[str, ...] = (
         "distill.teacher=ema", "distill.ema_decay=0.99", "distill.temperature=2.0",
-        "distill.w_soft=1.0", "distill.w_hard=1.0", 'distill.detectors=["frobenius"]',
-        "aer_seeds=0", "figure=false",
+        "distill.w_soft=1.0", "distill.w_hard=1.0", "distill.labelled_batch=16",
+        'distill.detectors=["frobenius"]', "aer_seeds=0", "figure=false",
     )  # fmt: skip
+    #: also train the control arm (the loop with w_soft = 0, everything else equal) and
+    #: report distill − control: what the soft term itself adds
+    control: bool = True
     #: sweep worker processes (0: the trials run in this process, one by one)
     workers: int = 2
     #: significance level of "self-distillation helps" (Wilcoxon signed-rank, distill > hard)
@@ -157,8 +163,28 @@ def curve_rows(per_seed: list[dict[str, Any]], cfg: SelfDistillCurveConfig) -> l
             "diff_vs_full": vs_full["mean_diff"], "wilcoxon_p_vs_full": vs_full["wilcoxon_p"],
             "helps": bool(rows) and (vs_hard["mean_diff"] or 0.0) > 0 and p is not None
             and p < cfg.alpha,
+            **_control_columns(rows, hard, sd, gap),
         })  # fmt: skip
     return out
+
+
+def _control_columns(
+    rows: list[dict[str, Any]], hard: np.ndarray, sd: np.ndarray, gap: float
+) -> dict[str, Any]:
+    """The control arm's columns (rows with a ``control`` value): its mean, the share of
+    the gap it recovers, and the paired tests of distill − control (the soft term's part)."""
+    if not rows or "control" not in rows[0]:
+        return {}
+    ctl = np.array([r["control"] for r in rows])
+    vs_ctl = paired_tests(sd.tolist(), ctl.tolist())
+    return {
+        "control": float(ctl.mean()),
+        "control_std": float(ctl.std(ddof=1)) if len(rows) > 1 else None,
+        "recovered_control": float(ctl.mean() - hard.mean()) / gap if gap > 1e-12 else None,
+        "diff_vs_control": vs_ctl["mean_diff"], "wilcoxon_p_vs_control": vs_ctl["wilcoxon_p"],
+        "ttest_p_vs_control": vs_ctl["ttest_p"],
+        "wins_vs_control": int((sd > ctl).sum()), "losses_vs_control": int((sd < ctl).sum()),
+    }  # fmt: skip
 
 
 def _verdict(table: list[dict[str, Any]], cfg: SelfDistillCurveConfig) -> dict[str, Any]:
@@ -181,8 +207,10 @@ def plot_curve(table: list[dict[str, Any]], per_seed: list[dict[str, Any]], cfg:
     fig = Figure(figsize=(10, 4))
     ax_acc, ax_rec = fig.subplots(1, 2)
     xs = [r["label_fraction"] * 100 for r in table]
-    for key, color, label in (("hard", "#7570b3", "hard labels only"),
-                              ("distill", "#d95f02", "self-distillation")):  # fmt: skip
+    arms = [("hard", "#7570b3", "hard labels only"), ("distill", "#d95f02", "self-distillation")]
+    if "control" in table[0]:
+        arms.append(("control", "#1b9e77", "control: the loop, w_soft = 0"))
+    for key, color, label in arms:
         ax_acc.errorbar(xs, [r[key] for r in table], yerr=[r[f"{key}_std"] or 0 for r in table],
                         marker="o", capsize=3, color=color, label=label)  # fmt: skip
         pts = [(r["fraction"] * 100, r[key]) for r in per_seed]
@@ -244,10 +272,13 @@ def run(cfg: SelfDistillCurveConfig, ctx: RunContext) -> dict[str, Any]:
     ctx.checkpoint(0, {"sweeps": ["self-distill", "kleene"]}, force=True, where="start")
     full_values, _ = _sweep("kleene", ctx, cfg, [*cfg.task, "--metric", FULL_METRIC])
     fr = ",".join(f"{f:g}" for f in cfg.label_fractions)
-    metrics = [a for m in SD_METRICS for a in ("--metric", m)]
+    names = (*SD_METRICS, CONTROL_METRIC) if cfg.control else SD_METRICS
+    metrics = [a for m in names for a in ("--metric", m)]
+    control = ["control=true"] if cfg.control else []
     sd_values, points = _sweep(
         "self-distill", ctx, cfg,
-        [*cfg.task, *cfg.loop, "n_seeds=1", *metrics, "--grid", f"label_fraction={fr}"],
+        [*cfg.task, *cfg.loop, *control, "n_seeds=1", *metrics,
+         "--grid", f"label_fraction={fr}"],
     )  # fmt: skip
     (full_point,) = full_values.values()
     per_seed = []
@@ -257,6 +288,7 @@ def run(cfg: SelfDistillCurveConfig, ctx: RunContext) -> dict[str, Any]:
             per_seed.append({
                 "fraction": f, "seed": int(s), "hard": m[SD_METRICS[0]],
                 "distill": m[SD_METRICS[1]], "full": full_point[s][FULL_METRIC],
+                **({"control": m[CONTROL_METRIC]} if cfg.control else {}),
             })  # fmt: skip
     per_seed.sort(key=lambda r: (r["fraction"], r["seed"]))
     table = curve_rows(per_seed, cfg)
@@ -267,7 +299,9 @@ def run(cfg: SelfDistillCurveConfig, ctx: RunContext) -> dict[str, Any]:
         f"full-label accuracy {table[0]['full']:.3f} (mean over {cfg.n_seeds} seeds)",
         *(f"{r['label_fraction']:g}: hard {r['hard']:.3f}, self-distill {r['distill']:.3f}, "
           f"recovered {r['recovered'] if r['recovered'] is None else round(r['recovered'], 3)}, "
-          f"Wilcoxon p {r['wilcoxon_p']}" for r in table),
+          f"Wilcoxon p {r['wilcoxon_p']}"
+          + (f"; control {r['control']:.3f}, distill vs control Wilcoxon p "
+             f"{r['wilcoxon_p_vs_control']}" if "control" in r else "") for r in table),
         f"goal (>= {cfg.target_recovered:g} recovered at <= {cfg.target_fraction:g} labels): "
         + ("met" if verdict["target_met"] else "MISSED"),
     ]  # fmt: skip
