@@ -411,7 +411,9 @@ def rotation_table(plan: Plan, ctx: Context) -> dict[int, torch.Tensor]:
         if parts is None:
             stacks = []
             for g, d in bucket:
-                one = _rotation_parts(ctx.ops[g.ops[0]], d, ctx)
+                gate = ctx.ops[g.ops[0]]
+                assert isinstance(gate, Gate)  # rotation_groups yields gate groups only
+                one = _rotation_parts(gate, d, ctx)
                 assert one is not None
                 stacks.append(one.unsqueeze(1).expand(3, len(g.ops), d, d))
             parts = plan._parts[key] = torch.cat(stacks, 1)

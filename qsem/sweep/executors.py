@@ -137,6 +137,7 @@ def _init_pool_worker(threads: int, parent: int) -> None:  # pragma: no cover - 
     from qsem.threads import redeliver_interrupts
 
     signal.signal(signal.SIGINT, _worker_sigint)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # spawned with it blocked
     redeliver_interrupts()  # a Ctrl-C raised inside a finalizer is not printed as ignored
     torch.set_num_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -151,9 +152,38 @@ def _pool_trial(spec: TrialSpec, root: str) -> TrialOutcome:  # pragma: no cover
 
 
 @contextmanager
+def _sigint_held_for_children() -> Iterator[None]:
+    """SIGINT blocked in this thread while pool workers are spawned.
+
+    A process inherits its parent thread's signal mask, so a worker starts with SIGINT
+    blocked: a Ctrl-C while it imports stays pending and prints nothing, until
+    :func:`_init_pool_worker` installs the worker's handler and unblocks it. The pool's
+    manager thread, started meanwhile, inherits the mask too. The driver loses nothing:
+    a SIGINT that came meanwhile is delivered when the mask is restored, so the
+    ``KeyboardInterrupt`` is raised right after the block. (Ignoring SIGINT instead, as
+    before, dropped a Ctrl-C that came while workers were spawned: on a loaded machine
+    the sweep then ran to its end.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
 def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while pool workers are spawned: they inherit the ignored signal until
-    :func:`_init_pool_worker` installs theirs, so a Ctrl-C while they import prints nothing."""
+    """SIGINT ignored while a local Dask cluster starts its workers.
+
+    A Dask worker runs in ``asyncio.run``, which turns a SIGINT into a
+    ``KeyboardInterrupt`` with tracebacks unless SIGINT was already ignored when the
+    interpreter started; a blocked signal does not do it (tried: the worker processes are
+    spawned from the cluster's own threads). So the workers inherit SIG_IGN and keep it
+    (the driver closes the cluster). A Ctrl-C during these seconds is lost.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -182,7 +212,7 @@ class PoolExecutor:
         )
 
     def submit(self, spec: TrialSpec, root: str) -> Future[TrialOutcome]:
-        with _sigint_ignored():  # the pool spawns its processes at a submission
+        with _sigint_held_for_children():  # the pool spawns its processes at a submission
             try:
                 return self._pool.submit(_pool_trial, spec, root)
             except BrokenProcessPool:
