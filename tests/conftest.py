@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,13 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+# A suite started in the background (``nohup make test &``, a non-interactive shell's
+# ``&``) inherits SIGINT ignored, and so would every command the Ctrl-C tests start: a
+# Python started that way never raises KeyboardInterrupt. Those tests check what a user
+# at a terminal gets, so the suite gives its commands a terminal's default handling.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: complex128 comparisons against independent references (hand-written, Qiskit, PennyLane).
 ATOL_F64 = 1e-9
