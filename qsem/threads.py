@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from qsem.errors import arg_error
+
 __all__ = [
     "SMALL_STATE_BYTES",
     "clear_unhandled_interrupt_mark",
@@ -60,7 +62,7 @@ def set_thread_policy(policy: str) -> None:
     >>> set_thread_policy("torch")
     """
     if policy not in _POLICIES:
-        raise ValueError(f"argument 'policy': expected 'auto' or 'torch', got {policy!r}")
+        raise arg_error("policy", f"expected 'auto' or 'torch', got {policy!r}")
     _policy["value"] = policy
 
 
