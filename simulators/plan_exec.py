@@ -310,11 +310,7 @@ class ChannelStep(Step):
     def apply(self, s: SimState, ctx: Context) -> SimState:
         ch = ctx.ops[self.index]
         assert isinstance(ch, Channel)
-        mix = ctx.mixture(ch)
-        if mix is not None:
-            weights, ops = mix  # ρ -> Σ_k p_k U_k ρ U_k^†: linear in p
-        else:
-            weights, ops = None, ctx.kraus(ch)
+        weights, ops = ctx.channel_operators(ch)
         if s.mode == "factored" and s.rank * ops.shape[-3] <= s.tensor.shape[-1]:
             return _factored_channel(s, ctx, list(ch.wires), ops, weights)
         if s.mode == "factored":

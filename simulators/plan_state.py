@@ -130,6 +130,12 @@ class Context:
             return None
         return self._cut(mix[0], 2), self._cut(mix[1], 4)
 
+    def channel_operators(self, channel: Channel) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """A channel's weights and operators: ``(p, U)`` of a mixture ``Σ_k p_k U_k ρ U_k^†``
+        (linear in ``p``), else ``(None, K)`` of its Kraus operators."""
+        mix = self.mixture(channel)
+        return (mix[0], mix[1]) if mix is not None else (None, self.kraus(channel))
+
     def _cut(self, t: torch.Tensor, batch_dims: int) -> torch.Tensor:
         if self.batch_slice is not None and t.dim() == batch_dims and t.shape[0] == self.full_batch:
             return t[self.batch_slice]

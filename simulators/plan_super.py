@@ -46,7 +46,7 @@ from qsem.circuits.operations import Channel, Operation
 from . import kernels
 from .plan_exec import FLAT_DM_PERM_LIMIT, ChannelStep, Step
 from .plan_state import Context, SimState
-from .plan_superops import Constants, block_superop, gate_matrices, kraus_of, run_superops
+from .plan_superops import Constants, block_superop, gate_matrices, run_superops
 
 #: Largest Hilbert dimension of a block that operations are merged into (4: two qubits).
 SUPER_BLOCK_DIM = 4
@@ -173,7 +173,7 @@ class SuperStep(Step):
             if isinstance(step, ChannelStep):
                 ch = ctx.ops[step.index]
                 assert isinstance(ch, Channel)
-                m = int(kraus_of(ch, ctx)[1].shape[-3])
+                m = int(ctx.channel_operators(ch)[1].shape[-3])
                 if rank * m > dim:
                     return step.index
                 rank *= m

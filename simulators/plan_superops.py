@@ -99,12 +99,6 @@ def unitary_superop(u: torch.Tensor) -> torch.Tensor:
     return pair_kron(u, u.conj())
 
 
-def kraus_of(ch: Channel, ctx: Context) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """A channel's weights (``None``: all 1) and operators, as ``ChannelStep`` uses them."""
-    mix = ctx.mixture(ch)
-    return (mix[0], mix[1]) if mix is not None else (None, ctx.kraus(ch))
-
-
 def _atoms(value: Any, out: list[Any]) -> bool:
     """Append what fixes a parameter-free value (numbers and strings by value; tensors
     with their in-place version counter; any other object by identity); ``False``
@@ -223,7 +217,7 @@ def compose(
             u = m if u is None else m @ u
             continue
         assert isinstance(op, Channel)
-        weights, k = kraus_of(op, ctx)
+        weights, k = ctx.channel_operators(op)
         if u is not None:
             k = k @ (u[:, None] if u.dim() == 3 else u)
             u = None
@@ -380,6 +374,5 @@ __all__ = [
     "chain_products",
     "compose",
     "gate_matrices",
-    "kraus_of",
     "run_superops",
 ]
