@@ -126,14 +126,23 @@ def gell_mann_matrices(d: int) -> np.ndarray:
     return np.stack(out)
 
 
+# Without ``dim=``, GellMann's index is bounded by the qutrit range (λ1..λ8).
+_UNDIMMED_MAX_INDEX = 8
+
+
 class GellMann(Observable):
     r"""Generalised Gell-Mann matrix ``index`` (1-based) on one qudit wire, times ``coeff``.
 
     ``GellMann(index, wires=w)``: the dimension ``d`` is the wire's, and ``index`` runs
     over ``1 .. d² - 1`` in the order of :func:`gell_mann_matrices` (``d = 3``: λ1..λ8,
-    PennyLane's ``qml.GellMann(wires=w, index=index)``; ``d = 2``: X, Y, Z). The index
-    is checked against the wire's dimension when the observable meets a circuit; give
-    ``dim=d`` to check it at construction as well (and that the wire has dimension d).
+    PennyLane's ``qml.GellMann(wires=w, index=index)``; ``d = 2``: X, Y, Z).
+
+    The index is refused at construction when it cannot name a matrix: not an integer,
+    below 1, or beyond 8 without ``dim=`` (8 is the last qutrit matrix, PennyLane's
+    range; qutrits are the qudits of every qsem interface). Indices 9 .. d² - 1 of a
+    wider qudit need ``dim=d``, which also checks ``index <= d² - 1`` at once. The
+    wire's own dimension is checked when the observable meets a circuit (``index <= 3``
+    on a qubit; the wire must have dimension ``d`` when ``dim=d`` was given).
 
     ``wires`` is keyword-only: PennyLane's ``qml.GellMann(w, i)`` puts the wire first,
     qsem's old ``GellMann(i, w)`` the index, so a positional second argument is read
@@ -146,6 +155,13 @@ class GellMann(Observable):
     ... except ValueError as e:
     ...     print(e)
     argument 'index': a wire of dimension 3 has Gell-Mann matrices 1..8, got 9
+    >>> GellMann(15, wires=0, dim=4).index
+    15
+    >>> try:
+    ...     GellMann(15, wires=0)
+    ... except ValueError as e:
+    ...     print(e)
+    argument 'index': must be 1..8 without dim= (qutrits); pass dim=d for a d-level qudit, got 15
     """
 
     def __init__(
@@ -181,6 +197,12 @@ class GellMann(Observable):
         self.dim = dim
         if dim is not None:
             self._check_index(dim)
+        elif self.index > _UNDIMMED_MAX_INDEX:
+            raise arg_error(
+                "index",
+                f"must be 1..{_UNDIMMED_MAX_INDEX} without dim= (qutrits); pass dim=d for a "
+                f"d-level qudit, got {self.index}",
+            )
 
     def _check_index(self, d: int) -> None:
         if self.index > d * d - 1:

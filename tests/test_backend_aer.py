@@ -211,7 +211,7 @@ def observables(dims: tuple[int, ...], seed: int) -> list:  # type: ignore[type-
         out.append(PauliString("Y", wires=[qubits[-1]], coeff=0.5))
     for w, d in enumerate(dims):
         if d > 2:
-            out.append(GellMann(int(rng.integers(1, d * d)), wires=w))
+            out.append(GellMann(int(rng.integers(1, d * d)), wires=w, dim=d))
     out.append(PauliString("Z", wires=[qubits[0]]) if qubits else GellMann(3, wires=0))
     w2 = [0, len(dims) - 1]
     m = rng.normal(size=(dims[0] * dims[-1],) * 2) + 1j * rng.normal(size=(dims[0] * dims[-1],) * 2)

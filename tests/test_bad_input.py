@@ -514,11 +514,20 @@ test_observables = run_bad(
         ),
         case(
             "gellmann-index-beyond-qutrit",
-            lambda: _expval_on(q3(1), GellMann(9, wires=0)),
-            DimensionError,
+            lambda: GellMann(9, wires=0),
+            QsemValueError,
             "index",
             "1..8",
+            "dim=",
             "got 9",
+        ),
+        case(
+            "gellmann-dim-not-the-wires",
+            lambda: _expval_on(q3(1), GellMann(9, wires=0, dim=4)),
+            DimensionError,
+            "dim",
+            "dimension 4",
+            "dimension 3",
         ),
         case(
             "hermitian-size",

@@ -96,6 +96,23 @@ def test_gell_mann_index_and_wires_read_unambiguously() -> None:
         GellMann(4, wires=0).local_matrix((2,))  # without dim=: checked against the wire
 
 
+@pytest.mark.parametrize("index", [9, 15, 99])
+def test_gell_mann_index_beyond_qutrits_needs_dim(index: int) -> None:
+    """Without dim= the index is refused at construction beyond the qutrit range 1..8."""
+    with pytest.raises(QsemValueError, match=rf"argument 'index': must be 1\.\.8 .*dim=.*got {index}$"):
+        GellMann(index, wires=0)
+    g = GellMann(index, wires=0, dim=10)  # a 10-level qudit has 99 matrices
+    np.testing.assert_allclose(g.local_matrix((10,)), gell_mann_matrices(10)[index - 1])
+    with pytest.raises(QsemValueError, match=r"argument 'index'.*1\.\.15, got"):
+        GellMann(max(index, 16), wires=0, dim=4)
+
+
+@pytest.mark.parametrize("index", [0, -1, 2.5, 1.0, True, "3", None])
+def test_gell_mann_non_integer_or_small_index_refused_at_construction(index: object) -> None:
+    with pytest.raises(QsemValueError, match=r"^argument 'index': must be an integer >= 1"):
+        GellMann(index, wires=0)  # type: ignore[arg-type]
+
+
 def test_gell_mann_positional_wires_is_a_deprecated_alias() -> None:
     with pytest.warns(DeprecationWarning, match=r"GellMann\(index, wires=..."):
         old = GellMann(4, 1, 2.0)  # type: ignore[misc]

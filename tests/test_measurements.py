@@ -219,7 +219,7 @@ def test_expval_list_shape_and_values(mode: str) -> None:
         PauliString("Z", wires=[0]),
         PauliString("X", wires=[0], coeff=-0.5),
         GellMann(4, wires=1),
-        GellMann(15, wires=2),
+        GellMann(15, wires=2, dim=4),
         GellMann(7, wires=2, coeff=2.0),
         Hermitian(herm, wires=[1, 0]),
     ]
