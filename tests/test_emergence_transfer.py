@@ -6,6 +6,7 @@ The slow test runs the default study and asserts what it measured
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -125,6 +126,27 @@ def test_bad_config_names_the_key(tmp_path, override, key):
             out=tmp_path / "r",
             quiet=True,
         )
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path, interrupt_log):
+    """Stopped inside the second phase (cmsp's scored seeds, step 200), resumed from its
+    checkpoint: the same results as an uninterrupted run (the default run is resumable)."""
+    exp = get_experiment("emergence-transfer")
+    ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True,
+                         checkpoint_every=100)  # fmt: skip
+    record = itertools.count(1)  # 5 records per phase (steps 0, 100, ..., 400)
+    out = tmp_path / "run"
+    with interrupt_log(lambda step, v: next(record) == 8, _Boom), pytest.raises(_Boom):
+        run_experiment(exp, overrides=TINY, out=out, quiet=True, checkpoint_every=100)
+    resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=100)
+    assert resumed.resumed_from_step is not None and resumed.resumed_from_step > 400
+    strip = lambda d: {k: v for k, v in d.items() if k != "timings_s"}  # noqa: E731
+    assert strip(resumed.results) == strip(ref.results)
+    assert (out / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
 
 
 @pytest.mark.slow
