@@ -15,8 +15,8 @@ import pytest
 
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
-from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels
-from qsem.experiments._emergence_transfer_epot import DROP, OWN, positives
+from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels, positives
+from qsem.experiments._emergence_transfer_epot import DROP, OWN
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -105,6 +105,11 @@ def test_pooled_auroc_labels_each_run_on_its_own_steps():
     # from step 60 on nothing is kept before a start: the AUROC after a warm-up is undefined
     assert positives(runs, 100, skip=60) == 0
     assert np.isnan(pooled_auroc([a[60:], b[60:]], [Run(a[60:], []), Run(b[60:], [0], [0])], 100))
+    assert np.isnan(pooled_auroc([a, b], runs, 100, skip=60))  # the same, through skip
+    # from step 20 on: run 2's start renumbered to 30 (ends 40): 29 positives at 0.5 against
+    # 60 negatives at 0 and 60 at 1 (run 1's steps 21-100, run 2's 61-100): AUROC 60 / 120
+    assert positives(runs, 100, skip=20) == 29
+    assert pooled_auroc([a, b], runs, 100, skip=20) == pytest.approx(60 / 120)
 
 
 @pytest.mark.parametrize(
