@@ -208,7 +208,8 @@ def test_resume_equals_uninterrupted(tmp_path, interrupt_log, die_at):
 
 @pytest.mark.slow
 def test_default_study(tmp_path: Path):
-    """The default run (~20 min on 2 shared cores); figures of docs/emergence.md, with margins."""
+    """The default run (776 s of CPU; 20-41 min on 2 shared cores); figures of
+    docs/emergence.md (round seven's run, labels of the E_pot AUROC fixed), with margins."""
     res = run_experiment(get_experiment("emergence-cmsp"), out=tmp_path / "r", quiet=True).results
     assert res["seeds"] == list(range(10)) and res["tune_seeds"] == [100, 101, 102, 103, 104]
     assert res["hybrid_seeds"] == [0, 1, 2] and res["hybrid_tune_seeds"] == [100]
@@ -230,6 +231,15 @@ def test_default_study(tmp_path: Path):
     # quantum detector on the hybrid (3 atom transitions): recall 1.0 exact and with shots
     assert d["quantum exact"]["recall"] == 1.0 and d["quantum shots"]["recall"] == 1.0
     assert d["quantum shots"]["false_alarms_per_1000"] <= 0.2
-    # E_pot AUROC: MLP 0.67 (target 0.8 missed), hybrid 0.81
-    assert 0.6 <= res["epot_auroc"]["mlp"] < 0.8
-    assert res["epot_auroc"]["hybrid"] >= 0.75
+    # E_pot AUROC, each run labelled on its own steps: MLP 0.675, hybrid 0.791 (the 0.8 target
+    # missed by both; before the labelling fix the docs said 0.67 / 0.81). After the first 200
+    # steps both are near chance (0.528 on 1762 positive steps, 0.586 on 179); the Bures term
+    # adds nothing (0.793 without it)
+    ep = res["epot_auroc"]
+    assert 0.62 <= ep["mlp"] < 0.75 and 0.74 <= ep["hybrid"] < 0.84
+    assert ep["mlp_positives"] == 2721 and ep["hybrid_positives"] == 578
+    assert ep["mlp_positives_after_horizon"] == 1762 and ep["hybrid_positives_after_horizon"] == 179
+    assert ep["mlp_after_horizon"] < 0.6 and ep["hybrid_after_horizon"] < 0.65
+    assert abs(ep["hybrid_no_bures"] - ep["hybrid"]) < 0.02
+    # quantum exact on Omega_t vs Omega_{t-100}: 1 false alarm in round seven (2 in the first run)
+    assert d["quantum exact"]["false_alarms_per_1000"] <= 0.2

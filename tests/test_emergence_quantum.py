@@ -6,6 +6,7 @@ The slow test runs the default study and asserts what it measured (docs/emergenc
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -131,6 +132,28 @@ def test_tiny_run_end_to_end(tmp_path: Path):
     assert len(res["timing"]) == 1 + 2 * 2  # exact distance + 2 samplings x 2 shot counts
     assert "| quantum 2000 shots | 2000 |" in res["table"]
     assert (tmp_path / "r" / "table.md").read_text() == res["table"]
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, interrupt_log):
+    """Stopped inside the scored seed's training (step 40), resumed from its checkpoint: the
+    same detectors, transitions and shot counts as an uninterrupted run (timings aside)."""
+    exp = get_experiment("emergence-quantum")
+    ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True,
+                         checkpoint_every=20)  # fmt: skip
+    record = itertools.count(1)  # 4 records per seed (steps 0, 20, 40, 60)
+    out = tmp_path / "run"
+    with interrupt_log(lambda step, v: next(record) == 7, _Boom), pytest.raises(_Boom):
+        run_experiment(exp, overrides=TINY, out=out, quiet=True, checkpoint_every=20)
+    resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=20)
+    assert resumed.resumed_from_step is not None and resumed.resumed_from_step > 60
+    timed = ("timing", "timings_s", "table")  # wall-clock figures
+    strip = lambda d: {k: v for k, v in d.items() if k not in timed}  # noqa: E731
+    assert strip(resumed.results) == strip(ref.results)
+    assert (out / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
 
 
 def _planted(cfg: eq.EmergenceQuantumConfig, starts: list[int], seed: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ The slow test runs the default study and asserts what it measured
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 
 from qsem.emergence.benchmark import Run, pooled_score
 from qsem.experiments import get_experiment
-from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels
-from qsem.experiments._emergence_transfer_epot import DROP, OWN, positives
+from qsem.experiments._emergence_cmsp_detectors import pooled_auroc, pooled_labels, positives
+from qsem.experiments._emergence_transfer_epot import DROP, OWN
 from qsem.runner import ConfigError, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -104,6 +105,11 @@ def test_pooled_auroc_labels_each_run_on_its_own_steps():
     # from step 60 on nothing is kept before a start: the AUROC after a warm-up is undefined
     assert positives(runs, 100, skip=60) == 0
     assert np.isnan(pooled_auroc([a[60:], b[60:]], [Run(a[60:], []), Run(b[60:], [0], [0])], 100))
+    assert np.isnan(pooled_auroc([a, b], runs, 100, skip=60))  # the same, through skip
+    # from step 20 on: run 2's start renumbered to 30 (ends 40): 29 positives at 0.5 against
+    # 60 negatives at 0 and 60 at 1 (run 1's steps 21-100, run 2's 61-100): AUROC 60 / 120
+    assert positives(runs, 100, skip=20) == 29
+    assert pooled_auroc([a, b], runs, 100, skip=20) == pytest.approx(60 / 120)
 
 
 @pytest.mark.parametrize(
@@ -125,6 +131,27 @@ def test_bad_config_names_the_key(tmp_path, override, key):
             out=tmp_path / "r",
             quiet=True,
         )
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path, interrupt_log):
+    """Stopped inside the second phase (cmsp's scored seeds, step 200), resumed from its
+    checkpoint: the same results as an uninterrupted run (the default run is resumable)."""
+    exp = get_experiment("emergence-transfer")
+    ref = run_experiment(exp, overrides=TINY, out=tmp_path / "ref", quiet=True,
+                         checkpoint_every=100)  # fmt: skip
+    record = itertools.count(1)  # 5 records per phase (steps 0, 100, ..., 400)
+    out = tmp_path / "run"
+    with interrupt_log(lambda step, v: next(record) == 8, _Boom), pytest.raises(_Boom):
+        run_experiment(exp, overrides=TINY, out=out, quiet=True, checkpoint_every=100)
+    resumed = run_experiment(exp, out=out, resume=True, quiet=True, checkpoint_every=100)
+    assert resumed.resumed_from_step is not None and resumed.resumed_from_step > 400
+    strip = lambda d: {k: v for k, v in d.items() if k != "timings_s"}  # noqa: E731
+    assert strip(resumed.results) == strip(ref.results)
+    assert (out / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
 
 
 @pytest.mark.slow

@@ -32,11 +32,13 @@ if TYPE_CHECKING:
     from .emergence_cmsp import EmergenceCMSPConfig
 
 __all__ = [
+    "after_step",
     "epot_series",
     "evaluate",
     "l1_detector",
     "pooled_auroc",
     "pooled_labels",
+    "positives",
     "quantum_detector",
     "scalar_detectors",
 ]
@@ -213,12 +215,32 @@ def pooled_labels(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def pooled_auroc(series: list[np.ndarray], runs: list[Run], horizon: int) -> float:
-    """AUROC over all runs at once (:func:`pooled_labels`); NaN when the kept steps hold one
-    class only (e.g. no step before a transition is kept)."""
+def after_step(r: Run, series: np.ndarray, skip: int) -> tuple[np.ndarray, Run]:
+    """The series and the run from step ``skip`` on (steps renumbered from 0; a transition
+    under way at ``skip`` counts from there, one that ended before it is dropped)."""
+    kept = [
+        (max(t - skip, 0), e - skip) for t, e in zip(r.starts, r.ends, strict=True) if e >= skip
+    ]
+    return series[skip:], Run(series[skip:], [t for t, _ in kept], [e for _, e in kept])
+
+
+def pooled_auroc(series: list[np.ndarray], runs: list[Run], horizon: int, skip: int = 0) -> float:
+    """AUROC over all runs at once (:func:`pooled_labels`) on the steps ``>= skip``
+    (:func:`after_step`); NaN when the kept steps hold one class only (e.g. no step before a
+    transition is kept)."""
     from sklearn.metrics import roc_auc_score
 
+    if skip:
+        pairs = [after_step(r, np.asarray(x), skip) for r, x in zip(runs, series, strict=True)]
+        series, runs = [x for x, _ in pairs], [r for _, r in pairs]
     x, y = pooled_labels(series, runs, horizon)
     if y.size == 0 or y.all() or not y.any():
         return math.nan
     return float(roc_auc_score(y, x))
+
+
+def positives(runs: list[Run], horizon: int, skip: int = 0) -> int:
+    """The kept steps ``>= skip`` (and ``>= 1``) labelled positive: the steps a forecaster's
+    AUROC after ``skip`` rests on (0: it is undefined)."""
+    pairs = [after_step(r, np.zeros(r.n_steps + 1), skip) for r in runs]
+    return int(pooled_labels([s for s, _ in pairs], [r for _, r in pairs], horizon)[1].sum())

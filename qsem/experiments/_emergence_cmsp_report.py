@@ -40,7 +40,20 @@ def table(out: dict[str, Any], horizon: int) -> str:
         "",
         f"E_pot AUROC (a transition starts within the next {horizon} steps; trailing window "
         f"{ep['window']}, chosen on the tuning seeds): "
-        + ", ".join(f"{k} {_fmt(ep[k], 3)}" for k in ("mlp", "hybrid") if k in ep),
+        + ", ".join(f"{k} {_fmt(ep[k], 3)}" for k in ("mlp", "hybrid") if k in ep)
+        + "; on the steps after the first "
+        + f"{horizon} only: "
+        + ", ".join(
+            f"{k} {_fmt(ep[f'{k}_after_horizon'], 3)} ({ep[f'{k}_positives_after_horizon']} "
+            "positive steps)"
+            for k in ("mlp", "hybrid")
+            if f"{k}_after_horizon" in ep
+        )
+        + (
+            f"; hybrid without the Bures term {_fmt(ep['hybrid_no_bures'], 3)}"
+            if "hybrid_no_bures" in ep
+            else ""
+        ),
     ]
     return "\n".join(rows) + "\n"
 

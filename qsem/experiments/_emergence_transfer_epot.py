@@ -34,7 +34,7 @@ import numpy as np
 
 from qsem.emergence.benchmark import Run
 
-from ._emergence_cmsp_detectors import epot_series, pooled_auroc, pooled_labels
+from ._emergence_cmsp_detectors import epot_series, pooled_auroc, positives
 from ._emergence_cmsp_report import _fmt
 
 __all__ = ["DROP", "OWN", "TARGET_AUROC", "entropy_drop", "epot_lofo", "epot_table"]
@@ -75,14 +75,6 @@ def _series(r: Run, window: int, kind: str = "epot") -> np.ndarray:
     return np.max([epot_series(x[:, c], window) for c in range(x.shape[1])], axis=0)
 
 
-def _after(r: Run, series: np.ndarray, skip: int) -> tuple[np.ndarray, Run]:
-    """The series and the run from step ``skip`` on (steps renumbered from 0)."""
-    kept = [
-        (max(t - skip, 0), e - skip) for t, e in zip(r.starts, r.ends, strict=True) if e >= skip
-    ]
-    return series[skip:], Run(series[skip:], [t for t, _ in kept], [e for _, e in kept])
-
-
 def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str = "epot",
            cache: dict[tuple[int, int, str], np.ndarray] | None = None) -> float:  # fmt: skip
     """Pooled AUROC of the forecaster ``kind`` at ``window``; ``cache`` keeps each run's series
@@ -94,15 +86,7 @@ def _auroc(runs: list[Run], window: int, horizon: int, skip: int = 0, kind: str 
         if key not in memo:
             memo[key] = _series(r, window, kind)
         series.append(memo[key])
-    pairs = [_after(r, x, skip) for r, x in zip(runs, series, strict=True)]
-    return pooled_auroc([s for s, _ in pairs], [r for _, r in pairs], horizon)
-
-
-def positives(runs: list[Run], horizon: int, skip: int = 0) -> int:
-    """The kept steps ``>= skip`` (and ``>= 1``) labelled positive: the steps a forecaster's
-    AUROC after ``skip`` rests on (0: it is undefined)."""
-    pairs = [_after(r, np.zeros(r.n_steps + 1), skip) for r in runs]
-    return int(pooled_labels([s for s, _ in pairs], [r for _, r in pairs], horizon)[1].sum())
+    return pooled_auroc(series, runs, horizon, skip)
 
 
 def epot_lofo(runs: dict[tuple[str, str, str], list[Run]], tuning: list[str], families: list[str],

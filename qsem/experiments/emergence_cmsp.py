@@ -40,6 +40,7 @@ from ._emergence_cmsp_detectors import (
     evaluate,
     l1_detector,
     pooled_auroc,
+    positives,
     quantum_detector,
     scalar_detectors,
 )
@@ -255,17 +256,7 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
     contrast = {}
     for name in SIGNALS:
         contrast[name] = _contrast(_mlp_runs(tune_res, cfg, name), cfg)
-    tune_auroc = {
-        w: pooled_auroc([epot_series(np.asarray(r.signal), w) for r in tr], tr, cfg.horizon)
-        for w in cfg.epot_windows
-    }
-    window = max(cfg.epot_windows, key=lambda w: np.nan_to_num(tune_auroc[w], nan=-1.0))
-    ep = [epot_series(np.asarray(r.signal), window) for r in sr]
-    epot: dict[str, Any] = {
-        "mlp": pooled_auroc(ep, sr, cfg.horizon),
-        "window": window,
-        "tune_auroc_by_window": {str(w): a for w, a in tune_auroc.items()},
-    }
+    epot = _epot_mlp(tr, sr, cfg)
     hybrid: dict[str, Any] = {}
     if cfg.hybrid_seeds:
         h_tune = [done[t] for t, _ in _phases(cfg) if t.startswith("hybrid-tune")]
@@ -286,11 +277,7 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
         ht, hs = _hybrid_runs(h_tune, cfg, signal), _hybrid_runs(h_score, cfg, signal)
         detect, grid = scalar_detectors(cfg, ht)["adaptive"]
         hybrid["adaptive (hybrid Δφ)"] = evaluate(detect, grid, ht, hs, cfg)
-        ep_h = [
-            epot_series(np.asarray(r.signal), window, _np(res["bures"]))
-            for r, res in zip(hs, h_score, strict=True)
-        ]
-        epot["hybrid"] = pooled_auroc(ep_h, hs, cfg.horizon)
+        epot.update(_epot_hybrid(hs, h_score, epot["window"], cfg))
     return {
         "signal": signal,
         "signal_tuned_f1": tuned_f1,
@@ -298,6 +285,46 @@ def analyse(done: dict[str, Any], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
         "detectors": dets,
         "hybrid": hybrid,
         "epot_auroc": epot,
+    }
+
+
+def _epot_mlp(tr: list[Run], sr: list[Run], cfg: EmergenceCMSPConfig) -> dict[str, Any]:
+    """E_pot's AUROC on the MLP's scored runs, its window chosen on the tuning runs; also on
+    the steps ``>= horizon`` only (``*_after_horizon``: a transition starting within the first
+    ``horizon`` steps makes them positives that any series rising from 0 ranks high) and the
+    positive steps each figure rests on."""
+    tune_auroc = {
+        w: pooled_auroc([epot_series(np.asarray(r.signal), w) for r in tr], tr, cfg.horizon)
+        for w in cfg.epot_windows
+    }
+    window = max(cfg.epot_windows, key=lambda w: np.nan_to_num(tune_auroc[w], nan=-1.0))
+    ep = [epot_series(np.asarray(r.signal), window) for r in sr]
+    return {
+        "mlp": pooled_auroc(ep, sr, cfg.horizon),
+        "window": window,
+        "tune_auroc_by_window": {str(w): a for w, a in tune_auroc.items()},
+        "mlp_after_horizon": pooled_auroc(ep, sr, cfg.horizon, skip=cfg.horizon),
+        "mlp_positives": positives(sr, cfg.horizon),
+        "mlp_positives_after_horizon": positives(sr, cfg.horizon, cfg.horizon),
+    }
+
+
+def _epot_hybrid(
+    hs: list[Run], h_score: list[dict[str, Any]], window: int, cfg: EmergenceCMSPConfig
+) -> dict[str, Any]:
+    """E_pot's AUROC on the hybrid's scored runs with θ_t the mean Bures angle, and without
+    it (``hybrid_no_bures``: what the quantum term adds), as :func:`_epot_mlp`."""
+    ep_h = [
+        epot_series(np.asarray(r.signal), window, _np(res["bures"]))
+        for r, res in zip(hs, h_score, strict=True)
+    ]
+    ep_0 = [epot_series(np.asarray(r.signal), window) for r in hs]
+    return {
+        "hybrid": pooled_auroc(ep_h, hs, cfg.horizon),
+        "hybrid_after_horizon": pooled_auroc(ep_h, hs, cfg.horizon, skip=cfg.horizon),
+        "hybrid_no_bures": pooled_auroc(ep_0, hs, cfg.horizon),
+        "hybrid_positives": positives(hs, cfg.horizon),
+        "hybrid_positives_after_horizon": positives(hs, cfg.horizon, cfg.horizon),
     }
 
 
