@@ -115,87 +115,133 @@ def applies(plan: Plan, s: SimState, ctx: Context) -> bool:
 
 @dataclass
 class _Spec:
-    """The gates of one run in the kernel's layout (kept alive while it runs)."""
+    """A plan's gates in the kernel's layout; built once per plan and dtype.
+
+    ``sources``: what each run evaluates, in order: ``("class", step, k)`` (the stacked
+    per-wire products ``(..., W, d, d)`` of a fused step's dimension class) or
+    ``("gate", step)`` (a multi-wire gate's matrix). ``gates``: per matrix gate of the
+    kernel, ``(source, element offset in a row's block, dk)``.
+    """
 
     dims: np.ndarray
     kinds: np.ndarray
     wire_ptr: np.ndarray
     wires: np.ndarray
     perms: dict[int, np.ndarray]  # gate index -> gather indices (kind 1)
-    rows: int
+    sources: list[tuple[Any, ...]]
+    gates: list[tuple[int, int, int]]
+    args: list[Any]  # ctypes views of the arrays above
 
 
-def _gates(plan: Plan, ctx: Context, rows: int) -> tuple[_Spec, list[torch.Tensor | None]]:
-    """Every gate of ``plan`` in order: ``(spec, matrices)`` (``None`` for permutations)."""
+def _build_spec(plan: Plan, ctx: Context) -> _Spec:
     kinds: list[int] = []
-    wires: list[int] = [0]
+    wire_ptr: list[int] = [0]
     flat: list[int] = []
-    mats: list[torch.Tensor | None] = []
     perms: dict[int, np.ndarray] = {}
-
-    def add(kind: int, on: list[int], mat: torch.Tensor | None) -> None:
-        kinds.append(kind)
-        flat.extend(on)
-        wires.append(len(flat))
-        mats.append(mat)
-
-    for step in plan.steps:
+    sources: list[tuple[Any, ...]] = []
+    gates: list[tuple[int, int, int]] = []
+    for i, step in enumerate(plan.steps):
         if isinstance(step, FusedStep):
-            for w, m in sorted(step.wire_matrices(ctx).items()):
-                add(0, [w], _matrix(m, rows, ctx.dtype))
+            for k, cls in enumerate(step.classes):
+                sources.append(("class", i, k))
+                for pos, w in enumerate(cls.wires):
+                    kinds.append(0)
+                    flat.append(w)
+                    wire_ptr.append(len(flat))
+                    gates.append((len(sources) - 1, pos * cls.d * cls.d, cls.d))
         elif isinstance(step, GateStep):
             gate = ctx.ops[step.index]
             assert isinstance(gate, Gate)
-            add(0, list(gate.wires), _matrix(ctx.matrix(gate), rows, ctx.dtype))
+            sources.append(("gate", i))
+            kinds.append(0)
+            flat.extend(gate.wires)
+            wire_ptr.append(len(flat))
+            dk = int(np.prod([ctx.dims[w] for w in gate.wires]))
+            gates.append((len(sources) - 1, 0, dk))
         else:
             assert isinstance(step, PermutationStep)
             perms[len(kinds)] = np.ascontiguousarray(step.src, dtype=np.int64)
-            add(1, [], None)
+            kinds.append(1)
+            wire_ptr.append(len(flat))
     spec = _Spec(
         np.asarray(ctx.dims, dtype=np.int64),
         np.asarray(kinds, dtype=np.int32),
-        np.asarray(wires, dtype=np.int64),
+        np.asarray(wire_ptr, dtype=np.int64),
         np.asarray(flat or [0], dtype=np.int64),
         perms,
-        rows,
+        sources,
+        gates,
+        [],
     )
-    return spec, mats
+    spec.args = [
+        _ptr(spec.dims, ctypes.c_int64),
+        len(spec.kinds),
+        _ptr(spec.kinds, ctypes.c_int32),
+        _ptr(spec.wire_ptr, ctypes.c_int64),
+        _ptr(spec.wires, ctypes.c_int64),
+    ]
+    return spec
 
 
-def _matrix(m: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(dk, dk)`` shared or ``(rows, dk, dk)`` per row, contiguous, in ``dtype``."""
-    if m.dim() == 3 and (m.shape[0] == 1 or m.stride(0) == 0):
-        m = m[0]
-    if m.dim() == 3 and m.shape[0] != rows:
-        raise ValueError(f"a gate batch of {m.shape[0]} rows on a state of {rows}")
-    return m.to(dtype).resolve_conj().contiguous()
+def _spec(plan: Plan, ctx: Context) -> _Spec:
+    key = ("native", ctx.dtype)
+    if key not in plan._parts:
+        plan._parts[key] = _build_spec(plan, ctx)
+    spec: _Spec = plan._parts[key]
+    return spec
+
+
+def _sources(plan: Plan, spec: _Spec, ctx: Context, rows: int) -> list[torch.Tensor]:
+    """Every source's matrices, contiguous: shared ``(..., d, d)`` or per row ``(rows, ...)``."""
+    out = []
+    for src in spec.sources:
+        step = plan.steps[src[1]]
+        if src[0] == "class":
+            assert isinstance(step, FusedStep)
+            m = step._class_matrices(step.classes[src[2]], ctx)
+            per_row_dims = 4
+        else:
+            assert isinstance(step, GateStep)
+            gate = ctx.ops[step.index]
+            assert isinstance(gate, Gate)
+            m = ctx.matrix(gate)
+            per_row_dims = 3
+        if m.dim() == per_row_dims and (m.shape[0] == 1 or m.stride(0) == 0):
+            m = m[0]
+        if m.dim() == per_row_dims and m.shape[0] != rows:
+            raise ValueError(f"a gate batch of {m.shape[0]} rows on a state of {rows}")
+        out.append(m.to(ctx.dtype).resolve_conj().contiguous())
+    return out
 
 
 def _ptr(a: np.ndarray, kind: Any) -> Any:
     return a.ctypes.data_as(ctypes.POINTER(kind))
 
 
-def _gate_args(spec: _Spec, mats: tuple[torch.Tensor, ...]) -> list[Any]:
-    """Pointers and batch strides of the gates (matrices in order, permutations by index)."""
-    it = iter(mats)
-    ptrs, strides = [], []
+def _pointers(
+    spec: _Spec, mats: tuple[torch.Tensor, ...], rows: int, what: list[torch.Tensor | None]
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Per kernel gate: the address in ``what`` (a tensor per source, or ``None``), the
+    batch stride of its source (elements; 0: shared) and the extent it spans."""
+    n = len(spec.kinds)
+    ptrs: list[int | None] = [None] * n
+    strides = np.zeros(max(1, n), dtype=np.int64)
+    extents = np.zeros(max(1, n), dtype=np.int64)
+    it = iter(spec.gates)
     for k, kind in enumerate(spec.kinds):
         if kind == 1:
-            ptrs.append(spec.perms[k].ctypes.data)
-            strides.append(0)
+            ptrs[k] = spec.perms[k].ctypes.data
             continue
-        m = next(it)
-        ptrs.append(m.data_ptr())
-        strides.append(m.shape[-1] * m.shape[-1] if m.dim() == 3 else 0)
-    spec_strides = np.asarray(strides or [0], dtype=np.int64)
-    return [
-        _ptr(spec.kinds, ctypes.c_int32),
-        _ptr(spec.wire_ptr, ctypes.c_int64),
-        _ptr(spec.wires, ctypes.c_int64),
-        (ctypes.c_void_p * max(1, len(ptrs)))(*ptrs),
-        _ptr(spec_strides, ctypes.c_int64),
-        spec_strides,  # kept alive by the caller's list
-    ]
+        src, offset, dk = next(it)
+        m = mats[src]
+        per_row = m.dim() == (4 if spec.sources[src][0] == "class" else 3)
+        stride = m.numel() // rows if per_row else 0
+        strides[k] = stride
+        extents[k] = (rows - 1) * stride + dk * dk
+        t = what[src]
+        if t is not None:
+            ptrs[k] = t.data_ptr() + offset * t.element_size()
+    return (ctypes.c_void_p * max(1, n))(*ptrs), strides, extents
 
 
 class _NativeCircuit(torch.autograd.Function):
@@ -205,17 +251,18 @@ class _NativeCircuit(torch.autograd.Function):
     def forward(ctx: Any, spec: _Spec, x: torch.Tensor, *mats: torch.Tensor) -> torch.Tensor:
         out = x.detach().resolve_conj().contiguous().clone()
         scratch = torch.empty_like(out)
+        rows = int(out.shape[0])
+        ptrs, strides, _ = _pointers(spec, mats, rows, list(mats))
         lib = _library()
         assert lib is not None
-        args = _gate_args(spec, mats)
         rc = getattr(lib, f"qsem_forward_{_SUFFIX[out.dtype]}")(
             out.data_ptr(),
             scratch.data_ptr(),
-            out.shape[0],
+            rows,
             len(spec.dims),
-            _ptr(spec.dims, ctypes.c_int64),
-            len(spec.kinds),
-            *args[:5],
+            *spec.args,
+            ptrs,
+            _ptr(strides, ctypes.c_int64),
             torch.get_num_threads(),
         )
         if rc != 0:
@@ -231,30 +278,29 @@ class _NativeCircuit(torch.autograd.Function):
         psi = out.clone()
         lam = grad.resolve_conj().contiguous().clone()
         scratch = torch.empty_like(psi)
+        rows = int(psi.shape[0])
         grads = [
             torch.zeros_like(m) if ctx.needs_input_grad[2 + i] else None
             for i, m in enumerate(mats)
         ]
-        gptr, gsize, it = [], [], iter(grads)
-        for kind in spec.kinds:
-            g = None if kind == 1 else next(it)
-            gptr.append(None if g is None else g.data_ptr())
-            gsize.append(0 if g is None else g.numel())
-        sizes = np.asarray(gsize or [0], dtype=np.int64)
+        ptrs, strides, _ = _pointers(spec, tuple(mats), rows, list(mats))
+        gptrs, _, extents = _pointers(spec, tuple(mats), rows, grads)
+        for k, kind in enumerate(spec.kinds):
+            if kind == 1:
+                gptrs[k] = None
         lib = _library()
         assert lib is not None
-        args = _gate_args(spec, tuple(mats))
         getattr(lib, f"qsem_adjoint_{_SUFFIX[psi.dtype]}")(
             psi.data_ptr(),
             lam.data_ptr(),
             scratch.data_ptr(),
-            psi.shape[0],
+            rows,
             len(spec.dims),
-            _ptr(spec.dims, ctypes.c_int64),
-            len(spec.kinds),
-            *args[:5],
-            (ctypes.c_void_p * max(1, len(gptr)))(*gptr),
-            _ptr(sizes, ctypes.c_int64),
+            *spec.args,
+            ptrs,
+            _ptr(strides, ctypes.c_int64),
+            gptrs,
+            _ptr(extents, ctypes.c_int64),
             torch.get_num_threads(),
         )
         return (None, lam if ctx.needs_input_grad[1] else None, *grads)
@@ -267,8 +313,8 @@ def run_native(plan: Plan, s: SimState, ctx: Context) -> SimState:
 
         ctx = dataclasses.replace(ctx, rotations=rotation_table(plan, ctx))
     rows = int(s.tensor.shape[0])
-    spec, mats = _gates(plan, ctx, rows)
-    out = _NativeCircuit.apply(spec, s.tensor, *[m for m in mats if m is not None])
+    spec = _spec(plan, ctx)
+    out = _NativeCircuit.apply(spec, s.tensor, *_sources(plan, spec, ctx, rows))
     plan.native_runs += 1
     return s.evolved(out)
 
