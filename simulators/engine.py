@@ -30,8 +30,7 @@ from qsem.threads import one_thread_backward, small_state_threads
 from .kernels import Workspace
 from .memory import check_fits
 from .native import applies as native_applies
-from .native import enabled_by_default as native_by_default
-from .native import run_native
+from .native import run_native, setting_from_env, wanted
 from .plan_compile import compile_plan
 from .plan_exec import CHUNK_BYTES, MIN_CHUNKED_BYTES, MIN_CHUNKS, Plan, run_plan
 from .plan_state import Context, SimState
@@ -161,9 +160,11 @@ class TorchSimulator:
             evolves the ``D × D`` matrix. Both are exact.
         native: run a plan of unitary steps on a pure state in one call of the native
             kernel, with its adjoint backward (:mod:`~qsem.simulators.native`; CPU).
-            ``None`` (default): yes, unless the environment sets ``QSEM_NATIVE=0``;
-            ``False``: always the torch path. Where the kernel is not built, or the
-            circuit or device does not suit it, the torch path runs.
+            ``None`` (default): for states of at most ``NATIVE_MAX_AMPLITUDES`` amplitudes
+            (where it is faster), unless the environment variable ``QSEM_NATIVE``
+            (``auto``/``1``/``0``) says otherwise; ``True``: at any size; ``False``:
+            always the torch path. Where the kernel is not built, or the circuit or
+            device does not suit it, the torch path runs.
     """
 
     def __init__(
@@ -193,7 +194,7 @@ class TorchSimulator:
         self.dm_method = dm_method
         if native is not None and not isinstance(native, bool):
             raise arg_error("native", f"must be True, False or None, got {native!r}")
-        self.native = native_by_default() if native is None else native
+        self.native = setting_from_env() if native is None else native
         self._plans: OrderedDict[Any, Plan] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -258,7 +259,7 @@ class TorchSimulator:
             real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
             device=self.device,
             work=None if needs_grad else Workspace(),
-            native=self.native,
+            native=wanted(self.native, x.numel()),
         )
         nbytes = x.numel() * x.element_size()
         if factored and circuit.has_channels:  # may turn dense: D times larger

@@ -18,8 +18,10 @@ the plan's rotation table) and the start state, with a few states of memory what
 the depth. The gates are unitary (the library's gates are, and ``Unitary`` checks its
 matrix), which the uncomputation ``ψ_{k-1} = U_k^† ψ_k`` relies on.
 
-The engine uses it on CPU whenever it applies (:func:`applies`); ``TorchSimulator(native=
-False)`` or the environment variable ``QSEM_NATIVE=0`` keep the torch path. When the
+The engine uses it on CPU where it applies (:func:`applies`) and, by default, for states
+of at most :data:`NATIVE_MAX_AMPLITUDES` amplitudes (where it was measured faster);
+``TorchSimulator(native=True)`` uses it at any size, ``native=False`` never; the
+environment variable ``QSEM_NATIVE`` (``auto``, ``1``, ``0``) sets the default. When the
 library was not built (no C compiler at install), :func:`available` is ``False`` and the
 torch path runs. ``Plan.native_runs`` counts the native forwards of a plan.
 
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 
 from qsem.circuits.operations import Gate
+from qsem.errors import arg_error
 
 from .plan_exec import FusedStep, GateStep, PermutationStep, Plan, rotation_table
 from .plan_state import Context, SimState
@@ -86,14 +89,23 @@ def available() -> bool:
     return _library() is not None
 
 
-def enabled_by_default() -> bool:
-    """``QSEM_NATIVE`` unset or ``1``: the engine uses the kernel where it applies."""
-    value = os.environ.get("QSEM_NATIVE", "1")
-    if value not in ("0", "1"):
-        from qsem.errors import arg_error
+#: Under the default setting (``native=None``) the kernel runs a state of at most this
+#: many amplitudes (all batch rows together); above it the torch path, whose Kronecker
+#: blocks make fewer passes over a large state, was faster (docs/benchmarks.md, round seven).
+NATIVE_MAX_AMPLITUDES = 8192
 
-        raise arg_error("QSEM_NATIVE", f"expected '0' or '1', got {value!r}")
-    return value == "1"
+
+def setting_from_env() -> bool | None:
+    """``QSEM_NATIVE``: unset or ``auto`` -> ``None`` (by size), ``1`` -> on, ``0`` -> off."""
+    value = os.environ.get("QSEM_NATIVE", "auto")
+    if value not in ("auto", "0", "1"):
+        raise arg_error("QSEM_NATIVE", f"expected 'auto', '0' or '1', got {value!r}")
+    return None if value == "auto" else value == "1"
+
+
+def wanted(setting: bool | None, amplitudes: int) -> bool:
+    """Whether a run of ``amplitudes`` (rows x D) may use the kernel under ``setting``."""
+    return setting if setting is not None else amplitudes <= NATIVE_MAX_AMPLITUDES
 
 
 _SUFFIX = {torch.complex64: "c64", torch.complex128: "c128"}
@@ -319,4 +331,11 @@ def run_native(plan: Plan, s: SimState, ctx: Context) -> SimState:
     return s.evolved(out)
 
 
-__all__ = ["applies", "available", "enabled_by_default", "run_native"]
+__all__ = [
+    "NATIVE_MAX_AMPLITUDES",
+    "applies",
+    "available",
+    "run_native",
+    "setting_from_env",
+    "wanted",
+]
