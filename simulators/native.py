@@ -292,8 +292,7 @@ class _NativeCircuit(torch.autograd.Function):
         scratch = torch.empty_like(psi)
         rows = int(psi.shape[0])
         grads = [
-            torch.zeros_like(m) if ctx.needs_input_grad[2 + i] else None
-            for i, m in enumerate(mats)
+            torch.zeros_like(m) if ctx.needs_input_grad[2 + i] else None for i, m in enumerate(mats)
         ]
         ptrs, strides, _ = _pointers(spec, tuple(mats), rows, list(mats))
         gptrs, _, extents = _pointers(spec, tuple(mats), rows, grads)

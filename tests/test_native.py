@@ -5,15 +5,13 @@ random qubit, qutrit and mixed circuits, batched and not; the counter proves it 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F32, ATOL_F64, FD_ATOL
 from test_adjoint import DIMS, random_circuit
+from test_thread_policy import bad_environment_message
 
 from qsem.circuits import CRY, RY, TRY, Circuit, ParameterVector, TAdd, Unitary
 from qsem.simulators import TorchSimulator, native
@@ -110,9 +108,7 @@ def test_native_matches_torch_path_and_reference(kind: str, batch: int | None, s
     torch.testing.assert_close(got, ref, atol=ATOL_F64, rtol=0)
     dense = _dense_reference(circuit, params)
     np.testing.assert_allclose(got.detach().reshape(dense.shape).numpy(), dense, atol=ATOL_F64)
-    for a, b in zip(
-        _loss_grads(got, inputs, seed), _loss_grads(ref, inputs, seed), strict=True
-    ):
+    for a, b in zip(_loss_grads(got, inputs, seed), _loss_grads(ref, inputs, seed), strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
@@ -221,27 +217,7 @@ def test_default_engages_only_small_states() -> None:
     assert sim.plan(c).native_runs == before + 1  # above the size: the torch path
 
 
-@pytest.mark.parametrize(
-    ("var", "value"), [("QSEM_NATIVE", "yes"), ("QSEM_THREAD_POLICY", "fast")]
-)
-def test_bad_environment_value_is_one_line(var: str, value: str) -> None:
-    code = (
-        "import torch\n"
-        "from qsem.circuits import Circuit, RY\n"
-        "from qsem.simulators import TorchSimulator\n"
-        "from qsem.errors import QsemError\n"
-        "try:\n"
-        "    TorchSimulator().run(Circuit.qubits(1).add(RY(0.1, wires=0)))\n"
-        "except QsemError as e:\n"
-        "    print(e)\n"
-    )
-    env = {**os.environ, var: value}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == (
-        f"argument '{var}': expected "
-        + ("'auto', '0' or '1'" if var == "QSEM_NATIVE" else "'auto' or 'torch'")
-        + f", got '{value}'"
+def test_bad_qsem_native_is_one_line() -> None:
+    assert bad_environment_message("QSEM_NATIVE", "yes") == (
+        "argument 'QSEM_NATIVE': expected 'auto', '0' or '1', got 'yes'"
     )
