@@ -14,9 +14,12 @@ gradient ``λ_m`` (torch's convention: for ``y = A x``, ``∂/∂A = λ x^H``)
     λ_{k-1} = U_k^† λ_k,
 
 so the gradients reach the gate matrices (autograd carries them to the angles through
-the plan's rotation table) and the start state, with a few states of memory whatever
-the depth. The gates are unitary (the library's gates are, and ``Unitary`` checks its
-matrix), which the uncomputation ``ψ_{k-1} = U_k^† ψ_k`` relies on.
+the plan's rotation table) and the start state. While the states before each gate hold at
+most :data:`SAVE_MAX_AMPLITUDES` amplitudes, the forward pass keeps them and the backward
+reads ``ψ_{k-1}`` instead of uncomputing it (a third less arithmetic); beyond that it
+uncomputes, with a few states of memory whatever the depth. The gates are unitary (the
+library's gates are, and ``Unitary`` checks its matrix), which the uncomputation
+``ψ_{k-1} = U_k^† ψ_k`` relies on.
 
 The engine uses it on CPU where it applies (:func:`applies`) and, by default, for states
 of at most :data:`NATIVE_MAX_AMPLITUDES` amplitudes (where it was measured faster);
@@ -67,7 +70,14 @@ def _library() -> ctypes.CDLL | None:
     gates = [ctypes.POINTER(ctypes.c_int32), _I64, _I64, ctypes.POINTER(ctypes.c_void_p), _I64]
     for suf in ("c64", "c128"):
         fwd = getattr(lib, f"qsem_forward_{suf}")
-        fwd.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *common, *gates, ctypes.c_int]
+        fwd.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            *common,
+            *gates,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
         fwd.restype = ctypes.c_int
         adj = getattr(lib, f"qsem_adjoint_{suf}")
         adj.argtypes = [
@@ -78,6 +88,7 @@ def _library() -> ctypes.CDLL | None:
             *gates,
             ctypes.POINTER(ctypes.c_void_p),
             _I64,
+            ctypes.c_void_p,
             ctypes.c_int,
         ]
         adj.restype = ctypes.c_int
@@ -93,6 +104,12 @@ def available() -> bool:
 #: many amplitudes (all batch rows together); above it the torch path, whose Kronecker
 #: blocks make fewer passes over a large state, was faster (docs/benchmarks.md, round seven).
 NATIVE_MAX_AMPLITUDES = 8192
+
+
+#: With a gradient to come, the forward pass keeps the state before each matrix gate
+#: (the backward reads ψ_{k-1} instead of uncomputing it) while they hold at most this many
+#: amplitudes in all; beyond it the backward uncomputes, with a few states of memory.
+SAVE_MAX_AMPLITUDES = 1 << 22
 
 
 def setting_from_env() -> bool | None:
@@ -265,6 +282,10 @@ class _NativeCircuit(torch.autograd.Function):
         scratch = torch.empty_like(out)
         rows = int(out.shape[0])
         ptrs, strides, _ = _pointers(spec, mats, rows, list(mats))
+        n_mat = len(spec.gates)
+        ctx.saves = None
+        if any(ctx.needs_input_grad[1:]) and n_mat * out.numel() <= SAVE_MAX_AMPLITUDES:
+            ctx.saves = torch.empty((n_mat, *out.shape), dtype=out.dtype)
         lib = _library()
         assert lib is not None
         rc = getattr(lib, f"qsem_forward_{_SUFFIX[out.dtype]}")(
@@ -275,6 +296,7 @@ class _NativeCircuit(torch.autograd.Function):
             *spec.args,
             ptrs,
             _ptr(strides, ctypes.c_int64),
+            None if ctx.saves is None else ctx.saves.data_ptr(),
             torch.get_num_threads(),
         )
         if rc != 0:
@@ -287,7 +309,8 @@ class _NativeCircuit(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         out, *mats = ctx.saved_tensors
         spec: _Spec = ctx.spec
-        psi = out.clone()
+        saves = ctx.saves
+        psi = out.clone() if saves is None else out  # read-only with saves
         lam = grad.resolve_conj().contiguous().clone()
         scratch = torch.empty_like(psi)
         rows = int(psi.shape[0])
@@ -312,6 +335,7 @@ class _NativeCircuit(torch.autograd.Function):
             _ptr(strides, ctypes.c_int64),
             gptrs,
             _ptr(extents, ctypes.c_int64),
+            None if saves is None else saves.data_ptr(),
             torch.get_num_threads(),
         )
         return (None, lam if ctx.needs_input_grad[1] else None, *grads)
@@ -332,6 +356,7 @@ def run_native(plan: Plan, s: SimState, ctx: Context) -> SimState:
 
 __all__ = [
     "NATIVE_MAX_AMPLITUDES",
+    "SAVE_MAX_AMPLITUDES",
     "applies",
     "available",
     "run_native",

@@ -15,7 +15,7 @@ from test_thread_policy import bad_environment_message
 
 from qsem.circuits import CRY, RY, TRY, Circuit, ParameterVector, TAdd, Unitary
 from qsem.simulators import TorchSimulator, native
-from qsem.simulators.native import NATIVE_MAX_AMPLITUDES
+from qsem.simulators.native import NATIVE_MAX_AMPLITUDES, SAVE_MAX_AMPLITUDES
 from qsem.threads import torch_threads
 
 pytestmark = pytest.mark.skipif(
@@ -178,14 +178,17 @@ def test_factored_density_matrix_runs_natively() -> None:
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
-def test_complex64_and_threads() -> None:
-    """complex64, and a state large enough that the kernel splits it over two threads."""
-    n = 16
+@pytest.mark.parametrize("n", [16, 18])
+def test_complex64_threads_and_uncomputation(n: int) -> None:
+    """complex64, and states large enough that the kernel splits them over two threads;
+    at n=18 the states before each gate exceed SAVE_MAX_AMPLITUDES, so the backward
+    uncomputes ψ_{k-1} = U_k^† ψ_k (at n=16 it reads the saved states)."""
     x = ParameterVector("x", n)
     c = Circuit.qubits(n)
     for i in range(n):
         c.add(RY(x[i], wires=i))
-    c.add(Unitary(_random_unitary(4, 1), wires=[3, 11]), CRY(x[0], wires=[15, 2]))
+    c.add(Unitary(_random_unitary(4, 1), wires=[3, 11]), CRY(x[0], wires=[n - 1, 2]))
+    assert ((n + 2) << n > SAVE_MAX_AMPLITUDES) == (n == 18)
     vals = {}
     for on in (True, False):
         for dt in (torch.complex64, torch.complex128):

@@ -15,6 +15,8 @@
  * grad_x = A^H grad_y), walking the gates backwards:
  *     psi_{k-1} = U_k^H psi_k,  grad_U_k += lam_k psi_{k-1}^H,  lam_{k-1} = U_k^H lam_k
  * in one pass over the state per gate; on return lam holds the gradient of the start state.
+ * With saves (the state before each matrix gate, written by the forward pass), psi_{k-1}
+ * is read from there instead of uncomputed: a third less arithmetic, memory per gate.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -117,11 +119,11 @@ static inline __attribute__((always_inline)) void strip_##SUF(                  
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
-/* psi <- U^H psi, lam <- U^H lam, gm += lam psi^H (lam_k and psi_{k-1}: lam before its     \
- * update, psi after its own) */                                                             \
+/* lam <- U^H lam, gm += lam psi^H (lam_k and psi_{k-1}); with unc, psi <- U^H psi first,  \
+ * else psi already holds psi_{k-1} (saved by the forward pass) */                           \
 static inline __attribute__((always_inline)) void adj_strip_##SUF(                           \
     T *prow, T *qrow, int64_t n, int64_t s, const int64_t *off, const T *m, const int64_t dk, \
-    T *gm, T *ha, T *hv) {                                                                   \
+    T *gm, T *ha, T *hv, const int unc) {                                                    \
     if (dk <= 4) {                                                                           \
         T h[16], g[16], a[4], v[4];                                                          \
         int64_t o[4];                                                                        \
@@ -133,13 +135,13 @@ static inline __attribute__((always_inline)) void adj_strip_##SUF(              
             for (int64_t l = 0; l < dk; l++) { a[l] = p[o[l]]; v[l] = q[o[l]]; }             \
             T x[4], u[4];                                                                    \
             for (int64_t r = 0; r < dk; r++) {                                               \
-                x[r] = 0; u[r] = 0;                                                          \
+                x[r] = unc ? 0 : a[r]; u[r] = 0;                                             \
                 for (int64_t l = 0; l < dk; l++) {                                           \
-                    x[r] += h[r * dk + l] * a[l];                                            \
+                    if (unc) x[r] += h[r * dk + l] * a[l];                                   \
                     u[r] += h[r * dk + l] * v[l];                                            \
                 }                                                                            \
             }                                                                                \
-            for (int64_t r = 0; r < dk; r++) { p[o[r]] = x[r]; q[o[r]] = u[r]; }             \
+            for (int64_t r = 0; r < dk; r++) { if (unc) p[o[r]] = x[r]; q[o[r]] = u[r]; }    \
             if (gm)                                                                          \
                 for (int64_t r = 0; r < dk; r++)                                             \
                     for (int64_t l = 0; l < dk; l++) g[r * dk + l] += v[r] * conj(x[l]);     \
@@ -159,7 +161,7 @@ static inline __attribute__((always_inline)) void adj_strip_##SUF(              
                 x += c * a[l];                                                               \
                 u += c * v[l];                                                               \
             }                                                                                \
-            p[off[r]] = x;                                                                   \
+            if (unc) p[off[r]] = x;                                                          \
             q[off[r]] = u;                                                                   \
         }                                                                                    \
         if (gm) {                                                                            \
@@ -227,7 +229,7 @@ static inline void walk_next(walk *w) {
 }
 
 #define STRIP(SUF, K) strip_##SUF(x + w.base + w.j0 * st, len, st, g->off, m, K, tmp)
-#define ADJ(SUF, K) adj_strip_##SUF(psi + first, lam + first, len, st, g->off, m, K, gm, a, v)
+#define ADJ(SUF, K) adj_strip_##SUF(psi + first, lam + first, len, st, g->off, m, K, gm, a, v, unc)
 
 #define DEFINE_KERNELS(T, SUF)                                                               \
 DEFINE_STRIPS(T, SUF)                                                                        \
@@ -251,7 +253,7 @@ static void apply_mat_##SUF(T *x, int64_t B, int64_t D, const geom *g, const T *
                                                                                              \
 static void adjoint_mat_##SUF(T *psi, T *lam, int64_t B, int64_t D, const geom *g,          \
                               const T *mat, int64_t bstride, T *grad, int64_t gsize,         \
-                              int nt) {                                                      \
+                              int unc, int nt) {                                             \
     const int64_t dk = g->dk, st = g->inner_stride;                                          \
     _Pragma("omp parallel num_threads(NT_FOR(B * D))")                                       \
     {                                                                                        \
@@ -298,10 +300,12 @@ static void permute_##SUF(T *x, T *scratch, int64_t B, int64_t D, const int64_t 
 int qsem_forward_##SUF(T *x, T *scratch, int64_t B, int n, const int64_t *dims,             \
                        int ngates, const int32_t *kinds, const int64_t *wire_ptr,            \
                        const int64_t *wires, void *const *mats, const int64_t *bstrides,     \
-                       int nt) {                                                             \
-    int64_t D = 1;                                                                           \
+                       T *saves, int nt) {                                                   \
+    int64_t D = 1, slot = 0;                                                                 \
     for (int w = 0; w < n; w++) D *= dims[w];                                                \
     for (int k = 0; k < ngates; k++) {                                                       \
+        if (saves && kinds[k] == 0)                                                          \
+            memcpy(saves + (slot++) * B * D, x, sizeof(T) * (size_t)(B * D));                \
         if (kinds[k] == 1) { permute_##SUF(x, scratch, B, D, (const int64_t *)mats[k], 0, nt); continue; } \
         geom g;                                                                              \
         if (make_geom(n, dims, (int)(wire_ptr[k + 1] - wire_ptr[k]), wires + wire_ptr[k], B,  \
@@ -316,12 +320,13 @@ int qsem_forward_##SUF(T *x, T *scratch, int64_t B, int n, const int64_t *dims, 
 int qsem_adjoint_##SUF(T *psi, T *lam, T *scratch, int64_t B, int n, const int64_t *dims,   \
                        int ngates, const int32_t *kinds, const int64_t *wire_ptr,            \
                        const int64_t *wires, void *const *mats, const int64_t *bstrides,     \
-                       void *const *grads, const int64_t *gsizes, int nt) {                  \
-    int64_t D = 1;                                                                           \
+                       void *const *grads, const int64_t *gsizes, T *saves, int nt) {        \
+    int64_t D = 1, slot = 0;                                                                 \
     for (int w = 0; w < n; w++) D *= dims[w];                                                \
+    for (int k = 0; k < ngates; k++) slot += kinds[k] == 0;                                  \
     for (int k = ngates - 1; k >= 0; k--) {                                                  \
         if (kinds[k] == 1) {                                                                 \
-            permute_##SUF(psi, scratch, B, D, (const int64_t *)mats[k], 1, nt);              \
+            if (!saves) permute_##SUF(psi, scratch, B, D, (const int64_t *)mats[k], 1, nt);  \
             permute_##SUF(lam, scratch, B, D, (const int64_t *)mats[k], 1, nt);              \
             continue;                                                                        \
         }                                                                                    \
@@ -329,8 +334,9 @@ int qsem_adjoint_##SUF(T *psi, T *lam, T *scratch, int64_t B, int n, const int64
         if (make_geom(n, dims, (int)(wire_ptr[k + 1] - wire_ptr[k]), wires + wire_ptr[k], B,  \
                       bstrides[k] != 0, &g))                                                 \
             return -1;                                                                       \
-        adjoint_mat_##SUF(psi, lam, B, D, &g, (const T *)mats[k], bstrides[k],               \
-                          (T *)grads[k], gsizes[k], nt);                                     \
+        T *before = saves ? saves + (--slot) * B * D : psi;                                  \
+        adjoint_mat_##SUF(before, lam, B, D, &g, (const T *)mats[k], bstrides[k],            \
+                          (T *)grads[k], gsizes[k], saves == NULL, nt);                      \
         free(g.off);                                                                         \
     }                                                                                        \
     return 0;                                                                                \
