@@ -57,6 +57,8 @@ from .plan_exec import FusedStep, GateStep, PermutationStep, Plan, rotation_tabl
 from .plan_state import Context, SimState
 
 _I64 = ctypes.POINTER(ctypes.c_int64)
+#: the calling convention this module speaks (``qsem_native_version()`` of the library)
+ABI_VERSION = 2
 
 
 @cache
@@ -66,6 +68,9 @@ def _library() -> ctypes.CDLL | None:
     if spec is None or not spec.origin:
         return None
     lib = ctypes.CDLL(spec.origin)
+    lib.qsem_native_version.restype = ctypes.c_int
+    if lib.qsem_native_version() != ABI_VERSION:  # a stale build: reinstall to rebuild it
+        return None
     common = [ctypes.c_int64, ctypes.c_int, _I64, ctypes.c_int]
     gates = [ctypes.POINTER(ctypes.c_int32), _I64, _I64, ctypes.POINTER(ctypes.c_void_p), _I64]
     for suf in ("c64", "c128"):

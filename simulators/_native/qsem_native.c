@@ -345,7 +345,9 @@ int qsem_adjoint_##SUF(T *psi, T *lam, T *scratch, int64_t B, int n, const int64
 DEFINE_KERNELS(double complex, c128)
 DEFINE_KERNELS(float complex, c64)
 
-int qsem_native_version(void) { return 1; }
+/* The calling convention's version: qsem.simulators.native refuses a library of another
+ * (a stale build), so bump it with every change of a signature. */
+int qsem_native_version(void) { return 2; }
 
 static struct PyModuleDef qsem_native_module = {
     PyModuleDef_HEAD_INIT, "_qsem_native",
