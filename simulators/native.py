@@ -56,7 +56,6 @@ from qsem.errors import arg_error
 from .plan_exec import FusedStep, GateStep, PermutationStep, Plan, rotation_table
 from .plan_state import Context, SimState
 
-_I64 = ctypes.POINTER(ctypes.c_int64)
 #: the calling convention this module speaks (``qsem_native_version()`` of the library)
 ABI_VERSION = 2
 
@@ -71,31 +70,16 @@ def _library() -> ctypes.CDLL | None:
     lib.qsem_native_version.restype = ctypes.c_int
     if lib.qsem_native_version() != ABI_VERSION:  # a stale build: reinstall to rebuild it
         return None
-    common = [ctypes.c_int64, ctypes.c_int, _I64, ctypes.c_int]
-    gates = [ctypes.POINTER(ctypes.c_int32), _I64, _I64, ctypes.POINTER(ctypes.c_void_p), _I64]
+    # every array goes as its address (an int): no ctypes object per call
+    vp = ctypes.c_void_p
+    common = [ctypes.c_int64, ctypes.c_int, vp, ctypes.c_int]
+    gates = [vp, vp, vp, vp, vp]
     for suf in ("c64", "c128"):
         fwd = getattr(lib, f"qsem_forward_{suf}")
-        fwd.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            *common,
-            *gates,
-            ctypes.c_void_p,
-            ctypes.c_int,
-        ]
+        fwd.argtypes = [vp, vp, *common, *gates, vp, ctypes.c_int]
         fwd.restype = ctypes.c_int
         adj = getattr(lib, f"qsem_adjoint_{suf}")
-        adj.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            *common,
-            *gates,
-            ctypes.POINTER(ctypes.c_void_p),
-            _I64,
-            ctypes.c_void_p,
-            ctypes.c_int,
-        ]
+        adj.argtypes = [vp, vp, vp, *common, *gates, vp, vp, vp, ctypes.c_int]
         adj.restype = ctypes.c_int
     return lib
 
@@ -164,7 +148,10 @@ class _Spec:
     perms: dict[int, np.ndarray]  # gate index -> gather indices (kind 1)
     sources: list[tuple[Any, ...]]
     gates: list[tuple[int, int, int]]
-    args: list[Any]  # ctypes views of the arrays above
+    args: list[Any]  # the addresses of the arrays above, as the kernel takes them
+    perm_ptrs: dict[int, int]  # gate index -> address of its gather indices
+    #: (rows, which sources are per row) -> batch strides and extents per gate
+    layouts: dict[Any, tuple[np.ndarray, np.ndarray]]
 
 
 def _build_spec(plan: Plan, ctx: Context) -> _Spec:
@@ -206,13 +193,15 @@ def _build_spec(plan: Plan, ctx: Context) -> _Spec:
         sources,
         gates,
         [],
+        {k: int(a.ctypes.data) for k, a in perms.items()},
+        {},
     )
     spec.args = [
-        _ptr(spec.dims, ctypes.c_int64),
+        int(spec.dims.ctypes.data),
         len(spec.kinds),
-        _ptr(spec.kinds, ctypes.c_int32),
-        _ptr(spec.wire_ptr, ctypes.c_int64),
-        _ptr(spec.wires, ctypes.c_int64),
+        int(spec.kinds.ctypes.data),
+        int(spec.wire_ptr.ctypes.data),
+        int(spec.wires.ctypes.data),
     ]
     return spec
 
@@ -248,34 +237,44 @@ def _sources(plan: Plan, spec: _Spec, ctx: Context, rows: int) -> list[torch.Ten
     return out
 
 
-def _ptr(a: np.ndarray, kind: Any) -> Any:
-    return a.ctypes.data_as(ctypes.POINTER(kind))
+def _layout(spec: _Spec, mats: tuple[torch.Tensor, ...], rows: int) -> tuple[int, int]:
+    """Addresses of the per-gate batch strides (elements; 0: shared) and extents."""
+    per_row = tuple(
+        m.dim() == (4 if src[0] == "class" else 3)
+        for m, src in zip(mats, spec.sources, strict=True)
+    )
+    key = (rows, per_row)
+    if key not in spec.layouts:
+        n = max(1, len(spec.kinds))
+        strides = np.zeros(n, dtype=np.int64)
+        extents = np.zeros(n, dtype=np.int64)
+        it = iter(spec.gates)
+        for k, kind in enumerate(spec.kinds):
+            if kind == 0:
+                src, _, dk = next(it)
+                stride = mats[src].numel() // rows if per_row[src] else 0
+                strides[k] = stride
+                extents[k] = (rows - 1) * stride + dk * dk
+        spec.layouts[key] = (strides, extents)
+    strides, extents = spec.layouts[key]
+    return int(strides.ctypes.data), int(extents.ctypes.data)
 
 
-def _pointers(
-    spec: _Spec, mats: tuple[torch.Tensor, ...], rows: int, what: list[torch.Tensor | None]
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Per kernel gate: the address in ``what`` (a tensor per source, or ``None``), the
-    batch stride of its source (elements; 0: shared) and the extent it spans."""
+def _pointers(spec: _Spec, what: list[torch.Tensor | None], perms: bool) -> Any:
+    """Per kernel gate: its matrix's address in ``what`` (a tensor per source, or
+    ``None``: no address), and, with ``perms``, the permutations' gather indices."""
     n = len(spec.kinds)
     ptrs: list[int | None] = [None] * n
-    strides = np.zeros(max(1, n), dtype=np.int64)
-    extents = np.zeros(max(1, n), dtype=np.int64)
     it = iter(spec.gates)
     for k, kind in enumerate(spec.kinds):
         if kind == 1:
-            ptrs[k] = spec.perms[k].ctypes.data
+            ptrs[k] = spec.perm_ptrs[k] if perms else None
             continue
-        src, offset, dk = next(it)
-        m = mats[src]
-        per_row = m.dim() == (4 if spec.sources[src][0] == "class" else 3)
-        stride = m.numel() // rows if per_row else 0
-        strides[k] = stride
-        extents[k] = (rows - 1) * stride + dk * dk
+        src, offset, _ = next(it)
         t = what[src]
         if t is not None:
             ptrs[k] = t.data_ptr() + offset * t.element_size()
-    return (ctypes.c_void_p * max(1, n))(*ptrs), strides, extents
+    return (ctypes.c_void_p * max(1, n))(*ptrs)
 
 
 class _NativeCircuit(torch.autograd.Function):
@@ -286,7 +285,8 @@ class _NativeCircuit(torch.autograd.Function):
         out = x.detach().resolve_conj().contiguous().clone()
         scratch = torch.empty_like(out)
         rows = int(out.shape[0])
-        ptrs, strides, _ = _pointers(spec, mats, rows, list(mats))
+        ptrs = _pointers(spec, list(mats), True)
+        strides, _ = _layout(spec, mats, rows)
         n_mat = len(spec.gates)
         ctx.saves = None
         if any(ctx.needs_input_grad[1:]) and n_mat * out.numel() <= SAVE_MAX_AMPLITUDES:
@@ -299,8 +299,8 @@ class _NativeCircuit(torch.autograd.Function):
             rows,
             len(spec.dims),
             *spec.args,
-            ptrs,
-            _ptr(strides, ctypes.c_int64),
+            ctypes.addressof(ptrs),
+            strides,
             None if ctx.saves is None else ctx.saves.data_ptr(),
             torch.get_num_threads(),
         )
@@ -322,11 +322,9 @@ class _NativeCircuit(torch.autograd.Function):
         grads = [
             torch.zeros_like(m) if ctx.needs_input_grad[2 + i] else None for i, m in enumerate(mats)
         ]
-        ptrs, strides, _ = _pointers(spec, tuple(mats), rows, list(mats))
-        gptrs, _, extents = _pointers(spec, tuple(mats), rows, grads)
-        for k, kind in enumerate(spec.kinds):
-            if kind == 1:
-                gptrs[k] = None
+        ptrs = _pointers(spec, list(mats), True)
+        gptrs = _pointers(spec, grads, False)
+        strides, extents = _layout(spec, tuple(mats), rows)
         lib = _library()
         assert lib is not None
         getattr(lib, f"qsem_adjoint_{_SUFFIX[psi.dtype]}")(
@@ -336,10 +334,10 @@ class _NativeCircuit(torch.autograd.Function):
             rows,
             len(spec.dims),
             *spec.args,
-            ptrs,
-            _ptr(strides, ctypes.c_int64),
-            gptrs,
-            _ptr(extents, ctypes.c_int64),
+            ctypes.addressof(ptrs),
+            strides,
+            ctypes.addressof(gptrs),
+            extents,
             None if saves is None else saves.data_ptr(),
             torch.get_num_threads(),
         )
