@@ -138,27 +138,37 @@ class _Spec:
     ``sources``: what each run evaluates, in order: ``("class", step, k)`` (the stacked
     per-wire products ``(..., W, d, d)`` of a fused step's dimension class) or
     ``("gate", step)`` (a multi-wire gate's matrix). ``gates``: per matrix gate of the
-    kernel, ``(source, element offset in a row's block, dk)``.
+    kernel, ``(source, element offset in a row's block, dk)``. The integer arrays are
+    CPU tensors, their addresses read at each call (a copied plan, e.g. by
+    ``copy.deepcopy`` of a model holding a simulator, then points at its own copies).
     """
 
-    dims: np.ndarray
-    kinds: np.ndarray
-    wire_ptr: np.ndarray
-    wires: np.ndarray
-    perms: dict[int, np.ndarray]  # gate index -> gather indices (kind 1)
+    dims: torch.Tensor
+    kinds: torch.Tensor
+    wire_ptr: torch.Tensor
+    wires: torch.Tensor
+    perms: dict[int, torch.Tensor]  # gate index -> gather indices (kind 1)
     sources: list[tuple[Any, ...]]
     gates: list[tuple[int, int, int]]
-    args: list[Any]  # the addresses of the arrays above, as the kernel takes them
-    perm_ptrs: dict[int, int]  # gate index -> address of its gather indices
     #: (rows, which sources are per row) -> batch strides and extents per gate
-    layouts: dict[Any, tuple[np.ndarray, np.ndarray]]
+    layouts: dict[Any, tuple[torch.Tensor, torch.Tensor]]
+
+    def args(self) -> list[Any]:
+        """The register and gate layout as the kernel takes them (addresses)."""
+        return [
+            self.dims.data_ptr(),
+            len(self.kinds),
+            self.kinds.data_ptr(),
+            self.wire_ptr.data_ptr(),
+            self.wires.data_ptr(),
+        ]
 
 
 def _build_spec(plan: Plan, ctx: Context) -> _Spec:
     kinds: list[int] = []
     wire_ptr: list[int] = [0]
     flat: list[int] = []
-    perms: dict[int, np.ndarray] = {}
+    perms: dict[int, torch.Tensor] = {}
     sources: list[tuple[Any, ...]] = []
     gates: list[tuple[int, int, int]] = []
     for i, step in enumerate(plan.steps):
@@ -181,29 +191,19 @@ def _build_spec(plan: Plan, ctx: Context) -> _Spec:
             gates.append((len(sources) - 1, 0, dk))
         else:
             assert isinstance(step, PermutationStep)
-            perms[len(kinds)] = np.ascontiguousarray(step.src, dtype=np.int64)
+            perms[len(kinds)] = torch.as_tensor(np.asarray(step.src, dtype=np.int64)).clone()
             kinds.append(1)
             wire_ptr.append(len(flat))
-    spec = _Spec(
-        np.asarray(ctx.dims, dtype=np.int64),
-        np.asarray(kinds, dtype=np.int32),
-        np.asarray(wire_ptr, dtype=np.int64),
-        np.asarray(flat or [0], dtype=np.int64),
+    return _Spec(
+        torch.tensor(ctx.dims, dtype=torch.int64),
+        torch.tensor(kinds, dtype=torch.int32),
+        torch.tensor(wire_ptr, dtype=torch.int64),
+        torch.tensor(flat or [0], dtype=torch.int64),
         perms,
         sources,
         gates,
-        [],
-        {k: int(a.ctypes.data) for k, a in perms.items()},
         {},
     )
-    spec.args = [
-        int(spec.dims.ctypes.data),
-        len(spec.kinds),
-        int(spec.kinds.ctypes.data),
-        int(spec.wire_ptr.ctypes.data),
-        int(spec.wires.ctypes.data),
-    ]
-    return spec
 
 
 def _spec(plan: Plan, ctx: Context) -> _Spec:
@@ -246,10 +246,10 @@ def _layout(spec: _Spec, mats: tuple[torch.Tensor, ...], rows: int) -> tuple[int
     key = (rows, per_row)
     if key not in spec.layouts:
         n = max(1, len(spec.kinds))
-        strides = np.zeros(n, dtype=np.int64)
-        extents = np.zeros(n, dtype=np.int64)
+        strides = torch.zeros(n, dtype=torch.int64)
+        extents = torch.zeros(n, dtype=torch.int64)
         it = iter(spec.gates)
-        for k, kind in enumerate(spec.kinds):
+        for k, kind in enumerate(spec.kinds.tolist()):
             if kind == 0:
                 src, _, dk = next(it)
                 stride = mats[src].numel() // rows if per_row[src] else 0
@@ -257,7 +257,7 @@ def _layout(spec: _Spec, mats: tuple[torch.Tensor, ...], rows: int) -> tuple[int
                 extents[k] = (rows - 1) * stride + dk * dk
         spec.layouts[key] = (strides, extents)
     strides, extents = spec.layouts[key]
-    return int(strides.ctypes.data), int(extents.ctypes.data)
+    return strides.data_ptr(), extents.data_ptr()
 
 
 def _pointers(spec: _Spec, what: list[torch.Tensor | None], perms: bool) -> Any:
@@ -266,9 +266,9 @@ def _pointers(spec: _Spec, what: list[torch.Tensor | None], perms: bool) -> Any:
     n = len(spec.kinds)
     ptrs: list[int | None] = [None] * n
     it = iter(spec.gates)
-    for k, kind in enumerate(spec.kinds):
+    for k, kind in enumerate(spec.kinds.tolist()):
         if kind == 1:
-            ptrs[k] = spec.perm_ptrs[k] if perms else None
+            ptrs[k] = spec.perms[k].data_ptr() if perms else None
             continue
         src, offset, _ = next(it)
         t = what[src]
@@ -298,7 +298,7 @@ class _NativeCircuit(torch.autograd.Function):
             scratch.data_ptr(),
             rows,
             len(spec.dims),
-            *spec.args,
+            *spec.args(),
             ctypes.addressof(ptrs),
             strides,
             None if ctx.saves is None else ctx.saves.data_ptr(),
@@ -333,7 +333,7 @@ class _NativeCircuit(torch.autograd.Function):
             scratch.data_ptr(),
             rows,
             len(spec.dims),
-            *spec.args,
+            *spec.args(),
             ctypes.addressof(ptrs),
             strides,
             ctypes.addressof(gptrs),

@@ -224,3 +224,22 @@ def test_bad_qsem_native_is_one_line() -> None:
     assert bad_environment_message("QSEM_NATIVE", "yes") == (
         "argument 'QSEM_NATIVE': expected 'auto', '0' or '1', got 'yes'"
     )
+
+
+def test_a_copied_simulator_runs_natively() -> None:
+    """``copy.deepcopy`` of a simulator (a model copy does it) copies its plans with their
+    kernel layouts (no ctypes objects in them: those cannot be copied), and the copy runs
+    natively on its own plan."""
+    import copy
+
+    circuit, sizes, _ = random_circuit(DIMS["mixed"], depth=2, seed=8)
+    params = _bind(sizes, 2, 8)
+    sim = TorchSimulator(dtype=torch.complex128, native=True)
+    first = sim.run(circuit, params).vector.detach()
+    twin = copy.deepcopy(sim)
+    plan = twin.plan(circuit)
+    assert plan is not sim.plan(circuit)
+    before = plan.native_runs
+    again = twin.run(circuit, params).vector.detach()
+    assert plan.native_runs == before + 1
+    torch.testing.assert_close(again, first, atol=ATOL_F64, rtol=0)
