@@ -17,7 +17,9 @@ so the gradients reach the gate matrices (autograd carries them to the angles th
 the plan's rotation table) and the start state. While the states before each gate hold at
 most :data:`SAVE_MAX_AMPLITUDES` amplitudes, the forward pass keeps them and the backward
 reads ``ψ_{k-1}`` instead of uncomputing it (a third less arithmetic); beyond that it
-uncomputes, with a few states of memory whatever the depth. The gates are unitary (the
+uncomputes, with a few states of memory whatever the depth. A backward that is itself
+to be differentiated (``create_graph=True``, e.g. a Hessian) reruns the gates by torch
+operations and lets autograd build its graph. The gates are unitary (the
 library's gates are, and ``Unitary`` checks its matrix), which the uncomputation
 ``ψ_{k-1} = U_k^† ψ_k`` relies on.
 
@@ -53,6 +55,7 @@ import torch
 from qsem.circuits.operations import Gate
 from qsem.errors import arg_error
 
+from . import kernels
 from .plan_exec import FusedStep, GateStep, PermutationStep, Plan, rotation_table
 from .plan_state import Context, SimState
 
@@ -307,13 +310,15 @@ class _NativeCircuit(torch.autograd.Function):
         if rc != 0:
             raise RuntimeError("qsem native kernel: register of more than 64 wires")
         ctx.spec = spec
-        ctx.save_for_backward(out, *mats)
+        ctx.save_for_backward(x, out, *mats)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
-        out, *mats = ctx.saved_tensors
+        x, out, *mats = ctx.saved_tensors
         spec: _Spec = ctx.spec
+        if torch.is_grad_enabled():  # create_graph: this backward will be differentiated
+            return (None, *_differentiable_vjp(spec, ctx.needs_input_grad[1:], grad, x, mats))
         saves = ctx.saves
         psi = out.clone() if saves is None else out  # read-only with saves
         lam = grad.resolve_conj().contiguous().clone()
@@ -342,6 +347,40 @@ class _NativeCircuit(torch.autograd.Function):
             torch.get_num_threads(),
         )
         return (None, lam if ctx.needs_input_grad[1] else None, *grads)
+
+
+def _torch_circuit(spec: _Spec, x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+    """The kernel's gates applied by torch operations (differentiable to any order)."""
+    dims = tuple(spec.dims.tolist())
+    wires, wire_ptr = spec.wires.tolist(), spec.wire_ptr.tolist()
+    it = iter(spec.gates)
+    for k, kind in enumerate(spec.kinds.tolist()):
+        if kind == 1:
+            x = x[:, spec.perms[k]]
+            continue
+        src, offset, dk = next(it)
+        m = mats[src]
+        if spec.sources[src][0] == "class":  # a class's stack (..., W, d, d): wire at offset
+            m = m[..., offset // (dk * dk), :, :]
+        x = kernels.apply_matrix(x, m, dims, wires[wire_ptr[k] : wire_ptr[k + 1]])
+    return x
+
+
+def _differentiable_vjp(
+    spec: _Spec,
+    needs: tuple[bool, ...],
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    mats: list[torch.Tensor],
+) -> list[torch.Tensor | None]:
+    """The backward as a graph (``create_graph=True``, e.g. a Hessian): the circuit is run
+    again by torch operations and differentiated by autograd."""
+    inputs = [x, *mats]
+    with torch.enable_grad():
+        y = _torch_circuit(spec, x, mats)
+        wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
+        got = iter(torch.autograd.grad(y, wanted, grad, create_graph=True, allow_unused=True))
+    return [next(got) if need else None for need in needs]
 
 
 def run_native(plan: Plan, s: SimState, ctx: Context) -> SimState:

@@ -243,3 +243,25 @@ def test_a_copied_simulator_runs_natively() -> None:
     again = twin.run(circuit, params).vector.detach()
     assert plan.native_runs == before + 1
     torch.testing.assert_close(again, first, atol=ATOL_F64, rtol=0)
+
+
+def test_second_derivatives_match_the_torch_path() -> None:
+    """A backward with ``create_graph=True`` (a Hessian) is itself differentiable: it
+    reruns the gates by torch operations. Hessian of a loss in the weights, both paths."""
+    circuit, sizes, _ = random_circuit(DIMS["mixed"], depth=2, seed=6)
+    circuit = _with_unitaries(circuit, 6)
+    params = _bind(sizes, 2, 6)
+    x = params["x"].detach()
+    hess = {}
+    before = TorchSimulator(dtype=torch.complex128).plan(circuit).native_runs
+    for on in (True, False):
+        sim = TorchSimulator(dtype=torch.complex128, native=on)
+
+        def loss(w: torch.Tensor, sim: TorchSimulator = sim) -> torch.Tensor:
+            v = sim.run(circuit, {"x": x, "w": w}).vector
+            return (v.abs() ** 2 * torch.arange(v.shape[-1])).sum() + v.real.sum()
+
+        hess[on] = torch.autograd.functional.hessian(loss, params["w"].detach())
+    assert TorchSimulator(dtype=torch.complex128).plan(circuit).native_runs > before
+    assert hess[True].abs().max() > 0.1
+    torch.testing.assert_close(hess[True], hess[False], atol=1e-9, rtol=0)
