@@ -39,8 +39,9 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the declared dependencies or the pins change.
-$(STAMP): pyproject.toml constraints.txt | $(PY)
+# Reinstall only when the declared dependencies, the pins or the native kernel change
+# (the editable install builds simulators/_native/qsem_native.c in place).
+$(STAMP): pyproject.toml constraints.txt setup.py simulators/_native/qsem_native.c | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[all]'
 	@touch $@

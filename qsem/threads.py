@@ -40,7 +40,8 @@ __all__ = [
 SMALL_STATE_BYTES = 1 << 18
 
 _POLICIES = ("auto", "torch")
-_policy = {"value": os.environ.get("QSEM_THREAD_POLICY", "torch")}
+#: ``None`` until first read: then ``QSEM_THREAD_POLICY`` (default ``"torch"``), checked
+_policy: dict[str, str | None] = {"value": None}
 
 
 def set_thread_policy(policy: str) -> None:
@@ -67,13 +68,22 @@ def set_thread_policy(policy: str) -> None:
 
 
 def thread_policy() -> str:
-    """The current policy (:func:`set_thread_policy`)."""
-    return _policy["value"]
+    """The current policy (:func:`set_thread_policy`; at first the environment's).
+
+    An invalid ``QSEM_THREAD_POLICY`` is refused here, by one line naming the variable.
+    """
+    value = _policy["value"]
+    if value is None:
+        value = os.environ.get("QSEM_THREAD_POLICY", "torch")
+        if value not in _POLICIES:
+            raise arg_error("QSEM_THREAD_POLICY", f"expected 'auto' or 'torch', got {value!r}")
+        _policy["value"] = value
+    return value
 
 
 def _one_thread(state_bytes: int) -> bool:
     return (
-        _policy["value"] == "auto"
+        thread_policy() == "auto"
         and state_bytes < SMALL_STATE_BYTES
         and torch.get_num_threads() > 1
     )

@@ -29,6 +29,8 @@ from qsem.threads import one_thread_backward, small_state_threads
 
 from .kernels import Workspace
 from .memory import check_fits
+from .native import applies as native_applies
+from .native import run_native, setting_from_env, wanted
 from .plan_compile import compile_plan
 from .plan_exec import CHUNK_BYTES, MIN_CHUNKED_BYTES, MIN_CHUNKS, Plan, run_plan
 from .plan_state import Context, SimState
@@ -156,6 +158,13 @@ class TorchSimulator:
             what a statevector costs, each Kraus channel multiplies the rank) and
             turns dense once the rank would exceed ``D``; ``"dense"`` always
             evolves the ``D × D`` matrix. Both are exact.
+        native: run a plan of unitary steps on a pure state in one call of the native
+            kernel, with its adjoint backward (:mod:`~qsem.simulators.native`; CPU).
+            ``None`` (default): for states of at most ``NATIVE_MAX_AMPLITUDES`` amplitudes
+            (where it is faster), unless the environment variable ``QSEM_NATIVE``
+            (``auto``/``1``/``0``) says otherwise; ``True``: at any size; ``False``:
+            always the torch path. Where the kernel is not built, or the circuit or
+            device does not suit it, the torch path runs.
     """
 
     def __init__(
@@ -167,6 +176,7 @@ class TorchSimulator:
         max_block_dim: int = 16,
         max_memory: int | None = None,
         dm_method: str = "auto",
+        native: bool | None = None,
     ) -> None:
         self.mode: Mode = check_mode(mode)
         self.dtype = check_dtype(dtype)
@@ -182,6 +192,9 @@ class TorchSimulator:
         if dm_method not in ("auto", "dense"):
             raise arg_error("dm_method", f"must be 'auto' or 'dense', got {dm_method!r}")
         self.dm_method = dm_method
+        if native is not None and not isinstance(native, bool):
+            raise arg_error("native", f"must be True, False or None, got {native!r}")
+        self.native = setting_from_env() if native is None else native
         self._plans: OrderedDict[Any, Plan] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -246,12 +259,16 @@ class TorchSimulator:
             real_dtype=torch.float32 if self.dtype == torch.complex64 else torch.float64,
             device=self.device,
             work=None if needs_grad else Workspace(),
+            native=wanted(self.native, x.numel()),
         )
         nbytes = x.numel() * x.element_size()
         if factored and circuit.has_channels:  # may turn dense: D times larger
             nbytes *= circuit.dim
         with small_state_threads(nbytes):
-            end = run_plan(plan, start, ctx, allow_chunks=not needs_grad and not factored)
+            if native_applies(plan, start, ctx):
+                end = run_native(plan, start, ctx)
+            else:
+                end = run_plan(plan, start, ctx, allow_chunks=not needs_grad and not factored)
         one_thread_backward(end.tensor, nbytes)
         return _result(end, circuit, out_batch is not None)
 

@@ -346,6 +346,8 @@ class Plan:
     _parts: dict[Any, Any] = field(default_factory=dict, repr=False)
     #: how many shared rotation evaluations :func:`rotation_table` made (one per source)
     rotation_calls: int = 0
+    #: how many forward passes ran in the native kernel (:mod:`.native`)
+    native_runs: int = 0
 
     def rotation_groups(self, ctx: Context) -> list[tuple[_Group, int]]:
         """``(group, d)`` of every fused group of one-parameter rotations, in step order."""

@@ -102,6 +102,8 @@ class Context:
     before the first step (``{id(group): (..., k, d, d)}``; see
     :func:`~qsem.simulators.plan_exec.rotation_table`); ``None``: not yet evaluated
     (the plan's run evaluates it); ``{}``: each step evaluates its own groups.
+    ``native``: the engine may run a unitary plan in one native call
+    (:mod:`~qsem.simulators.native`).
     """
 
     dims: tuple[int, ...]
@@ -114,6 +116,8 @@ class Context:
     full_batch: int = 1
     work: kernels.Workspace | None = None
     rotations: dict[int, torch.Tensor] | None = None
+    #: the engine may run the plan with the native kernel (:mod:`.native`)
+    native: bool = False
 
     def for_rows(self, rows: slice, full_batch: int) -> Context:
         """This context for one chunk of the batch."""

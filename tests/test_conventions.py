@@ -164,6 +164,7 @@ def test_the_former_name_of_the_projection_module_forwards_with_a_warning() -> N
         "qsem.circuits.rotations",
         "qsem.simulators.plan_exec",
         "qsem.threads",
+        "qsem.simulators.native",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

@@ -7,6 +7,9 @@ gradient arrives (inside the backward call, after the simulated part of the grap
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -94,3 +97,29 @@ def test_one_thread_setting_is_never_raised(two_threads: None) -> None:
 def test_bad_policy_names_the_argument() -> None:
     with pytest.raises(ValueError, match="argument 'policy'"):
         set_thread_policy("fast")
+
+
+def bad_environment_message(var: str, value: str) -> str:
+    """What a fresh process prints when a simulation runs with ``var=value`` set."""
+    code = (
+        "from qsem.circuits import Circuit, RY\n"
+        "from qsem.simulators import TorchSimulator\n"
+        "from qsem.errors import QsemError\n"
+        "try:\n"
+        "    TorchSimulator().run(Circuit.qubits(1).add(RY(0.1, wires=0)))\n"
+        "except QsemError as e:\n"
+        "    print(e)\n"
+    )
+    env = {**os.environ, var: value}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_bad_environment_policy_is_one_line() -> None:
+    """An invalid QSEM_THREAD_POLICY is refused by one line naming it (not ignored)."""
+    assert bad_environment_message("QSEM_THREAD_POLICY", "fast") == (
+        "argument 'QSEM_THREAD_POLICY': expected 'auto' or 'torch', got 'fast'"
+    )
