@@ -86,6 +86,16 @@ PLAN_TESTS = (
     "tests/test_plan_context.py",
 )
 
+#: the superoperator blocks' own tests, the Kraus-sum reference of the channels, and the
+#: steps called one by one on each representation of the state
+SUPER_TESTS = (
+    "tests/test_plan_super.py",
+    "tests/test_plan_superops.py",
+    "tests/test_plan_mutation.py",
+    "tests/test_plan_state.py",
+    "tests/test_plan_context.py",
+)
+
 #: the tests of the history store (qsem/edge/store*.py)
 STORE_TESTS = (
     "tests/test_edge_store.py",
@@ -118,6 +128,12 @@ TARGETS: dict[str, Target] = {
     **{
         name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", PLAN_TESTS)
         for name in ("plan_compile", "plan_exec", "plan_state")
+    },
+    # a density matrix's noisy region as superoperator blocks (simulators/plan.py re-exports
+    # plan_super's names too; plan_superops builds the blocks' operators)
+    **{
+        name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", SUPER_TESTS)
+        for name in ("plan_super", "plan_superops")
     },
     "detectors": Target(
         "qsem/emergence/detectors.py",
@@ -374,17 +390,24 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(TARGETS)}")
     BUILD.mkdir(parents=True, exist_ok=True)
-    ok = True
+    ok, wall, cpu = True, 0.0, 0.0
     for name in args.modules or list(TARGETS):
         result = run_one(name, TARGETS[name], args.max_children)
         (BUILD / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        cpu_s = float(result["cpu_user"]) + float(result["cpu_sys"])  # type: ignore[arg-type]
+        wall, cpu = wall + float(result["seconds"]), cpu + cpu_s  # type: ignore[arg-type]
         print(
             f"{name}: {result['score']} % ({result.get('killed')} killed, "
             f"{result.get('survived')} survived, {result.get('no_tests')} untested, "
             f"{result.get('timeout')} timeout of {result.get('total')}) "
-            f"in {result['seconds']} s; survivors: {BUILD / (name + '.survivors.txt')}"
+            f"in {result['seconds']} s wall, {cpu_s:.0f} s CPU; "
+            f"survivors: {BUILD / (name + '.survivors.txt')}"
         )
         ok = ok and result["mutmut_rc"] == 0 and float(result["score"]) >= args.min_score  # type: ignore[arg-type]
+    print(
+        f"all: {wall:.0f} s wall, {cpu:.0f} s CPU (user+sys); on a quiet machine about "
+        f"{cpu / args.max_children:.0f} s with {args.max_children} workers (an estimate)"
+    )
     return 0 if ok else 1
 
 
