@@ -152,6 +152,12 @@ def test_superoperator_entries():
     sb = superoperator(torch.as_tensor(kb), torch.as_tensor(wb)).numpy()
     ref = [sum(wb[i, k] * np.kron(kb[i, k], kb[i, k].conj()) for k in range(3)) for i in range(4)]
     np.testing.assert_allclose(sb, np.stack(ref), atol=ATOL_F64)
+    # one shared Kraus set with batched weights (a channel whose probability is batched):
+    # the batch shape comes from the weights alone
+    ks, ws = _cmat(rng, 3, 2, 2), rng.uniform(size=(4, 3))
+    ss = superoperator(torch.as_tensor(ks), torch.as_tensor(ws)).numpy()
+    ref = [sum(ws[i, k] * np.kron(ks[k], ks[k].conj()) for k in range(3)) for i in range(4)]
+    np.testing.assert_allclose(ss, np.stack(ref), atol=ATOL_F64)
 
 
 # ---------------------------------------------------------------------------------

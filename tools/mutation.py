@@ -121,7 +121,13 @@ TARGETS: dict[str, Target] = {
     "kernels": Target(
         "simulators/kernels.py",
         "src/qsem/simulators/kernels.py",
-        ("tests/test_fused_kernels.py", "tests/test_kernels_mutation.py"),
+        (
+            "tests/test_fused_kernels.py",
+            "tests/test_kernels_mutation.py",
+            # index_rows / _select: long rows gathered one at a time (values and an ATen spy)
+            "tests/test_sv_speed.py::test_index_rows_matches_fancy_indexing",
+            "tests/test_sv_speed.py::test_long_row_permutations_match_pennylane",
+        ),
     ),
     # the engine's plans: compiling (circuit -> steps), running (the steps) and the
     # state a step takes and returns (simulators/plan.py only re-exports their names)
