@@ -84,6 +84,9 @@ PLAN_TESTS = (
     "tests/test_engine_internals.py",
     "tests/test_plan_state.py",
     "tests/test_plan_context.py",
+    # the plan-wide rotation table (plan_exec.rotation_table, Plan.rotation_groups): the
+    # counter of rotation_matrix calls, and against per-group evaluation
+    "tests/test_rotation_table.py",
 )
 
 #: the superoperator blocks' own tests, the Kraus-sum reference of the channels, and the
