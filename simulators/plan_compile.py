@@ -177,7 +177,7 @@ def compile_plan(
     flush_pending()
     flush_perm()
     if mode == "density_matrix":  # the noisy region as superoperator blocks (plan_super)
-        steps = wrap_noisy_region(steps, ops, dims)
+        steps = wrap_noisy_region(steps, dims)
     return Plan(steps)
 
 

@@ -244,12 +244,12 @@ class SuperStep(Step):
         return kernels.gather(x, inv, fwd, 1) if inverse else kernels.gather(x, fwd, inv, 1)
 
 
-def wrap_noisy_region(steps: list[Step], ops: list[Operation], dims: tuple[int, ...]) -> list[Step]:
+def wrap_noisy_region(steps: list[Step], dims: tuple[int, ...]) -> list[Step]:
     """``steps`` with everything from the first channel step on as one :class:`SuperStep`.
 
     The steps before the first channel cover exactly the operations before it (the
-    compiler flushes every pending step before a channel), so the region is
-    ``ops[start:]`` with ``start`` that channel's index.
+    compiler flushes every pending step before a channel), so the region is the
+    circuit's operations from that channel's index on.
     """
     first = next((k for k, s in enumerate(steps) if isinstance(s, ChannelStep)), None)
     if first is None:

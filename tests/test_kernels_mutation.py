@@ -20,6 +20,7 @@ import torch
 from conftest import ATOL_F64
 
 from qsem.simulators.kernels import (
+    ROW_GATHER_MIN,
     Workspace,
     _split,
     apply_channel,
@@ -152,6 +153,12 @@ def test_superoperator_entries():
     sb = superoperator(torch.as_tensor(kb), torch.as_tensor(wb)).numpy()
     ref = [sum(wb[i, k] * np.kron(kb[i, k], kb[i, k].conj()) for k in range(3)) for i in range(4)]
     np.testing.assert_allclose(sb, np.stack(ref), atol=ATOL_F64)
+    # one shared Kraus set with batched weights (a channel whose probability is batched):
+    # the batch shape comes from the weights alone
+    ks, ws = _cmat(rng, 3, 2, 2), rng.uniform(size=(4, 3))
+    ss = superoperator(torch.as_tensor(ks), torch.as_tensor(ws)).numpy()
+    ref = [sum(ws[i, k] * np.kron(ks[k], ks[k].conj()) for k in range(3)) for i in range(4)]
+    np.testing.assert_allclose(ss, np.stack(ref), atol=ATOL_F64)
 
 
 # ---------------------------------------------------------------------------------
@@ -335,6 +342,32 @@ def test_gather_forward_and_backward_on_any_dim():
     assert torch.autograd.gradcheck(
         lambda t: gather(t, torch.as_tensor(src), torch.as_tensor(inv), 1), (xg,)
     )
+
+
+def _index_select_inputs(fn) -> list[list[int]]:
+    """The input shape of every ``aten::index_select`` call while ``fn`` runs (a spy
+    through torch's profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    return [list(e.input_shapes[0]) for e in prof.events() if e.name == "aten::index_select"]
+
+
+def test_gather_without_a_gradient_on_each_dim_of_a_matrix():
+    """``gather`` of a 2-D tensor along dim 0 and dim 1 (short and long rows) against
+    NumPy fancy indexing; long rows along dim 1 are gathered one 1-D row at a time,
+    everything else in one call."""
+    rng = np.random.default_rng(47)
+    for rows, cols, dim in [(6, 5, 0), (3, 5, 1), (3, ROW_GATHER_MIN, 1)]:
+        x = torch.as_tensor(rng.normal(size=(rows, cols)))
+        src, _ = _permutation(rng, (rows, cols)[dim])
+        index = torch.as_tensor(src)
+        expected = x.numpy()[src] if dim == 0 else x.numpy()[:, src]
+        np.testing.assert_array_equal(gather(x, index, None, dim).numpy(), expected)
+        calls = _index_select_inputs(lambda x=x, index=index, dim=dim: gather(x, index, None, dim))
+        long_rows = dim == 1 and cols >= ROW_GATHER_MIN
+        assert calls == ([[cols]] * rows if long_rows else [[rows, cols]])
 
 
 # ---------------------------------------------------------------------------------

@@ -445,7 +445,7 @@ def test_a_fused_layer_over_every_wire_runs_as_one_chain_into_the_workspace(gap:
 @pytest.mark.parametrize(
     ("picks", "view"),
     [([0, 1, 2], True), ([1, 3, 5], True), ([4], True), ([0, 2], True), ([2, 0, 1], False),
-     ([0, 1, 3], False)],
+     ([0, 1, 3], False), ([4, 4, 4], False)],
 )  # fmt: skip
 def test_stacked_vector_parameters_are_a_view_when_strided(picks: list[int], view: bool) -> None:
     """Entries of one bound vector at a constant positive stride are one slice: a view of
@@ -462,3 +462,15 @@ def test_stacked_vector_parameters_are_a_view_when_strided(picks: list[int], vie
     scaled = ctx.stacked_param([2 * w[i] for i in picks])
     np.testing.assert_array_equal(scaled.numpy(), 2 * bound[:, picks].numpy())
     assert scaled.untyped_storage().data_ptr() != bound.untyped_storage().data_ptr()
+
+
+def test_a_chunk_evaluates_its_own_rotation_table() -> None:
+    """``Context.for_rows``: a rotation table holds the full batch's rows, so a chunk's
+    context has none (``None``: the chunk's run evaluates its own); ``{}`` (each step
+    evaluates its own groups) and ``None`` stay as they are; the rows are the chunk's."""
+    ctx = Context((2,), [], {}, C128, F64, torch.device("cpu"))
+    table = {1: torch.eye(2, dtype=C128).expand(4, 1, 2, 2)}
+    for rotations, expected in [(table, None), ({}, {}), (None, None)]:
+        part = dataclasses.replace(ctx, rotations=rotations).for_rows(slice(2, 4), 4)
+        assert part.rotations == expected and type(part.rotations) is type(expected)
+        assert (part.batch_slice, part.full_batch) == (slice(2, 4), 4)

@@ -212,13 +212,16 @@ def test_a_database_another_process_holds_open_is_validated_on_the_real_connecti
 
 def _locked_store(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     """A rollback-journal store, a connection to switch, and another one holding a read
-    transaction (its SHARED lock keeps the switch to WAL from starting)."""
+    transaction (its SHARED lock keeps the switch to WAL from starting). The connection
+    to switch has no busy handler of SQLite's own (``timeout=0``; SQLite 3.40 calls it
+    for the switch, and Python's default would wait 5 s), so the waiting is
+    ``_to_wal``'s."""
     _store(path, 3)
     _rollback_mode(path)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN")
     holder.execute("SELECT count(*) FROM steps").fetchone()
-    return sqlite3.connect(path, isolation_level=None), holder
+    return sqlite3.connect(path, isolation_level=None, timeout=0), holder
 
 
 def test_the_switch_to_wal_waits_for_a_lock_up_to_the_busy_timeout(tmp_path: Path) -> None:

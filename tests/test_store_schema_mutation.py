@@ -303,3 +303,110 @@ def _clean_stale_as_another_user(folder: Path) -> None:
 
     assert _in_child(as_another_user) == "cleaned"
     assert sorted(p.name for p in folder.iterdir()) == sorted(alive)
+
+
+#: (AUDIT_ARCH, link syscall number or None, linkat syscall number) of the machines the
+#: no-hard-link tests can filter (``/usr/include/linux/audit.h``, ``asm/unistd_64.h``)
+_LINK_SYSCALLS = {"x86_64": (0xC000003E, 86, 265), "aarch64": (0xC00000B7, None, 37)}
+no_links_here = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.uname().machine not in _LINK_SYSCALLS,
+    reason="a seccomp filter for link(2) is written for Linux on x86_64 and aarch64",
+)
+
+
+def _refuse_hard_links(err: int) -> None:
+    """From now on this process's ``link`` / ``linkat`` system calls fail with ``err``, as
+    on a file system without hard links (vfat: ``EPERM``; some FUSE and network file
+    systems: ``ENOTSUP``; a file at its link limit: ``EMLINK``). A seccomp filter made by
+    the kernel: the code under test runs unchanged and sees the kernel's error."""
+    import ctypes
+    import struct
+
+    arch, link, linkat = _LINK_SYSCALLS[os.uname().machine]
+
+    def op(code: int, jt: int, jf: int, k: int) -> bytes:  # struct sock_filter
+        return struct.pack("HBBI", code, jt, jf, k)
+
+    load, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+    allow, refuse = 0x7FFF0000, 0x00050000 | err  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    prog = b"".join(
+        [
+            op(load, 0, 0, 4),  # seccomp_data.arch
+            op(jeq, 0, 3, arch),  # another ABI: allow
+            op(load, 0, 0, 0),  # seccomp_data.nr
+            op(jeq, 2, 0, linkat),
+            op(jeq, 1, 0, link if link is not None else linkat),
+            op(ret, 0, 0, allow),
+            op(ret, 0, 0, refuse),
+        ]
+    )
+    code = ctypes.create_string_buffer(prog)
+
+    class Program(ctypes.Structure):  # struct sock_fprog
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    program = Program(len(prog) // 8, ctypes.addressof(code))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.prctl(22, 2, ctypes.byref(program), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+
+def _tables(path: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        pragmas = ("application_id", "journal_mode")
+        meta = [con.execute(f"PRAGMA {p}").fetchone()[0] for p in pragmas]
+    finally:
+        con.close()
+    return [*rows, ("pragmas", repr(meta))]
+
+
+@no_links_here
+@pytest.mark.parametrize("err", [errno.EPERM, errno.ENOTSUP, errno.EMLINK])
+def test_where_hard_links_are_refused_the_new_store_is_renamed_into_place(
+    tmp_path: Path, err: int
+) -> None:
+    """Where the kernel refuses ``link`` (a file system without hard links), the built
+    file is renamed into place: the store is there, with the schema, ``application_id``
+    and WAL mode of a store created where links work, and no temporary file is left."""
+    reference = tmp_path / "reference.sqlite"
+    create(str(reference))  # links work here (and mutmut sees this test call create)
+    path = tmp_path / "h.sqlite"
+    probe = tmp_path / "probe"
+
+    def without_links() -> str:
+        _refuse_hard_links(err)
+        probe.write_bytes(b"p")
+        try:
+            os.link(probe, tmp_path / "probe2")
+        except OSError as exc:
+            assert exc.errno == err  # the filter is in place
+        create(str(path))
+        return "created"
+
+    assert _in_child(without_links) == "created"
+    assert _tables(path) == _tables(reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite", "probe", "reference.sqlite"]
+
+
+@no_links_here
+def test_where_hard_links_are_refused_a_store_another_creator_placed_first_stays(
+    tmp_path: Path,
+) -> None:
+    """Without hard links, the path can appear between the refused link and the rename
+    (another creator won): that store stays as it is, and this creator's file goes."""
+    path = tmp_path / "h.sqlite"
+    create(str(path))
+    before = path.read_bytes()
+
+    def without_links() -> str:
+        _refuse_hard_links(errno.EPERM)  # link() is refused before the path is looked at
+        create(str(path))
+        return "created"
+
+    assert _in_child(without_links) == "created"
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["h.sqlite"]

@@ -51,6 +51,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,19 @@ PLAN_TESTS = (
     "tests/test_engine_internals.py",
     "tests/test_plan_state.py",
     "tests/test_plan_context.py",
+    # the plan-wide rotation table (plan_exec.rotation_table, Plan.rotation_groups): the
+    # counter of rotation_matrix calls, and against per-group evaluation
+    "tests/test_rotation_table.py",
+)
+
+#: the superoperator blocks' own tests, the Kraus-sum reference of the channels, and the
+#: steps called one by one on each representation of the state
+SUPER_TESTS = (
+    "tests/test_plan_super.py",
+    "tests/test_plan_superops.py",
+    "tests/test_plan_mutation.py",
+    "tests/test_plan_state.py",
+    "tests/test_plan_context.py",
 )
 
 #: the tests of the history store (qsem/edge/store*.py)
@@ -110,13 +124,25 @@ TARGETS: dict[str, Target] = {
     "kernels": Target(
         "simulators/kernels.py",
         "src/qsem/simulators/kernels.py",
-        ("tests/test_fused_kernels.py", "tests/test_kernels_mutation.py"),
+        (
+            "tests/test_fused_kernels.py",
+            "tests/test_kernels_mutation.py",
+            # index_rows / _select: long rows gathered one at a time (values and an ATen spy)
+            "tests/test_sv_speed.py::test_index_rows_matches_fancy_indexing",
+            "tests/test_sv_speed.py::test_long_row_permutations_match_pennylane",
+        ),
     ),
     # the engine's plans: compiling (circuit -> steps), running (the steps) and the
     # state a step takes and returns (simulators/plan.py only re-exports their names)
     **{
         name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", PLAN_TESTS)
         for name in ("plan_compile", "plan_exec", "plan_state")
+    },
+    # a density matrix's noisy region as superoperator blocks (simulators/plan.py re-exports
+    # plan_super's names too; plan_superops builds the blocks' operators)
+    **{
+        name: Target(f"simulators/{name}.py", f"src/qsem/simulators/{name}.py", SUPER_TESTS)
+        for name in ("plan_super", "plan_superops")
     },
     "detectors": Target(
         "qsem/emergence/detectors.py",
@@ -142,7 +168,7 @@ PYPROJECT = """\
 [tool.mutmut]
 source_paths = ["src/qsem"]
 only_mutate = [{only}]
-also_copy = ["docs"]
+also_copy = ["docs", "conftest.py"]
 pytest_add_cli_args = [
     "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbmake", "-q", {deselect}
 ]
@@ -156,6 +182,23 @@ markers = [
 ]
 addopts = "-m 'not slow' --strict-markers"
 filterwarnings = ["ignore::DeprecationWarning:pennylane.*", "ignore::DeprecationWarning:qiskit.*"]
+"""
+
+#: the scratch project's root conftest: under mutmut, run a mutant's tests fastest first
+#: (by the durations mutmut recorded in its clean run), so that ``-x`` stops a killed
+#: mutant at the quickest test that fails it; the clean and stats runs keep file order.
+ORDER_CONFTEST = """\
+import json
+from pathlib import Path
+
+_STATS = Path(__file__).parent / "mutmut-stats.json"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not _STATS.exists():  # mutmut's own clean and stats runs
+        return
+    durations = json.loads(_STATS.read_text()).get("duration_by_test", {})
+    items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
 """
 
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
@@ -176,6 +219,7 @@ def prepare(name: str, target: Target) -> tuple[Path, list[str]]:
     shutil.copytree(ROOT / "simulators", work / "src" / "qsem" / "simulators", ignore=IGNORE)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=IGNORE)
     shutil.copytree(ROOT / "docs", work / "docs", ignore=IGNORE)  # examples some tests run
+    (work / "conftest.py").write_text(ORDER_CONFTEST)
     tests = [t for t in target.tests if (ROOT / t.split("::")[0]).exists()]
     (work / "pyproject.toml").write_text(
         PYPROJECT.format(
@@ -232,11 +276,14 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("MUTANT_UNDER_TEST", None)
     raw = work / "mutmut.log"
-    start = time.monotonic()
+    start, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with raw.open("w") as fh:
         cmd = [str(BIN / "mutmut"), "run", "--max-children", str(max_children)]
         rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
     seconds = time.monotonic() - start
+    # CPU time of mutmut and every worker it forked (each is waited for, so counted)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
     _clean_log(raw, BUILD / f"{name}.log")
     subprocess.run(
         [str(BIN / "mutmut"), "export-cicd-stats"], cwd=work, env=env, capture_output=True
@@ -255,6 +302,11 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
         "tests": tests,
         "mutmut_rc": rc,
         "seconds": round(seconds, 1),
+        "cpu_user": round(user, 1),
+        "cpu_sys": round(system, 1),
+        "max_children": max_children,
+        # on a quiet machine with max_children cores the run would take about this long
+        "quiet_estimate_seconds": round((user + system) / max_children, 1),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": measured,  # the tree the scratch project was copied from
         "score": round(score, 1),
@@ -332,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mutants", nargs="+", metavar="PATTERN", help="recheck only survivors matching these"
     )
-    parser.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutmut workers (default 2)")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score")
     args = parser.parse_args(argv)
     if args.list:
@@ -347,17 +399,24 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(TARGETS)}")
     BUILD.mkdir(parents=True, exist_ok=True)
-    ok = True
+    ok, wall, cpu = True, 0.0, 0.0
     for name in args.modules or list(TARGETS):
         result = run_one(name, TARGETS[name], args.max_children)
         (BUILD / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        cpu_s = float(result["cpu_user"]) + float(result["cpu_sys"])  # type: ignore[arg-type]
+        wall, cpu = wall + float(result["seconds"]), cpu + cpu_s  # type: ignore[arg-type]
         print(
             f"{name}: {result['score']} % ({result.get('killed')} killed, "
             f"{result.get('survived')} survived, {result.get('no_tests')} untested, "
             f"{result.get('timeout')} timeout of {result.get('total')}) "
-            f"in {result['seconds']} s; survivors: {BUILD / (name + '.survivors.txt')}"
+            f"in {result['seconds']} s wall, {cpu_s:.0f} s CPU; "
+            f"survivors: {BUILD / (name + '.survivors.txt')}"
         )
         ok = ok and result["mutmut_rc"] == 0 and float(result["score"]) >= args.min_score  # type: ignore[arg-type]
+    print(
+        f"all: {wall:.0f} s wall, {cpu:.0f} s CPU (user+sys); on a quiet machine about "
+        f"{cpu / args.max_children:.0f} s with {args.max_children} workers (an estimate)"
+    )
     return 0 if ok else 1
 
 

@@ -79,12 +79,27 @@ _COLUMNS = {
     },
 }
 
-#: the temporary name a new store is built under: ``.NAME.qsem-new.PID.RANDOM``.
+#: SQL and PRAGMA statements, one name each. They are module constants like the schema:
+#: keywords, pragma, table and column names are case-insensitive in SQLite, so a
+#: case-changing mutant of any of them is equivalent (docs/testing.md, "store_schema").
+_READ_VERSION = "SELECT version, typeof(version) FROM schema_version"
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+_APPLICATION_ID = "PRAGMA application_id"
+_USER_VERSION = "PRAGMA user_version"
+_INTEGRITY_CHECK = "PRAGMA integrity_check"
+_SYNCHRONOUS_FULL = "PRAGMA synchronous = FULL"
+_TO_WAL = "PRAGMA journal_mode = WAL"
+_BEGIN = "BEGIN"
+_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+_COMMIT = "COMMIT"
+_ROLLBACK = "ROLLBACK"
+#: ``open`` flag for a folder: ``O_DIRECTORY`` where the OS has it (every POSIX system)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def read_version(conn: sqlite3.Connection, path: str) -> int:
     """The version in ``schema_version``: exactly one row holding an integer."""
-    rows = conn.execute("SELECT version, typeof(version) FROM schema_version").fetchall()
+    rows = conn.execute(_READ_VERSION).fetchall()
     if len(rows) != 1:
         raise fail(path, f"invalid schema_version table ({len(rows)} rows, expected 1)")
     value, kind = rows[0]
@@ -103,18 +118,18 @@ def validate(conn: sqlite3.Connection, path: str, check: bool) -> int:
     """
     own = not conn.in_transaction
     if own:
-        conn.execute("BEGIN")
+        conn.execute(_BEGIN)
     try:
         return _validate(conn, path, check)
     finally:
         if own and conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")  # it only read
+                conn.execute(_ROLLBACK)  # it only read
 
 
 def _validate(conn: sqlite3.Connection, path: str, check: bool) -> int:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = {r[0] for r in conn.execute(_TABLES)}
+    app = conn.execute(_APPLICATION_ID).fetchone()[0]
     if app != APPLICATION_ID:
         if not tables and app == 0:
             raise fail(
@@ -145,7 +160,7 @@ def _validate(conn: sqlite3.Connection, path: str, check: bool) -> int:
         if not cols <= have:
             raise fail(path, f"table {table!r} lacks column(s) {', '.join(sorted(cols - have))}")
     if check:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        rows = [r[0] for r in conn.execute(_INTEGRITY_CHECK)]
         if rows != ["ok"]:
             raise fail(path, f"corrupt ({'; '.join(rows[:3])})")
     return version
@@ -163,21 +178,21 @@ def upgrade(conn: sqlite3.Connection, path: str) -> int:
     of an old file wait for each other, and only the first migrates it. A current store
     takes no lock (so opening a writer does not wait for another process's transaction)."""
     current = read_version(conn, path) == SCHEMA_VERSION
-    if current and conn.execute("PRAGMA user_version").fetchone()[0] != 0:
+    if current and conn.execute(_USER_VERSION).fetchone()[0] != 0:
         return SCHEMA_VERSION
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(_BEGIN_IMMEDIATE)
     try:
         version = read_version(conn, path)
         if version > SCHEMA_VERSION:
             raise fail(path, f"schema version {version} is newer than this qsem knows")
         _migrate(conn, version)
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        if conn.execute(_USER_VERSION).fetchone()[0] == 0:
             conn.execute(f"PRAGMA user_version = {_new_id()}")
-        conn.execute("COMMIT")
+        conn.execute(_COMMIT)
     except BaseException:
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                conn.execute(_ROLLBACK)
         raise
     return SCHEMA_VERSION
 
@@ -190,7 +205,7 @@ def _new_id() -> int:
 
 
 def _fsync(path: str, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    fd = os.open(path, os.O_RDONLY | (_O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
     except OSError as exc:  # some file systems cannot sync a directory
@@ -240,19 +255,19 @@ def create(path: str) -> None:
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_SYNCHRONOUS_FULL)
+            conn.execute(_BEGIN_IMMEDIATE)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {_new_id()}")
             for stmt in _SCHEMA_V1:
                 conn.execute(stmt)
-            conn.execute("COMMIT")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_COMMIT)
+            conn.execute(_BEGIN_IMMEDIATE)
             _migrate(conn, 1)
-            conn.execute("COMMIT")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise fail(path, f"cannot switch a new store to WAL ({mode})")
+            conn.execute(_COMMIT)
+            # WAL before anyone can see the file; where SQLite cannot switch, every writer
+            # that opens the store refuses it (store_open._to_wal, the one home of that rule)
+            conn.execute(_TO_WAL)
         finally:
             conn.close()
         _fsync(tmp)
