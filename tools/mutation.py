@@ -273,7 +273,9 @@ def run_one(name: str, target: Target, max_children: int) -> dict[str, object]:
     dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
     measured = commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # the modules under mutation are the torch path: the native kernel (on by default for
+    # small states) would bypass the code being mutated, so it is switched off here
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", QSEM_NATIVE="0")
     env.pop("MUTANT_UNDER_TEST", None)
     raw = work / "mutmut.log"
     start, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -352,7 +354,9 @@ def recheck(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / t, target)
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # the modules under mutation are the torch path: the native kernel (on by default for
+    # small states) would bypass the code being mutated, so it is switched off here
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", QSEM_NATIVE="0")
     env.pop("MUTANT_UNDER_TEST", None)
     env["PYTHONPATH"] = os.pathsep.join([str(project / "src"), str(project / "tests")])
     survivors = [m for m in result["survivors"] if not only or any(fnmatch(m, p) for p in only)]
