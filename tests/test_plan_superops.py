@@ -14,15 +14,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ATOL_NOISE_AER
+from conftest import ATOL_F64, ATOL_NOISE_AER
+from test_adjoint import DIMS, random_circuit
 from test_plan_mutation import reference
 from test_plan_super import random_kraus, super_step
 
-from qsem.circuits import CNOT, RY, RZ, Circuit, Depolarizing, Kraus, Parameter, Unitary
+from qsem.circuits import (
+    CNOT,
+    RY,
+    RZ,
+    Circuit,
+    Depolarizing,
+    Gate,
+    Kraus,
+    Parameter,
+    TShift,
+    Unitary,
+)
 from qsem.simulators import TorchSimulator, kernels
 from qsem.simulators.plan import Plan, SimState, run_steps
 from qsem.simulators.plan_state import Context
-from qsem.simulators.plan_superops import chain_products, pair_kron, unitary_superop
+from qsem.simulators.plan_superops import (
+    chain_products,
+    gate_matrices,
+    pair_kron,
+    unitary_superop,
+)
 
 C128, F64 = torch.complex128, torch.float64
 
@@ -143,3 +160,40 @@ def test_unitary_superop_is_the_kronecker_product(shape: tuple[int, ...]) -> Non
     assert got.shape == want.shape and (got - want).abs().max() < 1e-14
     other = torch.randn(3, dtype=C128, generator=torch.Generator().manual_seed(5)).diag()
     assert (pair_kron(u, other) - kernels.kron([u, other])).abs().max() < 1e-14
+
+
+@pytest.mark.parametrize("kind", ["qubit", "mixed"])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_gate_matrices_gives_each_one_wire_gate_its_own_matrix(
+    kind: str, batch: int | None
+) -> None:
+    """:func:`gate_matrices` against each gate evaluated alone (``Context.matrix``): every
+    one-wire gate among ``idx`` gets its own matrix and superoperator ``U ⊗ conj(U)``
+    (stacked parameters, shared parameter-free matrices, qubit and qutrit wires, batched
+    angles), and nothing else (multi-wire gates, operations not in ``idx``) is there."""
+    circuit, sizes, _ = random_circuit(DIMS[kind], depth=2, seed=3)
+    dims = circuit.dims
+    for w in range(len(dims)):  # parameter-free gates: one shared formula per wire dimension
+        circuit.add(TShift(wires=w) if dims[w] == 3 else RY(0.7, wires=w))
+        circuit.add(TShift(wires=w) if dims[w] == 3 else RY(0.7, wires=w))
+    g = torch.Generator().manual_seed(5)
+    shape = (batch, sizes["x"]) if batch else (sizes["x"],)
+    values = {
+        "x": torch.rand(shape, generator=g, dtype=F64),
+        "w": torch.rand(sizes["w"], generator=g, dtype=F64),
+    }
+    ctx = Context(dims, circuit.ops, values, C128, F64, torch.device("cpu"))
+    skipped = 1  # an operation left out of idx gets nothing
+    idx = [i for i in range(len(circuit.ops)) if i != skipped]
+    sups: dict[int, torch.Tensor] = {}
+    mats = gate_matrices(idx, ctx, sups)
+    one_wire = [
+        i for i in idx if isinstance(circuit.ops[i], Gate) and len(circuit.ops[i].wires) == 1
+    ]
+    assert sorted(mats) == sorted(sups) == one_wire
+    for i in one_wire:
+        want = ctx.matrix(circuit.ops[i])
+        got = mats[i]
+        assert got.shape[-2:] == want.shape[-2:]
+        assert (got - want).abs().max() < ATOL_F64
+        assert (sups[i] - kernels.kron([want, want.conj()])).abs().max() < ATOL_F64
