@@ -4,13 +4,11 @@ random qubit, qutrit and mixed circuits, batched and not; the counter proves it 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from conftest import ATOL_F32, ATOL_F64, FD_ATOL
-from test_adjoint import DIMS, random_circuit
+from test_adjoint import DIMS, bind, random_circuit
 from test_thread_policy import bad_environment_message
 
 from qsem.circuits import CRY, RY, TRY, Circuit, ParameterVector, TAdd, Unitary
@@ -21,14 +19,6 @@ from qsem.threads import torch_threads
 pytestmark = pytest.mark.skipif(
     not native.available(), reason="the native kernel was not built (no C compiler at install)"
 )
-
-
-def _bind(sizes: dict[str, int], batch: int | None, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (batch, sizes["x"]) if batch else (sizes["x"],)
-    x = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 * math.pi).requires_grad_()
-    w = (torch.rand(sizes["w"], generator=g, dtype=torch.float64) * 2 * math.pi).requires_grad_()
-    return {"x": x, "w": w}
 
 
 def _random_unitary(d: int, seed: int) -> torch.Tensor:
@@ -98,7 +88,7 @@ def sim_matrix(sim: TorchSimulator, circuit: Circuit, op: object, bound: dict) -
 def test_native_matches_torch_path_and_reference(kind: str, batch: int | None, seed: int) -> None:
     circuit, sizes, concrete = random_circuit(DIMS[kind], depth=3, seed=seed)
     circuit = _with_unitaries(circuit, seed)
-    params = _bind(sizes, batch, seed)
+    params = bind(sizes, batch, seed)
     inputs = [params["x"], params["w"], *concrete]
     before = TorchSimulator(dtype=torch.complex128).plan(circuit).native_runs
     got, plan = _run(circuit, params, True)
@@ -115,7 +105,7 @@ def test_native_matches_torch_path_and_reference(kind: str, batch: int | None, s
 def test_native_gradient_matches_finite_differences() -> None:
     circuit, sizes, _ = random_circuit(DIMS["mixed"], depth=2, seed=5)
     circuit = _with_unitaries(circuit, 5)
-    params = _bind(sizes, 2, 5)
+    params = bind(sizes, 2, 5)
     before = TorchSimulator(dtype=torch.complex128).plan(circuit).native_runs
     got, plan = _run(circuit, params, True)
     (gw,) = _loss_grads(got, [params["w"]], 9)
@@ -163,7 +153,7 @@ def test_initial_state_and_batched_gate_matrices() -> None:
 def test_factored_density_matrix_runs_natively() -> None:
     """A channel-free density-matrix run keeps ρ = |ψ><ψ| factored: the kernel runs it."""
     circuit, sizes, _ = random_circuit(DIMS["qutrit"], depth=2, seed=4)
-    params = _bind(sizes, 2, 4)
+    params = bind(sizes, 2, 4)
     rhos, plan = {}, None
     sim0 = TorchSimulator("density_matrix", dtype=torch.complex128)
     before = sim0.plan(circuit).native_runs
@@ -233,7 +223,7 @@ def test_a_copied_simulator_runs_natively() -> None:
     import copy
 
     circuit, sizes, _ = random_circuit(DIMS["mixed"], depth=2, seed=8)
-    params = _bind(sizes, 2, 8)
+    params = bind(sizes, 2, 8)
     sim = TorchSimulator(dtype=torch.complex128, native=True)
     first = sim.run(circuit, params).vector.detach()
     twin = copy.deepcopy(sim)
@@ -250,7 +240,7 @@ def test_second_derivatives_match_the_torch_path() -> None:
     reruns the gates by torch operations. Hessian of a loss in the weights, both paths."""
     circuit, sizes, _ = random_circuit(DIMS["mixed"], depth=2, seed=6)
     circuit = _with_unitaries(circuit, 6)
-    params = _bind(sizes, 2, 6)
+    params = bind(sizes, 2, 6)
     x = params["x"].detach()
     hess = {}
     before = TorchSimulator(dtype=torch.complex128).plan(circuit).native_runs
